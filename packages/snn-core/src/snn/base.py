@@ -1,0 +1,331 @@
+"""Step-mode-aware modules and modules with memory (state).
+
+Every snn module runs in one of two *step modes*:
+
+- ``'s'`` (single step): the input is one time step ``[N, *]``;
+- ``'m'`` (multi step): the input is a whole sequence ``[T, N, *]`` (time first).
+
+:class:`StepModule` adds the ``step_mode`` attribute; :class:`MemoryModule` adds *memories*:
+named states (membrane potentials, traces, masks ...) that persist between calls, are read and
+written as plain attributes, and return to their reset values on :meth:`MemoryModule.reset`
+(``snn.functional.reset_net`` resets a whole network).
+
+A subclass implements :meth:`MemoryModule.single_step_forward`; the default
+:meth:`MemoryModule.multi_step_forward` loops it over time, so a single-step implementation
+works in both modes. Neurons override ``multi_step_forward`` with a fused kernel.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+__all__ = [
+    "STEP_MODES",
+    "StepModule",
+    "SingleStepModule",
+    "MultiStepModule",
+    "MemoryModule",
+    "named_memories",
+    "memories",
+    "extract_memories",
+    "load_memories",
+]
+
+logger = logging.getLogger("snn")
+
+#: The step modes: ``'s'`` one step ``[N, *]``, ``'m'`` a sequence ``[T, N, *]``.
+STEP_MODES = ("s", "m")
+
+_KERNEL_MODE = {"s": "single_step", "m": "multi_step"}
+
+
+class StepModule:
+    """Mixin giving a module a validated ``step_mode`` attribute (``'s'`` or ``'m'``)."""
+
+    def supported_step_mode(self) -> tuple[str, ...]:
+        """The step modes this module accepts."""
+        return STEP_MODES
+
+    @property
+    def step_mode(self) -> str:
+        """``'s'`` (input ``[N, *]``) or ``'m'`` (input ``[T, N, *]``)."""
+        return self._step_mode
+
+    @step_mode.setter
+    def step_mode(self, value: str) -> None:
+        supported = self.supported_step_mode()
+        if not isinstance(value, str) or value not in supported:
+            raise ValueError(
+                f'step_mode: expected one of {supported}, got {value!r} '
+                f'(step_mode can only be {supported}, but got "{value}"!)'
+            )
+        self._step_mode = value
+
+
+class SingleStepModule(StepModule):
+    """A module that only runs one step at a time."""
+
+    def supported_step_mode(self) -> tuple[str, ...]:
+        return ("s",)
+
+
+class MultiStepModule(StepModule):
+    """A module that only runs whole sequences."""
+
+    def supported_step_mode(self) -> tuple[str, ...]:
+        return ("m",)
+
+
+class MemoryModule(nn.Module, StepModule):
+    """Base of every stateful module.
+
+    Memories are registered with :meth:`register_memory` and then used as attributes
+    (``self.v``). Their reset values are deep copies taken at registration.
+
+    Class attributes:
+        neuron_kind: ``"if"``, ``"lif"`` or ``"plif"`` for neurons whose dynamics a kernel
+            backend can run; ``None`` for other stateful modules (they run on torch only).
+
+    Args:
+        step_mode: ``'s'`` or ``'m'``.
+    """
+
+    neuron_kind: ClassVar[str | None] = None
+
+    def __init__(self, step_mode: str = "s") -> None:
+        super().__init__()
+        object.__setattr__(self, "_memories", {})
+        object.__setattr__(self, "_memories_rv", {})
+        self._backend = "torch"
+        self.step_mode = step_mode
+
+    # -- memories ------------------------------------------------------------------------------
+
+    def register_memory(self, name: str, value: Any) -> None:
+        """Register a memory ``name`` with initial (and reset) value ``value``.
+
+        Raises:
+            ValueError: ``name`` is already an attribute of the module.
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"name: expected an identifier, got {name!r}")
+        if name in self._memories or hasattr(self, name):
+            raise ValueError(f"name: {name!r} is already an attribute of {type(self).__name__}")
+        self._memories[name] = value
+        self.set_reset_value(name, value)
+
+    def set_reset_value(self, name: str, value: Any) -> None:
+        """Set the value memory ``name`` returns to on :meth:`reset` (deep-copied)."""
+        self._memories_rv[name] = copy.deepcopy(value)
+
+    def get_reset_value(self, name: str) -> Any:
+        """The reset value of memory ``name`` (a deep copy).
+
+        Raises:
+            KeyError: ``name`` is not a registered memory or has no reset value.
+        """
+        if name not in self._memories:
+            raise KeyError(f"{name!r} is not a registered memory of {type(self).__name__}")
+        if name not in self._memories_rv:
+            raise KeyError(f"memory {name!r} of {type(self).__name__} has no reset value")
+        return copy.deepcopy(self._memories_rv[name])
+
+    def reset(self) -> None:
+        """Return every memory to its reset value.
+
+        A tensor memory whose reset value is a tensor of the same shape, dtype and device is
+        detached and overwritten in place; a tensor memory whose reset value is a number becomes
+        that number again (re-materialised with the next input's shape); anything else becomes a
+        deep copy of the reset value.
+        """
+        for name, reset_value in self._memories_rv.items():
+            current = self._memories.get(name)
+            if (
+                isinstance(current, torch.Tensor)
+                and isinstance(reset_value, torch.Tensor)
+                and current.shape == reset_value.shape
+                and current.dtype == reset_value.dtype
+                and current.device == reset_value.device
+            ):
+                try:
+                    current.detach_()
+                    current.copy_(reset_value)
+                except RuntimeError:
+                    self._memories[name] = reset_value.detach().clone()
+            elif isinstance(reset_value, (int, float)) and not isinstance(reset_value, bool):
+                self._memories[name] = reset_value
+            else:
+                self._memories[name] = copy.deepcopy(reset_value)
+
+    def detach(self) -> None:
+        """Cut every tensor memory from the autograd graph (truncated BPTT); in place where possible."""
+        for name, value in self._memories.items():
+            if isinstance(value, torch.Tensor):
+                try:
+                    value.detach_()
+                except RuntimeError:
+                    self._memories[name] = value.detach()
+
+    def memories(self) -> Iterator[Any]:
+        """The current memory values."""
+        yield from self._memories.values()
+
+    def named_memories(self) -> Iterator[tuple[str, Any]]:
+        """``(name, value)`` of each memory of this module (not of submodules)."""
+        yield from self._memories.items()
+
+    # -- attribute routing ---------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        memories = self.__dict__.get("_memories")
+        if memories is not None and name in memories:
+            return memories[name]
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        memories = self.__dict__.get("_memories")
+        if memories is not None and name in memories:
+            memories[name] = value
+        else:
+            super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        memories = self.__dict__.get("_memories")
+        if memories is not None and name in memories:
+            del memories[name]
+            self._memories_rv.pop(name, None)
+        else:
+            super().__delattr__(name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._memories))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle / deepcopy support: tensor memories are stored as detached values.
+
+        A state tensor that still carries an autograd graph (right after a training forward)
+        cannot be deep-copied by torch; its value is what a copy needs.
+        """
+        state = self.__dict__.copy()
+        state["_memories"] = {
+            k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in self._memories.items()
+        }
+        return state
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> MemoryModule:
+        super()._apply(fn, recurse)
+        for name, value in self._memories.items():
+            if isinstance(value, torch.Tensor):
+                self._memories[name] = fn(value)
+        return self
+
+    def _replicate_for_data_parallel(self) -> MemoryModule:
+        replica = super()._replicate_for_data_parallel()
+        object.__setattr__(replica, "_memories", self._memories.copy())
+        return replica
+
+    # -- backends ------------------------------------------------------------------------------
+
+    @property
+    def supported_backends(self) -> tuple[str, ...]:
+        """Installed backends that serve this module's neuron kind in its current step mode.
+
+        Modules without a :attr:`neuron_kind` run on ``"torch"`` only.
+        """
+        if self.neuron_kind is None:
+            return ("torch",)
+        from snn.plugins import get_registry
+
+        return get_registry().backends_serving(self.neuron_kind, _KERNEL_MODE[self.step_mode])
+
+    @property
+    def backend(self) -> str:
+        """The backend running this module (``"torch"`` by default; ``"auto"`` picks per input)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"backend: expected a string, got {type(value).__name__}")
+        if value == "auto" and self.neuron_kind is not None:
+            self._backend = value
+            return
+        from snn.errors import UnsupportedOperationError
+        from snn.plugins import get_registry
+
+        registry = get_registry()
+        info = registry.backend(value)
+        if value not in self.supported_backends:
+            mode = _KERNEL_MODE[self.step_mode]
+            kind = self.neuron_kind or type(self).__name__
+            raise UnsupportedOperationError(
+                value,
+                f"{type(self).__name__} (kind {kind!r}) in step mode {self.step_mode!r} ({mode})",
+                self.supported_backends,
+            )
+        info.raise_if_unavailable()
+        self._backend = value
+
+    def extra_repr(self) -> str:
+        return f"step_mode={self.step_mode}, backend={self.backend}"
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def single_step_forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """One step: ``x`` is ``[N, *]``. Subclasses implement this."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement single_step_forward")
+
+    def multi_step_forward(self, x_seq: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """A sequence ``[T, N, *]``: by default :meth:`single_step_forward` looped over time and stacked."""
+        outputs = [self.single_step_forward(x_seq[t], *args, **kwargs) for t in range(x_seq.shape[0])]
+        return torch.stack(outputs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self._step_mode == "s":
+            return self.single_step_forward(*args, **kwargs)
+        return self.multi_step_forward(*args, **kwargs)
+
+
+def named_memories(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted name, value)`` of every memory in ``module`` and its submodules (e.g. ``"0.v"``)."""
+    for module_name, sub in module.named_modules(prefix=prefix):
+        if isinstance(sub, MemoryModule):
+            for name, value in sub.named_memories():
+                yield (f"{module_name}.{name}" if module_name else name), value
+
+
+def memories(module: nn.Module) -> Iterator[Any]:
+    """Every memory value in ``module`` and its submodules, in :func:`named_memories` order."""
+    for _, value in named_memories(module):
+        yield value
+
+
+def extract_memories(module: nn.Module) -> list[Any]:
+    """The memory values of ``module`` as a list (see :func:`load_memories`)."""
+    return list(memories(module))
+
+
+def load_memories(module: nn.Module, values: list[Any]) -> None:
+    """Write ``values`` (from :func:`extract_memories`) back into ``module``'s memories.
+
+    Raises:
+        ValueError: ``values`` does not have one entry per memory.
+    """
+    targets = [
+        (sub, name)
+        for sub in module.modules()
+        if isinstance(sub, MemoryModule)
+        for name in list(sub._memories)
+    ]
+    if len(values) != len(targets):
+        raise ValueError(
+            f"values: Memory length mismatch: expected {len(targets)} memories, got {len(values)}"
+        )
+    for (sub, name), value in zip(targets, values):
+        sub._memories[name] = value

@@ -1,0 +1,175 @@
+"""Hook specifications of snn: what a plugin can add.
+
+snn is extended through `pluggy <https://pluggy.readthedocs.io>`_. A plugin is a module (or
+object) with functions decorated by :data:`snn.hookimpl`; a separate distribution makes it
+known through an entry point in the group ``snn``::
+
+    [project.entry-points.snn]
+    myname = "snn_myname.plugin"
+
+Each hook receives a *registrar*: a callable that the plugin calls once per thing it provides,
+as ``register(name, implementation, **metadata)``. The core owns the data; the plugin never
+returns anything. Hooks are called once, when the plugin manager is first built (lazily, on
+first use; nothing happens at ``import snn``). A hook that raises, or a name that is already
+taken, is recorded as a failure of that plugin and shown by ``snn doctor``; the other plugins
+keep working.
+
+An implementation may accept fewer arguments than its specification (pluggy's opt-in
+arguments), so new arguments can be added to a spec without breaking plugins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from snn.registry import (
+        BackendRegistrar,
+        LearnerRegistrar,
+        LossRegistrar,
+        StrategyRegistrar,
+    )
+
+__all__ = [
+    "PROJECT_NAME",
+    "hookspec",
+    "snn_register_backends",
+    "snn_register_forward_strategies",
+    "snn_register_losses",
+    "snn_register_online_learners",
+]
+
+#: The pluggy project name; also the entry-point group.
+PROJECT_NAME = "snn"
+
+#: Marker for hook specifications (used by this module only).
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+# ---------------------------------------------------------------------------------------------
+# Neuron kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def snn_register_backends(register: BackendRegistrar) -> None:
+    """Register neuron-kernel backends.
+
+    Call ``register(name, kernels, **metadata)`` once per backend:
+
+    :param register: the backend registrar. Its arguments:
+
+        - ``name`` (str): the backend name users pass to ``set_backend`` (e.g. ``"triton"``).
+        - ``kernels`` (Mapping[tuple[str, str], str]): the kernels keyed by
+          ``(neuron kind, mode)``, e.g. ``("lif", "multi_step")``, each given as a
+          ``"module:attribute"`` string imported on first use. Kinds are ``"if"``, ``"lif"``
+          and ``"plif"``; modes ``"multi_step"`` and ``"single_step"``. The callable follows
+          the neuron-kernel contract of :mod:`snn.kernels`.
+        - ``devices`` (Iterable[str]): device types served, e.g. ``("cuda",)``.
+        - ``dtypes`` (Iterable[torch.dtype]): storage dtypes served.
+        - ``surrogates`` (Iterable[str]): class names of :mod:`snn.surrogate` whose derivative
+          the kernels implement. Claim only what the conformance suite can check.
+        - ``probe`` (Callable[[], str | None]): returns ``None`` when the backend can run
+          here, else a human-readable reason (e.g. ``"no CUDA device"``). Called lazily, once.
+        - ``emulated_devices`` (Iterable[str], optional): devices served only through an
+          interpreter or emulation (kept for tests; ``"auto"`` never picks them).
+        - ``auto_priority`` (int, optional): larger wins when ``backend="auto"`` chooses
+          among backends that serve the input. The torch backend has priority 0.
+        - ``description`` (str, optional): one line for ``snn doctor``.
+
+    :returns: nothing; the registrar keeps the data.
+
+    Use in a plugin::
+
+        @snn.hookimpl
+        def snn_register_backends(register):
+            register(
+                "mykernels",
+                {("lif", "multi_step"): "snn_mykernels.lif:lif_multi_step"},
+                devices=("cuda",),
+                dtypes=(torch.float32,),
+                surrogates=("Sigmoid", "ATan"),
+                probe=probe,
+            )
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward strategies
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
+    """Register named ways of running a module over a sequence.
+
+    Call ``register(name, strategy, **metadata)`` once per strategy:
+
+    :param register: the strategy registrar. Its arguments:
+
+        - ``name`` (str): e.g. ``"checkpointed"``.
+        - ``strategy`` (Callable[..., Tensor]): called as
+          ``strategy(module, x_seq, **options)`` with ``x_seq`` of shape ``[T, N, *]`` (time
+          first) and returns the stacked outputs ``[T, N, *]``.
+        - ``description`` (str, optional): one line for ``snn doctor``.
+
+    :returns: nothing.
+
+    Built in: ``loop``, ``t_last``, ``chunked``, ``seq_to_ann``, ``t_last_seq_to_ann`` and
+    ``checkpointed``. :class:`snn.layer.MultiStepContainer` takes ``strategy=`` by name.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def snn_register_losses(register: LossRegistrar) -> None:
+    """Register named losses.
+
+    Call ``register(name, loss, **metadata)`` once per loss:
+
+    :param register: the loss registrar. Its arguments:
+
+        - ``name`` (str): e.g. ``"tet"``.
+        - ``loss`` (Callable[..., Tensor]): the loss function.
+        - ``signature`` (str, optional): ``"sequence_classification"`` for losses called as
+          ``loss(y_seq, target)`` with ``y_seq`` of shape ``[T, N, C]`` and integer class
+          indices ``target`` of shape ``[N]`` (what ``snn train --loss`` accepts); anything
+          else for losses with other arguments.
+        - ``description`` (str, optional): one line for ``snn doctor``.
+
+    :returns: nothing.
+
+    Built in: ``tet``, ``spike_similar``, ``ce_rate`` and ``mse_count``.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Online learners
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def snn_register_online_learners(register: LearnerRegistrar) -> None:
+    """Register online learning rules.
+
+    Call ``register(name, learner, **metadata)`` once per learner:
+
+    :param register: the learner registrar. Its arguments:
+
+        - ``name`` (str): e.g. ``"ottt"``.
+        - ``learner`` (:class:`snn.learning.OnlineLearner`): an object implementing the
+          learner interface; :mod:`snn.functional` dispatches ``ottt_online_training``,
+          ``fptt_online_training`` and ``fptt_online_training_init_w_ra`` to the learners
+          named ``ottt`` and ``fptt``.
+        - ``description`` (str, optional): one line for ``snn doctor``.
+
+    :returns: nothing.
+
+    The ``snn-online`` distribution provides ``ottt``, ``sltt`` and ``fptt``.
+    """
