@@ -1,0 +1,74 @@
+"""snn.expr: the expression language that carries surrogate derivatives to kernel sources."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from snn.expr import SYMBOLIC_OPS, TORCH_OPS, float32_literal, render, var
+
+
+def _derivative(x, ops, alpha=2.0):
+    s = ops.sigmoid(alpha * x)
+    inner = ops.where(ops.abs(x) < 0.5, 1.0 - ops.abs(x), ops.exp(-x * x))
+    return alpha * s * (1 - s) + inner / (1 + ops.cos(x) ** 2) + ops.minimum(1.0 / ops.abs(x), 0.3)
+
+
+class _TritonShim:
+    """Evaluates rendered Triton expressions with torch (tl.* -> torch)."""
+
+    exp, log, abs, sqrt, sigmoid, cos = torch.exp, torch.log, torch.abs, torch.sqrt, torch.sigmoid, torch.cos
+
+    @staticmethod
+    def where(c, a, b):
+        return torch.where(c, torch.as_tensor(a), torch.as_tensor(b))
+
+    @staticmethod
+    def minimum(a, b):
+        return torch.minimum(torch.as_tensor(a), torch.as_tensor(b))
+
+    @staticmethod
+    def maximum(a, b):
+        return torch.maximum(torch.as_tensor(a), torch.as_tensor(b))
+
+
+def test_rendered_triton_matches_torch_evaluation() -> None:
+    x = torch.linspace(-2, 2, 41, dtype=torch.float32)
+    expected = _derivative(x, TORCH_OPS)
+    source = render(_derivative(var(), SYMBOLIC_OPS), "triton")
+    got = eval(source, {"tl": _TritonShim, "x": x})
+    torch.testing.assert_close(got, expected)
+
+
+def test_rendered_cuda_uses_exact_float_literals() -> None:
+    source = render(_derivative(var(), SYMBOLIC_OPS, alpha=0.1), "cuda", {"x": "over_th"})
+    assert "over_th" in source and "expf" in source and "fminf" in source
+    literal = float32_literal(0.1, "cuda")
+    assert literal in source
+    value = float.fromhex(literal.strip("()").rstrip("f"))
+    assert value == torch.tensor(0.1, dtype=torch.float32).item()
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, 1e39])
+def test_non_finite_numbers_never_reach_source(bad: float) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        render(var() * bad, "cuda")
+
+
+def test_variable_names_must_be_identifiers() -> None:
+    with pytest.raises(ValueError, match="identifiers"):
+        render(var() + 1.0, "cuda", {"x": "x); system(\"rm"})
+
+
+def test_expressions_have_no_truth_value() -> None:
+    with pytest.raises(TypeError, match="where"):
+        bool(var() < 1.0)
+
+
+def test_unknown_function_and_dialect() -> None:
+    with pytest.raises(AttributeError, match="no function 'tanh'"):
+        SYMBOLIC_OPS.tanh(var())
+    with pytest.raises(ValueError, match="dialect"):
+        render(var(), "opencl")
