@@ -1,0 +1,384 @@
+"""The surrogate-function base class, the Heaviside step and the shared autograd function.
+
+Every surrogate writes its derivative ``g(x)`` exactly once, in
+:meth:`SurrogateFunctionBase.derivative`, against a math namespace ``ops`` from
+:mod:`snn.expr`. The torch backward of every class runs through one generic
+:class:`torch.autograd.Function` that evaluates that derivative; kernel backends render the
+same derivative to Triton / CUDA source (see :func:`snn.surrogate.derivative_expression`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from functools import lru_cache, partial
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from snn.expr import TorchOps
+from snn.kernels import SurrogateSpec
+
+__all__ = [
+    "SurrogateFunctionBase",
+    "heaviside",
+    "check_real",
+    "check_positive",
+    "check_integer",
+]
+
+Number = float | int
+
+#: Dtypes whose surrogate math runs in float32 (results are cast back to the input dtype).
+_REDUCED_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def heaviside(x: torch.Tensor) -> torch.Tensor:
+    """The spike function ``H(x) = 1 if x >= 0 else 0`` (so ``H(0) = 1``).
+
+    Args:
+        x: a floating tensor of any shape.
+
+    Returns:
+        A tensor of ``x``'s shape and dtype holding 0.0 and 1.0 (NaN inputs give 0.0).
+    """
+    return (x >= 0).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# parameter checks (used by the subclasses' ``_check_params``)
+
+
+def check_real(owner: str, name: str, value: Any) -> float:
+    """``value`` as a finite float.
+
+    Raises:
+        TypeError: ``value`` is not a real number (``bool`` is refused too).
+        ValueError: ``value`` is NaN or infinite.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name}: expected a real number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{owner}: {name}: expected a finite number, got {value!r}")
+    return number
+
+
+def check_positive(owner: str, name: str, value: Any, lower: float = 0.0) -> float:
+    """``value`` as a finite float strictly greater than ``lower``.
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ValueError: ``value`` is not finite or not ``> lower``.
+    """
+    number = check_real(owner, name, value)
+    if not number > lower:
+        raise ValueError(f"{owner}: {name}: expected a number > {lower:g}, got {value!r}")
+    return number
+
+
+def check_integer(owner: str, name: str, value: Any, lower: int = 1) -> int:
+    """``value`` as an ``int`` that is at least ``lower``.
+
+    Integral floats (``2.0``, as stored in a :class:`~snn.kernels.SurrogateSpec`) are accepted.
+
+    Raises:
+        TypeError: ``value`` is not an integer.
+        ValueError: ``value`` is smaller than ``lower``.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise TypeError(f"{owner}: {name}: expected an integer, got {type(value).__name__} {value!r}")
+    if number < lower:
+        raise ValueError(f"{owner}: {name}: expected an integer >= {lower}, got {value!r}")
+    return number
+
+
+# ---------------------------------------------------------------------------------------------
+# torch evaluation of the derivatives
+
+
+class _TypedTorchOps(TorchOps):
+    """:class:`snn.expr.TorchOps` whose ``where`` builds constant branches in a chosen dtype.
+
+    ``TorchOps.where(cond, 0.3, 1.0)`` has no tensor branch to take a dtype from and falls back
+    to the default dtype (float32); evaluating in float64 would then round the constants.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+    def where(self, cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:  # type: ignore[override]
+        if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
+            a = torch.tensor(float(a), dtype=self.dtype, device=cond.device)
+        return TorchOps.where(cond, a, b)
+
+
+_OPS_BY_DTYPE: dict[torch.dtype, _TypedTorchOps] = {}
+
+
+def _ops_for(dtype: torch.dtype) -> _TypedTorchOps:
+    ops = _OPS_BY_DTYPE.get(dtype)
+    if ops is None:
+        ops = _OPS_BY_DTYPE.setdefault(dtype, _TypedTorchOps(dtype))
+    return ops
+
+
+def evaluate_derivative(
+    cls: type[SurrogateFunctionBase], x: torch.Tensor, params: Mapping[str, Number]
+) -> torch.Tensor:
+    """``cls.derivative`` evaluated on ``x`` with torch ops.
+
+    float16 / bfloat16 inputs are evaluated in float32 and the result cast back. Plain-number
+    derivatives are broadcast to ``x``'s shape.
+
+    Args:
+        cls: the surrogate class.
+        x: the input tensor, any shape, floating dtype.
+        params: the surrogate's parameters by name.
+
+    Returns:
+        ``g(x)``, same shape, dtype and device as ``x``.
+    """
+    compute = x.float() if x.dtype in _REDUCED_PRECISION else x
+    g = cls.derivative(compute, _ops_for(compute.dtype), **params)
+    if not isinstance(g, torch.Tensor):
+        return torch.full_like(x, float(g))
+    if g.shape != x.shape:
+        g = g.expand(x.shape)
+    return g if g.dtype == x.dtype else g.to(x.dtype)
+
+
+@lru_cache(maxsize=1024)
+def torch_derivative(
+    cls: type[SurrogateFunctionBase], params: tuple[tuple[str, float], ...]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A cached ``x -> g(x)`` closure for ``cls`` with fixed ``params``."""
+    kwargs = dict(params)
+
+    def g(x: torch.Tensor) -> torch.Tensor:
+        return evaluate_derivative(cls, x, kwargs)
+
+    g.__name__ = f"{cls.__name__}_derivative"
+    g.__qualname__ = g.__name__
+    return g
+
+
+class _SpikeWithSurrogateGradient(torch.autograd.Function):
+    """``y = spike_fn(x)`` forward, ``dL/dx = dL/dy * g(x)`` backward.
+
+    The one autograd function behind every surrogate's spiking mode. ``spike_fn`` is
+    :func:`heaviside` for all surrogates except the ones that fire differently
+    (:class:`~snn.surrogate.PoissonPass`, :class:`~snn.surrogate.MultiLevelSpikeCount`).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        x: torch.Tensor,
+        spike_fn: Callable[[torch.Tensor], torch.Tensor],
+        derivative_fn: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        return spike_fn(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        x, _, derivative_fn = inputs
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(x)
+            ctx.derivative_fn = derivative_fn
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        (x,) = ctx.saved_tensors
+        return grad_output * ctx.derivative_fn(x), None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# the base class
+
+
+class SurrogateFunctionBase(nn.Module):
+    """Base class of every surrogate-gradient function.
+
+    In spiking mode (the default) ``forward`` returns the spikes ``heaviside(x)`` and its
+    backward multiplies the upstream gradient by ``g(x)`` (:meth:`derivative`); there is no
+    gradient for the hyper-parameters. With ``spiking=False`` ``forward`` is the smooth
+    :meth:`primitive` (whose derivative is ``g``) under ordinary autograd.
+
+    Hyper-parameters are plain float (or int) attributes named by :attr:`param_names`, checked
+    on construction and on assignment; surrogates hold no ``nn.Parameter`` and no buffer.
+
+    Subclasses define :attr:`param_names`, :meth:`derivative`, :meth:`primitive` and, when
+    their parameters have constraints, :meth:`_check_params`.
+
+    Attributes:
+        param_names: constructor parameter names, in order.
+        has_closed_form_derivative: whether the spiking forward is :func:`heaviside` and the
+            backward a closed-form ``g(x)``, i.e. whether neuron kernels can use it.
+        spiking: the current mode.
+    """
+
+    param_names: ClassVar[tuple[str, ...]] = ()
+    has_closed_form_derivative: ClassVar[bool] = True
+
+    def __init__(self, spiking: bool = True, **params: Any) -> None:
+        super().__init__()
+        if set(params) != set(self.param_names):
+            raise TypeError(
+                f"{type(self).__name__}: expected parameters {self.param_names}, got {tuple(params)}"
+            )
+        checked = self._check_params(dict(params))
+        self.set_spiking_mode(spiking)
+        for name in self.param_names:
+            object.__setattr__(self, name, checked[name])
+
+    # -- parameters -------------------------------------------------------------------------
+
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
+        """Validate and normalise parameters (default: each a finite real number, as float).
+
+        Args:
+            params: parameter name -> value, every name of :attr:`param_names`.
+
+        Returns:
+            The normalised values.
+
+        Raises:
+            TypeError: a value of the wrong type.
+            ValueError: a value out of range.
+        """
+        return {name: check_real(cls.__name__, name, params[name]) for name in cls.param_names}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self).param_names and name in self.__dict__:
+            current = {n: self.__dict__[n] for n in type(self).param_names}
+            current[name] = value
+            value = self._check_params(current)[name]
+            object.__setattr__(self, name, value)
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def params(self) -> dict[str, Number]:
+        """The hyper-parameters by name, in :attr:`param_names` order."""
+        return {name: getattr(self, name) for name in self.param_names}
+
+    @property
+    def spec(self) -> SurrogateSpec:
+        """The hashable description kernels receive: class name and float parameters."""
+        return SurrogateSpec(
+            type(self).__name__, tuple((name, float(getattr(self, name))) for name in self.param_names)
+        )
+
+    # -- math (overridden by subclasses) ----------------------------------------------------
+
+    @staticmethod
+    def derivative(x: Any, ops: Any, **params: Number) -> Any:
+        """The surrogate gradient ``g(x)``: the single source of truth of the backward.
+
+        Written with ``+ - * /``, unary ``-``, ``**`` with a numeric exponent, comparisons,
+        ``&`` and the functions of ``ops`` only, so that it evaluates on tensors
+        (``ops`` = :data:`snn.expr.TORCH_OPS`) and builds an expression tree
+        (``ops`` = :data:`snn.expr.SYMBOLIC_OPS`, ``x`` an :class:`snn.expr.Expr`).
+
+        Args:
+            x: the input, a tensor of any shape or an expression.
+            ops: the math namespace.
+            **params: the hyper-parameters (floats; integer parameters as integral floats).
+
+        Returns:
+            ``g(x)`` (a tensor, an expression, or a plain number for constant gradients).
+        """
+        raise NotImplementedError("SurrogateFunctionBase.derivative: subclasses define it")
+
+    @staticmethod
+    def primitive(x: torch.Tensor, **params: Number) -> torch.Tensor:
+        """The smooth function whose derivative is ``g``, used when ``spiking=False``.
+
+        Args:
+            x: input tensor, any shape, floating dtype.
+            **params: the hyper-parameters.
+
+        Returns:
+            A tensor of ``x``'s shape and dtype, differentiable by autograd.
+
+        Raises:
+            NotImplementedError: the surrogate has no primitive (spiking mode only).
+        """
+        raise NotImplementedError("SurrogateFunctionBase.primitive: subclasses define it")
+
+    @staticmethod
+    def spike(x: torch.Tensor, **params: Number) -> torch.Tensor:
+        """The spiking-mode forward (default :func:`heaviside`)."""
+        return heaviside(x)
+
+    # -- module API -------------------------------------------------------------------------
+
+    def set_spiking_mode(self, spiking: bool) -> None:
+        """Switch between spiking (Heaviside + surrogate gradient) and primitive mode.
+
+        Raises:
+            TypeError: ``spiking`` is not a bool.
+        """
+        if not isinstance(spiking, bool):
+            raise TypeError(f"spiking: expected a bool, got {type(spiking).__name__} {spiking!r}")
+        object.__setattr__(self, "spiking", spiking)
+
+    def _float_params(self) -> tuple[tuple[str, float], ...]:
+        return tuple((name, float(getattr(self, name))) for name in self.param_names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the surrogate.
+
+        Args:
+            x: ``[*]`` floating tensor (float16 / bfloat16 math runs in float32).
+
+        Returns:
+            Spiking mode: the spikes (``heaviside(x)`` for all but the stochastic / multi-level
+            classes), same shape and dtype, with the surrogate gradient. Otherwise the
+            primitive of ``x``.
+
+        Raises:
+            TypeError: ``x`` is not a floating tensor.
+            NotImplementedError: ``spiking=False`` on a class without a primitive.
+        """
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            what = f"{x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"{type(self).__name__}: x: expected a floating-point tensor, got {what}")
+        cls = type(self)
+        if self.spiking:
+            derivative_fn = torch_derivative(cls, self._float_params())
+            spike_fn = heaviside if cls.spike is _DEFAULT_SPIKE else partial(cls.spike, **self.params)
+            return _SpikeWithSurrogateGradient.apply(x, spike_fn, derivative_fn)
+        if x.dtype in _REDUCED_PRECISION:
+            return cls.primitive(x.float(), **self.params).to(x.dtype)
+        return cls.primitive(x, **self.params)
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        """``g(x)``, the surrogate gradient, evaluated on a tensor.
+
+        Args:
+            x: ``[*]`` floating tensor.
+
+        Returns:
+            ``g(x)`` with ``x``'s shape, dtype and device.
+        """
+        return evaluate_derivative(type(self), x, self.params)
+
+    def extra_repr(self) -> str:
+        parts = [f"{name}={getattr(self, name)!r}" for name in self.param_names]
+        parts.append(f"spiking={self.spiking}")
+        return ", ".join(parts)
+
+
+_DEFAULT_SPIKE = SurrogateFunctionBase.spike
