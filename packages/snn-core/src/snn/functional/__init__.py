@@ -1,0 +1,67 @@
+"""The stable functional API of snn (compatible with SpikingJelly's ``activation_based.functional``).
+
+Only the names in ``__all__`` are stable. They live in internal submodules (``net_config``,
+``forward``, ``loss``, ``misc``, ``online_learning``) whose paths are importable but may move.
+
+- Network configuration: :func:`reset_net`, :func:`set_step_mode`, :func:`set_backend`,
+  :func:`detach_net`.
+- Forward helpers: :func:`multi_step_forward`, :func:`t_last_multi_step_forward`,
+  :func:`chunk_multi_step_forward`, :func:`seq_to_ann_forward`, :func:`t_last_seq_to_ann_forward`.
+- Losses: :func:`kernel_dot_product`, :func:`spike_similar_loss`,
+  :func:`temporal_efficient_training_cross_entropy`.
+- Online learning (learners come from plugins): :func:`fptt_online_training_init_w_ra`,
+  :func:`fptt_online_training`, :func:`ottt_online_training`.
+- Miscellaneous: :func:`set_threshold_margin`, :func:`redundant_one_hot`,
+  :func:`first_spike_index`, :func:`kaiming_normal_conv_linear_weight`, :func:`delay`.
+"""
+
+from __future__ import annotations
+
+from snn.functional.forward import (
+    chunk_multi_step_forward,
+    multi_step_forward,
+    seq_to_ann_forward,
+    t_last_multi_step_forward,
+    t_last_seq_to_ann_forward,
+)
+from snn.functional.loss import (
+    kernel_dot_product,
+    spike_similar_loss,
+    temporal_efficient_training_cross_entropy,
+)
+from snn.functional.misc import (
+    delay,
+    first_spike_index,
+    kaiming_normal_conv_linear_weight,
+    redundant_one_hot,
+    set_threshold_margin,
+)
+from snn.functional.net_config import detach_net, reset_net, set_backend, set_step_mode
+from snn.functional.online_learning import (
+    fptt_online_training,
+    fptt_online_training_init_w_ra,
+    ottt_online_training,
+)
+
+__all__ = [
+    "reset_net",
+    "set_step_mode",
+    "set_backend",
+    "detach_net",
+    "multi_step_forward",
+    "t_last_multi_step_forward",
+    "chunk_multi_step_forward",
+    "seq_to_ann_forward",
+    "t_last_seq_to_ann_forward",
+    "kernel_dot_product",
+    "spike_similar_loss",
+    "temporal_efficient_training_cross_entropy",
+    "fptt_online_training_init_w_ra",
+    "fptt_online_training",
+    "ottt_online_training",
+    "set_threshold_margin",
+    "redundant_one_hot",
+    "first_spike_index",
+    "kaiming_normal_conv_linear_weight",
+    "delay",
+]

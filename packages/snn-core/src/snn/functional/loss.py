@@ -1,0 +1,201 @@
+"""Losses for spiking networks: kernel similarities, spike-pattern similarity and TET."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "kernel_dot_product",
+    "spike_similar_loss",
+    "temporal_efficient_training_cross_entropy",
+]
+
+#: Kernels of :func:`kernel_dot_product` and the extra positional arguments each needs.
+KERNELS: dict[str, tuple[str, ...]] = {
+    "linear": (),
+    "polynomial": ("d",),
+    "sigmoid": ("alpha",),
+    "gaussian": ("sigma",),
+}
+
+#: Losses of :func:`spike_similar_loss`.
+SIMILARITY_LOSSES = ("mse", "l1", "bce")
+
+
+def _require_tensor(value: Any, function: str, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{function}: {name}: expected a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def _require_number(value: Any, function: str, name: str) -> Any:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{function}: {name}: expected a real number, got {value!r}")
+    return value
+
+
+def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear", *args: Any) -> torch.Tensor:
+    """Kernel matrix ``K[i, j] = kappa(x[i], y[j])`` between the rows of ``x`` and ``y``.
+
+    Kernels (extra positional arguments in ``args``):
+
+    - ``'linear'``: ``x[i] . y[j]``;
+    - ``'polynomial'`` (``d``): ``(x[i] . y[j]) ** d``;
+    - ``'sigmoid'`` (``alpha``): ``sigmoid(alpha * x[i] . y[j])``;
+    - ``'gaussian'`` (``sigma > 0``): ``exp(-||x[i] - y[j]||^2 / (2 sigma^2))``; needs as many
+      rows in ``y`` as in ``x``. The squared distance is computed by expansion and clamped at 0,
+      so values never exceed 1.
+
+    Args:
+        x: ``[N, M]`` floating tensor.
+        y: ``[N', M]`` floating tensor, same dtype and device as ``x``.
+        kernel: one of ``'linear'``, ``'polynomial'``, ``'sigmoid'``, ``'gaussian'``.
+        *args: the kernel's parameter (see above).
+
+    Returns:
+        ``[N, N']`` tensor in the dtype of ``x``; differentiable.
+
+    Raises:
+        TypeError: non-tensor inputs, non-floating dtypes, or a missing kernel parameter.
+        ValueError: wrong ranks or feature sizes, unknown ``kernel``, ``sigma <= 0`` or
+            (gaussian) different row counts.
+    """
+    fn = "kernel_dot_product"
+    _require_tensor(x, fn, "x")
+    _require_tensor(y, fn, "y")
+    for name, t in (("x", x), ("y", y)):
+        if t.dim() != 2:
+            raise ValueError(f"{fn}: {name}: expected a 2-D tensor [N, M], got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{fn}: {name}: expected a floating dtype, got {t.dtype}")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"{fn}: y: expected {x.shape[1]} features per row (like x), got shape {tuple(y.shape)}"
+        )
+    if x.dtype != y.dtype or x.device != y.device:
+        raise TypeError(
+            f"{fn}: y: expected dtype {x.dtype} on {x.device} (like x), got {y.dtype} on {y.device}"
+        )
+    if not isinstance(kernel, str) or kernel not in KERNELS:
+        raise ValueError(f"{fn}: kernel: expected one of {sorted(KERNELS)}, got {kernel!r}")
+    needed = KERNELS[kernel]
+    if len(args) < len(needed):
+        raise TypeError(f"{fn}: kernel={kernel!r} needs the extra positional argument {needed[0]!r}, got none")
+
+    if kernel == "linear":
+        return x @ y.T
+    if kernel == "polynomial":
+        d = _require_number(args[0], fn, "d")
+        return (x @ y.T) ** d
+    if kernel == "sigmoid":
+        alpha = _require_number(args[0], fn, "alpha")
+        return torch.sigmoid(alpha * (x @ y.T))
+    sigma = _require_number(args[0], fn, "sigma")
+    if not bool(sigma > 0):
+        raise ValueError(f"{fn}: sigma: expected a positive number, got {args[0]!r}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{fn}: y: kernel='gaussian' expects as many rows as x ({x.shape[0]}), got {y.shape[0]}"
+        )
+    sq_x = (x * x).sum(dim=1, keepdim=True)
+    sq_y = (y * y).sum(dim=1, keepdim=True)
+    distance = (sq_x + sq_y.T - 2.0 * (x @ y.T)).clamp_min(0.0)
+    return torch.exp(distance / (-2.0 * sigma * sigma))
+
+
+def spike_similar_loss(
+    spikes: torch.Tensor,
+    labels: torch.Tensor,
+    kernel_type: str = "linear",
+    loss_type: str = "mse",
+    *args: Any,
+) -> torch.Tensor:
+    """Make the similarity of spike patterns follow the similarity of labels.
+
+    The spikes of each sample are flattened to a vector; their pairwise similarity matrix
+    (:func:`kernel_dot_product`; for ``'linear'`` normalized to the cosine similarity, clamped to
+    ``[-1, 1]``) is pulled towards the label similarity: 1 for two samples sharing a label, else 0.
+
+    Args:
+        spikes: ``[N, *]`` floating tensor (e.g. ``[N, M, T]`` output spikes).
+        labels: ``[N, C]`` one-hot or multi-hot labels (any numeric or bool dtype).
+        kernel_type: a kernel of :func:`kernel_dot_product`.
+        loss_type: ``'mse'``, ``'l1'`` or ``'bce'`` (mean-reduced; ``'bce'`` needs
+            similarities in ``[0, 1]``).
+        *args: the kernel's parameter.
+
+    Returns:
+        0-dim tensor in the dtype of ``spikes``.
+
+    Raises:
+        TypeError: non-tensor inputs or non-floating ``spikes``.
+        ValueError: wrong shapes, unknown ``kernel_type`` or ``loss_type``.
+    """
+    fn = "spike_similar_loss"
+    _require_tensor(spikes, fn, "spikes")
+    _require_tensor(labels, fn, "labels")
+    if spikes.dim() < 2:
+        raise ValueError(f"{fn}: spikes: expected a tensor [N, *] with at least 2 dims, got shape {tuple(spikes.shape)}")
+    if not spikes.is_floating_point():
+        raise TypeError(f"{fn}: spikes: expected a floating dtype, got {spikes.dtype}")
+    if labels.dim() != 2 or labels.shape[0] != spikes.shape[0]:
+        raise ValueError(
+            f"{fn}: labels: expected shape [{spikes.shape[0]}, C] (one row per sample of spikes), "
+            f"got {tuple(labels.shape)}"
+        )
+    if not isinstance(loss_type, str) or loss_type not in SIMILARITY_LOSSES:
+        raise ValueError(f"{fn}: loss_type: expected one of {list(SIMILARITY_LOSSES)}, got {loss_type!r}")
+
+    flat = spikes.flatten(start_dim=1)
+    similarity = kernel_dot_product(flat, flat, kernel_type, *args)
+    if kernel_type == "linear":
+        norms = flat.norm(p=2, dim=1, keepdim=True)
+        similarity = (similarity / (norms @ norms.T + 1e-8)).clamp(-1.0, 1.0)
+    labels_f = labels.to(device=similarity.device, dtype=similarity.dtype)
+    target = (labels_f @ labels_f.T).clamp_max(1.0)
+    if loss_type == "mse":
+        return F.mse_loss(similarity, target)
+    if loss_type == "l1":
+        return F.l1_loss(similarity, target)
+    return F.binary_cross_entropy(similarity, target)
+
+
+def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """TET loss (Deng et al., ICLR 2022): the cross-entropy of every time step, averaged over time.
+
+    ``mean_t CE(x_seq[t], target)``; the paper's optional MSE regulariser is not included.
+
+    Args:
+        x_seq: ``[T, N, C, *d]`` floating logits, ``T >= 1``.
+        target: ``[N, *d]`` integer class indices in ``[0, C)``.
+
+    Returns:
+        0-dim tensor in the dtype of ``x_seq``; differentiable.
+
+    Raises:
+        TypeError: non-tensor inputs, non-floating logits or non-integer targets.
+        ValueError: ``x_seq`` with fewer than 3 dims, ``T == 0``, or a target shape that does
+            not match ``x_seq``.
+    """
+    fn = "temporal_efficient_training_cross_entropy"
+    _require_tensor(x_seq, fn, "x_seq")
+    _require_tensor(target, fn, "target")
+    if x_seq.dim() < 3:
+        raise ValueError(f"{fn}: x_seq: expected logits [T, N, C, *] with at least 3 dims, got shape {tuple(x_seq.shape)}")
+    if not x_seq.is_floating_point():
+        raise TypeError(f"{fn}: x_seq: expected a floating dtype, got {x_seq.dtype}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"{fn}: target: expected integer class indices, got dtype {target.dtype}")
+    steps = x_seq.shape[0]
+    if steps == 0:
+        raise ValueError(f"{fn}: x_seq: expected at least one time step, got shape {tuple(x_seq.shape)}")
+    expected = (x_seq.shape[1], *x_seq.shape[3:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{fn}: target: expected shape {list(expected)} for x_seq of shape {tuple(x_seq.shape)}, got {tuple(target.shape)}")
+    target_seq = target.long().unsqueeze(0).expand(steps, *target.shape).reshape(-1, *target.shape[1:])
+    return F.cross_entropy(x_seq.flatten(0, 1), target_seq)

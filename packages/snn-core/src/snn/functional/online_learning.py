@@ -1,0 +1,152 @@
+"""Online-learning pipelines (FPTT, OTTT), dispatched to learners registered by plugins.
+
+The learning rules live in plugins (the ``snn-online`` distribution registers ``fptt``,
+``ottt`` and ``sltt``; install it with ``pip install "snn-core[online]"``). These functions
+check their arguments and call the registered :class:`snn.learning.OnlineLearner`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from snn.learning import OnlineLearner
+
+__all__ = [
+    "fptt_online_training",
+    "fptt_online_training_init_w_ra",
+    "ottt_online_training",
+]
+
+
+def _learner(name: str) -> OnlineLearner:
+    """The learner registered as ``name`` (raises OnlineLearnerNotFoundError if none)."""
+    from snn.plugins import get_registry
+
+    return get_registry().learner(name).implementation
+
+
+def _check_common(fn: str, model: Any, optimizer: Any, x_seq: Any, f_loss_t: Any, time_dims: int) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{fn}: model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"{fn}: optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if not isinstance(x_seq, torch.Tensor):
+        raise TypeError(f"{fn}: x_seq: expected a torch.Tensor, got {type(x_seq).__name__}")
+    if x_seq.dim() < time_dims:
+        layout = "[T, *]" if time_dims == 1 else "[B, T, *]"
+        raise ValueError(f"{fn}: x_seq: expected a tensor {layout}, got shape {tuple(x_seq.shape)}")
+    if not callable(f_loss_t):
+        raise TypeError(f"{fn}: f_loss_t: expected a callable f_loss_t(y_t, target_t) -> loss, got {f_loss_t!r}")
+
+
+def fptt_online_training_init_w_ra(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The running average FPTT starts from: a snapshot of every parameter of ``optimizer``.
+
+    Args:
+        optimizer: the optimizer of the model trained with :func:`fptt_online_training`.
+
+    Returns:
+        One detached copy per parameter, in ``optimizer.param_groups`` order (independent
+        storage: later optimizer steps do not move it).
+
+    Raises:
+        TypeError: ``optimizer`` is not a :class:`torch.optim.Optimizer`.
+        snn.errors.OnlineLearnerNotFoundError: no plugin provides the ``fptt`` learner.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"fptt_online_training_init_w_ra: optimizer: expected a torch.optim.Optimizer, "
+            f"got {type(optimizer).__name__}"
+        )
+    return _learner("fptt").init_state(None, optimizer)
+
+
+def fptt_online_training(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x_seq: torch.Tensor,
+    target_seq: Any,
+    f_loss_t: Callable[[Any, Any], torch.Tensor],
+    alpha: float,
+    w_ra: list[torch.Tensor],
+) -> None:
+    """Train ``model`` on one sequence with FPTT (Forward Propagation Through Time).
+
+    At every step the weights are updated with the instantaneous loss plus a dynamic
+    regulariser pulling them towards the running average ``w_ra`` (Kag & Saligrama, ICML 2021;
+    Yin et al., 2023). No gradient flows through time.
+
+    Args:
+        model: a single-step network.
+        optimizer: the optimizer of ``model``'s parameters.
+        x_seq: ``[T, *]`` inputs, time first.
+        target_seq: per-step targets, ``target_seq[t]`` for step ``t``.
+        f_loss_t: ``f_loss_t(y_t, target_t) -> 0-dim tensor``.
+        alpha: the regulariser strength, ``> 0``.
+        w_ra: the running average from :func:`fptt_online_training_init_w_ra`; updated in place
+            (its entries are replaced).
+
+    Raises:
+        TypeError, ValueError: bad arguments.
+        snn.errors.OnlineLearnerNotFoundError: no plugin provides the ``fptt`` learner.
+    """
+    fn = "fptt_online_training"
+    _check_common(fn, model, optimizer, x_seq, f_loss_t, time_dims=1)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"{fn}: alpha: expected a positive real number, got {alpha!r}")
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"{fn}: alpha: expected a finite number > 0, got {alpha!r}")
+    if not isinstance(w_ra, list):
+        raise TypeError(
+            f"{fn}: w_ra: expected the list returned by fptt_online_training_init_w_ra, got {type(w_ra).__name__}"
+        )
+    _learner("fptt").train_sequence(model, optimizer, x_seq, target_seq, f_loss_t, state=w_ra, alpha=alpha)
+
+
+def ottt_online_training(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x_seq: torch.Tensor,
+    target_seq: torch.Tensor,
+    f_loss_t: Callable[[Any, Any], torch.Tensor],
+    online: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train ``model`` on a batch of sequences with OTTT / SLTT (online training through time).
+
+    The gradient locality comes from the model (OTTT or SLTT neurons, ``OTTTSequential``); the
+    loop backpropagates the loss of every step, detaches the network's states after each step
+    and steps the optimizer after every step (``online=True``) or once at the end.
+
+    Args:
+        model: a single-step network.
+        optimizer: the optimizer of ``model``'s parameters.
+        x_seq: ``[B, T, *]`` inputs, **batch first**.
+        target_seq: ``[B, T, *]`` targets, batch first.
+        f_loss_t: ``f_loss_t(y_t, target_t) -> 0-dim tensor``.
+        online: update the weights at every step (True) or once per sequence (False).
+
+    Returns:
+        ``(batch_loss, y_all)``: the 0-dim sum of the per-step losses and the detached outputs
+        ``[B, T, *]``.
+
+    Raises:
+        TypeError, ValueError: bad arguments.
+        snn.errors.OnlineLearnerNotFoundError: no plugin provides the ``ottt`` learner.
+    """
+    fn = "ottt_online_training"
+    _check_common(fn, model, optimizer, x_seq, f_loss_t, time_dims=2)
+    if not isinstance(target_seq, torch.Tensor):
+        raise TypeError(f"{fn}: target_seq: expected a torch.Tensor [B, T, *], got {type(target_seq).__name__}")
+    if target_seq.dim() < 2 or tuple(target_seq.shape[:2]) != tuple(x_seq.shape[:2]):
+        raise ValueError(
+            f"{fn}: target_seq: expected leading dims [B, T] = {list(x_seq.shape[:2])} like x_seq, "
+            f"got shape {tuple(target_seq.shape)}"
+        )
+    if not isinstance(online, bool):
+        raise TypeError(f"{fn}: online: expected a bool, got {online!r}")
+    return _learner("ottt").train_sequence(model, optimizer, x_seq, target_seq, f_loss_t, online=online)

@@ -1,0 +1,42 @@
+"""Test helpers for snn and for plugin authors.
+
+- :class:`BackendConformance`: a test-class base that checks a backend's kernels against the
+  torch reference (from :mod:`snn.testing.conformance`).
+- pytest fixtures in :mod:`snn.testing.plugins`: ``fresh_plugin_manager`` and
+  ``temporary_plugin``. Enable them in a ``conftest.py`` with::
+
+      pytest_plugins = ["snn.testing.plugins"]
+
+Everything is imported on first access, so ``import snn.testing`` needs neither pytest nor a
+built plugin manager.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["BackendConformance", "fresh_plugin_manager", "temporary_plugin"]
+
+_LAZY = {
+    "BackendConformance": "snn.testing.conformance",
+    "fresh_plugin_manager": "snn.testing.plugins",
+    "temporary_plugin": "snn.testing.plugins",
+}
+
+if TYPE_CHECKING:
+    from snn.testing.conformance import BackendConformance  # noqa: F401
+    from snn.testing.plugins import fresh_plugin_manager, temporary_plugin  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'snn.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
