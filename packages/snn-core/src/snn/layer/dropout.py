@@ -1,0 +1,80 @@
+"""Dropout for spiking networks: one mask per sequence, reused at every time step."""
+
+from __future__ import annotations
+
+import torch
+
+from snn.base import MemoryModule
+
+__all__ = ["Dropout"]
+
+
+class Dropout(MemoryModule):
+    """Dropout whose mask is sampled once and reused at every time step until :meth:`reset`.
+
+    Dropping a different set of neurons at each step would let every neuron through some of
+    the time and so barely regularise a spiking network; this layer samples one Bernoulli mask
+    (kept elements scaled by ``1 / (1 - p)``) on the first training step after a reset and
+    applies that same mask to every later step, in both step modes, until
+    ``snn.functional.reset_net`` (or :meth:`reset`) clears it. In evaluation mode the layer is
+    the identity and leaves the mask alone.
+
+    Args:
+        p: the probability of zeroing an element, ``0 <= p <= 1``.
+        step_mode: ``'s'`` (input ``[N, *]``) or ``'m'`` (input ``[T, N, *]``; the mask has shape
+            ``[N, *]`` and is shared by all ``T`` steps).
+
+    Memories:
+        mask: ``None`` after a reset, then the mask ``[N, *]`` (dtype and device of the input).
+
+    Raises:
+        TypeError: ``p`` is not a number.
+        ValueError: ``p`` is outside ``[0, 1]``.
+    """
+
+    def __init__(self, p: float = 0.5, step_mode: str = "s") -> None:
+        super().__init__(step_mode)
+        if isinstance(p, bool) or not isinstance(p, (int, float)):
+            raise TypeError(f"p: expected a probability (float in [0, 1]), got {type(p).__name__}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+        self.p = float(p)
+        self.register_memory("mask", None)
+
+    def _mask_for(self, step_shape: torch.Size, x: torch.Tensor) -> torch.Tensor:
+        """The current mask for steps of shape ``step_shape``, sampled (like ``x``) if there is none."""
+        mask = self.mask
+        if mask is None:
+            if self.p == 1.0:
+                mask = x.new_zeros(step_shape)
+            else:
+                keep = 1.0 - self.p
+                mask = x.new_empty(step_shape).bernoulli_(keep).div_(keep)
+            self.mask = mask
+        elif mask.shape != step_shape:
+            raise ValueError(
+                f"x: the dropout mask was sampled for steps of shape {list(mask.shape)} but this "
+                f"step has shape {list(step_shape)}; call snn.functional.reset_net (or reset()) "
+                f"between sequences"
+            )
+        return mask
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step ``x`` ``[N, *]``: ``x * mask`` in training, ``x`` in evaluation."""
+        if not self.training or self.p == 0.0:
+            return x
+        return x * self._mask_for(x.shape, x)
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """A sequence ``x_seq`` ``[T, N, *]``: every step multiplied by the same mask ``[N, *]``."""
+        if not isinstance(x_seq, torch.Tensor):
+            raise TypeError(f"x_seq: expected a torch.Tensor with shape [T, N, *], got {type(x_seq).__name__}")
+        if x_seq.dim() < 1:
+            raise ValueError(f"x_seq: expected a tensor with shape [T, N, *], got shape {list(x_seq.shape)}")
+        if not self.training or self.p == 0.0:
+            return x_seq
+        step_shape = x_seq.shape[1:]
+        return x_seq * self._mask_for(step_shape, x_seq)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, step_mode={self.step_mode}"

@@ -1,0 +1,158 @@
+"""Recurrent containers: feed a module's previous output back into its input.
+
+Both containers are :class:`~snn.base.MemoryModule` subclasses with one memory, ``y`` (the
+previous output, ``None`` after a reset). In step mode ``'m'`` they loop their single-step
+forward over time (:meth:`snn.base.MemoryModule.multi_step_forward`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from snn.base import MemoryModule
+from snn.layer.containers import check_single_step_children
+
+__all__ = [
+    "ElementWiseRecurrentContainer",
+    "LinearRecurrentContainer",
+]
+
+
+def _check_sub_module(sub_module: Any) -> None:
+    if not isinstance(sub_module, nn.Module):
+        raise TypeError(f"sub_module: expected an nn.Module, got {type(sub_module).__name__}")
+    check_single_step_children([("sub_module", sub_module)])
+
+
+class ElementWiseRecurrentContainer(MemoryModule):
+    """Element-wise recurrence: ``y[t] = sub_module(f(y[t-1], x[t]))`` with ``y[-1] = 0``.
+
+    Args:
+        sub_module: the module applied at each step; kept in step mode ``'s'``. Its output must
+            have the shape of its input (it is combined element-wise with the next input).
+        element_wise_function: ``f(y_prev, x) -> tensor`` combining the previous output and the
+            current input, e.g. :func:`torch.add` or :func:`torch.mul`.
+        step_mode: ``'s'`` (input ``[N, *]``) or ``'m'`` (input ``[T, N, *]``).
+
+    Memories:
+        y: the previous output (``None`` until the first step after a reset; then zeros of the
+            input's shape, dtype and device).
+
+    Raises:
+        TypeError: ``sub_module`` is not a module or ``element_wise_function`` not callable.
+        ValueError: ``sub_module`` is not in step mode ``'s'``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = ElementWiseRecurrentContainer(nn.Identity(), torch.add, step_mode="m")
+        >>> net(torch.tensor([[1.0], [2.0], [3.0]])).flatten().tolist()
+        [1.0, 3.0, 6.0]
+    """
+
+    def __init__(
+        self,
+        sub_module: nn.Module,
+        element_wise_function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        step_mode: str = "s",
+    ) -> None:
+        super().__init__(step_mode)
+        _check_sub_module(sub_module)
+        if not callable(element_wise_function):
+            raise TypeError(
+                f"element_wise_function: expected a callable f(y_prev, x), got "
+                f"{type(element_wise_function).__name__}"
+            )
+        self.sub_module = sub_module
+        self.element_wise_function = element_wise_function
+        self.register_memory("y", None)
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: ``x`` ``[N, *]`` -> ``y`` ``[N, *]``."""
+        if self.y is None:
+            self.y = torch.zeros_like(x)
+        self.y = self.sub_module(self.element_wise_function(self.y, x))
+        return self.y
+
+    def extra_repr(self) -> str:
+        name = getattr(self.element_wise_function, "__name__", repr(self.element_wise_function))
+        return f"element_wise_function={name}, {super().extra_repr()}"
+
+
+class LinearRecurrentContainer(MemoryModule):
+    """Linear recurrence: ``y[t] = sub_module(W @ cat(x[t], y[t-1]) + b)`` with ``y[-1] = 0``.
+
+    The recurrent connection ``rc`` is an ``nn.Linear(in_features + out_features,
+    in_features, bias)`` applied to the concatenation (last dimension) of the current input and
+    the previous output; ``sub_module`` maps its result (``in_features`` wide) to the output
+    (``out_features`` wide).
+
+    Args:
+        sub_module: the module applied at each step (``[N, *, in_features]`` ->
+            ``[N, *, out_features]``); kept in step mode ``'s'``.
+        in_features: the size of the input's last dimension.
+        out_features: the size of ``sub_module``'s output's last dimension.
+        bias: whether ``rc`` has a bias.
+        step_mode: ``'s'`` (input ``[N, *, in_features]``) or ``'m'`` (input
+            ``[T, N, *, in_features]``).
+
+    Memories:
+        y: the previous output (``None`` until the first step after a reset; then zeros
+            ``[N, *, out_features]`` of the input's dtype and device).
+
+    Raises:
+        TypeError: ``sub_module`` is not a module; the feature sizes are not ints.
+        ValueError: a feature size is not positive, or ``sub_module`` is not in step mode
+            ``'s'``.
+    """
+
+    def __init__(
+        self,
+        sub_module: nn.Module,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        step_mode: str = "s",
+    ) -> None:
+        super().__init__(step_mode)
+        _check_sub_module(sub_module)
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}")
+            if value <= 0:
+                raise ValueError(f"{name}: expected a positive int, got {value}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.rc = nn.Linear(in_features + out_features, in_features, bias=bias)
+        self.sub_module = sub_module
+        self.register_memory("y", None)
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: ``x`` ``[N, *, in_features]`` -> ``y`` ``[N, *, out_features]``.
+
+        Raises:
+            ValueError: ``x``'s last dimension is not ``in_features``, or ``sub_module``'s
+                output's last dimension is not ``out_features``.
+        """
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x: expected shape [N, *, {self.in_features}] (in_features = {self.in_features}), "
+                f"got {list(x.shape)}"
+            )
+        if self.y is None:
+            self.y = torch.zeros(*x.shape[:-1], self.out_features, dtype=x.dtype, device=x.device)
+        y = self.sub_module(self.rc(torch.cat((x, self.y), dim=-1)))
+        if y.dim() == 0 or y.shape[-1] != self.out_features:
+            raise ValueError(
+                f"sub_module: expected an output of shape [N, *, {self.out_features}] "
+                f"(out_features = {self.out_features}), got {list(y.shape)}"
+            )
+        self.y = y
+        return y
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, {super().extra_repr()}"
