@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 
@@ -102,7 +103,7 @@ def triton_shim_eval(source: str, x: torch.Tensor) -> torch.Tensor:
         def maximum(a, b):
             return torch.maximum(as_tensor(a), as_tensor(b))
 
-    value = eval(source, {"__builtins__": {}}, {"tl": TL, "x": x})  # noqa: S307 - our own rendered source
+    value = eval(source, {"__builtins__": {}}, {"tl": TL, "x": x})  # our own rendered source, no builtins
     return torch.broadcast_to(as_tensor(value), x.shape)
 
 
@@ -398,9 +399,11 @@ def test_spec_hashable_and_equal_for_equal_params():
 
 def test_spec_follows_attribute_changes():
     module = surrogate.ATan()
+    x = torch.tensor([0.3], dtype=torch.float64)
+    _, before = spiking_grad(module, x)  # builds the module's cached backward
+    torch.testing.assert_close(before, surrogate.ATan(2.0).grad(x))
     module.alpha = 3.0
     assert module.spec == SurrogateSpec("ATan", (("alpha", 3.0),))
-    x = torch.tensor([0.3], dtype=torch.float64)
     _, grad = spiking_grad(module, x)
     torch.testing.assert_close(grad, surrogate.ATan(3.0).grad(x))
 
@@ -473,8 +476,18 @@ def test_grad_helper_and_pickle():
     module = surrogate.Erf(alpha=1.5)
     x = torch.linspace(-1, 1, 9, dtype=torch.float64)
     torch.testing.assert_close(module.grad(x), 1.5 / math.sqrt(math.pi) * torch.exp(-((1.5 * x) ** 2)))
-    clone = pickle.loads(pickle.dumps(module))
-    assert clone.spec == module.spec and clone.spiking == module.spiking
+    module(x.clone().requires_grad_(True))  # populate the cached spiking functions first
+    for clone in (pickle.loads(pickle.dumps(module)), copy.deepcopy(module)):
+        assert clone.spec == module.spec and clone.spiking == module.spiking
+        _, grad = spiking_grad(clone, x)
+        torch.testing.assert_close(grad, module.grad(x))
+
+
+def test_torch_func_transforms():
+    module = surrogate.ATan(alpha=1.5)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    per_row = torch.func.vmap(torch.func.grad(lambda row: module(row).sum()))(x)
+    torch.testing.assert_close(per_row, module.grad(x))
 
 
 def test_second_order_gradient_through_primitive_free_path():

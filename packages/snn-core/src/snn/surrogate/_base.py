@@ -27,6 +27,7 @@ __all__ = [
     "check_real",
     "check_positive",
     "check_integer",
+    "spike_with_surrogate_gradient",
 ]
 
 Number = float | int
@@ -175,7 +176,36 @@ class _SpikeWithSurrogateGradient(torch.autograd.Function):
     The one autograd function behind every surrogate's spiking mode. ``spike_fn`` is
     :func:`heaviside` for all surrogates except the ones that fire differently
     (:class:`~snn.surrogate.PoissonPass`, :class:`~snn.surrogate.MultiLevelSpikeCount`).
+    Only ``x`` is saved, and only when a gradient is needed.
+
+    This is the classic ``forward(ctx, ...)`` form: its call overhead is well below half that
+    of the ``setup_context`` form, which matters because single-step neurons call it every
+    time step. Under ``torch.func`` transforms :class:`_SpikeWithSurrogateGradientFunc`
+    (same math, ``setup_context`` form) is used instead.
     """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        spike_fn: Callable[[torch.Tensor], torch.Tensor],
+        derivative_fn: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(x)
+            ctx.derivative_fn = derivative_fn
+        return spike_fn(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        (x,) = ctx.saved_tensors
+        return grad_output * ctx.derivative_fn(x), None, None
+
+
+class _SpikeWithSurrogateGradientFunc(torch.autograd.Function):
+    """:class:`_SpikeWithSurrogateGradient` in the form ``torch.func`` transforms accept."""
 
     generate_vmap_rule = True
 
@@ -194,12 +224,30 @@ class _SpikeWithSurrogateGradient(torch.autograd.Function):
             ctx.save_for_backward(x)
             ctx.derivative_fn = derivative_fn
 
-    @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
-        if not ctx.needs_input_grad[0]:
-            return None, None, None
-        (x,) = ctx.saved_tensors
-        return grad_output * ctx.derivative_fn(x), None, None
+    backward = _SpikeWithSurrogateGradient.backward
+
+
+_functorch_active: Callable[[], bool] = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+
+
+def spike_with_surrogate_gradient(
+    x: torch.Tensor,
+    spike_fn: Callable[[torch.Tensor], torch.Tensor],
+    derivative_fn: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``spike_fn(x)`` whose backward multiplies the upstream gradient by ``derivative_fn(x)``.
+
+    Args:
+        x: floating tensor of any shape.
+        spike_fn: the forward (e.g. :func:`heaviside`), same shape and dtype out.
+        derivative_fn: ``x -> g(x)``, same shape and dtype out.
+
+    Returns:
+        ``spike_fn(x)``, differentiable with respect to ``x`` through ``g``.
+    """
+    if _functorch_active():
+        return _SpikeWithSurrogateGradientFunc.apply(x, spike_fn, derivative_fn)
+    return _SpikeWithSurrogateGradient.apply(x, spike_fn, derivative_fn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +288,7 @@ class SurrogateFunctionBase(nn.Module):
         self.set_spiking_mode(spiking)
         for name in self.param_names:
             object.__setattr__(self, name, checked[name])
+        object.__setattr__(self, "_spiking_fns", None)
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -265,8 +314,14 @@ class SurrogateFunctionBase(nn.Module):
             current[name] = value
             value = self._check_params(current)[name]
             object.__setattr__(self, name, value)
+            object.__setattr__(self, "_spiking_fns", None)
             return
         super().__setattr__(name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_spiking_fns"] = None  # closures are rebuilt on first use
+        return state
 
     @property
     def params(self) -> dict[str, Number]:
@@ -357,9 +412,13 @@ class SurrogateFunctionBase(nn.Module):
             raise TypeError(f"{type(self).__name__}: x: expected a floating-point tensor, got {what}")
         cls = type(self)
         if self.spiking:
-            derivative_fn = torch_derivative(cls, self._float_params())
-            spike_fn = heaviside if cls.spike is _DEFAULT_SPIKE else partial(cls.spike, **self.params)
-            return _SpikeWithSurrogateGradient.apply(x, spike_fn, derivative_fn)
+            fns = self.__dict__.get("_spiking_fns")
+            if fns is None:
+                derivative_fn = torch_derivative(cls, self._float_params())
+                spike_fn = heaviside if cls.spike is _DEFAULT_SPIKE else partial(cls.spike, **self.params)
+                fns = (spike_fn, derivative_fn)
+                object.__setattr__(self, "_spiking_fns", fns)
+            return spike_with_surrogate_gradient(x, *fns)
         if x.dtype in _REDUCED_PRECISION:
             return cls.primitive(x.float(), **self.params).to(x.dtype)
         return cls.primitive(x, **self.params)
