@@ -48,8 +48,8 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
     - ``'polynomial'`` (``d``): ``(x[i] . y[j]) ** d``;
     - ``'sigmoid'`` (``alpha``): ``sigmoid(alpha * x[i] . y[j])``;
     - ``'gaussian'`` (``sigma > 0``): ``exp(-||x[i] - y[j]||^2 / (2 sigma^2))``; needs as many
-      rows in ``y`` as in ``x``. The squared distance is computed by expansion and clamped at 0,
-      so values never exceed 1.
+      rows in ``y`` as in ``x``. Distances come from :func:`torch.cdist` (never negative), so
+      values never exceed 1.
 
     Args:
         x: ``[N, M]`` floating tensor.
@@ -102,9 +102,9 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
         raise ValueError(
             f"{fn}: y: kernel='gaussian' expects as many rows as x ({x.shape[0]}), got {y.shape[0]}"
         )
-    sq_x = (x * x).sum(dim=1, keepdim=True)
-    sq_y = (y * y).sum(dim=1, keepdim=True)
-    distance = (sq_x + sq_y.T - 2.0 * (x @ y.T)).clamp_min(0.0)
+    # torch.cdist: direct differences for small inputs, the matrix-product expansion (clamped at
+    # 0, exact for binary spikes) for large ones.
+    distance = torch.cdist(x, y, p=2.0).square()
     return torch.exp(distance / (-2.0 * sigma * sigma))
 
 

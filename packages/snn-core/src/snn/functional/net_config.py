@@ -184,9 +184,12 @@ def _step_mode_targets(net: nn.Module) -> Iterator[nn.Module]:
         if id(module) in seen:
             continue
         seen.add(id(module))
+        is_keep = isinstance(module, keep)
         if hasattr(module, "step_mode"):
-            yield module
-        if not isinstance(module, keep):
+            fixed = is_keep and isinstance(module, StepModule) and len(module.supported_step_mode()) == 1
+            if not fixed:  # containers with a fixed mode (e.g. MultiStepContainer, always 'm') keep it
+                yield module
+        if not is_keep:
             stack.extend(reversed(list(module.children())))
 
 
@@ -197,8 +200,9 @@ def set_step_mode(net: nn.Module, step_mode: str) -> None:
     :class:`~snn.layer.SeqToANNContainer`, :class:`~snn.layer.TLastMultiStepContainer`,
     :class:`~snn.layer.TLastSeqToANNContainer`, :class:`~snn.layer.StepModeContainer`,
     :class:`~snn.layer.ElementWiseRecurrentContainer`, :class:`~snn.layer.LinearRecurrentContainer`)
-    keep their mode; the container itself is set when it has a ``step_mode``. Every target is
-    checked before any is changed, so a failure leaves the network as it was.
+    keep their mode; the container itself is set, unless its mode is fixed (the multi-step
+    containers are always ``'m'``). Every target is checked before any is changed, so a failure
+    leaves the network as it was.
 
     Args:
         net: the network.

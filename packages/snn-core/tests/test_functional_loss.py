@@ -1,0 +1,195 @@
+"""snn.functional losses against independent computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from snn import functional
+
+# ---------------------------------------------------------------------------------------------
+# kernel_dot_product
+# ---------------------------------------------------------------------------------------------
+
+
+def _pairwise(x: torch.Tensor, y: torch.Tensor, kappa) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    return torch.stack([torch.stack([kappa(xi, yj) for yj in y]) for xi in x])
+
+
+def test_kernel_dot_product_fixed_2x2_against_direct_formulas() -> None:
+    x = torch.tensor([[1.0, 2.0], [0.5, -1.0]])
+    y = torch.tensor([[-1.0, 0.25], [3.0, 1.0]])
+    torch.testing.assert_close(functional.kernel_dot_product(x, y, "linear"), torch.tensor([[-0.5, 5.0], [-0.75, 0.5]]))
+    torch.testing.assert_close(
+        functional.kernel_dot_product(x, y, "polynomial", 2), torch.tensor([[0.25, 25.0], [0.5625, 0.25]])
+    )
+    torch.testing.assert_close(
+        functional.kernel_dot_product(x, y, "sigmoid", 0.5), torch.sigmoid(0.5 * torch.tensor([[-0.5, 5.0], [-0.75, 0.5]]))
+    )
+    sigma = 1.5
+    expected = torch.exp(-torch.cdist(x, y) ** 2 / (2 * sigma**2))
+    torch.testing.assert_close(functional.kernel_dot_product(x, y, "gaussian", sigma), expected)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "args", "kappa"),
+    [
+        ("linear", (), lambda a, b: (a * b).sum()),
+        ("polynomial", (3,), lambda a, b: (a * b).sum() ** 3),
+        ("sigmoid", (0.7,), lambda a, b: torch.sigmoid(0.7 * (a * b).sum())),
+        ("gaussian", (0.8,), lambda a, b: torch.exp(-((a - b) ** 2).sum() / (2 * 0.8**2))),
+    ],
+)
+def test_kernel_dot_product_random_against_elementwise_loop(kernel, args, kappa) -> None:  # type: ignore[no-untyped-def]
+    x = torch.randn(4, 3, dtype=torch.float64)
+    rows = 4 if kernel == "gaussian" else 5
+    y = torch.randn(rows, 3, dtype=torch.float64)
+    result = functional.kernel_dot_product(x, y, kernel, *args)
+    assert result.shape == (4, rows) and result.dtype == torch.float64
+    torch.testing.assert_close(result, _pairwise(x, y, kappa))
+    xg = x.clone().requires_grad_()
+    yg = y.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: functional.kernel_dot_product(a, b, kernel, *args), (xg, yg))
+
+
+@pytest.mark.parametrize("rows", [6, 40])  # torch.cdist switches to the matrix-product path above 25 rows
+def test_kernel_dot_product_gaussian_never_exceeds_one(rows: int) -> None:
+    x = torch.randn(rows, 5) * 10
+    k = functional.kernel_dot_product(x, x, "gaussian", 3.0)
+    assert k.max() <= 1.0
+    torch.testing.assert_close(torch.diagonal(k), torch.ones(rows), atol=1e-3, rtol=0)
+    spikes = (torch.rand(rows, 300) > 0.5).float()  # binary spikes: exact on both paths
+    k = functional.kernel_dot_product(spikes, spikes, "gaussian", 2.0)
+    assert torch.equal(torch.diagonal(k), torch.ones(rows))
+    expected = torch.exp(-((spikes[:, None, :] - spikes[None, :, :]) ** 2).sum(-1) / 8.0)
+    torch.testing.assert_close(k, expected)
+
+
+def test_kernel_dot_product_validation() -> None:
+    x = torch.randn(3, 2)
+    with pytest.raises(ValueError, match=r"kernel: expected one of \['gaussian', 'linear', 'polynomial', 'sigmoid'\], got 'rbf'"):
+        functional.kernel_dot_product(x, x, "rbf")
+    with pytest.raises(TypeError, match="kernel='polynomial' needs the extra positional argument 'd'"):
+        functional.kernel_dot_product(x, x, "polynomial")
+    with pytest.raises(TypeError, match="'sigma'"):
+        functional.kernel_dot_product(x, x, "gaussian")
+    with pytest.raises(ValueError, match="sigma: expected a positive number, got 0"):
+        functional.kernel_dot_product(x, x, "gaussian", 0)
+    with pytest.raises(ValueError, match="sigma: expected a positive number, got -1.0"):
+        functional.kernel_dot_product(x, x, "gaussian", -1.0)
+    with pytest.raises(ValueError, match=r"kernel='gaussian' expects as many rows as x \(3\), got 4"):
+        functional.kernel_dot_product(x, torch.randn(4, 2), "gaussian", 1.0)
+    with pytest.raises(ValueError, match=r"x: expected a 2-D tensor \[N, M\], got shape \(3,\)"):
+        functional.kernel_dot_product(torch.randn(3), x)
+    with pytest.raises(ValueError, match="y: expected 2 features per row"):
+        functional.kernel_dot_product(x, torch.randn(3, 4))
+    with pytest.raises(TypeError, match="y: expected dtype torch.float32"):
+        functional.kernel_dot_product(x, x.double())
+    with pytest.raises(TypeError, match="x: expected a torch.Tensor, got list"):
+        functional.kernel_dot_product([[1.0]], x)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="alpha: expected a real number"):
+        functional.kernel_dot_product(x, x, "sigmoid", "big")
+
+
+# ---------------------------------------------------------------------------------------------
+# spike_similar_loss
+# ---------------------------------------------------------------------------------------------
+
+
+def _reference_similarity_target(spikes: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = spikes.flatten(1)
+    n = flat.shape[0]
+    cos = torch.zeros(n, n, dtype=flat.dtype)
+    same = torch.zeros(n, n, dtype=flat.dtype)
+    for i in range(n):
+        for j in range(n):
+            norm = flat[i].norm() * flat[j].norm()
+            cos[i, j] = (flat[i] * flat[j]).sum() / (norm + 1e-8)
+            shared = bool(((labels[i] > 0) & (labels[j] > 0)).any())
+            same[i, j] = 1.0 if shared else 0.0
+    return cos, same
+
+
+@pytest.mark.parametrize(("loss_type", "f"), [("mse", F.mse_loss), ("l1", F.l1_loss)])
+def test_spike_similar_loss_matches_cosine_reference_and_backpropagates(loss_type, f) -> None:  # type: ignore[no-untyped-def]
+    spikes = (torch.rand(5, 3, 4) > 0.5).double().requires_grad_()
+    labels = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 1], [0, 1, 0]])
+    loss = functional.spike_similar_loss(spikes, labels, "linear", loss_type)
+    cos, same = _reference_similarity_target(spikes.detach(), labels)
+    assert loss.dim() == 0 and loss.dtype == torch.float64
+    torch.testing.assert_close(loss, f(cos, same))
+    loss.backward()
+    assert spikes.grad is not None and torch.isfinite(spikes.grad).all()
+
+
+def test_spike_similar_loss_bce_with_sigmoid_kernel() -> None:
+    spikes = torch.rand(4, 6)
+    labels = torch.tensor([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
+    loss = functional.spike_similar_loss(spikes, labels, "sigmoid", "bce", 0.3)
+    flat = spikes.flatten(1)
+    sim = torch.sigmoid(0.3 * flat @ flat.T)
+    _, same = _reference_similarity_target(spikes, labels)
+    torch.testing.assert_close(loss, F.binary_cross_entropy(sim, same.float()))
+
+
+def test_spike_similar_loss_bce_linear_identical_rows_stay_in_range() -> None:
+    # Identical binary rows give a cosine of exactly 1 (rounding above 1 is clamped).
+    spikes = torch.tensor([[1.0, 1.0, 0.0, 1.0]] * 3 + [[0.0, 0.0, 0.0, 0.0]])
+    labels = torch.tensor([[1, 0]] * 3 + [[0, 1]])
+    loss = functional.spike_similar_loss(spikes, labels, "linear", "bce")
+    assert torch.isfinite(loss)
+
+
+def test_spike_similar_loss_validation() -> None:
+    spikes = torch.rand(3, 4)
+    labels = torch.eye(3)
+    with pytest.raises(ValueError, match=r"loss_type: expected one of \['mse', 'l1', 'bce'\], got 'hinge'"):
+        functional.spike_similar_loss(spikes, labels, "linear", "hinge")
+    with pytest.raises(ValueError, match="kernel: expected one of"):
+        functional.spike_similar_loss(spikes, labels, "cosine")
+    with pytest.raises(ValueError, match=r"labels: expected shape \[3, C\]"):
+        functional.spike_similar_loss(spikes, torch.eye(4))
+    with pytest.raises(ValueError, match="spikes: expected a tensor"):
+        functional.spike_similar_loss(torch.rand(3), labels)
+    with pytest.raises(TypeError, match="spikes: expected a floating dtype"):
+        functional.spike_similar_loss(torch.ones(3, 4, dtype=torch.int64), labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# TET
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5), (1, 2, 4), (3, 2, 4, 6)])
+def test_tet_matches_per_step_cross_entropy_mean_and_gradient(shape: tuple[int, ...]) -> None:
+    steps, batch, classes, *extra = shape
+    logits = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, classes, (batch, *extra))
+    loss = functional.temporal_efficient_training_cross_entropy(logits, target)
+    expected = sum(F.cross_entropy(logits[t], target) for t in range(steps)) / steps
+    torch.testing.assert_close(loss, expected)
+    (grad,) = torch.autograd.grad(loss, logits)
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    torch.testing.assert_close(grad, expected_grad)
+
+
+def test_tet_accepts_int32_targets() -> None:
+    logits = torch.randn(2, 3, 4)
+    target = torch.tensor([0, 3, 1], dtype=torch.int32)
+    expected = (F.cross_entropy(logits[0], target.long()) + F.cross_entropy(logits[1], target.long())) / 2
+    torch.testing.assert_close(functional.temporal_efficient_training_cross_entropy(logits, target), expected)
+
+
+def test_tet_validation() -> None:
+    tet = functional.temporal_efficient_training_cross_entropy
+    with pytest.raises(ValueError, match=r"x_seq: expected logits \[T, N, C, \*\] with at least 3 dims, got shape \(4, 3\)"):
+        tet(torch.randn(4, 3), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(TypeError, match="target: expected integer class indices, got dtype torch.float32"):
+        tet(torch.randn(2, 3, 4), torch.rand(3, 4))
+    with pytest.raises(ValueError, match=r"target: expected shape \[3\]"):
+        tet(torch.randn(2, 3, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="at least one time step"):
+        tet(torch.randn(0, 3, 4), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(TypeError, match="x_seq: expected a floating dtype"):
+        tet(torch.ones(2, 3, 4, dtype=torch.long), torch.zeros(3, dtype=torch.long))

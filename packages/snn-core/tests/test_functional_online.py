@@ -1,0 +1,127 @@
+"""snn.functional online-learning pipelines: argument checks and dispatch to registered learners."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import snn
+from snn import functional
+from snn.errors import OnlineLearnerNotFoundError
+from snn.learning import OnlineLearner
+
+
+class RecordingLearner(OnlineLearner):
+    """Records how it is called and returns values computed from its inputs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def init_state(self, model: Any, optimizer: torch.optim.Optimizer) -> Any:
+        self.calls.append(("init_state", (model, optimizer), {}))
+        return [p.detach().clone() for group in optimizer.param_groups for p in group["params"]]
+
+    def train_sequence(self, model, optimizer, x_seq, target_seq, f_loss_t, state=None, **options):  # type: ignore[no-untyped-def]
+        self.calls.append(("train_sequence", (model, optimizer, x_seq, target_seq, f_loss_t), {"state": state, **options}))
+        return x_seq.sum().detach(), x_seq.detach() * 2
+
+
+@pytest.fixture
+def learners(monkeypatch: pytest.MonkeyPatch, temporary_plugin) -> dict[str, RecordingLearner]:  # type: ignore[no-untyped-def]
+    """Fake 'fptt' and 'ottt' learners; installed learner plugins are switched off."""
+    monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    fakes = {"fptt": RecordingLearner("fptt"), "ottt": RecordingLearner("ottt")}
+
+    @snn.hookimpl
+    def snn_register_online_learners(register):  # type: ignore[no-untyped-def]
+        for name, learner in fakes.items():
+            register(name, learner)
+
+    temporary_plugin(types.SimpleNamespace(snn_register_online_learners=snn_register_online_learners), name="fake-online")
+    return fakes
+
+
+def _setup() -> tuple[nn.Module, torch.optim.Optimizer]:
+    model = nn.Linear(2, 1)
+    return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def loss_fn(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((y - target) ** 2).mean()
+
+
+def test_fptt_init_w_ra_dispatches_to_learner(learners: dict[str, RecordingLearner]) -> None:
+    model, optimizer = _setup()
+    w_ra = functional.fptt_online_training_init_w_ra(optimizer)
+    assert learners["fptt"].calls == [("init_state", (None, optimizer), {})]
+    assert [w.shape for w in w_ra] == [p.shape for p in model.parameters()]
+
+
+def test_fptt_online_training_dispatches_and_returns_none(learners: dict[str, RecordingLearner]) -> None:
+    model, optimizer = _setup()
+    x_seq = torch.randn(3, 1, 2)
+    target_seq = torch.randn(3, 1, 1)
+    w_ra = [torch.zeros(1, 2), torch.zeros(1)]
+    result = functional.fptt_online_training(model, optimizer, x_seq, target_seq, loss_fn, 0.5, w_ra)
+    assert result is None
+    ((kind, args, kwargs),) = learners["fptt"].calls
+    assert kind == "train_sequence"
+    assert args[0] is model and args[1] is optimizer and args[2] is x_seq and args[3] is target_seq and args[4] is loss_fn
+    assert kwargs == {"state": w_ra, "alpha": 0.5}
+    assert kwargs["state"] is w_ra
+    assert learners["ottt"].calls == []
+
+
+@pytest.mark.parametrize("online", [True, False])
+def test_ottt_online_training_dispatches_and_returns_pair(learners: dict[str, RecordingLearner], online: bool) -> None:
+    model, optimizer = _setup()
+    x_seq = torch.randn(4, 3, 2)
+    target_seq = torch.randn(4, 3, 1)
+    batch_loss, y_all = functional.ottt_online_training(model, optimizer, x_seq, target_seq, loss_fn, online)
+    torch.testing.assert_close(batch_loss, x_seq.sum())
+    torch.testing.assert_close(y_all, x_seq * 2)
+    ((kind, args, kwargs),) = learners["ottt"].calls
+    assert args[2] is x_seq and args[3] is target_seq
+    assert kwargs == {"state": None, "online": online}
+
+
+def test_missing_learners_raise_with_install_hint(monkeypatch: pytest.MonkeyPatch, fresh_plugin_manager) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    snn.plugins.reset()
+    model, optimizer = _setup()
+    with pytest.raises(OnlineLearnerNotFoundError, match=r'pip install "snn-core\[online\]"'):
+        functional.fptt_online_training_init_w_ra(optimizer)
+    with pytest.raises(OnlineLearnerNotFoundError, match="'fptt'"):
+        functional.fptt_online_training(model, optimizer, torch.randn(2, 1, 2), torch.randn(2, 1, 1), loss_fn, 0.5, [])
+    with pytest.raises(OnlineLearnerNotFoundError, match="'ottt'"):
+        functional.ottt_online_training(model, optimizer, torch.randn(1, 2, 2), torch.randn(1, 2, 1), loss_fn, True)
+
+
+def test_argument_validation(learners: dict[str, RecordingLearner]) -> None:
+    model, optimizer = _setup()
+    x = torch.randn(2, 3, 2)
+    t = torch.randn(2, 3, 1)
+    with pytest.raises(TypeError, match="optimizer: expected a torch.optim.Optimizer, got list"):
+        functional.fptt_online_training_init_w_ra([])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="alpha: expected a finite number > 0, got 0"):
+        functional.fptt_online_training(model, optimizer, x, t, loss_fn, 0, [])
+    with pytest.raises(TypeError, match="alpha: expected a positive real number"):
+        functional.fptt_online_training(model, optimizer, x, t, loss_fn, "0.5", [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="w_ra: expected the list returned by fptt_online_training_init_w_ra, got tuple"):
+        functional.fptt_online_training(model, optimizer, x, t, loss_fn, 0.5, ())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
+        functional.fptt_online_training(lambda v: v, optimizer, x, t, loss_fn, 0.5, [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="f_loss_t: expected a callable"):
+        functional.ottt_online_training(model, optimizer, x, t, None, True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"x_seq: expected a tensor \[B, T, \*\], got shape \(3,\)"):
+        functional.ottt_online_training(model, optimizer, torch.randn(3), t, loss_fn, True)
+    with pytest.raises(ValueError, match=r"target_seq: expected leading dims \[B, T\] = \[2, 3\]"):
+        functional.ottt_online_training(model, optimizer, x, torch.randn(3, 2, 1), loss_fn, True)
+    with pytest.raises(TypeError, match="online: expected a bool, got 1"):
+        functional.ottt_online_training(model, optimizer, x, t, loss_fn, 1)  # type: ignore[arg-type]
+    assert learners["fptt"].calls == [] and learners["ottt"].calls == []
