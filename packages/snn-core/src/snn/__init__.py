@@ -42,7 +42,7 @@ logging.getLogger("snn").addHandler(logging.NullHandler())
 _SUBMODULES = frozenset(__all__) - {"__version__", "hookimpl"}
 
 if TYPE_CHECKING:
-    from snn import (  # noqa: F401
+    from snn import (
         base,
         errors,
         functional,

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
