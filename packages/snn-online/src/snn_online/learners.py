@@ -32,7 +32,10 @@ from torch import nn
 
 from snn.learning import OnlineLearner
 
-__all__ = ["OTTTLearner", "SLTTLearner", "FPTTLearner"]
+__all__ = ["OTTTLearner", "SLTTLearner", "FPTTLearner", "DEFAULT_FPTT_ALPHA"]
+
+#: The FPTT regulariser strength used when a caller of :meth:`FPTTLearner.train_sequence` gives none.
+DEFAULT_FPTT_ALPHA = 0.5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,8 +234,6 @@ class SLTTLearner(_PerStepSpatialLearner):
 
 
 def _check_alpha(alpha: Any) -> float:
-    if alpha is None:
-        raise TypeError("alpha: the 'fptt' learner needs alpha=, a positive float (the regulariser strength)")
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"alpha: expected a positive float, got {type(alpha).__name__} ({alpha!r})")
     if not math.isfinite(alpha) or alpha <= 0:
@@ -307,7 +308,7 @@ class FPTTLearner(OnlineLearner):
         f_loss_t: Callable[[Any, Any], torch.Tensor],
         state: Any = None,
         *,
-        alpha: float | None = None,
+        alpha: float = DEFAULT_FPTT_ALPHA,
         **options: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Present a time-first sequence, updating the weights at every step.
@@ -331,7 +332,9 @@ class FPTTLearner(OnlineLearner):
             f_loss_t: ``f_loss_t(y_t, target_t) -> scalar tensor``.
             state: the running average ``w_ra`` from :meth:`init_state`; its entries are
                 replaced in place (the list object is kept).
-            alpha: the regulariser strength, a float > 0.
+            alpha: the regulariser strength, a float > 0. ``snn.functional.fptt_online_training``
+                always passes it; callers that give none (``snn train --learner fptt``) get
+                :data:`DEFAULT_FPTT_ALPHA` (0.5, a value used in Yin et al.'s FPTT-SNN scripts).
             **options: none accepted.
 
         Returns:
@@ -341,7 +344,7 @@ class FPTTLearner(OnlineLearner):
 
         Raises:
             TypeError: an argument of the wrong type, ``w_ra`` missing or not a list, ``alpha``
-                missing or not a number, a non-scalar loss, an unknown option.
+                not a number, a non-scalar loss, an unknown option.
             ValueError: ``alpha <= 0``; ``w_ra`` whose length or shapes do not match the
                 optimizer's parameters; ``target_seq`` shorter than ``x_seq``.
             RuntimeError: a parameter received no gradient from the second forward.
