@@ -520,3 +520,68 @@ def test_dropout_errors() -> None:
     drop(torch.ones(2, 3))
     with pytest.raises(ValueError, match="mask was sampled for steps of shape \\[2, 3\\].*reset"):
         drop(torch.ones(4, 3))
+
+
+# =============================================================================================
+# With the library's neurons
+# =============================================================================================
+
+
+def _manual_if(x_seq: torch.Tensor, v_threshold: float = 1.0, v_reset: float = 0.0) -> torch.Tensor:
+    """Integrate-and-fire with hard reset, written out: h = v + x, s = H(h - vth), v = s*vr + (1-s)*h."""
+    v = torch.full_like(x_seq[0], v_reset)
+    spikes = []
+    for x in x_seq:
+        h = v + x
+        s = (h >= v_threshold).to(x.dtype)
+        v = s * v_reset + (1 - s) * h
+        spikes.append(s)
+    return torch.stack(spikes)
+
+
+def test_multi_step_container_runs_single_step_neurons_like_a_manual_loop() -> None:
+    from snn.neuron import IFNode
+
+    x_seq = torch.rand(8, 3, 5) * 0.8
+    node = IFNode()
+    net = layer.MultiStepContainer(node)
+    expected = _manual_if(x_seq)
+    assert torch.equal(net(x_seq), expected)
+    assert node.step_mode == "s"
+    node.reset()
+    assert torch.equal(net(x_seq), expected)
+
+
+def test_conv_bn_if_network_in_multi_step_mode_equals_flattened_layers_and_manual_neuron() -> None:
+    from snn.neuron import IFNode
+
+    net = nn.Sequential(
+        layer.Conv2d(1, 2, 3, padding=1, bias=False, step_mode="m"),
+        layer.BatchNorm2d(2, step_mode="m"),
+        IFNode(step_mode="m"),
+        layer.Flatten(step_mode="m"),
+    )
+    conv, bn = nn.Conv2d(1, 2, 3, padding=1, bias=False), nn.BatchNorm2d(2)
+    conv.load_state_dict(net[0].state_dict())
+    bn.load_state_dict(net[1].state_dict())
+    x_seq = torch.rand(4, 2, 1, 5, 5) * 2
+    currents = bn(conv(x_seq.flatten(0, 1))).unflatten(0, (4, 2))
+    expected = _manual_if(currents).flatten(2)
+    torch.testing.assert_close(net(x_seq), expected)
+
+
+def test_element_wise_recurrent_container_with_if_neuron() -> None:
+    from snn.neuron import IFNode
+
+    net = layer.ElementWiseRecurrentContainer(IFNode(), torch.add, step_mode="m")
+    x_seq = torch.rand(6, 2, 4) * 0.7
+    # manual: the neuron's input is x[t] + s[t-1]
+    v = torch.zeros(2, 4)
+    s = torch.zeros(2, 4)
+    expected = []
+    for x in x_seq:
+        h = v + (x + s)
+        s = (h >= 1.0).float()
+        v = (1 - s) * h
+        expected.append(s)
+    assert torch.equal(net(x_seq), torch.stack(expected))
