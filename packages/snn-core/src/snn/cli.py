@@ -1,7 +1,7 @@
 """The ``snn`` command line (also ``python -m snn``).
 
 Each subcommand lives in its own module, imported only when that subcommand runs. A subcommand
-module provides ``configure_parser(parser)`` (adds its options to an
+module provides ``add_arguments(parser)`` (adds its options to an
 :class:`argparse.ArgumentParser`) and ``run(args) -> int`` (the exit status). A subcommand is
 offered only when its module is installed; a module that exists but fails to import is still
 offered and reports its import error when run.
@@ -32,8 +32,8 @@ class Subcommand:
 #: The subcommands, in ``snn --help`` order.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("doctor", "snn.doctor", "show installed plugins, backends and plugin failures"),
-    Subcommand("train", "snn.train.cli", "train a small spiking network (--backend, --loss, --learner)"),
-    Subcommand("bench", "snn.bench", "benchmark neuron backends side by side"),
+    Subcommand("train", "snn.train.command", "train a spiking network on scikit-learn's 8x8 digits (BPTT or an online learner)"),
+    Subcommand("bench", "snn.bench", "time multi-step neurons on every installed backend, side by side"),
 )
 
 
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # report the cause instead of a traceback
             print(f"snn {chosen}: cannot load {sub.module}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
-        module.configure_parser(parsers[chosen])
+        module.add_arguments(parsers[chosen])
 
     try:
         args = parser.parse_args(args_list)

@@ -1,7 +1,8 @@
 """``snn doctor``: what is installed, what can run here, and what failed.
 
 :func:`collect` builds the report as plain data (JSON-serialisable); :func:`render_table` and
-:func:`render_json` turn it into text. The CLI (:mod:`snn.cli`) calls :func:`run`.
+:func:`render_json` turn it into text. The CLI (:mod:`snn.cli`) calls :func:`add_arguments` and
+:func:`run`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import json
 import os
 import platform
 import sys
-from typing import Any
+from typing import Any, TextIO
 
-__all__ = ["collect", "render_table", "render_json", "configure_parser", "run"]
+__all__ = ["DESCRIPTION", "collect", "render_table", "render_json", "add_arguments", "run"]
 
 #: One line for ``snn --help``.
-HELP = "show installed plugins, backends, strategies, losses, learners and plugin failures"
+DESCRIPTION = "show installed plugins, backends, strategies, losses, learners and plugin failures"
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -204,14 +205,19 @@ def render_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``snn doctor`` options to ``parser``."""
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print the report; exit status 1 when a plugin failure was recorded, else 0."""
+def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
+    """Print the report; exit status 1 when a plugin failure was recorded, else 0.
+
+    Args:
+        args: the namespace parsed by a parser prepared with :func:`add_arguments`.
+        stdout: where to write (default :data:`sys.stdout`).
+    """
     report = collect()
     text = render_json(report) if args.json else render_table(report)
-    sys.stdout.write(text + "\n")
+    (stdout or sys.stdout).write(text + "\n")
     return 1 if report["failures"] else 0
