@@ -145,6 +145,19 @@ def test_empty_containers_are_identity() -> None:
     assert torch.equal(layer.SeqToANNContainer()(x_seq), x_seq)
 
 
+def test_slicing_containers_keeps_their_kind_and_settings() -> None:
+    relu, tanh = nn.ReLU(), nn.Tanh()
+    ckpt = layer.MultiStepContainer(relu, tanh, strategy="checkpointed", k=3)
+    tail = ckpt[1:]
+    assert type(tail) is layer.MultiStepContainer and tail.strategy == "checkpointed"
+    assert tail.strategy_options == {"k": 3} and list(tail) == [tanh]
+    assert ckpt[0] is relu
+    head = layer.StepModeContainer(True, "m", relu, tanh)[:1]
+    assert type(head) is layer.StepModeContainer and head.stateful and head.step_mode == "m"
+    x_seq = torch.randn(3, 2)
+    assert torch.equal(layer.SeqToANNContainer(relu, tanh)[::-1](x_seq), torch.relu(torch.tanh(x_seq)))
+
+
 def test_step_mode_container_modes() -> None:
     linear = nn.Linear(3, 3)
     x_seq = torch.randn(4, 2, 3)

@@ -16,6 +16,7 @@ step mode ``'s'``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -74,6 +75,15 @@ class _SingleStepSequence(nn.Sequential):
         children = tuple(self._modules.values())
         return children if children else (_identity,)
 
+    def _with_children(self, children: OrderedDict[str, nn.Module]) -> _SingleStepSequence:
+        """A container of the same kind and settings holding ``children`` (used by slicing)."""
+        return type(self)(children)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return self._with_children(OrderedDict(list(self._modules.items())[index]))
+        return super().__getitem__(index)
+
 
 class MultiStepContainer(_SingleStepSequence, MultiStepModule):
     """Runs single-step modules over a sequence ``[T, N, *]``, by default one step at a time.
@@ -122,6 +132,9 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
             get_registry().strategy(strategy)
         self.strategy = strategy
         self.strategy_options = dict(strategy_options)
+
+    def _with_children(self, children: OrderedDict[str, nn.Module]) -> MultiStepContainer:
+        return type(self)(children, strategy=self.strategy, **self.strategy_options)
 
     @staticmethod
     def _uses_loop_fast_path(strategy: str, options: dict[str, Any]) -> bool:
@@ -287,6 +300,9 @@ class StepModeContainer(_SingleStepSequence, StepModule):
         self._check_children()
         self.stateful = stateful
         self.step_mode = step_mode
+
+    def _with_children(self, children: OrderedDict[str, nn.Module]) -> StepModeContainer:
+        return type(self)(self.stateful, self.step_mode, children)
 
     def forward(self, x: torch.Tensor) -> Any:
         """Apply the children to ``x``: one step ``[N, *]`` in ``'s'``, ``[T, N, *]`` in ``'m'``."""
