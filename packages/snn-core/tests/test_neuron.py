@@ -1,0 +1,399 @@
+"""Neurons: reference golden values, step modes, validation, eval mode, dispatch and fallbacks."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+import snn
+from snn import neuron, plugins, surrogate
+from snn.errors import BackendNotFoundError, UnsupportedOperationError
+from snn.registry import Registry
+
+ALL = (neuron.IFNode, neuron.LIFNode, neuron.ParametricLIFNode)
+
+
+def column(values):
+    return torch.tensor(values).view(-1, 1)
+
+
+# -- golden values of the reference (section 7.2) -----------------------------------------------
+
+
+def test_golden_if():
+    node = neuron.IFNode(step_mode="m")
+    x = column([0.6, 0.6, 0.6, 1.2]).requires_grad_()
+    spikes = node(x)
+    spikes.sum().backward()
+    assert spikes.flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert node.v.item() == 0.0
+    torch.testing.assert_close(x.grad.flatten(), torch.tensor([0.677951, 0.178907, 0.659091, 0.150527]), atol=1e-6, rtol=0)
+
+
+def test_golden_lif_soft_atan_store_v_seq():
+    node = neuron.LIFNode(tau=2.0, v_reset=None, surrogate_function=surrogate.ATan(2.0), store_v_seq=True, step_mode="m")
+    x = column([1.5, 1.5, 1.5, 0.0]).requires_grad_()
+    spikes = node(x)
+    (spikes.sum() + node.v.sum()).backward()
+    assert spikes.flatten().tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert node.v_seq.flatten().tolist() == [0.75, 0.125, 0.8125, 0.40625]
+    torch.testing.assert_close(x.grad.flatten(), torch.tensor([0.397429, 0.462296, 0.435601, 0.5]), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_golden_plif(step_mode):
+    node = neuron.ParametricLIFNode(init_tau=2.0, step_mode=step_mode)
+    x = column([1.5, 0.5, 2.5]).requires_grad_()
+    spikes = node(x) if step_mode == "m" else torch.stack([node(x[t]) for t in range(3)])
+    spikes.sum().backward()
+    assert spikes.flatten().tolist() == [0.0, 0.0, 1.0]
+    torch.testing.assert_close(node.w.grad, torch.tensor(0.466804), atol=1e-6, rtol=0)
+    torch.testing.assert_close(x.grad.flatten(), torch.tensor([0.465492, 0.352388, 0.172516]), atol=1e-6, rtol=0)
+
+
+# -- an independent loop (plain autograd) ---------------------------------------------------------
+
+
+def loop_reference(node, x_seq, v):
+    """The reference dynamics of ``node``'s hyper-parameters, written out step by step."""
+    vr = 0.0 if node.v_reset is None else node.v_reset
+    spikes, vs = [], []
+    for x in x_seq:
+        if isinstance(node, neuron.IFNode):
+            h = v + x
+        else:
+            k = 1.0 / node.tau if isinstance(node, neuron.LIFNode) else torch.sigmoid(node.w)
+            h = v + (x - (v - vr)) * k if node.decay_input else v - (v - vr) * k + x
+        s = node.surrogate_function(h - node.v_threshold)
+        sd = s.detach() if node.detach_reset else s
+        v = h - sd * node.v_threshold if node.v_reset is None else sd * vr + (1 - sd) * h
+        spikes.append(s)
+        vs.append(v)
+    return torch.stack(spikes), v, torch.stack(vs)
+
+
+def build(cls, **kw):
+    if cls is neuron.LIFNode:
+        kw.setdefault("tau", 3.0)
+    if cls is neuron.ParametricLIFNode:
+        kw.setdefault("init_tau", 3.0)
+    return cls(**kw)
+
+
+@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize("v_reset", [0.0, None, -0.25])
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_both_step_modes_match_loop_float64(cls, v_reset, detach_reset):
+    x = (torch.randn(7, 3, 5, dtype=torch.float64) + 0.5).requires_grad_()
+    grads = {}
+    outs = {}
+    for mode in ("s", "m"):
+        node = build(cls, v_reset=v_reset, detach_reset=detach_reset, step_mode=mode, store_v_seq=True).double()
+        out = node(x) if mode == "m" else torch.stack([node(x[t]) for t in range(x.shape[0])])
+        loss = (out * torch.arange(out.numel(), dtype=torch.float64).view_as(out).cos()).sum() + node.v.sum()
+        params = [x] + ([node.w] if cls is neuron.ParametricLIFNode else [])
+        grads[mode] = torch.autograd.grad(loss, params)
+        outs[mode] = (out.detach(), node.v.detach())
+        if mode == "m":
+            assert node.v_seq.shape == x.shape
+        else:
+            assert node.v_seq is None
+    ref_node = build(cls, v_reset=v_reset, detach_reset=detach_reset).double()
+    rs, rv, _ = loop_reference(ref_node, x, torch.full((3, 5), v_reset or 0.0, dtype=torch.float64))
+    loss = (rs * torch.arange(rs.numel(), dtype=torch.float64).view_as(rs).cos()).sum() + rv.sum()
+    ref_grads = torch.autograd.grad(loss, [x] + ([ref_node.w] if cls is neuron.ParametricLIFNode else []))
+    for mode in ("s", "m"):
+        assert torch.equal(outs[mode][0], rs.detach())
+        torch.testing.assert_close(outs[mode][1], rv.detach(), rtol=1e-12, atol=1e-12)
+        for a, b in zip(grads[mode], ref_grads):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_state_carries_across_calls_and_reset(cls):
+    node = build(cls, step_mode="m")
+    x = torch.rand(4, 6) * 1.5
+    first = node(x)
+    second = node(x)
+    joined = build(cls, step_mode="m")(torch.cat([x, x]))
+    assert torch.equal(torch.cat([first, second]), joined)
+    node.reset()
+    assert node.v == 0.0 and node.v_seq is None
+    assert torch.equal(node(x), first)
+
+
+def test_soft_reset_memory_resets_to_zero():
+    node = neuron.LIFNode(v_reset=None, step_mode="m", store_v_seq=True)
+    node(torch.rand(3, 2) * 3)
+    assert node.v_seq is not None
+    node.reset()
+    assert node.v == 0.0 and node.v_seq is None
+    node = neuron.IFNode(v_reset=-0.5)
+    assert node.v == -0.5 and node.get_reset_value("v") == -0.5
+
+
+def test_batch_size_change_raises():
+    node = neuron.LIFNode(step_mode="m")
+    node(torch.rand(3, 4, 2))
+    with pytest.raises(ValueError, match="reset_net"):
+        node(torch.rand(3, 5, 2))
+    node.step_mode = "s"
+    with pytest.raises(ValueError, match="reset_net"):
+        node(torch.rand(5, 2))
+    node.reset()
+    assert node(torch.rand(5, 2)).shape == (5, 2)
+
+
+def test_state_is_cast_to_input_dtype():
+    node = neuron.IFNode(step_mode="m")
+    node(torch.rand(2, 3))
+    out = node(torch.rand(2, 3, dtype=torch.float64))
+    assert out.dtype == torch.float64 and node.v.dtype == torch.float64
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: neuron.IFNode(v_threshold=True), TypeError, "v_threshold"),
+        (lambda: neuron.IFNode(v_threshold="1"), TypeError, "v_threshold"),
+        (lambda: neuron.IFNode(v_threshold=float("nan")), ValueError, "v_threshold"),
+        (lambda: neuron.IFNode(v_reset="0"), TypeError, "v_reset"),
+        (lambda: neuron.IFNode(detach_reset=1), TypeError, "detach_reset"),
+        (lambda: neuron.IFNode(store_v_seq=None), TypeError, "store_v_seq"),
+        (lambda: neuron.IFNode(surrogate_function=3), TypeError, "surrogate_function"),
+        (lambda: neuron.IFNode(step_mode="x"), ValueError, "step_mode"),
+        (lambda: neuron.LIFNode(tau=1.0), ValueError, "tau"),
+        (lambda: neuron.LIFNode(tau=0.5), ValueError, "tau"),
+        (lambda: neuron.LIFNode(tau="2"), TypeError, "tau"),
+        (lambda: neuron.LIFNode(decay_input=1), TypeError, "decay_input"),
+        (lambda: neuron.ParametricLIFNode(init_tau=1.0), ValueError, "init_tau"),
+        (lambda: neuron.LIFNode(backend="no-such-backend"), BackendNotFoundError, "no-such-backend"),
+    ],
+)
+def test_constructor_validation(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_integers_accepted_as_floats():
+    node = neuron.LIFNode(tau=2, v_threshold=1, v_reset=0)
+    assert isinstance(node.v_threshold, float) and isinstance(node.v_reset, float) and isinstance(node.tau, float)
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_non_floating_input_raises(step_mode):
+    node = neuron.IFNode(step_mode=step_mode)
+    with pytest.raises(TypeError, match="floating"):
+        node(torch.ones(2, 3, dtype=torch.int64))
+
+
+def test_default_surrogate_is_a_new_sigmoid_per_neuron():
+    a, b = neuron.IFNode(), neuron.LIFNode()
+    assert isinstance(a.surrogate_function, surrogate.Sigmoid) and a.surrogate_function.alpha == 4.0
+    assert a.surrogate_function is not b.surrogate_function
+
+
+def test_plif_parameter_and_repr():
+    node = neuron.ParametricLIFNode(init_tau=4.0)
+    assert node.w.dim() == 0 and node.w.requires_grad
+    torch.testing.assert_close(torch.sigmoid(node.w), torch.tensor(0.25))
+    text = repr(node)
+    assert "tau=4.0" in text and "v_threshold=1.0" in text and "detach_reset=False" in text
+    lif = repr(neuron.LIFNode(tau=3.0, v_reset=None))
+    assert "tau=3.0" in lif and "v_reset=None" in lif and "backend=torch" in lif
+
+
+# -- eval mode, store_v_seq, precision -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_eval_mode_uses_heaviside(cls):
+    x = (torch.rand(5, 4) * 2).requires_grad_()
+    train = build(cls, step_mode="m")
+    out_train = train(x)
+    node = build(cls, step_mode="m").eval()
+    out = node(x)
+    assert torch.equal(out, out_train.detach())
+    assert not out.requires_grad  # no surrogate node in eval mode
+    node.reset()
+    with torch.no_grad():
+        assert torch.equal(node(x), out)
+    single = build(cls).eval()
+    assert not single(x[0]).requires_grad
+
+
+def test_store_v_seq_values_match_loop():
+    node = neuron.LIFNode(tau=2.0, store_v_seq=True, step_mode="m")
+    x = torch.rand(6, 2, 3) * 2
+    node(x)
+    _, _, ref = loop_reference(node, x, torch.zeros(2, 3))
+    torch.testing.assert_close(node.v_seq, ref)
+    torch.testing.assert_close(node.v, ref[-1])
+    node.store_v_seq = False
+    node(x)
+    assert node.v_seq is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_forward_backward(dtype):
+    node = neuron.LIFNode(step_mode="m")
+    x = (torch.rand(4, 8) * 2).to(dtype).requires_grad_()
+    out = node(x)
+    out.sum().backward()
+    assert out.dtype == dtype and x.grad.dtype == dtype and node.v.dtype == dtype
+
+
+# -- fallbacks -----------------------------------------------------------------------------------
+
+
+class _MyNode(neuron.BaseNode):
+    def neuronal_charge(self, x):
+        self.v = 0.5 * self.v + x
+
+
+class _MyLIF(neuron.LIFNode):
+    def neuronal_charge(self, x):
+        self.v = self.v + x * 2.0
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_custom_dynamics_run_on_the_loop(step_mode):
+    x = torch.rand(5, 3)
+    node = _MyNode(step_mode=step_mode)
+    out = node(x) if step_mode == "m" else torch.stack([node(t) for t in x])
+    v = torch.zeros(3)
+    expected = []
+    for t in x:
+        h = 0.5 * v + t
+        s = (h >= 1.0).float()
+        v = h * (1 - s)
+        expected.append(s)
+    assert torch.equal(out, torch.stack(expected))
+    lif = _MyLIF(step_mode="m")
+    assert torch.equal(lif(torch.full((2, 1), 0.5)).flatten(), torch.tensor([1.0, 1.0]))
+
+
+def _non_spiking():
+    node = neuron.LIFNode(step_mode="m", store_v_seq=True)
+    node.surrogate_function.set_spiking_mode(False)
+    return node
+
+
+def _custom_callable():
+    return neuron.LIFNode(step_mode="m", store_v_seq=True, surrogate_function=lambda y: surrogate.heaviside(y) + 0 * y)
+
+
+def _tensor_threshold():
+    node = neuron.LIFNode(step_mode="m", store_v_seq=True)
+    node.v_threshold = torch.tensor([0.5, 1.0, 1.5])
+    return node
+
+
+@pytest.mark.parametrize("make", [_non_spiking, _custom_callable, _tensor_threshold])
+def test_configurations_without_kernel_use_the_torch_loop(make):
+    x = (torch.rand(4, 2, 3) * 2).requires_grad_()
+    node = make()
+    out = node(x)
+    ref_s, ref_v, ref_seq = loop_reference(make(), x, torch.zeros(2, 3))
+    torch.testing.assert_close(out, ref_s)
+    torch.testing.assert_close(node.v_seq, ref_seq)
+    assert out.requires_grad
+
+
+# -- dispatch ------------------------------------------------------------------------------------
+
+
+def _fake_plugin(name, dtypes=(torch.float32,), surrogates=("Sigmoid",)):
+    @snn.hookimpl
+    def snn_register_backends(register):
+        register(
+            name,
+            {(k, "multi_step"): f"snn.backends.torch:{k}_multi_step" for k in ("if", "lif", "plif")},
+            devices=("cpu",),
+            dtypes=dtypes,
+            surrogates=surrogates,
+            probe=lambda: None,
+        )
+
+    return types.SimpleNamespace(snn_register_backends=snn_register_backends)
+
+
+def test_auto_picks_torch_on_cpu():
+    node = neuron.LIFNode(step_mode="m", backend="auto")
+    x = torch.rand(3, 4) * 2
+    ref = neuron.LIFNode(step_mode="m")(x)
+    assert torch.equal(node(x), ref)
+    registry = plugins.get_registry()
+    assert registry.auto_backend("lif", "multi_step", "cpu", torch.float32, "Sigmoid") == "torch"
+    kernels = list(node._auto_dispatch[1].values())
+    assert kernels == [registry.kernel("torch", "lif", "multi_step")]
+
+
+def test_dispatch_is_cached_per_registry(monkeypatch):
+    calls = []
+    original = Registry.kernel
+
+    def counting(self, *args):
+        calls.append(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(Registry, "kernel", counting)
+    node = neuron.LIFNode(step_mode="m")
+    x = torch.rand(3, 4)
+    node(x)
+    assert calls == [("torch", "lif", "multi_step")]
+    node(x)
+    node.reset()
+    node(x)
+    assert len(calls) == 1
+    plugins.reset()
+    node(x)
+    assert len(calls) == 2
+
+
+def test_other_backend_checks_inputs_and_refuses_the_loop(temporary_plugin):
+    temporary_plugin(_fake_plugin("fake32"), name="fake32")
+    node = neuron.LIFNode(step_mode="m", backend="fake32")
+    x = torch.rand(3, 4) * 2
+    assert torch.equal(node(x), neuron.LIFNode(step_mode="m")(x))
+    node.reset()
+    with pytest.raises(UnsupportedOperationError, match="dtype"):
+        node(x.double())
+    node.reset()
+    node.surrogate_function = surrogate.ATan()
+    with pytest.raises(UnsupportedOperationError, match="ATan"):
+        node(x)
+    node.surrogate_function.set_spiking_mode(False)
+    with pytest.raises(UnsupportedOperationError, match="non-spiking"):
+        node(x)
+    node.surrogate_function = surrogate.Sigmoid()
+    node.v_threshold = torch.ones(4)
+    with pytest.raises(UnsupportedOperationError, match="tensor v_threshold"):
+        node(x)
+
+
+def test_single_step_mode_refuses_kernel_only_backend(temporary_plugin):
+    temporary_plugin(_fake_plugin("fakems"), name="fakems")
+    with pytest.raises(UnsupportedOperationError):
+        neuron.IFNode(step_mode="s", backend="fakems")
+    node = neuron.IFNode(step_mode="m", backend="fakems")
+    assert "fakems" in node.supported_backends
+    node.step_mode = "s"  # single-step mode runs the torch kernel
+    assert node(torch.full((2,), 1.5)).tolist() == [1.0, 1.0]
+
+
+def test_config_is_cached_and_follows_hyper_parameters():
+    node = neuron.LIFNode(step_mode="m")
+    first = node.neuron_config()
+    assert node.neuron_config() is first
+    node.v_threshold = 0.5
+    node.surrogate_function.alpha = 2.0
+    second = node.neuron_config()
+    assert second.v_threshold == 0.5 and second.surrogate.kwargs == {"alpha": 2.0}
+    x = torch.full((2, 1), 0.8)  # h = 0.4, then 0.6 >= 0.5
+    assert node(x).flatten().tolist() == [0.0, 1.0]

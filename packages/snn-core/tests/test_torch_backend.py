@@ -1,0 +1,259 @@
+"""The torch backend's kernels against an independent plain autograd loop (float64)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from snn import surrogate
+from snn.backends import torch as torch_backend
+from snn.kernels import NeuronConfig
+from snn.plugins import get_registry
+
+KINDS = ("if", "lif", "plif")
+RESETS = (0.0, -0.3, None)
+
+
+def plain_loop(kind, x_seq, v, config, w=None):
+    """Reference dynamics written out with ordinary autograd ops (not the kernel code)."""
+    sf = surrogate.SURROGATES[config.surrogate.name](**config.surrogate.kwargs)
+    vr = 0.0 if config.v_reset is None else config.v_reset
+    if kind == "lif":
+        k = 1.0 / config.tau
+    elif kind == "plif":
+        k = torch.sigmoid(w)
+    spikes, potentials = [], []
+    for x in x_seq:
+        if kind == "if":
+            h = v + x
+        elif config.decay_input:
+            h = v + (x - (v - vr)) * k
+        else:
+            h = v - (v - vr) * k + x
+        s = sf(h - config.v_threshold)
+        sd = s.detach() if config.detach_reset else s
+        v = sd * vr + (1.0 - sd) * h if config.v_reset is not None else h - sd * config.v_threshold
+        spikes.append(s)
+        potentials.append(v)
+    return torch.stack(spikes), v, torch.stack(potentials)
+
+
+def make_config(kind, v_reset=0.0, detach=False, decay_input=True, name="Sigmoid", v_threshold=1.0):
+    spec = surrogate.SURROGATES[name]().spec
+    return NeuronConfig(kind, v_threshold, v_reset, detach, decay_input, 2.5 if kind == "lif" else None, spec)
+
+
+def inputs(kind, shape=(6, 3, 4), dtype=torch.float64):
+    x = (torch.randn(shape, dtype=dtype) * 0.8 + 0.5).requires_grad_()
+    v0 = (torch.rand(shape[1:], dtype=dtype) * 0.6 - 0.2).requires_grad_()
+    w = torch.tensor(-0.3, dtype=dtype, requires_grad=True) if kind == "plif" else None
+    return x, v0, w
+
+
+def grads_of(outputs, leaves, weights):
+    loss = sum((o * g).sum() for o, g in zip(outputs, weights) if o is not None)
+    return torch.autograd.grad(loss, [t for t in leaves if t is not None])
+
+
+def assert_matches_loop(kind, config, x, v0, w, store_v_seq=True, single=False):
+    fn = getattr(torch_backend, f"{kind}_{'single' if single else 'multi'}_step")
+    if single:
+        got = fn(x[0], v0, config, w=w)
+        want = plain_loop(kind, x[:1], v0, config, w)
+        want = (want[0][0], want[1], None)
+    else:
+        got = fn(x, v0, config, w=w, store_v_seq=store_v_seq)
+        want = plain_loop(kind, x, v0, config, w)
+        if not store_v_seq:
+            want = (want[0], want[1], None)
+    assert got[2] is None if want[2] is None else got[2] is not None
+    assert torch.equal(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1], rtol=1e-12, atol=1e-12)
+    if want[2] is not None:
+        torch.testing.assert_close(got[2], want[2], rtol=1e-12, atol=1e-12)
+    weights = [torch.randn_like(t) if t is not None else None for t in want]
+    g_got = grads_of(got, (x, v0, w), weights)
+    g_want = grads_of(want, (x, v0, w), weights)
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("kind", "decay_input"), [("if", True), ("lif", True), ("lif", False), ("plif", True), ("plif", False)])
+@pytest.mark.parametrize("v_reset", RESETS)
+@pytest.mark.parametrize("detach", [False, True])
+def test_multi_step_matches_plain_loop(kind, v_reset, detach, decay_input):
+    config = make_config(kind, v_reset, detach, decay_input)
+    x, v0, w = inputs(kind)
+    assert_matches_loop(kind, config, x, v0, w, store_v_seq=True)
+    assert_matches_loop(kind, config, x, v0, w, store_v_seq=False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("v_reset", RESETS)
+@pytest.mark.parametrize("detach", [False, True])
+def test_single_step_matches_plain_loop(kind, v_reset, detach):
+    config = make_config(kind, v_reset, detach)
+    x, v0, w = inputs(kind, shape=(1, 5, 3))
+    assert_matches_loop(kind, config, x, v0, w, single=True)
+
+
+@pytest.mark.parametrize("name", surrogate.CLOSED_FORM_SURROGATES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_closed_form_surrogate(kind, name):
+    config = make_config(kind, None if kind == "lif" else 0.0, name=name)
+    x, v0, w = inputs(kind, shape=(4, 9))
+    assert_matches_loop(kind, config, x, v0, w)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_threshold_exactly_reached_fires(kind):
+    config = make_config(kind)
+    if kind == "if":
+        x = torch.tensor([[0.5], [0.5]], dtype=torch.float64)
+    else:
+        x = torch.tensor([[2.0], [0.0]], dtype=torch.float64)  # h = 0 + 2 * 0.5 = 1 (PLIF w=0)
+    w = torch.tensor(0.0, dtype=torch.float64) if kind == "plif" else None
+    if kind == "lif":
+        config = NeuronConfig("lif", 1.0, 0.0, False, True, 2.0, config.surrogate)
+    spikes, _, _ = getattr(torch_backend, f"{kind}_multi_step")(x, torch.zeros(1, dtype=torch.float64), config, w=w)
+    assert spikes[1 if kind == "if" else 0].item() == 1.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_odd_shapes_noncontiguous_and_t1(kind):
+    config = make_config(kind, -0.2)
+    # transposed input
+    base = torch.randn(5, 4, 3, dtype=torch.float64) + 0.5
+    x = base.transpose(1, 2).requires_grad_()
+    assert not x.is_contiguous()
+    v0 = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor(0.2, dtype=torch.float64, requires_grad=True) if kind == "plif" else None
+    assert_matches_loop(kind, config, x, v0, w)
+    # strided input (every other column), T = 1, and a 0-dim neuron shape
+    x2 = (torch.randn(1, 7, 10, dtype=torch.float64) + 0.6)[..., ::2].requires_grad_()
+    assert_matches_loop(kind, config, x2, torch.zeros(7, 5, dtype=torch.float64, requires_grad=True), w)
+    x3 = (torch.randn(4, dtype=torch.float64) + 0.7).requires_grad_()
+    assert_matches_loop(kind, config, x3, torch.zeros((), dtype=torch.float64, requires_grad=True), w)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradient_through_potentials_only_and_partial_inputs(kind):
+    config = make_config(kind, None)
+    x, v0, w = inputs(kind)
+    fn = getattr(torch_backend, f"{kind}_multi_step")
+    _, v_last, v_seq = fn(x, v0, config, w=w, store_v_seq=True)
+    _, rv_last, rv_seq = plain_loop(kind, x, v0, config, w)
+    leaves = [t for t in (x, v0, w) if t is not None]
+    got = torch.autograd.grad(v_last.sum() + v_seq.square().sum(), leaves)
+    want = torch.autograd.grad(rv_last.sum() + rv_seq.square().sum(), leaves)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # only v0 requires grad
+    x_plain = x.detach()
+    spikes, _, _ = fn(x_plain, v0, config, w=None if w is None else w.detach())
+    (g,) = torch.autograd.grad(spikes.sum(), v0)
+    rs, _, _ = plain_loop(kind, x_plain, v0, config, None if w is None else w.detach())
+    torch.testing.assert_close(g, torch.autograd.grad(rs.sum(), v0)[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", KINDS)
+def test_reduced_precision_against_float64_loop(kind, dtype):
+    config = make_config(kind, 0.0)
+    x64, v064, w64 = inputs(kind, shape=(5, 40))
+    x = x64.detach().to(dtype).requires_grad_()
+    v0 = v064.detach().to(dtype).requires_grad_()
+    w = w64.detach().to(dtype).requires_grad_() if w64 is not None else None
+    spikes, v_last, v_seq = getattr(torch_backend, f"{kind}_multi_step")(x, v0, config, w=w, store_v_seq=True)
+    assert spikes.dtype == v_last.dtype == v_seq.dtype == dtype
+    # the reference: the same (rounded) inputs in float64
+    xr = x.detach().double().requires_grad_()
+    vr = v0.detach().double().requires_grad_()
+    wr = w.detach().double().requires_grad_() if w is not None else None
+    rs, rv, rseq = plain_loop(kind, xr, vr, config, wr)
+    assert torch.equal(spikes.double(), rs)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
+    torch.testing.assert_close(v_seq.double(), rseq, **tol)
+    g = torch.autograd.grad(spikes.float().sum() + v_last.float().sum(), [t for t in (x, v0, w) if t is not None])
+    gr = torch.autograd.grad(rs.sum() + rv.sum(), [t for t in (xr, vr, wr) if t is not None])
+    for a, b in zip(g, gr):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a.double(), b, **tol)
+
+
+def _saved_bytes(fn):
+    storages = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sum(storages.values()), out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_training_saves_only_h_and_inference_nothing(kind):
+    T, N = 6, 50
+    config = make_config(kind)
+    x = torch.randn(T, N, requires_grad=True)
+    v0 = torch.zeros(N)
+    w = torch.tensor(0.0, requires_grad=True) if kind == "plif" else None
+    fn = getattr(torch_backend, f"{kind}_multi_step")
+    nbytes, _ = _saved_bytes(lambda: fn(x, v0, config, w=w))
+    expected = T * N * 4 + (N * 4 + 4 if kind == "plif" else 0)  # h (+ v0 and w for PLIF)
+    assert nbytes == expected
+    with torch.no_grad():
+        nbytes, (spikes, _, _) = _saved_bytes(lambda: fn(x, v0, config, w=w))
+    assert nbytes == 0 and spikes.grad_fn is None
+    nbytes, (spikes, _, _) = _saved_bytes(lambda: fn(x.detach(), v0, config, w=None if w is None else w.detach()))
+    assert nbytes == 0 and spikes.grad_fn is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_inputs_are_not_modified(kind):
+    config = make_config(kind, -0.3)
+    x, v0, w = inputs(kind)
+    xc, vc = x.detach().clone(), v0.detach().clone()
+    fn = getattr(torch_backend, f"{kind}_multi_step")
+    spikes, v_last, _ = fn(x, v0, config, w=w)
+    (spikes.sum() + v_last.sum()).backward()
+    with torch.no_grad():
+        fn(x, v0, config, w=w)
+    assert torch.equal(x.detach(), xc) and torch.equal(v0.detach(), vc)
+
+
+def test_kernel_argument_errors():
+    config = make_config("lif")
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="config.kind"):
+        torch_backend.if_multi_step(x, torch.zeros(4), config)
+    with pytest.raises(TypeError, match="w: only PLIF"):
+        torch_backend.lif_multi_step(x, torch.zeros(4), config, w=torch.tensor(0.0))
+    with pytest.raises(TypeError, match="w: expected"):
+        torch_backend.plif_multi_step(x, torch.zeros(4), make_config("plif"))
+    with pytest.raises(ValueError, match="v0: expected shape"):
+        torch_backend.lif_multi_step(x, torch.zeros(5), config)
+    with pytest.raises(TypeError, match="v0: expected dtype"):
+        torch_backend.lif_multi_step(x, torch.zeros(4, dtype=torch.float64), config)
+    with pytest.raises(TypeError, match="floating-point"):
+        torch_backend.lif_multi_step(torch.ones(3, 4, dtype=torch.int64), torch.zeros(4), config)
+    with pytest.raises(ValueError, match="T >= 1"):
+        torch_backend.lif_multi_step(torch.ones(0, 4), torch.zeros(4), config)
+    with pytest.raises(TypeError, match="NeuronConfig"):
+        torch_backend.lif_multi_step(x, torch.zeros(4), {"kind": "lif"})
+
+
+def test_registration():
+    info = get_registry().backend("torch")
+    assert info.devices == frozenset({"cpu", "cuda", "mps"})
+    assert info.dtypes == frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+    assert info.surrogates == frozenset(surrogate.CLOSED_FORM_SURROGATES)
+    assert info.unavailable_reason() is None and info.auto_priority == 0
+    assert info.provenance.plugin == "torch"
+    for kind, mode in itertools.product(KINDS, ("multi_step", "single_step")):
+        assert get_registry().kernel("torch", kind, mode) is getattr(torch_backend, f"{kind}_{mode}")
