@@ -1,0 +1,117 @@
+"""Compiling sources with CuPy and launching them on PyTorch's CUDA stream (GPU only).
+
+Modules are compiled by :class:`cupy.RawModule` (NVRTC) once per source and device and kept for
+the life of the process; launches pass the raw data pointers of torch tensors (``None`` becomes a
+null pointer) and run on ``torch.cuda.current_stream()``, so they are ordered with the
+surrounding PyTorch work without any synchronisation.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import torch
+
+from snn_cupy._codegen import BLOCK_SIZE
+from snn_cupy.templates import KernelSource
+
+__all__ = ["COMPILE_OPTIONS", "Int32", "kernel_function", "launch", "clear_cache"]
+
+#: NVRTC options. No fast math: divisions and transcendental functions stay IEEE-accurate,
+#: as in the torch reference.
+COMPILE_OPTIONS: tuple[str, ...] = ("--std=c++14",)
+
+_lock = threading.Lock()
+_functions: dict[tuple[str, int], dict[str, Any]] = {}
+_streams: dict[tuple[int, int], Any] = {}
+
+
+class Int32(int):
+    """A kernel argument passed as a 32-bit ``int`` (plain Python ints are passed as 64-bit)."""
+
+
+def _cupy() -> Any:
+    import cupy
+
+    return cupy
+
+
+def kernel_function(source: KernelSource, vec: int, device_index: int) -> Any:
+    """The compiled entry point of ``source`` for ``vec`` neurons per thread on a device.
+
+    The whole module is compiled (and every entry loaded) on first use, then cached.
+
+    Args:
+        source: the kernel source.
+        vec: neurons per thread (1, or 2 for the float16 pair layout).
+        device_index: the CUDA device.
+
+    Returns:
+        A :class:`cupy.RawKernel`.
+    """
+    key = (source.name, device_index)
+    functions = _functions.get(key)
+    if functions is None:
+        cupy = _cupy()
+        with _lock:
+            functions = _functions.get(key)
+            if functions is None:
+                with cupy.cuda.Device(device_index):
+                    module = cupy.RawModule(code=source.source, options=COMPILE_OPTIONS, backend="nvrtc")
+                    functions = {entry: module.get_function(entry) for entry, _ in source.entries}
+                    for function in functions.values():
+                        function.compile()
+                _functions[key] = functions
+    return functions[source.entry(vec)]
+
+
+def _stream(device: torch.device) -> Any:
+    torch_stream = torch.cuda.current_stream(device)
+    key = (device.index or 0, torch_stream.cuda_stream)
+    found = _streams.get(key)
+    if found is None:
+        cupy = _cupy()
+        from_external = getattr(cupy.cuda.Stream, "from_external", None)
+        if from_external is not None:
+            found = from_external(torch_stream)
+        else:  # CuPy 13
+            found = cupy.cuda.ExternalStream(torch_stream.cuda_stream, device.index or 0)
+        if len(_streams) > 64:
+            _streams.clear()
+        _streams[key] = found
+    return found
+
+
+def launch(function: Any, units: int, args: tuple[Any, ...], device: torch.device) -> None:
+    """Launch ``function`` over ``units`` threads on the current torch stream of ``device``.
+
+    Args:
+        function: from :func:`kernel_function`.
+        units: threads needed (neurons, or neuron pairs); blocks of :data:`BLOCK_SIZE`.
+        args: kernel arguments: tensors (passed by data pointer), ``None`` (a null pointer),
+            :class:`Int32` (32-bit integers) and Python ints (64-bit integers).
+        device: the CUDA device of the tensors.
+    """
+    if units <= 0:
+        return
+    cupy = _cupy()
+    import numpy
+
+    packed = tuple(
+        a.data_ptr() if isinstance(a, torch.Tensor)
+        else 0 if a is None
+        else numpy.int32(a) if isinstance(a, Int32)
+        else a
+        for a in args
+    )
+    blocks = (units + BLOCK_SIZE - 1) // BLOCK_SIZE
+    with cupy.cuda.Device(device.index or 0), _stream(device):
+        function((blocks,), (BLOCK_SIZE,), packed)
+
+
+def clear_cache() -> None:
+    """Forget compiled modules and stream wrappers (tests)."""
+    with _lock:
+        _functions.clear()
+        _streams.clear()
