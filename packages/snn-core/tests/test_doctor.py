@@ -1,0 +1,163 @@
+"""``snn doctor`` and the ``snn`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import snn
+from snn import cli, plugins
+from snn.doctor import collect, render_json, render_table
+
+BACKEND_KEYS = {"name", "plugin", "available", "reason", "devices", "dtypes", "surrogates", "kernels"}
+
+
+@pytest.fixture
+def in_tree_only(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Only the in-tree plugins (hermetic against whatever else is installed)."""
+    monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+def _probe_plugin(reason: str | None) -> types.SimpleNamespace:
+    @snn.hookimpl
+    def snn_register_backends(register):  # type: ignore[no-untyped-def]
+        register(
+            "offline",
+            {("if", "multi_step"): "math:sqrt", ("lif", "multi_step"): "math:sqrt"},
+            devices=("cuda",),
+            emulated_devices=("cpu",),
+            dtypes=(torch.float32, torch.float16),
+            surrogates=("ATan", "Sigmoid"),
+            probe=lambda: reason,
+            description="a test backend",
+        )
+
+    return types.SimpleNamespace(snn_register_backends=snn_register_backends)
+
+
+def test_collect_reports_in_tree_plugins(in_tree_only: None) -> None:
+    report = collect()
+    assert report["snn"] == snn.__version__ and report["torch"] == torch.__version__
+    assert {p["name"] for p in report["plugins"]} == {"torch", "strategies", "losses"}
+    assert all(set(p) == {"name", "distribution", "version", "error"} for p in report["plugins"])
+    assert all(p["error"] is None for p in report["plugins"])
+    (torch_backend,) = report["backends"]
+    assert BACKEND_KEYS <= set(torch_backend)
+    assert torch_backend["name"] == "torch" and torch_backend["plugin"] == "torch"
+    assert torch_backend["available"] is True and torch_backend["reason"] is None
+    assert "cpu" in torch_backend["devices"] and "float32" in torch_backend["dtypes"]
+    assert "lif/multi_step" in torch_backend["kernels"] and "Sigmoid" in torch_backend["surrogates"]
+    assert [s["name"] for s in report["strategies"]] == [
+        "loop", "t_last", "chunked", "seq_to_ann", "t_last_seq_to_ann", "checkpointed"
+    ]
+    assert all(s["plugin"] == "strategies" for s in report["strategies"])
+    losses = {loss["name"]: loss for loss in report["losses"]}
+    assert set(losses) == {"tet", "spike_similar", "ce_rate", "mse_count"}
+    assert losses["tet"]["signature"] == "sequence_classification"
+    assert report["learners"] == [] and report["failures"] == []
+    assert report["switches"]["SNN_DISABLE_PLUGIN_AUTOLOAD"] == "1"
+    assert json.loads(render_json(report)) == report
+
+
+def test_unavailable_backend_and_failures_are_rendered(in_tree_only: None, temporary_plugin) -> None:  # type: ignore[no-untyped-def]
+    def snn_register_losses(register):  # type: ignore[no-untyped-def]
+        raise ImportError("needs libfoo")
+
+    temporary_plugin(_probe_plugin("no CUDA device"), name="offline-plugin")
+    temporary_plugin(types.SimpleNamespace(snn_register_losses=snn.hookimpl(snn_register_losses)), name="needs-foo")
+    report = collect()
+    offline = next(b for b in report["backends"] if b["name"] == "offline")
+    assert offline == {
+        **offline,
+        "plugin": "offline-plugin",
+        "available": False,
+        "reason": "no CUDA device",
+        "devices": ["cuda"],
+        "emulated_devices": ["cpu"],
+        "dtypes": ["float16", "float32"],
+        "surrogates": ["ATan", "Sigmoid"],
+        "kernels": ["if/multi_step", "lif/multi_step"],
+    }
+    (failure,) = report["failures"]
+    assert failure["plugin"] == "needs-foo" and failure["stage"] == "hook" and "needs libfoo" in failure["error"]
+    row = next(p for p in report["plugins"] if p["name"] == "needs-foo")
+    assert "needs libfoo" in row["error"]
+    table = render_table(report)
+    assert "offline (plugin offline-plugin" in table and "NOT AVAILABLE: no CUDA device" in table
+    assert "cpu (emulated)" in table
+    assert "needs-foo" in table and "FAILED" in table and "needs libfoo" in table
+    assert 'pip install "snn-core[online]"' in table  # no learner installed
+
+
+def test_cli_doctor_table_and_json(in_tree_only: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for section in ("Plugins", "Backends", "Forward strategies", "Losses", "Online learners", "Failures"):
+        assert section in out.splitlines()
+    assert cli.main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"plugins", "backends", "strategies", "losses", "learners", "failures"} <= set(report)
+
+
+def test_cli_doctor_exit_status_is_1_with_failures(in_tree_only: None, temporary_plugin, capsys) -> None:  # type: ignore[no-untyped-def]
+    def snn_register_losses(register):  # type: ignore[no-untyped-def]
+        register("tet", lambda y, t: y.sum())  # clashes with the built-in
+
+    temporary_plugin(types.SimpleNamespace(snn_register_losses=snn.hookimpl(snn_register_losses)), name="dup")
+    assert cli.main(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    (failure,) = report["failures"]
+    assert failure["stage"] == "clash" and {failure["plugin"], failure["clash_with"]} == {"dup", "losses"}
+
+
+def test_python_dash_m_snn_doctor_json() -> None:
+    env = {**os.environ, "SNN_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "snn", "doctor", "--json"], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {p["name"] for p in report["plugins"]} == {"torch", "strategies", "losses"}
+
+
+def test_cli_help_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--version"]) == 0
+    assert snn.__version__ in capsys.readouterr().out
+    assert cli.main(["--help"]) == 0
+    assert "doctor" in capsys.readouterr().out
+    assert cli.main([]) == 2
+    assert cli.main(["teleport"]) == 2
+    assert "invalid choice: 'teleport'" in capsys.readouterr().err
+    assert cli.main(["doctor", "--bogus"]) == 2
+
+
+def test_cli_offers_only_installed_subcommands_and_reports_broken_ones(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "snn_broken_subcommand_mod.py").write_text("raise RuntimeError('half installed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(
+        cli,
+        "SUBCOMMANDS",
+        (
+            *cli.SUBCOMMANDS,
+            cli.Subcommand("ghost", "snn_no_such_module_anywhere.sub", "never offered"),
+            cli.Subcommand("broken", "snn_broken_subcommand_mod", "fails to import"),
+        ),
+    )
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "ghost" not in out and "broken" in out
+    assert cli.main(["ghost"]) == 2
+    assert cli.main(["broken"]) == 1
+    assert "cannot load snn_broken_subcommand_mod: RuntimeError: half installed" in capsys.readouterr().err
