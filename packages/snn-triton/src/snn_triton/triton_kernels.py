@@ -36,6 +36,20 @@ _NEG_TINY = tl.constexpr(-5.960464477539063e-08)
 
 
 @triton.jit
+def _to_storage(a, STORAGE: tl.constexpr):
+    """Round float32 ``a`` to the storage type, to nearest even in every mode.
+
+    bfloat16 is rounded with integer arithmetic first (Triton's CPU interpreter truncates
+    float32 -> bfloat16 casts); the final cast of the already representable value is exact.
+    """
+    if STORAGE == tl.bfloat16:
+        bits = a.to(tl.uint32, bitcast=True)
+        bits = ((bits + (0x7FFF + ((bits >> 16) & 1))) >> 16) << 16
+        a = tl.where(a != a, a, bits.to(tl.float32, bitcast=True))
+    return a.to(STORAGE)
+
+
+@triton.jit
 def _charge(v, x, v_reset, tau, decay, KIND: tl.constexpr, DECAY_INPUT: tl.constexpr):
     """The charged potential ``h`` from ``v`` (previous step) and input ``x``."""
     if KIND == 0:
@@ -101,13 +115,13 @@ def forward_kernel(
         v = _reset(h, s, v_threshold, v_reset, HARD_RESET)
         tl.store(spike_ptr + off, s.to(STORAGE), mask=mask)
         if SAVE_O:
-            rounded = o.to(STORAGE).to(tl.float32)
+            rounded = _to_storage(o, STORAGE).to(tl.float32)
             rounded = tl.where((o < 0.0) & (rounded >= 0.0), _NEG_TINY, rounded)
             tl.store(o_ptr + off, rounded.to(STORAGE), mask=mask)
         if STORE_V_SEQ:
-            tl.store(v_seq_ptr + off, v.to(STORAGE), mask=mask)
+            tl.store(v_seq_ptr + off, _to_storage(v, STORAGE), mask=mask)
         off += N
-    tl.store(v_last_ptr + offs, v.to(STORAGE), mask=mask)
+    tl.store(v_last_ptr + offs, _to_storage(v, STORAGE), mask=mask)
 
 
 @triton.jit
@@ -198,8 +212,8 @@ def backward_kernel(
                 grad_decay += grad_h * (x - leak)
             else:
                 grad_decay -= grad_h * leak
-        tl.store(grad_x_ptr + off, grad_x.to(STORAGE), mask=mask)
+        tl.store(grad_x_ptr + off, _to_storage(grad_x, STORAGE), mask=mask)
         off -= N
-    tl.store(grad_v0_ptr + offs, grad_v.to(STORAGE), mask=mask)
+    tl.store(grad_v0_ptr + offs, _to_storage(grad_v, STORAGE), mask=mask)
     if KIND == 2:
         tl.store(grad_decay_ptr + pid, tl.sum(tl.where(mask, grad_decay, 0.0), axis=0))
