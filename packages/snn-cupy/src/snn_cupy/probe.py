@@ -43,6 +43,26 @@ class CupyProbeError(RuntimeError):
     """CuPy is installed but broken here; the message is the reason, the cause is chained."""
 
 
+def _cupy_installed() -> bool:
+    """Whether a ``cupy`` package can be found (without importing it)."""
+    try:
+        return importlib.util.find_spec("cupy") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _import_cupy() -> Any:
+    import cupy
+
+    return cupy
+
+
+def _torch_cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _driver_library_loads() -> bool:
     names = ("nvcuda.dll",) if sys.platform.startswith("win") else ("libcuda.so.1", "libcuda.so")
     for name in names:
@@ -110,14 +130,10 @@ def probe() -> str | None:
         CupyProbeError: CuPy is installed but fails to import, the driver is too old, or NVRTC
             cannot compile and load a kernel. The original error is the ``__cause__``.
     """
-    try:
-        missing = importlib.util.find_spec("cupy") is None
-    except (ImportError, ValueError):
-        missing = True
-    if missing:
+    if not _cupy_installed():
         return f"cupy is not installed: {INSTALL_HINT}"
     try:
-        import cupy
+        cupy = _import_cupy()
     except Exception as exc:
         raise CupyProbeError(
             f"cupy is installed but fails to import ({type(exc).__name__}: {exc}); install the build "
@@ -128,9 +144,9 @@ def probe() -> str | None:
         return count
     if count == 0:
         return "cupy is installed but no CUDA device is visible" + _visible_devices_note()
-    import torch
+    if not _torch_cuda_available():
+        import torch
 
-    if not torch.cuda.is_available():
         return (
             f"cupy sees {count} CUDA device(s) but PyTorch {torch.__version__} cannot use CUDA "
             "(a CPU-only build?); the kernels take CUDA tensors"

@@ -119,56 +119,29 @@ def _backward_cached(spec: BackwardSpec) -> KernelSource:
 def neuron_config(neuron: Any) -> NeuronConfig:
     """The :class:`~snn.kernels.NeuronConfig` a kernel receives for ``neuron``.
 
-    Uses the neuron's own ``kernel_config()`` when it has one, else reads the attributes of
-    :class:`snn.neuron.IFNode`, :class:`~snn.neuron.LIFNode` or
-    :class:`~snn.neuron.ParametricLIFNode`.
+    Args:
+        neuron: an IF, LIF or parametric-LIF neuron of :mod:`snn.neuron` (anything with a
+            ``neuron_config()`` method returning a NeuronConfig).
 
     Raises:
-        TypeError: ``neuron`` is not an IF, LIF or parametric-LIF neuron.
+        TypeError: ``neuron`` has no kernel configuration (not a kernel neuron, a tensor
+            threshold, or a surrogate without a kernel spec).
     """
-    own = getattr(neuron, "kernel_config", None)
-    if callable(own):
-        config = own()
-        if isinstance(config, NeuronConfig):
-            return config
-    own = getattr(neuron, "config", None)
-    if isinstance(own, NeuronConfig):
-        return own
-    kind = _kind_of(neuron)
-    surrogate = getattr(getattr(neuron, "surrogate_function", None), "spec", None)
-    if not isinstance(surrogate, SurrogateSpec):
+    method = getattr(neuron, "neuron_config", None)
+    if not callable(method):
         raise TypeError(
-            f"neuron: its surrogate_function has no kernel spec; got {type(neuron.surrogate_function).__name__}"
+            f"neuron: expected an snn.neuron IFNode, LIFNode or ParametricLIFNode, got {type(neuron).__name__}"
         )
-    tau = float(neuron.tau) if kind == "lif" else None
-    return NeuronConfig(
-        kind=kind,
-        v_threshold=float(neuron.v_threshold),
-        v_reset=None if neuron.v_reset is None else float(neuron.v_reset),
-        detach_reset=bool(neuron.detach_reset),
-        decay_input=bool(getattr(neuron, "decay_input", False)),
-        tau=tau,
-        surrogate=surrogate,
-    )
-
-
-def _kind_of(neuron: Any) -> str:
-    kind = getattr(neuron, "kernel_kind", None)
-    if kind in ("if", "lif", "plif"):
-        return str(kind)
     try:
-        from snn.neuron import IFNode, LIFNode, ParametricLIFNode
-    except ImportError:  # pragma: no cover - snn.neuron is part of snn-core
-        IFNode = LIFNode = ParametricLIFNode = ()  # type: ignore[assignment,misc]
-    if ParametricLIFNode and isinstance(neuron, ParametricLIFNode):
-        return "plif"
-    if LIFNode and isinstance(neuron, LIFNode):
-        return "lif"
-    if IFNode and isinstance(neuron, IFNode):
-        return "if"
-    raise TypeError(
-        f"neuron: expected an snn.neuron IFNode, LIFNode or ParametricLIFNode, got {type(neuron).__name__}"
-    )
+        config = method()
+    except AttributeError as exc:  # e.g. a plain callable as surrogate: it has no ``spec``
+        raise TypeError(f"neuron: {type(neuron).__name__} has no kernel configuration: {exc}") from exc
+    if not isinstance(config, NeuronConfig):
+        raise TypeError(
+            f"neuron: {type(neuron).__name__}.neuron_config() returned {type(config).__name__}, "
+            "expected snn.kernels.NeuronConfig"
+        )
+    return config
 
 
 def config_sources(config: NeuronConfig, dtype: torch.dtype) -> dict[str, str]:
