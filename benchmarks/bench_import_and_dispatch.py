@@ -73,7 +73,11 @@ def measure_imports(runs: int) -> tuple[dict[str, float], list[str]]:
                 if stage == "plugins":
                     plugins = list(value)  # type: ignore[arg-type]
                     continue
-                key = stage if not (stage == "import torch" and target != "snn") else "import torch (reference run)"
+                key = (
+                    stage
+                    if not (stage == "import torch" and target != "snn")
+                    else "import torch (reference run)"
+                )
                 samples.setdefault(key, []).append(float(value))  # type: ignore[arg-type]
     return {stage: statistics.median(values) for stage, values in samples.items()}, plugins
 
@@ -88,11 +92,17 @@ def measure_dispatch(number: int, repeat: int = 5) -> dict[str, float]:
     kernels = {("torch", "lif", "multi_step"): registry.kernel("torch", "lif", "multi_step")}
     cases = {
         'plain dict lookup d["loop"]': lambda: plain["loop"],
-        'plain dict lookup d[("torch", "lif", "multi_step")]': lambda: kernels[("torch", "lif", "multi_step")],
+        'plain dict lookup d[("torch", "lif", "multi_step")]': lambda: kernels[
+            ("torch", "lif", "multi_step")
+        ],
         'registry.strategy("loop")': lambda: registry.strategy("loop"),
         'get_registry().strategy("loop")': lambda: get_registry().strategy("loop"),
-        'registry.kernel("torch", "lif", "multi_step")': lambda: registry.kernel("torch", "lif", "multi_step"),
-        'get_registry().kernel("torch", "lif", "multi_step")': lambda: get_registry().kernel("torch", "lif", "multi_step"),
+        'registry.kernel("torch", "lif", "multi_step")': lambda: registry.kernel(
+            "torch", "lif", "multi_step"
+        ),
+        'get_registry().kernel("torch", "lif", "multi_step")': lambda: get_registry().kernel(
+            "torch", "lif", "multi_step"
+        ),
     }
     results = {}
     for label, call in cases.items():
@@ -111,7 +121,9 @@ def _table(title: str, unit: str, rows: list[tuple[str, str]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run both measurements and print two tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7, help="fresh interpreters per import measurement (median)")
+    parser.add_argument(
+        "--runs", type=int, default=7, help="fresh interpreters per import measurement (median)"
+    )
     parser.add_argument("--number", type=int, default=200_000, help="calls per timeit repetition")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.number < 1:

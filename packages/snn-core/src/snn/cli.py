@@ -32,7 +32,11 @@ class Subcommand:
 #: The subcommands, in ``snn --help`` order.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("doctor", "snn.doctor", "show installed plugins, backends and plugin failures"),
-    Subcommand("train", "snn.train.command", "train a spiking network on scikit-learn's 8x8 digits (BPTT or an online learner)"),
+    Subcommand(
+        "train",
+        "snn.train.command",
+        "train a spiking network on scikit-learn's 8x8 digits (BPTT or an online learner)",
+    ),
     Subcommand("bench", "snn.bench", "time multi-step neurons on every installed backend, side by side"),
 )
 
@@ -44,12 +48,12 @@ def _installed(module: str) -> bool:
         return False
 
 
-def _build_parser(available: Sequence[Subcommand]) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+def _build_parser(
+    available: Sequence[Subcommand],
+) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     import snn
 
-    parser = argparse.ArgumentParser(
-        prog="snn", description="Spiking neural networks for PyTorch: tools."
-    )
+    parser = argparse.ArgumentParser(prog="snn", description="Spiking neural networks for PyTorch: tools.")
     parser.add_argument("--version", action="version", version=f"snn {snn.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True

@@ -67,39 +67,45 @@ def collect() -> dict[str, Any]:
 
     plugin_rows = []
     for name, origin in registry.plugins.items():
-        plugin_rows.append({
-            "name": name,
-            "distribution": origin.distribution,
-            "version": origin.version,
-            "error": "; ".join(errors[name]) if name in errors else None,
-        })
+        plugin_rows.append(
+            {
+                "name": name,
+                "distribution": origin.distribution,
+                "version": origin.version,
+                "error": "; ".join(errors[name]) if name in errors else None,
+            }
+        )
     for failure in registry.failures:
         if failure.plugin not in registry.plugins and all(r["name"] != failure.plugin for r in plugin_rows):
-            plugin_rows.append({
-                "name": failure.plugin,
-                "distribution": failure.distribution,
-                "version": failure.version,
-                "error": "; ".join(errors[failure.plugin]),
-            })
+            plugin_rows.append(
+                {
+                    "name": failure.plugin,
+                    "distribution": failure.distribution,
+                    "version": failure.version,
+                    "error": "; ".join(errors[failure.plugin]),
+                }
+            )
 
     backend_rows = []
     for name, info in registry.backends.items():
         reason = info.unavailable_reason()
-        backend_rows.append({
-            "name": name,
-            "plugin": info.provenance.plugin,
-            "distribution": info.provenance.distribution,
-            "version": info.provenance.version,
-            "available": reason is None,
-            "reason": reason,
-            "devices": sorted(info.devices),
-            "emulated_devices": sorted(info.emulated_devices),
-            "dtypes": sorted(_dtype_name(d) for d in info.dtypes),
-            "surrogates": sorted(info.surrogates),
-            "kernels": sorted(f"{kind}/{mode}" for kind, mode in info.kernels),
-            "auto_priority": info.auto_priority,
-            "description": info.description,
-        })
+        backend_rows.append(
+            {
+                "name": name,
+                "plugin": info.provenance.plugin,
+                "distribution": info.provenance.distribution,
+                "version": info.provenance.version,
+                "available": reason is None,
+                "reason": reason,
+                "devices": sorted(info.devices),
+                "emulated_devices": sorted(info.emulated_devices),
+                "dtypes": sorted(_dtype_name(d) for d in info.dtypes),
+                "surrogates": sorted(info.surrogates),
+                "kernels": sorted(f"{kind}/{mode}" for kind, mode in info.kernels),
+                "auto_priority": info.auto_priority,
+                "description": info.description,
+            }
+        )
 
     cuda_available = torch.cuda.is_available()
     return {
@@ -189,7 +195,11 @@ def render_table(report: dict[str, Any]) -> str:
             f"    kernels:    {', '.join(b['kernels']) or '-'}",
             f"    surrogates: {', '.join(b['surrogates']) or '-'}",
         ]
-    for title, key in (("Forward strategies", "strategies"), ("Losses", "losses"), ("Online learners", "learners")):
+    for title, key in (
+        ("Forward strategies", "strategies"),
+        ("Losses", "losses"),
+        ("Online learners", "learners"),
+    ):
         lines += ["", title]
         lines += _table(
             ["name", "plugin", "description"],

@@ -27,15 +27,21 @@ def _check_sequence_classification(fn: str, y_seq: Any, target: Any) -> None:
     if not isinstance(y_seq, torch.Tensor):
         raise TypeError(f"{fn}: y_seq: expected a torch.Tensor [T, N, C], got {type(y_seq).__name__}")
     if not isinstance(target, torch.Tensor):
-        raise TypeError(f"{fn}: target: expected a torch.Tensor [N] of class indices, got {type(target).__name__}")
+        raise TypeError(
+            f"{fn}: target: expected a torch.Tensor [N] of class indices, got {type(target).__name__}"
+        )
     if y_seq.dim() != 3 or y_seq.shape[0] == 0:
-        raise ValueError(f"{fn}: y_seq: expected a 3-D tensor [T, N, C] with T >= 1, got shape {tuple(y_seq.shape)}")
+        raise ValueError(
+            f"{fn}: y_seq: expected a 3-D tensor [T, N, C] with T >= 1, got shape {tuple(y_seq.shape)}"
+        )
     if not y_seq.is_floating_point():
         raise TypeError(f"{fn}: y_seq: expected a floating dtype, got {y_seq.dtype}")
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise TypeError(f"{fn}: target: expected integer class indices, got dtype {target.dtype}")
     if tuple(target.shape) != (y_seq.shape[1],):
-        raise ValueError(f"{fn}: target: expected shape [{y_seq.shape[1]}] (N of y_seq), got {tuple(target.shape)}")
+        raise ValueError(
+            f"{fn}: target: expected shape [{y_seq.shape[1]}] (N of y_seq), got {tuple(target.shape)}"
+        )
 
 
 def rate_cross_entropy(y_seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -118,7 +118,9 @@ class _Segment:
     to the caller, which loads the memories returned through the checkpoint.
     """
 
-    def __init__(self, module: Callable[..., Any], state_module: nn.Module | None, template: list[Any]) -> None:
+    def __init__(
+        self, module: Callable[..., Any], state_module: nn.Module | None, template: list[Any]
+    ) -> None:
         self.module = module
         self.state_module = state_module
         # Non-tensor memories (numbers, None ...) are constants of the segment.
@@ -171,7 +173,9 @@ def checkpointed_strategy(
     if not isinstance(x_seq, torch.Tensor):
         raise TypeError(f"checkpointed: x_seq: expected a torch.Tensor [T, N, *], got {type(x_seq).__name__}")
     if x_seq.dim() == 0 or x_seq.shape[0] == 0:
-        raise ValueError(f"checkpointed: x_seq: expected a sequence [T, N, *] with T >= 1, got shape {tuple(x_seq.shape)}")
+        raise ValueError(
+            f"checkpointed: x_seq: expected a sequence [T, N, *] with T >= 1, got shape {tuple(x_seq.shape)}"
+        )
     steps = x_seq.shape[0]
     if k is None:
         k = math.ceil(math.sqrt(steps))
@@ -183,7 +187,9 @@ def checkpointed_strategy(
     if not torch.is_grad_enabled():
         return multi_step_forward(x_seq, module)
 
-    state_modules = [m for m in (module if isinstance(module, (list, tuple)) else [module]) if isinstance(m, nn.Module)]
+    state_modules = [
+        m for m in (module if isinstance(module, (list, tuple)) else [module]) if isinstance(m, nn.Module)
+    ]
     state_module: nn.Module | None = None
     if state_modules:
         state_module = state_modules[0] if len(state_modules) == 1 else nn.ModuleList(state_modules)
@@ -215,7 +221,9 @@ def snn_register_forward_strategies(register: Any) -> None:
     register("chunked", chunked_strategy, description="multi-step module over chunks (option split_size)")
     register("seq_to_ann", seq_to_ann_strategy, description="stateless module once over [T*N, *]")
     register(
-        "t_last_seq_to_ann", t_last_seq_to_ann_strategy, description="stateless module vectorised over time-last"
+        "t_last_seq_to_ann",
+        t_last_seq_to_ann_strategy,
+        description="stateless module vectorised over time-last",
     )
     register(
         "checkpointed",

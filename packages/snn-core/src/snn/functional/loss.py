@@ -85,7 +85,9 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
         raise ValueError(f"{fn}: kernel: expected one of {sorted(KERNELS)}, got {kernel!r}")
     needed = KERNELS[kernel]
     if len(args) < len(needed):
-        raise TypeError(f"{fn}: kernel={kernel!r} needs the extra positional argument {needed[0]!r}, got none")
+        raise TypeError(
+            f"{fn}: kernel={kernel!r} needs the extra positional argument {needed[0]!r}, got none"
+        )
 
     if kernel == "linear":
         return x @ y.T
@@ -140,7 +142,9 @@ def spike_similar_loss(
     _require_tensor(spikes, fn, "spikes")
     _require_tensor(labels, fn, "labels")
     if spikes.dim() < 2:
-        raise ValueError(f"{fn}: spikes: expected a tensor [N, *] with at least 2 dims, got shape {tuple(spikes.shape)}")
+        raise ValueError(
+            f"{fn}: spikes: expected a tensor [N, *] with at least 2 dims, got shape {tuple(spikes.shape)}"
+        )
     if not spikes.is_floating_point():
         raise TypeError(f"{fn}: spikes: expected a floating dtype, got {spikes.dtype}")
     if labels.dim() != 2 or labels.shape[0] != spikes.shape[0]:
@@ -186,7 +190,9 @@ def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch
     _require_tensor(x_seq, fn, "x_seq")
     _require_tensor(target, fn, "target")
     if x_seq.dim() < 3:
-        raise ValueError(f"{fn}: x_seq: expected logits [T, N, C, *] with at least 3 dims, got shape {tuple(x_seq.shape)}")
+        raise ValueError(
+            f"{fn}: x_seq: expected logits [T, N, C, *] with at least 3 dims, got shape {tuple(x_seq.shape)}"
+        )
     if not x_seq.is_floating_point():
         raise TypeError(f"{fn}: x_seq: expected a floating dtype, got {x_seq.dtype}")
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
@@ -196,6 +202,9 @@ def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch
         raise ValueError(f"{fn}: x_seq: expected at least one time step, got shape {tuple(x_seq.shape)}")
     expected = (x_seq.shape[1], *x_seq.shape[3:])
     if tuple(target.shape) != expected:
-        raise ValueError(f"{fn}: target: expected shape {list(expected)} for x_seq of shape {tuple(x_seq.shape)}, got {tuple(target.shape)}")
+        raise ValueError(
+            f"{fn}: target: expected shape {list(expected)} for x_seq of shape {tuple(x_seq.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
     target_seq = target.long().unsqueeze(0).expand(steps, *target.shape).reshape(-1, *target.shape[1:])
     return F.cross_entropy(x_seq.flatten(0, 1), target_seq)

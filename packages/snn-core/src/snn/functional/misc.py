@@ -108,7 +108,9 @@ def redundant_one_hot(labels: torch.Tensor, num_classes: int, n: int) -> torch.T
     fn = "redundant_one_hot"
     _require_tensor(labels, fn, "labels")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"{fn}: labels: expected an integer tensor of class indices, got dtype {labels.dtype}")
+        raise TypeError(
+            f"{fn}: labels: expected an integer tensor of class indices, got dtype {labels.dtype}"
+        )
     num_classes = _require_int(num_classes, fn, "num_classes", 1)
     n = _require_int(n, fn, "n", 0)
     if labels.numel() > 0:

@@ -81,9 +81,7 @@ def reset_collected_modules(modules: tuple[nn.Module, ...]) -> None:
     """
     for module in modules:
         if not isinstance(module, MemoryModule):
-            logger.warning(
-                "Trying to call `reset()` of %s, which is not snn.base.MemoryModule", module
-            )
+            logger.warning("Trying to call `reset()` of %s, which is not snn.base.MemoryModule", module)
         module.reset()
 
 
@@ -226,9 +224,7 @@ def set_step_mode(net: nn.Module, step_mode: str) -> None:
             )
     for module in targets:
         if not isinstance(module, StepModule):
-            logger.warning(
-                "Trying to set the step mode for %s, which is not snn.base.StepModule", module
-            )
+            logger.warning("Trying to set the step mode for %s, which is not snn.base.StepModule", module)
         module.step_mode = step_mode
 
 
@@ -292,15 +288,15 @@ def set_backend(net: nn.Module, backend: str, instance: type | tuple[type, ...] 
 
     for module, accepted in plan:
         if not isinstance(module, MemoryModule):
-            logger.warning(
-                "Trying to set the backend for %s, which is not snn.base.MemoryModule", module
-            )
+            logger.warning("Trying to set the backend for %s, which is not snn.base.MemoryModule", module)
         if accepted:
             module.backend = backend
         else:
             logger.warning(
                 "%s does not support backend=%s; it will continue using backend=%s",
-                module, backend, module.backend,
+                module,
+                backend,
+                module.backend,
             )
 
 
@@ -326,7 +322,5 @@ def detach_net(net: nn.Module) -> None:
     for module in net.modules():
         if callable(getattr(module, "detach", None)):
             if not isinstance(module, MemoryModule):
-                logger.warning(
-                    "Trying to call `detach()` of %s, which is not snn.base.MemoryModule", module
-                )
+                logger.warning("Trying to call `detach()` of %s, which is not snn.base.MemoryModule", module)
             module.detach()

@@ -41,7 +41,9 @@ def _check_common(fn: str, model: Any, optimizer: Any, x_seq: Any, f_loss_t: Any
         layout = "[T, *]" if time_dims == 1 else "[B, T, *]"
         raise ValueError(f"{fn}: x_seq: expected a tensor {layout}, got shape {tuple(x_seq.shape)}")
     if not callable(f_loss_t):
-        raise TypeError(f"{fn}: f_loss_t: expected a callable f_loss_t(y_t, target_t) -> loss, got {f_loss_t!r}")
+        raise TypeError(
+            f"{fn}: f_loss_t: expected a callable f_loss_t(y_t, target_t) -> loss, got {f_loss_t!r}"
+        )
 
 
 def fptt_online_training_init_w_ra(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -103,7 +105,8 @@ def fptt_online_training(
         raise ValueError(f"{fn}: alpha: expected a finite number > 0, got {alpha!r}")
     if not isinstance(w_ra, list):
         raise TypeError(
-            f"{fn}: w_ra: expected the list returned by fptt_online_training_init_w_ra, got {type(w_ra).__name__}"
+            f"{fn}: w_ra: expected the list returned by fptt_online_training_init_w_ra, "
+            f"got {type(w_ra).__name__}"
         )
     _learner("fptt").train_sequence(model, optimizer, x_seq, target_seq, f_loss_t, state=w_ra, alpha=alpha)
 
@@ -141,7 +144,9 @@ def ottt_online_training(
     fn = "ottt_online_training"
     _check_common(fn, model, optimizer, x_seq, f_loss_t, time_dims=2)
     if not isinstance(target_seq, torch.Tensor):
-        raise TypeError(f"{fn}: target_seq: expected a torch.Tensor [B, T, *], got {type(target_seq).__name__}")
+        raise TypeError(
+            f"{fn}: target_seq: expected a torch.Tensor [B, T, *], got {type(target_seq).__name__}"
+        )
     if target_seq.dim() < 2 or tuple(target_seq.shape[:2]) != tuple(x_seq.shape[:2]):
         raise ValueError(
             f"{fn}: target_seq: expected leading dims [B, T] = {list(x_seq.shape[:2])} like x_seq, "

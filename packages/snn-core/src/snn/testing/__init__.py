@@ -25,8 +25,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from snn.testing.conformance import BackendConformance  # noqa: F401
-    from snn.testing.plugins import fresh_plugin_manager, temporary_plugin  # noqa: F401
+    from snn.testing.conformance import BackendConformance
+    from snn.testing.plugins import fresh_plugin_manager, temporary_plugin
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,8 @@ Example::
         register("zero", lambda y_seq, target: y_seq.sum() * 0)
 
     def test_zero_loss(temporary_plugin):
-        registry = temporary_plugin(types.SimpleNamespace(snn_register_losses=snn_register_losses), name="zero")
+        plugin = types.SimpleNamespace(snn_register_losses=snn_register_losses)
+        registry = temporary_plugin(plugin, name="zero")
         assert registry.loss("zero").provenance.plugin == "zero"
 """
 
@@ -66,7 +67,10 @@ def temporary_plugin() -> Iterator[Callable[..., Registry]]:
 
         def register(plugin: Any, name: str | None = None) -> Registry:
             if plugin is None:
-                raise TypeError("temporary_plugin: plugin: expected a module or object with @snn.hookimpl functions, got None")
+                raise TypeError(
+                    "temporary_plugin: plugin: expected a module or object with @snn.hookimpl "
+                    "functions, got None"
+                )
             return stack.enter_context(plugins.temporary_plugin(plugin, name=name))
 
         yield register
