@@ -452,3 +452,17 @@ def test_doctor_json_lists_fake_distribution(fake_dist: str, capsys: pytest.Capt
     assert {"name": "fake_learner", "plugin": "fakeplug"}.items() <= next(
         i for i in report["learners"] if i["name"] == "fake_learner"
     ).items()
+
+
+def test_snn_testing_exports_lazily() -> None:
+    code = (
+        "import sys, snn.testing\n"
+        "print('pytest' in sys.modules, 'snn.testing.plugins' in sys.modules)\n"
+        "from snn.testing import BackendConformance, fresh_plugin_manager, temporary_plugin\n"
+        "import snn.testing.conformance as c, snn.testing.plugins as p\n"
+        "print(BackendConformance is c.BackendConformance, temporary_plugin is p.temporary_plugin)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False", "True", "True"], result.stdout
+    with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
+        snn.testing.nothing_here  # noqa: B018
