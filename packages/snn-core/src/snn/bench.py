@@ -1,0 +1,578 @@
+"""``snn bench``: time multi-step neurons on every installed backend, side by side.
+
+For each backend in the registry, neuron kind (IF, LIF, PLIF), sequence length ``T``, number of
+neurons ``N`` and dtype, a multi-step neuron layer (``step_mode='m'``) is timed three ways, each
+the median of several runs after a warm-up:
+
+- *forward*: with gradients enabled (the input requires grad), so the kernel saves what its
+  backward needs;
+- *backward*: ``spikes.backward(grad)`` after such a forward;
+- *inference*: the forward under :func:`torch.no_grad`.
+
+Each row also gives the training time (forward + backward) relative to the ``torch`` backend and
+to the reference library (SpikingJelly's neurons of the same kind and defaults, when
+``spikingjelly`` is importable; it picks its own kernels), and the achieved bandwidth against the
+bytes-moved floor of a multi-step layer: ``3 * itemsize`` bytes per neuron-step forward with
+grad (read ``x``, write the spike, save ``h``), ``3 * itemsize`` backward (read the spike
+gradient and ``h``, write the input gradient) and ``2 * itemsize`` in inference (12, 12 and 8 B
+in float32). Backends or configurations that cannot run are listed with their reason.
+
+The ``snn`` command registers this module with :func:`add_arguments` and :func:`run`; it can also
+be used from Python through :func:`benchmark`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, TextIO
+
+import torch
+from torch import nn
+
+__all__ = [
+    "DESCRIPTION",
+    "KINDS",
+    "REFERENCE_NAME",
+    "BenchRow",
+    "Skipped",
+    "BenchReport",
+    "floor_bytes",
+    "time_neuron",
+    "benchmark",
+    "format_table",
+    "add_arguments",
+    "run",
+    "main",
+]
+
+#: One line for ``snn --help``.
+DESCRIPTION = "time multi-step IF/LIF/PLIF neurons on every installed backend (and the reference library)"
+
+#: Neuron kinds, as the registry names them.
+KINDS = ("if", "lif", "plif")
+
+#: The backend label of the reference library's rows.
+REFERENCE_NAME = "spikingjelly"
+
+_CLASS_NAMES = {"if": "IFNode", "lif": "LIFNode", "plif": "ParametricLIFNode"}
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One measured configuration (times in milliseconds, medians).
+
+    Attributes:
+        backend: backend name, or :data:`REFERENCE_NAME` for the reference library.
+        kind: ``"if"``, ``"lif"`` or ``"plif"``.
+        T: time steps.
+        N: neurons per step.
+        dtype: dtype name, e.g. ``"float32"``.
+        forward_ms: forward with gradients enabled.
+        backward_ms: backward of that forward.
+        inference_ms: forward under ``no_grad``.
+        vs_torch: the torch backend's training time (forward + backward) divided by this
+            row's (above 1: faster than torch); ``None`` when torch was not measured.
+        vs_reference: the same against the reference library; ``None`` without it.
+        forward_gbps: floor bytes of the forward with grad / forward time, in GB/s.
+        backward_gbps: floor bytes of the backward / backward time.
+        inference_gbps: floor bytes of inference / inference time.
+    """
+
+    backend: str
+    kind: str
+    T: int
+    N: int
+    dtype: str
+    forward_ms: float
+    backward_ms: float
+    inference_ms: float
+    vs_torch: float | None = None
+    vs_reference: float | None = None
+    forward_gbps: float = 0.0
+    backward_gbps: float = 0.0
+    inference_gbps: float = 0.0
+
+    @property
+    def train_ms(self) -> float:
+        """Forward plus backward."""
+        return self.forward_ms + self.backward_ms
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A backend or configuration that was not measured, and why.
+
+    Attributes:
+        backend: backend name (or :data:`REFERENCE_NAME`).
+        reason: why it could not run (probe result, missing kernel, dtype, device, error).
+        kind: the neuron kind, or ``None`` when the whole backend was skipped.
+        dtype: the dtype name, or ``None`` when it does not depend on it.
+    """
+
+    backend: str
+    reason: str
+    kind: str | None = None
+    dtype: str | None = None
+
+
+@dataclass
+class BenchReport:
+    """Everything one benchmark run found.
+
+    Attributes:
+        device: where it ran, e.g. ``"cpu"``.
+        rows: the measurements.
+        skipped: what could not be measured.
+        repeats: timed runs per measurement (the median is reported).
+        torch_version: ``torch.__version__``.
+        reference_version: the reference library's version, or ``None`` when absent.
+    """
+
+    device: str
+    rows: list[BenchRow]
+    skipped: list[Skipped]
+    repeats: int
+    torch_version: str
+    reference_version: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dictionary."""
+        return {
+            "device": self.device,
+            "repeats": self.repeats,
+            "torch_version": self.torch_version,
+            "reference_version": self.reference_version,
+            "rows": [asdict(r) for r in self.rows],
+            "skipped": [asdict(s) for s in self.skipped],
+        }
+
+
+def floor_bytes(T: int, N: int, dtype: torch.dtype) -> dict[str, int]:
+    """Bytes a multi-step layer must move at least, by phase.
+
+    Args:
+        T: time steps.
+        N: neurons per step.
+        dtype: storage dtype.
+
+    Returns:
+        ``{"forward": 3 * s * T * N, "backward": 3 * s * T * N, "inference": 2 * s * T * N}``
+        with ``s`` the dtype's item size (12, 12 and 8 bytes per neuron-step in float32).
+    """
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    steps = T * N
+    return {"forward": 3 * itemsize * steps, "backward": 3 * itemsize * steps, "inference": 2 * itemsize * steps}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset(module: nn.Module) -> None:
+    for m in module.modules():
+        reset = getattr(m, "reset", None)
+        if callable(reset) and hasattr(m, "_memories"):
+            reset()
+
+
+def time_neuron(
+    module: nn.Module, x_seq: torch.Tensor, grad_seq: torch.Tensor, repeats: int, warmup: int = 1
+) -> tuple[float, float, float]:
+    """Median forward, backward and inference times of a multi-step neuron layer, in ms.
+
+    Args:
+        module: a neuron in multi-step mode (state reset before every run).
+        x_seq: ``[T, N]`` input (not modified; a leaf copy that requires grad is used).
+        grad_seq: ``[T, N]`` gradient fed to ``spikes.backward``.
+        repeats: timed runs, ``>= 1``.
+        warmup: untimed runs first (kernel compilation, caches).
+
+    Returns:
+        ``(forward_ms, backward_ms, inference_ms)``.
+    """
+    device = x_seq.device
+    forward: list[float] = []
+    backward: list[float] = []
+    inference: list[float] = []
+    x_leaf = x_seq.detach().clone().requires_grad_(True)
+    for i in range(warmup + repeats):
+        x_leaf.grad = None
+        _reset(module)
+        _synchronize(device)
+        start = time.perf_counter()
+        spikes = module(x_leaf)
+        _synchronize(device)
+        middle = time.perf_counter()
+        spikes.backward(grad_seq)
+        _synchronize(device)
+        end = time.perf_counter()
+        del spikes
+        _reset(module)
+        with torch.no_grad():
+            _synchronize(device)
+            start_inference = time.perf_counter()
+            module(x_seq)
+            _synchronize(device)
+            end_inference = time.perf_counter()
+        if i >= warmup:
+            forward.append(middle - start)
+            backward.append(end - middle)
+            inference.append(end_inference - start_inference)
+    _reset(module)
+    return tuple(1e3 * statistics.median(times) for times in (forward, backward, inference))  # type: ignore[return-value]
+
+
+def _ours(kind: str, backend: str) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        from snn import neuron
+
+        return getattr(neuron, _CLASS_NAMES[kind])(step_mode="m", backend=backend)
+
+    return make
+
+
+def _reference_module() -> tuple[Any, str] | None:
+    """SpikingJelly's neuron module and version, or ``None`` when it cannot be imported."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import spikingjelly
+            from spikingjelly.activation_based import neuron as reference_neuron
+    except Exception:  # any import failure means: no reference here
+        return None
+    return reference_neuron, str(getattr(spikingjelly, "__version__", "?"))
+
+
+def _reference(module: Any, kind: str) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        return getattr(module, _CLASS_NAMES[kind])(step_mode="m")
+
+    return make
+
+
+def _inputs(T: int, N: int, dtype: torch.dtype, device: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    # Inputs around threshold so that neurons fire on roughly a third of the steps.
+    x_seq = (torch.rand(T, N, generator=generator) * 1.6).to(device=device, dtype=dtype)
+    grad_seq = torch.randn(T, N, generator=generator).to(device=device, dtype=dtype)
+    return x_seq, grad_seq
+
+
+def _backend_skip_reason(info: Any, kind: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    if not info.serves(kind, "multi_step"):
+        return f"no multi-step {kind} kernel"
+    if device.type not in info.devices:
+        if device.type in info.emulated_devices:
+            return f"serves {device.type} only through an interpreter (tests only)"
+        return f"does not serve device {device.type!r} (serves {', '.join(sorted(info.devices)) or 'none'})"
+    if dtype not in info.dtypes:
+        return f"does not serve {dtype}"
+    return None
+
+
+def _measure(
+    label: str, make: Callable[[], nn.Module], kind: str, T: int, N: int, dtype: torch.dtype,
+    device: torch.device, repeats: int, warmup: int, seed: int,
+) -> tuple[float, float, float] | Skipped:
+    dtype_name = str(dtype).removeprefix("torch.")
+    try:
+        module = make().to(device=device, dtype=dtype)
+        x_seq, grad_seq = _inputs(T, N, dtype, device, seed)
+        return time_neuron(module, x_seq, grad_seq, repeats, warmup)
+    except Exception as exc:  # a failing backend is reported, not fatal
+        return Skipped(label, f"{type(exc).__name__}: {exc}", kind, dtype_name)
+
+
+def benchmark(
+    backends: Iterable[str] | None = None,
+    kinds: Sequence[str] = ("lif",),
+    Ts: Sequence[int] = (16,),
+    Ns: Sequence[int] = (4096,),
+    dtypes: Sequence[str] = ("float32",),
+    device: str = "cpu",
+    repeats: int = 5,
+    warmup: int = 1,
+    reference: bool = True,
+    seed: int = 0,
+    on_row: Callable[[BenchRow], None] | None = None,
+) -> BenchReport:
+    """Measure every combination and return the report.
+
+    Args:
+        backends: backend names to measure; ``None`` means every registered backend. Unknown
+            names raise; unavailable ones are listed in ``skipped`` with their reason.
+        kinds: neuron kinds out of :data:`KINDS`.
+        Ts: sequence lengths.
+        Ns: neurons per step.
+        dtypes: dtype names (``float32``, ``float16``, ``bfloat16``, ``float64``).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        repeats: timed runs per measurement (median reported), ``>= 1``.
+        warmup: untimed runs first, ``>= 0``.
+        reference: also time the reference library when it is importable.
+        seed: seeds the inputs.
+        on_row: called with each row as soon as it is measured.
+
+    Returns:
+        The :class:`BenchReport`.
+
+    Raises:
+        ValueError: an unknown kind or dtype, a non-positive size, or CUDA asked for without one.
+        snn.errors.BackendNotFoundError: an unknown backend name.
+    """
+    from snn.plugins import get_registry
+
+    registry = get_registry()
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"kinds: expected names out of {KINDS}, got {kind!r}")
+    for name in dtypes:
+        if name not in _DTYPES:
+            raise ValueError(f"dtypes: expected names out of {tuple(_DTYPES)}, got {name!r}")
+    for what, values in (("T", Ts), ("N", Ns)):
+        if not values or any(not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"{what}: expected positive integers, got {list(values)!r}")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats / warmup: expected >= 1 / >= 0, got {repeats!r} / {warmup!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device here")
+
+    names = list(registry.backends) if backends is None else list(dict.fromkeys(backends))
+    names.sort(key=lambda n: (n != "torch", n))
+    infos = {name: registry.backend(name) for name in names}
+    skipped: list[Skipped] = []
+    usable: list[str] = []
+    for name in names:
+        reason = infos[name].unavailable_reason()
+        if reason is not None:
+            skipped.append(Skipped(name, reason))
+        else:
+            usable.append(name)
+    reference_module = _reference_module() if reference else None
+    if reference and reference_module is None:
+        skipped.append(Skipped(REFERENCE_NAME, "spikingjelly is not importable"))
+
+    rows: list[BenchRow] = []
+    for dtype_name in dtypes:
+        dtype = _DTYPES[dtype_name]
+        for kind in kinds:
+            for T in Ts:
+                for N in Ns:
+                    measured: dict[str, tuple[float, float, float]] = {}
+                    candidates: list[tuple[str, Callable[[], nn.Module]]] = []
+                    for name in usable:
+                        reason = _backend_skip_reason(infos[name], kind, torch_device, dtype)
+                        if reason is not None:
+                            if T == Ts[0] and N == Ns[0]:
+                                skipped.append(Skipped(name, reason, kind, dtype_name))
+                            continue
+                        candidates.append((name, _ours(kind, name)))
+                    if reference_module is not None:
+                        candidates.append((REFERENCE_NAME, _reference(reference_module[0], kind)))
+                    for label, make in candidates:
+                        result = _measure(label, make, kind, T, N, dtype, torch_device, repeats, warmup, seed)
+                        if isinstance(result, Skipped):
+                            if not any(s == result for s in skipped):
+                                skipped.append(result)
+                        else:
+                            measured[label] = result
+                    floors = floor_bytes(T, N, dtype)
+                    torch_train = sum(measured["torch"][:2]) if "torch" in measured else None
+                    reference_train = sum(measured[REFERENCE_NAME][:2]) if REFERENCE_NAME in measured else None
+                    for label, (fwd, bwd, inf) in measured.items():
+                        train_ms = fwd + bwd
+                        row = BenchRow(
+                            backend=label, kind=kind, T=T, N=N, dtype=dtype_name,
+                            forward_ms=fwd, backward_ms=bwd, inference_ms=inf,
+                            vs_torch=None if torch_train is None else torch_train / train_ms,
+                            vs_reference=None if reference_train is None else reference_train / train_ms,
+                            forward_gbps=floors["forward"] / (fwd * 1e-3) / 1e9,
+                            backward_gbps=floors["backward"] / (bwd * 1e-3) / 1e9,
+                            inference_gbps=floors["inference"] / (inf * 1e-3) / 1e9,
+                        )
+                        rows.append(row)
+                        if on_row is not None:
+                            on_row(row)
+    return BenchReport(
+        device=str(torch_device),
+        rows=rows,
+        skipped=skipped,
+        repeats=repeats,
+        torch_version=torch.__version__,
+        reference_version=reference_module[1] if reference_module is not None else None,
+    )
+
+
+_COLUMNS = (
+    ("backend", "backend", "<", "{}"),
+    ("kind", "kind", "<", "{}"),
+    ("T", "T", ">", "{}"),
+    ("N", "N", ">", "{}"),
+    ("dtype", "dtype", "<", "{}"),
+    ("forward_ms", "fwd ms", ">", "{:.3f}"),
+    ("backward_ms", "bwd ms", ">", "{:.3f}"),
+    ("inference_ms", "inf ms", ">", "{:.3f}"),
+    ("vs_torch", "x torch", ">", "{:.2f}"),
+    ("vs_reference", "x ref", ">", "{:.2f}"),
+    ("forward_gbps", "fwd GB/s", ">", "{:.2f}"),
+    ("backward_gbps", "bwd GB/s", ">", "{:.2f}"),
+    ("inference_gbps", "inf GB/s", ">", "{:.2f}"),
+)
+
+
+def format_table(report: BenchReport) -> str:
+    """The report as a plain-text table, followed by the skipped entries and a legend."""
+    cells = [[title for _, title, _, _ in _COLUMNS]]
+    for row in report.rows:
+        values = asdict(row)
+        cells.append([
+            "-" if values[key] is None else fmt.format(values[key]) for key, _, _, fmt in _COLUMNS
+        ])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    lines = []
+    for index, line in enumerate(cells):
+        lines.append("  ".join(f"{cell:{_COLUMNS[i][2]}{widths[i]}}" for i, cell in enumerate(line)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    reference = f"{REFERENCE_NAME} {report.reference_version}" if report.reference_version else "none"
+    lines.append("")
+    lines.append(
+        f"device {report.device}, torch {report.torch_version}, reference {reference}; median of "
+        f"{report.repeats} runs. x torch / x ref: training time (fwd + bwd) of torch / of the reference "
+        "divided by this row's (above 1 = faster). GB/s: floor bytes (fwd with grad 12, bwd 12, "
+        "inference 8 per neuron-step in float32) over time."
+    )
+    for skip in report.skipped:
+        where = ", ".join(p for p in (skip.kind, skip.dtype) if p)
+        lines.append(f"skipped {skip.backend}{f' ({where})' if where else ''}: {skip.reason}")
+    return "\n".join(lines)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _name_list(choices: Sequence[str] | None) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        values = [part.strip() for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        if choices is not None:
+            unknown = [v for v in values if v not in choices]
+            if unknown:
+                raise argparse.ArgumentTypeError(f"expected names out of {', '.join(choices)}, got {', '.join(unknown)}")
+        return values
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``snn bench`` to ``parser``.
+
+    Args:
+        parser: the (sub)command parser; :func:`run` reads the parsed namespace.
+    """
+    parser.add_argument("--backends", type=_name_list(None), default=None, metavar="A,B",
+                        help="backends to time (default: every registered backend)")
+    parser.add_argument("--kinds", type=_name_list(KINDS), default=["if", "lif", "plif"], metavar="K,K",
+                        help="neuron kinds out of if, lif, plif (default: all three)")
+    parser.add_argument("--T", "-T", dest="T", type=_int_list, default=[16], metavar="T,T",
+                        help="sequence lengths (default: 16)")
+    parser.add_argument("--N", "-N", dest="N", type=_int_list, default=[4096, 65536], metavar="N,N",
+                        help="neurons per step (default: 4096,65536)")
+    parser.add_argument("--dtype", type=_name_list(tuple(_DTYPES)), default=["float32"], metavar="D,D",
+                        help="dtypes out of float32, float16, bfloat16, float64 (default: float32)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is shown (default: 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default: 1)")
+    parser.add_argument("--no-reference", action="store_true", help="do not time the reference library")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the inputs (default: 0)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object (the last stdout line)")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run ``snn bench`` with parsed arguments.
+
+    Prints the table (or, with ``--json``, one JSON object as the last stdout line with keys
+    ``device``, ``repeats``, ``torch_version``, ``reference_version``, ``rows`` and ``skipped``).
+
+    Args:
+        args: the namespace parsed by a parser prepared with :func:`add_arguments`.
+        stdout: where the table or JSON goes (default: ``sys.stdout``).
+        stderr: where errors and progress go (default: ``sys.stderr``).
+
+    Returns:
+        0 on success, 2 for a bad setting (unknown backend, size, device), printed as
+        ``snn bench: error: ...``.
+    """
+    from snn.errors import SNNError
+
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    progress = stderr.isatty() and not args.json
+
+    def on_row(row: BenchRow) -> None:
+        if progress:
+            print(f"  {row.backend} {row.kind} T={row.T} N={row.N} {row.dtype}: "
+                  f"fwd {row.forward_ms:.3f} ms, bwd {row.backward_ms:.3f} ms", file=stderr, flush=True)
+
+    logging.getLogger("snn").debug("snn bench: %s", vars(args))
+    try:
+        report = benchmark(
+            backends=args.backends, kinds=args.kinds, Ts=args.T, Ns=args.N, dtypes=args.dtype,
+            device=args.device, repeats=args.repeats, warmup=args.warmup,
+            reference=not args.no_reference, seed=args.seed, on_row=on_row,
+        )
+    except (SNNError, ValueError, TypeError) as exc:
+        print(f"snn bench: error: {exc}", file=stderr)
+        if args.json:
+            print(json.dumps({"error": str(exc), "error_type": type(exc).__name__}), file=stdout)
+        return 2
+    if args.json:
+        print(json.dumps(_json_safe(report.to_json())), file=stdout, flush=True)
+    else:
+        print(format_table(report), file=stdout, flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m snn.bench [options]``: the same as ``snn bench [options]``."""
+    parser = argparse.ArgumentParser(prog="snn bench", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
