@@ -264,11 +264,6 @@ def test_clash_between_two_third_party_plugins_names_both(temporary_plugin) -> N
     assert "first_party" in render_table(collect()) and "second_party" in render_table(collect())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="snn/plugins.py _call_hooks calls hooks LIFO, so a plugin added with temporary_plugin "
-    "(registered after the in-tree ones) takes built-in names and the in-tree plugin is refused",
-)
 def test_in_tree_names_win_against_temporary_plugins(temporary_plugin) -> None:  # type: ignore[no-untyped-def]
     def snn_register_forward_strategies(register):  # type: ignore[no-untyped-def]
         register("loop", lambda module, x_seq: x_seq)

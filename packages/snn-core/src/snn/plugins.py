@@ -225,10 +225,22 @@ def _check_pending(
 def _call_hooks(
     manager: pluggy.PluginManager, registry: Registry, provenance: dict[str, Provenance]
 ) -> None:
-    """Call each hook implementation separately, in pluggy's order, with a bound registrar."""
+    """Call each hook implementation separately, with a registrar bound to its plugin.
+
+    In-tree plugins are called first, then entry-point plugins in load order, then plugins
+    added with :func:`temporary_plugin`: a name is owned by whoever registers it first, so a
+    third-party clash with a built-in name is recorded against the third party.
+    """
+    extra_names = {name for name, _ in _extra_plugins}
+
+    def rank(impl: Any) -> int:
+        if impl.plugin_name in IN_TREE_PLUGINS:
+            return 0
+        return 2 if impl.plugin_name in extra_names else 1
+
     for hook_name, registrar_type in _HOOKS:
         caller = getattr(manager.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in sorted(caller.get_hookimpls(), key=rank):
             origin = provenance.get(impl.plugin_name, Provenance(impl.plugin_name))
             registrar = registrar_type(registry, origin)
             kwargs = {"register": registrar}
