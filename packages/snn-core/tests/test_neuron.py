@@ -397,3 +397,23 @@ def test_config_is_cached_and_follows_hyper_parameters():
     assert second.v_threshold == 0.5 and second.surrogate.kwargs == {"alpha": 2.0}
     x = torch.full((2, 1), 0.8)  # h = 0.4, then 0.6 >= 0.5
     assert node(x).flatten().tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_deepcopy_and_pickle_after_training_forward(cls):
+    import copy
+    import pickle
+
+    node = build(cls, step_mode="m", store_v_seq=True, backend="auto")
+    x = (torch.rand(3, 4) * 2).requires_grad_()
+    out = node(x)
+    clone = copy.deepcopy(node)
+    restored = pickle.loads(pickle.dumps(node))
+    for other in (clone, restored):
+        assert torch.equal(other.v, node.v.detach()) and torch.equal(other.v_seq, node.v_seq.detach())
+        other.reset()
+        node_fresh = build(cls, step_mode="m")
+        if cls is neuron.ParametricLIFNode:
+            node_fresh.w.data.copy_(node.w.data)
+        assert torch.equal(other(x.detach()), node_fresh(x.detach()))
+    assert out.requires_grad

@@ -257,3 +257,18 @@ def test_registration():
     assert info.provenance.plugin == "torch"
     for kind, mode in itertools.product(KINDS, ("multi_step", "single_step")):
         assert get_registry().kernel("torch", kind, mode) is getattr(torch_backend, f"{kind}_{mode}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", surrogate.CLOSED_FORM_SURROGATES)
+def test_compiled_derivative_equals_derivative_function(name, dtype):
+    from snn.backends.torch_expr import compile_derivative
+
+    cls = surrogate.SURROGATES[name]
+    for sf in (cls(), cls(**{p: 2 * v for p, v in cls().params.items()})):
+        x = torch.cat([torch.randn(500, dtype=dtype) * 2, torch.tensor([0.0, 0.5, -0.5, 1.0, -1.0, 0.25], dtype=dtype)])
+        run = compile_derivative(sf.spec).bind(x)
+        got = run(x).clone()
+        want = surrogate.derivative_function(sf.spec)(x)
+        assert torch.equal(got, want), (name, (got - want).abs().max())
+        assert torch.equal(run(x * 0.5), surrogate.derivative_function(sf.spec)(x * 0.5))  # slots are reusable

@@ -208,12 +208,19 @@ class BaseNode(MemoryModule):
         """The :class:`~snn.kernels.NeuronConfig` kernels receive (cached until a hyper-parameter changes).
 
         Raises:
-            TypeError: the neuron has no kernel kind, or a tensor threshold / a surrogate
-                without a spec.
+            TypeError: the neuron has no kernel kind, or its surrogate is not an
+                :class:`snn.surrogate.SurrogateFunctionBase`.
+            ValueError: a hyper-parameter a kernel cannot take (e.g. a tensor threshold).
         """
         sf = self.surrogate_function
+        if not isinstance(sf, SurrogateFunctionBase):
+            raise TypeError(
+                f"surrogate_function: kernels need an snn.surrogate function, got {type(sf).__name__}"
+            )
+        if isinstance(self.v_threshold, torch.Tensor) or isinstance(self.v_reset, torch.Tensor):
+            raise ValueError("v_threshold / v_reset: kernels need numbers, got a tensor (the torch loop serves it)")
         decay_input, tau = self._config_parameters()
-        spec = sf.spec  # type: ignore[union-attr]
+        spec = sf.spec
         key = (self.v_threshold, self.v_reset, self.detach_reset, decay_input, tau, spec)
         cached = self._config_cache
         if cached is not None and cached[0] == key:
@@ -366,6 +373,17 @@ class BaseNode(MemoryModule):
                 potentials.append(self.v)
         self.v_seq = torch.stack(potentials) if self.store_v_seq else None
         return torch.stack(spikes)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle / deepcopy support: dispatch caches are dropped, ``v_seq`` is detached."""
+        state = super().__getstate__()
+        state["_config_cache"] = None
+        state["_dispatch"] = None
+        state["_dispatch_checked"] = set()
+        state["_auto_dispatch"] = None
+        if isinstance(state.get("v_seq"), torch.Tensor):
+            state["v_seq"] = state["v_seq"].detach()
+        return state
 
     def reset(self) -> None:
         """Return ``v`` to its reset value and forget ``v_seq``."""

@@ -90,7 +90,7 @@ def _dynamics(config: NeuronConfig, decay: float) -> Dynamics:
     found = _DYNAMICS_CACHE.get(key)
     if found is not None:
         return found
-    from snn.surrogate import derivative_function
+    from snn.backends.torch_expr import compile_derivative
 
     vr = config.reset_potential
     built = Dynamics(
@@ -102,7 +102,7 @@ def _dynamics(config: NeuronConfig, decay: float) -> Dynamics:
         v_reset=vr,
         hard_reset=config.hard_reset,
         detach_reset=config.detach_reset,
-        derivative=derivative_function(config.surrogate),
+        derivative=compile_derivative(config.surrogate),
     )
     if len(_DYNAMICS_CACHE) > 1024:  # PLIF decays change every optimiser step
         _DYNAMICS_CACHE.clear()
@@ -160,8 +160,10 @@ def _multi_step(
     config: NeuronConfig,
     w: torch.Tensor | None,
     store_v_seq: bool,
+    checked: bool = False,
 ) -> KernelResult:
-    _check(kind, x_seq, v0, config, single=False)
+    if not checked:
+        _check(kind, x_seq, v0, config, single=False)
     d = _dynamics(config, _decay(kind, config, w))
     steps = x_seq.shape[0]
     n = math.prod(x_seq.shape[1:])
@@ -187,7 +189,7 @@ def _single_step(
     kind: str, x: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, w: torch.Tensor | None
 ) -> KernelResult:
     _check(kind, x, v0, config, single=True)
-    spikes, v_last, _ = _multi_step(kind, x.unsqueeze(0), v0, config, w, False)
+    spikes, v_last, _ = _multi_step(kind, x.unsqueeze(0), v0, config, w, False, checked=True)
     return spikes[0], v_last, None
 
 

@@ -1,10 +1,13 @@
 """Fused multi-step neuron dynamics in plain PyTorch, with a hand-written backward.
 
-This is the arithmetic behind :mod:`snn.backends.torch`. Each time step costs three fused,
-allocation-free tensor operations (charge, fire, reset) that write straight into
-preallocated ``[T, N]`` outputs; the backward pass evaluates the surrogate derivative over the
-whole sequence at once and runs the recursion of the neuron-kernel contract with one fused
-operation per step.
+This is the arithmetic behind :mod:`snn.backends.torch`. Each time step costs three fused
+tensor operations (charge, fire, reset) that write straight into preallocated ``[T, N]``
+outputs, so a forward pass allocates nothing but its outputs. The backward pass walks the
+sequence newest-first, evaluating the surrogate derivative (compiled by
+:mod:`snn.backends.torch_expr` into ``out=`` operations) and the recursion of the
+neuron-kernel contract on ``[N]`` rows that are reused at every step; it allocates only the
+input gradient. Allocation matters on CPU: a fresh multi-megabyte tensor costs page faults that
+can exceed the arithmetic on it.
 
 Internally the potential is shifted by the reset potential, ``u = v - vr``, so that the
 hard reset is ``u = h * (1 - s)`` and every neuron kind charges with a single operation:
@@ -23,10 +26,11 @@ outputs are cast back to the input dtype.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from snn.backends.torch_expr import DerivativeProgram
 
 __all__ = ["Dynamics", "compute_dtype", "run_sequence"]
 
@@ -44,7 +48,8 @@ class Dynamics:
         v_reset: ``vr``: the reset potential, 0.0 for soft reset.
         hard_reset: hard (``True``) or soft reset.
         detach_reset: cut the gradient through the reset.
-        derivative: the surrogate derivative, a function of ``h - v_threshold``.
+        derivative: the surrogate derivative (a function of ``h - v_threshold``), compiled to
+            allocation-free operations.
     """
 
     kind: str
@@ -55,7 +60,7 @@ class Dynamics:
     v_reset: float
     hard_reset: bool
     detach_reset: bool
-    derivative: Callable[[torch.Tensor], torch.Tensor]
+    derivative: DerivativeProgram
 
     @property
     def leak(self) -> float:
@@ -147,7 +152,7 @@ def _backward(
     zeros = torch.zeros((n,), dtype=h.dtype, device=h.device) if grad_spikes is None else None
     acc = torch.zeros((n,), dtype=h.dtype, device=h.device) if need_decay_grad else None
     theta, vth, hard, detach = d.threshold, d.v_threshold, d.hard_reset, d.detach_reset
-    leak, gain, derivative = d.leak, d.input_gain, d.derivative
+    leak, gain, derivative = d.leak, d.input_gain, d.derivative.bind(row)
     carry: torch.Tensor | None = None
     carry_buffers = (torch.empty((n,), dtype=h.dtype, device=h.device), None)
     for t in range(steps - 1, -1, -1):
@@ -196,7 +201,7 @@ def _backward(
                 else:
                     u_prev = torch.add(h_prev, other, alpha=-vth, out=row)
             if d.decay_input:
-                acc.add_(g_t * (h_t - u_prev))
+                acc.addcmul_(g_t, torch.sub(h_t, u_prev, out=other))
             else:
                 acc.addcmul_(g_t, u_prev, value=-1.0)
         # the gradient reaching v_{t-1}
@@ -229,7 +234,7 @@ class _SequenceFunction(torch.autograd.Function):
         store_v_seq: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         spikes, u_last, v_seq, h = _forward_loop(d, x, u0, True, store_v_seq)
-        v_last = u_last.clone() if (v_seq is not None or d.v_reset != 0.0) else u_last
+        v_last = u_last.clone() if v_seq is not None else u_last
         if d.v_reset != 0.0:
             v_last.add_(d.v_reset)
             if v_seq is not None:
