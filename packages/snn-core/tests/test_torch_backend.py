@@ -272,3 +272,24 @@ def test_compiled_derivative_equals_derivative_function(name, dtype):
         want = surrogate.derivative_function(sf.spec)(x)
         assert torch.equal(got, want), (name, (got - want).abs().max())
         assert torch.equal(run(x * 0.5), surrogate.derivative_function(sf.spec)(x * 0.5))  # slots are reusable
+
+
+def test_cpu_benchmark_script_runs_small():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_lif_cpu.py"
+    if not path.exists():
+        pytest.skip(f"{path} is not part of this checkout")
+    spec = importlib.util.spec_from_file_location("bench_lif_cpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.run(T=3, N=64, repeats=1)
+    assert rows[0]["name"] == "snn torch" and rows[0]["saved_bytes"] == 3 * 64 * 4
+    assert all(row["spikes_match"] for row in rows)
+    assert all(row["train_ms"] > 0 and row["infer_ms"] > 0 for row in rows)
+    if len(rows) > 1:  # spikingjelly importable: its autograd loop keeps more per step
+        assert rows[1]["saved_bytes"] > rows[0]["saved_bytes"]
+    assert "train ms" in module.format_table(rows)
+    with pytest.raises(ValueError, match="repeats"):
+        module.run(T=3, N=8, repeats=0)
