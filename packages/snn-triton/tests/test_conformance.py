@@ -12,4 +12,8 @@ from snn.testing import BackendConformance
 
 
 class TestTritonConformance(BackendConformance):
+    """CPU tensors through Triton's interpreter (``TRITON_INTERPRET=1``); the CUDA run of the
+    same suite is ``test_gpu.py::TestTritonConformanceOnCuda``."""
+
     backend = "triton"
+    devices = ("cpu",)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from snn_triton_test_helpers import DEVICE, compare, leaves, make_config, plain_loop
 
 from snn.kernels import NeuronConfig
 from snn.surrogate import SURROGATES, ATan, Sigmoid
 from snn_triton import ops
 from snn_triton.multistep import if_multi_step, lif_multi_step, plif_multi_step
 from snn_triton.plugin import claimed_surrogates
-from snn_triton_test_helpers import DEVICE, compare, leaves, make_config, plain_loop
 
 pytestmark = pytest.mark.usefixtures("triton_ready")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from snn_triton_test_helpers import DEVICE, KERNELS, leaves, make_config, plain_loop
 
 from snn.kernels import NeuronConfig
 from snn.surrogate import Sigmoid
 from snn_triton import ops
 from snn_triton.multistep import if_multi_step
-from snn_triton_test_helpers import DEVICE, KERNELS, leaves, make_config, plain_loop
 
 pytestmark = pytest.mark.usefixtures("triton_ready")
 

@@ -2,8 +2,8 @@
 
 Layout: every tensor is a contiguous ``[T, N]`` (or ``[N]``) array. The grid is 1-D over
 neurons; each program owns ``BLOCK`` neurons and loops over time at run time
-(``for _ in range(T)``, ``T`` a runtime argument: one compiled kernel serves every sequence
-length), carrying the membrane potential (forward) or the running gradient (backward) in
+(``for _ in range(T)``, ``T`` a runtime argument that Triton does not specialise on: one
+compiled kernel serves every sequence length), carrying the membrane potential (forward) or the running gradient (backward) in
 registers. Offsets are 64-bit; every load and store is masked.
 
 Storage is float32, float16 or bfloat16; arithmetic is float32 in registers (the potential is
@@ -77,7 +77,7 @@ def _reset(h, s, v_threshold, v_reset, HARD_RESET: tl.constexpr):
     return v
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def forward_kernel(
     x_ptr, v0_ptr, decay_ptr,
     spike_ptr, o_ptr, v_seq_ptr, v_last_ptr,
@@ -124,7 +124,7 @@ def forward_kernel(
     tl.store(v_last_ptr + offs, _to_storage(v, STORAGE), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def backward_kernel(
     grad_spike_ptr, grad_v_seq_ptr, grad_v_last_ptr,
     o_ptr, x_ptr, v0_ptr, decay_ptr,
