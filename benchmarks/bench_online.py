@@ -15,20 +15,28 @@ saved; the pack hook records its storage (keyed by the storage's data pointer, s
 one storage count once) with a reference count and returns a small handle whose finalizer
 drops the count when autograd frees the saved tensor (after backward, or when the graph is
 destroyed). The live total of distinct storages is tracked, and its maximum over the whole
-training call is reported. Model parameters are excluded (they are the same for both methods
-and live regardless). These saved tensors are the activations that BPTT must keep over time;
+training call is reported. The model's parameters and the input batch are excluded (they are the
+same for both methods and live regardless; the per-step input slices the first layer saves are
+views of the input's storage). These saved tensors are the activations that BPTT must keep over time;
 the transient tensors of one step come on top and do not depend on T. A second figure,
 ``rss_mb``, is the growth of the process's peak resident set (``ru_maxrss``) during the call,
-measured in a fresh process per configuration (includes allocator effects; coarser).
+measured in a fresh process per configuration after a one-step warm-up (coarser: includes
+transient tensors and allocator effects). The workers run with glibc's
+``MALLOC_MMAP_THRESHOLD_=65536``: with glibc's default *dynamic* threshold, large tensor buffers
+move from mmap to the heap after the first frees, and small long-lived tensors (the per-step
+outputs) then pin the heap, so RSS creeps up by ~0.4 MiB per step without any tensor being
+alive (measured: flat with the fixed threshold, 431 MiB at steps 16..64 of T=64).
 
-Each configuration runs in its own subprocess. Run ``python benchmarks/bench_online.py``
-(``--help`` for options). Timing figures are wall-clock medians over ``--repeats`` calls.
+Each configuration runs in two fresh subprocesses: one measures memory, the other time (after
+one full-size warm-up call, the median wall-clock time of ``--repeats`` calls, divided by the
+batch size). Run ``python benchmarks/bench_online.py`` (``--help`` for options).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -152,9 +160,7 @@ def _train_call(method: str, net: Any, optimizer: Any, x: Any, labels: Any) -> N
     functional.reset_net(net)
 
 
-def _worker(method: str, steps: int, batch: int, repeats: int, threads: int) -> dict[str, Any]:
-    import resource
-
+def _setup(method: str, steps: int, batch: int, threads: int) -> tuple[Any, Any, Any, Any]:
     import torch
 
     torch.manual_seed(0)
@@ -163,56 +169,83 @@ def _worker(method: str, steps: int, batch: int, repeats: int, threads: int) -> 
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
     x = (torch.rand(batch, steps, SIZES[0]) < 0.3).float()
     labels = torch.randint(0, SIZES[-1], (batch, steps))
+    return net, optimizer, x, labels
 
+
+def _worker_memory(method: str, steps: int, batch: int, threads: int) -> dict[str, Any]:
+    """Saved-tensor peak and peak-RSS growth of one training call (run with the fixed mmap threshold)."""
+    import resource
+
+    net, optimizer, x, labels = _setup(method, steps, batch, threads)
+    # A one-sample, one-step warm-up call pays for lazy imports and the plugin registry, so the
+    # measured call's peak-RSS growth is about the training call itself.
+    _train_call(method, net, optimizer, x[:1, :1], labels[:1, :1])
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tracker = SavedTensorPeak(exclude=list(net.parameters()))
+    tracker = SavedTensorPeak(exclude=[*net.parameters(), x])
     with tracker:
         _train_call(method, net, optimizer, x, labels)
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if tracker.current != 0:
         raise RuntimeError(f"saved-tensor tracker ended with {tracker.current} bytes still counted")
+    return {
+        "saved_peak_mb": tracker.peak / 2**20,
+        "rss_mb": (rss_after - rss_before) / 1024,  # ru_maxrss is in KiB on Linux
+    }
 
+
+def _worker_time(method: str, steps: int, batch: int, threads: int, repeats: int) -> dict[str, Any]:
+    """Median wall time per sample of ``repeats`` training calls after one full-size warm-up call."""
+    net, optimizer, x, labels = _setup(method, steps, batch, threads)
+    _train_call(method, net, optimizer, x, labels)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         _train_call(method, net, optimizer, x, labels)
         times.append(time.perf_counter() - start)
-    return {
-        "method": method,
-        "steps": steps,
-        "saved_peak_mb": tracker.peak / 2**20,
-        "rss_mb": (rss_after - rss_before) / 1024,  # ru_maxrss is in KiB on Linux
-        "ms_per_sample": statistics.median(times) / batch * 1e3,
-    }
+    return {"ms_per_sample": statistics.median(times) / batch * 1e3}
+
+
+def _run_worker(kind: str, method: str, steps: int, args: argparse.Namespace) -> dict[str, Any]:
+    command = [
+        sys.executable, __file__, "--worker", kind, method, str(steps),
+        "--batch", str(args.batch), "--repeats", str(args.repeats), "--threads", str(args.threads),
+    ]
+    env = dict(os.environ)
+    if kind == "memory":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(done.returncode)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every configuration in a subprocess and print the table."""
+    """Run every configuration in subprocesses (memory, then time) and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 64], help="sequence lengths T")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per configuration")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--worker", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, metavar=("KIND", "METHOD", "T"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        method, steps = args.worker[0], int(args.worker[1])
-        print(json.dumps(_worker(method, steps, args.batch, args.repeats, args.threads)))
+        kind, method, steps = args.worker[0], args.worker[1], int(args.worker[2])
+        if kind == "memory":
+            result = _worker_memory(method, steps, args.batch, args.threads)
+        else:
+            result = _worker_time(method, steps, args.batch, args.threads, args.repeats)
+        print(json.dumps(result))
         return 0
 
     rows = []
     for method in ("ottt", "bptt"):
         for steps in args.steps:
-            command = [
-                sys.executable, __file__, "--worker", method, str(steps),
-                "--batch", str(args.batch), "--repeats", str(args.repeats), "--threads", str(args.threads),
-            ]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                sys.stderr.write(done.stderr)
-                return done.returncode
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            row = {"method": method, "steps": steps}
+            row.update(_run_worker("memory", method, steps, args))
+            row.update(_run_worker("time", method, steps, args))
+            rows.append(row)
 
     print(f"network {'-'.join(map(str, SIZES))}, batch {args.batch}, CPU, {args.threads} threads")
     print(f"{'method':<6} {'T':>4} {'saved peak MiB':>15} {'peak RSS growth MiB':>20} {'ms/sample':>10}")

@@ -97,3 +97,19 @@ def test_wrappers_reject_inputs_that_are_not_pairs(wrapper: type[nn.Module]) -> 
 def test_wrappers_reject_non_modules(wrapper: type[nn.Module]) -> None:
     with pytest.raises(TypeError, match="module"):
         wrapper(lambda x: x)
+
+
+def test_ottt_sequential_routes_pairs_through_parameter_free_layers_and_neurons() -> None:
+    from snn.neuron import LIFNode
+
+    from snn_online import OTTTLIFNode
+
+    readout = LIFNode(tau=2.0, v_threshold=10.0)
+    net = OTTTSequential(OTTTLIFNode(v_threshold=0.5), nn.Flatten(), readout)
+    x = torch.tensor([[0.6, 0.2]])
+    net(x)
+    out = net(x)
+    # OTTT spikes [1, 0] then [1, 0] (trace [1.5, 0]); the read-out integrates spikes, not traces:
+    # v = 0.5 after step 1, then 0.5 + (1 - 0.5) / 2 = 0.75.
+    assert isinstance(out, torch.Tensor)
+    torch.testing.assert_close(readout.v, torch.tensor([[0.75, 0.0]]))

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from snn.base import MemoryModule
+
 __all__ = [
     "ReplaceforGrad",
     "GradwithTrace",
@@ -164,8 +166,6 @@ class SpikeTraceOp(nn.Module):
 
 
 def _is_spiking_neuron(module: nn.Module) -> bool:
-    from snn.base import MemoryModule
-
     return isinstance(module, MemoryModule) and getattr(module, "neuron_kind", None) is not None
 
 
