@@ -189,8 +189,6 @@ def _check(
         raise TypeError(
             f"x_seq: the cupy kernels support torch.float32 and torch.float16, got {x_seq.dtype}"
         )
-    if x_seq.device.type != "cuda":
-        raise ValueError(f"x_seq: the cupy kernels need a CUDA tensor, got one on {x_seq.device}")
     if x_seq.dim() == 0 or x_seq.shape[0] == 0:
         raise ValueError(f"x_seq: expected shape [T, *] with T >= 1, got {tuple(x_seq.shape)}")
     if x_seq.shape[0] > MAX_STEPS:
@@ -214,6 +212,8 @@ def _check(
             raise ValueError(f"w: expected a tensor on {x_seq.device} like x_seq, got one on {w.device}")
     elif w is not None:
         raise TypeError(f"w: only PLIF neurons take a decay parameter, got one for kind {kind!r}")
+    if x_seq.device.type != "cuda":
+        raise ValueError(f"x_seq: the cupy kernels need a CUDA tensor, got one on {x_seq.device}")
 
 
 def _multi_step(

@@ -24,6 +24,7 @@ per block (PLIF; summed by the caller: deterministic, no atomics). ``grad_spike_
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from string import Template
 
@@ -273,8 +274,8 @@ def _check_kind(kind: str) -> None:
 def _decay_terms(kind: str, tau: float | None) -> tuple[str, str]:
     """``(k, 1 - k)`` as C expressions: literals for LIF, the runtime decay for PLIF."""
     if kind == "lif":
-        if tau is None or not isinstance(tau, (int, float)) or isinstance(tau, bool) or not tau > 1.0:
-            raise ValueError(f"tau: expected a number > 1 for a LIF neuron, got {tau!r}")
+        if tau is None or not isinstance(tau, (int, float)) or isinstance(tau, bool) or not 1.0 < tau < math.inf:
+            raise ValueError(f"tau: expected a finite number > 1 for a LIF neuron, got {tau!r}")
         k = literal(1.0 / float(tau), "tau")
         return k, literal(1.0 - 1.0 / float(tau), "tau")
     return "k", "leak"
