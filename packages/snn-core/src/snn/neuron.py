@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -169,7 +170,7 @@ class BaseNode(MemoryModule):
 
     # -- kernel plumbing ---------------------------------------------------------------------
 
-    _builtin_dynamics_cache: ClassVar[dict[type, bool]] = {}
+    _builtin_dynamics_cache: ClassVar[weakref.WeakKeyDictionary[type, bool]] = weakref.WeakKeyDictionary()
     _kernel_owner: ClassVar[type | None] = None
 
     def _has_builtin_dynamics(self) -> bool:

@@ -249,6 +249,7 @@ class _SequenceFunction(torch.autograd.Function):
         return spikes, v_last, v_seq
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx,
         grad_spikes: torch.Tensor | None,
