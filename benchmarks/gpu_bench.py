@@ -245,7 +245,7 @@ def format_table(records: list[Record], copy_gbps: float) -> str:
     """A markdown table; ``vs torch`` is the torch backend's time over this one's."""
     baseline = {(r.kind, r.dtype, r.T, r.N, r.phase): r.median_ms for r in records if r.backend == "torch"}
     lines = [
-        f"device-to-device copy: {copy_gbps:.0f} GB/s (read + write)",
+        f"device-to-device copy: {copy_gbps:.4g} GB/s (read + write)",
         "",
         "| kind | dtype | T | N | phase | backend | median ms | GB/s | of copy BW | vs torch |",
         "|---|---|---:|---:|---|---|---:|---:|---:|---:|",

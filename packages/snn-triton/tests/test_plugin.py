@@ -12,7 +12,7 @@ import torch
 
 import snn_triton
 from snn import plugins
-from snn.errors import UnsupportedOperationError
+from snn.errors import BackendUnavailableError, UnsupportedOperationError
 from snn.kernels import NeuronConfig, SurrogateSpec
 from snn.neuron import LIFNode
 from snn.surrogate import CLOSED_FORM_SURROGATES, PoissonPass, Rect, Sigmoid
@@ -97,7 +97,12 @@ def test_registration():
     assert info.provenance.distribution == "snn-triton"
     assert info.provenance.version == snn_triton.__version__
     assert info.emulated_devices == (frozenset({"cpu"}) if runtime.interpreter_enabled() else frozenset())
-    assert registry.kernel("triton", "lif", "multi_step") is multistep.lif_multi_step
+    reason = runtime.probe()
+    if reason is None:
+        assert registry.kernel("triton", "lif", "multi_step") is multistep.lif_multi_step
+    else:
+        with pytest.raises(BackendUnavailableError, match="no CUDA device"):
+            registry.kernel("triton", "lif", "multi_step")
 
 
 def test_emulated_cpu_only_under_the_interpreter(monkeypatch):

@@ -47,6 +47,7 @@ KIND_CODES = {"if": 0, "lif": 1, "plif": 2}
 INTERPRETER_MAX_BLOCK = 1024
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_config(config: NeuronConfig) -> str:
     """``config`` as a JSON string (operators take strings; floats round-trip exactly).
 
