@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 64], help="sequence lengths T")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per configuration")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier figures on a shared machine)")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "METHOD", "T"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

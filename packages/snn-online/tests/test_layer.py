@@ -113,3 +113,37 @@ def test_ottt_sequential_routes_pairs_through_parameter_free_layers_and_neurons(
     # v = 0.5 after step 1, then 0.5 + (1 - 0.5) / 2 = 0.75.
     assert isinstance(out, torch.Tensor)
     torch.testing.assert_close(readout.v, torch.tensor([[0.75, 0.0]]))
+
+
+class _SubclassedLinear(nn.Linear):
+    """Not the exact type: always takes the generic (SpikingJelly) path."""
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 4, 3)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_fast_path_matches_the_generic_path(shape: tuple[int, ...], bias: bool) -> None:
+    from snn import layer
+
+    fast = layer.Linear(3, 2, bias=bias).double()
+    generic = _SubclassedLinear(3, 2, bias=bias).double()
+    generic.load_state_dict(fast.state_dict())
+    spike = (torch.rand(shape, dtype=torch.float64) > 0.5).double()
+    trace = torch.rand(shape, dtype=torch.float64)
+    upstream = torch.randn(*shape[:-1], 2, dtype=torch.float64)
+    results = []
+    for module in (fast, generic):
+        s = spike.clone().requires_grad_()
+        a = trace.clone().requires_grad_()
+        out = GradwithTrace(module)([s, a])
+        (out * upstream).sum().backward()
+        results.append([out.detach(), s.grad, a.grad] + [p.grad for p in module.parameters()])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want)
+
+
+def test_linear_with_hooks_takes_the_generic_path() -> None:
+    linear = nn.Linear(2, 1)
+    calls = []
+    linear.register_forward_hook(lambda module, args, out: calls.append(out.requires_grad))
+    GradwithTrace(linear)([torch.ones(1, 2, requires_grad=True), torch.ones(1, 2)])
+    assert calls == [False, True]  # value under no_grad, then the gradient path

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from snn.base import MemoryModule
@@ -86,8 +87,67 @@ def _split_pair(x: Any, argument: str) -> tuple[torch.Tensor, torch.Tensor]:
     return spike, trace
 
 
+class _LinearWithTrace(torch.autograd.Function):
+    """``F.linear(spike, W, b)`` by value, with the gradients :func:`grad_with_trace` defines.
+
+    The generic path runs the layer twice (on the spikes for the value, on the trace for the
+    graph); for a plain linear layer the gradients can be written down directly, so one matrix
+    product per step is saved: ``dL/dW = g^T trace``, ``dL/db = sum(g)``,
+    ``dL/dspike = dL/dtrace = g W``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, spike: torch.Tensor, trace: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(trace, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(spike, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        trace, weight = ctx.saved_tensors
+        need_spike, need_trace, need_weight, need_bias = ctx.needs_input_grad
+        grad_input = grad.matmul(weight) if (need_spike or need_trace) else None
+        grad_2d = grad.reshape(-1, grad.shape[-1])
+        grad_weight = grad_2d.t().mm(trace.reshape(-1, trace.shape[-1])) if need_weight else None
+        grad_bias = grad_2d.sum(0) if (ctx.has_bias and need_bias) else None
+        return (
+            grad_input if need_spike else None,
+            grad_input if need_trace else None,
+            grad_weight,
+            grad_bias,
+        )
+
+
+def _has_own_hooks(module: nn.Module) -> bool:
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks
+        or module._backward_hooks or module._backward_pre_hooks
+    )
+
+
+def _linear_fast_path(module: nn.Module, spike: torch.Tensor, trace: torch.Tensor) -> bool:
+    """Whether ``module`` is a plain linear layer that :class:`_LinearWithTrace` computes exactly."""
+    from snn.layer import Linear as StepLinear
+
+    if type(module) not in (nn.Linear, StepLinear) or _has_own_hooks(module):
+        return False
+    weight = module.weight
+    return (
+        spike.shape == trace.shape
+        and spike.dtype == trace.dtype == weight.dtype
+        and spike.dim() >= 1
+        and not torch.is_autocast_enabled(spike.device.type)
+    )
+
+
 def grad_with_trace(module: nn.Module, x: Any) -> torch.Tensor:
     """Apply ``module`` to a ``[spike, trace]`` pair: value from the spikes, gradient from the trace.
+
+    A plain :class:`torch.nn.Linear` or :class:`snn.layer.Linear` (exact type, no hooks, no
+    autocast) takes a fused path with the same values and gradients and one matrix product
+    less; any other module runs twice, as in SpikingJelly: ``module(spike)`` without gradient
+    for the value and ``module(ReplaceforGrad(spike, trace))`` for the graph.
 
     Args:
         module: a layer with parameters (``Linear``, ``Conv2d`` ...).
@@ -99,6 +159,8 @@ def grad_with_trace(module: nn.Module, x: Any) -> torch.Tensor:
         both ``spike`` and ``trace``.
     """
     spike, trace = _split_pair(x, "x")
+    if _linear_fast_path(module, spike, trace):
+        return _LinearWithTrace.apply(spike, trace, module.weight, module.bias)
     with torch.no_grad():
         out_value = module(spike)
     out_for_grad = module(ReplaceforGrad.apply(spike, trace))
