@@ -87,3 +87,11 @@ def test_config_encoding_round_trips():
     assert ops.decode_config(ops.encode_config(config)) == config
     with pytest.raises(ValueError, match="config"):
         ops.decode_config("not json")
+
+
+def test_backward_of_an_inference_call_is_a_clear_error():
+    x = torch.rand(3, 4, device=DEVICE, requires_grad=True)
+    encoded = ops.encode_config(make("if"))
+    spikes = torch.ops.snn_triton.multistep_forward(x, torch.zeros(4, device=DEVICE), None, encoded, False, False)[0]
+    with pytest.raises(RuntimeError, match="save_o=False"):
+        spikes.sum().backward()
