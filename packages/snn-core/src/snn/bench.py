@@ -24,6 +24,7 @@ be used from Python through :func:`benchmark`.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import math
@@ -247,11 +248,14 @@ def _reference_module() -> tuple[Any, str] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import spikingjelly
             from spikingjelly.activation_based import neuron as reference_neuron
     except Exception:  # any import failure means: no reference here
         return None
-    return reference_neuron, str(getattr(spikingjelly, "__version__", "?"))
+    try:
+        version = importlib.metadata.version("spikingjelly")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    return reference_neuron, version
 
 
 def _reference(module: Any, kind: str) -> Callable[[], nn.Module]:
@@ -500,8 +504,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="neuron kinds out of if, lif, plif (default: all three)")
     parser.add_argument("--T", "-T", dest="T", type=_int_list, default=[16], metavar="T,T",
                         help="sequence lengths (default: 16)")
-    parser.add_argument("--N", "-N", dest="N", type=_int_list, default=[4096, 65536], metavar="N,N",
-                        help="neurons per step (default: 4096,65536)")
+    parser.add_argument("--N", "-N", dest="N", type=_int_list, default=[4096, 16384], metavar="N,N",
+                        help="neurons per step (default: 4096,16384)")
     parser.add_argument("--dtype", type=_name_list(tuple(_DTYPES)), default=["float32"], metavar="D,D",
                         help="dtypes out of float32, float16, bfloat16, float64 (default: float32)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
