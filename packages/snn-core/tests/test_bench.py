@@ -1,0 +1,166 @@
+"""Tests of ``snn bench`` (:mod:`snn.bench`) with tiny sizes; nothing here asserts on timing."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import types
+
+import pytest
+import torch
+from torch import nn
+
+import snn
+from snn import bench
+
+TINY = ["--T", "3", "--N", "64,96", "--kinds", "lif", "--repeats", "1", "--warmup", "0", "--device", "cpu"]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="snn bench")
+    bench.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def run_command(argv: list[str]) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = bench.run(parse(argv), stdout=stdout, stderr=stderr)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_floor_bytes() -> None:
+    assert bench.floor_bytes(4, 10, torch.float32) == {"forward": 480, "backward": 480, "inference": 320}
+    assert bench.floor_bytes(4, 10, torch.float16) == {"forward": 240, "backward": 240, "inference": 160}
+
+
+def test_json_report(capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = run_command([*TINY, "--backends", "torch", "--json"])
+    assert code == 0
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert report["device"] == "cpu" and report["repeats"] == 1
+    torch_rows = [r for r in report["rows"] if r["backend"] == "torch"]
+    assert [(r["kind"], r["T"], r["N"], r["dtype"]) for r in torch_rows] == [
+        ("lif", 3, 64, "float32"), ("lif", 3, 96, "float32")
+    ]
+    for row in torch_rows:
+        assert row["vs_torch"] == pytest.approx(1.0)
+        for phase in ("forward", "backward", "inference"):
+            assert row[f"{phase}_ms"] > 0
+            floor = bench.floor_bytes(row["T"], row["N"], torch.float32)[phase]
+            assert row[f"{phase}_gbps"] == pytest.approx(floor / (row[f"{phase}_ms"] * 1e-3) / 1e9)
+    reference_rows = [r for r in report["rows"] if r["backend"] == bench.REFERENCE_NAME]
+    if report["reference_version"] is None:
+        assert any(s["backend"] == bench.REFERENCE_NAME for s in report["skipped"])
+    else:
+        assert len(reference_rows) == 2
+        for row in reference_rows:
+            assert row["vs_reference"] == pytest.approx(1.0)
+            torch_row = next(r for r in torch_rows if r["N"] == row["N"])
+            train_ratio = (row["forward_ms"] + row["backward_ms"]) / (torch_row["forward_ms"] + torch_row["backward_ms"])
+            assert torch_row["vs_reference"] == pytest.approx(train_ratio)
+
+
+def test_table_lists_rows_and_skips() -> None:
+    code, stdout, _ = run_command([*TINY, "--no-reference"])
+    assert code == 0
+    lines = stdout.splitlines()
+    assert lines[0].split()[:5] == ["backend", "kind", "T", "N", "dtype"]
+    assert set(lines[1]) <= {"-", " "}
+    torch_lines = [line for line in lines if line.startswith("torch ")]
+    assert len(torch_lines) == 2 and all(" lif " in line for line in torch_lines)
+    assert "median of 1 runs" in stdout
+    from snn.plugins import get_registry
+
+    for name, info in get_registry().backends.items():
+        reason = info.unavailable_reason()
+        if reason is not None:  # e.g. triton / cupy without a GPU: listed with their reason
+            assert f"skipped {name}: {reason}" in stdout
+
+
+def test_timed_module_really_runs_backward() -> None:
+    calls: list[str] = []
+
+    class Probe(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append("forward" if torch.is_grad_enabled() else "inference")
+            return _Backward.apply(x)
+
+    class _Backward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):  # noqa: ANN001, ANN205
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):  # noqa: ANN001, ANN205
+            calls.append("backward")
+            return grad * 2
+
+    x = torch.rand(3, 5)
+    fwd, bwd, inf = bench.time_neuron(Probe(), x, torch.ones(3, 5), repeats=2, warmup=1)
+    assert calls == ["forward", "backward", "inference"] * 3
+    assert min(fwd, bwd, inf) > 0
+
+
+def test_plugin_backend_is_measured(temporary_plugin) -> None:
+    @snn.hookimpl
+    def snn_register_backends(register):
+        register(
+            "fake", {("lif", "multi_step"): "snn.backends.torch:lif_multi_step"},
+            devices=("cpu",), dtypes=(torch.float32,), surrogates=("Sigmoid",), probe=lambda: None,
+        )
+        register(
+            "broken", {("lif", "multi_step"): "snn.backends.torch:lif_multi_step"},
+            devices=("cpu",), dtypes=(torch.float32,), surrogates=("Sigmoid",),
+            probe=lambda: "needs a quantum computer",
+        )
+
+    temporary_plugin(types.SimpleNamespace(snn_register_backends=snn_register_backends), name="fakes")
+    report = bench.benchmark(
+        backends=["torch", "fake", "broken"], kinds=["lif", "if"], Ts=[2], Ns=[16], repeats=1, warmup=0,
+        reference=False,
+    )
+    measured = {(r.backend, r.kind) for r in report.rows}
+    assert measured == {("torch", "lif"), ("torch", "if"), ("fake", "lif")}
+    skipped = {(s.backend, s.kind): s.reason for s in report.skipped}
+    assert skipped[("broken", None)] == "needs a quantum computer"
+    assert skipped[("fake", "if")] == "no multi-step if kernel"
+
+
+def test_dtype_not_served_is_skipped(temporary_plugin) -> None:
+    @snn.hookimpl
+    def snn_register_backends(register):
+        register(
+            "only64", {("lif", "multi_step"): "snn.backends.torch:lif_multi_step"},
+            devices=("cpu",), dtypes=(torch.float64,), surrogates=("Sigmoid",), probe=lambda: None,
+        )
+
+    temporary_plugin(types.SimpleNamespace(snn_register_backends=snn_register_backends), name="only64")
+    report = bench.benchmark(backends=["only64"], Ts=[2], Ns=[8], dtypes=["float32", "float64"],
+                             repeats=1, warmup=0, reference=False)
+    assert [(r.backend, r.dtype) for r in report.rows] == [("only64", "float64")]
+    assert report.rows[0].vs_torch is None
+    assert [(s.backend, s.dtype, s.reason) for s in report.skipped] == [("only64", "float32", "does not serve torch.float32")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--backends", "nope"], ["unknown backend 'nope'", "'torch'"]),
+        (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "nope"], ["device:"]),
+        (["--repeats", "0"], ["repeats / warmup"]),
+    ],
+)
+def test_errors(argv: list[str], expected: list[str]) -> None:
+    code, stdout, stderr = run_command([*TINY, *argv, "--json"])
+    assert code == 2
+    assert stderr.startswith("snn bench: error: ")
+    for text in expected:
+        assert text in stderr
+    assert "error" in json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("argv", [["--kinds", "lif,qif"], ["--N", "0"], ["--T", "x"], ["--dtype", "int8"]])
+def test_bad_lists_are_argparse_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse(argv)
