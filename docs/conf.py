@@ -35,6 +35,8 @@ extensions = [
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
+# Types only for parameters the docstring documents (the wrappers of torch layers document none).
+autodoc_typehints_description_target = "documented_params"
 autodoc_class_signature = "mixed"
 autodoc_inherit_docstrings = False  # never show torch's docstrings on snn's wrappers
 napoleon_google_docstring = True

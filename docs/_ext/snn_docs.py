@@ -21,7 +21,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GENERATED", "surrogate_instance", "draw_surrogate", "join_wrapped_parameter_names", "setup"]
+from sphinx.util import logging
+
+__all__ = ["GENERATED", "surrogate_instance", "draw_surrogate", "join_wrapped_parameter_names", "keep_property_sentences",
+           "restore_prose_returns", "module_field_lists",
+           "public_bases", "setup"]
+
+logger = logging.getLogger(__name__)
 
 #: Where generated files go (``docs/_generated``).
 GENERATED = Path(__file__).resolve().parent.parent / "_generated"
@@ -30,7 +36,11 @@ GENERATED = Path(__file__).resolve().parent.parent / "_generated"
 _REQUIRED_ARGUMENTS: dict[str, tuple[Any, ...]] = {"MultiLevelSpikeCount": (3,)}
 
 #: x range of each plot (default ``(-2, 2)``).
-_RANGES: dict[str, tuple[float, float]] = {"MultiLevelSpikeCount": (-1.0, 4.0), "LogTailedReLU": (-2.0, 4.0)}
+_RANGES: dict[str, tuple[float, float]] = {
+    "MultiLevelSpikeCount": (-1.0, 4.0),
+    "LogTailedReLU": (-2.0, 4.0),
+    "FakeNumericalGradient": (-8.0, 8.0),  # g = min(1/|x|, 0.3) bends at |x| = 1/0.3
+}
 
 
 def surrogate_instance(name: str, spiking: bool = True) -> Any:
@@ -78,12 +88,16 @@ def draw_surrogate(name: str) -> bytes:
         left.plot(x, forward, color="0.55", linestyle="--", linewidth=1.2, label="spiking forward")
     if primitive is not None:
         left.plot(x, primitive.detach(), color="tab:blue", linewidth=1.8, label="primitive f(x)")
-    if forward is None and primitive is None:
-        left.text(0.5, 0.5, "no deterministic forward", ha="center", va="center", transform=left.transAxes)
+    if forward is None:
+        left.text(0.97, 0.05, "spiking forward: bernoulli(x), random", ha="right", va="bottom",
+                  fontsize=8, transform=left.transAxes)
     left.set_title("forward (spiking=True) and primitive (spiking=False)", fontsize=9)
     left.set_xlabel("x")
     left.legend(fontsize=8, loc="upper left")
     right.plot(x, gradient, color="tab:red", linewidth=1.8)
+    low_g, high_g = min(0.0, float(gradient.min())), max(0.0, float(gradient.max()))
+    span = (high_g - low_g) or 1.0
+    right.set_ylim(low_g - 0.06 * span, high_g + 0.1 * span)  # from 0, so constant gradients read right
     right.set_title("surrogate gradient g(x)", fontsize=9)
     right.set_xlabel("x")
     for axis in (left, right):
@@ -152,8 +166,93 @@ def join_wrapped_parameter_names(app: Any, what: str, name: str, obj: Any, optio
         following = lines[index + 1]
         if match and following.startswith(match.group(1)) and following[len(match.group(1))].isalpha():
             lines[index : index + 2] = [f"{match.group(1)}{match.group(2)}, {following.strip()}"]
+            logger.verbose("snn_docs: %s: joined a wrapped list of parameter names", name)
             continue
         index += 1
+
+
+_SENTENCE_COLON = re.compile(r"^(\s*[^:`\[\]]*\s[^:`\[\]]*:)\s+(\S.*)$")
+
+
+def keep_property_sentences(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """Stop napoleon from reading a property's first sentence as ``type: description``.
+
+    Napoleon takes the first line of a property or attribute docstring as ``type: description``
+    when it contains a colon, so ``"The hashable description kernels receive: class name and
+    float parameters."`` would be shown with the words before the colon as its type. snn
+    annotates its properties instead, so when the part before the colon is a phrase (it contains
+    a space and no brackets or backquotes) this handler (run before napoleon) breaks the line
+    after the colon; the text is unchanged and still renders as one sentence.
+    """
+    if what not in {"property", "attribute", "data"} or not lines:
+        return
+    match = _SENTENCE_COLON.match(lines[0])
+    if match:
+        lines[0:1] = [match.group(1), match.group(2)]
+        logger.verbose("snn_docs: %s: kept the first sentence from being read as a type", name)
+
+
+_RTYPE = re.compile(r"^:rtype: (.*)$")
+
+
+def restore_prose_returns(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """Undo napoleon's ``type: description`` split of a ``Returns:`` section written as prose.
+
+    Google style allows ``Returns: type: description``; napoleon therefore reads ``Returns:
+    Spiking mode: the spikes ...`` as a return *type* "Spiking mode". snn's docstrings never put
+    types there (they come from the annotations), so this handler (run after napoleon) joins a
+    ``:rtype:`` that is a phrase (contains a space and no brackets) back in front of the
+    ``:returns:`` text; autodoc then adds the annotated return type as usual. A literal in
+    double backquotes (a shape such as ````[T, N, *out]````) counts as a phrase too.
+    """
+    for index, line in enumerate(lines):
+        match = _RTYPE.match(line)
+        phrase = match.group(1).strip() if match else ""
+        if not match or " " not in phrase or ("[" in phrase and "``" not in phrase):
+            continue
+        for returns_index in range(index - 1, -1, -1):
+            if lines[returns_index].startswith(":returns: "):
+                text = lines[returns_index][len(":returns: "):]
+                lines[returns_index] = f":returns: {phrase}: {text}"
+                del lines[index]
+                logger.verbose("snn_docs: %s: joined the prose return type back into the description", name)
+                return
+        return
+
+
+_PARAM_FIELD = re.compile(r"^:param (\w+):(.*)$")
+
+
+def module_field_lists(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """Show ``Args:`` / ``Returns:`` of a *module* docstring as plain field lists.
+
+    A module docstring may describe a calling convention with Google sections (``snn.kernels``
+    describes the kernel signature that way). Napoleon turns them into ``:param x:`` fields,
+    which Sphinx only renders as parameters inside a function's description; in a module they
+    would show up as "param x". This handler (run after napoleon) renames them to ``:x:`` and
+    ``:Returns:`` fields.
+    """
+    if what != "module":
+        return
+    for index, line in enumerate(lines):
+        match = _PARAM_FIELD.match(line)
+        if match:
+            lines[index] = f":{match.group(1)}:{match.group(2)}"
+        elif line.startswith(":returns:"):
+            lines[index] = ":Returns:" + line[len(":returns:"):]
+
+
+def public_bases(app: Any, name: str, obj: Any, options: Any, bases: list[type]) -> None:
+    """Show a private base class (``_SingleStepSequence``) as the public bases it derives from."""
+    shown: list[type] = []
+    pending = list(bases)
+    while pending:
+        base = pending.pop(0)
+        if base.__name__.startswith("_"):
+            pending[0:0] = [b for b in base.__bases__ if b is not object]
+        elif base not in shown:
+            shown.append(base)
+    bases[:] = shown
 
 
 def setup(app: Any) -> dict[str, Any]:
@@ -161,4 +260,9 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("builder-inited", generate)
     # priority < 500: before sphinx.ext.napoleon converts the docstring
     app.connect("autodoc-process-docstring", join_wrapped_parameter_names, priority=400)
+    app.connect("autodoc-process-docstring", keep_property_sentences, priority=400)
+    # priority > 500: after napoleon
+    app.connect("autodoc-process-docstring", restore_prose_returns, priority=600)
+    app.connect("autodoc-process-docstring", module_field_lists, priority=600)
+    app.connect("autodoc-process-bases", public_bases)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
