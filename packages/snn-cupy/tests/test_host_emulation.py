@@ -22,7 +22,6 @@ from snn_cupy.sources import backward_kernel_source, forward_kernel_source
 RESETS: dict[str, float | None] = {"hard": 0.0, "hardneg": -0.3, "soft": None}
 DTYPES = {"f32": torch.float32, "f16": torch.float16}
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2}
-BLOCK = 4  # threads per emulated block: several blocks, real barriers in the PLIF reduction
 
 
 def _configs() -> list[tuple[str, str, bool, bool, str]]:
@@ -128,20 +127,19 @@ def _run_kernels(host: Any, config: NeuronConfig, dtype: torch.dtype, data: dict
     k = torch.sigmoid(data["w"]).to(torch.float32).reshape(()) if config.kind == "plif" else None
     out = {name: torch.full((steps, n), float("nan"), dtype=dtype) for name in ("spikes", "h", "v_seq")}
     out["v_last"] = torch.full((n,), float("nan"), dtype=dtype)
-    fwd = forward_kernel_source(config, dtype, True)
-    host.launch(fwd.entry(vec), BLOCK, units,
+    host.launch(forward_kernel_source(config, dtype, True), vec, units,
                 (store["x"], store["v0"], k, out["spikes"], out["h"], out["v_seq"], out["v_last"]), steps)
     infer = {name: torch.full_like(out["spikes"], float("nan")) for name in ("spikes", "v_seq")}
     infer["v_last"] = torch.full_like(out["v_last"], float("nan"))
-    host.launch(forward_kernel_source(config, dtype, False).entry(vec), BLOCK, units,
+    host.launch(forward_kernel_source(config, dtype, False), vec, units,
                 (store["x"], store["v0"], k, infer["spikes"], None, infer["v_seq"], infer["v_last"]), steps)
     for name in ("spikes", "v_seq", "v_last"):
         assert torch.equal(infer[name], out[name]), f"inference kernel differs from training kernel in {name}"
     grad_x = torch.full((steps, n), float("nan"), dtype=dtype)
     grad_v0 = torch.full((n,), float("nan"), dtype=dtype)
-    blocks = (units + BLOCK - 1) // BLOCK
+    blocks = (units + host.block_size - 1) // host.block_size
     partial = torch.full((blocks,), float("nan"), dtype=torch.float32)
-    host.launch(backward_kernel_source(config, dtype).entry(vec), BLOCK, units,
+    host.launch(backward_kernel_source(config, dtype), vec, units,
                 (store["g_spikes"], store["g_v_seq"], store["g_v_last"], out["h"], store["v0"], k,
                  grad_x, grad_v0, partial), steps)
     out.update(grad_x=grad_x, grad_v0=grad_v0)

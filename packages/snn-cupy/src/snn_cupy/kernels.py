@@ -19,11 +19,11 @@ import torch
 
 from snn.kernels import KernelResult, NeuronConfig
 from snn_cupy import runtime
-from snn_cupy._codegen import BLOCK_SIZE
+from snn_cupy.runtime import Executor
 from snn_cupy.sources import SUPPORTED_DTYPES, backward_kernel_source, forward_kernel_source
 from snn_cupy.templates import KernelSource
 
-__all__ = ["if_multi_step", "lif_multi_step", "plif_multi_step", "MAX_STEPS"]
+__all__ = ["if_multi_step", "lif_multi_step", "plif_multi_step", "run_multi_step", "MAX_STEPS"]
 
 #: The longest sequence one launch handles (the step counter is a 32-bit int).
 MAX_STEPS = 2**31 - 1
@@ -69,6 +69,7 @@ def _vec(dtype: torch.dtype, n: int, tensors: tuple[torch.Tensor | None, ...]) -
 
 
 def _forward(
+    executor: Executor,
     plan: _Plan,
     x: torch.Tensor,
     v0: torch.Tensor,
@@ -88,9 +89,9 @@ def _forward(
     v_last = torch.empty_like(v0)
     vec = _vec(x.dtype, n, (x, v0))
     source = plan.source("fwd_train" if train else "fwd_infer")
-    function = runtime.kernel_function(source, vec, x.device.index or 0)
+    function = executor.function(source, vec, x.device)
     units = n // vec
-    runtime.launch(
+    executor.launch(
         function, units,
         (x, v0, k, spikes, h_seq, v_seq, v_last, units, runtime.Int32(steps)),
         x.device,
@@ -99,6 +100,7 @@ def _forward(
 
 
 def _backward(
+    executor: Executor,
     plan: _Plan,
     h_seq: torch.Tensor,
     v0: torch.Tensor | None,
@@ -120,10 +122,10 @@ def _backward(
     units = n // vec
     partial = None
     if k is not None:
-        blocks = (units + BLOCK_SIZE - 1) // BLOCK_SIZE
+        blocks = (units + executor.block_size - 1) // executor.block_size
         partial = torch.empty((blocks,), dtype=torch.float32, device=h_seq.device)
-    function = runtime.kernel_function(plan.source("bwd"), vec, h_seq.device.index or 0)
-    runtime.launch(
+    function = executor.function(plan.source("bwd"), vec, h_seq.device)
+    executor.launch(
         function, units,
         (grad_spikes, grad_v_seq, grad_v_last, h_seq, v0, k, grad_x, grad_v0, partial, units,
          runtime.Int32(steps)),
@@ -143,11 +145,13 @@ class _MultiStepFunction(torch.autograd.Function):
         v0: torch.Tensor,
         k: torch.Tensor | None,
         plan: _Plan,
+        executor: Executor,
         store_v_seq: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        spikes, h_seq, v_seq, v_last = _forward(plan, x, v0, k, True, store_v_seq)
+        spikes, h_seq, v_seq, v_last = _forward(executor, plan, x, v0, k, True, store_v_seq)
         ctx.set_materialize_grads(False)
         ctx.plan = plan
+        ctx.executor = executor
         ctx.has_k = k is not None
         if k is not None:
             ctx.save_for_backward(h_seq, v0, k)
@@ -163,22 +167,20 @@ class _MultiStepFunction(torch.autograd.Function):
         grad_v_seq: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, ...]:
         if grad_spikes is None and grad_v_last is None and grad_v_seq is None:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         if ctx.has_k:
             h_seq, v0, k = ctx.saved_tensors
         else:
             (h_seq,), v0, k = ctx.saved_tensors, None, None
         need_x, need_v0, need_k = ctx.needs_input_grad[:3]
         grad_x, grad_v0, grad_decay = _backward(
-            ctx.plan, h_seq, v0, k, grad_spikes, grad_v_seq, grad_v_last, need_x, need_v0
+            ctx.executor, ctx.plan, h_seq, v0, k, grad_spikes, grad_v_seq, grad_v_last, need_x, need_v0
         )
         grad_k = grad_decay.reshape(k.shape).to(k.dtype) if (need_k and grad_decay is not None and k is not None) else None
-        return grad_x, grad_v0, grad_k, None, None
+        return grad_x, grad_v0, grad_k, None, None, None
 
 
-def _check(
-    kind: str, x_seq: Any, v0: Any, config: Any, w: Any
-) -> None:
+def _check(kind: str, x_seq: Any, v0: Any, config: Any, w: Any, device_type: str) -> None:
     if not isinstance(config, NeuronConfig):
         raise TypeError(f"config: expected snn.kernels.NeuronConfig, got {type(config).__name__}")
     if config.kind != kind:
@@ -212,19 +214,35 @@ def _check(
             raise ValueError(f"w: expected a tensor on {x_seq.device} like x_seq, got one on {w.device}")
     elif w is not None:
         raise TypeError(f"w: only PLIF neurons take a decay parameter, got one for kind {kind!r}")
-    if x_seq.device.type != "cuda":
-        raise ValueError(f"x_seq: the cupy kernels need a CUDA tensor, got one on {x_seq.device}")
+    if x_seq.device.type != device_type:
+        what = "a CUDA tensor" if device_type == "cuda" else f"a tensor on {device_type!r}"
+        raise ValueError(f"x_seq: the cupy kernels need {what}, got one on {x_seq.device}")
 
 
-def _multi_step(
+def run_multi_step(
     kind: str,
     x_seq: torch.Tensor,
     v0: torch.Tensor,
     config: NeuronConfig,
     w: torch.Tensor | None,
     store_v_seq: bool,
+    executor: Executor = runtime.CUPY,
 ) -> KernelResult:
-    _check(kind, x_seq, v0, config, w)
+    """The multi-step kernel of ``kind`` on ``executor`` (the contract of :mod:`snn.kernels`).
+
+    Args:
+        kind: ``"if"``, ``"lif"`` or ``"plif"``.
+        x_seq: ``[T, *]`` input on the executor's device type.
+        v0: ``[*]`` initial potential.
+        config: the neuron configuration of that kind.
+        w: PLIF's parameter, else ``None``.
+        store_v_seq: also return the post-reset potentials.
+        executor: where to compile and launch (default: CUDA through CuPy).
+
+    Returns:
+        ``(spike_seq, v_last, v_seq | None)``.
+    """
+    _check(kind, x_seq, v0, config, w, executor.device_type)
     shape = x_seq.shape
     steps = shape[0]
     n = math.prod(shape[1:])
@@ -236,11 +254,11 @@ def _multi_step(
         x_seq.requires_grad or v0.requires_grad or (w is not None and w.requires_grad)
     )
     if needs_grad:
-        spikes, v_last, v_seq = _MultiStepFunction.apply(x2, u0, k, plan, bool(store_v_seq))
+        spikes, v_last, v_seq = _MultiStepFunction.apply(x2, u0, k, plan, executor, bool(store_v_seq))
     else:
         with torch.no_grad():
             spikes, _, v_seq, v_last = _forward(
-                plan, x2, u0, None if k is None else k.detach(), False, bool(store_v_seq)
+                executor, plan, x2, u0, None if k is None else k.detach(), False, bool(store_v_seq)
             )
     return (
         spikes.view(shape),
@@ -274,7 +292,7 @@ def if_multi_step(
         ValueError: not a CUDA tensor, shape mismatch, ``T == 0``, a config of another kind or
             with a parameter that cannot be compiled.
     """
-    return _multi_step("if", x_seq, v0, config, w, store_v_seq)
+    return run_multi_step("if", x_seq, v0, config, w, store_v_seq)
 
 
 def lif_multi_step(
@@ -290,7 +308,7 @@ def lif_multi_step(
     ``h = v + (x - (v - vr)) k`` with ``decay_input``, else ``h = v - (v - vr) k + x``.
     Arguments, returns and errors as :func:`if_multi_step`.
     """
-    return _multi_step("lif", x_seq, v0, config, w, store_v_seq)
+    return run_multi_step("lif", x_seq, v0, config, w, store_v_seq)
 
 
 def plif_multi_step(
@@ -312,4 +330,4 @@ def plif_multi_step(
     Other arguments, returns and errors as :func:`if_multi_step`; ``TypeError`` when ``w`` is
     missing.
     """
-    return _multi_step("plif", x_seq, v0, config, w, store_v_seq)
+    return run_multi_step("plif", x_seq, v0, config, w, store_v_seq)

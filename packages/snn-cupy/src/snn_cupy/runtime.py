@@ -1,6 +1,10 @@
-"""Compiling sources with CuPy and launching them on PyTorch's CUDA stream (GPU only).
+"""Executors: where generated kernels are compiled and launched.
 
-Modules are compiled by :class:`cupy.RawModule` (NVRTC) once per source and device and kept for
+An *executor* turns a :class:`~snn_cupy.templates.KernelSource` into a callable entry point and
+launches it over a number of threads. :data:`CUPY` is the real one (CUDA, through CuPy);
+:mod:`snn_cupy.host` provides a CPU emulation used by the tests.
+
+With CuPy, modules are compiled by :class:`cupy.RawModule` (NVRTC) once per source and device and kept for
 the life of the process; launches pass the raw data pointers of torch tensors (``None`` becomes a
 null pointer) and run on ``torch.cuda.current_stream()``, so they are ordered with the
 surrounding PyTorch work without any synchronisation.
@@ -9,14 +13,23 @@ surrounding PyTorch work without any synchronisation.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from snn_cupy._codegen import BLOCK_SIZE
 from snn_cupy.templates import KernelSource
 
-__all__ = ["COMPILE_OPTIONS", "Int32", "kernel_function", "launch", "clear_cache"]
+__all__ = [
+    "COMPILE_OPTIONS",
+    "Int32",
+    "Executor",
+    "CupyExecutor",
+    "CUPY",
+    "kernel_function",
+    "launch",
+    "clear_cache",
+]
 
 #: NVRTC options. No fast math: divisions and transcendental functions stay IEEE-accurate,
 #: as in the torch reference.
@@ -115,3 +128,40 @@ def clear_cache() -> None:
     with _lock:
         _functions.clear()
         _streams.clear()
+
+
+class Executor(Protocol):
+    """Compiles and launches generated kernels on one kind of device.
+
+    Attributes:
+        device_type: the torch device type of the tensors it takes (``"cuda"``, ``"cpu"``).
+        block_size: threads per block (a power of two, at most :data:`BLOCK_SIZE`).
+    """
+
+    device_type: str
+    block_size: int
+
+    def function(self, source: KernelSource, vec: int, device: torch.device) -> Any:
+        """The entry point of ``source`` for ``vec`` neurons per thread, compiled once."""
+        ...
+
+    def launch(self, function: Any, units: int, args: tuple[Any, ...], device: torch.device) -> None:
+        """Run ``function`` over ``units`` threads (see :func:`launch` for ``args``)."""
+        ...
+
+
+class CupyExecutor:
+    """The CUDA executor: :func:`kernel_function` and :func:`launch`."""
+
+    device_type = "cuda"
+    block_size = BLOCK_SIZE
+
+    def function(self, source: KernelSource, vec: int, device: torch.device) -> Any:
+        return kernel_function(source, vec, device.index or 0)
+
+    def launch(self, function: Any, units: int, args: tuple[Any, ...], device: torch.device) -> None:
+        launch(function, units, args, device)
+
+
+#: The executor of the ``"cupy"`` backend.
+CUPY = CupyExecutor()
