@@ -135,6 +135,7 @@ def build_ottt() -> Any:
 def build_bptt() -> Any:
     """The BPTT network (multi-step LIF neurons on the torch backend, looping over time)."""
     import torch
+
     from snn import layer, neuron
 
     return torch.nn.Sequential(
@@ -146,6 +147,7 @@ def build_bptt() -> Any:
 
 def _train_call(method: str, net: Any, optimizer: Any, x: Any, labels: Any) -> None:
     import torch.nn.functional as F
+
     from snn import functional
 
     if method == "ottt":

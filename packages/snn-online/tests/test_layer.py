@@ -101,7 +101,6 @@ def test_wrappers_reject_non_modules(wrapper: type[nn.Module]) -> None:
 
 def test_ottt_sequential_routes_pairs_through_parameter_free_layers_and_neurons() -> None:
     from snn.neuron import LIFNode
-
     from snn_online import OTTTLIFNode
 
     readout = LIFNode(tau=2.0, v_threshold=10.0)

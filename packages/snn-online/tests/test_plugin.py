@@ -69,9 +69,9 @@ def test_public_names() -> None:
 
 
 def test_learner_factories_and_time_dims() -> None:
-    from snn.neuron import LIFNode
     from torch import nn
 
+    from snn.neuron import LIFNode
     from snn_online import OTTTLIFNode, OTTTSequential, SLTTLIFNode
 
     ottt, sltt, fptt = OTTTLearner(), SLTTLearner(), FPTTLearner()

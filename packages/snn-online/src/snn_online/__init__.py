@@ -45,9 +45,9 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from snn_online.layer import GradwithTrace, OTTTSequential, ReplaceforGrad, SpikeTraceOp  # noqa: F401
-    from snn_online.learners import FPTTLearner, OTTTLearner, SLTTLearner  # noqa: F401
-    from snn_online.neuron import OTTTLIFNode, SLTTLIFNode  # noqa: F401
+    from snn_online.layer import GradwithTrace, OTTTSequential, ReplaceforGrad, SpikeTraceOp
+    from snn_online.learners import FPTTLearner, OTTTLearner, SLTTLearner
+    from snn_online.neuron import OTTTLIFNode, SLTTLIFNode
 
 
 def __getattr__(name: str) -> Any:

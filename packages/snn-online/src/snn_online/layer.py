@@ -49,7 +49,7 @@ class ReplaceforGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, x_r: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+    def forward(ctx: Any, x: torch.Tensor, x_r: torch.Tensor) -> torch.Tensor:
         """Return (a view of) ``x_r``.
 
         Args:
@@ -67,7 +67,7 @@ class ReplaceforGrad(torch.autograd.Function):
         return x_r.view_as(x_r)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ARG004
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The incoming gradient, once for each input."""
         return grad, grad
 
