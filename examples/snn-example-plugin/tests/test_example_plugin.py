@@ -50,12 +50,12 @@ def test_entry_point_is_declared() -> None:
         assert registry.loss("hinge_rate").provenance.plugin == "example"
 
 
-def _registered():  # noqa: ANN202
+def _registered():
     return temporary_plugin(example_plugin, name="example") if not _installed() else _NoOp()
 
 
 class _NoOp:
-    def __enter__(self):  # noqa: ANN204
+    def __enter__(self):
         return get_registry()
 
     def __exit__(self, *exc: object) -> None:

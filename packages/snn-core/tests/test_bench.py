@@ -88,11 +88,11 @@ def test_timed_module_really_runs_backward() -> None:
 
     class _Backward(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, x):  # noqa: ANN001, ANN205
+        def forward(ctx, x):
             return x * 2
 
         @staticmethod
-        def backward(ctx, grad):  # noqa: ANN001, ANN205
+        def backward(ctx, grad):
             calls.append("backward")
             return grad * 2
 

@@ -20,13 +20,16 @@ import torch.nn.functional as F
 pytest.importorskip("sklearn", reason='snn train needs the demo extra: pip install "snn-core[demo]"')
 pytest.importorskip("matplotlib", reason='snn train needs the demo extra: pip install "snn-core[demo]"')
 
-import snn  # noqa: E402
-from snn.train import TrainConfig, train  # noqa: E402
-from snn.train import command  # noqa: E402
-from snn.train.data import batch_indices, encode, load_digits_split  # noqa: E402
-from snn.train.extras import DemoDependencyError, import_demo_module  # noqa: E402
-from snn.train.models import build_layers, default_neuron_factory, record_spikes, spiking_layers  # noqa: E402
-from snn.train.plots import PLOT_FILES  # noqa: E402
+import snn
+from snn.train import (
+    TrainConfig,
+    command,
+    train,
+)
+from snn.train.data import batch_indices, encode, load_digits_split
+from snn.train.extras import DemoDependencyError, import_demo_module
+from snn.train.models import build_layers, default_neuron_factory, record_spikes, spiking_layers
+from snn.train.plots import PLOT_FILES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = ["--epochs", "1", "--T", "2", "--limit", "200", "--hidden", "32", "--batch-size", "50"]
