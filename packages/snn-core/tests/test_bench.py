@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import types
 
 import pytest
@@ -38,7 +39,7 @@ def test_json_report(capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = run_command([*TINY, "--backends", "torch", "--json"])
     assert code == 0
     report = json.loads(stdout.strip().splitlines()[-1])
-    assert report["device"] == "cpu" and report["repeats"] == 1
+    assert report["device"] == "cpu" and report["repeats"] == 1 and report["threads"] >= 1
     torch_rows = [r for r in report["rows"] if r["backend"] == "torch"]
     assert [(r["kind"], r["T"], r["N"], r["dtype"]) for r in torch_rows] == [
         ("lif", 3, 64, "float32"), ("lif", 3, 96, "float32")
@@ -127,6 +128,28 @@ def test_plugin_backend_is_measured(temporary_plugin) -> None:
     assert skipped[("fake", "if")] == "no multi-step if kernel"
 
 
+def test_spikes_are_checked_against_torch(temporary_plugin, monkeypatch: pytest.MonkeyPatch) -> None:
+    from snn.backends.torch import lif_multi_step
+
+    def inverted(x_seq, v0, config, *, w=None, store_v_seq=False):
+        spikes, v_last, v_seq = lif_multi_step(x_seq, v0, config, w=w, store_v_seq=store_v_seq)
+        return 1.0 - spikes, v_last, v_seq
+
+    module = types.ModuleType("bench_test_kernels")
+    module.inverted = inverted
+    monkeypatch.setitem(sys.modules, "bench_test_kernels", module)
+
+    @snn.hookimpl
+    def snn_register_backends(register):
+        for name, target in (("same", "snn.backends.torch:lif_multi_step"), ("wrong", "bench_test_kernels:inverted")):
+            register(name, {("lif", "multi_step"): target}, devices=("cpu",), dtypes=(torch.float32,),
+                     surrogates=("Sigmoid",), probe=lambda: None)
+
+    temporary_plugin(types.SimpleNamespace(snn_register_backends=snn_register_backends), name="checked")
+    report = bench.benchmark(backends=["torch", "same", "wrong"], Ts=[3], Ns=[50], repeats=1, warmup=0, reference=False)
+    assert {r.backend: r.matches_torch for r in report.rows} == {"torch": True, "same": True, "wrong": False}
+
+
 def test_dtype_not_served_is_skipped(temporary_plugin) -> None:
     @snn.hookimpl
     def snn_register_backends(register):
@@ -149,6 +172,7 @@ def test_dtype_not_served_is_skipped(temporary_plugin) -> None:
         (["--backends", "nope"], ["unknown backend 'nope'", "'torch'"]),
         (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "nope"], ["device:"]),
         (["--repeats", "0"], ["repeats / warmup"]),
+        (["--threads", "-1"], ["threads: expected 0"]),
     ],
 )
 def test_errors(argv: list[str], expected: list[str]) -> None:

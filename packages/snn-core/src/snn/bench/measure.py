@@ -17,24 +17,19 @@ grad (read ``x``, write the spike, save ``h``), ``3 * itemsize`` backward (read 
 gradient and ``h``, write the input gradient) and ``2 * itemsize`` in inference (12, 12 and 8 B
 in float32). Backends or configurations that cannot run are listed with their reason.
 
-The ``snn`` command registers this module with :func:`add_arguments` and :func:`run`; it can also
-be used from Python through :func:`benchmark`.
+This module measures; :mod:`snn.bench.command` prints. Use it from Python through
+:func:`benchmark`.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
-import json
-import logging
-import math
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,6 +37,7 @@ from torch import nn
 __all__ = [
     "DESCRIPTION",
     "KINDS",
+    "DTYPES",
     "REFERENCE_NAME",
     "BenchRow",
     "Skipped",
@@ -49,10 +45,6 @@ __all__ = [
     "floor_bytes",
     "time_neuron",
     "benchmark",
-    "format_table",
-    "add_arguments",
-    "run",
-    "main",
 ]
 
 #: One line for ``snn --help``.
@@ -65,7 +57,8 @@ KINDS = ("if", "lif", "plif")
 REFERENCE_NAME = "spikingjelly"
 
 _CLASS_NAMES = {"if": "IFNode", "lif": "LIFNode", "plif": "ParametricLIFNode"}
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+#: The dtypes ``snn bench --dtype`` accepts, by name.
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -87,6 +80,8 @@ class BenchRow:
         forward_gbps: floor bytes of the forward with grad / forward time, in GB/s.
         backward_gbps: floor bytes of the backward / backward time.
         inference_gbps: floor bytes of inference / inference time.
+        matches_torch: whether the inference spikes equal the torch backend's on the same
+            input (``None`` when torch was not measured).
     """
 
     backend: str
@@ -102,6 +97,7 @@ class BenchRow:
     forward_gbps: float = 0.0
     backward_gbps: float = 0.0
     inference_gbps: float = 0.0
+    matches_torch: bool | None = None
 
     @property
     def train_ms(self) -> float:
@@ -135,6 +131,7 @@ class BenchReport:
         rows: the measurements.
         skipped: what could not be measured.
         repeats: timed runs per measurement (the median is reported).
+        threads: ``torch.get_num_threads()`` during the run.
         torch_version: ``torch.__version__``.
         reference_version: the reference library's version, or ``None`` when absent.
     """
@@ -143,6 +140,7 @@ class BenchReport:
     rows: list[BenchRow]
     skipped: list[Skipped]
     repeats: int
+    threads: int
     torch_version: str
     reference_version: str | None
 
@@ -151,6 +149,7 @@ class BenchReport:
         return {
             "device": self.device,
             "repeats": self.repeats,
+            "threads": self.threads,
             "torch_version": self.torch_version,
             "reference_version": self.reference_version,
             "rows": [asdict(r) for r in self.rows],
@@ -187,6 +186,37 @@ def _reset(module: nn.Module) -> None:
             reset()
 
 
+def _time_once(
+    module: nn.Module, x_seq: torch.Tensor, x_leaf: torch.Tensor, grad_seq: torch.Tensor
+) -> tuple[float, float, float, torch.Tensor]:
+    """One forward-with-grad, backward and inference run: seconds each, and the inference spikes."""
+    device = x_seq.device
+    x_leaf.grad = None
+    _reset(module)
+    _synchronize(device)
+    start = time.perf_counter()
+    spikes = module(x_leaf)
+    _synchronize(device)
+    middle = time.perf_counter()
+    spikes.backward(grad_seq)
+    _synchronize(device)
+    end = time.perf_counter()
+    del spikes
+    _reset(module)
+    with torch.no_grad():
+        _synchronize(device)
+        start_inference = time.perf_counter()
+        inferred = module(x_seq)
+        _synchronize(device)
+        end_inference = time.perf_counter()
+    _reset(module)
+    return middle - start, end - middle, end_inference - start_inference, inferred
+
+
+def _medians_ms(samples: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    return tuple(1e3 * statistics.median(column) for column in zip(*samples))  # type: ignore[return-value]
+
+
 def time_neuron(
     module: nn.Module, x_seq: torch.Tensor, grad_seq: torch.Tensor, repeats: int, warmup: int = 1
 ) -> tuple[float, float, float]:
@@ -202,36 +232,13 @@ def time_neuron(
     Returns:
         ``(forward_ms, backward_ms, inference_ms)``.
     """
-    device = x_seq.device
-    forward: list[float] = []
-    backward: list[float] = []
-    inference: list[float] = []
     x_leaf = x_seq.detach().clone().requires_grad_(True)
+    samples = []
     for i in range(warmup + repeats):
-        x_leaf.grad = None
-        _reset(module)
-        _synchronize(device)
-        start = time.perf_counter()
-        spikes = module(x_leaf)
-        _synchronize(device)
-        middle = time.perf_counter()
-        spikes.backward(grad_seq)
-        _synchronize(device)
-        end = time.perf_counter()
-        del spikes
-        _reset(module)
-        with torch.no_grad():
-            _synchronize(device)
-            start_inference = time.perf_counter()
-            module(x_seq)
-            _synchronize(device)
-            end_inference = time.perf_counter()
+        sample = _time_once(module, x_seq, x_leaf, grad_seq)[:3]
         if i >= warmup:
-            forward.append(middle - start)
-            backward.append(end - middle)
-            inference.append(end_inference - start_inference)
-    _reset(module)
-    return tuple(1e3 * statistics.median(times) for times in (forward, backward, inference))  # type: ignore[return-value]
+            samples.append(sample)
+    return _medians_ms(samples)
 
 
 def _ours(kind: str, backend: str) -> Callable[[], nn.Module]:
@@ -285,17 +292,44 @@ def _backend_skip_reason(info: Any, kind: str, device: torch.device, dtype: torc
     return None
 
 
-def _measure(
-    label: str, make: Callable[[], nn.Module], kind: str, T: int, N: int, dtype: torch.dtype,
-    device: torch.device, repeats: int, warmup: int, seed: int,
-) -> tuple[float, float, float] | Skipped:
+def _measure_all(
+    candidates: Sequence[tuple[str, Callable[[], nn.Module]]], kind: str, T: int, N: int,
+    dtype: torch.dtype, device: torch.device, repeats: int, warmup: int, seed: int,
+) -> tuple[dict[str, tuple[float, float, float]], dict[str, torch.Tensor], list[Skipped]]:
+    """Time every candidate on the same input, taking turns run by run.
+
+    Alternating the candidates spreads background load on a shared machine over all of them
+    instead of penalising whichever ran during a busy spell. A candidate that raises is dropped
+    and reported.
+
+    Returns:
+        ``label -> (forward_ms, backward_ms, inference_ms)``, ``label -> inference spikes`` and
+        the candidates that failed.
+    """
     dtype_name = str(dtype).removeprefix("torch.")
-    try:
-        module = make().to(device=device, dtype=dtype)
-        x_seq, grad_seq = _inputs(T, N, dtype, device, seed)
-        return time_neuron(module, x_seq, grad_seq, repeats, warmup)
-    except Exception as exc:  # a failing backend is reported, not fatal
-        return Skipped(label, f"{type(exc).__name__}: {exc}", kind, dtype_name)
+    x_seq, grad_seq = _inputs(T, N, dtype, device, seed)
+    x_leaf = x_seq.detach().clone().requires_grad_(True)
+    modules: dict[str, nn.Module] = {}
+    failed: list[Skipped] = []
+    for label, make in candidates:
+        try:
+            modules[label] = make().to(device=device, dtype=dtype)
+        except Exception as exc:  # a failing backend is reported, not fatal
+            failed.append(Skipped(label, f"{type(exc).__name__}: {exc}", kind, dtype_name))
+    samples: dict[str, list[tuple[float, float, float]]] = {label: [] for label in modules}
+    spikes: dict[str, torch.Tensor] = {}
+    for i in range(warmup + repeats):
+        for label in list(modules):
+            try:
+                forward, backward, inference, inferred = _time_once(modules[label], x_seq, x_leaf, grad_seq)
+            except Exception as exc:  # a failing backend is reported, not fatal
+                failed.append(Skipped(label, f"{type(exc).__name__}: {exc}", kind, dtype_name))
+                del modules[label], samples[label]
+                continue
+            spikes[label] = inferred
+            if i >= warmup:
+                samples[label].append((forward, backward, inference))
+    return {label: _medians_ms(s) for label, s in samples.items()}, spikes, failed
 
 
 def benchmark(
@@ -341,8 +375,8 @@ def benchmark(
         if kind not in KINDS:
             raise ValueError(f"kinds: expected names out of {KINDS}, got {kind!r}")
     for name in dtypes:
-        if name not in _DTYPES:
-            raise ValueError(f"dtypes: expected names out of {tuple(_DTYPES)}, got {name!r}")
+        if name not in DTYPES:
+            raise ValueError(f"dtypes: expected names out of {tuple(DTYPES)}, got {name!r}")
     for what, values in (("T", Ts), ("N", Ns)):
         if not values or any(not isinstance(v, int) or v < 1 for v in values):
             raise ValueError(f"{what}: expected positive integers, got {list(values)!r}")
@@ -374,11 +408,10 @@ def benchmark(
 
     rows: list[BenchRow] = []
     for dtype_name in dtypes:
-        dtype = _DTYPES[dtype_name]
+        dtype = DTYPES[dtype_name]
         for kind in kinds:
             for T in Ts:
                 for N in Ns:
-                    measured: dict[str, tuple[float, float, float]] = {}
                     candidates: list[tuple[str, Callable[[], nn.Module]]] = []
                     for name in usable:
                         reason = _backend_skip_reason(infos[name], kind, torch_device, dtype)
@@ -389,13 +422,10 @@ def benchmark(
                         candidates.append((name, _ours(kind, name)))
                     if reference_module is not None:
                         candidates.append((REFERENCE_NAME, _reference(reference_module[0], kind)))
-                    for label, make in candidates:
-                        result = _measure(label, make, kind, T, N, dtype, torch_device, repeats, warmup, seed)
-                        if isinstance(result, Skipped):
-                            if not any(s == result for s in skipped):
-                                skipped.append(result)
-                        else:
-                            measured[label] = result
+                    measured, spikes, failed = _measure_all(
+                        candidates, kind, T, N, dtype, torch_device, repeats, warmup, seed
+                    )
+                    skipped.extend(f for f in failed if f not in skipped)
                     floors = floor_bytes(T, N, dtype)
                     torch_train = sum(measured["torch"][:2]) if "torch" in measured else None
                     reference_train = sum(measured[REFERENCE_NAME][:2]) if REFERENCE_NAME in measured else None
@@ -409,6 +439,7 @@ def benchmark(
                             forward_gbps=floors["forward"] / (fwd * 1e-3) / 1e9,
                             backward_gbps=floors["backward"] / (bwd * 1e-3) / 1e9,
                             inference_gbps=floors["inference"] / (inf * 1e-3) / 1e9,
+                            matches_torch=None if "torch" not in spikes else bool(torch.equal(spikes[label], spikes["torch"])),
                         )
                         rows.append(row)
                         if on_row is not None:
@@ -418,165 +449,7 @@ def benchmark(
         rows=rows,
         skipped=skipped,
         repeats=repeats,
+        threads=torch.get_num_threads(),
         torch_version=torch.__version__,
         reference_version=reference_module[1] if reference_module is not None else None,
     )
-
-
-_COLUMNS = (
-    ("backend", "backend", "<", "{}"),
-    ("kind", "kind", "<", "{}"),
-    ("T", "T", ">", "{}"),
-    ("N", "N", ">", "{}"),
-    ("dtype", "dtype", "<", "{}"),
-    ("forward_ms", "fwd ms", ">", "{:.3f}"),
-    ("backward_ms", "bwd ms", ">", "{:.3f}"),
-    ("inference_ms", "inf ms", ">", "{:.3f}"),
-    ("vs_torch", "x torch", ">", "{:.2f}"),
-    ("vs_reference", "x ref", ">", "{:.2f}"),
-    ("forward_gbps", "fwd GB/s", ">", "{:.2f}"),
-    ("backward_gbps", "bwd GB/s", ">", "{:.2f}"),
-    ("inference_gbps", "inf GB/s", ">", "{:.2f}"),
-)
-
-
-def format_table(report: BenchReport) -> str:
-    """The report as a plain-text table, followed by the skipped entries and a legend."""
-    cells = [[title for _, title, _, _ in _COLUMNS]]
-    for row in report.rows:
-        values = asdict(row)
-        cells.append([
-            "-" if values[key] is None else fmt.format(values[key]) for key, _, _, fmt in _COLUMNS
-        ])
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
-    lines = []
-    for index, line in enumerate(cells):
-        lines.append("  ".join(f"{cell:{_COLUMNS[i][2]}{widths[i]}}" for i, cell in enumerate(line)).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    reference = f"{REFERENCE_NAME} {report.reference_version}" if report.reference_version else "none"
-    lines.append("")
-    lines.append(
-        f"device {report.device}, torch {report.torch_version}, reference {reference}; median of "
-        f"{report.repeats} runs. x torch / x ref: training time (fwd + bwd) of torch / of the reference "
-        "divided by this row's (above 1 = faster). GB/s: floor bytes (fwd with grad 12, bwd 12, "
-        "inference 8 per neuron-step in float32) over time."
-    )
-    for skip in report.skipped:
-        where = ", ".join(p for p in (skip.kind, skip.dtype) if p)
-        lines.append(f"skipped {skip.backend}{f' ({where})' if where else ''}: {skip.reason}")
-    return "\n".join(lines)
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
-    return values
-
-
-def _name_list(choices: Sequence[str] | None) -> Callable[[str], list[str]]:
-    def parse(text: str) -> list[str]:
-        values = [part.strip() for part in text.split(",") if part.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-        if choices is not None:
-            unknown = [v for v in values if v not in choices]
-            if unknown:
-                raise argparse.ArgumentTypeError(f"expected names out of {', '.join(choices)}, got {', '.join(unknown)}")
-        return values
-
-    return parse
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``snn bench`` to ``parser``.
-
-    Args:
-        parser: the (sub)command parser; :func:`run` reads the parsed namespace.
-    """
-    parser.add_argument("--backends", type=_name_list(None), default=None, metavar="A,B",
-                        help="backends to time (default: every registered backend)")
-    parser.add_argument("--kinds", type=_name_list(KINDS), default=["if", "lif", "plif"], metavar="K,K",
-                        help="neuron kinds out of if, lif, plif (default: all three)")
-    parser.add_argument("--T", "-T", dest="T", type=_int_list, default=[16], metavar="T,T",
-                        help="sequence lengths (default: 16)")
-    parser.add_argument("--N", "-N", dest="N", type=_int_list, default=[4096, 16384], metavar="N,N",
-                        help="neurons per step (default: 4096,16384)")
-    parser.add_argument("--dtype", type=_name_list(tuple(_DTYPES)), default=["float32"], metavar="D,D",
-                        help="dtypes out of float32, float16, bfloat16, float64 (default: float32)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is shown (default: 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default: 1)")
-    parser.add_argument("--no-reference", action="store_true", help="do not time the reference library")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the inputs (default: 0)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object (the last stdout line)")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Run ``snn bench`` with parsed arguments.
-
-    Prints the table (or, with ``--json``, one JSON object as the last stdout line with keys
-    ``device``, ``repeats``, ``torch_version``, ``reference_version``, ``rows`` and ``skipped``).
-
-    Args:
-        args: the namespace parsed by a parser prepared with :func:`add_arguments`.
-        stdout: where the table or JSON goes (default: ``sys.stdout``).
-        stderr: where errors and progress go (default: ``sys.stderr``).
-
-    Returns:
-        0 on success, 2 for a bad setting (unknown backend, size, device), printed as
-        ``snn bench: error: ...``.
-    """
-    from snn.errors import SNNError
-
-    stdout = sys.stdout if stdout is None else stdout
-    stderr = sys.stderr if stderr is None else stderr
-    progress = stderr.isatty() and not args.json
-
-    def on_row(row: BenchRow) -> None:
-        if progress:
-            print(f"  {row.backend} {row.kind} T={row.T} N={row.N} {row.dtype}: "
-                  f"fwd {row.forward_ms:.3f} ms, bwd {row.backward_ms:.3f} ms", file=stderr, flush=True)
-
-    logging.getLogger("snn").debug("snn bench: %s", vars(args))
-    try:
-        report = benchmark(
-            backends=args.backends, kinds=args.kinds, Ts=args.T, Ns=args.N, dtypes=args.dtype,
-            device=args.device, repeats=args.repeats, warmup=args.warmup,
-            reference=not args.no_reference, seed=args.seed, on_row=on_row,
-        )
-    except (SNNError, ValueError, TypeError) as exc:
-        print(f"snn bench: error: {exc}", file=stderr)
-        if args.json:
-            print(json.dumps({"error": str(exc), "error_type": type(exc).__name__}), file=stdout)
-        return 2
-    if args.json:
-        print(json.dumps(_json_safe(report.to_json())), file=stdout, flush=True)
-    else:
-        print(format_table(report), file=stdout, flush=True)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m snn.bench [options]``: the same as ``snn bench [options]``."""
-    parser = argparse.ArgumentParser(prog="snn bench", description=DESCRIPTION)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
