@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from snn.kernels import KernelResult, NeuronConfig
 from snn_cupy import runtime
@@ -160,6 +161,7 @@ class _MultiStepFunction(torch.autograd.Function):
         return spikes, v_last, v_seq
 
     @staticmethod
+    @once_differentiable
     def backward(  # type: ignore[override]
         ctx: Any,
         grad_spikes: torch.Tensor | None,
@@ -176,7 +178,9 @@ class _MultiStepFunction(torch.autograd.Function):
         grad_x, grad_v0, grad_decay = _backward(
             ctx.executor, ctx.plan, h_seq, v0, k, grad_spikes, grad_v_seq, grad_v_last, need_x, need_v0
         )
-        grad_k = grad_decay.reshape(k.shape).to(k.dtype) if (need_k and grad_decay is not None and k is not None) else None
+        grad_k = None
+        if need_k and grad_decay is not None and k is not None:
+            grad_k = grad_decay.reshape(k.shape).to(k.dtype)
         return grad_x, grad_v0, grad_k, None, None, None
 
 
