@@ -113,3 +113,19 @@ def test_registrar_validates_arguments_and_refuses_duplicates() -> None:
         register("e", **_backend(dtypes=("float32",)))
     with pytest.raises(TypeError, match="name"):
         register(" spaced ", **_backend())
+
+
+def test_designated_probe_error_gives_its_message_as_reason() -> None:
+    from snn.errors import BackendProbeError
+
+    def probe():
+        try:
+            raise OSError("libnvrtc.so: cannot open shared object file")
+        except OSError as exc:
+            raise BackendProbeError("NVRTC cannot be loaded") from exc
+
+    with plugins.temporary_plugin(_plugin(odd=_backend(probe=probe))) as registry:
+        assert registry.backend("odd").unavailable_reason() == "NVRTC cannot be loaded"
+        with pytest.raises(BackendUnavailableError, match="cannot run here: NVRTC cannot be loaded$") as caught:
+            registry.backend("odd").raise_if_unavailable()
+        assert isinstance(caught.value.__cause__, OSError)

@@ -13,6 +13,7 @@ __all__ = [
     "SNNError",
     "BackendNotFoundError",
     "BackendUnavailableError",
+    "BackendProbeError",
     "UnsupportedOperationError",
     "DuplicateRegistrationError",
     "OnlineLearnerNotFoundError",
@@ -89,6 +90,15 @@ class BackendUnavailableError(SNNError, RuntimeError):
         self.name = name
         self.reason = reason
         super().__init__(f"backend {name!r} is installed but cannot run here: {reason}")
+
+
+class BackendProbeError(SNNError, RuntimeError):
+    """Raised by a backend's probe when its runtime is installed but broken here.
+
+    The message is the reason shown to users (``snn doctor``, :class:`BackendUnavailableError`);
+    chain the original exception (``raise BackendProbeError("...") from exc``) and the registry
+    chains it to the :class:`BackendUnavailableError` it raises.
+    """
 
 
 class UnsupportedOperationError(SNNError, NotImplementedError):

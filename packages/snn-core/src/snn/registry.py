@@ -20,6 +20,7 @@ import torch
 
 from snn.errors import (
     BackendNotFoundError,
+    BackendProbeError,
     BackendUnavailableError,
     DuplicateRegistrationError,
     OnlineLearnerNotFoundError,
@@ -124,7 +125,8 @@ class BackendInfo:
         emulated_devices: device types served only through an interpreter (tests only).
         dtypes: storage dtypes served.
         surrogates: surrogate class names the kernels implement.
-        probe: returns ``None`` or the reason the backend cannot run here.
+        probe: returns ``None`` or the reason the backend cannot run here; it may also raise
+            :class:`~snn.errors.BackendProbeError` (message = reason, cause chained).
         auto_priority: preference of ``backend="auto"`` (larger wins).
         description: one line.
         provenance: where it comes from.
@@ -149,6 +151,8 @@ class BackendInfo:
         if not self._probe_result:
             try:
                 result: tuple[str | None, BaseException | None] = (self.probe(), None)
+            except BackendProbeError as exc:  # the designated way to report a broken runtime
+                result = (str(exc), exc.__cause__ or exc)
             except Exception as exc:  # a probe must not break the caller
                 result = (f"its probe raised {type(exc).__name__}: {exc}", exc)
             self._probe_result.append(result)

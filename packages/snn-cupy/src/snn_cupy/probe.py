@@ -22,6 +22,8 @@ import os
 import sys
 from typing import Any
 
+from snn.errors import BackendProbeError
+
 __all__ = ["INSTALL_HINT", "CupyProbeError", "probe"]
 
 #: How to install the CUDA 12 build of CuPy alongside this distribution.
@@ -39,7 +41,7 @@ extern "C" __global__ void snn_cupy_probe(float* out, const unsigned short* half
 """
 
 
-class CupyProbeError(RuntimeError):
+class CupyProbeError(BackendProbeError):
     """CuPy is installed but broken here; the message is the reason, the cause is chained."""
 
 
