@@ -8,7 +8,8 @@ forward, ``snn doctor``, ``set_backend`` ...) builds it, in this order:
 3. the in-tree plugins (``torch`` backend, built-in strategies and losses);
 4. pluggy's ``check_pending()``: a plugin implementing an unknown hook is dropped.
 
-Then every hook is called once per plugin, with a registrar bound to that plugin. Any failure
+Then every hook is called once per plugin, with a registrar bound to that plugin: in-tree
+plugins first, then entry points, then temporary plugins, so built-in names always win. Any failure
 (import error, invalid hook, a hook that raises, a name already taken) is recorded as a
 :class:`~snn.registry.PluginFailure`, logged once on logger ``snn``, and does not affect the
 other plugins. :func:`reset` throws everything away (tests, or after installing a plugin).
