@@ -26,13 +26,20 @@ outputs are cast back to the input dtype.
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from snn.backends.torch_expr import DerivativeProgram
 
-__all__ = ["Dynamics", "compute_dtype", "run_sequence"]
+__all__ = ["TILE_ELEMENTS", "Dynamics", "compute_dtype", "run_sequence", "tiles"]
+
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -87,10 +94,73 @@ def _charge(d: Dynamics, u_prev: torch.Tensor, x_t: torch.Tensor, out: torch.Ten
         torch.add(x_t, u_prev, alpha=1.0 - d.decay, out=out)
 
 
+#: On CPU, work is cut into tiles of at most this many elements (120 KiB in float32): neurons in
+#: column chunks, and in backward several time steps per tile when a chunk is narrower. A tile
+#: stays in the core's cache, and it is below PyTorch's intra-op grain (32768 elements), so each
+#: operation runs on the calling thread without an OpenMP barrier; the chunks, which are
+#: independent, are spread over ``torch.get_num_threads()`` worker threads instead (PyTorch
+#: releases the GIL while an operation runs).
+TILE_ELEMENTS = 30 * 1024
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def tiles(steps: int, n: int, device: torch.device) -> tuple[int, int]:
+    """``(time steps, neurons)`` per tile; one tile covers everything off the CPU.
+
+    On CPU the neurons are split into equal chunks (a multiple of 64 wide when there are
+    several) of at most :data:`TILE_ELEMENTS`.
+    """
+    if device.type != "cpu" or n <= TILE_ELEMENTS:
+        cols = max(n, 1)
+    else:
+        chunks = -(-n // TILE_ELEMENTS)  # ceil
+        per_chunk = -(-n // chunks)
+        cols = min(TILE_ELEMENTS, -(-per_chunk // 64) * 64)
+    if device.type != "cpu":
+        return steps, cols
+    return max(1, min(steps, TILE_ELEMENTS // cols)), cols
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    key = (os.getpid(), workers)  # a forked child gets its own threads
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="snn-torch-kernel")
+    return pool
+
+
+def _for_chunks(n: int, cols: int, device: torch.device, fn: Callable[[int, int], _R]) -> list[_R]:
+    """``fn(c0, c1)`` for every column chunk, in chunk order; on CPU spread over worker threads.
+
+    Workers run without gradient recording and in the caller's inference mode.
+    """
+    bounds = [(c0, min(n, c0 + cols)) for c0 in range(0, n, cols)]
+    workers = min(len(bounds), torch.get_num_threads()) if device.type == "cpu" else 1
+    if workers <= 1:
+        return [fn(c0, c1) for c0, c1 in bounds]
+    inference = torch.is_inference_mode_enabled()
+
+    def work(first: int) -> list[tuple[int, _R]]:
+        with torch.inference_mode(inference), torch.no_grad():
+            return [(i, fn(*bounds[i])) for i in range(first, len(bounds), workers)]
+
+    done = sorted(
+        (item for part in _pool(workers).map(work, range(workers)) for item in part),
+        key=lambda item: item[0],
+    )
+    return [result for _, result in done]
+
+
 def _forward_loop(
     d: Dynamics, x: torch.Tensor, u0: torch.Tensor, keep_h: bool, store_v_seq: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Run the dynamics over ``x`` ``[T, N]`` from ``u0`` ``[N]`` (shifted frame).
+
+    Column chunk by column chunk (see :func:`tiles`), each step charges, fires and resets with
+    three fused operations writing into the outputs.
 
     Returns:
         spikes ``[T, N]``, the last shifted potential ``[N]`` (a fresh tensor or a row of
@@ -98,24 +168,41 @@ def _forward_loop(
         ``[T, N]`` when ``keep_h`` else ``None``. All in ``x``'s dtype.
     """
     steps, n = x.shape
-    spikes = torch.empty((steps, n), dtype=x.dtype, device=x.device)
-    h_seq = torch.empty((steps, n), dtype=x.dtype, device=x.device) if keep_h else None
-    v_seq = torch.empty((steps, n), dtype=x.dtype, device=x.device) if store_v_seq else None
-    state = None if store_v_seq else torch.empty((n,), dtype=x.dtype, device=x.device)
+    like = {"dtype": x.dtype, "device": x.device}
+    spikes = torch.empty((steps, n), **like)
+    h_seq = torch.empty((steps, n), **like) if keep_h else None
+    v_seq = torch.empty((steps, n), **like) if store_v_seq else None
+    state = None if store_v_seq else torch.empty((n,), **like)
     theta, hard, vth = d.threshold, d.hard_reset, d.v_threshold
-    u_prev = u0
-    for t in range(steps):
-        u_t = v_seq[t] if v_seq is not None else state
-        h_t = h_seq[t] if h_seq is not None else u_t
-        s_t = spikes[t]
-        _charge(d, u_prev, x[t], h_t)
-        torch.ge(h_t, theta, out=s_t)
-        if hard:
-            torch.addcmul(h_t, h_t, s_t, value=-1.0, out=u_t)
-        else:
-            torch.add(h_t, s_t, alpha=-vth, out=u_t)
-        u_prev = u_t
-    return spikes, u_prev, v_seq, h_seq
+
+    def chunk(c0: int, c1: int) -> None:
+        u_prev = u0[c0:c1]
+        for t in range(steps):
+            u_t = v_seq[t, c0:c1] if v_seq is not None else state[c0:c1]  # type: ignore[index]
+            h_t = h_seq[t, c0:c1] if h_seq is not None else u_t
+            s_t = spikes[t, c0:c1]
+            _charge(d, u_prev, x[t, c0:c1], h_t)
+            torch.ge(h_t, theta, out=s_t)
+            if hard:
+                torch.addcmul(h_t, h_t, s_t, value=-1.0, out=u_t)
+            else:
+                torch.add(h_t, s_t, alpha=-vth, out=u_t)
+            u_prev = u_t
+
+    _, cols = tiles(steps, n, x.device)
+    _for_chunks(n, cols, x.device, chunk)
+    u_last = v_seq[steps - 1] if v_seq is not None else state
+    assert u_last is not None
+    return spikes, u_last, v_seq, h_seq
+
+
+def _reset_rows(d: Dynamics, h: torch.Tensor, spikes: torch.Tensor, out: torch.Tensor) -> None:
+    """Post-reset shifted potentials of charged potentials ``h`` (``spikes`` is scratch)."""
+    torch.ge(h, d.threshold, out=spikes)
+    if d.hard_reset:
+        torch.addcmul(h, h, spikes, value=-1.0, out=out)
+    else:
+        torch.add(h, spikes, alpha=-d.v_threshold, out=out)
 
 
 def _backward(
@@ -127,97 +214,107 @@ def _backward(
     grad_v_seq: torch.Tensor | None,
     need_decay_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The backward recursion of the contract, one time step at a time (newest first).
+    """The backward recursion of the contract, tile by tile, newest time steps first.
 
-    With ``c`` the total gradient reaching the post-reset potential ``v_t`` (from ``v_seq``,
-    ``v_last`` and the next step), ``a = dL/ds_t`` and ``sg = surrogate'(h_t - v_threshold)``,
-    the gradient of the charged potential is ``G_h = a sg + c dv/dh``, rearranged per reset
-    mode so that each case costs two or three fused operations on ``[N]`` rows:
+    With ``sg = surrogate'(h_t - v_threshold)``, ``D_t = dv_t/dh_t`` (hard reset:
+    ``(1 - s) - (h - vr) sg``, or ``1 - s`` when detached; soft: ``1 - v_threshold sg``, or 1)
+    and ``leak = dh_{t+1}/dv_t``, the gradient of the charged potential is
 
-    - hard: ``dv/dh = (1 - s) - (h - vr) sg`` -> ``G_h = sg (a - c (h - vr)) + c (1 - s)``;
-    - hard, detached: ``G_h = a sg + c (1 - s)``;
-    - soft: ``dv/dh = 1 - v_threshold sg`` -> ``G_h = c + sg (a - v_threshold c)``;
-    - soft, detached: ``G_h = c + a sg``.
+        ``G_h[t] = dL/ds_t sg + (dL/dv_seq[t] + leak G_h[t+1]) D_t``
 
-    Then ``dL/dx_t = G_h dh/dx`` and the next ``c`` is ``G_h dh/dv_prev``. Only the output
-    ``[T, N]`` and a few ``[N]`` rows are allocated.
+    (``dL/dv_last`` instead of ``leak G_h[T]`` at the last step). Within a tile of time steps
+    (:func:`tiles`) everything but the recursion is computed at once, in the output and a small
+    workspace; the recursion costs one fused operation per step. Then
+    ``dL/dx_t = G_h[t] dh/dx`` and ``dL/dv0 = leak G_h[0]``.
 
     Returns:
-        ``(grad_x [T, N], grad_u0 [N], grad_decay 0-dim | None)``.
+        ``(grad_x [T, N], grad_u0 [N], grad_decay 0-dim | None)``; ``grad_decay`` is
+        ``dL/dk`` for PLIF.
     """
     steps, n = h.shape
+    rows_per_tile, cols = tiles(steps, n, h.device)
+    like = {"dtype": h.dtype, "device": h.device}
     grad_x = torch.empty_like(h)
-    row = torch.empty((n,), dtype=h.dtype, device=h.device)
-    other = torch.empty((n,), dtype=h.dtype, device=h.device)
-    zeros = torch.zeros((n,), dtype=h.dtype, device=h.device) if grad_spikes is None else None
-    acc = torch.zeros((n,), dtype=h.dtype, device=h.device) if need_decay_grad else None
-    theta, vth, hard, detach = d.threshold, d.v_threshold, d.hard_reset, d.detach_reset
-    leak, gain, derivative = d.leak, d.input_gain, d.derivative.bind(row)
-    carry: torch.Tensor | None = None
-    carry_buffers = (torch.empty((n,), dtype=h.dtype, device=h.device), None)
-    for t in range(steps - 1, -1, -1):
-        h_t = h[t]
-        g_t = grad_x[t]
-        a = grad_spikes[t] if grad_spikes is not None else zeros
-        # the total gradient reaching v_t
-        if t == steps - 1:
-            if grad_v_last is not None and grad_v_seq is not None:
-                carry = torch.add(grad_v_last, grad_v_seq[t], out=carry_buffers[0])
-            else:
-                carry = grad_v_last if grad_v_last is not None else (
-                    grad_v_seq[t] if grad_v_seq is not None else None
-                )
-        elif grad_v_seq is not None:
-            assert carry is not None
-            carry = carry.add_(grad_v_seq[t]) if carry.data_ptr() != grad_x[t + 1].data_ptr() else (
-                torch.add(carry, grad_v_seq[t], out=carry_buffers[0])
-            )
-        sg = derivative(torch.sub(h_t, theta, out=row))
-        if carry is None:
-            torch.mul(a, sg, out=g_t)
-        elif hard:
-            if detach:
-                torch.mul(a, sg, out=g_t)
-            else:
-                torch.addcmul(a, carry, h_t, value=-1.0, out=other)
-                torch.mul(other, sg, out=g_t)
-            torch.lt(h_t, theta, out=other)  # 1 - s
-            g_t.addcmul_(carry, other)
-        elif detach:
-            torch.addcmul(carry, a, sg, out=g_t)
-        else:
-            torch.add(a, carry, alpha=-vth, out=other)
-            torch.addcmul(carry, other, sg, out=g_t)
-        if acc is not None:
-            assert u0 is not None
-            # dh/dk = x - u_prev = (h - u_prev) / k (decay_input), or -u_prev
-            if t == 0:
-                u_prev = u0
-            else:
-                h_prev = h[t - 1]
-                torch.ge(h_prev, theta, out=other)
-                if hard:
-                    u_prev = torch.addcmul(h_prev, h_prev, other, value=-1.0, out=row)
+    grad_u0 = torch.empty((n,), **like)  # also the carry: leak * G_h of the step after a tile
+    has_d = d.hard_reset or not d.detach_reset
+    theta, vth, leak, gain = d.threshold, d.v_threshold, d.leak, d.input_gain
+
+    def chunk(c0: int, c1: int) -> torch.Tensor | None:
+        width = c1 - c0
+        scratch = torch.empty((rows_per_tile, width), **like)
+        work = torch.empty((rows_per_tile, width), **like) if (has_d or need_decay_grad) else None
+        carry = grad_u0[c0:c1]
+        programs: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
+        decay_sum = torch.zeros((), **like) if need_decay_grad else None
+        for end in range(steps, 0, -rows_per_tile):
+            start = max(0, end - rows_per_tile)
+            rows = end - start
+            hb, gb = h[start:end, c0:c1], grad_x[start:end, c0:c1]
+            o = scratch[:rows]
+            torch.sub(hb, theta, out=o)
+            run = programs.get(rows)
+            if run is None:
+                run = programs[rows] = d.derivative.bind(o)
+            sg = run(o)
+            dv_dh = None
+            if has_d:
+                assert work is not None
+                dv_dh = work[:rows]
+                if d.hard_reset:
+                    torch.lt(hb, theta, out=dv_dh)  # 1 - s
+                    if not d.detach_reset:
+                        dv_dh.addcmul_(hb, sg, value=-1.0)  # - (h - vr) sg
                 else:
-                    u_prev = torch.add(h_prev, other, alpha=-vth, out=row)
-            if d.decay_input:
-                acc.addcmul_(g_t, torch.sub(h_t, u_prev, out=other))
+                    torch.mul(sg, -vth, out=dv_dh)
+                    dv_dh.add_(1.0)
+            if grad_spikes is not None:
+                torch.mul(grad_spikes[start:end, c0:c1], sg, out=gb)
             else:
-                acc.addcmul_(g_t, u_prev, value=-1.0)
-        # the gradient reaching v_{t-1}
-        if leak == 1.0:
-            carry = g_t
-        else:
-            carry = torch.mul(g_t, leak, out=carry_buffers[0])
-        if gain != 1.0:
-            g_t.mul_(gain)
-    assert carry is not None
-    grad_u0 = carry.clone() if (carry._base is not None or leak == 1.0) else carry
+                gb.zero_()
+            if grad_v_seq is not None:
+                if dv_dh is None:
+                    gb.add_(grad_v_seq[start:end, c0:c1])
+                else:
+                    gb.addcmul_(grad_v_seq[start:end, c0:c1], dv_dh)
+            for i in range(rows - 1, -1, -1):
+                if start + i == steps - 1:
+                    if grad_v_last is None:
+                        continue
+                    incoming, scale = grad_v_last[c0:c1], 1.0
+                elif i == rows - 1:
+                    incoming, scale = carry, 1.0
+                else:
+                    incoming, scale = gb[i + 1], leak
+                if dv_dh is None:
+                    gb[i].add_(incoming, alpha=scale)
+                else:
+                    gb[i].addcmul_(incoming, dv_dh[i], value=scale)
+            if decay_sum is not None:
+                assert work is not None and u0 is not None
+                # dh/dk = x - u_prev = (h - u_prev) / k with decay_input, else -u_prev
+                u_prev = work[:rows]
+                if start == 0:
+                    u_prev[0] = u0[c0:c1]
+                    if rows > 1:
+                        _reset_rows(d, h[: rows - 1, c0:c1], o[1:], u_prev[1:])
+                else:
+                    _reset_rows(d, h[start - 1 : end - 1, c0:c1], o, u_prev)
+                if d.decay_input:
+                    torch.sub(hb, u_prev, out=u_prev)
+                    decay_sum += torch.mul(gb, u_prev, out=o).sum()
+                else:
+                    decay_sum -= torch.mul(gb, u_prev, out=o).sum()
+            torch.mul(gb[0], leak, out=carry)
+            if gain != 1.0:
+                gb.mul_(gain)
+        return decay_sum
+
+    partial_sums = _for_chunks(n, cols, h.device, chunk)
     grad_decay = None
-    if acc is not None:
-        grad_decay = acc.sum()
-        if d.decay_input:
-            grad_decay = grad_decay / d.decay
+    if need_decay_grad:
+        sums = [p for p in partial_sums if p is not None]
+        total = torch.stack(sums).sum() if sums else torch.zeros((), **like)
+        grad_decay = total / d.decay if d.decay_input else total
     return grad_x, grad_u0, grad_decay
 
 
