@@ -108,7 +108,9 @@ def forward_kernel(
     for i in range(T):
         x = x_next.to(tl.float32)
         # prefetch x[t+1] while step t computes (nothing is read after the last step)
-        x_next = tl.load(x_ptr + (off + N), mask=mask & (i + 1 < T), other=0.0)
+        # a tensor comparison: newer interpreters reject a mask combined with a Python bool
+        has_next = (offs * 0 + (i + 1)) < T
+        x_next = tl.load(x_ptr + (off + N), mask=mask & has_next, other=0.0)
         h = _charge(v, x, v_reset, tau, decay, KIND, DECAY_INPUT)
         o = h - v_threshold
         s = (o >= 0.0).to(tl.float32)
