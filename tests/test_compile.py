@@ -26,6 +26,13 @@ from snn.plugins import get_registry
 
 torch_dynamo = pytest.importorskip("torch._dynamo")
 
+pytestmark = [
+    # Dynamo traces through functools.lru_cache wrappers (the surrogate derivative lookup) and says so
+    pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`:UserWarning"),
+    # inductor's own use of a deprecated TorchScript decorator
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+]
+
 TRITON_COLD_BUG = (
     "snn_triton.multistep._encoded is a torch.compiler.assume_constant_result function taking the "
     "NeuronConfig object; when the network is compiled before any eager call, BaseNode.neuron_config() "
