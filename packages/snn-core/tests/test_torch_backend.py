@@ -296,17 +296,15 @@ def test_cpu_benchmark_script_runs_small():
 
 
 @pytest.mark.parametrize(("tile", "expected"), [(12, (1, 12)), (24, (2, 12)), (36, (3, 12)), (5, (1, 5)), (8, (1, 8))])
-@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(("kind", "v_reset", "detach", "decay_input"), [
     ("if", 0.0, False, True), ("lif", -0.3, True, True), ("lif", None, False, False),
     ("plif", 0.0, False, True), ("plif", None, True, False), ("plif", -0.3, False, False),
 ])
-def test_cpu_tiles_of_steps_and_neurons(monkeypatch, tile, expected, threads, kind, v_reset, detach, decay_input):
+def test_cpu_tiles_of_steps_and_neurons(monkeypatch, tile, expected, kind, v_reset, detach, decay_input):
     from snn.backends import torch_kernels
 
     shape = (7, 3, 4)  # 12 neurons: several tiles over time and / or neurons, the last ones partial
     monkeypatch.setattr(torch_kernels, "TILE_ELEMENTS", tile)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # chunks on 1 or 2 worker threads
     assert torch_kernels.tiles(7, 12, torch.device("cpu")) == expected
     config = make_config(kind, v_reset, detach, decay_input)
     x, v0, w = inputs(kind, shape=shape)
@@ -317,7 +315,7 @@ def test_cpu_tiles_of_steps_and_neurons(monkeypatch, tile, expected, threads, ki
     ref_s, ref_v, _ = plain_loop(kind, x, v0, config, w)
     assert torch.equal(spikes, ref_s.detach())
     torch.testing.assert_close(v_last, ref_v.detach(), rtol=1e-12, atol=1e-12)
-    with torch.inference_mode():  # worker threads follow the caller's inference mode
+    with torch.inference_mode():
         xi, vi, wi = (t.detach().clone() if t is not None else None for t in (x, v0, w))
         spikes, _, v_seq = getattr(torch_backend, f"{kind}_multi_step")(xi, vi, config, w=wi, store_v_seq=True)
     assert torch.equal(spikes, ref_s.detach()) and torch.equal(v_seq[-1], v_last)

@@ -3,11 +3,12 @@
 This is the arithmetic behind :mod:`snn.backends.torch`. Each time step costs three fused
 tensor operations (charge, fire, reset) that write straight into preallocated ``[T, N]``
 outputs, so a forward pass allocates nothing but its outputs. The backward pass walks the
-sequence newest-first, evaluating the surrogate derivative (compiled by
-:mod:`snn.backends.torch_expr` into ``out=`` operations) and the recursion of the
-neuron-kernel contract on ``[N]`` rows that are reused at every step; it allocates only the
-input gradient. Allocation matters on CPU: a fresh multi-megabyte tensor costs page faults that
-can exceed the arithmetic on it.
+sequence newest-first in tiles of time steps (:func:`tiles`): the surrogate derivative
+(compiled by :mod:`snn.backends.torch_expr` into ``out=`` operations) and ``dv/dh`` are
+evaluated for a whole tile in a small reused workspace, and the recursion of the neuron-kernel
+contract costs one fused operation per step; it allocates only the input gradient. Allocation
+matters on CPU: a fresh multi-megabyte tensor costs page faults that can exceed the arithmetic
+on it. On CPU the neurons are also processed in cache-sized column chunks.
 
 Internally the potential is shifted by the reset potential, ``u = v - vr``, so that the
 hard reset is ``u = h * (1 - s)`` and every neuron kind charges with a single operation:
@@ -26,10 +27,7 @@ outputs are cast back to the input dtype.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -94,16 +92,11 @@ def _charge(d: Dynamics, u_prev: torch.Tensor, x_t: torch.Tensor, out: torch.Ten
         torch.add(x_t, u_prev, alpha=1.0 - d.decay, out=out)
 
 
-#: On CPU, work is cut into tiles of at most this many elements (120 KiB in float32): neurons in
-#: column chunks, and in backward several time steps per tile when a chunk is narrower. A tile
-#: stays in the core's cache, and it is below PyTorch's intra-op grain (32768 elements), so each
-#: operation runs on the calling thread without an OpenMP barrier; the chunks, which are
-#: independent, are spread over ``torch.get_num_threads()`` worker threads instead (PyTorch
-#: releases the GIL while an operation runs).
-TILE_ELEMENTS = 30 * 1024
-
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
+#: On CPU, work is cut into tiles of at most this many elements (1 MiB in float32): neurons in
+#: column chunks, and in backward several time steps per tile when the chunk is narrower, so
+#: that the few rows a step touches stay in the core's cache while each operation is still
+#: large enough for PyTorch's intra-op threads to share.
+TILE_ELEMENTS = 1 << 18
 
 
 def tiles(steps: int, n: int, device: torch.device) -> tuple[int, int]:
@@ -123,35 +116,9 @@ def tiles(steps: int, n: int, device: torch.device) -> tuple[int, int]:
     return max(1, min(steps, TILE_ELEMENTS // cols)), cols
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    key = (os.getpid(), workers)  # a forked child gets its own threads
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="snn-torch-kernel")
-    return pool
-
-
-def _for_chunks(n: int, cols: int, device: torch.device, fn: Callable[[int, int], _R]) -> list[_R]:
-    """``fn(c0, c1)`` for every column chunk, in chunk order; on CPU spread over worker threads.
-
-    Workers run without gradient recording and in the caller's inference mode.
-    """
-    bounds = [(c0, min(n, c0 + cols)) for c0 in range(0, n, cols)]
-    workers = min(len(bounds), torch.get_num_threads()) if device.type == "cpu" else 1
-    if workers <= 1:
-        return [fn(c0, c1) for c0, c1 in bounds]
-    inference = torch.is_inference_mode_enabled()
-
-    def work(first: int) -> list[tuple[int, _R]]:
-        with torch.inference_mode(inference), torch.no_grad():
-            return [(i, fn(*bounds[i])) for i in range(first, len(bounds), workers)]
-
-    done = sorted(
-        (item for part in _pool(workers).map(work, range(workers)) for item in part),
-        key=lambda item: item[0],
-    )
-    return [result for _, result in done]
+def _for_chunks(n: int, cols: int, fn: Callable[[int, int], _R]) -> list[_R]:
+    """``fn(c0, c1)`` for every column chunk ``[c0, c1)`` of ``cols`` neurons, in order."""
+    return [fn(c0, min(n, c0 + cols)) for c0 in range(0, n, cols)]
 
 
 def _forward_loop(
@@ -190,7 +157,7 @@ def _forward_loop(
             u_prev = u_t
 
     _, cols = tiles(steps, n, x.device)
-    _for_chunks(n, cols, x.device, chunk)
+    _for_chunks(n, cols, chunk)
     u_last = v_seq[steps - 1] if v_seq is not None else state
     assert u_last is not None
     return spikes, u_last, v_seq, h_seq
@@ -309,7 +276,7 @@ def _backward(
                 gb.mul_(gain)
         return decay_sum
 
-    partial_sums = _for_chunks(n, cols, h.device, chunk)
+    partial_sums = _for_chunks(n, cols, chunk)
     grad_decay = None
     if need_decay_grad:
         sums = [p for p in partial_sums if p is not None]
