@@ -24,6 +24,7 @@ Only 127.0.0.1 is used (a free port picked by the test, ``GLOO_SOCKET_IFNAME=lo`
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import subprocess
@@ -154,7 +155,13 @@ def worker(rank: int, port: int, out_dir: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD_SIZE,
+        timeout=datetime.timedelta(seconds=60),  # a lost peer ends the run instead of hanging it
+    )
     try:
         results: dict[str, object] = {}
         for name, build, train in (("bptt", build_bptt_model, train_bptt), ("ottt", build_ottt_model, train_ottt)):
@@ -174,35 +181,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def launch(out_dir: Path, timeout: float = 120.0) -> list[dict[str, object]]:
-    """Run the two workers to completion and load what each saved."""
+def launch(out_dir: Path, timeout: float = 120.0, attempts: int = 3) -> list[dict[str, object]]:
+    """Run the two workers to completion and load what each saved.
+
+    The free port is picked before the workers bind it; if another process takes it in between,
+    the launch is retried on a new port.
+    """
     env = dict(os.environ)
-    env.update(
-        GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"
-    )
-    port = free_port()
-    processes = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(rank), str(port), str(out_dir)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for rank in range(WORLD_SIZE)
-    ]
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=timeout)[0])
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    for rank, (process, output) in enumerate(zip(processes, outputs)):
-        assert process.returncode == 0, f"worker {rank} exited with {process.returncode}:\n{output}"
-    return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(WORLD_SIZE)]
+    env.update(GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    for attempt in range(attempts):
+        port = free_port()
+        processes = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", str(rank), str(port), str(out_dir)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for rank in range(WORLD_SIZE)
+        ]
+        outputs = []
+        try:
+            for process in processes:
+                outputs.append(process.communicate(timeout=timeout)[0])
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        failed = [(rank, p.returncode, out) for rank, (p, out) in enumerate(zip(processes, outputs)) if p.returncode]
+        if not failed:
+            return [torch.load(out_dir / f"rank{rank}.pt", weights_only=False) for rank in range(WORLD_SIZE)]
+        port_taken = any("address already in use" in out.lower() for _, _, out in failed)
+        if not port_taken or attempt == attempts - 1:
+            rank, code, out = failed[0]
+            raise AssertionError(f"worker {rank} exited with {code}:\n{out}")
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------------------------
