@@ -244,6 +244,8 @@ def test_kernel_argument_errors():
         torch_backend.lif_multi_step(torch.ones(3, 4, dtype=torch.int64), torch.zeros(4), config)
     with pytest.raises(ValueError, match="T >= 1"):
         torch_backend.lif_multi_step(torch.ones(0, 4), torch.zeros(4), config)
+    with pytest.raises(TypeError, match="w: expected a tensor on cpu"):
+        torch_backend.plif_multi_step(x, torch.zeros(4), make_config("plif"), w=torch.zeros((), device="meta"))
     with pytest.raises(TypeError, match="NeuronConfig"):
         torch_backend.lif_multi_step(x, torch.zeros(4), {"kind": "lif"})
 
@@ -319,3 +321,19 @@ def test_cpu_tiles_of_steps_and_neurons(monkeypatch, tile, expected, kind, v_res
         xi, vi, wi = (t.detach().clone() if t is not None else None for t in (x, v0, w))
         spikes, _, v_seq = getattr(torch_backend, f"{kind}_multi_step")(xi, vi, config, w=wi, store_v_seq=True)
     assert torch.equal(spikes, ref_s.detach()) and torch.equal(v_seq[-1], v_last)
+
+
+@pytest.mark.parametrize(("kind", "v_reset", "decay_input"), [
+    ("if", 0.0, True), ("lif", 0.0, True), ("lif", -0.3, False), ("lif", None, True), ("plif", None, False),
+    ("plif", -0.3, True),
+])
+def test_non_finite_values_follow_the_contract_equations(kind, v_reset, decay_input):
+    nan, inf = float("nan"), float("inf")
+    x = torch.tensor([[nan, inf, -inf, 0.5, 0.2], [0.3, 0.2, 0.4, inf, -inf], [0.9, 0.9, 0.9, 0.9, 0.9]], dtype=torch.float64)
+    config = make_config(kind, v_reset, decay_input=decay_input)
+    w = torch.tensor(0.4, dtype=torch.float64) if kind == "plif" else None
+    spikes, v_last, v_seq = getattr(torch_backend, f"{kind}_multi_step")(x, torch.zeros(5, dtype=torch.float64), config, w=w, store_v_seq=True)
+    ref_s, ref_v, ref_seq = plain_loop(kind, x, torch.zeros(5, dtype=torch.float64), config, w)
+    assert torch.equal(spikes, ref_s)
+    torch.testing.assert_close(v_seq, ref_seq, equal_nan=True, rtol=1e-12, atol=1e-12)
+    assert torch.equal(v_seq.isnan(), ref_seq.isnan()) and torch.equal(v_seq.isinf(), ref_seq.isinf())

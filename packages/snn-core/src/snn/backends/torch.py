@@ -164,6 +164,8 @@ def _multi_step(
 ) -> KernelResult:
     if not checked:
         _check(kind, x_seq, v0, config, single=False)
+    if isinstance(w, torch.Tensor) and w.device != x_seq.device:
+        raise TypeError(f"w: expected a tensor on {x_seq.device} like x_seq, got one on {w.device}")
     d = _dynamics(config, _decay(kind, config, w))
     steps = x_seq.shape[0]
     n = math.prod(x_seq.shape[1:])

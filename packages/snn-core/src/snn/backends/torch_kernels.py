@@ -1,6 +1,6 @@
 """Fused multi-step neuron dynamics in plain PyTorch, with a hand-written backward.
 
-This is the arithmetic behind :mod:`snn.backends.torch`. Each time step costs three fused
+This is the arithmetic behind :mod:`snn.backends.torch`. Each time step costs a few fused
 tensor operations (charge, fire, reset) that write straight into preallocated ``[T, N]``
 outputs, so a forward pass allocates nothing but its outputs. The backward pass walks the
 sequence newest-first in tiles of time steps (:func:`tiles`): the surrogate derivative
@@ -11,15 +11,16 @@ matters on CPU: a fresh multi-megabyte tensor costs page faults that can exceed 
 on it. On CPU the neurons are also processed in cache-sized column chunks.
 
 Internally the potential is shifted by the reset potential, ``u = v - vr``, so that the
-hard reset is ``u = h * (1 - s)`` and every neuron kind charges with a single operation:
+hard reset is ``u = h (1 - s)`` and the firing threshold becomes ``v_threshold - vr``:
 
 - IF: ``h = u + x``;
-- LIF / PLIF with ``decay_input``: ``h = lerp(u, x, k)`` (``u + k (x - u)``);
-- LIF / PLIF without it: ``h = x + (1 - k) u``;
+- LIF / PLIF with ``decay_input``: ``h = u + k (x - u)``;
+- LIF / PLIF without it: ``h = u - k u + x``;
 
-with ``k = 1 / tau`` or ``sigmoid(w)``; the firing threshold becomes ``v_threshold - vr``.
-Only ``h`` (in the shifted frame) is saved for backward, plus ``v0`` for PLIF; spikes and
-post-reset potentials are recomputed from it.
+with ``k = 1 / tau`` or ``sigmoid(w)``, evaluated in the contract's order of operations so that
+NaN and infinities come out as the contract's equations give them. Only ``h`` (in the shifted
+frame) is saved for backward, plus ``v0`` for PLIF; spikes and post-reset potentials are
+recomputed from it.
 
 Half-precision inputs (float16 / bfloat16) are computed in float32, float64 in float64;
 outputs are cast back to the input dtype.
@@ -84,12 +85,34 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _charge(d: Dynamics, u_prev: torch.Tensor, x_t: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = h`` in the contract's order of operations (``out`` must not alias ``u_prev``).
+
+    The order matters for infinite values: ``u + k (x - u)`` is ``+inf`` for ``x = +inf``
+    where ``lerp`` would give ``inf - inf``; ``u - k u + x`` is NaN for ``u = inf`` as the
+    contract's ``v - (v - vr) k + x`` is.
+    """
     if d.kind == "if":
         torch.add(u_prev, x_t, out=out)
     elif d.decay_input:
-        torch.lerp(u_prev, x_t, d.decay, out=out)
+        torch.sub(x_t, u_prev, out=out)
+        torch.add(u_prev, out, alpha=d.decay, out=out)
     else:
-        torch.add(x_t, u_prev, alpha=1.0 - d.decay, out=out)
+        torch.add(u_prev, u_prev, alpha=-d.decay, out=out)
+        out.add_(x_t)
+
+
+def _fire_and_reset(d: Dynamics, h_t: torch.Tensor, s_t: torch.Tensor, out: torch.Tensor) -> None:
+    """``s_t = H(h - threshold)``, ``out = `` the post-reset shifted potential.
+
+    Hard reset multiplies by the complement, ``h (1 - s)``, which keeps ``-inf`` (no spike) as
+    the contract's ``s vr + (1 - s) h`` does; ``out`` may alias nothing but itself.
+    """
+    torch.ge(h_t, d.threshold, out=s_t)
+    if d.hard_reset:
+        torch.lt(h_t, d.threshold, out=out)
+        out.mul_(h_t)
+    else:
+        torch.add(h_t, s_t, alpha=-d.v_threshold, out=out)
 
 
 #: On CPU, work is cut into tiles of at most this many elements (1 MiB in float32): neurons in
@@ -127,7 +150,7 @@ def _forward_loop(
     """Run the dynamics over ``x`` ``[T, N]`` from ``u0`` ``[N]`` (shifted frame).
 
     Column chunk by column chunk (see :func:`tiles`), each step charges, fires and resets with
-    three fused operations writing into the outputs.
+    two to five fused operations writing into the outputs.
 
     Returns:
         spikes ``[T, N]``, the last shifted potential ``[N]`` (a fresh tensor or a row of
@@ -140,20 +163,15 @@ def _forward_loop(
     h_seq = torch.empty((steps, n), **like) if keep_h else None
     v_seq = torch.empty((steps, n), **like) if store_v_seq else None
     state = None if store_v_seq else torch.empty((n,), **like)
-    theta, hard, vth = d.threshold, d.hard_reset, d.v_threshold
+    scratch = None if keep_h else torch.empty((n,), **like)
 
     def chunk(c0: int, c1: int) -> None:
         u_prev = u0[c0:c1]
         for t in range(steps):
             u_t = v_seq[t, c0:c1] if v_seq is not None else state[c0:c1]  # type: ignore[index]
-            h_t = h_seq[t, c0:c1] if h_seq is not None else u_t
-            s_t = spikes[t, c0:c1]
+            h_t = h_seq[t, c0:c1] if h_seq is not None else scratch[c0:c1]  # type: ignore[index]
             _charge(d, u_prev, x[t, c0:c1], h_t)
-            torch.ge(h_t, theta, out=s_t)
-            if hard:
-                torch.addcmul(h_t, h_t, s_t, value=-1.0, out=u_t)
-            else:
-                torch.add(h_t, s_t, alpha=-vth, out=u_t)
+            _fire_and_reset(d, h_t, spikes[t, c0:c1], u_t)
             u_prev = u_t
 
     _, cols = tiles(steps, n, x.device)
@@ -161,15 +179,6 @@ def _forward_loop(
     u_last = v_seq[steps - 1] if v_seq is not None else state
     assert u_last is not None
     return spikes, u_last, v_seq, h_seq
-
-
-def _reset_rows(d: Dynamics, h: torch.Tensor, spikes: torch.Tensor, out: torch.Tensor) -> None:
-    """Post-reset shifted potentials of charged potentials ``h`` (``spikes`` is scratch)."""
-    torch.ge(h, d.threshold, out=spikes)
-    if d.hard_reset:
-        torch.addcmul(h, h, spikes, value=-1.0, out=out)
-    else:
-        torch.add(h, spikes, alpha=-d.v_threshold, out=out)
 
 
 def _backward(
@@ -263,9 +272,9 @@ def _backward(
                 if start == 0:
                     u_prev[0] = u0[c0:c1]
                     if rows > 1:
-                        _reset_rows(d, h[: rows - 1, c0:c1], o[1:], u_prev[1:])
+                        _fire_and_reset(d, h[: rows - 1, c0:c1], o[1:], u_prev[1:])
                 else:
-                    _reset_rows(d, h[start - 1 : end - 1, c0:c1], o, u_prev)
+                    _fire_and_reset(d, h[start - 1 : end - 1, c0:c1], o, u_prev)
                 if d.decay_input:
                     torch.sub(hb, u_prev, out=u_prev)
                     decay_sum += torch.mul(gb, u_prev, out=o).sum()
