@@ -31,7 +31,10 @@ def _plain_kernel(kind, x_seq, v0, config, *, w=None, store_v_seq=False, bug=Non
     if bug == "mutates_input" and not x_seq.requires_grad:
         x_seq = x_seq.add_(0.0).mul_(1.0 + 1e-3) if x_seq.dtype == dtype else x_seq
     name = "Sigmoid" if bug == "always_sigmoid" else config.surrogate.name
-    sf = surrogate.SURROGATES[name](**(dict(config.surrogate.params) if name == config.surrogate.name else {}))
+    params = dict(config.surrogate.params) if name == config.surrogate.name else {}
+    if bug == "default_params":
+        params = {}
+    sf = surrogate.SURROGATES[name](**params)
     vr = 0.0 if config.v_reset is None else config.v_reset
     k = 1.0 / config.tau if kind == "lif" else (torch.sigmoid(w.to(work)) if kind == "plif" else None)
     spikes, potentials = [], []
@@ -57,7 +60,7 @@ def _plain_kernel(kind, x_seq, v0, config, *, w=None, store_v_seq=False, bug=Non
     return spike_seq.to(dtype), v.to(dtype), v_seq
 
 
-BUGS = ("ignores_v0", "mutates_input", "always_sigmoid", "soft_as_hard", "grad_scale")
+BUGS = ("ignores_v0", "mutates_input", "always_sigmoid", "default_params", "soft_as_hard", "grad_scale")
 for _kind in KINDS:
     globals()[f"plain_{_kind}"] = partial(_plain_kernel, _kind)
     for _bug in BUGS:
@@ -99,6 +102,7 @@ class TestPlainLoopConformance(BackendConformance):
         ("ignores_v0", "dynamics"),
         ("mutates_input", "layouts"),
         ("always_sigmoid", "surrogates"),
+        ("default_params", "surrogates"),
         ("soft_as_hard", "dynamics"),
         ("grad_scale", "dtypes"),
     ],
@@ -123,6 +127,8 @@ def test_suite_detects_a_wrong_backend(bug, group):
     if bug == "always_sigmoid":
         assert all(c.surrogate != "Sigmoid" for c, _ in failures)
         assert len({c.surrogate for c, _ in failures}) == len(surrogate.CLOSED_FORM_SURROGATES) - 1
+    if bug == "default_params":  # exactly the cases with non-default surrogate parameters fail
+        assert {c.id for c, _ in failures} == {c.id for c in cases if c.surrogate_scale != 1}
     if bug == "grad_scale":
         # a 0.1 % gradient error fails every dtype's tolerance except the half types'
         assert {c.dtype for c, _ in failures} == {torch.float32, torch.float64}

@@ -14,7 +14,8 @@ potentials and the gradients with respect to ``x_seq``, ``v0`` and PLIF's ``w`` 
 
 - ``test_dynamics``: every neuron kind the backend serves x hard reset (``v_reset`` 0 and
   -0.3) and soft reset x ``detach_reset`` x ``decay_input``, with ``store_v_seq``;
-- ``test_surrogates``: every surrogate the backend claims, for every kind;
+- ``test_surrogates``: every surrogate the backend claims, for every kind, with its default
+  parameters (hard and soft reset) and with doubled parameters (where any is non-zero);
 - ``test_dtypes``: every dtype the backend claims, for every kind;
 - ``test_layouts``: ``T = 1``, an odd size across a 1024 boundary, transposed and strided
   (non-contiguous) inputs, no ``store_v_seq``, inference without gradients, gradients through
@@ -54,7 +55,8 @@ class ConformanceCase:
         kind: ``"if"``, ``"lif"`` or ``"plif"``.
         device: device type the tensors live on.
         dtype: dtype of ``x_seq`` and ``v0``.
-        surrogate: surrogate class name (default parameters).
+        surrogate: surrogate class name.
+        surrogate_scale: the surrogate's parameters are its defaults times this factor.
         reset: ``"hard"`` (``v_reset=0``), ``"hardneg"`` (``v_reset=-0.3``) or ``"soft"``.
         detach_reset: the config's ``detach_reset``.
         decay_input: the config's ``decay_input`` (LIF / PLIF).
@@ -70,6 +72,7 @@ class ConformanceCase:
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
     surrogate: str = "Sigmoid"
+    surrogate_scale: int = 1
     reset: str = "hard"
     detach_reset: bool = False
     decay_input: bool = True
@@ -85,7 +88,8 @@ class ConformanceCase:
         if self.skip is not None:
             return "unavailable"
         parts = [
-            self.kind, self.device, str(self.dtype).replace("torch.", ""), self.surrogate, self.reset,
+            self.kind, self.device, str(self.dtype).replace("torch.", ""),
+            self.surrogate if self.surrogate_scale == 1 else f"{self.surrogate}x{self.surrogate_scale}", self.reset,
             "detach" if self.detach_reset else "nodetach",
         ]
         if self.kind != "if":
@@ -102,6 +106,13 @@ def _device_exists(device: str) -> bool:
     if device == "mps":
         return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
     return False
+
+
+def _scalable(name: str) -> bool:
+    """Whether doubling the surrogate's default parameters changes any of them."""
+    from snn.surrogate import SURROGATES
+
+    return any(value != 0 for value in SURROGATES[name]().params.values())
 
 
 class BackendConformance:
@@ -196,6 +207,7 @@ class BackendConformance:
                                 cases.append(replace(one, reset=reset, detach_reset=detach, decay_input=decay_input))
                 elif group == "surrogates":
                     cases += [replace(one, surrogate=s, reset=r) for s in surrogates for r in ("hard", "soft")]
+                    cases += [replace(one, surrogate=s, surrogate_scale=2) for s in surrogates if _scalable(s)]
                 elif group == "dtypes":
                     cases += [replace(one, dtype=d) for d in dtypes]
                 elif group == "layouts":
@@ -246,7 +258,9 @@ class BackendConformance:
         from snn.kernels import NeuronConfig
         from snn.surrogate import SURROGATES
 
-        spec = SURROGATES[case.surrogate]().spec
+        cls = SURROGATES[case.surrogate]
+        params = {name: value * case.surrogate_scale for name, value in cls().params.items()}
+        spec = cls(**params).spec
         return NeuronConfig(
             case.kind, 1.0, _RESETS[case.reset], case.detach_reset, case.decay_input,
             2.0 if case.kind == "lif" else None, spec,
@@ -345,7 +359,7 @@ class BackendConformance:
         self.check_case(case)
 
     def test_surrogates(self, case: ConformanceCase) -> None:
-        """Every claimed surrogate, for every kind."""
+        """Every claimed surrogate, for every kind, default and doubled parameters."""
         self.check_case(case)
 
     def test_dtypes(self, case: ConformanceCase) -> None:
