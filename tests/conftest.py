@@ -6,12 +6,16 @@
   ``triton`` on its CPU interpreter (CuPy needs a GPU). Each value is ``(backend, device)``.
 - ``deadline``: a context manager factory failing a block that runs longer than ``seconds``
   (``TimeoutError``), so a hang is a test failure instead of a stuck suite.
+- ``kernel_backend_device``: as ``backend_device`` plus the host emulations of GPU-only kernel
+  sources that can run here (``cupy_host``: the CuPy backend's CUDA C compiled for the CPU by
+  :mod:`snn_cupy.host`), registered with :func:`snn.plugins.temporary_plugin` for the test.
 - ``kernel_backends``: ``{name: BackendInfo}`` of the backends of ``backend_device``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -41,6 +45,23 @@ def runnable_backends() -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda p: (p[0] != "torch", p[0], p[1]))
 
 
+#: Host emulations of GPU kernel sources: backend name -> (module, plugin class).
+HOST_EMULATIONS: dict[str, tuple[str, str]] = {"cupy_host": ("snn_cupy.host", "HostPlugin")}
+
+
+def _host_emulations() -> list[tuple[str, str]]:
+    """``(name, "cpu")`` of each host emulation whose module imports and whose probe passes."""
+    found = []
+    for name, (module_name, _) in HOST_EMULATIONS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if module.probe() is None:
+            found.append((name, "cpu"))
+    return found
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Triton's CPU interpreter evaluates kernels with numpy, which warns on inf - inf, 0 * inf
     # and guarded divisions; those are the inputs some of these tests feed on purpose.
@@ -52,6 +73,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend_device" in metafunc.fixturenames:
         pairs = runnable_backends()
         metafunc.parametrize("backend_device", pairs, ids=[f"{b}-{d}" for b, d in pairs])
+    if "kernel_backend_device" in metafunc.fixturenames:
+        pairs = runnable_backends() + _host_emulations()
+        metafunc.parametrize("kernel_backend_device", pairs, ids=[f"{b}-{d}" for b, d in pairs], indirect=True)
+
+
+@pytest.fixture
+def kernel_backend_device(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """``(backend, device)``; a host emulation is registered for the duration of the test."""
+    backend, device = request.param
+    if backend not in HOST_EMULATIONS:
+        yield backend, device
+        return
+    from snn.plugins import temporary_plugin
+
+    module_name, class_name = HOST_EMULATIONS[backend]
+    plugin = getattr(importlib.import_module(module_name), class_name)()
+    with temporary_plugin(plugin, name=backend):
+        yield backend, device
 
 
 @pytest.fixture

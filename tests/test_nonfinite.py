@@ -114,38 +114,35 @@ def _case_id(case: tuple[str, str, bool]) -> str:
     return f"{kind}-{reset}" + ("" if kind == "if" else ("-decayin" if decay_input else "-nodecayin"))
 
 
-# The torch backend's fused kernels (and the CuPy kernels, which copy their operations to be
-# bit-identical with them) compute in the shifted frame u = v - vr with algebraically equal but
-# IEEE-different operations; their NaN cases are right, their infinite cases are not (below).
+# The CuPy kernels compute in the shifted frame u = v - vr with operations that are algebraically
+# equal to the contract's but not in IEEE arithmetic; their NaN cases are right, their infinite
+# cases are not (below). The torch backend used the same forms until commit 13725be, which
+# follows the contract's order of operations (and passes these tests).
 LERP_BUG = (
-    "snn.backends.torch_kernels._charge (and snn_cupy.templates._charge / snn_lerp) computes LIF/PLIF "
-    "with decay_input as lerp(u, x, k), which PyTorch evaluates as x - (x - u) * (1 - k) for k >= 0.5: "
-    "inf - inf = NaN for x = +inf, so an infinite input current does not spike; the contract's "
-    "h = v + (x - (v - vr)) * k (triton, the example backend, BaseNode.neuronal_charge) gives +inf and "
-    "a spike. Fix: h = u + k * (x - u), e.g. torch.sub(x, u, out=h); torch.add(u, h, alpha=k, out=h)"
+    "snn_cupy.templates._charge computes LIF/PLIF with decay_input as snn_lerp(u, x, k) "
+    "(snn_cupy._codegen), which for k >= 0.5 evaluates x - (x - u) * (1 - k): inf - inf = NaN for "
+    "x = +inf, so an infinite input current does not spike; the contract's h = v + (x - (v - vr)) * k "
+    "(torch, triton, the example backend) gives +inf and a spike. Fix: h[j] = u[j] + k * (x[j] - u[j])"
 )
 RESET_BUG = (
-    "snn.backends.torch_kernels._forward_loop (and the u_prev recomputation in _backward; "
-    "snn_cupy.templates._reset likewise) applies the hard reset as torch.addcmul(h, h, s, value=-1) = "
-    "h - h*s: for h = -inf and s = 0 that is -inf - (-inf * 0) = NaN, where the contract's "
-    "s*vr + (1-s)*h keeps -inf. Fix: multiply by the complement, torch.lt(h, theta, out=tmp); "
-    "torch.mul(h, tmp, out=u)"
+    "snn_cupy.templates._reset applies the hard reset as h - h * s: for h = -inf and s = 0 that is "
+    "-inf - (-inf * 0) = NaN, where the contract's s*vr + (1-s)*h keeps -inf. Fix: h * (1 - s), e.g. "
+    "(h[j] < theta ? h[j] : 0.0f)"
 )
 NO_DECAY_INPUT_BUG = (
-    "snn.backends.torch_kernels._charge (and snn_cupy.templates._charge) computes LIF/PLIF without "
-    "decay_input as torch.add(x, u, alpha=1 - k) = x + (1 - k) u; the contract's v - (v - vr) k + x "
-    "(triton, the example backend, BaseNode.neuronal_charge) is NaN for an infinite potential "
-    "(inf - inf) where these kernels keep +-inf, so a soft-reset neuron at +inf keeps spiking on "
-    "torch only. Fix: evaluate u - u*k + x, e.g. torch.add(u, u, alpha=-k, out=h); h.add_(x)"
+    "snn_cupy.templates._charge computes LIF/PLIF without decay_input as x + (1 - k) * u; the "
+    "contract's v - (v - vr) k + x (torch, triton, the example backend) is NaN for an infinite "
+    "potential (inf - inf) where this keeps +-inf, so a soft-reset neuron at +inf keeps spiking on "
+    "cupy only. Fix: h[j] = u[j] - k * u[j] + x[j]"
 )
 
-#: Backends whose kernels use the shifted-frame forms above.
-SHIFTED_FRAME_BACKENDS = ("torch", "cupy")
+#: Backends running the CuPy kernel sources (on a GPU, or compiled for the CPU by snn_cupy.host).
+CUPY_SOURCES = ("cupy", "cupy_host")
 
 
 def known_bug(backend: str, kind: str, reset: str, decay_input: bool) -> str | None:
     """The xfail reason of a (backend, case) pair, or ``None`` when it must pass."""
-    if backend not in SHIFTED_FRAME_BACKENDS:
+    if backend not in CUPY_SOURCES:
         return None
     reasons = []
     if kind != "if" and decay_input:
@@ -159,10 +156,10 @@ def known_bug(backend: str, kind: str, reset: str, decay_input: bool) -> str | N
 
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
 def test_nonfinite_forward_matches_the_contract(
-    case: tuple[str, str, bool], backend_device: tuple[str, str], deadline, request: pytest.FixtureRequest
+    case: tuple[str, str, bool], kernel_backend_device: tuple[str, str], deadline, request: pytest.FixtureRequest
 ) -> None:
     kind, reset, decay_input = case
-    backend, device = backend_device
+    backend, device = kernel_backend_device
     if not _serves(backend, kind, torch.float32):
         pytest.skip(f"backend {backend!r} has no float32 {kind} kernel")
     reason = known_bug(backend, kind, reset, decay_input)
@@ -187,9 +184,9 @@ def test_the_neurons_plain_autograd_path_is_the_contract(deadline) -> None:
         torch.testing.assert_close(node.v_seq.detach(), want_v, equal_nan=True, rtol=1e-6, atol=1e-6)
 
 
-def test_nan_spikes_never_and_poisons_only_its_own_neuron(backend_device: tuple[str, str], deadline) -> None:
+def test_nan_spikes_never_and_poisons_only_its_own_neuron(kernel_backend_device: tuple[str, str], deadline) -> None:
     """NaN semantics on every backend, including torch (no infinities involved)."""
-    backend, device = backend_device
+    backend, device = kernel_backend_device
     for kind in ("if", "lif", "plif"):
         if not _serves(backend, kind, torch.float32):
             continue
@@ -213,10 +210,10 @@ def test_nan_spikes_never_and_poisons_only_its_own_neuron(backend_device: tuple[
 
 @pytest.mark.parametrize("kind", ["if", "lif", "plif"])
 def test_nonfinite_gradients_stay_in_their_neuron_and_never_hang(
-    kind: str, backend_device: tuple[str, str], deadline
+    kind: str, kernel_backend_device: tuple[str, str], deadline
 ) -> None:
     """Backward with NaN / inf in some neurons: the finite neurons' input gradients are unchanged."""
-    backend, device = backend_device
+    backend, device = kernel_backend_device
     if not _serves(backend, kind, torch.float32):
         pytest.skip(f"backend {backend!r} has no float32 {kind} kernel")
     x = nonfinite_inputs(torch.float32, device).requires_grad_()
@@ -235,8 +232,8 @@ def test_nonfinite_gradients_stay_in_their_neuron_and_never_hang(
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
-def test_nan_in_other_dtypes(dtype: torch.dtype, backend_device: tuple[str, str], deadline) -> None:
-    backend, device = backend_device
+def test_nan_in_other_dtypes(dtype: torch.dtype, kernel_backend_device: tuple[str, str], deadline) -> None:
+    backend, device = kernel_backend_device
     if not _serves(backend, "lif", dtype):
         pytest.skip(f"backend {backend!r} has no {dtype} lif kernel")
     x = nonfinite_inputs(dtype, device)

@@ -1,7 +1,7 @@
 """Property-based tests (hypothesis): backends, functional helpers and invalid inputs.
 
-1. **Backends against independent computations.** For every installed backend that runs here
-   (``backend_device``), random neuron kinds, shapes (zero sizes included), dtypes, thresholds,
+1. **Backends against independent computations.** For every installed backend that runs here,
+   plus the CuPy kernel sources compiled for the CPU (``kernel_backend_device``), random neuron kinds, shapes (zero sizes included), dtypes, thresholds,
    resets, ``detach_reset`` / ``decay_input`` and surrogates (random parameters):
 
    - *exact regime*: inputs, states and thresholds are multiples of 1/8 and the decays are 1/2
@@ -54,7 +54,8 @@ FAST = settings(max_examples=max(1, int(25 * SCALE)), deadline=None, suppress_he
 BACKEND = settings(
     max_examples=max(1, int(20 * SCALE)),
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    # the backend fixture only registers a host emulation for the whole test, on purpose
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
 
 
@@ -179,8 +180,8 @@ def _seeded(shape: tuple[int, ...], seed: int) -> torch.Generator:
 
 @BACKEND
 @given(data=st.data())
-def test_exact_regime_is_bit_identical_to_the_contract(backend_device: tuple[str, str], data: st.DataObject) -> None:
-    backend, device = backend_device
+def test_exact_regime_is_bit_identical_to_the_contract(kernel_backend_device: tuple[str, str], data: st.DataObject) -> None:
+    backend, device = kernel_backend_device
     info = _info(backend)
     draw = data.draw
     kind = draw(st.sampled_from(_kinds(backend)), label="kind")
@@ -247,8 +248,8 @@ GRAD_TOLERANCES = {**TOLERANCES, torch.bfloat16: {"rtol": 4 * 2**-7, "atol": 4 *
 
 @BACKEND
 @given(data=st.data())
-def test_generic_regime_matches_contract_and_torch(backend_device: tuple[str, str], data: st.DataObject) -> None:
-    backend, device = backend_device
+def test_generic_regime_matches_contract_and_torch(kernel_backend_device: tuple[str, str], data: st.DataObject) -> None:
+    backend, device = kernel_backend_device
     info = _info(backend)
     draw = data.draw
     config, init_tau = _generic_config(draw, backend)
@@ -493,9 +494,9 @@ def test_invalid_neuron_hyper_parameters_raise_typed_errors(data: st.DataObject)
 
 @BACKEND
 @given(data=st.data())
-def test_invalid_kernel_arguments_raise_typed_errors(backend_device: tuple[str, str], data: st.DataObject) -> None:
+def test_invalid_kernel_arguments_raise_typed_errors(kernel_backend_device: tuple[str, str], data: st.DataObject) -> None:
     """Every backend's kernels, called directly as the contract allows, reject bad arguments."""
-    backend, device = backend_device
+    backend, device = kernel_backend_device
     draw = data.draw
     kind = draw(st.sampled_from(_kinds(backend)))
     kernel = get_registry().kernel(backend, kind, "multi_step")
@@ -527,8 +528,7 @@ def test_invalid_kernel_arguments_raise_typed_errors(backend_device: tuple[str, 
     elif case == "rank 0":
         expect_typed_error(lambda: kernel(torch.tensor(0.5, device=device), torch.tensor(0.0, device=device), config, w=w), "x_seq")
     elif kind == "plif":
-        # a w on another device: a known bug of torch, see test_torch_plif_kernel_rejects_w_on_another_device
-        bad_w = draw(st.sampled_from(["missing"] if backend == "torch" else ["missing", "meta"]))
+        bad_w = draw(st.sampled_from(["missing", "meta"]))
         if bad_w == "missing":
             expect_typed_error(lambda: kernel(x, v0, config, w=None), "w")
         else:
@@ -603,28 +603,6 @@ def test_tet_rejects_a_target_on_another_device() -> None:
         raise AssertionError(f"untyped error {type(exc).__name__}: {exc}") from exc
     else:
         raise AssertionError("no error for a target on another device")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "snn.backends.torch._check / _decay do not check PLIF's w device: a w on another device than x_seq "
-        "reaches float(torch.sigmoid(w.detach()).item()), which raises an untyped RuntimeError "
-        "('Tensor.item() cannot be called on meta tensors'; a CUDA w with CPU inputs is silently "
-        "accepted). The triton kernels raise TypeError('w: expected a tensor on cpu like x_seq ...'). "
-        "Fix: the same check in snn.backends.torch._check"
-    ),
-)
-def test_torch_plif_kernel_rejects_w_on_another_device() -> None:
-    kernel = get_registry().kernel("torch", "plif", "multi_step")
-    config = NeuronConfig("plif", 1.0, 0.0, False, True, None, surrogate.Sigmoid().spec)
-    try:
-        kernel(torch.rand(2, 3), torch.zeros(3), config, w=torch.zeros((), device=META))
-    except TYPED as exc:
-        assert "w" in str(exc)
-    except Exception as exc:
-        raise AssertionError(f"untyped error {type(exc).__name__}: {exc}") from exc
 
 
 @pytest.mark.xfail(
