@@ -408,8 +408,7 @@ class IFNode(BaseNode):
     """Integrate-and-fire neuron: ``h = v + x``.
 
     Args:
-        v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend,
-        store_v_seq: as :class:`BaseNode`.
+        v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq: as :class:`BaseNode`.
     """
 
     neuron_kind: ClassVar[str | None] = "if"
@@ -427,8 +426,7 @@ class LIFNode(BaseNode):
     Args:
         tau: membrane time constant, a real number ``> 1``.
         decay_input: whether the input is divided by ``tau`` too.
-        v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend,
-        store_v_seq: as :class:`BaseNode`.
+        v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq: as :class:`BaseNode`.
 
     Raises:
         TypeError: ``tau`` is not a real number or ``decay_input`` not a bool.
@@ -478,8 +476,7 @@ class ParametricLIFNode(BaseNode):
     Args:
         init_tau: initial time constant, a real number ``> 1``.
         decay_input: whether the input is scaled by ``sigmoid(w)`` too.
-        v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend,
-        store_v_seq: as :class:`BaseNode`.
+        v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq: as :class:`BaseNode`.
 
     Raises:
         TypeError: ``init_tau`` is not a real number or ``decay_input`` not a bool.

@@ -1,7 +1,8 @@
 """Test helpers for snn and for plugin authors.
 
 - :class:`BackendConformance`: a test-class base that checks a backend's kernels against the
-  torch reference (from :mod:`snn.testing.conformance`).
+  torch reference, and :class:`ConformanceCase`, one of its cases, for driving checks by hand
+  (from :mod:`snn.testing.conformance`).
 - pytest fixtures in :mod:`snn.testing.plugins`: ``fresh_plugin_manager`` and
   ``temporary_plugin``. Enable them in a ``conftest.py`` with::
 
@@ -16,16 +17,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["BackendConformance", "fresh_plugin_manager", "temporary_plugin"]
+__all__ = ["BackendConformance", "ConformanceCase", "fresh_plugin_manager", "temporary_plugin"]
 
 _LAZY = {
     "BackendConformance": "snn.testing.conformance",
+    "ConformanceCase": "snn.testing.conformance",
     "fresh_plugin_manager": "snn.testing.plugins",
     "temporary_plugin": "snn.testing.plugins",
 }
 
 if TYPE_CHECKING:
-    from snn.testing.conformance import BackendConformance
+    from snn.testing.conformance import BackendConformance, ConformanceCase
     from snn.testing.plugins import fresh_plugin_manager, temporary_plugin
 
 
