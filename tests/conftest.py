@@ -9,7 +9,6 @@
 - ``kernel_backend_device``: as ``backend_device`` plus the host emulations of GPU-only kernel
   sources that can run here (``cupy_host``: the CuPy backend's CUDA C compiled for the CPU by
   :mod:`snn_cupy.host`), registered with :func:`snn.plugins.temporary_plugin` for the test.
-- ``kernel_backends``: ``{name: BackendInfo}`` of the backends of ``backend_device``.
 """
 
 from __future__ import annotations
@@ -91,15 +90,6 @@ def kernel_backend_device(request: pytest.FixtureRequest) -> Iterator[tuple[str,
     plugin = getattr(importlib.import_module(module_name), class_name)()
     with temporary_plugin(plugin, name=backend):
         yield backend, device
-
-
-@pytest.fixture
-def kernel_backends() -> dict[str, object]:
-    """``{name: BackendInfo}`` of the runnable backends."""
-    from snn.plugins import get_registry
-
-    registry = get_registry()
-    return {name: registry.backend(name) for name, _ in runnable_backends()}
 
 
 @pytest.fixture
