@@ -337,3 +337,31 @@ def test_non_finite_values_follow_the_contract_equations(kind, v_reset, decay_in
     assert torch.equal(spikes, ref_s)
     torch.testing.assert_close(v_seq, ref_seq, equal_nan=True, rtol=1e-12, atol=1e-12)
     assert torch.equal(v_seq.isnan(), ref_seq.isnan()) and torch.equal(v_seq.isinf(), ref_seq.isinf())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("v_reset", [0.0, -0.3, None])
+@pytest.mark.parametrize("detach", [True, False])
+def test_non_finite_gradients_follow_the_contract_equations(kind, v_reset, detach):
+    """Gradients through the potentials with NaN / inf inputs equal the plain loop's, NaN for NaN.
+
+    A NaN potential never spikes, so with a detached hard reset ``dv/dh = 1 - s = 1`` and the
+    gradient through it stays finite (``h < v_threshold`` would say 0 there).
+    """
+    nan, inf = float("nan"), float("inf")
+    x = torch.tensor(
+        [[nan, inf, -inf, 0.5, 0.2], [0.3, 0.2, 0.4, inf, -inf], [0.9, nan, 0.9, 0.9, 0.9]], dtype=torch.float64
+    ).requires_grad_()
+    v0 = torch.tensor([0.1, -0.2, 0.3, nan, 0.0], dtype=torch.float64).requires_grad_()
+    config = make_config(kind, v_reset, detach)
+    w = torch.tensor(0.4, dtype=torch.float64, requires_grad=True) if kind == "plif" else None
+    got = getattr(torch_backend, f"{kind}_multi_step")(x, v0, config, w=w, store_v_seq=True)
+    want = plain_loop(kind, x, v0, config, w)
+    weights = [torch.linspace(-1.0, 1.0, 5, dtype=torch.float64), torch.rand(3, 5, dtype=torch.float64)]
+    grad_got = torch.autograd.grad(got[1:], (x, v0), weights)  # no gradient through the spikes
+    grad_want = torch.autograd.grad(want[1:], (x, v0), weights)
+    for a, b in zip(grad_got, grad_want):
+        assert torch.equal(a.isnan(), b.isnan())
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, equal_nan=True)
+    if detach and v_reset is not None:
+        assert torch.isfinite(grad_got[0][:, 0]).all()  # the neuron charged to NaN at step 0

@@ -237,7 +237,10 @@ def _backward(
                 assert work is not None
                 dv_dh = work[:rows]
                 if d.hard_reset:
-                    torch.lt(hb, theta, out=dv_dh)  # 1 - s
+                    # 1 - s, as not(h >= theta): a NaN potential never spikes, so its 1 - s is 1
+                    # (h < theta would give 0 there)
+                    torch.ge(hb, theta, out=dv_dh)
+                    torch.logical_not(dv_dh, out=dv_dh)
                     if not d.detach_reset:
                         dv_dh.addcmul_(hb, sg, value=-1.0)  # - (h - vr) sg
                 else:
