@@ -246,3 +246,100 @@ def host_keep_side(build_host: Any) -> Any:
             backward_kernel_source(config, torch.float16),
         ]
     return build_host(sources)
+
+
+# --- non-finite inputs: the kernels give exactly what the torch reference backend gives -------
+
+NAN, INF = float("nan"), float("inf")
+
+#: Which upstream gradients a backward pass receives (the others are ``None``).
+GRADIENT_SETS = {
+    "all": ("spikes", "v_last", "v_seq"),
+    "spikes": ("spikes",),
+    "v_seq": ("v_seq",),
+    "v_last": ("v_last",),
+}
+
+
+def _nonfinite_data(seed: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``[T=4, N=12]`` inputs on a 1/8 grid with NaN, +inf and -inf in ``x`` (columns 0-5)
+    and ``v0`` (columns 6-8); columns 9-11 stay finite. PLIF's ``w = 0`` makes the decay 1/2,
+    so every finite value is exact in float16 and no rounding can separate the two backends."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def grid(*shape: int, low: int, high: int) -> torch.Tensor:
+        return torch.randint(low, high, shape, generator=gen).to(dtype) / 8
+
+    x = grid(4, 12, low=-6, high=14)
+    x[0, 0], x[2, 1], x[0, 2], x[1, 3], x[0, 4], x[3, 5] = NAN, NAN, INF, INF, -INF, -INF
+    v0 = grid(12, low=-4, high=8)
+    v0[6], v0[7], v0[8] = NAN, INF, -INF
+    return {
+        "x": x, "v0": v0, "w": torch.zeros((), dtype=torch.float32),
+        "spikes": grid(4, 12, low=-8, high=8), "v_last": grid(12, low=-8, high=8),
+        "v_seq": grid(4, 12, low=-8, high=8),
+    }
+
+
+def _torch_reference(config: NeuronConfig, data: dict[str, torch.Tensor],
+                     given: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The ``"torch"`` backend's outputs and input gradients (upstream gradients ``given``)."""
+    from snn.backends import torch as torch_backend
+
+    kernel = getattr(torch_backend, f"{config.kind}_multi_step")
+    x = data["x"].clone().requires_grad_(True)
+    v0 = data["v0"].clone().requires_grad_(True)
+    w = data["w"].clone().requires_grad_(True) if config.kind == "plif" else None
+    spikes, v_last, v_seq = kernel(x, v0, config, w=w, store_v_seq=True)
+    outputs = {"spikes": spikes, "v_last": v_last, "v_seq": v_seq}
+    grad_x, grad_v0 = torch.autograd.grad([outputs[name] for name in given], [x, v0],
+                                          [data[name] for name in given])
+    return {"spikes": spikes.detach(), "v_last": v_last.detach(), "v_seq": v_seq.detach(),
+            "grad_x": grad_x, "grad_v0": grad_v0}
+
+
+def _host_run(host: Any, config: NeuronConfig, data: dict[str, torch.Tensor], given: tuple[str, ...],
+              vec: int) -> dict[str, torch.Tensor]:
+    """Forward (training) and backward kernels on ``data``; absent upstream gradients are null."""
+    dtype = data["x"].dtype
+    steps, n = data["x"].shape
+    units = n // vec
+    k = torch.sigmoid(data["w"]).reshape(()) if config.kind == "plif" else None
+    out = {name: torch.empty((steps, n), dtype=dtype) for name in ("spikes", "h", "v_seq")}
+    out["v_last"] = torch.empty((n,), dtype=dtype)
+    host.launch(forward_kernel_source(config, dtype, True), vec, units,
+                (data["x"], data["v0"], k, out["spikes"], out["h"], out["v_seq"], out["v_last"]), steps)
+    upstream = [data[name] if name in given else None for name in ("spikes", "v_seq", "v_last")]
+    out["grad_x"] = torch.empty((steps, n), dtype=dtype)
+    out["grad_v0"] = torch.empty((n,), dtype=dtype)
+    partial = torch.empty(((units + host.block_size - 1) // host.block_size,), dtype=torch.float32)
+    host.launch(backward_kernel_source(config, dtype), vec, units,
+                (*upstream, out["h"], data["v0"], k, out["grad_x"], out["grad_v0"], partial), steps)
+    return out
+
+
+@pytest.mark.parametrize(("kind", "reset", "detach", "decay_input", "tag"), CASES,
+                         ids=["-".join(map(str, c)) for c in CASES])
+def test_nonfinite_inputs_match_the_torch_backend(host: Any, kind: str, reset: str, detach: bool,
+                                                  decay_input: bool, tag: str) -> None:
+    """NaN, +inf and -inf in ``x`` and ``v0``: spikes and potentials equal torch's bit for bit
+    (NaN equal to NaN), gradients equal in every NaN / inf position and close elsewhere, for every
+    combination of upstream gradients (absent ones must not turn ``0 * inf`` into NaN)."""
+    dtype = DTYPES[tag]
+    config = _config(kind, reset, detach, decay_input)
+    data = _nonfinite_data(hash((kind, reset, detach, decay_input)) % 2**31, dtype)
+    tol = TOLERANCE[dtype]
+    for label, given in GRADIENT_SETS.items():
+        want = _torch_reference(config, data, given)
+        assert want["v_seq"].isnan().any() and want["v_seq"].isinf().any()  # the case is non-trivial
+        for vec in ((1, 2) if dtype == torch.float16 else (1,)):
+            got = _host_run(host, config, data, given, vec)
+            case = f"{kind}/{reset}/detach={detach}/decay_input={decay_input}/{tag}/vec={vec}/grads={label}"
+            assert torch.equal(got["spikes"], want["spikes"]), f"{case}: spikes differ"
+            for name in ("v_seq", "v_last"):
+                torch.testing.assert_close(got[name], want[name], rtol=0, atol=0, equal_nan=True,
+                                           msg=lambda m, name=name, case=case: f"{case}: {name}: {m}")
+            for name in ("grad_x", "grad_v0"):
+                assert torch.equal(got[name].isnan(), want[name].isnan()), f"{case}: NaN positions of {name}"
+                torch.testing.assert_close(got[name], want[name], rtol=tol, atol=tol, equal_nan=True,
+                                           msg=lambda m, name=name, case=case: f"{case}: {name}: {m}")

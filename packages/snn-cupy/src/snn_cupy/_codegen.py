@@ -98,10 +98,6 @@ __device__ __forceinline__ void snn_store_h(unsigned int* p, const long long i, 
                                             const float theta) {
     p[i] = (unsigned int)snn_f2h_keep_side(in[0], theta) | ((unsigned int)snn_f2h_keep_side(in[1], theta) << 16);
 }
-/* torch.lerp's formula: a + w (b - a) for |w| < 0.5, else b - (b - a)(1 - w). */
-__device__ __forceinline__ float snn_lerp(const float a, const float b, const float w) {
-    return fabsf(w) < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
-}
 #endif
 """
 

@@ -6,10 +6,15 @@ and its derivatives ``dh/dx`` and ``dh/du``. Every source defines one entry poin
 layout of its dtype (:data:`snn_cupy._codegen.LAYOUTS`): ``<name>_v1`` (one neuron per thread)
 and, for float16, ``<name>_v2`` (two neurons per thread, 32-bit accesses, even neuron counts).
 
-The arithmetic follows :mod:`snn.backends.torch_kernels` (the reference): the potential is kept
-in the frame ``u = v - vr`` so that a hard reset is ``u = h - h s``; the threshold there is
-``theta = v_threshold - vr``; LIF with ``decay_input`` charges with ``torch.lerp``'s formula.
-All math is float32. Signatures are the same for every kind (unused pointers are passed null):
+The arithmetic follows :mod:`snn.backends.torch_kernels` (the reference) operation for
+operation, so that NaN and infinities come out exactly as there: the potential is kept in the
+frame ``u = v - vr`` with the threshold ``theta = v_threshold - vr``; the charge is ``u + x``
+(IF), ``u + k (x - u)`` (``decay_input``) or ``u - k u + x``; the hard reset is
+``h (1 - s)`` (``-inf`` stays ``-inf``, ``+inf`` spikes and becomes NaN), the soft one
+``h - v_threshold s``. Backward accumulates ``dL/dh`` in the reference's order, skipping the
+terms of absent upstream gradients (so ``0 * inf`` never turns into a NaN the reference does not
+have). All math is float32. Signatures are the same for every kind (unused pointers are passed
+null):
 
 - forward: ``(x_seq, v_init, decay, spike_seq, h_seq, v_seq, v_last, n, steps)``;
 - backward: ``(grad_spike_seq, grad_v_seq, grad_v_last, h_seq, v_init, decay, grad_x_seq,
@@ -210,12 +215,20 @@ $load_h
                     gv[j] = 0.0f;
                 }
             }
+            /* the carried leak * dL/dh of step t + 1, or dL/dv_last; absent at the last step without one */
+            const bool has_gu = t < steps - 1 || grad_v_last != 0;
 #pragma unroll
             for (int j = 0; j < $vec; ++j) {
 $spike
                 const float sg = $surrogate(h[j] - $theta);
                 const float dv_dh = $dv_dh;
-                const float g_h = gs[j] * sg + (gv[j] + gu[j]) * dv_dh;
+                float g_h = grad_spike_seq != 0 ? gs[j] * sg : 0.0f;
+                if (grad_v_seq != 0) {
+                    g_h = g_h + gv[j] * dv_dh;
+                }
+                if (has_gu) {
+                    g_h = g_h + gu[j] * dv_dh;
+                }
                 gx[j] = $grad_x;
                 gu[j] = $grad_u;
 $plif_accumulate
@@ -282,16 +295,18 @@ def _decay_terms(kind: str, tau: float | None) -> tuple[str, str]:
 
 
 def _charge(kind: str, decay_input: bool, tau: float | None) -> str:
+    """The charge statement, in the reference's order of operations (see the module docstring)."""
     if kind == "if":
         return "h[j] = u[j] + x[j];"
-    k, leak = _decay_terms(kind, tau)
+    k, _ = _decay_terms(kind, tau)
     if decay_input:
-        return f"h[j] = snn_lerp(u[j], x[j], {k});"
-    return f"h[j] = x[j] + {leak} * u[j];"
+        return f"h[j] = u[j] + {k} * (x[j] - u[j]);"
+    return f"h[j] = (u[j] - {k} * u[j]) + x[j];"
 
 
 def _reset(hard: bool, h: str, s: str, vth: str) -> str:
-    return f"{h} - {h} * {s}" if hard else f"{h} - {vth} * {s}"
+    """The post-reset shifted potential: hard ``h (1 - s)``, soft ``h - v_threshold s``."""
+    return f"{h} * (1.0f - {s})" if hard else f"{h} - {vth} * {s}"
 
 
 def _shifts(v_reset: float, hard: bool) -> tuple[str, str, str]:
@@ -341,9 +356,7 @@ def forward_source(spec: ForwardSpec) -> KernelSource:
     _, shift_in, shift_out = _shifts(spec.v_reset, spec.hard_reset)
     vth = literal(spec.v_threshold, "v_threshold")
     theta = literal(spec.v_threshold - (spec.v_reset if spec.hard_reset else 0.0), "v_threshold - v_reset")
-    prologue = ""
-    if spec.kind == "plif":
-        prologue = "    const float k = *decay;" if spec.decay_input else "    const float leak = 1.0f - *decay;"
+    prologue = "    const float k = *decay;" if spec.kind == "plif" else ""
     bodies = []
     for _, layout in _layout_entries("x", spec.dtype_tag):
         parts = {
