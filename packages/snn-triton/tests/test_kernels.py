@@ -171,3 +171,60 @@ def test_reference_plif_values():
     torch.testing.assert_close(
         grad_x.flatten().cpu(), torch.tensor([0.465492, 0.352388, 0.172516]), rtol=0, atol=2e-6
     )
+
+
+#: Which upstream gradients a backward pass receives (the others are ``None``).
+_GRADIENT_SETS = (("spikes", "v_last", "v_seq"), ("v_last", "v_seq"), ("v_seq",), ("v_last",), ("spikes",))
+
+
+def _nonfinite_inputs():
+    """``[T=4, N=12]`` on a 1/8 grid: NaN, +inf, -inf in ``x`` (columns 0-5) and ``v0`` (6-8)."""
+    nan, inf = float("nan"), float("inf")
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(-6, 14, (4, 12), generator=gen).float() / 8
+    x[0, 0], x[2, 1], x[0, 2], x[1, 3], x[0, 4], x[3, 5] = nan, nan, inf, inf, -inf, -inf
+    v0 = torch.randint(-4, 8, (12,), generator=gen).float() / 8
+    v0[6], v0[7], v0[8] = nan, inf, -inf
+    upstream = {
+        "spikes": torch.randint(-8, 8, (4, 12), generator=gen).float() / 8,
+        "v_last": torch.randint(-8, 8, (12,), generator=gen).float() / 8,
+        "v_seq": torch.randint(-8, 8, (4, 12), generator=gen).float() / 8,
+    }
+    return x, v0, upstream
+
+
+def _outputs_and_gradients(kernel, x, v0, config, upstream, given):
+    x = x.to(DEVICE).requires_grad_()
+    v0 = v0.to(DEVICE).requires_grad_()
+    w = torch.zeros((), device=DEVICE, requires_grad=True) if config.kind == "plif" else None
+    spikes, v_last, v_seq = kernel(x, v0, config, w=w, store_v_seq=True)
+    outputs = {"spikes": spikes, "v_last": v_last, "v_seq": v_seq}
+    grads = torch.autograd.grad([outputs[n] for n in given], [x, v0], [upstream[n].to(DEVICE) for n in given])
+    return [t.detach().cpu() for t in (spikes, v_last, v_seq, *grads)]
+
+
+# the interpreter evaluates with numpy, which warns about the NaN that inf * 0 rightly produces
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize(("kind", "v_reset", "detach_reset", "decay_input"), DYNAMICS)
+def test_nonfinite_inputs_match_the_torch_backend(kind, v_reset, detach_reset, decay_input):
+    """NaN / inf in ``x`` and ``v0``: spikes equal the torch backend's, potentials NaN / inf exactly
+    where torch's are (finite ones within float32 rounding: Triton computes ``v``, torch
+    ``v - v_reset``), and gradients NaN exactly where torch's are (also when upstream gradients are missing:
+    an absent one must not turn ``0 * inf`` into NaN) and close elsewhere."""
+    from snn.backends import torch as torch_backend
+
+    config = NeuronConfig(kind, 1.0, v_reset, detach_reset, decay_input, 2.0 if kind == "lif" else None,
+                          Sigmoid().spec)
+    x, v0, upstream = _nonfinite_inputs()
+    for given in _GRADIENT_SETS:
+        want = _outputs_and_gradients(getattr(torch_backend, f"{kind}_multi_step"), x, v0, config, upstream, given)
+        got = _outputs_and_gradients(
+            {"if": if_multi_step, "lif": lif_multi_step, "plif": plif_multi_step}[kind], x, v0, config, upstream, given
+        )
+        assert torch.equal(got[0], want[0]), f"spikes differ ({given})"
+        for name, a, b in zip(("v_last", "v_seq"), got[1:3], want[1:3]):  # the frames round differently
+            assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.isinf(), b.isinf()), name
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, equal_nan=True, msg=lambda m, n=name: f"{n}: {m}")
+        for name, a, b in zip(("grad_x", "grad_v0"), got[3:], want[3:]):
+            assert torch.equal(a.isnan(), b.isnan()), f"NaN positions of {name} differ ({given}):\n{a}\n{b}"
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, equal_nan=True, msg=lambda m, n=name: f"{n}: {m}")

@@ -20,6 +20,9 @@ Neuron kinds (``KIND``): 0 IF, 1 LIF (divides by the runtime scalar ``tau``), 2 
 
 The backward is the recursion of the reference (section 8.1), with the surrogate derivative
 ``SURROGATE`` (a generated ``@triton.jit`` function, see :mod:`snn_triton.codegen`) inlined.
+``dL/dh`` is summed in the torch reference's order (``dL/ds sg``, then ``dL/dv_seq dv/dh``, then
+the carried gradient times ``dv/dh``), each term only when its upstream gradient exists, so that
+NaN and infinite potentials give NaN gradients exactly where the torch backend does.
 PLIF's decay gradient is reduced per program into ``grad_decay_ptr[program]``; the caller
 sums those partials with torch (deterministic, no atomics).
 """
@@ -166,7 +169,8 @@ def backward_kernel(
         decay = tl.load(decay_ptr).to(tl.float32)
         v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     # int64 arithmetic throughout (Triton may specialise T or N to constants)
-    off = offs + (offs * 0 + N) * (T - 1)
+    last_row = (offs * 0 + N) * (T - 1)
+    off = offs + last_row
     o_next = tl.load(o_ptr + off, mask=mask, other=0.0).to(tl.float32)
     grad_s_next = tl.zeros([BLOCK], dtype=tl.float32)
     if HAS_GRAD_SPIKE:
@@ -182,19 +186,32 @@ def backward_kernel(
             grad_s_next = tl.load(grad_spike_ptr + (off - N), mask=mask & later, other=0.0).to(tl.float32)
         s = (o >= 0.0).to(tl.float32)
         sg = SURROGATE(o)
-        if HAS_GRAD_V_SEQ:
-            grad_v = grad_v + tl.load(grad_v_seq_ptr + off, mask=mask, other=0.0).to(tl.float32)
+        # dv/dh: hard 1 - s (+ dv/ds sg with dv/ds = v_reset - h = (v_reset - v_threshold) - o),
+        # soft 1 - v_threshold sg; 1 for a detached soft reset (no multiplication then)
         if HARD_RESET:
-            if DETACH_RESET:
-                grad_h = grad_v * (1.0 - s) + grad_s * sg
-            else:
-                # dv/ds = v_reset - h = (v_reset - v_threshold) - o
-                grad_h = grad_v * (1.0 - s) + (grad_v * ((v_reset - v_threshold) - o) + grad_s) * sg
+            dv_dh = 1.0 - s
+            if not DETACH_RESET:
+                dv_dh = dv_dh + ((v_reset - v_threshold) - o) * sg
         else:
-            if DETACH_RESET:
-                grad_h = grad_v + grad_s * sg
-            else:
-                grad_h = grad_v + (grad_s - grad_v * v_threshold) * sg
+            dv_dh = 1.0 - v_threshold * sg
+        # dL/dh = dL/ds sg + dL/dv_seq dv/dh + (carried dL/dv) dv/dh, in the torch reference's
+        # order and with only the terms whose gradients exist: an absent one is no 0 * inf = NaN
+        if HAS_GRAD_SPIKE:
+            grad_h = grad_s * sg
+        else:
+            grad_h = tl.zeros([BLOCK], dtype=tl.float32)
+        if HAS_GRAD_V_SEQ:
+            grad_v_t = tl.load(grad_v_seq_ptr + off, mask=mask, other=0.0).to(tl.float32)
+            if HARD_RESET or not DETACH_RESET:
+                grad_v_t = grad_v_t * dv_dh
+            grad_h = grad_h + grad_v_t
+        carried = grad_v
+        if HARD_RESET or not DETACH_RESET:
+            carried = carried * dv_dh
+        if HAS_GRAD_V_LAST:
+            grad_h = grad_h + carried
+        else:  # nothing flows into the last step
+            grad_h = grad_h + tl.where(off >= last_row, 0.0, carried)
         if KIND == 0:
             grad_x = grad_h
             grad_v = grad_h
