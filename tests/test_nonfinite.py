@@ -14,18 +14,23 @@ autograd path (``BaseNode.neuronal_charge`` / ``neuronal_fire`` / ``neuronal_res
   ``-inf`` stays ``-inf`` after the reset (no spike, ``1 * -inf``).
 
 Every backend must match this bit for bit in the spikes and, for the potentials, position for
-position in NaN / inf (finite values within float32 rounding). A non-finite value in one neuron
-must not change any other neuron, in the forward pass or in ``x``'s gradient.
+position in NaN / inf (finite values within float32 rounding). Gradients (with respect to
+``x_seq``, ``v0`` and PLIF's ``w``) must equal those of autograd through the same equations,
+NaN for NaN, with NaN / inf in the inputs and in the initial state, with and without
+``detach_reset``. A non-finite value in one neuron must not change any other neuron.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
 
-from snn import neuron
+from snn import neuron, surrogate
+from snn.kernels import NeuronConfig
 from snn.plugins import get_registry
 
 NAN, INF = float("nan"), float("inf")
@@ -114,57 +119,14 @@ def _case_id(case: tuple[str, str, bool]) -> str:
     return f"{kind}-{reset}" + ("" if kind == "if" else ("-decayin" if decay_input else "-nodecayin"))
 
 
-# The CuPy kernels compute in the shifted frame u = v - vr with operations that are algebraically
-# equal to the contract's but not in IEEE arithmetic; their NaN cases are right, their infinite
-# cases are not (below). The torch backend used the same forms until commit 13725be, which
-# follows the contract's order of operations (and passes these tests).
-LERP_BUG = (
-    "snn_cupy.templates._charge computes LIF/PLIF with decay_input as snn_lerp(u, x, k) "
-    "(snn_cupy._codegen), which for k >= 0.5 evaluates x - (x - u) * (1 - k): inf - inf = NaN for "
-    "x = +inf, so an infinite input current does not spike; the contract's h = v + (x - (v - vr)) * k "
-    "(torch, triton, the example backend) gives +inf and a spike. Fix: h[j] = u[j] + k * (x[j] - u[j])"
-)
-RESET_BUG = (
-    "snn_cupy.templates._reset applies the hard reset as h - h * s: for h = -inf and s = 0 that is "
-    "-inf - (-inf * 0) = NaN, where the contract's s*vr + (1-s)*h keeps -inf. Fix: h * (1 - s), e.g. "
-    "(h[j] < theta ? h[j] : 0.0f)"
-)
-NO_DECAY_INPUT_BUG = (
-    "snn_cupy.templates._charge computes LIF/PLIF without decay_input as x + (1 - k) * u; the "
-    "contract's v - (v - vr) k + x (torch, triton, the example backend) is NaN for an infinite "
-    "potential (inf - inf) where this keeps +-inf, so a soft-reset neuron at +inf keeps spiking on "
-    "cupy only. Fix: h[j] = u[j] - k * u[j] + x[j]"
-)
-
-#: Backends running the CuPy kernel sources (on a GPU, or compiled for the CPU by snn_cupy.host).
-CUPY_SOURCES = ("cupy", "cupy_host")
-
-
-def known_bug(backend: str, kind: str, reset: str, decay_input: bool) -> str | None:
-    """The xfail reason of a (backend, case) pair, or ``None`` when it must pass."""
-    if backend not in CUPY_SOURCES:
-        return None
-    reasons = []
-    if kind != "if" and decay_input:
-        reasons.append(LERP_BUG)
-    if kind != "if" and not decay_input and reset == "soft":
-        reasons.append(NO_DECAY_INPUT_BUG)
-    if reset != "soft":
-        reasons.append(RESET_BUG)
-    return " AND ".join(reasons) or None
-
-
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
 def test_nonfinite_forward_matches_the_contract(
-    case: tuple[str, str, bool], kernel_backend_device: tuple[str, str], deadline, request: pytest.FixtureRequest
+    case: tuple[str, str, bool], kernel_backend_device: tuple[str, str], deadline
 ) -> None:
     kind, reset, decay_input = case
     backend, device = kernel_backend_device
     if not _serves(backend, kind, torch.float32):
         pytest.skip(f"backend {backend!r} has no float32 {kind} kernel")
-    reason = known_bug(backend, kind, reset, decay_input)
-    if reason is not None:
-        request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
     with deadline(60):
         _check_against_contract(backend, device, kind, reset, decay_input)
 
@@ -208,27 +170,94 @@ def test_nan_spikes_never_and_poisons_only_its_own_neuron(kernel_backend_device:
             torch.testing.assert_close(v_seq[:, 2:], reference.v_seq, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["if", "lif", "plif"])
-def test_nonfinite_gradients_stay_in_their_neuron_and_never_hang(
-    kind: str, kernel_backend_device: tuple[str, str], deadline
+class _Fire(torch.autograd.Function):
+    """``H(u)`` forward, ``grad * g(u)`` backward (the surrogate's one math source)."""
+
+    @staticmethod
+    def forward(ctx: Any, u: torch.Tensor, derivative: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(u)
+        ctx.derivative = derivative
+        return (u >= 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (u,) = ctx.saved_tensors
+        return grad * ctx.derivative(u), None
+
+
+def differentiable_contract(
+    x_seq: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, w: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`contract_loop` with autograd (``detach_reset`` included): ``(spikes, v_last, v_seq)``."""
+    derivative = surrogate.derivative_function(config.surrogate)
+    vr = config.reset_potential
+    v = v0
+    spikes, potentials = [], []
+    for x in x_seq.unbind(0):
+        if config.kind == "if":
+            h = v + x
+        elif config.kind == "lif":
+            h = v + (x - (v - vr)) / config.tau if config.decay_input else v - (v - vr) / config.tau + x
+        else:
+            k = torch.sigmoid(w)
+            h = v + (x - (v - vr)) * k if config.decay_input else v - (v - vr) * k + x
+        s = _Fire.apply(h - config.v_threshold, derivative)
+        s_reset = s.detach() if config.detach_reset else s
+        v = s_reset * vr + (1.0 - s_reset) * h if config.hard_reset else h - s_reset * config.v_threshold
+        spikes.append(s)
+        potentials.append(v)
+    return torch.stack(spikes), v, torch.stack(potentials)
+
+
+def _forward_backward(
+    kernel: Callable[..., Any] | None, config: NeuronConfig, x: torch.Tensor, v0: torch.Tensor,
+    w: torch.Tensor | None, weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: str,
+) -> dict[str, torch.Tensor]:
+    leaves = {"x": x.clone().to(device).requires_grad_(), "v0": v0.clone().to(device).requires_grad_()}
+    if w is not None:
+        leaves["w"] = w.clone().to(device).requires_grad_()
+    if kernel is None:
+        spikes, v_last, v_seq = differentiable_contract(leaves["x"], leaves["v0"], config, leaves.get("w"))
+    else:
+        spikes, v_last, v_seq = kernel(leaves["x"], leaves["v0"], config, w=leaves.get("w"), store_v_seq=True)
+    gs, gv, gl = (g.to(device) for g in weights)
+    loss = (spikes * gs).sum() + (v_seq * gv).sum() + (v_last * gl).sum()
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    out = {"spikes": spikes, "v_last": v_last, "v_seq": v_seq}
+    out.update({f"grad_{name}": g for name, g in zip(leaves, grads)})
+    return {k: v.detach().cpu() for k, v in out.items()}
+
+
+@pytest.mark.parametrize("detach_reset", [False, True], ids=["nodetach", "detach"])
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_nonfinite_gradients_match_autograd_of_the_contract(
+    case: tuple[str, str, bool], detach_reset: bool, kernel_backend_device: tuple[str, str], deadline
 ) -> None:
-    """Backward with NaN / inf in some neurons: the finite neurons' input gradients are unchanged."""
+    """NaN / inf in ``x_seq`` and in ``v0``: values and gradients NaN-for-NaN equal to the loop's."""
+    kind, reset, decay_input = case
     backend, device = kernel_backend_device
     if not _serves(backend, kind, torch.float32):
         pytest.skip(f"backend {backend!r} has no float32 {kind} kernel")
-    x = nonfinite_inputs(torch.float32, device).requires_grad_()
-    node = make_neuron(kind, backend, 0.0, True).to(device)
+    v_reset = RESETS[reset]
+    config = NeuronConfig(
+        kind, 1.0, v_reset, detach_reset, decay_input if kind != "if" else False,
+        2.0 if kind == "lif" else None, surrogate.ATan().spec,
+    )
+    x = nonfinite_inputs(torch.float32, "cpu")
+    v0 = torch.full((x.shape[1],), 0.0 if v_reset is None else v_reset)
+    v0[6], v0[7], v0[8] = NAN, INF, -INF  # non-finite initial state in the last three neurons
+    w = torch.tensor(0.4) if kind == "plif" else None
+    gen = torch.Generator().manual_seed(3)
+    weights = (torch.rand(x.shape, generator=gen), torch.rand(x.shape, generator=gen), torch.rand(x.shape[1:], generator=gen))
+    kernel = get_registry().kernel(backend, kind, "multi_step")
     with deadline(60):
-        spikes = node(x)
-        (spikes.sum() + node.v_seq.nan_to_num(0.0, 0.0, 0.0).sum()).backward()
-    finite = x.detach()[:, 6:].clone().requires_grad_()
-    clean = make_neuron(kind, backend, 0.0, True).to(device)
-    if kind == "plif":  # the decay is shared: w's gradient may be NaN, x's per-neuron ones not
-        with torch.no_grad():
-            clean.w.copy_(node.w)
-    (clean(finite).sum() + clean.v_seq.sum()).backward()
-    torch.testing.assert_close(x.grad[:, 6:], finite.grad, rtol=1e-6, atol=1e-6)
-    assert x.grad is not None and x.grad.shape == x.shape
+        got = _forward_backward(kernel, config, x, v0, w, weights, device)
+    want = _forward_backward(None, config, x, v0, w, weights, "cpu")
+    assert torch.equal(got["spikes"], want["spikes"])
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6, equal_nan=True, msg=lambda m, k=key: f"{k}: {m}")
+    # each neuron's values and x / v0 gradients depend on that neuron alone in the loop, so the
+    # equality above also says that no non-finite value leaked into another neuron
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
