@@ -31,17 +31,21 @@ Per neuron and step, with ``h`` the charged potential and ``vr = v_reset`` (0 fo
 
 A *single-step kernel* (mode ``"single_step"``) has the same signature with ``x_seq`` of shape
 ``[*]`` (one step) and returns ``(spike, v, None)``.
+
+:func:`check_kernel_arguments` checks everything above that does not depend on the backend;
+every kernel calls it first, then checks what only it knows (its dtypes, devices and
+surrogates, preferably with :meth:`snn.registry.Registry.check_kernel_inputs`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
-__all__ = ["SurrogateSpec", "NeuronConfig", "MultiStepKernel", "KernelResult"]
+__all__ = ["SurrogateSpec", "NeuronConfig", "MultiStepKernel", "KernelResult", "check_kernel_arguments"]
 
 KernelResult = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
 
@@ -122,3 +126,82 @@ class MultiStepKernel(Protocol):
         w: torch.Tensor | None = None,
         store_v_seq: bool = False,
     ) -> KernelResult: ...
+
+
+def _describe(value: Any) -> str:
+    """A short description of a bad argument for error messages (never a tensor's values)."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}, dtype {value.dtype} on {value.device}"
+    return f"{type(value).__name__} {value!r}" if value is not None else "None"
+
+
+def check_kernel_arguments(
+    kind: str,
+    x_seq: Any,
+    v0: Any,
+    config: Any,
+    w: Any,
+    *,
+    single_step: bool = False,
+) -> None:
+    """Check a kernel call against the contract, before any backend-specific check.
+
+    Checks, in this order: the kernel's own ``kind``; ``config`` is a :class:`NeuronConfig` of
+    that kind; ``x_seq`` is a floating-point tensor of shape ``[T, *]`` with ``T >= 1`` (any
+    shape for a single step, where the argument is called ``x``); ``v0`` is a tensor of one
+    step's shape with ``x_seq``'s dtype and device; PLIF gets ``w``, a one-element floating
+    tensor on ``x_seq``'s device, and the other kinds get ``w=None``. Nothing here reads tensor
+    values, synchronises a device or breaks a ``torch.compile`` graph.
+
+    Args:
+        kind: the kernel's neuron kind, ``"if"``, ``"lif"`` or ``"plif"``.
+        x_seq: the input, ``[T, *]`` (or ``[*]`` with ``single_step``).
+        v0: the initial potential, ``[*]``.
+        config: the neuron configuration the kernel was given.
+        w: PLIF's decay parameter (``decay = sigmoid(w)``), else ``None``.
+        single_step: check a single-step call (``x_seq`` is one step, named ``x``).
+
+    Raises:
+        TypeError: ``config`` is not a :class:`NeuronConfig`; ``x_seq`` is not a floating-point
+            tensor; ``v0`` is not a tensor, or has another dtype or device than ``x_seq``;
+            ``w`` missing or not a one-element floating tensor on ``x_seq``'s device for PLIF,
+            or given for another kind.
+        ValueError: ``kind`` is not a neuron kind; ``config.kind`` is not ``kind``;
+            ``x_seq`` has no time steps (rank 0 or ``T == 0``); ``v0`` has another shape than
+            one step of ``x_seq``.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind: expected one of {_KINDS}, got {kind!r}")
+    if not isinstance(config, NeuronConfig):
+        raise TypeError(f"config: expected snn.kernels.NeuronConfig, got {type(config).__name__}")
+    if config.kind != kind:
+        raise ValueError(f"config.kind: this is the {kind!r} kernel, got a config of kind {config.kind!r}")
+    name = "x" if single_step else "x_seq"
+    if not isinstance(x_seq, torch.Tensor):
+        raise TypeError(f"{name}: expected a floating-point tensor, got {type(x_seq).__name__}")
+    if not x_seq.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got {x_seq.dtype}")
+    if single_step:
+        step_shape, step = x_seq.shape, "the shape of x"
+    else:
+        if x_seq.dim() == 0 or x_seq.shape[0] == 0:
+            raise ValueError(f"x_seq: expected shape [T, *] with T >= 1, got {tuple(x_seq.shape)}")
+        step_shape, step = x_seq.shape[1:], "one step of x_seq"
+    if not isinstance(v0, torch.Tensor):
+        raise TypeError(f"v0: expected a tensor, got {type(v0).__name__}")
+    if v0.shape != step_shape:
+        raise ValueError(f"v0: expected shape {tuple(step_shape)} ({step}), got {tuple(v0.shape)}")
+    if v0.dtype != x_seq.dtype or v0.device != x_seq.device:
+        raise TypeError(
+            f"v0: expected dtype {x_seq.dtype} on {x_seq.device} like {name}, got {v0.dtype} on {v0.device}"
+        )
+    if kind == "plif":
+        if not isinstance(w, torch.Tensor) or w.numel() != 1 or not w.is_floating_point():
+            raise TypeError(
+                "w: expected the one-element floating parameter of a PLIF neuron (decay = sigmoid(w)), "
+                f"got {_describe(w)}"
+            )
+        if w.device != x_seq.device:
+            raise TypeError(f"w: expected a tensor on {x_seq.device} like {name}, got one on {w.device}")
+    elif w is not None:
+        raise TypeError(f"w: only PLIF neurons take a decay parameter, got one for kind {kind!r}: {_describe(w)}")
