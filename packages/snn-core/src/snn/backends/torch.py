@@ -26,7 +26,7 @@ import torch
 
 import snn
 from snn.backends.torch_kernels import Dynamics, compute_dtype, run_sequence
-from snn.kernels import KernelResult, NeuronConfig
+from snn.kernels import KernelResult, NeuronConfig, check_kernel_arguments
 
 __all__ = [
     "BACKEND_NAME",
@@ -111,46 +111,24 @@ def _dynamics(config: NeuronConfig, decay: float) -> Dynamics:
 
 
 def _decay(kind: str, config: NeuronConfig, w: torch.Tensor | None) -> float:
+    """``k``: ``sigmoid(w)`` (PLIF), ``1 / tau`` (LIF), unused 0 (IF); arguments already checked."""
     if kind == "plif":
-        if not isinstance(w, torch.Tensor) or w.numel() != 1:
-            raise TypeError(
-                f"w: expected the 0-dim parameter of a PLIF neuron (decay = sigmoid(w)), got {w!r}"
-            )
+        assert w is not None
         decay = float(torch.sigmoid(w.detach()).item())
         if not 0.0 < decay < 1.0:
             raise ValueError(f"w: sigmoid(w) must lie strictly between 0 and 1, got {decay!r} (w={w.item()!r})")
         return decay
-    if w is not None:
-        raise TypeError(f"w: only PLIF neurons take a decay parameter, got one for kind {kind!r}")
     if kind == "lif":
         assert config.tau is not None
         return 1.0 / config.tau
     return 0.0
 
 
-def _check(kind: str, x: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, single: bool) -> None:
-    if not isinstance(config, NeuronConfig):
-        raise TypeError(f"config: expected snn.kernels.NeuronConfig, got {type(config).__name__}")
-    if config.kind != kind:
-        raise ValueError(f"config.kind: this is the {kind!r} kernel, got a config of kind {config.kind!r}")
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        what = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-        raise TypeError(f"x_seq: expected a floating-point tensor, got {what}")
+def _check(kind: str, x: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, w: object, single: bool) -> None:
+    """The contract's checks (:func:`snn.kernels.check_kernel_arguments`), then this backend's dtypes."""
+    check_kernel_arguments(kind, x, v0, config, w, single_step=single)
     if x.dtype not in DTYPES:
-        raise TypeError(f"x_seq: expected one of {DTYPES}, got {x.dtype}")
-    if not isinstance(v0, torch.Tensor):
-        raise TypeError(f"v0: expected a tensor, got {type(v0).__name__}")
-    step_shape = x.shape if single else x.shape[1:]
-    if not single and (x.dim() == 0 or x.shape[0] == 0):
-        raise ValueError(f"x_seq: expected shape [T, *] with T >= 1, got {tuple(x.shape)}")
-    if v0.shape != step_shape:
-        raise ValueError(
-            f"v0: expected shape {tuple(step_shape)} (one step of x_seq), got {tuple(v0.shape)}"
-        )
-    if v0.dtype != x.dtype or v0.device != x.device:
-        raise TypeError(
-            f"v0: expected dtype {x.dtype} on {x.device} like x_seq, got {v0.dtype} on {v0.device}"
-        )
+        raise TypeError(f"{'x' if single else 'x_seq'}: expected one of {DTYPES}, got {x.dtype}")
 
 
 def _multi_step(
@@ -163,9 +141,7 @@ def _multi_step(
     checked: bool = False,
 ) -> KernelResult:
     if not checked:
-        _check(kind, x_seq, v0, config, single=False)
-    if isinstance(w, torch.Tensor) and w.device != x_seq.device:
-        raise TypeError(f"w: expected a tensor on {x_seq.device} like x_seq, got one on {w.device}")
+        _check(kind, x_seq, v0, config, w, single=False)
     d = _dynamics(config, _decay(kind, config, w))
     steps = x_seq.shape[0]
     n = math.prod(x_seq.shape[1:])
@@ -190,7 +166,7 @@ def _multi_step(
 def _single_step(
     kind: str, x: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, w: torch.Tensor | None
 ) -> KernelResult:
-    _check(kind, x, v0, config, single=True)
+    _check(kind, x, v0, config, w, single=True)
     spikes, v_last, _ = _multi_step(kind, x.unsqueeze(0), v0, config, w, False, checked=True)
     return spikes[0], v_last, None
 
