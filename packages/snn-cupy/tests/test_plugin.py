@@ -149,7 +149,8 @@ def test_kernels_refuse_cpu_tensors() -> None:
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: kernels.lif_multi_step(torch.zeros(3, 4, dtype=torch.bfloat16), torch.zeros(4), _config()),
+        (lambda: kernels.lif_multi_step(torch.zeros(3, 4, dtype=torch.bfloat16), torch.zeros(4, dtype=torch.bfloat16),
+                                        _config()),
          TypeError, "float32 and torch.float16"),
         (lambda: kernels.if_multi_step(torch.zeros(3, 4), torch.zeros(4), _config()), ValueError, "config.kind"),
         (lambda: kernels.lif_multi_step(torch.zeros(3, 4), torch.zeros(4), "lif"), TypeError, "config"),

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from snn.kernels import KernelResult, NeuronConfig
+from snn.kernels import KernelResult, NeuronConfig, check_kernel_arguments
 from snn_cupy import runtime
 from snn_cupy.runtime import Executor
 from snn_cupy.sources import SUPPORTED_DTYPES, backward_kernel_source, forward_kernel_source
@@ -185,39 +185,15 @@ class _MultiStepFunction(torch.autograd.Function):
 
 
 def _check(kind: str, x_seq: Any, v0: Any, config: Any, w: Any, device_type: str) -> None:
-    if not isinstance(config, NeuronConfig):
-        raise TypeError(f"config: expected snn.kernels.NeuronConfig, got {type(config).__name__}")
-    if config.kind != kind:
-        raise ValueError(f"config.kind: this is the {kind!r} kernel, got a config of kind {config.kind!r}")
-    if not isinstance(x_seq, torch.Tensor):
-        raise TypeError(f"x_seq: expected a tensor, got {type(x_seq).__name__}")
+    """The contract's checks, then what only these kernels need: their dtypes, the executor's
+    device type and a step count that fits the kernels' 32-bit counter."""
+    check_kernel_arguments(kind, x_seq, v0, config, w)
     if x_seq.dtype not in SUPPORTED_DTYPES:
         raise TypeError(
             f"x_seq: the cupy kernels support torch.float32 and torch.float16, got {x_seq.dtype}"
         )
-    if x_seq.dim() == 0 or x_seq.shape[0] == 0:
-        raise ValueError(f"x_seq: expected shape [T, *] with T >= 1, got {tuple(x_seq.shape)}")
     if x_seq.shape[0] > MAX_STEPS:
         raise ValueError(f"x_seq: at most {MAX_STEPS} time steps per call, got {x_seq.shape[0]}")
-    if not isinstance(v0, torch.Tensor):
-        raise TypeError(f"v0: expected a tensor, got {type(v0).__name__}")
-    if v0.shape != x_seq.shape[1:]:
-        raise ValueError(
-            f"v0: expected shape {tuple(x_seq.shape[1:])} (one step of x_seq), got {tuple(v0.shape)}"
-        )
-    if v0.dtype != x_seq.dtype or v0.device != x_seq.device:
-        raise TypeError(
-            f"v0: expected dtype {x_seq.dtype} on {x_seq.device} like x_seq, got {v0.dtype} on {v0.device}"
-        )
-    if kind == "plif":
-        if not isinstance(w, torch.Tensor) or w.numel() != 1 or not w.is_floating_point():
-            raise TypeError(
-                f"w: expected the 0-dim floating parameter of a PLIF neuron (decay = sigmoid(w)), got {w!r}"
-            )
-        if w.device != x_seq.device:
-            raise ValueError(f"w: expected a tensor on {x_seq.device} like x_seq, got one on {w.device}")
-    elif w is not None:
-        raise TypeError(f"w: only PLIF neurons take a decay parameter, got one for kind {kind!r}")
     if x_seq.device.type != device_type:
         what = "a CUDA tensor" if device_type == "cuda" else f"a tensor on {device_type!r}"
         raise ValueError(f"x_seq: the cupy kernels need {what}, got one on {x_seq.device}")
