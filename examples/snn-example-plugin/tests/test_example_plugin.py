@@ -90,6 +90,36 @@ def test_lif_node_on_the_example_backend_matches_torch() -> None:
         torch.testing.assert_close(outputs[0][2], outputs[1][2])
 
 
+def test_kernel_refuses_bad_arguments_naming_them() -> None:
+    """The contract's checks, then what the backend registered (with the backends that would serve)."""
+    from snn.errors import UnsupportedOperationError
+    from snn.kernels import NeuronConfig
+    from snn.surrogate import Rect, Sigmoid
+    from snn_example_plugin.kernels import lif_multi_step
+
+    def config(surrogate=None, kind="lif"):
+        return NeuronConfig(kind, 1.0, 0.0, False, True, 2.0 if kind == "lif" else None, (surrogate or Sigmoid()).spec)
+
+    x, v0 = torch.rand(3, 4), torch.zeros(4)
+    with _registered():
+        with pytest.raises(TypeError, match="x_seq: expected a floating-point tensor, got torch.int32"):
+            lif_multi_step(x.to(torch.int32), v0.to(torch.int32), config())
+        with pytest.raises(ValueError, match=r"v0: expected shape \(4,\)"):
+            lif_multi_step(x, torch.zeros(5), config())
+        with pytest.raises(ValueError, match="T >= 1"):
+            lif_multi_step(x[:0], v0, config())
+        with pytest.raises(TypeError, match="w: only PLIF"):
+            lif_multi_step(x, v0, config(), w=torch.zeros(()))
+        with pytest.raises(ValueError, match="config.kind: this is the 'lif' kernel"):
+            lif_multi_step(x, v0, config(kind="if"))
+        with pytest.raises(UnsupportedOperationError, match="dtype torch.float16") as caught:
+            lif_multi_step(x.half(), v0.half(), config())
+        assert "torch" in caught.value.alternatives and "example" not in caught.value.alternatives
+        with pytest.raises(UnsupportedOperationError, match="surrogate 'Rect'") as caught:
+            lif_multi_step(x, v0, config(Rect()))
+        assert "torch" in caught.value.alternatives
+
+
 def _hinge_loop(y_seq: torch.Tensor, target: torch.Tensor, margin: float) -> float:
     rates = y_seq.double().mean(0)
     total, count = 0.0, 0

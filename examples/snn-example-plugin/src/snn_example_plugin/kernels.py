@@ -4,7 +4,10 @@ This is the slowest correct way to run a LIF layer: a Python loop over time with
 autograd graph per step, so PyTorch derives the backward pass. It is meant to be read, and to
 show what a backend must do:
 
-- accept ``x_seq`` ``[T, *]`` with any trailing shape and strides, ``v0`` ``[*]``;
+- accept ``x_seq`` ``[T, *]`` with any trailing shape and strides, ``v0`` ``[*]``, and refuse
+  anything else with a typed error naming the argument (:func:`snn.kernels.check_kernel_arguments`
+  for the contract, :meth:`snn.registry.Registry.check_kernel_inputs` for what the backend
+  registered);
 - charge, fire and reset exactly as the contract says (``H(0) = 1``; hard or soft reset;
   ``detach_reset`` cuts the gradient through the reset only);
 - use the surrogate derivative that snn derives from the same math as every other backend
@@ -23,7 +26,8 @@ from typing import Any
 
 import torch
 
-from snn.kernels import KernelResult, NeuronConfig
+from snn.kernels import KernelResult, NeuronConfig, check_kernel_arguments
+from snn_example_plugin.plugin import BACKEND_NAME
 
 __all__ = ["lif_multi_step"]
 
@@ -41,27 +45,6 @@ class _FireWithSurrogate(torch.autograd.Function):
     def backward(ctx: Any, grad_spike: torch.Tensor) -> tuple[torch.Tensor, None]:
         (u,) = ctx.saved_tensors
         return grad_spike * ctx.derivative(u), None
-
-
-def _check(x_seq: Any, v0: Any, config: Any, w: Any) -> None:
-    if not isinstance(config, NeuronConfig):
-        raise TypeError(f"config: expected a snn.kernels.NeuronConfig, got {type(config).__name__}")
-    if config.kind != "lif":
-        raise ValueError(f"config.kind: the example backend runs 'lif' neurons only, got {config.kind!r}")
-    if w is not None:
-        raise ValueError("w: LIF neurons have no learnable decay; expected None")
-    if not isinstance(x_seq, torch.Tensor) or not isinstance(v0, torch.Tensor):
-        raise TypeError(f"x_seq, v0: expected tensors, got {type(x_seq).__name__} and {type(v0).__name__}")
-    if x_seq.dim() < 1 or x_seq.shape[1:] != v0.shape:
-        raise ValueError(
-            f"x_seq / v0: expected shapes [T, *] and [*] with the same trailing shape, "
-            f"got {tuple(x_seq.shape)} and {tuple(v0.shape)}"
-        )
-    if x_seq.dtype != v0.dtype or x_seq.device != v0.device:
-        raise ValueError(
-            f"v0: expected the dtype and device of x_seq ({x_seq.dtype}, {x_seq.device}), "
-            f"got {v0.dtype}, {v0.device}"
-        )
 
 
 def lif_multi_step(
@@ -86,10 +69,17 @@ def lif_multi_step(
 
     Raises:
         TypeError / ValueError: arguments that do not follow the contract (named in the message).
+        snn.errors.UnsupportedOperationError: a device, dtype or surrogate this backend did not
+            register.
     """
+    from snn.plugins import get_registry
     from snn.surrogate import derivative_function
 
-    _check(x_seq, v0, config, w)
+    # what every kernel checks (types, shapes, dtypes, devices, w, the config's kind) ...
+    check_kernel_arguments("lif", x_seq, v0, config, w)
+    # ... and what this backend registered: devices, dtypes and surrogates (an
+    # UnsupportedOperationError naming the backends that do serve the call)
+    get_registry().check_kernel_inputs(BACKEND_NAME, x_seq.device.type, x_seq.dtype, config.surrogate.name)
     derivative = derivative_function(config.surrogate)
     tau = config.tau
     vr = config.reset_potential
@@ -113,8 +103,6 @@ def lif_multi_step(
         spikes.append(s)
         if store_v_seq:
             potentials.append(v)
-    if not spikes:
-        raise ValueError(f"x_seq: expected at least one time step, got shape {tuple(x_seq.shape)}")
     spike_seq = torch.stack(spikes)
     v_seq = torch.stack(potentials) if store_v_seq else None
     return spike_seq, v, v_seq
