@@ -308,19 +308,6 @@ def test_clash_with_real_sibling_names_is_refused_after_them(tmp_path: Path) -> 
         assert ("triton", "triton") in clashes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "snn.plugins._load_entry_points/_call_hooks: entry-point plugins are loaded and called in "
-        "importlib.metadata order, i.e. sys.path order, and the first registration of a name wins. A "
-        "third-party distribution earlier on sys.path (PYTHONPATH, a user site) that registers 'triton', "
-        "'hinge_rate' or 'ottt' takes the name: backend='triton' then runs its kernel, and the real "
-        "snn-triton / example / snn-online plugins are the ones recorded as failed clashes. Fix: call "
-        "hooks in a deterministic order that does not depend on sys.path, with the first-party "
-        "distributions (snn-triton, snn-cupy, snn-online) ranked right after the in-tree plugins and "
-        "other entry points after them (sorted by name)"
-    ),
-)
 def test_clash_with_real_sibling_names_is_refused_before_them(tmp_path: Path) -> None:
     """The same impostor placed *before* site-packages must not win either."""
     write_distribution(tmp_path, "snn-impostor", "impostor", CLASH_SIBLINGS)
@@ -330,18 +317,6 @@ def test_clash_with_real_sibling_names_is_refused_before_them(tmp_path: Path) ->
     real_plugins_work(report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "snn.plugins._load_entry_points skips an entry point whose name is already registered "
-        "(`if manager.is_blocked(name) or manager.has_plugin(name): continue`) without recording it: a "
-        "distribution declaring an entry point named 'online' ahead of snn-online on sys.path silently "
-        "replaces snn-online (doctor shows 'online  snn-shadow ... ok', the ottt/sltt/fptt learners "
-        "vanish, no failure names the two distributions). Fix: record a PluginFailure(stage='clash', "
-        "clash_name=name, clash_with=<the distribution already loaded>) for the second entry point, "
-        "and load first-party distributions first"
-    ),
-)
 def test_entry_point_named_like_a_sibling_does_not_silently_replace_it(tmp_path: Path) -> None:
     write_distribution(tmp_path, "snn-shadow", "online", SHADOW_ONLINE)
     report = run_probe(_env(tmp_path))

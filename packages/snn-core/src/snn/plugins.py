@@ -4,7 +4,10 @@ Nothing happens at ``import snn``. The first call that needs the registry (a neu
 forward, ``snn doctor``, ``set_backend`` ...) builds it, in this order:
 
 1. blocked names from ``SNN_DISABLED_PLUGINS`` (comma separated entry names);
-2. entry points of group ``snn``, unless ``SNN_DISABLE_PLUGIN_AUTOLOAD=1``;
+2. entry points of group ``snn``, unless ``SNN_DISABLE_PLUGIN_AUTOLOAD=1``: first-party
+   distributions (snn-triton, snn-cupy, snn-online) first, then third parties sorted by
+   distribution name, so the outcome never depends on the order of ``sys.path``; a second entry
+   point with a name already loaded is recorded as a clash;
 3. the in-tree plugins (``torch`` backend, built-in strategies and losses);
 4. pluggy's ``check_pending()``: a plugin implementing an unknown hook is dropped.
 
@@ -41,6 +44,7 @@ from snn.registry import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "FIRST_PARTY_DISTRIBUTIONS",
     "IN_TREE_PLUGINS",
     "get_registry",
     "get_plugin_manager",
@@ -182,20 +186,48 @@ def _distribution_version(name: str) -> str | None:
         return None
 
 
+#: Distributions of the snn project itself: their entry points load (and register) before any
+#: third-party plugin, so a third party can never take their names by sitting earlier on sys.path.
+FIRST_PARTY_DISTRIBUTIONS = ("snn-triton", "snn-cupy", "snn-online")
+
+
+def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(entry_point, "dist", None)
+    if dist is None:
+        return None, None
+    return getattr(dist, "name", None), getattr(dist, "version", None)
+
+
+def _entry_point_order(entry_point: importlib.metadata.EntryPoint) -> tuple[int, str, str]:
+    """First-party distributions first, then third parties by distribution and entry name."""
+    dist_name = (_distribution_of(entry_point)[0] or "").lower().replace("_", "-")
+    return (0 if dist_name in FIRST_PARTY_DISTRIBUTIONS else 1, dist_name, entry_point.name)
+
+
 def _load_entry_points(
     manager: pluggy.PluginManager, registry: Registry, provenance: dict[str, Provenance]
 ) -> None:
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    """Import and register every entry point of group ``snn`` in a sys.path-independent order."""
+    found = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=_entry_point_order)
+    for entry_point in found:
         name = entry_point.name
-        if manager.is_blocked(name) or manager.has_plugin(name):
+        if manager.is_blocked(name):
             continue
-        dist = getattr(entry_point, "dist", None)
-        dist_name = getattr(dist, "name", None) if dist is not None else None
-        dist_version = getattr(dist, "version", None) if dist is not None else None
+        dist_name, dist_version = _distribution_of(entry_point)
         if name in IN_TREE_PLUGINS:
             _record(registry, PluginFailure(
                 name, dist_name, dist_version, "clash",
                 "entry-point name is reserved for an in-tree plugin", name, name,
+            ))
+            continue
+        holder = provenance.get(name)
+        if holder is not None or manager.has_plugin(name):
+            owner = holder.distribution if holder is not None else None
+            _record(registry, PluginFailure(
+                name, dist_name, dist_version, "clash",
+                f"entry-point name {name!r} is already used by distribution {owner or '?'}; "
+                "this one was not loaded",
+                name, owner or name,
             ))
             continue
         try:
@@ -228,16 +260,18 @@ def _call_hooks(
 ) -> None:
     """Call each hook implementation separately, with a registrar bound to its plugin.
 
-    In-tree plugins are called first, then entry-point plugins in load order, then plugins
-    added with :func:`temporary_plugin`: a name is owned by whoever registers it first, so a
-    third-party clash with a built-in name is recorded against the third party.
+    In-tree plugins are called first, then entry-point plugins in load order (first-party
+    distributions, then third parties sorted by distribution name), then plugins added with
+    :func:`temporary_plugin`: a name is owned by whoever registers it first, so a clash is
+    recorded against the later plugin whatever the order of sys.path.
     """
-    extra_names = {name for name, _ in _extra_plugins}
+    # provenance holds entry-point plugins in load order, then in-tree, then temporary ones
+    load_order = {name: index for index, name in enumerate(provenance)}
 
-    def rank(impl: Any) -> int:
+    def rank(impl: Any) -> tuple[int, int]:
         if impl.plugin_name in IN_TREE_PLUGINS:
-            return 0
-        return 2 if impl.plugin_name in extra_names else 1
+            return (0, 0)
+        return (1, load_order.get(impl.plugin_name, len(load_order)))
 
     for hook_name, registrar_type in _HOOKS:
         caller = getattr(manager.hook, hook_name)
