@@ -10,7 +10,8 @@ graph breaks are counted with Dynamo's counters and reported (``record_property`
 output). Triton's kernels are custom operators: a network compiled after one eager call must
 trace as one graph (``torch._dynamo.explain``, then ``fullgraph=True``). ``inductor`` (C++ code
 generation) is tried once, for the torch backend, on one batch. ``reset_net`` runs eagerly
-between batches; inside a compiled step it is a known bug (``RESET_NET_GUARD_BUG``).
+between batches; a compiled step that calls ``reset_net`` itself is checked separately (no
+guards on other networks, no recompiles).
 """
 
 from __future__ import annotations
@@ -35,27 +36,6 @@ pytestmark = [
     # inductor's own use of a deprecated TorchScript decorator
     pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
 ]
-
-TRITON_COLD_BUG = (
-    "snn_triton.multistep._encoded is a torch.compiler.assume_constant_result function taking the "
-    "NeuronConfig object; when the network is compiled before any eager call, BaseNode.neuron_config() "
-    "builds that frozen dataclass inside the traced region and Dynamo calls _encoded on a "
-    "half-reconstructed object: InternalTorchDynamoError 'NeuronConfig' object has no attribute 'kind' "
-    "(from the dataclass __hash__). Fix (checked by hand): give the constant function the config's "
-    "fields (kind, v_threshold, v_reset, detach_reset, decay_input, tau, surrogate name and params) "
-    "and rebuild the NeuronConfig inside it; or build the config eagerly in BaseNode"
-)
-
-RESET_NET_GUARD_BUG = (
-    "snn.functional.net_config.reset_net reads the module-level WeakKeyDictionary _RESET_MODULE_CACHE; "
-    "traced by Dynamo (a compiled step that calls reset_net) it installs guards on that global "
-    "dictionary's keys (list(dict.keys(_RESET_MODULE_CACHE.data))[i]), so resetting or dropping any "
-    "other network recompiles the step (8 recompiles and Dynamo falls back to eager), and when a "
-    "weak key disappears during compilation (garbage collection) guard building crashes with "
-    "IndexError: list index out of range. Fix (checked by hand): in reset_net, "
-    "`if torch.compiler.is_compiling(): reset_collected_modules(collect_reset_modules(net)); return`"
-)
-
 
 def build(backend: str, device: str) -> torch.nn.Sequential:
     info = get_registry().backend(backend)
@@ -90,7 +70,7 @@ def forward(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def compiled_forward(net: torch.nn.Module, **options: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``reset_net`` eagerly, then the compiled network (see RESET_NET_GUARD_BUG for why outside)."""
+    """``reset_net`` eagerly, then the compiled network."""
     compiled = torch.compile(net, **options)
 
     def call(x: torch.Tensor) -> torch.Tensor:
@@ -166,12 +146,8 @@ def check_compiled_matches_eager(
     return int(counters["stats"]["unique_graphs"]), int(sum(counters["graph_break"].values()))
 
 
-def test_aot_eager_matches_eager(backend_device: tuple[str, str], request: pytest.FixtureRequest, record_property) -> None:
+def test_aot_eager_matches_eager(backend_device: tuple[str, str], record_property) -> None:
     backend, device = backend_device
-    if backend == "triton":
-        request.applymarker(
-            pytest.mark.xfail(strict=True, raises=torch_dynamo.exc.InternalTorchDynamoError, reason=TRITON_COLD_BUG)
-        )
     graphs, breaks = check_compiled_matches_eager(backend, device, "aot_eager")
     record_property(f"{backend}-{device}-graphs", graphs)
     record_property(f"{backend}-{device}-graph-breaks", breaks)
@@ -194,7 +170,6 @@ def test_triton_network_traces_as_one_graph(backend_device: tuple[str, str]) -> 
         compare(train_step(lambda inp: forward(eager_net, inp), eager_net, x), train_step(compiled, net, x))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=RESET_NET_GUARD_BUG)
 def test_reset_net_in_a_compiled_step_does_not_depend_on_other_networks() -> None:
     def small() -> torch.nn.Sequential:
         net = torch.nn.Sequential(layer.Linear(3, 4), neuron.LIFNode(step_mode="m"))

@@ -29,7 +29,7 @@ import math
 import torch
 
 from snn.errors import UnsupportedOperationError
-from snn.kernels import KernelResult, NeuronConfig, check_kernel_arguments
+from snn.kernels import KernelResult, NeuronConfig, SurrogateSpec, check_kernel_arguments
 from snn_triton import ops
 from snn_triton.plugin import BACKEND_NAME, DTYPES, claimed_surrogates
 from snn_triton.runtime import interpreter_enabled
@@ -42,8 +42,33 @@ _CLAIMED = frozenset(claimed_surrogates())
 
 
 @torch.compiler.assume_constant_result
-def _encoded(config: NeuronConfig) -> str:
+def _encode_fields(
+    kind: str,
+    v_threshold: float,
+    v_reset: float | None,
+    detach_reset: bool,
+    decay_input: bool,
+    tau: float | None,
+    surrogate_name: str,
+    surrogate_params: tuple[tuple[str, float], ...],
+) -> str:
+    config = NeuronConfig(
+        kind, v_threshold, v_reset, detach_reset, decay_input, tau,
+        SurrogateSpec(surrogate_name, surrogate_params),
+    )
     return ops.encode_config(config)
+
+
+def _encoded(config: NeuronConfig) -> str:
+    """``config`` as the operators' string; Dynamo treats the result as a constant.
+
+    The fields are passed one by one: Dynamo cannot hand a dataclass it has not traced before to
+    a constant-result function (it fails when a network is compiled before any eager call).
+    """
+    return _encode_fields(
+        config.kind, config.v_threshold, config.v_reset, config.detach_reset, config.decay_input,
+        config.tau, config.surrogate.name, config.surrogate.params,
+    )
 
 
 def _check(kind: str, x_seq: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, w: object) -> None:

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch import nn
 
 from snn.base import STEP_MODES, MemoryModule, StepModule
@@ -118,7 +119,9 @@ def reset_net(net: nn.Module) -> None:
         TypeError: ``net`` is not a :class:`torch.nn.Module`.
     """
     _require_module(net, "reset_net")
-    if not _cacheable(net):
+    if not _cacheable(net) or torch.compiler.is_compiling():
+        # inside torch.compile the walk is traced once per graph; reading the global cache
+        # there would make the graph guard on (and recompile for) every other network's entry
         reset_collected_modules(collect_reset_modules(net))
         return
     modules = _cached_modules(net)
