@@ -578,17 +578,6 @@ def test_invalid_functional_arguments_raise_typed_errors(data: st.DataObject) ->
     expect_typed_error(call, argument)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "snn.functional.loss.temporal_efficient_training_cross_entropy checks ranks and dtypes but not "
-        "devices: a target on another device than x_seq reaches F.cross_entropy, which raises an untyped "
-        "RuntimeError ('Tensor on device cpu is not on the expected device meta!') that does not name "
-        "'target'. Fix: raise TypeError('...: target: expected a tensor on {x_seq.device}, got {target.device}') "
-        "like kernel_dot_product does"
-    ),
-)
 def test_tet_rejects_a_target_on_another_device() -> None:
     x = torch.randn(2, 3, 4)
     target = torch.zeros(3, dtype=torch.long, device=META)

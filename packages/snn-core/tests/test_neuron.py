@@ -417,3 +417,9 @@ def test_deepcopy_and_pickle_after_training_forward(cls):
             node_fresh.w.data.copy_(node.w.data)
         assert torch.equal(other(x.detach()), node_fresh(x.detach()))
     assert out.requires_grad
+
+
+@pytest.mark.parametrize("init_tau", [1.0 + 1e-9, 1e50])
+def test_plif_init_tau_whose_decay_rounds_to_zero_or_one_is_refused(init_tau: float) -> None:
+    with pytest.raises(ValueError, match="init_tau"):
+        neuron.ParametricLIFNode(init_tau=init_tau)

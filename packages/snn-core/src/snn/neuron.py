@@ -480,7 +480,8 @@ class ParametricLIFNode(BaseNode):
 
     Raises:
         TypeError: ``init_tau`` is not a real number or ``decay_input`` not a bool.
-        ValueError: ``init_tau <= 1``.
+        ValueError: ``init_tau <= 1``, or so close to 1 (or so large) that ``sigmoid(w)`` rounds
+            to 1 (or 0).
     """
 
     neuron_kind: ClassVar[str | None] = "plif"
@@ -501,7 +502,13 @@ class ParametricLIFNode(BaseNode):
         decay_input = _flag("decay_input", decay_input)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq)
         self.decay_input = decay_input
-        self.w = nn.Parameter(torch.as_tensor(-math.log(init_tau - 1.0)))
+        w = torch.as_tensor(-math.log(init_tau - 1.0))
+        if not 0.0 < float(torch.sigmoid(w)) < 1.0:
+            raise ValueError(
+                f"init_tau: expected a time constant whose decay 1/init_tau is representable strictly "
+                f"between 0 and 1 in {w.dtype}, got {init_tau!r}"
+            )
+        self.w = nn.Parameter(w)
 
     def _config_parameters(self) -> tuple[bool, float | None]:
         return self.decay_input, None

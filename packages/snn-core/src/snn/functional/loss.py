@@ -182,7 +182,8 @@ def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch
         0-dim tensor in the dtype of ``x_seq``; differentiable.
 
     Raises:
-        TypeError: non-tensor inputs, non-floating logits or non-integer targets.
+        TypeError: non-tensor inputs, non-floating logits, non-integer targets or a target on
+            another device.
         ValueError: ``x_seq`` with fewer than 3 dims, ``T == 0``, or a target shape that does
             not match ``x_seq``.
     """
@@ -197,6 +198,8 @@ def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch
         raise TypeError(f"{fn}: x_seq: expected a floating dtype, got {x_seq.dtype}")
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise TypeError(f"{fn}: target: expected integer class indices, got dtype {target.dtype}")
+    if target.device != x_seq.device:
+        raise TypeError(f"{fn}: target: expected a tensor on {x_seq.device} like x_seq, got one on {target.device}")
     steps = x_seq.shape[0]
     if steps == 0:
         raise ValueError(f"{fn}: x_seq: expected at least one time step, got shape {tuple(x_seq.shape)}")
