@@ -93,6 +93,9 @@ def _charge(d: Dynamics, u_prev: torch.Tensor, x_t: torch.Tensor, out: torch.Ten
     """
     if d.kind == "if":
         torch.add(u_prev, x_t, out=out)
+    elif d.decay_input and d.decay < 0.5:
+        # for weights below 1/2 torch.lerp is defined as u + k (x - u): one fused operation
+        torch.lerp(u_prev, x_t, d.decay, out=out)
     elif d.decay_input:
         torch.sub(x_t, u_prev, out=out)
         torch.add(u_prev, out, alpha=d.decay, out=out)
