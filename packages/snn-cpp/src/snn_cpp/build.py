@@ -1,0 +1,443 @@
+"""Compile generated C with the system's C compiler and load it with :mod:`ctypes`, cached on disk.
+
+Why plain C and ``ctypes`` instead of ``torch.utils.cpp_extension``: the kernels need no torch
+headers (they see raw pointers), and a C file of a few hundred lines compiles in well under a
+second with ``gcc -O3``, where a C++ extension that includes torch's headers takes tens of
+seconds per configuration (see the backend's documentation page for the measurements).
+
+The compiler is ``$SNN_CPP_CC``, else ``$CC``, else the first of ``cc``, ``gcc`` and ``clang`` on
+``PATH`` (a variable may hold a command with arguments, e.g. ``"ccache gcc"``; a variable that
+names a missing program is not silently replaced by another compiler). :func:`toolchain`
+compiles a small test library once per compiler with the best flags that work (OpenMP for
+threads, glibc's vector math library so that loops calling ``exp`` vectorise, ``-march=native``)
+and falls back to fewer of them; without any working compiler :func:`probe` returns the reason
+and the install hint.
+
+Cache: ``$SNN_CPP_CACHE_DIR``, else ``$XDG_CACHE_HOME/snn-cpp``, else ``~/.cache/snn-cpp``. A
+library is stored as ``<source id>-<toolchain id>.so`` with its SHA-256 in ``<name>.so.sha256``
+and its source in ``<name>.c``. Every file is written to a unique temporary name and renamed
+into place (atomic on POSIX), builders of the same library take an advisory lock on
+``<name>.lock`` so concurrent processes compile it once, and a library is loaded only after its
+checksum and its embedded source id match, so a truncated or foreign file is rebuilt instead of
+crashing the process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from snn_cpp.codegen import ABI_VERSION
+
+__all__ = [
+    "CACHE_ENV",
+    "COMPILER_ENV",
+    "INSTALL_HINT",
+    "CompilerNotFoundError",
+    "KernelBuildError",
+    "Toolchain",
+    "cache_dir",
+    "compiler_command",
+    "toolchain",
+    "load_library",
+    "probe",
+    "reset",
+]
+
+logger = logging.getLogger("snn")
+
+#: Environment variable naming the compiler (before ``CC``).
+COMPILER_ENV = "SNN_CPP_CC"
+#: Environment variable naming the cache directory.
+CACHE_ENV = "SNN_CPP_CACHE_DIR"
+#: How to get a compiler, for error messages.
+INSTALL_HINT = (
+    "install a C compiler (Debian/Ubuntu: `apt-get install gcc`; Fedora: `dnf install gcc`; "
+    "conda: `conda install -c conda-forge c-compiler`; macOS: `xcode-select --install`) "
+    f"or point {COMPILER_ENV} or CC at one"
+)
+#: Seconds a compilation may take before it is abandoned.
+COMPILE_TIMEOUT = 300.0
+
+_BASE_FLAGS = (
+    "-std=c99", "-O3", "-fPIC", "-shared", "-fvisibility=hidden",
+    # values stay IEEE (no -ffast-math): these only drop errno updates and trap assumptions,
+    # which lets libm calls and selections vectorise; -ffp-contract=off keeps a * b + c rounded
+    # twice, as torch computes it.
+    "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
+)
+_PROBE_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(SNN_LIBMVEC)
+#define SNN_SIMD __attribute__((__simd__("notinbranch")))
+SNN_SIMD float expf(float); SNN_SIMD float logf(float); SNN_SIMD float sinf(float); SNN_SIMD float cosf(float);
+SNN_SIMD double exp(double); SNN_SIMD double log(double); SNN_SIMD double sin(double); SNN_SIMD double cos(double);
+#endif
+/* every vector function a kernel may call, each in a loop of its own (so that a missing one
+   fails here, not in a kernel), and a loop on the threads a kernel would use; n <= 64 */
+__attribute__((visibility("default"))) int snn_probe(const int64_t n, float *restrict x, double *restrict y,
+                                                     const int threads) {
+    float a[64], b[64], c[64];
+    double d[64], e[64], f[64];
+    for (int64_t i = 0; i < n; ++i) a[i] = logf(x[i] + 2.0f);
+    for (int64_t i = 0; i < n; ++i) b[i] = sinf(x[i]);
+    for (int64_t i = 0; i < n; ++i) c[i] = cosf(x[i]);
+    for (int64_t i = 0; i < n; ++i) d[i] = log(y[i] + 2.0);
+    for (int64_t i = 0; i < n; ++i) e[i] = sin(y[i]);
+    for (int64_t i = 0; i < n; ++i) f[i] = cos(y[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = exp(y[i]) + 0.0 * (d[i] + e[i] + f[i]);
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < n; ++i) x[i] = expf(x[i]) + 0.0f * (a[i] + b[i] + c[i]);
+#ifdef _OPENMP
+    return 1;
+#else
+    (void)threads;
+    return 0;
+#endif
+}
+"""
+
+
+class CompilerNotFoundError(RuntimeError):
+    """No usable C compiler: the message says what was tried and how to install one."""
+
+
+class KernelBuildError(RuntimeError):
+    """The compiler rejected a generated source (a bug: the message holds its diagnostics)."""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """A working compiler and the flags it compiles kernels with.
+
+    Attributes:
+        command: the compiler command (program and leading arguments).
+        version: the first line of ``--version``.
+        flags: compiler flags (before the output and source).
+        libraries: linker arguments (after the source).
+        openmp: whether kernels run on several threads.
+        vector_math: whether loops calling ``exp``, ``log``, ``sin``, ``cos`` vectorise.
+        ident: a hash of everything above and of the CPU (part of every cached file name).
+    """
+
+    command: tuple[str, ...]
+    version: str
+    flags: tuple[str, ...]
+    libraries: tuple[str, ...]
+    openmp: bool
+    vector_math: bool
+    ident: str
+
+
+_lock = threading.Lock()
+_toolchains: dict[tuple[str, ...], Toolchain | Exception] = {}
+_loaded: dict[str, ctypes.CDLL] = {}
+
+
+def reset() -> None:
+    """Forget the detected toolchain and the loaded libraries of this process (tests)."""
+    with _lock:
+        _toolchains.clear()
+        _loaded.clear()
+
+
+def cache_dir() -> Path:
+    """The cache directory (created on first use, private to the user)."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = Path(base) / "snn-cpp"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def compiler_command() -> tuple[str, ...]:
+    """The compiler command to use, resolved on ``PATH``.
+
+    Raises:
+        CompilerNotFoundError: the configured program does not exist, or none is on ``PATH``.
+    """
+    for variable in (COMPILER_ENV, "CC"):
+        configured = os.environ.get(variable)
+        if configured is None or not configured.strip():
+            continue
+        words = shlex.split(configured)
+        program = shutil.which(words[0])
+        if program is None:
+            raise CompilerNotFoundError(
+                f"the C compiler {words[0]!r} named by ${variable} was not found; {INSTALL_HINT}"
+            )
+        return (program, *words[1:])
+    for name in ("cc", "gcc", "clang"):
+        program = shutil.which(name)
+        if program is not None:
+            return (program,)
+    raise CompilerNotFoundError(f"no C compiler found on PATH (looked for cc, gcc, clang); {INSTALL_HINT}")
+
+
+def _cpu_identity() -> str:
+    """What ``-march=native`` depends on: the CPU model and feature flags where readable."""
+    parts = [platform.machine(), platform.processor()]
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            seen = set()
+            for line in handle:
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags", "Features", "CPU implementer", "CPU part") and key not in seen:
+                    seen.add(key)
+                    parts.append(line.strip())
+    except OSError:
+        pass
+    return "\n".join(parts)
+
+
+def _candidate_flags() -> list[tuple[tuple[str, ...], tuple[str, ...], bool, bool]]:
+    """``(flags, libraries, openmp, vector_math)`` to try, best first."""
+    # glibc's libmvec: x86-64 since glibc 2.22, AArch64 since 2.38 (the probe finds out)
+    vector_math = platform.system() == "Linux" and platform.machine() in ("x86_64", "aarch64")
+    candidates: list[tuple[tuple[str, ...], tuple[str, ...], bool, bool]] = []
+    for native in (True, False):
+        arch = ("-march=native",) if native else ()
+        for openmp in (True, False):
+            omp = ("-fopenmp",) if openmp else ()
+            if vector_math:
+                candidates.append(((*_BASE_FLAGS, *arch, *omp, "-DSNN_LIBMVEC"), ("-lmvec", "-lm"), openmp, True))
+            candidates.append(((*_BASE_FLAGS, *arch, *omp), ("-lm",), openmp, False))
+    return candidates
+
+
+def _version(command: tuple[str, ...]) -> str:
+    try:
+        done = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CompilerNotFoundError(f"the C compiler {command[0]!r} cannot be run ({exc}); {INSTALL_HINT}") from exc
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise CompilerNotFoundError(
+            f"the C compiler {command[0]!r} failed on --version (exit {done.returncode}); {INSTALL_HINT}"
+        )
+    return lines[0]
+
+
+def toolchain() -> Toolchain:
+    """The compiler and flags kernels are built with, detected once per process and compiler.
+
+    Tries the flag sets of :func:`_candidate_flags` in order on a small test library (cached
+    like every kernel, so later processes only load it) and keeps the first that compiles,
+    loads and runs.
+
+    Raises:
+        CompilerNotFoundError: no compiler, or none of the flag sets works.
+    """
+    command = compiler_command()
+    with _lock:
+        found = _toolchains.get(command)
+    if isinstance(found, Toolchain):
+        return found
+    if isinstance(found, Exception):
+        raise found
+    try:
+        version = _version(command)
+        cpu = _cpu_identity()
+        errors = []
+        result = None
+        for flags, libraries, openmp, vector_math in _candidate_flags():
+            ident_text = "\n".join([*command, version, *flags, *libraries, str(ABI_VERSION)])
+            if "-march=native" in flags:
+                ident_text += "\n" + cpu
+            ident = hashlib.sha256(ident_text.encode()).hexdigest()[:16]
+            candidate = Toolchain(command, version, flags, libraries, openmp, vector_math, ident)
+            try:
+                library = load_library(_PROBE_SOURCE, None, candidate)
+                values = (ctypes.c_float * 16)(*([1.0] * 16))
+                doubles = (ctypes.c_double * 16)(*([1.0] * 16))
+                library.snn_probe.restype = ctypes.c_int
+                library.snn_probe.argtypes = (ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
+                library.snn_probe(16, ctypes.cast(values, ctypes.c_void_p), ctypes.cast(doubles, ctypes.c_void_p), 1)
+                if abs(values[15] - 2.718281828) > 1e-5 or abs(doubles[15] - 2.718281828459045) > 1e-12:
+                    raise KernelBuildError(f"the test library computed exp(1) = {values[15]}, {doubles[15]}")
+            except (KernelBuildError, OSError) as exc:
+                errors.append(f"{' '.join(flags)}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}")
+                continue
+            result = candidate
+            break
+        if result is None:
+            raise CompilerNotFoundError(
+                f"the C compiler {command[0]!r} ({version}) cannot build a shared library here: "
+                + "; ".join(errors[-2:]) + f"; {INSTALL_HINT}"
+            )
+    except CompilerNotFoundError as exc:
+        with _lock:
+            _toolchains[command] = exc
+        raise
+    with _lock:
+        _toolchains[command] = result
+    if not result.openmp:
+        logger.info("snn-cpp: %s builds without OpenMP: kernels run on one thread", command[0])
+    return result
+
+
+def probe() -> str | None:
+    """``None`` when kernels can be compiled and loaded here, else the reason and the install hint."""
+    try:
+        toolchain()
+    except CompilerNotFoundError as exc:
+        return str(exc)
+    except OSError as exc:  # e.g. the cache directory cannot be created
+        return f"the kernel cache is not usable ({exc}); set {CACHE_ENV} to a writable directory"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the cache
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_os_error():
+            os.unlink(tmp)
+        raise
+
+
+@contextmanager
+def _suppress_os_error() -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        pass
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An advisory exclusive lock on ``path`` (no-op where ``fcntl`` does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _open_checked(path: Path, checksum: str | None, ident: str | None) -> ctypes.CDLL | None:
+    """The library at ``path`` if its checksum (when given) and source id (when given) match."""
+    if checksum is not None and _sha256(path) != checksum:
+        return None
+    library = ctypes.CDLL(str(path))
+    if ident is not None:
+        function = getattr(library, "snn_source_id", None)
+        if function is None:
+            return None
+        function.restype = ctypes.c_char_p
+        function.argtypes = ()
+        if function().decode() != ident:
+            return None
+    return library
+
+
+def _try_cached(path: Path, ident: str | None) -> ctypes.CDLL | None:
+    sums = path.with_name(path.name + ".sha256")
+    try:
+        checksum = sums.read_text().strip()
+        if not path.is_file() or len(checksum) != 64:
+            return None
+        return _open_checked(path, checksum, ident)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _compile(source: str, path: Path, chain: Toolchain, ident: str | None) -> ctypes.CDLL:
+    source_path = path.with_suffix(".c")
+    _write_atomic(source_path, source.encode())
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp.so")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        command = [*chain.command, *chain.flags, "-o", str(tmp), str(source_path), *chain.libraries]
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise KernelBuildError(f"compiling {source_path} took more than {COMPILE_TIMEOUT:.0f} s") from exc
+        except OSError as exc:
+            raise CompilerNotFoundError(f"the C compiler {chain.command[0]!r} cannot be run ({exc}); {INSTALL_HINT}") from exc
+        if done.returncode != 0:
+            diagnostics = (done.stderr or done.stdout).strip()[-4000:]
+            raise KernelBuildError(f"{' '.join(command)} failed (exit {done.returncode}):\n{diagnostics}")
+        checksum = _sha256(tmp)
+        library = _open_checked(tmp, None, ident)
+        if library is None:
+            raise KernelBuildError(f"the library built from {source_path} does not carry its source id")
+        os.replace(tmp, path)
+        _write_atomic(path.with_name(path.name + ".sha256"), (checksum + "\n").encode())
+        logger.debug("snn-cpp: compiled %s in %.2f s", path.name, time.perf_counter() - start)
+        return library
+    finally:
+        with _suppress_os_error():
+            tmp.unlink()
+
+
+def load_library(source: str, ident: str | None, chain: Toolchain | None = None) -> ctypes.CDLL:
+    """The library compiled from ``source``: from this process, from the cache, or built now.
+
+    Args:
+        source: C source.
+        ident: the source id the library must return from ``snn_source_id()`` (``None``: the
+            source has no such function; the file name still derives from its hash).
+        chain: the toolchain (default: :func:`toolchain`).
+
+    Raises:
+        CompilerNotFoundError: no usable compiler.
+        KernelBuildError: the compiler rejected the source.
+    """
+    chain = toolchain() if chain is None else chain
+    digest = hashlib.sha256(source.encode()).hexdigest()[:32]
+    name = f"{digest}-{chain.ident}"
+    with _lock:
+        found = _loaded.get(name)
+    if found is not None:
+        return found
+    directory = cache_dir()
+    path = directory / f"{name}.so"
+    library = _try_cached(path, ident)
+    if library is None:
+        with _file_lock(directory / f"{name}.lock"):
+            library = _try_cached(path, ident)  # another process may have built it meanwhile
+            if library is None:
+                library = _compile(source, path, chain, ident)
+    with _lock:
+        library = _loaded.setdefault(name, library)
+    return library
+

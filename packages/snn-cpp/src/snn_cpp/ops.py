@@ -1,0 +1,308 @@
+"""The compiled kernels as PyTorch custom operators, with fake implementations and autograd.
+
+Two operators, opaque to ``torch.compile`` (it traces through them without graph breaks, using
+the fake implementations for shapes):
+
+- ``snn_cpp::forward(x, states, learnables, key, save, store)`` with ``x`` ``[T, N]``, the
+  states ``[N]`` each and the learnable parameters ``[1]`` each (all in ``x``'s dtype) returns
+  ``[spikes [T, N], *last states [N], *state sequences [T, N] (when store),
+  *saved charged values [T, N] (when save)]``;
+- ``snn_cpp::backward(saved, x, initial, learnables, grad_spikes, grad_last, grad_seqs, key)``
+  returns ``[grad_x [T, N], *grad of each initial state [N], *grad of each learnable [1]]``.
+
+``key`` names a configuration registered by :func:`configuration_key` (a string, so the graph
+holds a constant). The forward's autograd formula calls the backward operator; absent incoming
+gradients stay absent (``None``), so the kernels skip their terms as autograd would. Double
+backward is not supported.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from snn.models import KernelPlan, NeuronConfig, kernel_plan
+from snn_cpp.build import load_library
+from snn_cpp.codegen import MAX_BLOCK, KernelLayout, embedded_id, generate_source, layout_of, source_id
+from snn_cpp.memory import empty_like
+
+__all__ = [
+    "DTYPE_NAMES",
+    "SERIAL_WORK",
+    "STACK_BYTES",
+    "CompiledKernels",
+    "configuration_key",
+    "compiled_kernels",
+    "block_size",
+    "forward",
+    "backward",
+]
+
+#: Storage dtypes of the kernels, by the name :func:`snn_cpp.codegen.generate_source` takes.
+DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
+
+#: Below this many neuron-steps a call runs on one thread (a parallel region costs more).
+SERIAL_WORK = 1 << 15
+
+#: Stack bytes a block's buffers may take (see :func:`block_size`).
+STACK_BYTES = 512 << 10
+
+
+_lock = threading.Lock()
+_keys: dict[NeuronConfig, str] = {}
+_plans: dict[str, KernelPlan] = {}
+_kernels: dict[tuple[str, torch.dtype], CompiledKernels] = {}
+
+
+@dataclass(frozen=True)
+class CompiledKernels:
+    """The loaded entry points of one configuration and dtype.
+
+    Attributes:
+        layout: what the pointer tables hold.
+        library: the loaded shared library (kept alive here).
+        forward: ``snn_forward(T, N, block, threads, save, store, ptrs)``.
+        backward: ``snn_backward(T, N, block, threads, flags, ptrs)``.
+    """
+
+    layout: KernelLayout
+    library: ctypes.CDLL
+    forward: Any
+    backward: Any
+
+
+@torch.compiler.assume_constant_result  # type: ignore[untyped-decorator]  # torch leaves it untyped
+def configuration_key(config: NeuronConfig) -> str:
+    """The operators' name for ``config``: its model and the id of its float64 source (whose
+    literals are the plan's numbers exactly, so configurations share a key only when their plans
+    render the same in every dtype).
+
+    ``torch.compile`` calls this while tracing and keeps the result as a constant of the graph.
+    """
+    found = _keys.get(config)
+    if found is not None:
+        return found
+    plan = kernel_plan(config)
+    key = f"{config.model.name}-{source_id(generate_source(plan, 'float64'))[:20]}"
+    with _lock:
+        _plans.setdefault(key, plan)
+        _keys[config] = key
+    return key
+
+
+def _plan(key: str) -> KernelPlan:
+    try:
+        return _plans[key]
+    except KeyError:
+        raise ValueError(
+            f"key: expected a configuration key made by snn_cpp.ops.configuration_key in this process, got {key!r}"
+        ) from None
+
+
+def compiled_kernels(key: str, dtype: torch.dtype) -> CompiledKernels:
+    """The kernels of configuration ``key`` for ``dtype``, compiled or loaded on first use."""
+    found = _kernels.get((key, dtype))
+    if found is not None:
+        return found
+    plan = _plan(key)
+    source = generate_source(plan, DTYPE_NAMES[dtype])
+    library = load_library(source, embedded_id(source))
+    forward_fn = library.snn_forward
+    forward_fn.restype = None
+    forward_fn.argtypes = (
+        ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p
+    )
+    backward_fn = library.snn_backward
+    backward_fn.restype = None
+    backward_fn.argtypes = (ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+    kernels = CompiledKernels(layout_of(plan), library, forward_fn, backward_fn)
+    with _lock:
+        return _kernels.setdefault((key, dtype), kernels)
+
+
+def block_size(n: int, layout: KernelLayout) -> int:
+    """Neurons per block for ``n`` neurons: about a sixteenth of them (so that up to 16 threads
+    share the work evenly), a multiple of 64, between 1024 and :data:`~snn_cpp.codegen.MAX_BLOCK`,
+    and small enough that a block's buffers (states, or the backward pass's carried gradients and
+    per-neuron sums) stay within 512 KiB of stack. It depends on ``n`` and the model only, never
+    on the number of threads, so sums over blocks are reproducible."""
+    per_neuron = 8 * (layout.states + layout.learnables)
+    cap = max(64, (STACK_BYTES // per_neuron) // 64 * 64)
+    wanted = -(-n // 16)
+    wanted = -(-wanted // 64) * 64
+    return max(64, min(MAX_BLOCK, cap, max(1024, wanted)))
+
+
+def _threads(steps: int, n: int, block: int) -> int:
+    if steps * n < SERIAL_WORK:
+        return 1
+    return max(1, min(torch.get_num_threads(), -(-n // block)))
+
+
+def _pointers(tensors: list[torch.Tensor | None]) -> Any:
+    table = (ctypes.c_void_p * max(1, len(tensors)))()
+    for index, tensor in enumerate(tensors):
+        table[index] = None if tensor is None else tensor.data_ptr()
+    return table
+
+
+def _layout(key: str) -> KernelLayout:
+    return layout_of(_plan(key))
+
+
+# ---------------------------------------------------------------------------------------------
+# forward
+
+
+@torch.library.custom_op("snn_cpp::forward", mutates_args=())
+def forward(
+    x: torch.Tensor, states: list[torch.Tensor], learnables: list[torch.Tensor], key: str, save: bool, store: bool
+) -> list[torch.Tensor]:
+    """Run the forward kernel (see the module docstring for arguments and results)."""
+    kernels = compiled_kernels(key, x.dtype)
+    layout = kernels.layout
+    x = x.contiguous()
+    states = [s.contiguous() for s in states]
+    steps, n = x.shape
+    spikes = empty_like(x)
+    last = [torch.empty_like(s) for s in states]
+    seqs = [empty_like(x) for _ in states] if store else []
+    saved = [empty_like(x) for _ in layout.saved] if save else []
+    if n > 0:
+        params = torch.cat([p.reshape(1) for p in learnables]).contiguous() if learnables else None
+        table: list[torch.Tensor | None] = [x, *states, params, spikes, *last]
+        table += seqs if store else [None] * layout.states
+        table += saved if save else [None] * len(layout.saved)
+        block = block_size(n, layout)
+        kernels.forward(steps, n, block, _threads(steps, n, block), int(save), int(store), _pointers(table))
+    return [spikes, *last, *seqs, *saved]
+
+
+@forward.register_fake
+def _forward_fake(
+    x: torch.Tensor, states: list[torch.Tensor], learnables: list[torch.Tensor], key: str, save: bool, store: bool
+) -> list[torch.Tensor]:
+    layout = _layout(key)
+    spikes = torch.empty_like(x, memory_format=torch.contiguous_format)
+    last = [torch.empty_like(s, memory_format=torch.contiguous_format) for s in states]
+    seqs = [torch.empty_like(spikes) for _ in states] if store else []
+    saved = [torch.empty_like(spikes) for _ in layout.saved] if save else []
+    return [spikes, *last, *seqs, *saved]
+
+
+def _setup_forward(ctx: Any, inputs: tuple[Any, ...], output: list[torch.Tensor]) -> None:
+    x, states, learnables, key, save, store = inputs
+    layout = _layout(key)
+    m = layout.states
+    saved = output[1 + m + (m if store else 0):] if save else []
+    ctx.set_materialize_grads(False)
+    ctx.mark_non_differentiable(*saved)
+    ctx.key, ctx.save, ctx.store, ctx.m = key, save, store, m
+    ctx.n_learnables = len(learnables)
+    tensors = [*saved, *(states[i] for i in layout.initial_needed), *learnables]
+    if layout.save_input:
+        tensors.append(x)
+    ctx.save_for_backward(*tensors)
+
+
+def _backward_forward(ctx: Any, grads: list[torch.Tensor | None]) -> tuple[Any, ...]:
+    if not ctx.save:
+        raise RuntimeError(
+            "snn_cpp::forward ran with save=False, so it kept nothing for a backward pass; call it with save=True "
+            "when a gradient is needed (snn_cpp.kernel.multi_step does)"
+        )
+    layout = _layout(ctx.key)
+    m = ctx.m
+    tensors = list(ctx.saved_tensors)
+    n_saved, n_init = len(layout.saved), len(layout.initial_needed)
+    saved = tensors[:n_saved]
+    initial = tensors[n_saved : n_saved + n_init]
+    learnables = tensors[n_saved + n_init : n_saved + n_init + ctx.n_learnables]
+    x = tensors[-1] if layout.save_input else None
+    grad_spikes = grads[0]
+    grad_last = list(grads[1 : 1 + m])
+    grad_seqs = list(grads[1 + m : 1 + 2 * m]) if ctx.store else [None] * m
+    if grad_spikes is None and all(g is None for g in (*grad_last, *grad_seqs)):
+        return None, [None] * m, [None] * ctx.n_learnables, None, None, None
+    out = backward(saved, x, initial, learnables, grad_spikes, grad_last, grad_seqs, ctx.key)
+    return out[0], list(out[1 : 1 + m]), list(out[1 + m :]), None, None, None
+
+
+torch.library.register_autograd("snn_cpp::forward", _backward_forward, setup_context=_setup_forward)
+
+
+# ---------------------------------------------------------------------------------------------
+# backward
+
+
+def _incoming(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    return None if grad is None else grad.to(like.dtype).contiguous()
+
+
+@torch.library.custom_op("snn_cpp::backward", mutates_args=())
+def backward(
+    saved: list[torch.Tensor],
+    x: torch.Tensor | None,
+    initial: list[torch.Tensor],
+    learnables: list[torch.Tensor],
+    grad_spikes: torch.Tensor | None,
+    grad_last: list[torch.Tensor | None],
+    grad_seqs: list[torch.Tensor | None],
+    key: str,
+) -> list[torch.Tensor]:
+    """Run the backward kernel (see the module docstring for arguments and results)."""
+    like = saved[0]
+    kernels = compiled_kernels(key, like.dtype)
+    layout = kernels.layout
+    m = layout.states
+    steps, n = like.shape
+    saved = [s.contiguous() for s in saved]
+    initial = [s.contiguous() for s in initial]
+    grad_x = empty_like(like)
+    grad_initial = [torch.empty((n,), dtype=like.dtype) for _ in range(m)]
+    n_p = layout.learnables
+    dp = torch.zeros((max(n_p, 1),), dtype=torch.float64)
+    if n > 0:
+        gs = _incoming(grad_spikes, like)
+        gl = [_incoming(g, like) for g in grad_last]
+        gq = [_incoming(g, like) for g in grad_seqs]
+        params = torch.cat([p.reshape(1) for p in learnables]).contiguous() if learnables else None
+        block = block_size(n, layout)
+        blocks = -(-n // block)
+        partial = torch.empty((blocks * max(n_p, 1),), dtype=torch.float64)
+        table: list[torch.Tensor | None] = [*saved]
+        if layout.save_input:
+            table.append(None if x is None else x.contiguous())
+        table += [*initial, params, gs, *gl, *gq, grad_x, *grad_initial, partial, dp]
+        flags = (ctypes.c_int32 * (1 + 2 * m))(gs is not None, *(g is not None for g in gl), *(g is not None for g in gq))
+        threads = _threads(steps, n, block)
+        kernels.backward(steps, n, block, threads, ctypes.cast(flags, ctypes.c_void_p), _pointers(table))
+    else:
+        grad_x.zero_()
+        for g in grad_initial:
+            g.zero_()
+    grad_p = [dp[k : k + 1].to(like.dtype, copy=True) for k in range(n_p)]
+    return [grad_x, *grad_initial, *grad_p]
+
+
+@backward.register_fake
+def _backward_fake(
+    saved: list[torch.Tensor],
+    x: torch.Tensor | None,
+    initial: list[torch.Tensor],
+    learnables: list[torch.Tensor],
+    grad_spikes: torch.Tensor | None,
+    grad_last: list[torch.Tensor | None],
+    grad_seqs: list[torch.Tensor | None],
+    key: str,
+) -> list[torch.Tensor]:
+    layout = _layout(key)
+    like = saved[0]
+    grad_x = torch.empty_like(like, memory_format=torch.contiguous_format)
+    grad_initial = [like.new_empty((like.shape[1],)) for _ in range(layout.states)]
+    grad_p = [like.new_empty((1,)) for _ in range(layout.learnables)]
+    return [grad_x, *grad_initial, *grad_p]
