@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import torch
+from if_lif_plif import family_serves
 
 from snn import functional, layer, neuron
 from snn.base import extract_memories, load_memories, named_memories
@@ -41,7 +42,7 @@ FEATURES = 5
 
 def _kinds(backend: str) -> set[str]:
     info = get_registry().backend(backend)
-    return {kind for kind in ("if", "lif", "plif") if info.serves(kind, "multi_step")}
+    return {kind for kind in ("if", "lif", "plif") if family_serves(info, kind)}
 
 
 def build_network(backend: str = "torch", device: str = "cpu", seed: int = 0, store_v_seq: bool = False) -> torch.nn.Sequential:

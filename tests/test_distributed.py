@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -241,13 +242,13 @@ def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
     ids=["bptt-lif-plif-tet", "ottt-online"],
 )
 def test_ddp_matches_single_process(
-    ddp_results: list[dict[str, object]], scenario: str, build, train, record_property  # type: ignore[no-untyped-def]
+    ddp_results: list[dict[str, object]], scenario: str, build: Any, train: Any, record_property: Any
 ) -> None:
     model = build()
     initial = state(model)
     reference_losses = train(model, model, None)
     reference = state(model)
-    ranks = [r[scenario] for r in ddp_results]  # type: ignore[index]
+    ranks = [r[scenario] for r in ddp_results]  # type: ignore[index]  # JSON-loaded results: dicts
     # the ranks hold identical replicas (DDP's all-reduce keeps them in lock step)
     assert _max_difference(ranks[0]["state"], ranks[1]["state"]) == 0.0
     # training did move the weights (a test that cannot fail would compare initial values)
@@ -269,7 +270,7 @@ def test_ddp_matches_single_process(
 def test_neuron_state_is_per_rank_and_not_broadcast(ddp_results: list[dict[str, object]]) -> None:
     """Neuron potentials are memories, not buffers: state_dict (what DDP syncs) has no ``v``."""
     for result in ddp_results:
-        keys = set(result["bptt"]["state"])  # type: ignore[index]
+        keys = set(result["bptt"]["state"])  # type: ignore[index]  # as above
         assert not any(k.endswith(".v") or k == "v" for k in keys), keys
         assert "3.w" in keys
 

@@ -1,10 +1,13 @@
 """The training loop of ``snn train``: BPTT or any registered online learner on the digits.
 
-:func:`train` is the programmatic entry point (``snn train`` is a thin command around it): it
-resolves the backend, loss and learner through the plugin registry (typed errors listing the
-known names when one is missing), builds the network, trains it for a number of epochs, and
+:func:`train` is the programmatic entry point (``snn train`` is a command around it): it
+resolves the backend, loss and learner through the plugin registry (:mod:`snn.train.resolve`:
+typed errors listing the known names when one is missing), builds the network, trains it for a number of epochs, and
 returns a :class:`TrainResult` with the learning curves, firing rates and the spikes of one test
-sample per layer.
+sample per layer. Given a run directory it writes a checkpoint after every epoch and the model
+file at the end (:mod:`snn.train.checkpoint`), and it continues from a checkpoint exactly where
+the run stopped. Given a :class:`~snn.train.distributed.DistributedContext` it runs as one
+process of a data-parallel group.
 """
 
 from __future__ import annotations
@@ -12,32 +15,45 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from snn.train.data import ENCODINGS, DigitsSplit, batch_indices, encode, load_digits_split
-from snn.train.models import MODELS, build_layers, default_neuron_factory, record_spikes, spiking_layers
+from snn.train.data import ENCODINGS, NUM_CLASSES, DigitsSplit, batch_indices, load_digits_split
+from snn.train.distributed import DataParallelUnsupportedError, DistributedContext
+from snn.train.models import MODELS, record_spikes
+from snn.train.resolve import (
+    SEQUENCE_CLASSIFICATION,
+    LearnerNotFoundError,
+    resolve_backend,
+    resolve_device,
+    resolve_learner,
+    resolve_loss,
+)
+from snn.train.runner import Runner, encode_batch, evaluate_network, surrogate_name
 
 __all__ = [
     "SEQUENCE_CLASSIFICATION",
+    "MIN_LIMIT",
     "TrainConfig",
     "EpochRecord",
     "TrainResult",
+    "LearnerNotFoundError",
     "resolve_loss",
     "resolve_backend",
     "resolve_learner",
     "resolve_device",
+    "check_settings",
     "train",
 ]
 
-#: The loss signature ``snn train --loss`` accepts: ``loss(y_seq [T, N, C], target [N])``.
-SEQUENCE_CLASSIFICATION = "sequence_classification"
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: The smallest ``limit`` (two images per class, so that each class has a test image).
+MIN_LIMIT = 2 * NUM_CLASSES
 
 
 @dataclass
@@ -48,7 +64,8 @@ class TrainConfig:
         model: ``"mlp"`` or ``"conv"``.
         T: time steps each image is presented for.
         epochs: passes over the training set.
-        batch_size: images per optimizer step (BPTT) or per sequence (online learners).
+        batch_size: images per optimizer step (BPTT) or per sequence (online learners); with
+            several processes, the global batch they share.
         lr: Adam learning rate.
         backend: a registered backend name or ``"auto"``.
         loss: a registered loss with signature ``"sequence_classification"``.
@@ -56,12 +73,14 @@ class TrainConfig:
         encoding: ``"direct"`` or ``"rate"``.
         device: ``"auto"`` (CUDA when available, else CPU) or a torch device string.
         seed: seeds the weights, the split, the batch order and rate coding.
-        limit: use only this many images in total (quick runs); ``None`` uses all 1797.
+        limit: use only this many images in total (at least :data:`MIN_LIMIT`, for quick
+            runs); ``None`` uses all 1797.
         hidden: width of the MLP's hidden layer.
         threads: CPU threads torch may use during the run (restored afterwards); ``None``
             keeps torch's setting. One thread is the fastest choice for these small tensors,
             and by far the fastest on a CPU shared with other work.
-        progress: show a tqdm progress bar per epoch on stderr.
+        progress: show a tqdm progress bar per epoch on stderr (display only: not saved with
+            the run).
     """
 
     model: str = "mlp"
@@ -80,12 +99,24 @@ class TrainConfig:
     threads: int | None = 1
     progress: bool = False
 
+    #: The fields saved with a run (everything but the display setting ``progress``).
+    SAVED_FIELDS = (
+        "model", "T", "epochs", "batch_size", "lr", "backend", "loss", "learner", "encoding", "device",
+        "seed", "limit", "hidden", "threads",
+    )
+    #: Saved fields a resumed run may change: more (or fewer) epochs, and the thread count.
+    RESUMABLE_CHANGES = ("epochs", "threads")
+
     def validate(self) -> None:
         """Check the plain fields (names resolved through the registry are checked by :func:`train`).
 
         Raises:
             ValueError: a field is out of range, naming it, what was expected and what came.
+            TypeError: a name field is not a string.
         """
+        for name in ("model", "backend", "loss", "learner", "encoding", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name}: expected a string, got {type(getattr(self, name)).__name__}")
         if self.model not in MODELS:
             raise ValueError(f"model: expected one of {MODELS}, got {self.model!r}")
         if self.encoding not in ENCODINGS:
@@ -94,12 +125,34 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed: expected an integer, got {self.seed!r}")
+        if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: expected a finite number > 0, got {self.lr!r}")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 20):
-            raise ValueError(f"limit: expected None or an integer >= 20, got {self.limit!r}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < MIN_LIMIT):
+            raise ValueError(f"limit: expected None or an integer >= {MIN_LIMIT}, got {self.limit!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads: expected None or an integer >= 1, got {self.threads!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The saved fields as plain data (what run files store)."""
+        return {name: getattr(self, name) for name in self.SAVED_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """The configuration :meth:`to_dict` saved, checked.
+
+        Raises:
+            ValueError: keys missing or unknown, or a value out of range.
+            TypeError: a value of the wrong type.
+        """
+        missing = sorted(set(cls.SAVED_FIELDS) - set(data))
+        unknown = sorted(set(data) - set(cls.SAVED_FIELDS))
+        if missing or unknown:
+            raise ValueError(f"config: expected the keys {list(cls.SAVED_FIELDS)}; missing {missing}, unknown {unknown}")
+        config = cls(**{name: data[name] for name in cls.SAVED_FIELDS})
+        config.validate()
+        return config
 
 
 @dataclass
@@ -120,6 +173,11 @@ class EpochRecord:
     test_accuracy: float
     seconds: float
 
+    def metrics(self) -> dict[str, Any]:
+        """The record without its wall time (what the run computed)."""
+        return {"epoch": self.epoch, "train_loss": self.train_loss, "train_accuracy": self.train_accuracy,
+                "test_accuracy": self.test_accuracy}
+
 
 @dataclass
 class TrainResult:
@@ -129,8 +187,8 @@ class TrainResult:
         config: the configuration that ran (``backend`` as asked).
         backend: the backend the neurons ran on (``"auto"`` resolved).
         device: the device used.
-        history: one record per epoch.
-        seconds: total wall time, data loading included.
+        history: one record per epoch (those of the checkpoint a run continued from included).
+        seconds: wall time of this call, data loading included.
         n_train: number of training images.
         n_test: number of test images.
         firing_rates: ``layer name -> mean firing rate`` over the test set (spikes per neuron
@@ -138,6 +196,9 @@ class TrainResult:
         sample_spikes: ``layer name -> [T, neurons]`` spikes of the first test image.
         sample_label: the label of that image.
         model: the trained network.
+        world_size: number of data-parallel processes.
+        resumed_after: epochs the checkpoint it continued from had completed (0: a new run).
+        run_dir: where the checkpoint and ``model.pt`` were written, if anywhere.
     """
 
     config: TrainConfig
@@ -151,21 +212,27 @@ class TrainResult:
     sample_spikes: dict[str, torch.Tensor] = field(repr=False)
     sample_label: int = -1
     model: nn.Module | None = field(default=None, repr=False)
+    world_size: int = 1
+    resumed_after: int = 0
+    run_dir: Path | None = None
 
     @property
     def test_accuracy(self) -> float:
         """Test accuracy after the last epoch."""
         return self.history[-1].test_accuracy if self.history else float("nan")
 
-    def summary(self) -> dict[str, Any]:
-        """A JSON-serialisable summary (what ``snn train --json`` prints and metrics.json holds)."""
+    def metrics(self) -> dict[str, Any]:
+        """What the run computed, without wall times: the content of ``metrics.json``.
+
+        The same run (same settings, same machine) gives the same dictionary, whether it ran
+        at once or was killed and resumed.
+        """
         from snn import __version__
 
         return {
             "test_accuracy": self.test_accuracy,
             "train_accuracy": self.history[-1].train_accuracy if self.history else float("nan"),
             "epochs": len(self.history),
-            "seconds": round(self.seconds, 3),
             "backend": self.backend,
             "learner": self.config.learner,
             "loss": self.config.loss,
@@ -174,339 +241,355 @@ class TrainResult:
             "T": self.config.T,
             "seed": self.config.seed,
             "device": self.device,
+            "world_size": self.world_size,
             "n_train": self.n_train,
             "n_test": self.n_test,
             "firing_rates": self.firing_rates,
-            "history": [asdict(r) for r in self.history],
-            "config": asdict(self.config),
+            "history": [r.metrics() for r in self.history],
+            "config": self.config.to_dict(),
             "snn_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
 
+    def summary(self) -> dict[str, Any]:
+        """:meth:`metrics` plus wall times (what ``snn train --json`` prints): ``seconds`` of
+        this call and each epoch's ``seconds`` in ``history``."""
+        return {**self.metrics(), "seconds": round(self.seconds, 3), "history": [asdict(r) for r in self.history]}
 
-def resolve_loss(name: str) -> LossFn:
-    """The registered loss ``name``, checked to take ``(y_seq [T, N, C], target [N])``.
 
-    Raises:
-        snn.errors.RegistryEntryNotFoundError: no plugin registered ``name`` (lists the losses
-            ``snn train`` accepts).
-        ValueError: ``name`` is registered with another signature (lists the accepted ones).
-    """
-    from snn.errors import RegistryEntryNotFoundError
-    from snn.plugins import get_registry
+@dataclass
+class _Setup:
+    device: torch.device
+    data: DigitsSplit
+    runner: Runner
 
-    registry = get_registry()
-    accepted = sorted(n for n, item in registry.losses.items() if item.metadata.get("signature") == SEQUENCE_CLASSIFICATION)
-    if name not in registry.losses:
-        raise RegistryEntryNotFoundError(
-            "loss", name, accepted,
-            f"snn train accepts losses registered with signature={SEQUENCE_CLASSIFICATION!r}; "
-            + (registry.failure_hint() or "plugins add more through the snn_register_losses hook"),
-        )
-    item = registry.loss(name)
-    if name not in accepted:
+
+def _check_data_parallel(config: TrainConfig, learner: Any, n_train: int, world_size: int) -> None:
+    if world_size <= 1:
+        return
+    if learner is not None:
+        from snn.plugins import get_registry
+
+        if get_registry().learner(config.learner).metadata.get("data_parallel") is not True:
+            raise DataParallelUnsupportedError(
+                f"learner {config.learner!r} cannot train data-parallel ({world_size} processes): its plugin does "
+                "not register it with data_parallel=True. Under DistributedDataParallel every call of the network "
+                "must be followed by exactly one backward pass, and the learner's state must stay equal in every "
+                "process; a learner that guarantees both declares it. Train it in one process"
+            )
+    batch = config.batch_size
+    smallest = min(batch, n_train) if n_train % batch == 0 or batch >= n_train else n_train % batch
+    if smallest < world_size:
         raise ValueError(
-            f"loss: {name!r} is registered with signature {item.metadata.get('signature')!r}, but snn "
-            f"train needs signature {SEQUENCE_CLASSIFICATION!r} (loss(y_seq [T, N, C], target [N])); "
-            f"losses that have it: {', '.join(map(repr, accepted)) or '(none)'}"
+            f"batch_size: with {world_size} processes every batch needs at least {world_size} images (one per "
+            f"process), but {n_train} training images in batches of {batch} leave a batch of {smallest}; "
+            "choose another batch size or image limit"
         )
-    return item.implementation
 
 
-def resolve_backend(name: str, device: torch.device, step_mode: str, surrogate: str | None) -> str:
-    """Check that backend ``name`` is installed and can run here; resolve ``"auto"``.
+def _prepare(config: TrainConfig, device: torch.device, world_size: int) -> _Setup:
+    loss_fn = resolve_loss(config.loss)
+    learner = resolve_learner(config.learner)
+    torch.manual_seed(config.seed)
+    data = load_digits_split(config.seed, limit=config.limit).to(device)
+    _check_data_parallel(config, learner, len(data.y_train), world_size)
+    runner = Runner(
+        config, device, loss_fn, learner,
+        backend=lambda model, step_mode: resolve_backend(config.backend, device, step_mode, surrogate_name(model)),
+    )
+    return _Setup(device, data, runner)
+
+
+def check_settings(config: TrainConfig, *, world_size: int = 1) -> None:
+    """Everything :func:`train` checks before its first epoch, without training.
+
+    Validates the fields, resolves the device, loss, learner and backend, loads the data and
+    builds the network; ``snn train --nproc`` calls it before starting worker processes.
 
     Args:
-        name: a backend name or ``"auto"``.
-        device: where the network runs.
-        step_mode: ``'m'`` or ``'s'`` (the kernel mode the LIF neurons need).
-        surrogate: class name of the neurons' surrogate function.
-
-    Returns:
-        The backend name the neurons run on.
+        config: the settings.
+        world_size: number of data-parallel processes that will train.
 
     Raises:
-        snn.errors.BackendNotFoundError: unknown name (lists the installed ones).
-        snn.errors.BackendUnavailableError: installed but its probe failed here.
-        snn.errors.UnsupportedOperationError: it lacks the LIF kernel, the device or the dtype.
+        The errors of :func:`train`, and
+        DataParallelUnsupportedError: ``world_size > 1`` with a learner that does not declare
+            ``data_parallel=True``.
+        ValueError: ``world_size > 1`` and a batch would hold fewer images than processes.
     """
-    from snn.errors import UnsupportedOperationError
-    from snn.plugins import get_registry
-
-    registry = get_registry()
-    mode = "multi_step" if step_mode == "m" else "single_step"
-    if name == "auto":
-        return registry.auto_backend("lif", mode, device.type, torch.float32, surrogate)
-    if not isinstance(name, str):
-        raise TypeError(f"backend: expected a string, got {type(name).__name__}")
-    info = registry.backend(name)
-    info.raise_if_unavailable()
-    if name == "torch":  # the reference backend runs every neuron in both step modes
-        return name
-    if not info.serves("lif", mode):
-        raise UnsupportedOperationError(name, f"neuron kind 'lif' in mode {mode!r}", registry.backends_serving("lif", mode))
-    registry.check_kernel_inputs(name, device.type, torch.float32, surrogate)
-    return name
-
-
-def resolve_learner(name: str) -> Any:
-    """``None`` for ``"bptt"``, else the registered :class:`snn.learning.OnlineLearner`.
-
-    Raises:
-        snn.errors.OnlineLearnerNotFoundError: unknown name (lists ``bptt`` and the installed
-            learners, and ``pip install "snn-core[online]"``).
-    """
-    if name == "bptt":
-        return None
-    from snn.errors import OnlineLearnerNotFoundError
-    from snn.plugins import get_registry
-
-    registry = get_registry()
-    if not isinstance(name, str) or name not in registry.learners:
-        raise OnlineLearnerNotFoundError(
-            str(name), [*registry.learners, "bptt"],
-            "'bptt' (back-propagation through time) is built in" + (f"; {registry.failure_hint()}" if registry.failures else ""),
-        )
-    return registry.learner(name).implementation
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; anything else is parsed by torch.
-
-    Raises:
-        ValueError: not a device string, or CUDA asked for but not available.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} asked for, but torch sees no CUDA device here")
-    return device
-
-
-def _surrogate_name(model: nn.Module) -> str | None:
-    for _, neuron in spiking_layers(model):
-        surrogate = getattr(neuron, "surrogate_function", None)
-        return None if surrogate is None else type(surrogate).__name__
-    return None
-
-
-def _predict(y_seq: torch.Tensor, time_dim: int = 0) -> torch.Tensor:
-    return y_seq.float().mean(time_dim).argmax(-1)
-
-
-def _unwrap(y: Any) -> torch.Tensor:
-    return y[0] if isinstance(y, (list, tuple)) else y
-
-
-class _Runner:
-    """Runs one network with one rule: a training step per batch, and evaluation."""
-
-    def __init__(self, config: TrainConfig, device: torch.device, loss_fn: LossFn, learner: Any) -> None:
-        from snn import functional
-
-        self.config = config
-        self.device = device
-        self.loss_fn = loss_fn
-        self.learner = learner
-        self.step_mode = "m" if learner is None else "s"
-        if learner is None:
-            layers = build_layers(config.model, "m", default_neuron_factory("m"), hidden=config.hidden)
-            self.model: nn.Module = nn.Sequential(*layers)
-        else:
-            layers = build_layers(
-                config.model, "s", lambda: learner.make_neuron(tau=2.0), hidden=config.hidden, batch_norm=False
+    config.validate()
+    device = resolve_device(config.device)
+    if device.type == "cuda" and world_size > 1:
+        if device.index is not None:
+            raise ValueError(
+                f"device: {config.device!r} names one GPU, but each of the {world_size} processes uses the GPU of "
+                "its local rank; ask for 'cuda' or 'auto'"
             )
-            self.model = learner.wrap_model(layers)
-        self.model.to(device)
-        self.backend = resolve_backend(config.backend, device, self.step_mode, _surrogate_name(self.model))
-        if self.step_mode == "m":
-            functional.set_backend(self.model, self.backend)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.state = learner.init_state(self.model, self.optimizer) if learner is not None else None
-        self._functional = functional
-
-    def train_batch(self, x_seq: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-        """One update on a batch ``x_seq [T, N, *]``, ``y [N]``; returns (loss, right answers)."""
-        self.model.train()
-        self._functional.reset_net(self.model)
-        if self.learner is None:
-            y_seq = self.model(x_seq)
-            loss = self.loss_fn(y_seq, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            return float(loss.detach()), int((_predict(y_seq.detach()) == y).sum())
-        T = x_seq.shape[0]
-        time_dim = self.learner.time_dim
-        loss_fn = self.loss_fn
-
-        def f_loss_t(y_t: Any, target_t: torch.Tensor) -> torch.Tensor:
-            return loss_fn(_unwrap(y_t).unsqueeze(0), target_t) / T
-
-        if time_dim == 0:
-            x_in, target_seq = x_seq, y.unsqueeze(0).expand(T, -1)
-        else:
-            x_in, target_seq = x_seq.transpose(0, 1), y.unsqueeze(1).expand(-1, T)
-        loss, y_out = self.learner.train_sequence(self.model, self.optimizer, x_in, target_seq, f_loss_t, state=self.state)
-        self._functional.reset_net(self.model)
-        right = int((_predict(y_out, time_dim) == y).sum()) if y_out is not None else 0
-        return float(loss), right
-
-    @torch.no_grad()
-    def outputs(self, x_seq: torch.Tensor) -> torch.Tensor:
-        """Eval-mode outputs ``[T, N, C]`` of a sequence."""
-        self.model.eval()
-        self._functional.reset_net(self.model)
-        if self.step_mode == "m":
-            y_seq = self.model(x_seq)
-        else:
-            y_seq = torch.stack([_unwrap(self.model(x_t)) for x_t in x_seq])
-        self._functional.reset_net(self.model)
-        return y_seq
+        if torch.cuda.device_count() < world_size:
+            raise ValueError(
+                f"device: {world_size} processes need {world_size} GPUs (one each), torch sees "
+                f"{torch.cuda.device_count()}; use fewer processes or device 'cpu'"
+            )
+        device = torch.device("cuda", 0)
+    with _threads(config.threads):
+        _prepare(config, device, world_size)
 
 
-def _encode_batch(
-    config: TrainConfig, x: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
-    x_seq = encode(x, config.T, config.encoding, generator)
-    if config.model == "mlp":
-        x_seq = x_seq.flatten(2)
-    return x_seq
-
-
-def _evaluate(runner: _Runner, config: TrainConfig, data: DigitsSplit, generator: torch.Generator | None) -> tuple[float, dict[str, float]]:
-    right, total = 0, 0
-    spike_sums: dict[str, float] = {}
-    spike_counts: dict[str, int] = {}
-    hooks = []
-
-    def hook_for(name: str) -> Callable[[nn.Module, Any, Any], None]:
-        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            spikes = _unwrap(output)
-            spike_sums[name] = spike_sums.get(name, 0.0) + float(spikes.float().sum())
-            spike_counts[name] = spike_counts.get(name, 0) + spikes.numel()
-
-        return hook
-
-    for name, module in spiking_layers(runner.model):
-        hooks.append(module.register_forward_hook(hook_for(name)))
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``torch.set_num_threads(n)`` (``None``: unchanged), restored after."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
     try:
-        for idx in batch_indices(len(data.y_test), 512, shuffle=False):
-            x_seq = _encode_batch(config, data.x_test[idx], generator)
-            y_seq = runner.outputs(x_seq)
-            right += int((_predict(y_seq) == data.y_test[idx]).sum())
-            total += len(idx)
+        yield
     finally:
-        for handle in hooks:
-            handle.remove()
-    rates = {name: spike_sums[name] / max(spike_counts[name], 1) for name in spike_sums}
-    return right / max(total, 1), rates
+        torch.set_num_threads(previous)
 
 
 def train(
     config: TrainConfig,
     *,
     on_epoch: Callable[[EpochRecord, TrainConfig], None] | None = None,
+    run_dir: Path | str | None = None,
+    checkpoint: Mapping[str, Any] | None = None,
+    distributed: DistributedContext | None = None,
 ) -> TrainResult:
     """Train a spiking network on the digits as ``config`` says.
 
     Args:
         config: the run's settings.
         on_epoch: called after each epoch with its record (``snn train`` prints a line).
+        run_dir: a folder (created if needed) that receives ``checkpoint.pt`` after every epoch
+            and ``model.pt`` at the end; ``None`` writes nothing.
+        checkpoint: a checkpoint (:func:`snn.train.checkpoint.load_checkpoint`) to continue
+            from: weights, optimizer, learner state, random states and history are restored
+            and training resumes with the next epoch, giving the same weights and metrics as a
+            run that never stopped. ``config`` must equal the checkpoint's configuration except
+            for ``epochs`` (at least the completed epochs) and ``threads``.
+        distributed: this process's place in a data-parallel group (rank 0 evaluates and
+            writes; the others only train); ``None`` for one process.
 
     Returns:
         The :class:`TrainResult` (the trained model included).
 
     Raises:
-        ValueError: a setting is out of range or the device is not available.
+        ValueError: a setting is out of range, the device is not available, or ``config``
+            differs from the checkpoint's.
         snn.errors.RegistryEntryNotFoundError: unknown loss.
         snn.errors.BackendNotFoundError: unknown backend.
         snn.errors.BackendUnavailableError: the backend cannot run here.
         snn.errors.UnsupportedOperationError: the backend lacks what the network needs.
-        snn.errors.OnlineLearnerNotFoundError: unknown learner.
+        LearnerNotFoundError: unknown learner.
+        DataParallelUnsupportedError: several processes with a learner that does not allow it.
         snn.train.extras.DemoDependencyError: scikit-learn or tqdm is missing.
+        FloatingPointError: the loss became NaN or infinite.
+        OSError: ``run_dir`` cannot be created or written.
     """
     config.validate()
-    previous_threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
-        return _train(config, on_epoch)
-    finally:
-        torch.set_num_threads(previous_threads)
+    if checkpoint is not None:
+        _check_resumable(config, checkpoint)
+    with _threads(config.threads):
+        return _train(config, on_epoch, None if run_dir is None else Path(run_dir), checkpoint, distributed)
 
 
-def _train(config: TrainConfig, on_epoch: Callable[[EpochRecord, TrainConfig], None] | None) -> TrainResult:
+def _check_resumable(config: TrainConfig, checkpoint: Mapping[str, Any]) -> None:
+    saved = checkpoint["config"]
+    for name in TrainConfig.SAVED_FIELDS:
+        if name not in TrainConfig.RESUMABLE_CHANGES and saved.get(name) != getattr(config, name):
+            raise ValueError(
+                f"{name}: the checkpoint's run has {name}={saved.get(name)!r}, got {getattr(config, name)!r}; "
+                "a resumed run keeps its settings"
+            )
+    if config.epochs < checkpoint["epoch"]:
+        raise ValueError(f"epochs: the checkpoint has completed {checkpoint['epoch']} epochs, got {config.epochs}")
+
+
+def _history_of(checkpoint: Mapping[str, Any]) -> list[EpochRecord]:
+    names = {f.name for f in fields(EpochRecord)}
+    history = []
+    for entry in checkpoint["history"]:
+        if set(entry) != names:
+            raise ValueError(f"checkpoint: a history entry has the keys {sorted(entry)}, expected {sorted(names)}")
+        history.append(EpochRecord(**entry))
+    return history
+
+
+def _plain_data(value: Any) -> bool:
+    if value is None or isinstance(value, (torch.Tensor, bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain_data(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _plain_data(v) for k, v in value.items())
+    return False
+
+
+def _train(
+    config: TrainConfig,
+    on_epoch: Callable[[EpochRecord, TrainConfig], None] | None,
+    run_dir: Path | None,
+    checkpoint: Mapping[str, Any] | None,
+    distributed: DistributedContext | None,
+) -> TrainResult:
+    from snn.train import checkpoint as files
+
     started = time.perf_counter()
-    device = resolve_device(config.device)
-    loss_fn = resolve_loss(config.loss)
-    learner = resolve_learner(config.learner)
+    world_size = 1 if distributed is None else distributed.world_size
+    is_main = distributed is None or distributed.is_main
+    device = resolve_device(config.device) if distributed is None else distributed.device
     tqdm = None
-    if config.progress:
+    if config.progress and is_main:
         from snn.train.extras import import_demo_module
 
         tqdm = import_demo_module("tqdm").tqdm
 
-    torch.manual_seed(config.seed)
-    data = load_digits_split(config.seed, limit=config.limit).to(device)
-    runner = _Runner(config, device, loss_fn, learner)
-    order_generator = torch.Generator().manual_seed(config.seed + 1)
-    code_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
+    setup = _prepare(config, device, world_size)
+    data, runner = setup.data, setup.runner
+    if runner.learner is not None and run_dir is not None and not _plain_data(runner.state):
+        raise TypeError(
+            f"learner {config.learner!r}: its state (init_state) is not plain data (tensors, numbers, strings, "
+            "lists, dicts), so a checkpoint cannot store it"
+        )
+    generators = {
+        "order": torch.Generator().manual_seed(config.seed + 1),
+        "coding": torch.Generator(device=device).manual_seed(config.seed + 2),
+    }
     eval_seed = config.seed + 3
-
     history: list[EpochRecord] = []
-    n_train = len(data.y_train)
-    for epoch in range(1, config.epochs + 1):
+    if checkpoint is not None:
+        runner.restore(checkpoint["model"], checkpoint["optimizer"], checkpoint.get("learner_state"))
+        files.restore_rng_states(checkpoint["rng"], generators)
+        history = _history_of(checkpoint)
+    resumed_after = len(history)
+    if distributed is not None:
+        runner.distribute(distributed)
+    if run_dir is not None and is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        files.remove_stale_temporaries(run_dir)
+
+    n_train, n_test = len(data.y_train), len(data.y_test)
+    for epoch in range(resumed_after + 1, config.epochs + 1):
         epoch_start = time.perf_counter()
         loss_sum, right, seen, batches = 0.0, 0, 0, 0
         bar = None
         if tqdm is not None:
-            bar = tqdm(
-                total=n_train, desc=f"epoch {epoch}/{config.epochs}", unit="img",
-                file=sys.stderr, leave=False, dynamic_ncols=True,
-            )
+            bar = tqdm(total=n_train, desc=f"epoch {epoch}/{config.epochs}", unit="img", file=sys.stderr,
+                       leave=False, dynamic_ncols=True)
         try:
-            for idx in batch_indices(n_train, config.batch_size, order_generator):
-                x_seq = _encode_batch(config, data.x_train[idx], code_generator)
+            for idx in batch_indices(n_train, config.batch_size, generators["order"]):
+                x_seq = encode_batch(config, data.x_train[idx], generators["coding"])
                 y = data.y_train[idx]
-                batch_loss, batch_right = runner.train_batch(x_seq, y)
+                scale = 1.0
+                if distributed is not None and world_size > 1:
+                    start, stop = distributed.share(len(idx))
+                    x_seq, y = x_seq[:, start:stop], y[start:stop]
+                    scale = (stop - start) * world_size / len(idx)
+                batch_loss, batch_right = runner.train_batch(x_seq, y, scale)
                 if not math.isfinite(batch_loss):
                     raise FloatingPointError(f"the training loss became {batch_loss} at epoch {epoch}; try a smaller --lr")
-                loss_sum += batch_loss
+                loss_sum += batch_loss / world_size
                 right += batch_right
-                seen += len(idx)
+                seen += len(y)
                 batches += 1
                 if bar is not None:
                     bar.update(len(idx))
-                    bar.set_postfix(loss=f"{loss_sum / batches:.4f}", acc=f"{right / seen:.3f}")
+                    # this process's share (rank 0 with several processes), as a mean
+                    bar.set_postfix(loss=f"{loss_sum * world_size / batches:.4f}", acc=f"{right / seen:.3f}")
         finally:
             if bar is not None:
                 bar.close()
-        eval_generator = torch.Generator(device=device).manual_seed(eval_seed)
-        test_accuracy, _ = _evaluate(runner, config, data, eval_generator)
-        record = EpochRecord(epoch, loss_sum / max(batches, 1), right / max(seen, 1), test_accuracy, time.perf_counter() - epoch_start)
+        if distributed is not None and world_size > 1:
+            loss_sum, right_sum, seen_sum = distributed.all_reduce_sum([loss_sum, right, seen])
+            right, seen = int(right_sum), int(seen_sum)
+        test_accuracy = float("nan")
+        if is_main:
+            eval_generator = torch.Generator(device=device).manual_seed(eval_seed)
+            test_right, _ = evaluate_network(runner.model, runner.step_mode, config, data, eval_generator)
+            test_accuracy = test_right / max(n_test, 1)
+        record = EpochRecord(epoch, loss_sum / max(batches, 1), right / max(seen, 1), test_accuracy,
+                             time.perf_counter() - epoch_start)
         history.append(record)
+        if run_dir is not None and is_main:
+            files.atomic_save(_checkpoint(config, runner, history, generators, world_size, str(device)),
+                              run_dir / files.CHECKPOINT_FILE)
         if on_epoch is not None:
             on_epoch(record, config)
 
-    eval_generator = torch.Generator(device=device).manual_seed(eval_seed)
-    _, firing_rates = _evaluate(runner, config, data, eval_generator)
-    sample = _encode_batch(config, data.x_test[:1], torch.Generator(device=device).manual_seed(eval_seed))
-    sample_spikes = {name: s[:, 0] for name, s in record_spikes(runner.model, sample, runner.step_mode).items()}
-    return TrainResult(
+    firing_rates: dict[str, float] = {}
+    sample_spikes: dict[str, torch.Tensor] = {}
+    if is_main:
+        eval_generator = torch.Generator(device=device).manual_seed(eval_seed)
+        _, firing_rates = evaluate_network(runner.model, runner.step_mode, config, data, eval_generator)
+        sample = encode_batch(config, data.x_test[:1], torch.Generator(device=device).manual_seed(eval_seed))
+        sample_spikes = {name: s[:, 0] for name, s in record_spikes(runner.model, sample, runner.step_mode).items()}
+    result = TrainResult(
         config=config,
         backend=runner.backend,
         device=str(device),
         history=history,
         seconds=time.perf_counter() - started,
         n_train=n_train,
-        n_test=len(data.y_test),
+        n_test=n_test,
         firing_rates=firing_rates,
         sample_spikes=sample_spikes,
         sample_label=int(data.y_test[0]),
         model=runner.model,
+        world_size=world_size,
+        resumed_after=resumed_after,
+        run_dir=run_dir,
     )
+    if run_dir is not None and is_main:
+        files.atomic_save(_model_file(result, runner.step_mode), run_dir / files.MODEL_FILE)
+    return result
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+
+
+def _checkpoint(
+    config: TrainConfig,
+    runner: Runner,
+    history: list[EpochRecord],
+    generators: Mapping[str, torch.Generator],
+    world_size: int,
+    device: str,
+) -> dict[str, Any]:
+    from snn import __version__
+    from snn.train import checkpoint as files
+
+    return {
+        "format": files.CHECKPOINT_FORMAT,
+        "format_version": files.FORMAT_VERSION,
+        "config": config.to_dict(),
+        "epoch": len(history),
+        "history": [asdict(r) for r in history],
+        "model": _cpu_state(runner.model),
+        "optimizer": runner.optimizer.state_dict(),
+        "learner_state": runner.state,
+        "rng": files.capture_rng_states(generators),
+        "backend": runner.backend,
+        "device": device,
+        "world_size": world_size,
+        "snn_version": __version__,
+        "torch_version": str(torch.__version__),
+    }
+
+
+def _model_file(result: TrainResult, step_mode: str) -> dict[str, Any]:
+    from snn import __version__
+    from snn.train import checkpoint as files
+
+    assert result.model is not None
+    return {
+        "format": files.MODEL_FORMAT,
+        "format_version": files.FORMAT_VERSION,
+        "config": result.config.to_dict(),
+        "step_mode": step_mode,
+        "state_dict": _cpu_state(result.model),
+        "metrics": {"test_accuracy": result.test_accuracy, "n_test": result.n_test, "epochs": len(result.history)},
+        "backend": result.backend,
+        "device": result.device,
+        "snn_version": __version__,
+        "torch_version": str(torch.__version__),
+    }

@@ -119,12 +119,14 @@ def build_layers(
 def spiking_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """``(label, module)`` of every spiking-neuron layer of ``model``, in forward order.
 
-    A neuron layer is a module whose ``neuron_kind`` attribute is set (IF, LIF, PLIF and the
-    neurons derived from them, online-learning neurons included). The label is the class name
+    A neuron layer is a :class:`snn.neuron.BaseNode` (IF, LIF, PLIF, every other neuron and
+    the neurons derived from them, online-learning neurons included). The label is the class name
     and the module's name in ``model``, e.g. ``"LIFNode[2]"``.
     """
+    from snn.neuron import BaseNode
+
     for name, module in model.named_modules():
-        if getattr(module, "neuron_kind", None) is not None:
+        if isinstance(module, BaseNode):
             yield f"{type(module).__name__}[{name}]", module
 
 
