@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 import types
 from typing import Any
 
@@ -58,7 +59,7 @@ def test_multi_step_container_unknown_strategy_lists_known_names() -> None:
     with pytest.raises(RegistryEntryNotFoundError, match=r"unknown forward strategy 'nope'; known: .*'checkpointed'.*'loop'"):
         layer.MultiStepContainer(nn.ReLU(), strategy="nope")
     with pytest.raises(TypeError, match="strategy: expected a registered strategy name"):
-        layer.MultiStepContainer(nn.ReLU(), strategy=None)  # type: ignore[arg-type]
+        layer.MultiStepContainer(nn.ReLU(), strategy=None)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 def test_multi_step_container_checkpointed_strategy_equals_loop_values_and_grads() -> None:
@@ -178,9 +179,9 @@ def test_step_mode_container_modes() -> None:
 
 def test_step_mode_container_argument_errors() -> None:
     with pytest.raises(TypeError, match=r"step_mode: expected 's' or 'm', got a module \(Linear\).*signature"):
-        layer.StepModeContainer(True, nn.Linear(2, 2))  # type: ignore[arg-type]
+        layer.StepModeContainer(True, nn.Linear(2, 2))  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="stateful: expected a bool"):
-        layer.StepModeContainer("yes", "s")  # type: ignore[arg-type]
+        layer.StepModeContainer("yes", "s")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(ValueError, match="step_mode"):
         layer.StepModeContainer(True, "x", nn.ReLU())
     with pytest.raises(ValueError, match=r"RunningSum\.step_mode must be 's'"):
@@ -210,9 +211,9 @@ def test_element_wise_recurrent_container_errors() -> None:
     with pytest.raises(ValueError, match=r"RunningSum\.step_mode must be 's' inside this container"):
         layer.ElementWiseRecurrentContainer(RunningSum(step_mode="m"), torch.add)
     with pytest.raises(TypeError, match="element_wise_function: expected a callable"):
-        layer.ElementWiseRecurrentContainer(nn.Identity(), 3)  # type: ignore[arg-type]
+        layer.ElementWiseRecurrentContainer(nn.Identity(), 3)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="sub_module: expected an nn.Module"):
-        layer.ElementWiseRecurrentContainer(torch.relu, torch.add)  # type: ignore[arg-type]
+        layer.ElementWiseRecurrentContainer(torch.relu, torch.add)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 @pytest.mark.parametrize("step_mode", ["s", "m"])
@@ -247,7 +248,7 @@ def test_linear_recurrent_container_errors() -> None:
     with pytest.raises(ValueError, match="out_features: expected a positive int"):
         layer.LinearRecurrentContainer(nn.Identity(), 3, 0)
     with pytest.raises(TypeError, match="in_features"):
-        layer.LinearRecurrentContainer(nn.Identity(), 3.0, 2)  # type: ignore[arg-type]
+        layer.LinearRecurrentContainer(nn.Identity(), 3.0, 2)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 # =============================================================================================
@@ -432,8 +433,28 @@ def test_max_unpool_output_size_and_rank_checks_in_multi_step_mode() -> None:
     assert unpool(values, indices, output_size=x_seq.shape).shape == (T, 2, 1, 5, 5)
     with pytest.raises(ValueError, match=r"expected indices with shape \[T, N, C, H, W\]"):
         unpool(values, indices[0])
-    with pytest.raises(ValueError, match=r"\[T, batch_size\] leading dimensions"):
+    with pytest.raises(ValueError, match=rf"expected indices with the shape of x \[{T}, 2, 1, 2, 2\]"):
         unpool(values, indices[:, :1])
+
+
+@pytest.mark.parametrize("step_mode_layer", ["MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d"])
+def test_max_unpool_refuses_indices_of_another_shape_or_dtype(step_mode_layer: str) -> None:
+    """Same rank, other shape (torch's RuntimeError before), or int32: the typed errors."""
+    spatial = {"MaxUnpool1d": (6,), "MaxUnpool2d": (6, 6), "MaxUnpool3d": (4, 4, 4)}[step_mode_layer]
+    pool = getattr(layer, step_mode_layer.replace("Unpool", "Pool"))(2, return_indices=True, step_mode="m")
+    unpool = getattr(layer, step_mode_layer)(2, step_mode="m")
+    values, indices = pool(torch.randn(T, 2, 3, *spatial))
+    _, other = pool(torch.randn(T, 2, 3, *(2 * d for d in spatial)))  # pooled from a larger input
+    name = f"{step_mode_layer} (step_mode='m')"
+    with pytest.raises(ValueError) as info:
+        unpool(values, other)
+    assert str(info.value) == (
+        f"{name}: expected indices with the shape of x {list(values.shape)} (as the matching MaxPool "
+        f"returned them), but got indices with shape {list(other.shape)}"
+    )
+    with pytest.raises(TypeError, match=rf"{re.escape(name)}: indices: expected the int64 indices .* got dtype torch.int32"):
+        unpool(values, indices.int())
+    torch.testing.assert_close(unpool(values, indices).shape, torch.Size([T, 2, 3, *spatial]))
 
 
 def test_conv_transpose_output_size_in_multi_step_mode() -> None:
@@ -528,7 +549,7 @@ def test_dropout_errors() -> None:
     with pytest.raises(ValueError, match=r"p: expected a probability in \[0, 1\], got 1.5"):
         layer.Dropout(1.5)
     with pytest.raises(TypeError, match="p: expected a probability"):
-        layer.Dropout("0.5")  # type: ignore[arg-type]
+        layer.Dropout("0.5")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     drop = layer.Dropout(0.5)
     drop(torch.ones(2, 3))
     with pytest.raises(ValueError, match="mask was sampled for steps of shape \\[2, 3\\].*reset"):

@@ -6,6 +6,10 @@
 - Recurrent containers (:mod:`snn.layer.recurrent`): :class:`ElementWiseRecurrentContainer`,
   :class:`LinearRecurrentContainer`.
 - :class:`Dropout` (:mod:`snn.layer.dropout`): one mask per sequence.
+- :class:`SynapseFilter`, :class:`VotingLayer`, :class:`Delay` (:mod:`snn.layer.misc`): a
+  filtering synapse, a population read-out and a delay line.
+- :class:`WSConv2d`, :class:`WSLinear` (:mod:`snn.layer.weight_standardization`):
+  weight-standardised ``Conv2d`` and ``Linear``.
 - Step-mode-aware torch layers (:mod:`snn.layer.wrappers`): ``Linear``, ``Conv*d``,
   ``ConvTranspose*d``, ``BatchNorm*d``, ``GroupNorm``, ``MaxPool*d``, ``MaxUnpool*d``,
   ``AvgPool*d``, ``AdaptiveAvgPool*d``, ``Flatten``, ``Upsample``: the torch layer in step mode
@@ -23,7 +27,9 @@ from snn.layer.containers import (
     check_single_step_children,
 )
 from snn.layer.dropout import Dropout
+from snn.layer.misc import Delay, SynapseFilter, VotingLayer
 from snn.layer.recurrent import ElementWiseRecurrentContainer, LinearRecurrentContainer
+from snn.layer.weight_standardization import WSConv2d, WSLinear
 from snn.layer.wrappers import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
@@ -66,6 +72,13 @@ __all__ = [
     "LinearRecurrentContainer",
     # dropout
     "Dropout",
+    # synapse, read-out, delay
+    "SynapseFilter",
+    "VotingLayer",
+    "Delay",
+    # weight standardisation
+    "WSConv2d",
+    "WSLinear",
     # step-mode-aware torch layers
     "StepModeWrapper",
     "Linear",

@@ -32,6 +32,9 @@ class Dropout(MemoryModule):
         ValueError: ``p`` is outside ``[0, 1]``.
     """
 
+    # memories (registered with register_memory); declared for the type checker
+    mask: torch.Tensor | None
+
     def __init__(self, p: float = 0.5, step_mode: str = "s") -> None:
         super().__init__(step_mode)
         if isinstance(p, bool) or not isinstance(p, (int, float)):

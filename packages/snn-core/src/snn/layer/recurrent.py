@@ -54,6 +54,9 @@ class ElementWiseRecurrentContainer(MemoryModule):
         [1.0, 3.0, 6.0]
     """
 
+    # memories (registered with register_memory); declared for the type checker
+    y: torch.Tensor | None
+
     def __init__(
         self,
         sub_module: nn.Module,
@@ -109,6 +112,9 @@ class LinearRecurrentContainer(MemoryModule):
         ValueError: a feature size is not positive, or ``sub_module`` is not in step mode
             ``'s'``.
     """
+
+    # memories (registered with register_memory); declared for the type checker
+    y: torch.Tensor | None
 
     def __init__(
         self,

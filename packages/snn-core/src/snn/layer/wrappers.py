@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -126,6 +126,12 @@ class StepModeWrapper(StepModule):
     _torch_layer: ClassVar[type[nn.Module]]
     _init_signature: ClassVar[inspect.Signature]
 
+    if TYPE_CHECKING:
+        # The generated __init__ (below) takes the torch layer's arguments plus step_mode; the
+        # type checker cannot see it, so it is declared loosely here (before the torch layer in
+        # the MRO of every wrapper).
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         torch_layer = _torch_layer_of(cls)
@@ -145,14 +151,14 @@ class StepModeWrapper(StepModule):
             torch_layer.__init__(*bound.args, **bound.kwargs)
             self.step_mode = step_mode
 
-        __init__.__signature__ = cls._init_signature  # type: ignore[attr-defined]
+        __init__.__signature__ = cls._init_signature  # type: ignore[attr-defined]  # read by inspect.signature
         __init__.__qualname__ = f"{cls.__qualname__}.__init__"
         __init__.__module__ = cls.__module__
         __init__.__doc__ = (
             f"Same arguments as :class:`torch.nn.{torch_layer.__name__}`, plus ``step_mode`` "
             f"(``'s'`` or ``'m'``, default ``'s'``)."
         )
-        cls.__init__ = __init__  # type: ignore[method-assign]
+        cls.__init__ = __init__  # type: ignore[method-assign]  # the generated constructor of this wrapper
 
     def check_multi_step_input(self, x: Any, argument: str = "x") -> torch.Tensor:
         """Check that ``x`` is a tensor with a rank this layer accepts in step mode ``'m'``.
@@ -177,7 +183,7 @@ class StepModeWrapper(StepModule):
 
     def forward(self, x: torch.Tensor) -> Any:
         """``'s'``: the torch layer on one step; ``'m'``: rank check, then the layer over ``[T * N, ...]``."""
-        torch_forward = super().forward  # the torch layer's forward, bound to self
+        torch_forward = super().forward  # type: ignore[misc]  # the torch layer's (after this mixin in the MRO), bound to self
         if self._step_mode == "s":
             return torch_forward(x)
         self.check_multi_step_input(x)
@@ -186,7 +192,7 @@ class StepModeWrapper(StepModule):
         return seq_to_ann_forward(x, torch_forward)
 
     def extra_repr(self) -> str:
-        text = super().extra_repr()  # the torch layer's
+        text = super().extra_repr()  # type: ignore[misc]  # the torch layer's (after this mixin in the MRO)
         return f"{text}, step_mode={self.step_mode}" if text else f"step_mode={self.step_mode}"
 
 
@@ -214,13 +220,13 @@ class _ConvTransposeWrapper(_SpatialWrapper):
             return torch_forward(self, x, output_size)
         self.check_multi_step_input(x)
         size = _spatial_output_size(output_size, self._spatial_dims)
-        return seq_to_ann_forward(x, lambda flat: torch_forward(self, flat, size))
+        return seq_to_ann_forward(x, lambda flat: torch_forward(self, flat, size))  # type: ignore[return-value]  # one tensor out
 
 
 class _MaxUnpoolWrapper(_SpatialWrapper):
     """Max-unpooling takes ``(x, indices, output_size=None)``."""
 
-    def forward(
+    def forward(  # type: ignore[override]  # torch's max-unpooling takes the indices too
         self, x: torch.Tensor, indices: torch.Tensor, output_size: Sequence[int] | None = None
     ) -> torch.Tensor:
         """Undo a max pooling, putting ``x`` at ``indices``.
@@ -232,14 +238,33 @@ class _MaxUnpoolWrapper(_SpatialWrapper):
                 same shape as ``x``.
             output_size: the wanted output size: the spatial sizes, or the full shape (with
                 ``T`` in ``'m'``).
+
+        Raises:
+            TypeError: in ``'m'``, ``x`` or ``indices`` is not a tensor, or ``indices`` is not
+                int64.
+            ValueError: in ``'m'``, ``x`` or ``indices`` has the wrong rank, or ``indices`` a
+                shape other than ``x``'s.
         """
         torch_forward = self._torch_layer.forward
         if self._step_mode == "s":
             return torch_forward(self, x, indices, output_size)
         self.check_multi_step_input(x, "x")
         self.check_multi_step_input(indices, "indices")
+        name = type(self).__name__
+        if indices.shape != x.shape:
+            raise ValueError(
+                f"{name} (step_mode='m'): expected indices with the shape of x {list(x.shape)} "
+                f"(as the matching MaxPool returned them), but got indices with shape {list(indices.shape)}"
+            )
+        if indices.dtype != torch.int64:
+            raise TypeError(
+                f"{name} (step_mode='m'): indices: expected the int64 indices of a MaxPool with "
+                f"return_indices=True, got dtype {indices.dtype}"
+            )
         size = _spatial_output_size(output_size, self._spatial_dims)
-        return seq_to_ann_forward((x, indices), lambda flat_x, flat_i: torch_forward(self, flat_x, flat_i, size))
+        return seq_to_ann_forward(  # type: ignore[return-value]  # one tensor out
+            (x, indices), lambda flat_x, flat_i: torch_forward(self, flat_x, flat_i, size)
+        )
 
 
 _L1 = "[T, N, C, L]"
