@@ -27,10 +27,11 @@ def _installed() -> bool:
 
 
 class TestExampleBackend(BackendConformance):
-    """snn's conformance suite: the plain-loop kernel against the torch reference."""
+    """snn's conformance suite: the plain-loop kernel against torch's."""
 
     backend = "example"
-    # Register the plugin for the suite unless it is installed (then the entry point does it).
+    # Register the plugin for the suite unless it is installed (then the
+    # entry point does it).
     plugin = None if _installed() else example_plugin
     plugin_name = "example"
 
@@ -63,14 +64,22 @@ class _NoOp:
 
 
 def test_registration_metadata() -> None:
+    from snn.surrogate import Sigmoid
+
     with _registered() as registry:
         info = registry.backend("example")
-        assert set(info.kernels) == {("lif", "multi_step")}
+        assert set(info.kernels) == {"multi_step"}
+        assert info.models == frozenset({"lif"})
         assert info.surrogates == frozenset(example_plugin.SURROGATES)
         assert info.unavailable_reason() is None
         assert registry.loss("hinge_rate").metadata["signature"] == "sequence_classification"
+        assert registry.models["adaptive_lif"].provenance.plugin == "example"
         # "auto" never prefers the teaching backend over torch
-        assert registry.auto_backend("lif", "multi_step", "cpu", torch.float32, "Sigmoid") != "example"
+        lif = neuron.LIFNode().neuron_config()
+        assert registry.auto_backend(lif, "multi_step", "cpu", torch.float32) != "example"
+        # a hand-written kernel serves only the models it names
+        adaptive = registry.model("adaptive_lif").config(Sigmoid().spec)
+        assert not info.serves_config(adaptive) and registry.backend("torch").serves_config(adaptive)
 
 
 def test_lif_node_on_the_example_backend_matches_torch() -> None:
@@ -93,31 +102,68 @@ def test_lif_node_on_the_example_backend_matches_torch() -> None:
 def test_kernel_refuses_bad_arguments_naming_them() -> None:
     """The contract's checks, then what the backend registered (with the backends that would serve)."""
     from snn.errors import UnsupportedOperationError
-    from snn.kernels import NeuronConfig
-    from snn.surrogate import Rect, Sigmoid
+    from snn.surrogate import Rect
     from snn_example_plugin.kernels import lif_multi_step
 
-    def config(surrogate=None, kind="lif"):
-        return NeuronConfig(kind, 1.0, 0.0, False, True, 2.0 if kind == "lif" else None, (surrogate or Sigmoid()).spec)
-
+    lif = neuron.LIFNode().neuron_config()
     x, v0 = torch.rand(3, 4), torch.zeros(4)
-    with _registered():
+    with _registered() as registry:
         with pytest.raises(TypeError, match="x_seq: expected a floating-point tensor, got torch.int32"):
-            lif_multi_step(x.to(torch.int32), v0.to(torch.int32), config())
-        with pytest.raises(ValueError, match=r"v0: expected shape \(4,\)"):
-            lif_multi_step(x, torch.zeros(5), config())
+            lif_multi_step(x.to(torch.int32), (v0.to(torch.int32),), lif)
+        with pytest.raises(ValueError, match=r"states\['v'\]: expected shape \(4,\)"):
+            lif_multi_step(x, (torch.zeros(5),), lif)
         with pytest.raises(ValueError, match="T >= 1"):
-            lif_multi_step(x[:0], v0, config())
-        with pytest.raises(TypeError, match="w: only PLIF"):
-            lif_multi_step(x, v0, config(), w=torch.zeros(()))
-        with pytest.raises(ValueError, match="config.kind: this is the 'lif' kernel"):
-            lif_multi_step(x, v0, config(kind="if"))
+            lif_multi_step(x[:0], (v0,), lif)
+        with pytest.raises(ValueError, match="learnables: model 'lif' has learnable parameters"):
+            lif_multi_step(x, (v0,), lif, learnables=(torch.zeros(()),))
+        plif = neuron.ParametricLIFNode().neuron_config()
+        with pytest.raises(UnsupportedOperationError, match="neuron model 'plif'") as caught:
+            lif_multi_step(x, (v0,), plif, learnables=(torch.zeros(()),))
+        assert "torch" in caught.value.alternatives
         with pytest.raises(UnsupportedOperationError, match="dtype torch.float16") as caught:
-            lif_multi_step(x.half(), v0.half(), config())
+            lif_multi_step(x.half(), (v0.half(),), lif)
         assert "torch" in caught.value.alternatives and "example" not in caught.value.alternatives
         with pytest.raises(UnsupportedOperationError, match="surrogate 'Rect'") as caught:
-            lif_multi_step(x, v0, config(Rect()))
+            lif_multi_step(x, (v0,), neuron.LIFNode(surrogate_function=Rect()).neuron_config())
         assert "torch" in caught.value.alternatives
+        assert registry is not None
+
+
+def test_adaptive_lif_matches_its_equations_written_out() -> None:
+    """The plugin's own model on the torch backend (fused, derived backward) against a plain loop."""
+    from snn.surrogate import ATan
+    from snn_example_plugin.neuron import AdaptiveLIFNode
+
+    with _registered():
+        torch.manual_seed(3)
+        x = (torch.rand(9, 4, 3, dtype=torch.float64) * 2.5).requires_grad_()
+        node = AdaptiveLIFNode(tau=2.5, tau_w=3.0, a=0.3, b=0.4, v_reset=-0.1, surrogate_function=ATan(),
+                               step_mode="m", store_v_seq=True)
+        spikes = node(x)
+        assert 0 < float(spikes.detach().mean()) < 1
+        (spikes * torch.linspace(0.5, 1.5, 3, dtype=torch.float64)).sum().backward()
+        kernel = (spikes.detach(), node.v.detach(), node.w.detach(), node.v_seq.detach(), x.grad.clone())
+
+        x.grad = None
+        sg = ATan()
+        v = torch.full((4, 3), -0.1, dtype=torch.float64)
+        w = torch.zeros((4, 3), dtype=torch.float64)
+        out, vs = [], []
+        for t in range(9):
+            h = v + (x[t] - (v + 0.1) - w) / 2.5
+            w_charged = w + (0.3 * (v + 0.1) - w) / 3.0
+            s = sg(h - 1.0)
+            v = s * -0.1 + (1.0 - s) * h
+            w = w_charged + 0.4 * s
+            out.append(s)
+            vs.append(v)
+        loop_spikes = torch.stack(out)
+        (loop_spikes * torch.linspace(0.5, 1.5, 3, dtype=torch.float64)).sum().backward()
+        assert torch.equal(kernel[0], loop_spikes.detach())
+        torch.testing.assert_close(kernel[1], v.detach())
+        torch.testing.assert_close(kernel[2], w.detach())
+        torch.testing.assert_close(kernel[3], torch.stack(vs).detach())
+        torch.testing.assert_close(kernel[4], x.grad)
 
 
 def _hinge_loop(y_seq: torch.Tensor, target: torch.Tensor, margin: float) -> float:

@@ -1,6 +1,8 @@
-"""An example third-party plugin for snn: the ``example`` LIF backend and the ``hinge_rate`` loss.
+"""An example third-party plugin for snn: the ``example`` LIF backend and the
+``hinge_rate`` loss.
 
-snn loads :mod:`snn_example_plugin.plugin` through the entry point ``example`` in group ``snn``.
+snn loads :mod:`snn_example_plugin.plugin` through the entry point ``example``
+in group ``snn``.
 """
 
 from __future__ import annotations

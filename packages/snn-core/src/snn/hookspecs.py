@@ -8,14 +8,18 @@ known through an entry point in the group ``snn``::
     myname = "snn_myname.plugin"
 
 Each hook receives a *registrar*: a callable that the plugin calls once per thing it provides,
-as ``register(name, implementation, **metadata)``. The core owns the data; the plugin never
-returns anything. Hooks are called once, when the plugin manager is first built (lazily, on
-first use; nothing happens at ``import snn``). A hook that raises, or a name that is already
-taken, is recorded as a failure of that plugin and shown by ``snn doctor``; the other plugins
-keep working.
+as ``register(name, implementation, **metadata)``; its class in :mod:`snn.registry` is the
+annotation of the hook's ``register`` argument below. The core owns the data; the plugin never
+returns anything. Hooks are called when the plugin manager is first built (lazily, on first
+use; nothing happens at ``import snn``): once per plugin, through pluggy's hook relay (so
+pluggy's tracing and monitoring see each call), with a registrar bound to that plugin. A hook
+that raises, or a name that is already taken, is recorded as a failure of that plugin and shown
+by ``snn doctor``; the other plugins keep working.
 
 An implementation may accept fewer arguments than its specification (pluggy's opt-in
-arguments), so new arguments can be added to a spec without breaking plugins.
+arguments), so new arguments can be added to a spec without breaking plugins. Annotate the
+registrar with its class; mypy with the :mod:`snn.mypy_plugin` plugin then checks each
+implementation against its spec here.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ if TYPE_CHECKING:
         BackendRegistrar,
         LearnerRegistrar,
         LossRegistrar,
+        NeuronModelRegistrar,
         StrategyRegistrar,
     )
 
 __all__ = [
     "PROJECT_NAME",
     "hookspec",
+    "snn_register_neuron_models",
     "snn_register_backends",
     "snn_register_forward_strategies",
     "snn_register_losses",
@@ -46,6 +52,40 @@ PROJECT_NAME = "snn"
 
 #: Marker for hook specifications (used by this module only).
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+# ---------------------------------------------------------------------------------------------
+# Neuron models
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def snn_register_neuron_models(register: NeuronModelRegistrar) -> None:
+    """Register neuron models: descriptions that kernel backends run.
+
+    Call ``register(model, **metadata)`` once per model:
+
+    :param register: the neuron-model registrar. Its arguments:
+
+        - ``model`` (:class:`snn.models.NeuronModel`): the description (states, hyper-parameters,
+          learnable parameters, charge, firing state and threshold, reset), written with
+          :mod:`snn.expr`. Its ``name`` is the registry key (e.g. ``"izhikevich"``).
+        - ``description`` (str, optional): one line for ``snn doctor`` (default: the model's).
+
+    :returns: nothing.
+
+    Backends that generate their kernels (torch, Triton, CuPy) serve every registered model
+    whose expressions use only the operations they render; nothing else is needed. Give the model
+    a module class too (subclass :class:`snn.neuron.BaseNode` with ``model = ...``) so users can
+    put it in a network. Built in: ``if``, ``lif``, ``plif``, ``qif``, ``eif``, ``izhikevich``,
+    ``klif`` and ``cubalif``.
+
+    Use in a plugin::
+
+        @snn.hookimpl
+        def snn_register_neuron_models(register: NeuronModelRegistrar) -> None:
+            register(MY_MODEL)
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,17 +102,26 @@ def snn_register_backends(register: BackendRegistrar) -> None:
     :param register: the backend registrar. Its arguments:
 
         - ``name`` (str): the backend name users pass to ``set_backend`` (e.g. ``"triton"``).
-        - ``kernels`` (Mapping[tuple[str, str], str]): the kernels keyed by
-          ``(neuron kind, mode)``, e.g. ``("lif", "multi_step")``, each given as a
-          ``"module:attribute"`` string imported on first use. Kinds are ``"if"``, ``"lif"``
-          and ``"plif"``; modes ``"multi_step"`` and ``"single_step"``. The callable follows
-          the neuron-kernel contract of :mod:`snn.kernels`.
+        - ``kernels`` (Mapping[str, str]): one kernel per *kernel mode*, ``"multi_step"`` (runs
+          neurons in step mode ``'m'``) and optionally ``"single_step"`` (step mode ``'s'``),
+          each given as a ``"module:attribute"`` string imported on first use.
+          The callable follows the neuron-kernel contract of :mod:`snn.kernels` for every model
+          it serves.
         - ``devices`` (Iterable[str]): device types served, e.g. ``("cuda",)``.
         - ``dtypes`` (Iterable[torch.dtype]): storage dtypes served.
-        - ``surrogates`` (Iterable[str]): class names of :mod:`snn.surrogate` whose derivative
-          the kernels implement. Claim only what the conformance suite can check.
         - ``probe`` (Callable[[], str | None]): returns ``None`` when the backend can run
           here, else a human-readable reason (e.g. ``"no CUDA device"``). Called lazily, once.
+        - exactly one of:
+
+          - ``operations`` (Iterable[str]): for kernels generated from the models' expressions,
+            the :mod:`snn.expr` operations the backend renders. It then serves every registered
+            model, and every surrogate (built-in or a third party's), whose kernel plan
+            (:func:`snn.models.kernel_plan`) uses only these.
+          - ``models`` (Iterable[str]): for hand-written kernels, the names of the models served.
+
+        - ``surrogates`` (Iterable[str], optional for generating backends): class names of
+          :mod:`snn.surrogate` whose derivative the kernels implement. Claim only what the
+          conformance suite can check.
         - ``emulated_devices`` (Iterable[str], optional): devices served only through an
           interpreter or emulation (kept for tests; ``"auto"`` never picks them).
         - ``auto_priority`` (int, optional): larger wins when ``backend="auto"`` chooses
@@ -84,10 +133,11 @@ def snn_register_backends(register: BackendRegistrar) -> None:
     Use in a plugin::
 
         @snn.hookimpl
-        def snn_register_backends(register):
+        def snn_register_backends(register: BackendRegistrar) -> None:
             register(
                 "mykernels",
-                {("lif", "multi_step"): "snn_mykernels.lif:lif_multi_step"},
+                {"multi_step": "snn_mykernels.lif:lif_multi_step"},
+                models=("lif",),
                 devices=("cuda",),
                 dtypes=(torch.float32,),
                 surrogates=("Sigmoid", "ATan"),
@@ -119,6 +169,12 @@ def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
 
     Built in: ``loop``, ``t_last``, ``chunked``, ``seq_to_ann``, ``t_last_seq_to_ann`` and
     ``checkpointed``. :class:`snn.layer.MultiStepContainer` takes ``strategy=`` by name.
+
+    Use in a plugin::
+
+        @snn.hookimpl
+        def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
+            register("burn_in", burn_in_strategy, description="no gradients for the first steps")
     """
 
 
@@ -146,6 +202,12 @@ def snn_register_losses(register: LossRegistrar) -> None:
     :returns: nothing.
 
     Built in: ``tet``, ``spike_similar``, ``ce_rate`` and ``mse_count``.
+
+    Use in a plugin::
+
+        @snn.hookimpl
+        def snn_register_losses(register: LossRegistrar) -> None:
+            register("hinge_rate", hinge_rate, signature="sequence_classification")
     """
 
 
@@ -172,4 +234,10 @@ def snn_register_online_learners(register: LearnerRegistrar) -> None:
     :returns: nothing.
 
     The ``snn-online`` distribution provides ``ottt``, ``sltt`` and ``fptt``.
+
+    Use in a plugin::
+
+        @snn.hookimpl
+        def snn_register_online_learners(register: LearnerRegistrar) -> None:
+            register("tbptt", TruncatedBPTT(k=2), description="truncated BPTT")
     """

@@ -4,28 +4,42 @@ Nothing happens at ``import snn``. The first call that needs the registry (a neu
 forward, ``snn doctor``, ``set_backend`` ...) builds it, in this order:
 
 1. blocked names from ``SNN_DISABLED_PLUGINS`` (comma separated entry names);
-2. entry points of group ``snn``, unless ``SNN_DISABLE_PLUGIN_AUTOLOAD=1``: first-party
-   distributions (snn-triton, snn-cupy, snn-online) first, then third parties sorted by
-   distribution name, so the outcome never depends on the order of ``sys.path``; a second entry
-   point with a name already loaded is recorded as a clash;
-3. the in-tree plugins (``torch`` backend, built-in strategies and losses);
-4. pluggy's ``check_pending()``: a plugin implementing an unknown hook is dropped.
+2. entry points of group ``snn``, unless ``SNN_DISABLE_PLUGIN_AUTOLOAD=1``, in the *plugin
+   order* below; a second entry point with a name already loaded is recorded as a clash;
+3. the in-tree plugins (built-in neuron models, ``torch`` backend, strategies and losses);
+4. pluggy's ``check_pending()``: a plugin implementing an unknown hook is dropped;
+5. the set-up functions of :func:`add_manager_setup` (pluggy tracing or monitoring), and
+   ``SNN_TRACE_PLUGINS=1`` (pluggy's trace, logged on logger ``snn`` at DEBUG level).
 
-Then every hook is called once per plugin, with a registrar bound to that plugin: in-tree
-plugins first, then entry points, then temporary plugins, so built-in names always win. Any failure
-(import error, invalid hook, a hook that raises, a name already taken) is recorded as a
-:class:`~snn.registry.PluginFailure`, logged once on logger ``snn``, and does not affect the
-other plugins. :func:`reset` throws everything away (tests, or after installing a plugin).
+Then every hook is called once per plugin (neuron models first, then backends, strategies,
+losses and learners) through pluggy's hook relay, so its tracing and monitoring see every call:
+each call goes to a subset caller holding that plugin's implementation only
+(:meth:`pluggy.PluginManager.subset_hook_caller`) and passes a registrar bound to that plugin.
+Any failure (import error, invalid hook, a hook that raises, a name already taken) is recorded
+as a :class:`~snn.registry.PluginFailure`, logged once on logger ``snn``, and does not affect
+the other plugins. :func:`reset` throws everything away (tests, or after installing a plugin).
+
+Plugin order (the order of entry-point loading and of hook calls; the first registration of a
+name owns it, later ones are recorded as clashes): the in-tree plugins; then the *sibling*
+distributions; then every other distribution; then plugins added with
+:func:`temporary_plugin`. Within a group, distributions are sorted by name, then entry names,
+so the outcome never depends on the order of ``sys.path``. A sibling is a distribution that
+snn-core's own metadata requires at exactly snn-core's version (the distributions behind its
+extras: ``Requires-Dist: snn-triton==0.1.0; extra == "triton"``) and that requires snn-core at
+that same version in return. Only a release of snn-core can make a distribution a sibling, so
+a third party can never take a sibling's names, wherever it is installed.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import logging
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +50,7 @@ from snn.registry import (
     BackendRegistrar,
     LearnerRegistrar,
     LossRegistrar,
+    NeuronModelRegistrar,
     PluginFailure,
     Provenance,
     Registry,
@@ -43,12 +58,14 @@ from snn.registry import (
 )
 
 __all__ = [
+    "CORE_DISTRIBUTION",
     "ENTRY_POINT_GROUP",
-    "FIRST_PARTY_DISTRIBUTIONS",
     "IN_TREE_PLUGINS",
+    "add_manager_setup",
     "get_registry",
     "get_plugin_manager",
     "reset",
+    "sibling_distributions",
     "temporary_plugin",
 ]
 
@@ -57,14 +74,21 @@ logger = logging.getLogger("snn")
 #: Entry-point group scanned for third-party plugins.
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 
+#: The distribution of this package; its metadata decides which distributions are siblings.
+CORE_DISTRIBUTION = "snn-core"
+
 #: In-tree plugins: name -> module. They are essential and cannot be disabled.
 IN_TREE_PLUGINS: dict[str, str] = {
+    "neurons": "snn.neuron",
     "torch": "snn.backends.torch",
     "strategies": "snn.strategies",
     "losses": "snn.losses",
 }
 
-_HOOKS: tuple[tuple[str, type], ...] = (
+_REGISTRARS = BackendRegistrar | LearnerRegistrar | LossRegistrar | NeuronModelRegistrar | StrategyRegistrar
+
+_HOOKS: tuple[tuple[str, type[_REGISTRARS]], ...] = (
+    ("snn_register_neuron_models", NeuronModelRegistrar),
     ("snn_register_backends", BackendRegistrar),
     ("snn_register_forward_strategies", StrategyRegistrar),
     ("snn_register_losses", LossRegistrar),
@@ -74,6 +98,7 @@ _HOOKS: tuple[tuple[str, type], ...] = (
 _lock = threading.RLock()
 _state: tuple[pluggy.PluginManager, Registry] | None = None
 _extra_plugins: list[tuple[str, Any]] = []
+_setups: list[Callable[[pluggy.PluginManager], object]] = []
 
 
 def get_registry() -> Registry:
@@ -99,6 +124,51 @@ def reset() -> None:
         _state = None
 
 
+def add_manager_setup(setup: Callable[[pluggy.PluginManager], object]) -> Callable[[], None]:
+    """Run ``setup(manager)`` on every plugin manager built from now on.
+
+    ``setup`` runs once the plugins are registered and before any hook is called: the place for
+    pluggy's ``manager.enable_tracing()`` or ``manager.add_hookcall_monitoring(before, after)``,
+    which then see every hook call snn makes (one call per plugin and hook). The current manager
+    is thrown away (as :func:`reset`), so the next use builds one with ``setup``. An exception
+    raised by ``setup`` propagates to that use and nothing is cached.
+
+    Args:
+        setup: called with the :class:`pluggy.PluginManager`; its return value is ignored.
+
+    Returns:
+        A function that removes ``setup`` for the managers built after it is called.
+
+    Raises:
+        TypeError: ``setup`` is not callable.
+
+    Example:
+        >>> from snn import plugins
+        >>> calls = []
+        >>> def monitor(manager):
+        ...     manager.add_hookcall_monitoring(
+        ...         lambda hook, impls, kwargs: calls.append((hook, impls[0].plugin_name)),
+        ...         lambda outcome, hook, impls, kwargs: None)
+        >>> remove = plugins.add_manager_setup(monitor)
+        >>> _ = plugins.get_registry()
+        >>> ("snn_register_backends", "torch") in calls
+        True
+        >>> remove(); plugins.reset()
+    """
+    if not callable(setup):
+        raise TypeError(f"setup: expected a callable taking the plugin manager, got {setup!r}")
+    with _lock:
+        _setups.append(setup)
+        reset()
+
+    def remove() -> None:
+        with _lock:
+            if setup in _setups:
+                _setups.remove(setup)
+
+    return remove
+
+
 @contextmanager
 def temporary_plugin(plugin: Any, name: str | None = None) -> Iterator[Registry]:
     """Register ``plugin`` (a module or object with ``@snn.hookimpl`` functions) for a while.
@@ -110,7 +180,7 @@ def temporary_plugin(plugin: Any, name: str | None = None) -> Iterator[Registry]
         plugin: the plugin object.
         name: its plugin name (default: the object's ``__name__`` or class name).
     """
-    plugin_name = name or getattr(plugin, "__name__", type(plugin).__name__)
+    plugin_name: str = name or str(getattr(plugin, "__name__", type(plugin).__name__))
     with _lock:
         _extra_plugins.append((plugin_name, plugin))
         reset()
@@ -147,6 +217,7 @@ def _build() -> tuple[pluggy.PluginManager, Registry]:
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     registry = Registry()
+    # load order: entry points (plugin order), then in-tree and temporary plugins
     provenance: dict[str, Provenance] = {}
 
     blocked = {n.strip() for n in os.environ.get("SNN_DISABLED_PLUGINS", "").split(",") if n.strip()}
@@ -159,15 +230,15 @@ def _build() -> tuple[pluggy.PluginManager, Registry]:
     if not _env_flag("SNN_DISABLE_PLUGIN_AUTOLOAD"):
         _load_entry_points(manager, registry, provenance)
 
-    core_version = _distribution_version("snn-core")
+    core_version = _distribution_version(CORE_DISTRIBUTION)
     for name, module_name in IN_TREE_PLUGINS.items():
         manager.register(importlib.import_module(module_name), name=name)
-        provenance[name] = Provenance(name, "snn-core", core_version)
+        provenance[name] = Provenance(name, CORE_DISTRIBUTION, core_version)
     for name, plugin in _extra_plugins:
         if manager.is_blocked(name):
             continue
         try:
-            manager.register(plugin, name=name)
+            manager.register(_hashable(plugin), name=name)
         except Exception as exc:
             _record(registry, PluginFailure(name, None, None, "validate", _describe_error(exc)))
             continue
@@ -175,6 +246,11 @@ def _build() -> tuple[pluggy.PluginManager, Registry]:
 
     _check_pending(manager, registry, provenance)
     registry.plugins.update(provenance)
+    if _env_flag("SNN_TRACE_PLUGINS"):
+        manager.trace.root.setwriter(lambda text: logger.debug("snn: pluggy: %s", text.rstrip()))
+        manager.enable_tracing()
+    for setup in list(_setups):
+        setup(manager)
     _call_hooks(manager, registry, provenance)
     return manager, registry
 
@@ -186,9 +262,44 @@ def _distribution_version(name: str) -> str | None:
         return None
 
 
-#: Distributions of the snn project itself: their entry points load (and register) before any
-#: third-party plugin, so a third party can never take their names by sitting earlier on sys.path.
-FIRST_PARTY_DISTRIBUTIONS = ("snn-triton", "snn-cupy", "snn-online")
+# -- plugin order ---------------------------------------------------------------------------
+
+# "name==version", "name[extra] (==version)", with an optional "; marker": exactly one pin
+_PINNED = re.compile(
+    r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*"
+    r"\(?\s*==\s*(?P<version>[^\s;,()=]+)\s*\)?\s*(?:;.*)?$"
+)
+
+
+def _normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares them (``Snn_Triton`` -> ``snn-triton``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(requirements: Iterable[str] | None) -> dict[str, str]:
+    """Normalised name -> version of the requirements pinned with a single ``==``."""
+    pins = {}
+    for requirement in requirements or ():
+        match = _PINNED.match(requirement)
+        if match:
+            pins[_normalize(match.group("name"))] = match.group("version")
+    return pins
+
+
+def sibling_distributions() -> frozenset[str]:
+    """Normalised names of the distributions snn-core's metadata pins to its own version.
+
+    These are the candidates for *siblings* (see the module docstring); a candidate is a sibling
+    when it also pins snn-core to the same version. Read from the installed metadata: empty when
+    snn-core is not installed (a bare source checkout), so that every plugin counts as a third
+    party then.
+    """
+    try:
+        core = importlib.metadata.distribution(CORE_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return frozenset()
+    version = core.version
+    return frozenset(name for name, pinned in _pins(core.requires).items() if pinned == version)
 
 
 def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]:
@@ -198,18 +309,31 @@ def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str | 
     return getattr(dist, "name", None), getattr(dist, "version", None)
 
 
-def _entry_point_order(entry_point: importlib.metadata.EntryPoint) -> tuple[int, str, str]:
-    """First-party distributions first, then third parties by distribution and entry name."""
-    dist_name = (_distribution_of(entry_point)[0] or "").lower().replace("_", "-")
-    return (0 if dist_name in FIRST_PARTY_DISTRIBUTIONS else 1, dist_name, entry_point.name)
+def _is_sibling(entry_point: importlib.metadata.EntryPoint, siblings: frozenset[str], core_version: str | None) -> bool:
+    dist = getattr(entry_point, "dist", None)
+    name = getattr(dist, "name", None)
+    if dist is None or name is None or core_version is None or _normalize(name) not in siblings:
+        return False
+    return _pins(dist.requires).get(CORE_DISTRIBUTION) == core_version
+
+
+def _entry_point_order(entry_points: Iterable[importlib.metadata.EntryPoint]) -> list[importlib.metadata.EntryPoint]:
+    """Siblings first, then the other distributions; each by distribution name, then entry name."""
+    siblings = sibling_distributions()
+    core_version = _distribution_version(CORE_DISTRIBUTION)
+
+    def key(entry_point: importlib.metadata.EntryPoint) -> tuple[int, str, str]:
+        dist_name = _normalize(_distribution_of(entry_point)[0] or "")
+        return (0 if _is_sibling(entry_point, siblings, core_version) else 1, dist_name, entry_point.name)
+
+    return sorted(entry_points, key=key)
 
 
 def _load_entry_points(
     manager: pluggy.PluginManager, registry: Registry, provenance: dict[str, Provenance]
 ) -> None:
-    """Import and register every entry point of group ``snn`` in a sys.path-independent order."""
-    found = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=_entry_point_order)
-    for entry_point in found:
+    """Import and register every entry point of group ``snn`` in plugin order."""
+    for entry_point in _entry_point_order(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)):
         name = entry_point.name
         if manager.is_blocked(name):
             continue
@@ -232,7 +356,7 @@ def _load_entry_points(
             continue
         try:
             plugin = entry_point.load()
-            manager.register(plugin, name=name)
+            manager.register(_hashable(plugin), name=name)
         except Exception as exc:
             _record(registry, PluginFailure(name, dist_name, dist_version, "import", _describe_error(exc)))
             continue
@@ -255,32 +379,63 @@ def _check_pending(
             ))
 
 
+# -- hook calls ---------------------------------------------------------------------------------
+
+
+class _HashablePlugin:
+    """A stand-in for a plugin object that cannot be hashed (a ``types.SimpleNamespace`` ...).
+
+    pluggy's subset hook callers keep plugins in sets. This stand-in, registered in place of
+    such an object, holds the object's functions and methods as its own attributes (bound as
+    ``getattr`` binds them), so pluggy finds the same hook implementations on it.
+    """
+
+    def __init__(self, plugin: object) -> None:
+        self.plugin = plugin
+        for attr in dir(plugin):
+            if attr.startswith("__"):
+                continue
+            static = inspect.getattr_static(plugin, attr, None)
+            if inspect.isroutine(static) or isinstance(static, (staticmethod, classmethod)):
+                setattr(self, attr, getattr(plugin, attr))
+
+    def __repr__(self) -> str:
+        return f"<snn plugin {self.plugin!r}>"
+
+
+def _hashable(plugin: object) -> object:
+    try:
+        hash(plugin)
+    except TypeError:
+        return _HashablePlugin(plugin)
+    return plugin
+
+
 def _call_hooks(
     manager: pluggy.PluginManager, registry: Registry, provenance: dict[str, Provenance]
 ) -> None:
-    """Call each hook implementation separately, with a registrar bound to its plugin.
+    """Call each hook once per plugin, in plugin order, through pluggy's hook relay.
 
-    In-tree plugins are called first, then entry-point plugins in load order (first-party
-    distributions, then third parties sorted by distribution name), then plugins added with
+    In-tree plugins first, then entry-point plugins in load order, then plugins added with
     :func:`temporary_plugin`: a name is owned by whoever registers it first, so a clash is
-    recorded against the later plugin whatever the order of sys.path.
+    recorded against the later plugin. Each call goes through a subset caller holding one
+    plugin's implementation (so tracing and monitoring see it, and one plugin raising stops
+    nothing else) and passes a registrar bound to that plugin.
     """
-    # provenance holds entry-point plugins in load order, then in-tree, then temporary ones
-    load_order = {name: index for index, name in enumerate(provenance)}
-
-    def rank(impl: Any) -> tuple[int, int]:
-        if impl.plugin_name in IN_TREE_PLUGINS:
-            return (0, 0)
-        return (1, load_order.get(impl.plugin_name, len(load_order)))
+    in_tree = [name for name in IN_TREE_PLUGINS if name in provenance]
+    loaded = [name for name in provenance if name not in IN_TREE_PLUGINS]  # entry points, then temporary
+    order = {name: index for index, name in enumerate([*in_tree, *loaded])}
+    plugins = {name: plugin for name, plugin in manager.list_name_plugin() if plugin is not None}
 
     for hook_name, registrar_type in _HOOKS:
-        caller = getattr(manager.hook, hook_name)
-        for impl in sorted(caller.get_hookimpls(), key=rank):
+        caller: pluggy.HookCaller = getattr(manager.hook, hook_name)
+        implementations = sorted(caller.get_hookimpls(), key=lambda impl: order.get(impl.plugin_name, len(order)))
+        for impl in implementations:
             origin = provenance.get(impl.plugin_name, Provenance(impl.plugin_name))
-            registrar = registrar_type(registry, origin)
-            kwargs = {"register": registrar}
+            others = [plugin for name, plugin in plugins.items() if name != impl.plugin_name]
+            one_plugin = manager.subset_hook_caller(hook_name, remove_plugins=others)
             try:
-                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+                one_plugin(register=registrar_type(registry, origin))
             except Exception as exc:
                 clash = getattr(exc, "first_plugin", None)
                 _record(registry, PluginFailure(
