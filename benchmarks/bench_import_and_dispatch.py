@@ -71,38 +71,41 @@ def measure_imports(runs: int) -> tuple[dict[str, float], list[str]]:
         for target in targets:
             for stage, value in _probe(target).items():
                 if stage == "plugins":
-                    plugins = list(value)  # type: ignore[arg-type]
+                    plugins = list(value)  # type: ignore[arg-type]  # the 'plugins' entry is a list of names
                     continue
                 key = (
                     stage
                     if not (stage == "import torch" and target != "snn")
                     else "import torch (reference run)"
                 )
-                samples.setdefault(key, []).append(float(value))  # type: ignore[arg-type]
+                samples.setdefault(key, []).append(float(value))  # type: ignore[arg-type]  # every other entry is a number
     return {stage: statistics.median(values) for stage, values in samples.items()}, plugins
 
 
 def measure_dispatch(number: int, repeat: int = 5) -> dict[str, float]:
     """Best-of-``repeat`` nanoseconds per call of each lookup, after first use."""
+    import torch
+
+    from snn.neuron import LIFNode
     from snn.plugins import get_registry
 
     registry = get_registry()
-    registry.kernel("torch", "lif", "multi_step")  # first use: imports and caches the kernel
+    registry.kernel("torch", "multi_step")  # first use: imports and caches the kernel
     plain = {name: item for name, item in registry.strategies.items()}
-    kernels = {("torch", "lif", "multi_step"): registry.kernel("torch", "lif", "multi_step")}
+    kernels = {("torch", "multi_step"): registry.kernel("torch", "multi_step")}
+    node = LIFNode(step_mode="m")
+    config = node.neuron_config()
+    x = torch.zeros(2, 3)
+    node._dispatch.kernel("torch", "multi_step", config, x)  # a neuron's per-call lookup, warmed up
     cases = {
         'plain dict lookup d["loop"]': lambda: plain["loop"],
-        'plain dict lookup d[("torch", "lif", "multi_step")]': lambda: kernels[
-            ("torch", "lif", "multi_step")
-        ],
+        'plain dict lookup d[("torch", "multi_step")]': lambda: kernels[("torch", "multi_step")],
         'registry.strategy("loop")': lambda: registry.strategy("loop"),
         'get_registry().strategy("loop")': lambda: get_registry().strategy("loop"),
-        'registry.kernel("torch", "lif", "multi_step")': lambda: registry.kernel(
-            "torch", "lif", "multi_step"
-        ),
-        'get_registry().kernel("torch", "lif", "multi_step")': lambda: get_registry().kernel(
-            "torch", "lif", "multi_step"
-        ),
+        'registry.kernel("torch", "multi_step")': lambda: registry.kernel("torch", "multi_step"),
+        'get_registry().kernel("torch", "multi_step")': lambda: get_registry().kernel("torch", "multi_step"),
+        "neuron: KernelDispatch.kernel(...) (cached)": lambda: node._dispatch.kernel("torch", "multi_step", config, x),
+        "neuron: neuron_config() (cached)": node.neuron_config,
     }
     results = {}
     for label, call in cases.items():

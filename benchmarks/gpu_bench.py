@@ -3,25 +3,31 @@
 For each kernel backend in snn's registry that can run here (``torch``, ``triton``, ``cupy``
 ...) and, when importable, SpikingJelly's own Triton kernels (``spikingjelly`` 2.0.0,
 ``activation_based.functional.neuron.{if,lif,plif}_multi_step`` with
-``SJ_{IF,LIF,PLIF}_CUDA_IMPLEMENTATION=triton``), the IF, LIF and PLIF kernels are timed over
-``T`` in {8, 32, 128} and ``N`` in {2**20, 2**24} neurons, float32 (plus float16 for LIF):
+``SJ_{IF,LIF,PLIF}_CUDA_IMPLEMENTATION=triton``, for those three models), the multi-step kernel
+of every registered neuron model (or those of ``--models``) that the backend serves is timed
+over ``T`` in {8, 32, 128} and ``N`` in {2**20, 2**24} neurons, float32 (plus float16 for LIF),
+with the model's default hyper-parameters, the Sigmoid surrogate (alpha 4) and the states at
+their initial values:
 
 - *forward*: with gradients (the input requires grad), so the kernel saves what backward needs;
 - *backward*: the backward of such a forward for a spike gradient (``retain_graph``);
 - *inference*: the forward under :func:`torch.no_grad`.
 
 Times are medians of CUDA-event measurements after warm-up. The achieved bandwidth counts the
-bytes the neuron-kernel contract must move per neuron-step: forward with grad reads ``x`` and
-writes the spike and the saved state (3 elements: 12 B in float32), backward reads the saved
-state and the spike gradient and writes the input gradient (3 elements), inference reads ``x``
-and writes the spike (2 elements). It is shown as GB/s and as a fraction of the device-to-device
-copy bandwidth measured in the same run (``dst.copy_(src)`` of a large tensor, counting read and
-write). Cases whose tensors would not fit in free memory are skipped with a note.
+bytes the neuron-kernel contract must move per neuron-step, from the model's kernel plan
+(:func:`snn.models.kernel_plan`): forward with grad reads ``x`` and writes the spike and the
+saved charged values (float32, one per :attr:`~snn.models.KernelPlan.saved_states`); backward
+reads those and the spike gradient and writes the input gradient (plus the saved input where
+:attr:`~snn.models.KernelPlan.save_input`); inference reads ``x`` and writes the spike. It is
+shown as GB/s and as a fraction of the device-to-device copy bandwidth measured in the same run
+(``dst.copy_(src)`` of a large tensor, counting read and write). Cases whose tensors would not
+fit in free memory are skipped with a note.
 
 Usage::
 
-    python benchmarks/gpu_bench.py                  # full table (about 2-4 minutes on one H200)
+    python benchmarks/gpu_bench.py                  # full table (a few minutes on one H200)
     python benchmarks/gpu_bench.py --quick          # T=32, N=2**22
+    python benchmarks/gpu_bench.py --models lif,plif --backends torch,triton
     python benchmarks/gpu_bench.py --json out.json  # also write the records
     TRITON_INTERPRET=1 python benchmarks/gpu_bench.py --dry-run   # tiny sizes on CPU (a test)
 
@@ -42,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-KINDS = ("if", "lif", "plif")
+SPIKINGJELLY_MODELS = ("if", "lif", "plif")
 FULL_T = (8, 32, 128)
 FULL_N = (2**20, 2**24)
 QUICK_T = (32,)
@@ -62,7 +68,7 @@ class Record:
     """One measured (or skipped) configuration."""
 
     backend: str
-    kind: str
+    model: str
     dtype: str
     T: int
     N: int
@@ -119,15 +125,18 @@ def copy_bandwidth(device: torch.device, timer: Timer, nbytes: int) -> float:
 # -- contenders --------------------------------------------------------------------------------
 
 
-def snn_kernels(device: torch.device, allow_emulated: bool) -> tuple[dict[str, Callable[..., Any]], list[str]]:
-    """``{backend name: kernel getter}`` for every registered backend that can run here."""
+def snn_kernels(
+    device: torch.device, allow_emulated: bool, models: list[str]
+) -> tuple[dict[str, Callable[..., Any]], list[str]]:
+    """``{backend name: kernel getter(model name)}`` for every registered backend that can run
+    here; the getter raises for a model the backend does not serve."""
     from snn.plugins import get_registry
 
     registry = get_registry()
     found: dict[str, Callable[..., Any]] = {}
     notes = []
     for name, info in sorted(registry.backends.items()):
-        if not any(info.serves(kind, "multi_step") for kind in KINDS):
+        if not any(info.serves_model(registry.model(m), "multi_step") for m in models):
             continue
         reason = info.unavailable_reason()
         if reason is None and not (device.type in info.devices or (allow_emulated and info.serves_device(device.type))):
@@ -135,7 +144,13 @@ def snn_kernels(device: torch.device, allow_emulated: bool) -> tuple[dict[str, C
         if reason is not None:
             notes.append(f"backend {name!r} skipped: {reason}")
             continue
-        found[name] = lambda kind, _name=name: registry.kernel(_name, kind, "multi_step")
+
+        def get(model: str, _name: str = name, _info: Any = info) -> Callable[..., Any]:
+            if not _info.serves_model(registry.model(model), "multi_step"):
+                raise LookupError(f"backend {_name!r} does not serve model {model!r}")
+            return registry.kernel(_name, "multi_step")
+
+        found[name] = get
     return found, notes
 
 
@@ -156,17 +171,22 @@ def spikingjelly_kernels(device: torch.device) -> tuple[str, Callable[..., Any] 
         return "spikingjelly", None, f"spikingjelly has no implementation here ({type(exc).__name__}: {exc})"
     surrogate = SJSigmoid(alpha=4.0)
 
-    def kernel_for(kind: str) -> Callable[..., Any]:
-        def kernel(x_seq, v0, config, *, w=None, store_v_seq=False):
+    def kernel_for(model: str) -> Callable[..., Any]:
+        if model not in SPIKINGJELLY_MODELS:
+            raise LookupError(f"SpikingJelly has no functional multi-step kernel for model {model!r}")
+
+        def kernel(x_seq, states, config, *, learnables=(), store_state_seqs=False):
+            (v0,) = states
             v = v0.float()
-            common = {"v_threshold": config.v_threshold, "v_reset": config.v_reset,
+            hyper = config.hyper
+            common = {"v_threshold": hyper["v_threshold"], "v_reset": hyper["v_reset"],
                       "surrogate_function": surrogate, "detach_reset": config.detach_reset,
-                      "store_v_seq": store_v_seq}
-            if kind == "if":
+                      "store_v_seq": store_state_seqs}
+            if model == "if":
                 return sj.if_multi_step(x_seq, v, **common)
-            if kind == "lif":
-                return sj.lif_multi_step(x_seq, v, tau=config.tau, decay_input=config.decay_input, **common)
-            return sj.plif_multi_step(x_seq, v, w, decay_input=config.decay_input, **common)
+            if model == "lif":
+                return sj.lif_multi_step(x_seq, v, tau=hyper["tau"], decay_input=hyper["decay_input"], **common)
+            return sj.plif_multi_step(x_seq, v, learnables[0], decay_input=hyper["decay_input"], **common)
 
         return kernel
 
@@ -177,11 +197,26 @@ def spikingjelly_kernels(device: torch.device) -> tuple[str, Callable[..., Any] 
 # -- one configuration -------------------------------------------------------------------------
 
 
-def make_config(kind: str) -> Any:
-    from snn.kernels import NeuronConfig
+def make_config(model: str) -> Any:
+    """The model's default configuration with the Sigmoid surrogate (alpha 4)."""
+    from snn.plugins import get_registry
     from snn.surrogate import Sigmoid
 
-    return NeuronConfig(kind, 1.0, 0.0, False, True, 2.0 if kind == "lif" else None, Sigmoid(alpha=4.0).spec)
+    return get_registry().model(model).config(Sigmoid(alpha=4.0).spec)
+
+
+def bytes_per_step(config: Any, itemsize: int) -> dict[str, int]:
+    """Bytes per neuron-step each phase must move, from the configuration's kernel plan."""
+    from snn.models import kernel_plan
+
+    plan = kernel_plan(config)
+    saved = 4 * len(plan.saved_states)
+    x_saved = itemsize if plan.save_input else 0
+    return {
+        "forward": 2 * itemsize + saved + x_saved,
+        "backward": saved + x_saved + 2 * itemsize,
+        "inference": 2 * itemsize,
+    }
 
 
 def fits(device: torch.device, steps: int, n: int, itemsize: int) -> bool:
@@ -193,7 +228,7 @@ def fits(device: torch.device, steps: int, n: int, itemsize: int) -> bool:
 
 
 def measure(
-    backend: str, kernel: Callable[..., Any], kind: str, dtype: torch.dtype, steps: int, n: int,
+    backend: str, kernel: Callable[..., Any], model: str, dtype: torch.dtype, steps: int, n: int,
     device: torch.device, timer: Timer, copy_gbps: float,
 ) -> list[Record]:
     """Forward (with grad), backward and inference of one kernel on ``[T, N]`` random input."""
@@ -201,36 +236,40 @@ def measure(
     itemsize = torch.empty((), dtype=dtype).element_size()
     elements = steps * n
     if not fits(device, steps, n, itemsize):
-        return [Record(backend, kind, name, steps, n, phase, None, None, None, "skipped: not enough free memory")
+        return [Record(backend, model, name, steps, n, phase, None, None, None, "skipped: not enough free memory")
                 for phase in ("forward", "backward", "inference")]
-    config = make_config(kind)
+    config = make_config(model)
+    moved = bytes_per_step(config, itemsize)
     x = (torch.rand((steps, n), device=device, dtype=torch.float32) * 1.2).to(dtype).requires_grad_()
-    v0 = torch.zeros(n, device=device, dtype=dtype)
-    w = torch.zeros((), device=device, requires_grad=True) if kind == "plif" else None
+    initial = config.model.initial_values(config.hyper)
+    states = tuple(torch.full((n,), initial[s], device=device, dtype=dtype) for s in config.model.state_names)
+    # learnable parameters at 0 (PLIF: decay sigmoid(0) = 1/2)
+    learnables = tuple(torch.zeros((), device=device, requires_grad=True) for _ in config.model.learnables)
     grad_spike = torch.rand((steps, n), device=device, dtype=torch.float32).to(dtype)
-    inputs = [x] if w is None else [x, w]
+    inputs = [x, *learnables]
     records = []
 
-    def row(phase: str, ms: float, per_element: int) -> Record:
-        gbps = per_element * itemsize * elements / (ms * 1e-3) / 1e9
-        return Record(backend, kind, name, steps, n, phase, ms, gbps, gbps / copy_gbps)
+    def row(phase: str, ms: float) -> Record:
+        gbps = moved[phase] * elements / (ms * 1e-3) / 1e9
+        return Record(backend, model, name, steps, n, phase, ms, gbps, gbps / copy_gbps)
+
+    def run() -> Any:
+        return kernel(x, states, config, learnables=learnables)
 
     try:
-        forward_ms = timer.median_ms(lambda: kernel(x, v0, config, w=w))
-        records.append(row("forward", forward_ms, 3))
-        spikes = kernel(x, v0, config, w=w)[0]
+        records.append(row("forward", timer.median_ms(run)))
+        spikes = run()[0]
         backward_ms = timer.median_ms(
             lambda: torch.autograd.grad(spikes, inputs, grad_outputs=grad_spike, retain_graph=True)
         )
-        records.append(row("backward", backward_ms, 3))
+        records.append(row("backward", backward_ms))
         spikes = None  # free the saved state before timing inference
         with torch.no_grad():
-            inference_ms = timer.median_ms(lambda: kernel(x, v0, config, w=w))
-        records.append(row("inference", inference_ms, 2))
+            records.append(row("inference", timer.median_ms(run)))
     except Exception as exc:  # one failing contender must not end the table
         note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
         done = {r.phase for r in records}
-        records += [Record(backend, kind, name, steps, n, phase, None, None, None, note)
+        records += [Record(backend, model, name, steps, n, phase, None, None, None, note)
                     for phase in ("forward", "backward", "inference") if phase not in done]
     finally:
         if device.type == "cuda":
@@ -243,21 +282,21 @@ def measure(
 
 def format_table(records: list[Record], copy_gbps: float) -> str:
     """A markdown table; ``vs torch`` is the torch backend's time over this one's."""
-    baseline = {(r.kind, r.dtype, r.T, r.N, r.phase): r.median_ms for r in records if r.backend == "torch"}
+    baseline = {(r.model, r.dtype, r.T, r.N, r.phase): r.median_ms for r in records if r.backend == "torch"}
     lines = [
         f"device-to-device copy: {copy_gbps:.4g} GB/s (read + write)",
         "",
-        "| kind | dtype | T | N | phase | backend | median ms | GB/s | of copy BW | vs torch |",
+        "| model | dtype | T | N | phase | backend | median ms | GB/s | of copy BW | vs torch |",
         "|---|---|---:|---:|---|---|---:|---:|---:|---:|",
     ]
     for r in records:
         if r.median_ms is None:
-            lines.append(f"| {r.kind} | {r.dtype} | {r.T} | {r.N} | {r.phase} | {r.backend} | {r.note} | | | |")
+            lines.append(f"| {r.model} | {r.dtype} | {r.T} | {r.N} | {r.phase} | {r.backend} | {r.note} | | | |")
             continue
-        base = baseline.get((r.kind, r.dtype, r.T, r.N, r.phase))
+        base = baseline.get((r.model, r.dtype, r.T, r.N, r.phase))
         ratio = f"{base / r.median_ms:.2f}x" if base else ""
         lines.append(
-            f"| {r.kind} | {r.dtype} | {r.T} | {r.N} | {r.phase} | {r.backend} | {r.median_ms:.3f} | "
+            f"| {r.model} | {r.dtype} | {r.T} | {r.N} | {r.phase} | {r.backend} | {r.median_ms:.3f} | "
             f"{r.gbps:.4g} | {100 * r.copy_fraction:.3g}% | {ratio} |"
         )
     return "\n".join(lines)
@@ -271,6 +310,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 10)")
     parser.add_argument("--backends", default=None,
                         help="comma-separated subset of backends to run (e.g. torch,triton,spikingjelly)")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated subset of registered neuron models (default: every one)")
     return parser.parse_args(argv)
 
 
@@ -288,7 +329,15 @@ def main(argv: list[str] | None = None) -> int:
         sizes_t, sizes_n = (QUICK_T, QUICK_N) if args.quick else (FULL_T, FULL_N)
         warmup, repeats, copy_bytes = 3, args.repeats or 10, 1 << 31
     timer = Timer(device, warmup, repeats)
-    contenders, notes = snn_kernels(device, allow_emulated=args.dry_run)
+    from snn.plugins import get_registry
+
+    registered = sorted(get_registry().models)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else registered
+    unknown = sorted(set(models) - set(registered))
+    if unknown:
+        print(f"gpu_bench: --models: unknown models {unknown}; registered: {registered}", file=sys.stderr)
+        return 2
+    contenders, notes = snn_kernels(device, args.dry_run, models)
     sj_name, sj_kernel, sj_note = spikingjelly_kernels(device)
     notes.append(sj_note)
     if sj_kernel is not None:
@@ -298,19 +347,22 @@ def main(argv: list[str] | None = None) -> int:
         contenders = {name: get for name, get in contenders.items()
                       if name in wanted or name.split("[")[0] in wanted}
     copy_gbps = copy_bandwidth(device, timer, copy_bytes)
-    cases = [(kind, torch.float32) for kind in KINDS] + [("lif", torch.float16)]
+    cases = [(model, torch.float32) for model in models] + [("lif", torch.float16)] * ("lif" in models)
     records: list[Record] = []
     began = time.perf_counter()
-    for kind, dtype in cases:
+    skipped: set[tuple[str, str]] = set()
+    for model, dtype in cases:
         for steps in sizes_t:
             for n in sizes_n:
                 for name, get in contenders.items():
                     try:
-                        kernel = get(kind)
+                        kernel = get(model)
                     except Exception as exc:
-                        notes.append(f"{name}/{kind}: {type(exc).__name__}: {exc}")
+                        if (name, model) not in skipped:
+                            skipped.add((name, model))
+                            notes.append(f"{name}/{model}: {type(exc).__name__}: {exc}")
                         continue
-                    records += measure(name, kernel, kind, dtype, steps, n, device, timer, copy_gbps)
+                    records += measure(name, kernel, model, dtype, steps, n, device, timer, copy_gbps)
     elapsed = time.perf_counter() - began
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"# multi-step neuron kernels on {device_name} ({elapsed:.0f} s)\n")

@@ -15,6 +15,12 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.abspath(os.path.dirname(__file__)), "_ext"))
+# The example plugin's modules are shown and doctested in the plugin guide without installing it
+# (an installed copy would register its entry point in every doctest).
+_EXAMPLE_PLUGIN = os.path.join(os.path.dirname(os.path.abspath(os.path.dirname(__file__))), "examples",
+                               "snn-example-plugin", "src")
+if _EXAMPLE_PLUGIN not in sys.path:
+    sys.path.append(_EXAMPLE_PLUGIN)
 
 project = "snn"
 author = "the snn developers"
@@ -27,6 +33,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
+    "matplotlib.sphinxext.plot_directive",
     "snn_docs",
 ]
 
@@ -50,10 +57,20 @@ napoleon_custom_sections = [("Class attributes", "params_style"), ("Memories", "
 nitpicky = False
 exclude_patterns = ["_build", "_generated", "_ext"]
 
+# -- plots ------------------------------------------------------------------------------------
+
+# ``.. plot::`` blocks (snn.visualizing, snn.encoding, snn.monitor, snn.layer pages) run their
+# code at build time with matplotlib's Agg backend; the PNG goes into the page, no source links.
+plot_formats = [("png", 100)]
+plot_html_show_formats = False
+plot_html_show_source_link = False
+plot_include_source = True
+
 # -- HTML -------------------------------------------------------------------------------------
 
 html_theme = "alabaster"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["snn.css"]  # long code lines wrap instead of being cut off
 html_title = "snn documentation"
 html_theme_options = {
     "description": "spiking neural networks for PyTorch",

@@ -3,12 +3,13 @@
 A two-layer LIF network learns scikit-learn's 8x8 digits (bundled, nothing is downloaded) with
 back-propagation through time and the TET loss, in a few seconds on a CPU::
 
-    pip install "snn-core[demo]"          # scikit-learn for the data
-    python examples/train_minimal.py      # add --backend triton / cupy on a GPU
+    pip install -e "packages/snn-core[demo]"   # from a checkout; scikit-learn for the data
+    python examples/train_minimal.py           # add --backend triton / cupy on a GPU
 
-It shows the three things every snn training loop does: build the network from step-mode-aware
-layers and neurons in multi-step mode (inputs ``[T, N, *]``), reset the neurons' state before
-each batch (``functional.reset_net``), and read the output spikes over time.
+(from a package index: ``pip install "snn-core[demo]"``). It shows the three things every snn
+training loop does: build the network from step-mode-aware layers and neurons in multi-step
+mode (inputs ``[T, N, *]``), reset the neurons' state before each batch
+(``functional.reset_net``), and read the output spikes over time.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def build_network(hidden: int = 256) -> nn.Module:
 def main() -> None:
     """Train for a few epochs and print the test accuracy after each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="torch", help="neuron backend (default: torch)")
+    parser.add_argument("--backend", default="torch", help="neuron backend")
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
 
@@ -46,7 +47,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     digits = load_digits()
-    x = torch.as_tensor(digits.data, dtype=torch.float32) / 16.0  # [1797, 64] in [0, 1]
+    # pixel intensities in [0, 1]: [1797, 64]
+    x = torch.as_tensor(digits.data, dtype=torch.float32) / 16.0
     y = torch.as_tensor(digits.target, dtype=torch.int64)
     order = torch.randperm(len(y))
     train_idx, test_idx = order[:1440], order[1440:]
@@ -58,10 +60,14 @@ def main() -> None:
     for epoch in range(1, args.epochs + 1):
         net.train()
         for batch in train_idx[torch.randperm(len(train_idx))].split(64):
-            x_seq = x[batch].unsqueeze(0).repeat(T, 1, 1)  # direct coding: [T, N, 64]
-            functional.reset_net(net)  # neurons keep their potential between calls
+            # direct coding: the same image at every step, [T, N, 64]
+            x_seq = x[batch].unsqueeze(0).repeat(T, 1, 1)
+            # neurons keep their potential between calls: start from rest
+            functional.reset_net(net)
             out_seq = net(x_seq)  # [T, N, 10] spikes
-            loss = functional.temporal_efficient_training_cross_entropy(out_seq, y[batch])
+            loss = functional.temporal_efficient_training_cross_entropy(
+                out_seq, y[batch]
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -69,9 +75,13 @@ def main() -> None:
         net.eval()
         with torch.no_grad():
             functional.reset_net(net)
-            rates = net(x[test_idx].unsqueeze(0).repeat(T, 1, 1)).mean(0)  # firing rates [N, 10]
+            x_seq = x[test_idx].unsqueeze(0).repeat(T, 1, 1)
+            rates = net(x_seq).mean(0)  # firing rates [N, 10]
             accuracy = (rates.argmax(1) == y[test_idx]).float().mean().item()
-        print(f"epoch {epoch:2d}  loss {loss.item():.4f}  test accuracy {100 * accuracy:.1f}%")
+        print(
+            f"epoch {epoch:2d}  loss {loss.item():.4f}  "
+            f"test accuracy {100 * accuracy:.1f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import torch
+from if_lif_plif import family_serves
 
 from snn import functional, layer, neuron
 from snn.base import named_memories
@@ -41,7 +42,7 @@ def build(backend: str, device: str) -> torch.nn.Sequential:
     info = get_registry().backend(backend)
 
     def pick(kind: str) -> str:
-        return backend if info.serves(kind, "multi_step") else "torch"
+        return backend if family_serves(info, kind) else "torch"
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(

@@ -1,6 +1,6 @@
 """Non-finite inputs (NaN, +inf, -inf): every backend gives the same answer and never hangs.
 
-What the answer is: the neuron-kernel contract (:mod:`snn.kernels`, DESIGN.md) evaluated in
+What the answer is: the neuron-kernel contract (:mod:`snn.kernels`, docs/architecture.rst) evaluated in
 IEEE arithmetic, one step at a time, exactly as written there and as the neurons' own plain
 autograd path (``BaseNode.neuronal_charge`` / ``neuronal_fire`` / ``neuronal_reset``) computes it:
 
@@ -28,9 +28,9 @@ from typing import Any
 
 import pytest
 import torch
+from if_lif_plif import FamilyConfig, family_kernel, family_serves
 
 from snn import neuron, surrogate
-from snn.kernels import NeuronConfig
 from snn.plugins import get_registry
 
 NAN, INF = float("nan"), float("inf")
@@ -87,7 +87,7 @@ def nonfinite_inputs(dtype: torch.dtype, device: str) -> torch.Tensor:
 
 def _serves(backend: str, kind: str, dtype: torch.dtype) -> bool:
     info = get_registry().backend(backend)
-    return info.serves(kind, "multi_step") and dtype in info.dtypes
+    return family_serves(info, kind) and dtype in info.dtypes
 
 
 def _check_against_contract(backend: str, device: str, kind: str, reset: str, decay_input: bool) -> None:
@@ -186,7 +186,7 @@ class _Fire(torch.autograd.Function):
 
 
 def differentiable_contract(
-    x_seq: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, w: torch.Tensor | None
+    x_seq: torch.Tensor, v0: torch.Tensor, config: FamilyConfig, w: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`contract_loop` with autograd (``detach_reset`` included): ``(spikes, v_last, v_seq)``."""
     derivative = surrogate.derivative_function(config.surrogate)
@@ -210,7 +210,7 @@ def differentiable_contract(
 
 
 def _forward_backward(
-    kernel: Callable[..., Any] | None, config: NeuronConfig, x: torch.Tensor, v0: torch.Tensor,
+    kernel: Callable[..., Any] | None, config: FamilyConfig, x: torch.Tensor, v0: torch.Tensor,
     w: torch.Tensor | None, weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: str,
 ) -> dict[str, torch.Tensor]:
     leaves = {"x": x.clone().to(device).requires_grad_(), "v0": v0.clone().to(device).requires_grad_()}
@@ -239,7 +239,7 @@ def test_nonfinite_gradients_match_autograd_of_the_contract(
     if not _serves(backend, kind, torch.float32):
         pytest.skip(f"backend {backend!r} has no float32 {kind} kernel")
     v_reset = RESETS[reset]
-    config = NeuronConfig(
+    config = FamilyConfig(
         kind, 1.0, v_reset, detach_reset, decay_input if kind != "if" else False,
         2.0 if kind == "lif" else None, surrogate.ATan().spec,
     )
@@ -249,7 +249,7 @@ def test_nonfinite_gradients_match_autograd_of_the_contract(
     w = torch.tensor(0.4) if kind == "plif" else None
     gen = torch.Generator().manual_seed(3)
     weights = (torch.rand(x.shape, generator=gen), torch.rand(x.shape, generator=gen), torch.rand(x.shape[1:], generator=gen))
-    kernel = get_registry().kernel(backend, kind, "multi_step")
+    kernel = family_kernel(backend, kind)
     with deadline(60):
         got = _forward_backward(kernel, config, x, v0, w, weights, device)
     want = _forward_backward(None, config, x, v0, w, weights, "cpu")

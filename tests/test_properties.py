@@ -39,10 +39,10 @@ import torch.nn.functional as F
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from if_lif_plif import FamilyConfig, family_kernel, family_serves  # noqa: E402
 
 from snn import functional, surrogate  # noqa: E402
 from snn.errors import SNNError  # noqa: E402
-from snn.kernels import NeuronConfig  # noqa: E402
 from snn.plugins import get_registry  # noqa: E402
 
 #: Examples run per property (and backend), filled in while the tests run.
@@ -87,7 +87,7 @@ class _Fire(torch.autograd.Function):
 
 
 def contract_loop(
-    x_seq: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, w: torch.Tensor | None
+    x_seq: torch.Tensor, v0: torch.Tensor, config: FamilyConfig, w: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(spikes, v_last, v_seq, h_seq)`` by the contract's equations, with autograd."""
     derivative = surrogate.derivative_function(config.surrogate)
@@ -112,7 +112,7 @@ def contract_loop(
 
 
 def run_kernel(
-    backend: str, config: NeuronConfig, x: torch.Tensor, v0: torch.Tensor, w: torch.Tensor | None,
+    backend: str, config: FamilyConfig, x: torch.Tensor, v0: torch.Tensor, w: torch.Tensor | None,
     gs: torch.Tensor, gv: torch.Tensor, gl: torch.Tensor, use_loop: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Forward + backward of one kernel (or of :func:`contract_loop`); values and gradients."""
@@ -122,7 +122,7 @@ def run_kernel(
     if use_loop:
         spikes, v_last, v_seq, _ = contract_loop(leaves["x"], leaves["v0"], config, leaves.get("w"))
     else:
-        kernel = get_registry().kernel(backend, config.kind, "multi_step")
+        kernel = family_kernel(backend, config.kind)
         spikes, v_last, v_seq = kernel(leaves["x"], leaves["v0"], config, w=leaves.get("w"), store_v_seq=True)
     loss = (spikes * gs).sum() + (v_seq * gv).sum() + (v_last * gl).sum()
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
@@ -160,7 +160,7 @@ def _info(backend: str) -> Any:
 
 
 def _kinds(backend: str) -> list[str]:
-    return [k for k in ("if", "lif", "plif") if _info(backend).serves(k, "multi_step")]
+    return [k for k in ("if", "lif", "plif") if family_serves(_info(backend), k)]
 
 
 def _shape(draw: st.DrawFn, max_size: int = 5) -> tuple[int, ...]:
@@ -187,9 +187,9 @@ def test_exact_regime_is_bit_identical_to_the_contract(kernel_backend_device: tu
     kind = draw(st.sampled_from(_kinds(backend)), label="kind")
     dtypes = [d for d in (torch.float32, torch.float64) if d in info.dtypes]
     dtype = draw(st.sampled_from(dtypes), label="dtype")
-    spec = _surrogate_spec(draw, [s for s in info.surrogates if s in surrogate.CLOSED_FORM_SURROGATES])
+    spec = _surrogate_spec(draw, list(info.claimed_surrogates()))
     hard = draw(st.booleans(), label="hard_reset")
-    config = NeuronConfig(
+    config = FamilyConfig(
         kind,
         draw(st.integers(1, 16), label="v_threshold*8") / 8,
         draw(st.integers(-8, 4), label="v_reset*8") / 8 if hard else None,
@@ -221,15 +221,15 @@ def test_exact_regime_is_bit_identical_to_the_contract(kernel_backend_device: tu
             torch.testing.assert_close(got[key].cpu(), reference[key], **tol, msg=lambda m, k=key: f"{k} {config}: {m}")
 
 
-def _generic_config(draw: st.DrawFn, backend: str) -> tuple[NeuronConfig, float | None]:
+def _generic_config(draw: st.DrawFn, backend: str) -> tuple[FamilyConfig, float | None]:
     info = _info(backend)
     kind = draw(st.sampled_from(_kinds(backend)), label="kind")
-    spec = _surrogate_spec(draw, [s for s in info.surrogates if s in surrogate.CLOSED_FORM_SURROGATES])
+    spec = _surrogate_spec(draw, list(info.claimed_surrogates()))
     threshold = draw(st.floats(0.05, 3.0), label="v_threshold")
     reset = draw(st.one_of(st.none(), st.floats(-1.0, 0.5)), label="v_reset")
     tau = draw(st.floats(1.05, 20.0), label="tau") if kind == "lif" else None
     init_tau = draw(st.floats(1.05, 20.0), label="init_tau") if kind == "plif" else None
-    config = NeuronConfig(
+    config = FamilyConfig(
         kind, threshold, reset, draw(st.booleans(), label="detach_reset"),
         draw(st.booleans(), label="decay_input") if kind != "if" else False, tau, spec,
     )
@@ -239,10 +239,9 @@ def _generic_config(draw: st.DrawFn, backend: str) -> tuple[NeuronConfig, float 
 HALF_TOL = {"rtol": 1e-2, "atol": 1e-2}
 TOLERANCES = {torch.float16: HALF_TOL, torch.bfloat16: HALF_TOL, torch.float32: {"rtol": 1e-5, "atol": 1e-5},
               torch.float64: {"rtol": 1e-9, "atol": 1e-9}}
-#: Gradients in bfloat16: 4 units of its 8-bit precision (2**-7 each). Backends may evaluate the
-#: surrogate at the potential saved in the storage dtype (triton saves ``h - v_threshold`` in
-#: bfloat16), which moves an oscillating surrogate's derivative by a few bfloat16 units; 1e-2 is
-#: only 1.3 units there.
+#: Gradients in bfloat16: 4 units of its 8-bit precision (2**-7 each). A backend may round the
+#: saved potential or intermediate values differently from torch's float32 arithmetic, which
+#: moves an oscillating surrogate's derivative by a few bfloat16 units; 1e-2 is only 1.3 units.
 GRAD_TOLERANCES = {**TOLERANCES, torch.bfloat16: {"rtol": 4 * 2**-7, "atol": 4 * 2**-7}}
 
 
@@ -499,8 +498,13 @@ def test_invalid_kernel_arguments_raise_typed_errors(kernel_backend_device: tupl
     backend, device = kernel_backend_device
     draw = data.draw
     kind = draw(st.sampled_from(_kinds(backend)))
-    kernel = get_registry().kernel(backend, kind, "multi_step")
-    config = NeuronConfig(kind, 1.0, 0.0, False, True, 2.0 if kind == "lif" else None, surrogate.Sigmoid().spec)
+    generic = get_registry().kernel(backend, "multi_step")
+    config = FamilyConfig(kind, 1.0, 0.0, False, True, 2.0 if kind == "lif" else None, surrogate.Sigmoid().spec).config
+
+    def kernel(x_seq: Any, v0: Any, config: Any, w: Any = None, learnables: Any = None) -> Any:
+        learn = learnables if learnables is not None else ((w,) if w is not None else ())
+        return generic(x_seq, (v0,), config, learnables=learn)
+
     shape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))
     steps = draw(st.integers(1, 4))
     dtype = torch.float32
@@ -509,17 +513,18 @@ def test_invalid_kernel_arguments_raise_typed_errors(kernel_backend_device: tupl
     w = torch.zeros((), device=device) if kind == "plif" else None
     case = draw(st.sampled_from(["int x", "v0 shape", "v0 device", "v0 dtype", "empty", "rank 0", "w"]))
     EXAMPLES[f"invalid/kernel arguments/{backend}-{device}"] += 1
+    state = "states['v']"
     if case == "int x":
         ints = draw(st.sampled_from(INT_DTYPES))
         expect_typed_error(lambda: kernel(x.to(ints), v0.to(ints), config, w=w), "x_seq")
     elif case == "v0 shape":
         bad = torch.zeros(*shape, 2, dtype=dtype, device=device)
-        expect_typed_error(lambda: kernel(x, bad, config, w=w), "v0")
+        expect_typed_error(lambda: kernel(x, bad, config, w=w), state)
     elif case == "v0 device":
-        expect_typed_error(lambda: kernel(x, v0.to(META), config, w=w), "v0")
+        expect_typed_error(lambda: kernel(x, v0.to(META), config, w=w), state)
     elif case == "v0 dtype":
         other = torch.float64 if dtype != torch.float64 else torch.float32
-        expect_typed_error(lambda: kernel(x, v0.to(other), config, w=w), "v0")
+        expect_typed_error(lambda: kernel(x, v0.to(other), config, w=w), state)
     elif case == "empty":
         expect_typed_error(lambda: kernel(x[:0], v0, config, w=w), "x_seq")
     elif case == "rank 0":
@@ -527,11 +532,11 @@ def test_invalid_kernel_arguments_raise_typed_errors(kernel_backend_device: tupl
     elif kind == "plif":
         bad_w = draw(st.sampled_from(["missing", "meta"]))
         if bad_w == "missing":
-            expect_typed_error(lambda: kernel(x, v0, config, w=None), "w")
+            expect_typed_error(lambda: kernel(x, v0, config, learnables=()), "learnables")
         else:
-            expect_typed_error(lambda: kernel(x, v0, config, w=torch.zeros((), device=META)), "w")
+            expect_typed_error(lambda: kernel(x, v0, config, w=torch.zeros((), device=META)), "learnables['w']")
     else:
-        expect_typed_error(lambda: kernel(x, v0, config, w=torch.zeros((), device=device)), "w")
+        expect_typed_error(lambda: kernel(x, v0, config, w=torch.zeros((), device=device)), "learnables")
 
 
 @FAST

@@ -17,15 +17,24 @@ It also adjusts how a few Google-style docstring patterns render, without touchi
 (each handler says which pattern and why; ``sphinx-build -v`` logs every docstring it changes):
 wrapped lists of parameter names, property sentences containing a colon, prose before a colon
 in ``Returns:``, ``Args:`` in module docstrings, and private base classes.
+
+Finally, :func:`check_code_width` warns about every line of a code block (``code-block``,
+``doctest``, ``literalinclude``, ``::``) of the user-guide pages (``snn_code_width_pages``,
+default :data:`CODE_WIDTH_PAGES`) that is wider than ``snn_code_width`` characters (default
+:data:`CODE_WIDTH`): the code area shows about 84 characters of a monospace font (81 inside an
+API entry), and a longer line wraps (``_static/snn.css``); ``-W`` makes the warning an error.
+Examples in docstrings follow the code's own line length and are not checked.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import re
 from pathlib import Path
 from typing import Any
 
+from docutils import nodes
 from sphinx.util import logging
 
 __all__ = [
@@ -37,6 +46,10 @@ __all__ = [
     "restore_prose_returns",
     "module_field_lists",
     "public_bases",
+    "CODE_WIDTH",
+    "CODE_WIDTH_PAGES",
+    "long_code_lines",
+    "check_code_width",
     "setup",
 ]
 
@@ -268,8 +281,40 @@ def public_bases(app: Any, name: str, obj: Any, options: Any, bases: list[type])
     bases[:] = shown
 
 
+#: Widest code line, in characters, that the page shows whole (alabaster, ``page_width``
+#: 1100px, code in a 0.9em monospace font inside a definition list).
+CODE_WIDTH = 80
+
+#: The pages (``fnmatch`` patterns of document names) whose code blocks are checked: the user
+#: guide a newcomer reads first. Elsewhere (the API reference, tables of measured output copied
+#: as printed) an over-long line wraps.
+CODE_WIDTH_PAGES = ("index", "quickstart", "plugins/*")
+
+
+def long_code_lines(text: str, width: int) -> list[tuple[int, int]]:
+    """``(line number from 1, length)`` of each line of ``text`` longer than ``width``."""
+    return [(number, len(line)) for number, line in enumerate(text.splitlines(), 1) if len(line) > width]
+
+
+def check_code_width(app: Any, doctree: Any, docname: str) -> None:
+    """Warn about code lines wider than ``snn_code_width`` (connected to ``doctree-resolved``)."""
+    width = app.config.snn_code_width
+    if not any(fnmatch.fnmatchcase(docname, pattern) for pattern in app.config.snn_code_width_pages):
+        return
+    for block in doctree.findall(nodes.literal_block):
+        if ":docstring of " in (block.source or ""):
+            continue  # examples in docstrings follow the code's line length (they wrap)
+        for number, length in long_code_lines(block.astext(), width):
+            logger.warning(
+                "code line %d of this block has %d characters, more than the %d the page shows "
+                "(snn_code_width): shorten it", number, length, width, location=block, type="snn", subtype="code_width",
+            )
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Register the extension with Sphinx."""
+    app.add_config_value("snn_code_width", CODE_WIDTH, "env", [int])
+    app.add_config_value("snn_code_width_pages", CODE_WIDTH_PAGES, "env", [tuple, list])
     app.connect("builder-inited", generate)
     # priority < 500: before sphinx.ext.napoleon converts the docstring
     app.connect("autodoc-process-docstring", join_wrapped_parameter_names, priority=400)
@@ -278,4 +323,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("autodoc-process-docstring", restore_prose_returns, priority=600)
     app.connect("autodoc-process-docstring", module_field_lists, priority=600)
     app.connect("autodoc-process-bases", public_bases)
+    app.connect("doctree-resolved", check_code_width)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

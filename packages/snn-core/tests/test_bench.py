@@ -107,11 +107,11 @@ def test_plugin_backend_is_measured(temporary_plugin) -> None:
     @snn.hookimpl
     def snn_register_backends(register):
         register(
-            "fake", {("lif", "multi_step"): "snn.backends.torch:lif_multi_step"},
+            "fake", {"multi_step": "snn.backends.torch:multi_step"}, models=("lif",),
             devices=("cpu",), dtypes=(torch.float32,), surrogates=("Sigmoid",), probe=lambda: None,
         )
         register(
-            "broken", {("lif", "multi_step"): "snn.backends.torch:lif_multi_step"},
+            "broken", {"multi_step": "snn.backends.torch:multi_step"}, models=("lif",),
             devices=("cpu",), dtypes=(torch.float32,), surrogates=("Sigmoid",),
             probe=lambda: "needs a quantum computer",
         )
@@ -125,15 +125,15 @@ def test_plugin_backend_is_measured(temporary_plugin) -> None:
     assert measured == {("torch", "lif"), ("torch", "if"), ("fake", "lif")}
     skipped = {(s.backend, s.kind): s.reason for s in report.skipped}
     assert skipped[("broken", None)] == "needs a quantum computer"
-    assert skipped[("fake", "if")] == "no multi-step if kernel"
+    assert skipped[("fake", "if")] == "no multi-step kernel for model if"
 
 
 def test_spikes_are_checked_against_torch(temporary_plugin, monkeypatch: pytest.MonkeyPatch) -> None:
-    from snn.backends.torch import lif_multi_step
+    from snn.backends.torch import multi_step
 
-    def inverted(x_seq, v0, config, *, w=None, store_v_seq=False):
-        spikes, v_last, v_seq = lif_multi_step(x_seq, v0, config, w=w, store_v_seq=store_v_seq)
-        return 1.0 - spikes, v_last, v_seq
+    def inverted(x_seq, states, config, *, learnables=(), store_state_seqs=False):
+        spikes, last, seqs = multi_step(x_seq, states, config, learnables=learnables, store_state_seqs=store_state_seqs)
+        return 1.0 - spikes, last, seqs
 
     module = types.ModuleType("bench_test_kernels")
     module.inverted = inverted
@@ -141,8 +141,8 @@ def test_spikes_are_checked_against_torch(temporary_plugin, monkeypatch: pytest.
 
     @snn.hookimpl
     def snn_register_backends(register):
-        for name, target in (("same", "snn.backends.torch:lif_multi_step"), ("wrong", "bench_test_kernels:inverted")):
-            register(name, {("lif", "multi_step"): target}, devices=("cpu",), dtypes=(torch.float32,),
+        for name, target in (("same", "snn.backends.torch:multi_step"), ("wrong", "bench_test_kernels:inverted")):
+            register(name, {"multi_step": target}, models=("lif",), devices=("cpu",), dtypes=(torch.float32,),
                      surrogates=("Sigmoid",), probe=lambda: None)
 
     temporary_plugin(types.SimpleNamespace(snn_register_backends=snn_register_backends), name="checked")
@@ -154,7 +154,7 @@ def test_dtype_not_served_is_skipped(temporary_plugin) -> None:
     @snn.hookimpl
     def snn_register_backends(register):
         register(
-            "only64", {("lif", "multi_step"): "snn.backends.torch:lif_multi_step"},
+            "only64", {"multi_step": "snn.backends.torch:multi_step"}, models=("lif",),
             devices=("cpu",), dtypes=(torch.float64,), surrogates=("Sigmoid",), probe=lambda: None,
         )
 
@@ -173,6 +173,7 @@ def test_dtype_not_served_is_skipped(temporary_plugin) -> None:
         (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "nope"], ["device:"]),
         (["--repeats", "0"], ["repeats / warmup"]),
         (["--threads", "-1"], ["threads: expected 0"]),
+        (["--models", "lif,nope"], ["models: expected registered neuron models", "'nope'"]),
     ],
 )
 def test_errors(argv: list[str], expected: list[str]) -> None:
@@ -184,7 +185,72 @@ def test_errors(argv: list[str], expected: list[str]) -> None:
     assert "error" in json.loads(stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--kinds", "lif,qif"], ["--N", "0"], ["--T", "x"], ["--dtype", "int8"]])
+@pytest.mark.parametrize("argv", [["--models", ","], ["--N", "0"], ["--T", "x"], ["--dtype", "int8"]])
 def test_bad_lists_are_argparse_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         parse(argv)
+
+
+# -- spread of the runs (issue 14.11) -------------------------------------------------------------
+
+
+class _ScriptedClock:
+    """``time.perf_counter`` replacement: each timed run lasts the scripted seconds per phase."""
+
+    def __init__(self, runs: list[tuple[float, float, float]]) -> None:
+        # each round first times one tensor copy (two reads, 1 ms apart), then _time_once reads
+        # the clock five times: start, after forward, after backward, before and after inference
+        self.steps = [step for fwd, bwd, inf in runs for step in (0.0, 0.001, 0.0, fwd, bwd, 0.0, inf)]
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        self.now += self.steps.pop(0)
+        return self.now
+
+
+def test_rows_keep_the_fastest_and_slowest_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from snn.bench import measure
+
+    runs = [(0.001, 0.004, 0.002), (0.009, 0.005, 0.002), (0.002, 0.006, 0.002)]
+    monkeypatch.setattr(measure.time, "perf_counter", _ScriptedClock(runs))
+    report = bench.benchmark(backends=["torch"], Ts=[2], Ns=[8], repeats=3, warmup=0, reference=False)
+    (row,) = report.rows
+    assert (row.forward_min_ms, row.forward_ms, row.forward_max_ms) == pytest.approx((1.0, 2.0, 9.0))
+    assert (row.backward_min_ms, row.backward_ms, row.backward_max_ms) == pytest.approx((4.0, 5.0, 6.0))
+    assert (row.inference_min_ms, row.inference_ms, row.inference_max_ms) == pytest.approx((2.0, 2.0, 2.0))
+    assert row.spread("forward") == pytest.approx(4.0) and row.spread("backward") == pytest.approx(0.4)
+    assert row.wide_phases() == ["forward"]  # 4.0 > 0.5; 0.4 and 0.0 are within
+    (warning,) = report.warnings
+    assert "1 of 1 measurements spread widely" in warning and "torch lif T=2 N=8 float32 forward 1.00-9.00 ms" in warning
+    table = bench.format_table(report)
+    line = next(text for text in table.splitlines() if text.startswith("torch "))
+    assert "2.000 (1.00-9.00)!" in line and "5.000 (4.00-6.00) " in line and "5.000 (4.00-6.00)!" not in line
+    assert f"warning: {warning}" in table
+    assert report.to_json()["warnings"] == [warning]
+
+
+def test_quiet_measurements_carry_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from snn.bench import measure
+
+    runs = [(0.010, 0.020, 0.005), (0.011, 0.021, 0.005), (0.012, 0.022, 0.006)]
+    monkeypatch.setattr(measure.time, "perf_counter", _ScriptedClock(runs))
+    report = bench.benchmark(backends=["torch"], Ts=[2], Ns=[8], repeats=3, warmup=0, reference=False)
+    assert report.rows[0].wide_phases() == [] and report.warnings == []
+    table = bench.format_table(report)
+    assert "warning" not in table and "11.000 (10.0-12.0)" in table
+
+
+def test_json_mode_prints_the_warnings_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    from snn.bench import command
+
+    row = bench.BenchRow("torch", "lif", 16, 4096, "float32", 20.0, 30.0, 5.0, forward_min_ms=9.0,
+                         forward_max_ms=125.0, backward_min_ms=29.0, backward_max_ms=31.0,
+                         inference_min_ms=5.0, inference_max_ms=5.0)
+    fake = bench.BenchReport("cpu", [row], [], 5, 2, torch.__version__, None)
+    monkeypatch.setattr(command, "benchmark", lambda **kwargs: fake)
+    code, stdout, stderr = run_command([*TINY, "--json"])
+    assert code == 0
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert report["rows"][0]["forward_max_ms"] == 125.0 and len(report["warnings"]) == 1
+    assert stderr.startswith("snn bench: warning: 1 of 1 measurements spread widely")
+    assert "forward 9.00-125 ms" in stderr

@@ -17,14 +17,17 @@ KINDS = ("if", "lif", "plif")
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _plain_kernel(kind, x_seq, v0, config, *, w=None, store_v_seq=False, bug=None):
-    """An independent multi-step kernel: the dynamics as a plain autograd loop.
+def _plain_kernel(x_seq, states, config, *, learnables=(), store_state_seqs=False, bug=None):
+    """An independent multi-step IF / LIF / PLIF kernel: the dynamics written out as a plain loop.
 
-    Half types are computed in float32 (as the contract's reference does). ``bug`` injects one
-    deliberate error, to show that the conformance suite notices it.
+    Half types are computed in float32. ``bug`` injects one deliberate error, to show that the
+    conformance suite notices it.
     """
+    kind = config.model.name
+    hyper = config.hyper
     dtype = x_seq.dtype
     work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    (v0,) = states
     x_seq, v = x_seq.to(work), v0.to(work)
     if bug == "ignores_v0":
         v = torch.zeros_like(v)
@@ -35,20 +38,21 @@ def _plain_kernel(kind, x_seq, v0, config, *, w=None, store_v_seq=False, bug=Non
     if bug == "default_params":
         params = {}
     sf = surrogate.SURROGATES[name](**params)
-    vr = 0.0 if config.v_reset is None else config.v_reset
-    k = 1.0 / config.tau if kind == "lif" else (torch.sigmoid(w.to(work)) if kind == "plif" else None)
+    v_reset, v_threshold = hyper["v_reset"], hyper["v_threshold"]
+    vr = 0.0 if v_reset is None else v_reset
+    k = 1.0 / hyper["tau"] if kind == "lif" else (torch.sigmoid(learnables[0].to(work)) if kind == "plif" else None)
     spikes, potentials = [], []
     for x in x_seq:
         if kind == "if":
             h = v + x
-        elif config.decay_input:
+        elif hyper["decay_input"]:
             h = v + (x - (v - vr)) * k
         else:
             h = v - (v - vr) * k + x
-        s = sf(h - config.v_threshold)
+        s = sf(h - v_threshold)
         sd = s.detach() if config.detach_reset else s
-        if config.v_reset is None and bug != "soft_as_hard":
-            v = h - sd * config.v_threshold
+        if v_reset is None and bug != "soft_as_hard":
+            v = h - sd * v_threshold
         else:
             v = sd * vr + (1.0 - sd) * h
         spikes.append(s)
@@ -56,23 +60,23 @@ def _plain_kernel(kind, x_seq, v0, config, *, w=None, store_v_seq=False, bug=Non
     spike_seq = torch.stack(spikes)
     if bug == "grad_scale":
         spike_seq = spike_seq * 1.001 - (spike_seq * 0.001).detach()
-    v_seq = torch.stack(potentials).to(dtype) if store_v_seq else None
-    return spike_seq.to(dtype), v.to(dtype), v_seq
+    v_seq = (torch.stack(potentials).to(dtype),) if store_state_seqs else None
+    return spike_seq.to(dtype), (v.to(dtype),), v_seq
 
 
 BUGS = ("ignores_v0", "mutates_input", "always_sigmoid", "default_params", "soft_as_hard", "grad_scale")
-for _kind in KINDS:
-    globals()[f"plain_{_kind}"] = partial(_plain_kernel, _kind)
-    for _bug in BUGS:
-        globals()[f"{_bug}_{_kind}"] = partial(_plain_kernel, _kind, bug=_bug)
+plain = partial(_plain_kernel)
+for _bug in BUGS:
+    globals()[_bug] = partial(_plain_kernel, bug=_bug)
 
 
-def _backend_plugin(name, prefix, probe=lambda: None):
+def _backend_plugin(name, target, probe=lambda: None):
     @snn.hookimpl
     def snn_register_backends(register):
         register(
             name,
-            {(kind, "multi_step"): f"{__name__}:{prefix}_{kind}" for kind in KINDS},
+            {"multi_step": f"{__name__}:{target}"},
+            models=KINDS,
             devices=("cpu",),
             dtypes=DTYPES,
             surrogates=surrogate.CLOSED_FORM_SURROGATES,
@@ -89,7 +93,7 @@ class TestTorchConformance(BackendConformance):
 
 
 class TestPlainLoopConformance(BackendConformance):
-    """The torch kernels against an independent plain autograd loop, through the suite."""
+    """An independent plain autograd loop (IF, LIF, PLIF written out) against the model descriptions."""
 
     backend = "plainloop"
     plugin = _backend_plugin("plainloop", "plain")
@@ -122,8 +126,11 @@ def test_suite_detects_a_wrong_backend(bug, group):
         except AssertionError as exc:
             failures.append((case, str(exc)))
     assert failures, f"the suite did not notice bug {bug!r}"
-    if bug == "soft_as_hard":
-        assert {c.reset for c, _ in failures} == {"soft"}
+    if bug == "soft_as_hard":  # exactly the soft-reset cases fail (the suite's and the models' examples)
+        def soft(c):
+            return c.reset == "soft" or (c.reset == "model" and dict(c.hyper).get("v_reset", 0.0) is None)
+
+        assert {c.id for c, _ in failures} == {c.id for c in cases if soft(c)}
     if bug == "always_sigmoid":
         assert all(c.surrogate != "Sigmoid" for c, _ in failures)
         assert len({c.surrogate for c, _ in failures}) == len(surrogate.CLOSED_FORM_SURROGATES) - 1
@@ -133,9 +140,9 @@ def test_suite_detects_a_wrong_backend(bug, group):
         # a 0.1 % gradient error fails every dtype's tolerance except the half types'
         assert {c.dtype for c, _ in failures} == {torch.float32, torch.float64}
         # (in float64 the rescaled spike is no longer exactly 1.0: the spikes differ first)
-        assert all(("grad_x" in message) or ("spikes" in message) for _, message in failures)
+        assert all(("gradient of x" in message) or ("spikes" in message) for _, message in failures)
     if bug == "mutates_input":
-        assert any("modified its input" in message for _, message in failures)
+        assert any("modified one of its inputs" in message for _, message in failures)
 
 
 def test_suite_skips_with_the_probe_reason():
@@ -160,19 +167,25 @@ def test_suite_skips_with_the_probe_reason():
 
 
 def test_suite_matrix_covers_the_claims():
+    from snn.plugins import get_registry
+
     suite = TestTorchConformance()
     dynamics = suite.conformance_cases("dynamics")
-    assert {(c.kind, c.reset, c.detach_reset, c.decay_input) for c in dynamics} >= {
-        ("plif", "soft", True, False), ("if", "hardneg", False, True), ("lif", "hard", True, True)
+    assert {c.model for c in dynamics} == set(get_registry().models)
+    assert {(c.model, c.reset, c.detach_reset) for c in dynamics} >= {
+        ("plif", "soft", True), ("if", "hardneg", False), ("lif", "hard", True)
     }
-    assert len(dynamics) == 3 * 2 + 2 * (3 * 2 * 2)
+    lif_examples = [c for c in dynamics if c.model == "lif" and c.hyper]
+    assert {dict(c.hyper).get("decay_input", True) for c in lif_examples} == {True, False}
     assert {c.surrogate for c in suite.conformance_cases("surrogates")} == set(surrogate.CLOSED_FORM_SURROGATES)
     assert {c.dtype for c in suite.conformance_cases("dtypes")} == set(DTYPES)
+    assert {c.mode for c in suite.conformance_cases("modes")} == {"single_step"}
     layouts = suite.conformance_cases("layouts")
     assert {c.layout for c in layouts} == {"contiguous", "transposed", "strided"}
-    assert {c.grads for c in layouts} == {"all", "none", "v_only", "no_x"}
+    assert {c.grads for c in layouts} == {"all", "none", "states_only", "no_x"}
     assert any(c.shape[0] == 1 for c in layouts)
-    narrowed = type("Narrow", (BackendConformance,), {"backend": "torch", "kinds": ("lif",), "dtypes": (torch.float32,)})()
-    assert {(c.kind, c.dtype) for c in narrowed.conformance_cases("dtypes")} == {("lif", torch.float32)}
-    x, _, _ = suite.make_inputs(next(c for c in layouts if c.layout == "strided"))
+    narrowed = type("Narrow", (BackendConformance,), {"backend": "torch", "models": ("lif",), "dtypes": (torch.float32,)})()
+    assert {(c.model, c.dtype) for c in narrowed.conformance_cases("dtypes")} == {("lif", torch.float32)}
+    case = next(c for c in layouts if c.layout == "strided")
+    x, _, _ = suite.make_inputs(case, suite.config_for(case, get_registry()))
     assert not x.is_contiguous()

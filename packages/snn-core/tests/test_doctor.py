@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,12 +17,13 @@ import torch
 import snn
 from snn import cli, plugins
 from snn.doctor import collect, render_json, render_table
+from snn.registry import BackendRegistrar, LossRegistrar
 
 BACKEND_KEYS = {"name", "plugin", "available", "reason", "devices", "dtypes", "surrogates", "kernels"}
 
 
 @pytest.fixture
-def in_tree_only(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def in_tree_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Only the in-tree plugins (hermetic against whatever else is installed)."""
     monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
     plugins.reset()
@@ -30,10 +33,11 @@ def in_tree_only(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-de
 
 def _probe_plugin(reason: str | None) -> types.SimpleNamespace:
     @snn.hookimpl
-    def snn_register_backends(register):  # type: ignore[no-untyped-def]
+    def snn_register_backends(register: BackendRegistrar) -> None:
         register(
             "offline",
-            {("if", "multi_step"): "math:sqrt", ("lif", "multi_step"): "math:sqrt"},
+            {"multi_step": "math:sqrt"},
+            models=("if", "lif"),
             devices=("cuda",),
             emulated_devices=("cpu",),
             dtypes=(torch.float32, torch.float16),
@@ -48,7 +52,7 @@ def _probe_plugin(reason: str | None) -> types.SimpleNamespace:
 def test_collect_reports_in_tree_plugins(in_tree_only: None) -> None:
     report = collect()
     assert report["snn"] == snn.__version__ and report["torch"] == torch.__version__
-    assert {p["name"] for p in report["plugins"]} == {"torch", "strategies", "losses"}
+    assert {p["name"] for p in report["plugins"]} == {"neurons", "torch", "strategies", "losses"}
     assert all(set(p) == {"name", "distribution", "version", "error"} for p in report["plugins"])
     assert all(p["error"] is None for p in report["plugins"])
     (torch_backend,) = report["backends"]
@@ -66,11 +70,12 @@ def test_collect_reports_in_tree_plugins(in_tree_only: None) -> None:
     assert losses["tet"]["signature"] == "sequence_classification"
     assert report["learners"] == [] and report["failures"] == []
     assert report["switches"]["SNN_DISABLE_PLUGIN_AUTOLOAD"] == "1"
+    assert set(report["switches"]) == {"SNN_DISABLE_PLUGIN_AUTOLOAD", "SNN_DISABLED_PLUGINS", "SNN_TRACE_PLUGINS"}
     assert json.loads(render_json(report)) == report
 
 
-def test_unavailable_backend_and_failures_are_rendered(in_tree_only: None, temporary_plugin) -> None:  # type: ignore[no-untyped-def]
-    def snn_register_losses(register):  # type: ignore[no-untyped-def]
+def test_unavailable_backend_and_failures_are_rendered(in_tree_only: None, temporary_plugin: Any) -> None:
+    def snn_register_losses(register: LossRegistrar) -> None:
         raise ImportError("needs libfoo")
 
     temporary_plugin(_probe_plugin("no CUDA device"), name="offline-plugin")
@@ -109,8 +114,8 @@ def test_cli_doctor_table_and_json(in_tree_only: None, capsys: pytest.CaptureFix
     assert {"plugins", "backends", "strategies", "losses", "learners", "failures"} <= set(report)
 
 
-def test_cli_doctor_exit_status_is_1_with_failures(in_tree_only: None, temporary_plugin, capsys) -> None:  # type: ignore[no-untyped-def]
-    def snn_register_losses(register):  # type: ignore[no-untyped-def]
+def test_cli_doctor_exit_status_is_1_with_failures(in_tree_only: None, temporary_plugin: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    def snn_register_losses(register: LossRegistrar) -> None:
         register("tet", lambda y, t: y.sum())  # clashes with the built-in
 
     temporary_plugin(types.SimpleNamespace(snn_register_losses=snn.hookimpl(snn_register_losses)), name="dup")
@@ -127,7 +132,7 @@ def test_python_dash_m_snn_doctor_json() -> None:
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert {p["name"] for p in report["plugins"]} == {"torch", "strategies", "losses"}
+    assert {p["name"] for p in report["plugins"]} == {"neurons", "torch", "strategies", "losses"}
 
 
 def test_cli_help_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,3 +166,67 @@ def test_cli_offers_only_installed_subcommands_and_reports_broken_ones(
     assert cli.main(["ghost"]) == 2
     assert cli.main(["broken"]) == 1
     assert "cannot load snn_broken_subcommand_mod: RuntimeError: half installed" in capsys.readouterr().err
+
+
+# -- first-party backends that are not installed (issue 14.12) ---------------------------------
+
+
+def test_missing_first_party_backends_are_listed_with_their_install_commands(
+    in_tree_only: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import snn.doctor
+
+    monkeypatch.setattr(snn.doctor, "_installed_version", lambda distribution: None)
+    report = collect()
+    missing = {m["name"]: m for m in report["missing_backends"]}
+    assert set(missing) == {"triton", "cupy"}  # autoload off: neither plugin registered
+    assert missing["triton"] == {
+        "name": "triton",
+        "distribution": "snn-triton",
+        "installed": None,
+        "from_index": 'pip install "snn-core[triton]"',
+        "from_checkout": "pip install -e packages/snn-triton",
+    }
+    assert missing["cupy"]["from_checkout"] == 'pip install -e "packages/snn-cupy[cuda12]"'
+    table = render_table(report)
+    backends = table[table.index("\nBackends\n"):table.index("\nForward strategies\n")]
+    assert "triton (snn-triton): not installed" in backends and "cupy (snn-cupy): not installed" in backends
+    assert 'pip install "snn-core[triton]"' in backends and "pip install -e packages/snn-triton" in backends
+    assert json.loads(render_json(report)) == report
+
+
+def test_missing_backends_follow_what_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against importlib.metadata: a registered backend is never listed; an installed but
+    unregistered one (its plugin disabled) says so instead of giving an install command."""
+    import importlib.metadata
+
+    plugins.reset()
+    try:
+        registered = {backend["name"] for backend in collect()["backends"]}
+        monkeypatch.setenv("SNN_DISABLED_PLUGINS", "triton,cupy")
+        plugins.reset()
+        report = collect()
+    finally:
+        monkeypatch.delenv("SNN_DISABLED_PLUGINS")
+        plugins.reset()
+    missing = {m["name"]: m for m in report["missing_backends"]}
+    assert set(missing) == {"triton", "cupy"}
+    table = render_table(report)
+    for name, distribution in (("triton", "snn-triton"), ("cupy", "snn-cupy")):
+        try:
+            version = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        assert missing[name]["installed"] == version
+        if version is None:
+            assert name not in registered
+            assert f"{name} ({distribution}): not installed" in table
+        else:
+            assert f"{name} ({distribution} {version}): installed but not registered" in table
+
+
+def test_no_learner_hint_works_from_a_checkout(in_tree_only: None) -> None:
+    table = render_table(collect())
+    learners = table[table.index("\nOnline learners\n"):]
+    assert 'pip install "snn-core[online]"' in learners
+    assert "from a checkout of the snn repository, at its root: pip install -e packages/snn-online" in learners

@@ -167,7 +167,7 @@ def test_chunk_multi_step_forward_equals_unsplit_forward(split_size: object) -> 
     out = chunk_multi_step_forward(split_size, x_seq, chunked)
     expected = whole(x_seq)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
-    sizes = [3, 3, 1] if split_size == 3 else list(split_size)  # type: ignore[call-overload]
+    sizes = [3, 3, 1] if split_size == 3 else list(split_size)  # type: ignore[call-overload]  # a sequence of sizes in this branch
     assert chunked.seen_lengths == sizes
 
 
@@ -190,14 +190,14 @@ def test_chunk_multi_step_forward_with_empty_sequence_returns_empty() -> None:
 )
 def test_chunk_multi_step_forward_validates_split_size(split_size: object, error: type, pattern: str) -> None:
     with pytest.raises(error, match=pattern):
-        chunk_multi_step_forward(split_size, torch.randn(7, 2), nn.Identity())  # type: ignore[arg-type]
+        chunk_multi_step_forward(split_size, torch.randn(7, 2), nn.Identity())  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 def test_chunk_multi_step_forward_validates_module_and_input() -> None:
     with pytest.raises(TypeError, match="multi_step_module: expected a callable"):
-        chunk_multi_step_forward(2, torch.randn(4, 2), None)  # type: ignore[arg-type]
+        chunk_multi_step_forward(2, torch.randn(4, 2), None)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="x_seq: expected a torch.Tensor"):
-        chunk_multi_step_forward(2, (1, 2), nn.Identity())  # type: ignore[arg-type]
+        chunk_multi_step_forward(2, (1, 2), nn.Identity())  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 # -- seq_to_ann_forward ----------------------------------------------------------------------
@@ -316,7 +316,7 @@ def test_t_last_seq_to_ann_forward_calls_sequential_once() -> None:
 
 def test_t_last_seq_to_ann_forward_errors() -> None:
     with pytest.raises(TypeError, match="x_seq: expected a torch.Tensor"):
-        t_last_seq_to_ann_forward((torch.randn(2, 3),), nn.Identity())  # type: ignore[arg-type]
+        t_last_seq_to_ann_forward((torch.randn(2, 3),), nn.Identity())  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(ValueError, match="x_seq: expected a tensor"):
         t_last_seq_to_ann_forward(torch.tensor(1.0), nn.Identity())
     with pytest.raises(TypeError, match=r"stateless_module\[1\]: expected a callable"):

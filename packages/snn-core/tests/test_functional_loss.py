@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +15,7 @@ from snn import functional
 # ---------------------------------------------------------------------------------------------
 
 
-def _pairwise(x: torch.Tensor, y: torch.Tensor, kappa) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _pairwise(x: torch.Tensor, y: torch.Tensor, kappa: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.stack([kappa(xi, yj) for yj in y]) for xi in x])
 
 
@@ -41,7 +43,9 @@ def test_kernel_dot_product_fixed_2x2_against_direct_formulas() -> None:
         ("gaussian", (0.8,), lambda a, b: torch.exp(-((a - b) ** 2).sum() / (2 * 0.8**2))),
     ],
 )
-def test_kernel_dot_product_random_against_elementwise_loop(kernel, args, kappa) -> None:  # type: ignore[no-untyped-def]
+def test_kernel_dot_product_random_against_elementwise_loop(
+    kernel: str, args: tuple[float, ...], kappa: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> None:
     x = torch.randn(4, 3, dtype=torch.float64)
     rows = 4 if kernel == "gaussian" else 5
     y = torch.randn(rows, 3, dtype=torch.float64)
@@ -87,7 +91,7 @@ def test_kernel_dot_product_validation() -> None:
     with pytest.raises(TypeError, match="y: expected dtype torch.float32"):
         functional.kernel_dot_product(x, x.double())
     with pytest.raises(TypeError, match="x: expected a torch.Tensor, got list"):
-        functional.kernel_dot_product([[1.0]], x)  # type: ignore[arg-type]
+        functional.kernel_dot_product([[1.0]], x)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="alpha: expected a real number"):
         functional.kernel_dot_product(x, x, "sigmoid", "big")
 
@@ -112,7 +116,9 @@ def _reference_similarity_target(spikes: torch.Tensor, labels: torch.Tensor) -> 
 
 
 @pytest.mark.parametrize(("loss_type", "f"), [("mse", F.mse_loss), ("l1", F.l1_loss)])
-def test_spike_similar_loss_matches_cosine_reference_and_backpropagates(loss_type, f) -> None:  # type: ignore[no-untyped-def]
+def test_spike_similar_loss_matches_cosine_reference_and_backpropagates(
+    loss_type: str, f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> None:
     spikes = (torch.rand(5, 3, 4) > 0.5).double().requires_grad_()
     labels = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 1], [0, 1, 0]])
     loss = functional.spike_similar_loss(spikes, labels, "linear", loss_type)
@@ -193,3 +199,37 @@ def test_tet_validation() -> None:
         tet(torch.randn(0, 3, 4), torch.zeros(3, dtype=torch.long))
     with pytest.raises(TypeError, match="x_seq: expected a floating dtype"):
         tet(torch.ones(2, 3, 4, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+
+
+def test_tet_names_the_time_first_layout_for_a_time_last_tensor() -> None:
+    tet = functional.temporal_efficient_training_cross_entropy
+    target = torch.randint(0, 10, (32,))
+    time_last = torch.randn(32, 10, 8)  # [N, C, T]
+    with pytest.raises(ValueError) as info:
+        tet(time_last, target)
+    message = str(info.value)
+    assert "target: expected shape [10] ([N, *d]) for x_seq of shape (32, 10, 8), got (32,)" in message
+    assert "x_seq is time-first [T, N, C, *d], here T=32, N=10, C=8" in message
+    assert "x_seq.permute(2, 0, 1)" in message
+    # the advice is right: the permuted tensor is what the loss expects
+    loss = tet(time_last.permute(2, 0, 1), target)
+    want = sum(F.cross_entropy(time_last[..., t], target) for t in range(8)) / 8
+    torch.testing.assert_close(loss, want)
+    # no layout advice when the batch size does not match the first dimension either
+    with pytest.raises(ValueError) as info:
+        tet(torch.randn(4, 3, 5), torch.zeros(2, dtype=torch.long))
+    assert "permute" not in str(info.value) and "time-first" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("target", "values"),
+    [([0, 10, 3], "[0, 10]"), ([-1, 2, 3], "[-1, 3]"), ([-100, 1, 1], "[-100, 1]")],
+)
+def test_tet_refuses_class_indices_out_of_range(target: list[int], values: str) -> None:
+    # torch would raise IndexError here (and a device-side assert on a GPU; -100 it ignores)
+    with pytest.raises(ValueError) as info:
+        functional.temporal_efficient_training_cross_entropy(torch.randn(4, 3, 10), torch.tensor(target))
+    assert str(info.value) == (
+        "temporal_efficient_training_cross_entropy: target: expected class indices in [0, 10) "
+        f"(C = x_seq.shape[2]), got values in {values}"
+    )

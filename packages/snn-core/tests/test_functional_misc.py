@@ -46,7 +46,7 @@ def test_redundant_one_hot_validation() -> None:
     with pytest.raises(ValueError, match="n: expected an integer >= 0, got -2"):
         functional.redundant_one_hot(torch.tensor([0]), 3, -2)
     with pytest.raises(TypeError, match="num_classes: expected an integer, got 2.5"):
-        functional.redundant_one_hot(torch.tensor([0]), 2.5, 1)  # type: ignore[arg-type]
+        functional.redundant_one_hot(torch.tensor([0]), 2.5, 1)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,18 +70,31 @@ def test_first_spike_index_against_argmax_loop_and_reference_quirks() -> None:
         if nonzero.numel():
             expected[nonzero[0]] = True
         assert torch.equal(flags, expected)
-    # Non-binary inputs follow the formula (spikes != 0) & (cumsum == 1).
-    assert functional.first_spike_index(torch.tensor([0.5, 0.5, 1.0, 1.0])).tolist() == [False, True, False, False]
-    assert functional.first_spike_index(torch.tensor([1.0, -1.0, 1.0])).tolist() == [True, False, True]
-    assert functional.first_spike_index(torch.tensor([0, 2, 1])).tolist() == [False, False, False]
+    assert functional.first_spike_index(torch.tensor([0, 1, 1])).tolist() == [False, True, False]
     assert functional.first_spike_index(torch.tensor([False, True, True])).tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize(
+    ("spikes", "bad"),
+    [
+        # the reference answers these silently with (spikes != 0) & (cumsum == 1): wrong rows
+        (torch.tensor([0.5, 0.5, 1.0, 1.0]), "0.5 at index [0]"),
+        (torch.tensor([[0.0, 1.0, 0.0], [1.0, -1.0, 1.0]]), "-1.0 at index [1, 1]"),
+        (torch.tensor([0, 2, 1]), "2 at index [1]"),
+        (torch.tensor([0.0, float("nan")]), "nan at index [1]"),
+    ],
+)
+def test_first_spike_index_refuses_non_binary_spikes(spikes: torch.Tensor, bad: str) -> None:
+    with pytest.raises(ValueError, match=r"first_spike_index: spikes: expected binary spikes \(0 or 1\), got ") as info:
+        functional.first_spike_index(spikes)
+    assert str(info.value).endswith(bad)
 
 
 def test_first_spike_index_validation() -> None:
     with pytest.raises(ValueError, match="spikes: expected a tensor"):
         functional.first_spike_index(torch.tensor(1.0))
     with pytest.raises(TypeError, match="spikes: expected a torch.Tensor, got list"):
-        functional.first_spike_index([0, 1])  # type: ignore[arg-type]
+        functional.first_spike_index([0, 1])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,7 +127,7 @@ def test_delay_validation() -> None:
     with pytest.raises(ValueError, match="delay_steps: expected an integer >= 0, got -1"):
         functional.delay(x, -1)
     with pytest.raises(TypeError, match="delay_steps: expected an integer, got 1.5"):
-        functional.delay(x, 1.5)  # type: ignore[arg-type]
+        functional.delay(x, 1.5)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(ValueError, match="x_seq: expected a sequence"):
         functional.delay(torch.tensor(2.0), 1)
 
@@ -148,9 +161,9 @@ def test_set_threshold_margin_validation() -> None:
     with pytest.raises(TypeError, match="output_layer: expected a neuron module with a v_threshold attribute"):
         functional.set_threshold_margin(nn.Linear(1, 1), torch.zeros(1, 1))
     with pytest.raises(TypeError, match="label_one_hot: expected a torch.Tensor"):
-        functional.set_threshold_margin(Thresholded(), [[0, 1]])  # type: ignore[arg-type]
+        functional.set_threshold_margin(Thresholded(), [[0, 1]])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="threshold1: expected a real number"):
-        functional.set_threshold_margin(Thresholded(), torch.zeros(1, 2), threshold1="high")  # type: ignore[arg-type]
+        functional.set_threshold_margin(Thresholded(), torch.zeros(1, 2), threshold1="high")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,4 +194,4 @@ def test_kaiming_normal_statistics() -> None:
     std = layer.weight.detach().std().item()
     assert abs(std - 1.0 / math.sqrt(900)) < 0.02 / math.sqrt(900) * 10
     with pytest.raises(TypeError, match="net: expected a torch.nn.Module"):
-        functional.kaiming_normal_conv_linear_weight("net")  # type: ignore[arg-type]
+        functional.kaiming_normal_conv_linear_weight("net")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import types
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
 import snn
-from snn import functional
+from snn import functional, neuron
 from snn.base import MemoryModule, StepModule
 from snn.errors import BackendNotFoundError, BackendUnavailableError
 from snn.functional import net_config
+from snn.registry import BackendRegistrar
 
 
 class Accumulator(MemoryModule):
@@ -45,14 +48,11 @@ class DuckResettable(nn.Module):
         self.resets += 1
 
 
-class FakeLIF(MemoryModule):
-    """A memory module of neuron kind 'lif' (only its backend handling is used here)."""
-
-    neuron_kind = "lif"
+class FakeLIF(neuron.LIFNode):
+    """A LIF neuron (only its backend handling is used here)."""
 
     def __init__(self, step_mode: str = "s") -> None:
-        super().__init__(step_mode)
-        self.register_memory("v", 0.0)
+        super().__init__(step_mode=step_mode)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ def test_invalidate_reset_cache_ignores_unknown_and_unhashable_nets() -> None:
     net_config.invalidate_reset_cache(nn.Linear(1, 1))
 
     class Unhashable(nn.Module):
-        __hash__ = None  # type: ignore[assignment]
+        __hash__ = None  # type: ignore[assignment]  # an unhashable module on purpose
 
     net_config.invalidate_reset_cache(Unhashable())
     net_config.invalidate_reset_cache(object())  # not a module: nothing to do
@@ -320,6 +320,80 @@ def test_set_step_mode_warns_for_duck_typed_modules(caplog: pytest.LogCaptureFix
     assert any("not snn.base.StepModule" in r.getMessage() for r in caplog.records)
 
 
+def test_set_step_mode_names_plain_torch_modules_that_misread_sequences() -> None:
+    """A plain nn.Flatten between layer.Conv2d and layer.Linear: a StepModeWarning up front
+    instead of torch's 'mat1 and mat2 shapes cannot be multiplied' at the first forward."""
+    from snn import layer, neuron
+    from snn.errors import StepModeWarning
+
+    net = nn.Sequential(
+        layer.Conv2d(1, 2, 3, padding=1), neuron.LIFNode(),
+        nn.Flatten(),
+        layer.Linear(2 * 4 * 4, 3), neuron.LIFNode(),
+        nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3)),
+    )
+    with pytest.warns(StepModeWarning) as caught:
+        functional.set_step_mode(net, "m")
+    (warning,) = caught
+    message = str(warning.message)
+    assert "'2' (torch.nn.Flatten): use snn.layer.Flatten (or wrap it in snn.layer.SeqToANNContainer)" in message
+    assert "'5.1' (torch.nn.BatchNorm1d): use snn.layer.BatchNorm1d" in message
+    assert "ReLU" not in message and "Linear" not in message and "Conv2d" not in message
+    assert warning.filename == __file__  # points at the caller's line
+    x_seq = torch.rand(4, 3, 1, 4, 4)
+    with pytest.raises(RuntimeError):  # what the warning prevents
+        net(x_seq)
+    # the advice works: with the replacements the network runs and warns no more
+    net[2] = layer.Flatten()
+    net[5][1] = layer.BatchNorm1d(3)
+    functional.reset_net(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StepModeWarning)
+        functional.set_step_mode(net, "m")
+    assert net(x_seq).shape == (4, 3, 3)
+
+
+def test_set_step_mode_is_quiet_where_plain_modules_are_fine() -> None:
+    from snn import layer, neuron
+    from snn.errors import StepModeWarning
+
+    fine = nn.Sequential(
+        layer.SeqToANNContainer(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2)),  # sees [T * N, ...]
+        layer.MultiStepContainer(nn.Flatten(), nn.Linear(32, 8)),                  # sees one step
+        neuron.LIFNode(),
+        nn.Flatten(start_dim=-1),  # counts from the end: the same in both modes
+        nn.Linear(8, 4), nn.ReLU(), nn.Dropout(0.1), nn.LayerNorm(4), nn.Softmax(dim=-1),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StepModeWarning)
+        functional.set_step_mode(fine, "m")
+        assert fine(torch.rand(3, 2, 1, 4, 4)).shape == (3, 2, 4)
+        # single-step mode: plain modules get [N, ...], as they expect
+        functional.set_step_mode(nn.Sequential(nn.Flatten(), nn.Conv1d(1, 1, 1), neuron.LIFNode()), "s")
+
+
+@pytest.mark.parametrize(
+    ("module", "replacement"),
+    [
+        (nn.Conv1d(1, 1, 1), "snn.layer.Conv1d"),
+        (nn.MaxPool2d(2), "snn.layer.MaxPool2d"),
+        (nn.AdaptiveAvgPool2d(1), "snn.layer.AdaptiveAvgPool2d"),
+        (nn.GroupNorm(1, 2), "snn.layer.GroupNorm"),
+        (nn.Upsample(scale_factor=2), "snn.layer.Upsample"),
+        (nn.Dropout2d(0.1), "wrap it in snn.layer.SeqToANNContainer"),
+        (nn.AdaptiveMaxPool2d(1), "wrap it in snn.layer.SeqToANNContainer"),
+        (nn.Softmax(dim=1), "wrap it in snn.layer.SeqToANNContainer"),
+        (nn.Unflatten(1, (2, 2)), "wrap it in snn.layer.SeqToANNContainer"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, nn.Module) else "",
+)
+def test_set_step_mode_replacement_advice(module: nn.Module, replacement: str) -> None:
+    from snn.errors import StepModeWarning
+
+    with pytest.warns(StepModeWarning, match=rf"'0' \(torch\.nn\.{type(module).__name__}\): use {re.escape(replacement)}"):
+        functional.set_step_mode(nn.Sequential(module), "m")
+
+
 def test_set_step_mode_validates_before_changing_anything() -> None:
     first = StepLayer()
     net = nn.Sequential(first, SingleOnly())
@@ -329,9 +403,9 @@ def test_set_step_mode_validates_before_changing_anything() -> None:
     with pytest.raises(ValueError, match=r"step_mode: expected one of \('s', 'm'\), got 'x'"):
         functional.set_step_mode(net, "x")
     with pytest.raises(TypeError, match="step_mode"):
-        functional.set_step_mode(net, None)  # type: ignore[arg-type]
+        functional.set_step_mode(net, None)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="net"):
-        functional.set_step_mode("net", "m")  # type: ignore[arg-type]
+        functional.set_step_mode("net", "m")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,10 +415,11 @@ def test_set_step_mode_validates_before_changing_anything() -> None:
 
 def _backend_plugin(name: str, reason: str | None = None) -> types.SimpleNamespace:
     @snn.hookimpl
-    def snn_register_backends(register):  # type: ignore[no-untyped-def]
+    def snn_register_backends(register: BackendRegistrar) -> None:
         register(
             name,
-            {("lif", "multi_step"): "math:sqrt"},  # never imported by these tests
+            {"multi_step": "math:sqrt"},  # never imported by these tests
+            models=("lif",),
             devices=("cpu",),
             dtypes=(torch.float32,),
             surrogates=("Sigmoid",),
@@ -402,9 +477,9 @@ def test_set_backend_instance_filter_and_auto() -> None:
     functional.set_backend(net, "auto", instance=(FakeLIF,))
     assert a.backend == "auto" and net[2].backend == "torch"
     with pytest.raises(TypeError, match="instance"):
-        functional.set_backend(net, "torch", instance="FakeLIF")  # type: ignore[arg-type]
+        functional.set_backend(net, "torch", instance="FakeLIF")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="backend: expected a string"):
-        functional.set_backend(net, 3)  # type: ignore[arg-type]
+        functional.set_backend(net, 3)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
 
 
 def test_set_backend_warns_for_duck_typed_modules(caplog: pytest.LogCaptureFixture) -> None:

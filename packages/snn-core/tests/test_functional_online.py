@@ -13,6 +13,7 @@ import snn
 from snn import functional
 from snn.errors import OnlineLearnerNotFoundError
 from snn.learning import OnlineLearner
+from snn.registry import LearnerRegistrar, Registry
 
 
 class RecordingLearner(OnlineLearner):
@@ -26,19 +27,21 @@ class RecordingLearner(OnlineLearner):
         self.calls.append(("init_state", (model, optimizer), {}))
         return [p.detach().clone() for group in optimizer.param_groups for p in group["params"]]
 
-    def train_sequence(self, model, optimizer, x_seq, target_seq, f_loss_t, state=None, **options):  # type: ignore[no-untyped-def]
+    def train_sequence(  # type: ignore[no-untyped-def]  # records whatever it is given, untyped on purpose
+        self, model, optimizer, x_seq, target_seq, f_loss_t, state=None, **options
+    ):
         self.calls.append(("train_sequence", (model, optimizer, x_seq, target_seq, f_loss_t), {"state": state, **options}))
         return x_seq.sum().detach(), x_seq.detach() * 2
 
 
 @pytest.fixture
-def learners(monkeypatch: pytest.MonkeyPatch, temporary_plugin) -> dict[str, RecordingLearner]:  # type: ignore[no-untyped-def]
+def learners(monkeypatch: pytest.MonkeyPatch, temporary_plugin: Any) -> dict[str, RecordingLearner]:
     """Fake 'fptt' and 'ottt' learners; installed learner plugins are switched off."""
     monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
     fakes = {"fptt": RecordingLearner("fptt"), "ottt": RecordingLearner("ottt")}
 
     @snn.hookimpl
-    def snn_register_online_learners(register):  # type: ignore[no-untyped-def]
+    def snn_register_online_learners(register: LearnerRegistrar) -> None:
         for name, learner in fakes.items():
             register(name, learner)
 
@@ -90,7 +93,7 @@ def test_ottt_online_training_dispatches_and_returns_pair(learners: dict[str, Re
     assert kwargs == {"state": None, "online": online}
 
 
-def test_missing_learners_raise_with_install_hint(monkeypatch: pytest.MonkeyPatch, fresh_plugin_manager) -> None:  # type: ignore[no-untyped-def]
+def test_missing_learners_raise_with_install_hint(monkeypatch: pytest.MonkeyPatch, fresh_plugin_manager: Registry) -> None:
     monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
     snn.plugins.reset()
     model, optimizer = _setup()
@@ -107,21 +110,21 @@ def test_argument_validation(learners: dict[str, RecordingLearner]) -> None:
     x = torch.randn(2, 3, 2)
     t = torch.randn(2, 3, 1)
     with pytest.raises(TypeError, match="optimizer: expected a torch.optim.Optimizer, got list"):
-        functional.fptt_online_training_init_w_ra([])  # type: ignore[arg-type]
+        functional.fptt_online_training_init_w_ra([])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(ValueError, match="alpha: expected a finite number > 0, got 0"):
         functional.fptt_online_training(model, optimizer, x, t, loss_fn, 0, [])
     with pytest.raises(TypeError, match="alpha: expected a positive real number"):
-        functional.fptt_online_training(model, optimizer, x, t, loss_fn, "0.5", [])  # type: ignore[arg-type]
+        functional.fptt_online_training(model, optimizer, x, t, loss_fn, "0.5", [])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="w_ra: expected the list returned by fptt_online_training_init_w_ra, got tuple"):
-        functional.fptt_online_training(model, optimizer, x, t, loss_fn, 0.5, ())  # type: ignore[arg-type]
+        functional.fptt_online_training(model, optimizer, x, t, loss_fn, 0.5, ())  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
-        functional.fptt_online_training(lambda v: v, optimizer, x, t, loss_fn, 0.5, [])  # type: ignore[arg-type]
+        functional.fptt_online_training(lambda v: v, optimizer, x, t, loss_fn, 0.5, [])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="f_loss_t: expected a callable"):
-        functional.ottt_online_training(model, optimizer, x, t, None, True)  # type: ignore[arg-type]
+        functional.ottt_online_training(model, optimizer, x, t, None, True)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(ValueError, match=r"x_seq: expected a tensor \[B, T, \*\], got shape \(3,\)"):
         functional.ottt_online_training(model, optimizer, torch.randn(3), t, loss_fn, True)
     with pytest.raises(ValueError, match=r"target_seq: expected leading dims \[B, T\] = \[2, 3\]"):
         functional.ottt_online_training(model, optimizer, x, torch.randn(3, 2, 1), loss_fn, True)
     with pytest.raises(TypeError, match="online: expected a bool, got 1"):
-        functional.ottt_online_training(model, optimizer, x, t, loss_fn, 1)  # type: ignore[arg-type]
+        functional.ottt_online_training(model, optimizer, x, t, loss_fn, 1)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     assert learners["fptt"].calls == [] and learners["ottt"].calls == []

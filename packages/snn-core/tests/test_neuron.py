@@ -19,7 +19,7 @@ def column(values):
     return torch.tensor(values).view(-1, 1)
 
 
-# -- golden values of the reference (section 7.2) -----------------------------------------------
+# -- golden values of the reference library (SpikingJelly's activation_based neurons) ---------------
 
 
 def test_golden_if():
@@ -96,10 +96,8 @@ def test_both_step_modes_match_loop_float64(cls, v_reset, detach_reset):
         params = [x] + ([node.w] if cls is neuron.ParametricLIFNode else [])
         grads[mode] = torch.autograd.grad(loss, params)
         outs[mode] = (out.detach(), node.v.detach())
-        if mode == "m":
-            assert node.v_seq.shape == x.shape
-        else:
-            assert node.v_seq is None
+        # store_v_seq: the whole sequence in step mode 'm'; every step appended in step mode 's'
+        assert node.v_seq.shape == x.shape
     ref_node = build(cls, v_reset=v_reset, detach_reset=detach_reset).double()
     rs, rv, _ = loop_reference(ref_node, x, torch.full((3, 5), v_reset or 0.0, dtype=torch.float64))
     loss = (rs * torch.arange(rs.numel(), dtype=torch.float64).view_as(rs).cos()).sum() + rv.sum()
@@ -212,19 +210,25 @@ def test_plif_parameter_and_repr():
 
 
 @pytest.mark.parametrize("cls", ALL)
-def test_eval_mode_uses_heaviside(cls):
+def test_eval_mode_keeps_the_surrogate_gradient(cls):
+    """Eval mode changes nothing in a neuron's math: same spikes, and the surrogate gradient still
+    flows when a gradient is asked for (saliency, adversarial examples); without one nothing is kept."""
     x = (torch.rand(5, 4) * 2).requires_grad_()
     train = build(cls, step_mode="m")
     out_train = train(x)
+    (g_train,) = torch.autograd.grad(out_train.sum(), x)
     node = build(cls, step_mode="m").eval()
     out = node(x)
     assert torch.equal(out, out_train.detach())
-    assert not out.requires_grad  # no surrogate node in eval mode
+    (g_eval,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(g_eval, g_train)
+    assert g_eval.abs().sum() > 0
     node.reset()
     with torch.no_grad():
-        assert torch.equal(node(x), out)
+        assert torch.equal(node(x), out.detach())
     single = build(cls).eval()
-    assert not single(x[0]).requires_grad
+    s0 = single(x[0])
+    assert s0.requires_grad and torch.equal(s0.detach(), out_train[0].detach())
 
 
 def test_store_v_seq_values_match_loop():
@@ -235,8 +239,27 @@ def test_store_v_seq_values_match_loop():
     torch.testing.assert_close(node.v_seq, ref)
     torch.testing.assert_close(node.v, ref[-1])
     node.store_v_seq = False
+    node.v_seq = []  # as a user's forward hook may set it (the reference's MNIST tutorial does)
     node(x)
+    assert node.v_seq == []  # v_seq is only written when store_v_seq is on
+
+
+def test_store_v_seq_in_single_step_mode_appends_until_reset():
+    node = neuron.LIFNode(tau=2.0, store_v_seq=True)
+    x = torch.rand(6, 2, 3) * 2
+    for t in range(3):
+        node(x[t])
+        assert node.v_seq.shape == (t + 1, 2, 3)
+        assert torch.equal(node.v_seq[-1], node.v)
+    _, _, ref = loop_reference(neuron.LIFNode(tau=2.0), x[:3], torch.zeros(2, 3))
+    torch.testing.assert_close(node.v_seq, ref)
+    node.reset()
     assert node.v_seq is None
+    node(x[0])
+    assert node.v_seq.shape == (1, 2, 3)
+    plain = neuron.LIFNode(tau=2.0)
+    plain(x[0])
+    assert plain.v_seq is None
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -313,7 +336,8 @@ def _fake_plugin(name, dtypes=(torch.float32,), surrogates=("Sigmoid",)):
     def snn_register_backends(register):
         register(
             name,
-            {(k, "multi_step"): f"snn.backends.torch:{k}_multi_step" for k in ("if", "lif", "plif")},
+            {"multi_step": "snn.backends.torch:multi_step"},
+            models=("if", "lif", "plif"),
             devices=("cpu",),
             dtypes=dtypes,
             surrogates=surrogates,
@@ -329,9 +353,8 @@ def test_auto_picks_torch_on_cpu():
     ref = neuron.LIFNode(step_mode="m")(x)
     assert torch.equal(node(x), ref)
     registry = plugins.get_registry()
-    assert registry.auto_backend("lif", "multi_step", "cpu", torch.float32, "Sigmoid") == "torch"
-    kernels = list(node._auto_dispatch[1].values())
-    assert kernels == [registry.kernel("torch", "lif", "multi_step")]
+    assert registry.auto_backend(node.neuron_config(), "multi_step", "cpu", torch.float32) == "torch"
+    assert list(node._dispatch._cache.values()) == [registry.kernel("torch", "multi_step")]
 
 
 def test_dispatch_is_cached_per_registry(monkeypatch):
@@ -346,7 +369,7 @@ def test_dispatch_is_cached_per_registry(monkeypatch):
     node = neuron.LIFNode(step_mode="m")
     x = torch.rand(3, 4)
     node(x)
-    assert calls == [("torch", "lif", "multi_step")]
+    assert calls == [("torch", "multi_step")]
     node(x)
     node.reset()
     node(x)
@@ -373,7 +396,7 @@ def test_other_backend_checks_inputs_and_refuses_the_loop(temporary_plugin):
         node(x)
     node.surrogate_function = surrogate.Sigmoid()
     node.v_threshold = torch.ones(4)
-    with pytest.raises(UnsupportedOperationError, match="tensor v_threshold"):
+    with pytest.raises(UnsupportedOperationError, match="tensor hyper-parameter"):
         node(x)
 
 
@@ -394,7 +417,7 @@ def test_config_is_cached_and_follows_hyper_parameters():
     node.v_threshold = 0.5
     node.surrogate_function.alpha = 2.0
     second = node.neuron_config()
-    assert second.v_threshold == 0.5 and second.surrogate.kwargs == {"alpha": 2.0}
+    assert second["v_threshold"] == 0.5 and second.surrogate.kwargs == {"alpha": 2.0}
     x = torch.full((2, 1), 0.8)  # h = 0.4, then 0.6 >= 0.5
     assert node(x).flatten().tolist() == [0.0, 1.0]
 
@@ -423,3 +446,12 @@ def test_deepcopy_and_pickle_after_training_forward(cls):
 def test_plif_init_tau_whose_decay_rounds_to_zero_or_one_is_refused(init_tau: float) -> None:
     with pytest.raises(ValueError, match="init_tau"):
         neuron.ParametricLIFNode(init_tau=init_tau)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_surrogate_class_instead_of_instance_is_refused_at_construction(cls):
+    """Passing ``surrogate.ATan`` (the class) used to fail 13 frames deep at the first forward."""
+    with pytest.raises(TypeError, match=r"got the class ATan; call it: surrogate_function=ATan\(\)"):
+        cls(surrogate_function=surrogate.ATan)
+    with pytest.raises(TypeError, match="surrogate_function: expected an snn.surrogate function or a callable"):
+        cls(surrogate_function=int)

@@ -11,7 +11,9 @@ import threading
 import time
 import types
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -24,7 +26,7 @@ from snn.errors import (
     OnlineLearnerNotFoundError,
     RegistryEntryNotFoundError,
 )
-from snn.registry import Provenance
+from snn.registry import LossRegistrar, Provenance, Registry, StrategyRegistrar
 
 pytest_plugins = ["pytester"]
 
@@ -68,7 +70,8 @@ def snn_register_backends(register):
     import torch
     register(
         "{prefix}_backend",
-        {{("lif", "multi_step"): "snn.backends.torch:lif_multi_step"}},
+        {{"multi_step": "snn.backends.torch:multi_step"}},
+        models=("lif",),
         devices=("cpu",),
         dtypes=(torch.float32,),
         surrogates=("Sigmoid",),
@@ -93,7 +96,7 @@ def make_distribution(
 
 
 @pytest.fixture
-def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An installed distribution ``snn-fakeplug 1.2.3`` with entry point ``fakeplug``; the manager is rebuilt around the test."""
     module = f"snn_fakeplug_{uuid.uuid4().hex[:8]}"
     make_distribution(
@@ -104,7 +107,7 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
     plugins.reset()
 
 
-def namespace_plugin(**hooks) -> types.SimpleNamespace:  # type: ignore[no-untyped-def]
+def namespace_plugin(**hooks: Any) -> types.SimpleNamespace:
     return types.SimpleNamespace(**{name: snn.hookimpl(fn) for name, fn in hooks.items()})
 
 
@@ -136,7 +139,7 @@ def test_disable_autoload_switch_keeps_only_in_tree_plugins(fake_dist: str, monk
     monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
     plugins.reset()
     registry = plugins.get_registry()
-    assert set(registry.plugins) == {"torch", "strategies", "losses"}
+    assert set(registry.plugins) == {"neurons", "torch", "strategies", "losses"}
     assert "fake_strategy" not in registry.strategies and "loop" in registry.strategies
     assert fake_dist not in sys.modules  # the plugin module was not even imported
 
@@ -196,11 +199,11 @@ def test_broken_plugin_is_recorded_and_others_keep_working(
         plugins.reset()
 
 
-def test_hook_that_raises_is_recorded_and_other_hooks_still_run(temporary_plugin) -> None:  # type: ignore[no-untyped-def]
-    def snn_register_losses(register):  # type: ignore[no-untyped-def]
+def test_hook_that_raises_is_recorded_and_other_hooks_still_run(temporary_plugin: Any) -> None:
+    def snn_register_losses(register: LossRegistrar) -> None:
         raise RuntimeError("losses exploded")
 
-    def snn_register_forward_strategies(register):  # type: ignore[no-untyped-def]
+    def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
         register("survivor", lambda module, x_seq: x_seq)
 
     registry = temporary_plugin(
@@ -249,9 +252,9 @@ def test_clashing_plugin_names_both_plugins_in_failure_and_doctor(tmp_path: Path
         plugins.reset()
 
 
-def test_clash_between_two_third_party_plugins_names_both(temporary_plugin) -> None:  # type: ignore[no-untyped-def]
+def test_clash_between_two_third_party_plugins_names_both(temporary_plugin: Any) -> None:
     def make_plugin() -> types.SimpleNamespace:
-        def snn_register_losses(register):  # type: ignore[no-untyped-def]
+        def snn_register_losses(register: LossRegistrar) -> None:
             register("shared_name", lambda y, t: y.sum())
 
         return namespace_plugin(snn_register_losses=snn_register_losses)
@@ -264,8 +267,8 @@ def test_clash_between_two_third_party_plugins_names_both(temporary_plugin) -> N
     assert "first_party" in render_table(collect()) and "second_party" in render_table(collect())
 
 
-def test_in_tree_names_win_against_temporary_plugins(temporary_plugin) -> None:  # type: ignore[no-untyped-def]
-    def snn_register_forward_strategies(register):  # type: ignore[no-untyped-def]
+def test_in_tree_names_win_against_temporary_plugins(temporary_plugin: Any) -> None:
+    def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
         register("loop", lambda module, x_seq: x_seq)
 
     registry = temporary_plugin(namespace_plugin(snn_register_forward_strategies=snn_register_forward_strategies), name="usurper")
@@ -287,11 +290,11 @@ def test_entry_point_named_like_an_in_tree_plugin_is_refused(tmp_path: Path, mon
         plugins.reset()
 
 
-def test_plugin_with_unknown_hook_fails_validation_and_is_dropped(temporary_plugin) -> None:  # type: ignore[no-untyped-def]
-    def snn_register_widgets(register):  # type: ignore[no-untyped-def]
+def test_plugin_with_unknown_hook_fails_validation_and_is_dropped(temporary_plugin: Any) -> None:
+    def snn_register_widgets(register: Any) -> None:
         register("widget", object())
 
-    def snn_register_losses(register):  # type: ignore[no-untyped-def]
+    def snn_register_losses(register: LossRegistrar) -> None:
         register("never_registered", lambda y, t: y.sum())
 
     registry = temporary_plugin(
@@ -304,8 +307,8 @@ def test_plugin_with_unknown_hook_fails_validation_and_is_dropped(temporary_plug
     assert "tet" in registry.losses
 
 
-def test_temporary_plugin_is_undone(temporary_plugin) -> None:  # type: ignore[no-untyped-def]
-    def snn_register_losses(register):  # type: ignore[no-untyped-def]
+def test_temporary_plugin_is_undone(temporary_plugin: Any) -> None:
+    def snn_register_losses(register: LossRegistrar) -> None:
         register("temporary_loss", lambda y, t: y.sum())
 
     plugin = namespace_plugin(snn_register_losses=snn_register_losses)
@@ -338,7 +341,7 @@ def test_sixteen_threads_first_use_build_once(monkeypatch: pytest.MonkeyPatch) -
     builds = 0
     real_build = plugins._build
 
-    def slow_counting_build():  # type: ignore[no-untyped-def]
+    def slow_counting_build() -> Any:
         nonlocal builds
         builds += 1
         time.sleep(0.05)  # widen the race window
@@ -373,7 +376,7 @@ def test_sixteen_threads_first_use_build_once(monkeypatch: pytest.MonkeyPatch) -
 # ---------------------------------------------------------------------------------------------
 
 
-def test_unknown_names_raise_typed_errors_listing_known_names(fresh_plugin_manager) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_names_raise_typed_errors_listing_known_names(fresh_plugin_manager: Registry) -> None:
     registry = fresh_plugin_manager
     with pytest.raises(RegistryEntryNotFoundError, match="unknown forward strategy 'warp'; known: .*'checkpointed'.*'loop'"):
         registry.strategy("warp")
@@ -391,10 +394,12 @@ def test_missing_first_party_backend_names_the_extra(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
     plugins.reset()
     try:
-        with pytest.raises(BackendNotFoundError, match=r'pip install "snn-core\[triton\]"'):
+        with pytest.raises(BackendNotFoundError, match=r'pip install "snn-core\[triton\]"') as info:
             plugins.get_registry().backend("triton")
-        with pytest.raises(BackendNotFoundError, match=r'pip install "snn-core\[cupy\]"'):
+        assert "from a checkout of the snn repository, at its root: pip install -e packages/snn-triton" in str(info.value)
+        with pytest.raises(BackendNotFoundError, match=r'pip install "snn-cupy\[cuda12\]"') as info:
             snn.functional.set_backend(torch.nn.Linear(1, 1), "cupy")
+        assert 'pip install -e "packages/snn-cupy[cuda12]"' in str(info.value)
     finally:
         plugins.reset()
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import snn
-from snn import plugins
+from snn import neuron, plugins, surrogate
+from snn.backends import torch as torch_backend
 from snn.errors import (
     BackendNotFoundError,
     BackendUnavailableError,
@@ -31,7 +32,8 @@ def _plugin(**backends: dict) -> types.SimpleNamespace:
 
 def _backend(**overrides):
     options = dict(
-        kernels={("lif", "multi_step"): KERNEL},
+        kernels={"multi_step": KERNEL},
+        models=("lif",),
         devices=("cpu",),
         dtypes=(torch.float32,),
         surrogates=("Sigmoid",),
@@ -43,10 +45,10 @@ def _backend(**overrides):
 
 def test_kernel_is_imported_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     with plugins.temporary_plugin(_plugin(fake=_backend()), name="fake-plugin") as registry:
-        first = registry.kernel("fake", "lif", "multi_step")
+        first = registry.kernel("fake", "multi_step")
         calls = []
         monkeypatch.setattr("snn.registry._import_target", lambda target: calls.append(target))
-        assert registry.kernel("fake", "lif", "multi_step") is first
+        assert registry.kernel("fake", "multi_step") is first
         assert calls == []
         info = registry.backend("fake")
         assert info.provenance.plugin == "fake-plugin"
@@ -54,8 +56,11 @@ def test_kernel_is_imported_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_missing_kernel_lists_backends_that_have_it() -> None:
     with plugins.temporary_plugin(_plugin(fake=_backend())) as registry:
-        with pytest.raises(UnsupportedOperationError, match="'if'.*backends that do: .*'torch'"):
-            registry.kernel("fake", "if", "multi_step")
+        with pytest.raises(UnsupportedOperationError, match="kernel mode 'single_step'.*backends that do: .*'torch'"):
+            registry.kernel("fake", "single_step")
+        if_config = registry.model("if").config(surrogate.Sigmoid().spec)
+        with pytest.raises(UnsupportedOperationError, match="neuron model 'if'.*backends that do: .*'torch'"):
+            registry.check_kernel_inputs("fake", "cpu", torch.float32, if_config)
 
 
 def test_unavailable_backend_chains_probe_exception() -> None:
@@ -64,7 +69,7 @@ def test_unavailable_backend_chains_probe_exception() -> None:
 
     with plugins.temporary_plugin(_plugin(broken=_backend(probe=probe))) as registry:
         with pytest.raises(BackendUnavailableError, match="driver too old") as caught:
-            registry.kernel("broken", "lif", "multi_step")
+            registry.kernel("broken", "multi_step")
         assert isinstance(caught.value.__cause__, OSError)
 
 
@@ -73,19 +78,41 @@ def test_unknown_backend_lists_known_and_install_hint() -> None:
     with pytest.raises(BackendNotFoundError, match=r"'nope'.*known:.*'torch'"):
         registry.backend("nope")
     registry_without = Registry()
-    with pytest.raises(BackendNotFoundError, match=r'pip install "snn-core\[cupy\]"'):
+    # snn-core[cupy] would bring snn-cupy without CuPy: the hint names the CUDA 12 extra
+    with pytest.raises(BackendNotFoundError, match=r'pip install "snn-cupy\[cuda12\]" \(from a checkout'):
         registry_without.backend("cupy")
+
+
+def _lif(surrogate_function=None):
+    return neuron.LIFNode(surrogate_function=surrogate_function).neuron_config()
 
 
 def test_check_kernel_inputs_names_what_is_missing() -> None:
     with plugins.temporary_plugin(_plugin(fake=_backend())) as registry:
-        registry.check_kernel_inputs("fake", "cpu", torch.float32, "Sigmoid")
+        registry.check_kernel_inputs("fake", "cpu", torch.float32, _lif())
         with pytest.raises(UnsupportedOperationError, match="surrogate 'ATan'"):
-            registry.check_kernel_inputs("fake", "cpu", torch.float32, "ATan")
+            registry.check_kernel_inputs("fake", "cpu", torch.float32, _lif(surrogate.ATan()))
         with pytest.raises(UnsupportedOperationError, match="dtype torch.float64"):
-            registry.check_kernel_inputs("fake", "cpu", torch.float64, "Sigmoid")
+            registry.check_kernel_inputs("fake", "cpu", torch.float64, _lif())
         with pytest.raises(UnsupportedOperationError, match="device 'cuda'"):
-            registry.check_kernel_inputs("fake", "cuda", torch.float32, "Sigmoid")
+            registry.check_kernel_inputs("fake", "cuda", torch.float32, _lif())
+
+
+def test_generating_backend_serves_models_by_their_operations() -> None:
+    """A backend that renders a set of operations serves exactly the configurations whose plan needs no other."""
+    no_exp = tuple(op for op in torch_backend.OPERATIONS if op not in ("exp", "sigmoid"))
+    backends = {"narrow": _backend(models=None, operations=no_exp, surrogates=None)}
+    with plugins.temporary_plugin(_plugin(**backends)) as registry:
+        info = registry.backend("narrow")
+        lif = _lif()  # Sigmoid's derivative uses sigmoid: not rendered
+        assert not info.serves_config(lif) and not info.serves_surrogate(lif.surrogate)
+        atan = _lif(surrogate.ATan())
+        assert info.serves_config(atan) and info.serves_surrogate(atan.surrogate)
+        plif = neuron.ParametricLIFNode(surrogate_function=surrogate.ATan()).neuron_config()
+        assert not info.serves_config(plif)  # PLIF's decay is sigmoid(w)
+        with pytest.raises(UnsupportedOperationError, match=r"neuron model 'plif' \(its kernel uses operations \['sigmoid'\]"):
+            registry.check_kernel_inputs("narrow", "cpu", torch.float32, plif)
+        assert "ATan" in info.claimed_surrogates() and "Sigmoid" not in info.claimed_surrogates()
 
 
 def test_auto_prefers_priority_and_skips_emulated_and_unavailable() -> None:
@@ -95,8 +122,8 @@ def test_auto_prefers_priority_and_skips_emulated_and_unavailable() -> None:
         "fastest_but_down": _backend(auto_priority=99, probe=lambda: "no device"),
     }
     with plugins.temporary_plugin(_plugin(**backends)) as registry:
-        assert registry.auto_backend("lif", "multi_step", "cpu", torch.float32, "Sigmoid") == "fast"
-        assert registry.auto_backend("lif", "multi_step", "cpu", torch.float32, "ATan") == "torch"
+        assert registry.auto_backend(_lif(), "multi_step", "cpu", torch.float32) == "fast"
+        assert registry.auto_backend(_lif(surrogate.ATan()), "multi_step", "cpu", torch.float32) == "torch"
 
 
 def test_registrar_validates_arguments_and_refuses_duplicates() -> None:
@@ -106,9 +133,17 @@ def test_registrar_validates_arguments_and_refuses_duplicates() -> None:
     with pytest.raises(DuplicateRegistrationError, match="'first'.*'second'"):
         BackendRegistrar(registry, Provenance("second"))("b", **_backend())
     with pytest.raises(ValueError, match="kernels"):
-        register("c", **_backend(kernels={("lif", "sometimes"): KERNEL}))
+        register("c", **_backend(kernels={"sometimes": KERNEL}))
+    with pytest.raises(ValueError, match="no longer keyed by neuron kind"):
+        register("c", **_backend(kernels={("lif", "multi_step"): KERNEL}))
     with pytest.raises(ValueError, match="module:attribute"):
-        register("d", **_backend(kernels={("lif", "multi_step"): "no_colon"}))
+        register("d", **_backend(kernels={"multi_step": "no_colon"}))
+    with pytest.raises(TypeError, match="exactly one"):
+        register("f", **_backend(operations=("+",)))
+    with pytest.raises(TypeError, match="exactly one"):
+        register("g", **_backend(models=None))
+    with pytest.raises(TypeError, match="surrogates: a backend with hand-written kernels"):
+        register("h", **_backend(surrogates=None))
     with pytest.raises(TypeError, match="dtypes"):
         register("e", **_backend(dtypes=("float32",)))
     with pytest.raises(TypeError, match="name"):

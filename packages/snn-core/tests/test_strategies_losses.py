@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -31,7 +33,7 @@ class Accumulator(MemoryModule):
         return self.total
 
 
-def strategy(name: str):  # type: ignore[no-untyped-def]
+def strategy(name: str) -> Any:
     return get_registry().strategy(name).implementation
 
 
@@ -105,7 +107,7 @@ def test_chunked_matches_unsplit_multi_step_call() -> None:
     sizes: list[int] = []
 
     class Recording(LIFNode):
-        def multi_step_forward(self, x, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def multi_step_forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
             sizes.append(x.shape[0])
             return super().multi_step_forward(x, *args, **kwargs)
 
@@ -137,7 +139,7 @@ def test_strategies_reject_unknown_options() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _run(name: str, net: nn.Module, x_seq: torch.Tensor, **options):  # type: ignore[no-untyped-def]
+def _run(name: str, net: nn.Module, x_seq: torch.Tensor, **options: Any) -> Any:
     functional.reset_net(net)
     x = x_seq.clone().requires_grad_()
     y = strategy(name)(net, x, **options)
@@ -169,7 +171,7 @@ def test_checkpointed_propagates_gradient_into_the_incoming_state() -> None:
     warmup = torch.randn(3, 4, 5, dtype=torch.float64)
     x_seq = torch.randn(8, 4, 5, dtype=torch.float64)
 
-    def run(name: str, **options):  # type: ignore[no-untyped-def]
+    def run(name: str, **options: Any) -> Any:
         functional.reset_net(net)
         w = warmup.clone().requires_grad_()
         loop_strategy(net, w)  # leaves graph-connected states behind
@@ -193,7 +195,7 @@ def test_checkpointed_replays_dropout_identically() -> None:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def _saved_bytes(name: str, net: nn.Module, x_seq: torch.Tensor, **options) -> int:  # type: ignore[no-untyped-def]
+def _saved_bytes(name: str, net: nn.Module, x_seq: torch.Tensor, **options: Any) -> int:
     """Bytes autograd saves for backward, excluding views of the input and of the parameters."""
     functional.reset_net(net)
     excluded = {x_seq.untyped_storage().data_ptr()} | {p.untyped_storage().data_ptr() for p in net.parameters()}
@@ -241,7 +243,7 @@ def test_checkpointed_validation() -> None:
     with pytest.raises(ValueError, match="k: expected an int >= 1, got 0"):
         checkpointed_strategy(Accumulator(), torch.zeros(3, 1), k=0)
     with pytest.raises(TypeError, match="k: expected a positive int, got 1.5"):
-        checkpointed_strategy(Accumulator(), torch.zeros(3, 1), k=1.5)  # type: ignore[arg-type]
+        checkpointed_strategy(Accumulator(), torch.zeros(3, 1), k=1.5)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(ValueError, match="T >= 1"):
         checkpointed_strategy(Accumulator(), torch.zeros(0, 1))
 
@@ -279,7 +281,7 @@ def test_mse_count_matches_rate_against_one_hot() -> None:
 
 
 @pytest.mark.parametrize("loss", [rate_cross_entropy, rate_mse])
-def test_rate_losses_validate(loss) -> None:  # type: ignore[no-untyped-def]
+def test_rate_losses_validate(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     with pytest.raises(ValueError, match=r"y_seq: expected a 3-D tensor \[T, N, C\]"):
         loss(torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
     with pytest.raises(TypeError, match="target: expected integer class indices"):

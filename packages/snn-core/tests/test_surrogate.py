@@ -433,11 +433,51 @@ def test_spec_follows_attribute_changes():
         (lambda: surrogate.SquarewaveFourierSeries(n=0), ValueError, "n"),
         (lambda: surrogate.SquarewaveFourierSeries(T_period=0.0), ValueError, "T_period"),
         (lambda: surrogate.Sigmoid(spiking="yes"), TypeError, "spiking"),
+        # a negative (or zero) scale would flip (or kill) the gradient silently
+        (lambda: surrogate.ATan(alpha=-1), ValueError, r"ATan: alpha: expected a number > 0, got -1"),
+        (lambda: surrogate.Sigmoid(alpha=0.0), ValueError, r"Sigmoid: alpha: expected a number > 0"),
+        (lambda: surrogate.Erf(alpha=-2.0), ValueError, r"Erf: alpha: expected a number > 0"),
+        (lambda: surrogate.SuperSpike(alpha=-1.0), ValueError, r"SuperSpike: alpha: expected a number > 0"),
+        (lambda: surrogate.S2NN(beta=-1.0), ValueError, r"S2NN: beta: expected a number > 0"),
+        (lambda: surrogate.FakeNumericalGradient(alpha=-0.3), ValueError, r"FakeNumericalGradient: alpha"),
+        (lambda: surrogate.LogTailedReLU(alpha=-0.1), ValueError, r"LogTailedReLU: alpha: expected a number >= 0"),
+        (lambda: surrogate.LeakyKReLU(leak=-0.1), ValueError, r"LeakyKReLU: leak: expected a number >= 0"),
+        (lambda: surrogate.LeakyKReLU(k=0.0), ValueError, r"LeakyKReLU: k: expected a number > 0"),
+        (lambda: surrogate.PiecewiseLeakyReLU(c=-0.01), ValueError, r"PiecewiseLeakyReLU: c: expected a number >= 0"),
     ],
 )
 def test_parameter_validation(factory, error, pattern):
     with pytest.raises(error, match=pattern):
         factory()
+
+
+def test_negative_alpha_is_refused_on_assignment_too():
+    module = surrogate.ATan()
+    with pytest.raises(ValueError, match="ATan: alpha: expected a number > 0, got -1.0"):
+        module.alpha = -1.0
+    assert module.alpha == 2.0
+
+
+# MultiLevelSpikeCount's parameters are a count and a window: its g is 0 or 1 for any of them.
+@pytest.mark.parametrize("name", sorted(set(surrogate.SURROGATES) - {"MultiLevelSpikeCount"}))
+def test_no_accepted_parameters_flip_the_gradient_sign(name):
+    """Each parameter negated (or set to -1 when it is 0): refused, or the gradient stays >= 0.
+
+    The surrogate gradient stands in for dH/dx >= 0; a negative value trains against the loss.
+    """
+    cls = surrogate.SURROGATES[name]
+    defaults = cls().params
+    x = torch.linspace(-6.0, 6.0, 241, dtype=torch.float64)
+    for param, default in defaults.items():
+        if param == "n":
+            continue  # SquarewaveFourierSeries' number of terms: an integer >= 1, checked above
+        for value in (-default if default else -1.0, 0.0):
+            try:
+                module = cls(**{**defaults, param: value})
+            except ValueError:
+                continue
+            grad = module.grad(x)
+            assert bool((grad >= 0).all()), f"{name}({param}={value}) accepted with a negative gradient"
 
 
 def test_assignment_is_validated():

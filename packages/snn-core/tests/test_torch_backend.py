@@ -2,47 +2,64 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 
 from snn import surrogate
 from snn.backends import torch as torch_backend
-from snn.kernels import NeuronConfig
+from snn.neuron.integrate_and_fire import IF_MODEL, LIF_MODEL, PLIF_MODEL
 from snn.plugins import get_registry
 
 KINDS = ("if", "lif", "plif")
 RESETS = (0.0, -0.3, None)
+MODELS = {"if": IF_MODEL, "lif": LIF_MODEL, "plif": PLIF_MODEL}
 
 
 def plain_loop(kind, x_seq, v, config, w=None):
     """Reference dynamics written out with ordinary autograd ops (not the kernel code)."""
     sf = surrogate.SURROGATES[config.surrogate.name](**config.surrogate.kwargs)
-    vr = 0.0 if config.v_reset is None else config.v_reset
+    hyper = config.hyper
+    v_reset, v_threshold = hyper["v_reset"], hyper["v_threshold"]
+    vr = 0.0 if v_reset is None else v_reset
     if kind == "lif":
-        k = 1.0 / config.tau
+        k = 1.0 / hyper["tau"]
     elif kind == "plif":
         k = torch.sigmoid(w)
     spikes, potentials = [], []
     for x in x_seq:
         if kind == "if":
             h = v + x
-        elif config.decay_input:
+        elif hyper["decay_input"]:
             h = v + (x - (v - vr)) * k
         else:
             h = v - (v - vr) * k + x
-        s = sf(h - config.v_threshold)
+        s = sf(h - v_threshold)
         sd = s.detach() if config.detach_reset else s
-        v = sd * vr + (1.0 - sd) * h if config.v_reset is not None else h - sd * config.v_threshold
+        v = sd * vr + (1.0 - sd) * h if v_reset is not None else h - sd * v_threshold
         spikes.append(s)
         potentials.append(v)
     return torch.stack(spikes), v, torch.stack(potentials)
 
 
-def make_config(kind, v_reset=0.0, detach=False, decay_input=True, name="Sigmoid", v_threshold=1.0):
+def make_config(kind, v_reset=0.0, detach=False, decay_input=True, name="Sigmoid", v_threshold=1.0, tau=2.5):
     spec = surrogate.SURROGATES[name]().spec
-    return NeuronConfig(kind, v_threshold, v_reset, detach, decay_input, 2.5 if kind == "lif" else None, spec)
+    hyper = {"v_reset": v_reset, "v_threshold": v_threshold}
+    if kind != "if":
+        hyper["decay_input"] = decay_input
+    if kind == "lif":
+        hyper["tau"] = tau
+    return MODELS[kind].config(spec, detach, **hyper)
+
+
+def run(kind, x, v0, config, w=None, store_v_seq=False, single=False):
+    """The generic kernel with the old per-kind calling convention (kind checked against the config)."""
+    assert config.model.name == kind
+    learnables = (w,) if w is not None else ()
+    if single:
+        spike, (v,), _ = torch_backend.single_step(x, (v0,), config, learnables=learnables)
+        return spike, v, None
+    spikes, (v_last,), seqs = torch_backend.multi_step(x, (v0,), config, learnables=learnables, store_state_seqs=store_v_seq)
+    return spikes, v_last, (seqs[0] if seqs is not None else None)
 
 
 def inputs(kind, shape=(6, 3, 4), dtype=torch.float64):
@@ -58,13 +75,12 @@ def grads_of(outputs, leaves, weights):
 
 
 def assert_matches_loop(kind, config, x, v0, w, store_v_seq=True, single=False):
-    fn = getattr(torch_backend, f"{kind}_{'single' if single else 'multi'}_step")
     if single:
-        got = fn(x[0], v0, config, w=w)
+        got = run(kind, x[0], v0, config, w=w, single=True)
         want = plain_loop(kind, x[:1], v0, config, w)
         want = (want[0][0], want[1], None)
     else:
-        got = fn(x, v0, config, w=w, store_v_seq=store_v_seq)
+        got = run(kind, x, v0, config, w=w, store_v_seq=store_v_seq)
         want = plain_loop(kind, x, v0, config, w)
         if not store_v_seq:
             want = (want[0], want[1], None)
@@ -116,8 +132,8 @@ def test_threshold_exactly_reached_fires(kind):
         x = torch.tensor([[2.0], [0.0]], dtype=torch.float64)  # h = 0 + 2 * 0.5 = 1 (PLIF w=0)
     w = torch.tensor(0.0, dtype=torch.float64) if kind == "plif" else None
     if kind == "lif":
-        config = NeuronConfig("lif", 1.0, 0.0, False, True, 2.0, config.surrogate)
-    spikes, _, _ = getattr(torch_backend, f"{kind}_multi_step")(x, torch.zeros(1, dtype=torch.float64), config, w=w)
+        config = make_config("lif", tau=2.0)
+    spikes, _, _ = run(kind, x, torch.zeros(1, dtype=torch.float64), config, w=w)
     assert spikes[1 if kind == "if" else 0].item() == 1.0
 
 
@@ -142,7 +158,9 @@ def test_odd_shapes_noncontiguous_and_t1(kind):
 def test_gradient_through_potentials_only_and_partial_inputs(kind):
     config = make_config(kind, None)
     x, v0, w = inputs(kind)
-    fn = getattr(torch_backend, f"{kind}_multi_step")
+    def fn(*args, **kwargs):
+        return run(kind, *args, **kwargs)
+
     _, v_last, v_seq = fn(x, v0, config, w=w, store_v_seq=True)
     _, rv_last, rv_seq = plain_loop(kind, x, v0, config, w)
     leaves = [t for t in (x, v0, w) if t is not None]
@@ -166,7 +184,7 @@ def test_reduced_precision_against_float64_loop(kind, dtype):
     x = x64.detach().to(dtype).requires_grad_()
     v0 = v064.detach().to(dtype).requires_grad_()
     w = w64.detach().to(dtype).requires_grad_() if w64 is not None else None
-    spikes, v_last, v_seq = getattr(torch_backend, f"{kind}_multi_step")(x, v0, config, w=w, store_v_seq=True)
+    spikes, v_last, v_seq = run(kind, x, v0, config, w=w, store_v_seq=True)
     assert spikes.dtype == v_last.dtype == v_seq.dtype == dtype
     # the reference: the same (rounded) inputs in float64
     xr = x.detach().double().requires_grad_()
@@ -203,9 +221,12 @@ def test_training_saves_only_h_and_inference_nothing(kind):
     x = torch.randn(T, N, requires_grad=True)
     v0 = torch.zeros(N)
     w = torch.tensor(0.0, requires_grad=True) if kind == "plif" else None
-    fn = getattr(torch_backend, f"{kind}_multi_step")
+
+    def fn(*args, **kwargs):
+        return run(kind, *args, **kwargs)
+
     nbytes, _ = _saved_bytes(lambda: fn(x, v0, config, w=w))
-    expected = T * N * 4 + (N * 4 + 4 if kind == "plif" else 0)  # h (+ v0 and w for PLIF)
+    expected = T * N * 4 + (N * 4 if kind == "plif" else 0)  # h (+ v0 for PLIF: the gradient of w reads v)
     assert nbytes == expected
     with torch.no_grad():
         nbytes, (spikes, _, _) = _saved_bytes(lambda: fn(x, v0, config, w=w))
@@ -219,7 +240,10 @@ def test_inputs_are_not_modified(kind):
     config = make_config(kind, -0.3)
     x, v0, w = inputs(kind)
     xc, vc = x.detach().clone(), v0.detach().clone()
-    fn = getattr(torch_backend, f"{kind}_multi_step")
+
+    def fn(*args, **kwargs):
+        return run(kind, *args, **kwargs)
+
     spikes, v_last, _ = fn(x, v0, config, w=w)
     (spikes.sum() + v_last.sum()).backward()
     with torch.no_grad():
@@ -230,50 +254,60 @@ def test_inputs_are_not_modified(kind):
 def test_kernel_argument_errors():
     config = make_config("lif")
     x = torch.randn(3, 4)
-    with pytest.raises(ValueError, match="config.kind"):
-        torch_backend.if_multi_step(x, torch.zeros(4), config)
-    with pytest.raises(TypeError, match="w: only PLIF"):
-        torch_backend.lif_multi_step(x, torch.zeros(4), config, w=torch.tensor(0.0))
-    with pytest.raises(TypeError, match="w: expected"):
-        torch_backend.plif_multi_step(x, torch.zeros(4), make_config("plif"))
-    with pytest.raises(ValueError, match="v0: expected shape"):
-        torch_backend.lif_multi_step(x, torch.zeros(5), config)
-    with pytest.raises(TypeError, match="v0: expected dtype"):
-        torch_backend.lif_multi_step(x, torch.zeros(4, dtype=torch.float64), config)
+    with pytest.raises(ValueError, match="learnables: model 'lif' has learnable parameters"):
+        torch_backend.multi_step(x, (torch.zeros(4),), config, learnables=(torch.tensor(0.0),))
+    with pytest.raises(ValueError, match="learnables: model 'plif'"):
+        torch_backend.multi_step(x, (torch.zeros(4),), make_config("plif"))
+    with pytest.raises(ValueError, match="states: model 'lif' has 1 state"):
+        torch_backend.multi_step(x, (torch.zeros(4), torch.zeros(4)), config)
+    with pytest.raises(ValueError, match=r"states\['v'\]: expected shape"):
+        torch_backend.multi_step(x, (torch.zeros(5),), config)
+    with pytest.raises(TypeError, match=r"states\['v'\]: expected dtype"):
+        torch_backend.multi_step(x, (torch.zeros(4, dtype=torch.float64),), config)
     with pytest.raises(TypeError, match="floating-point"):
-        torch_backend.lif_multi_step(torch.ones(3, 4, dtype=torch.int64), torch.zeros(4), config)
+        torch_backend.multi_step(torch.ones(3, 4, dtype=torch.int64), (torch.zeros(4),), config)
     with pytest.raises(ValueError, match="T >= 1"):
-        torch_backend.lif_multi_step(torch.ones(0, 4), torch.zeros(4), config)
-    with pytest.raises(TypeError, match="w: expected a tensor on cpu"):
-        torch_backend.plif_multi_step(x, torch.zeros(4), make_config("plif"), w=torch.zeros((), device="meta"))
+        torch_backend.multi_step(torch.ones(0, 4), (torch.zeros(4),), config)
+    with pytest.raises(TypeError, match=r"learnables\['w'\]: expected a tensor on cpu"):
+        torch_backend.multi_step(x, (torch.zeros(4),), make_config("plif"), learnables=(torch.zeros((), device="meta"),))
     with pytest.raises(TypeError, match="NeuronConfig"):
-        torch_backend.lif_multi_step(x, torch.zeros(4), {"kind": "lif"})
+        torch_backend.multi_step(x, (torch.zeros(4),), {"kind": "lif"})
+    with pytest.raises(TypeError, match="states: expected a tuple"):
+        torch_backend.multi_step(x, torch.zeros(4), config)
 
 
 def test_registration():
-    info = get_registry().backend("torch")
+    registry = get_registry()
+    info = registry.backend("torch")
     assert info.devices == frozenset({"cpu", "cuda", "mps"})
     assert info.dtypes == frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
-    assert info.surrogates == frozenset(surrogate.CLOSED_FORM_SURROGATES)
+    assert set(info.claimed_surrogates()) == set(surrogate.CLOSED_FORM_SURROGATES)
     assert info.unavailable_reason() is None and info.auto_priority == 0
     assert info.provenance.plugin == "torch"
-    for kind, mode in itertools.product(KINDS, ("multi_step", "single_step")):
-        assert get_registry().kernel("torch", kind, mode) is getattr(torch_backend, f"{kind}_{mode}")
+    assert info.generates and info.models is None
+    assert registry.kernel("torch", "multi_step") is torch_backend.multi_step
+    assert registry.kernel("torch", "single_step") is torch_backend.single_step
+    for name, item in registry.models.items():
+        assert info.serves_model(item.implementation, "multi_step"), name
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name", surrogate.CLOSED_FORM_SURROGATES)
 def test_compiled_derivative_equals_derivative_function(name, dtype):
-    from snn.backends.torch_expr import compile_derivative
+    """The surrogate's derivative compiled to out= operations computes what its torch evaluation does."""
+    from snn.backends.torch_program import compile_program
 
     cls = surrogate.SURROGATES[name]
     for sf in (cls(), cls(**{p: 2 * v for p, v in cls().params.items()})):
         x = torch.cat([torch.randn(500, dtype=dtype) * 2, torch.tensor([0.0, 0.5, -0.5, 1.0, -1.0, 0.25], dtype=dtype)])
-        run = compile_derivative(sf.spec).bind(x)
-        got = run(x).clone()
+        program = compile_program([surrogate.derivative_expression(sf.spec, "z")], ["z"])
+        bound = program.bind(tuple(x.shape), dtype, x.device)
+        out = torch.empty_like(x)
+        got = bound((x,), (), (out,))[0]
         want = surrogate.derivative_function(sf.spec)(x)
         assert torch.equal(got, want), (name, (got - want).abs().max())
-        assert torch.equal(run(x * 0.5), surrogate.derivative_function(sf.spec)(x * 0.5))  # slots are reusable
+        got2 = bound((x * 0.5,), (), (out,))[0]  # slots are reusable
+        assert torch.equal(got2, surrogate.derivative_function(sf.spec)(x * 0.5))
 
 
 def test_cpu_benchmark_script_runs_small():
@@ -313,13 +347,13 @@ def test_cpu_tiles_of_steps_and_neurons(monkeypatch, tile, expected, kind, v_res
     assert_matches_loop(kind, config, x, v0, w, store_v_seq=True)
     assert_matches_loop(kind, config, x, v0, w, store_v_seq=False)
     with torch.no_grad():
-        spikes, v_last, _ = getattr(torch_backend, f"{kind}_multi_step")(x, v0, config, w=w)
+        spikes, v_last, _ = run(kind, x, v0, config, w=w)
     ref_s, ref_v, _ = plain_loop(kind, x, v0, config, w)
     assert torch.equal(spikes, ref_s.detach())
     torch.testing.assert_close(v_last, ref_v.detach(), rtol=1e-12, atol=1e-12)
     with torch.inference_mode():
         xi, vi, wi = (t.detach().clone() if t is not None else None for t in (x, v0, w))
-        spikes, _, v_seq = getattr(torch_backend, f"{kind}_multi_step")(xi, vi, config, w=wi, store_v_seq=True)
+        spikes, _, v_seq = run(kind, xi, vi, config, w=wi, store_v_seq=True)
     assert torch.equal(spikes, ref_s.detach()) and torch.equal(v_seq[-1], v_last)
 
 
@@ -332,7 +366,7 @@ def test_non_finite_values_follow_the_contract_equations(kind, v_reset, decay_in
     x = torch.tensor([[nan, inf, -inf, 0.5, 0.2], [0.3, 0.2, 0.4, inf, -inf], [0.9, 0.9, 0.9, 0.9, 0.9]], dtype=torch.float64)
     config = make_config(kind, v_reset, decay_input=decay_input)
     w = torch.tensor(0.4, dtype=torch.float64) if kind == "plif" else None
-    spikes, v_last, v_seq = getattr(torch_backend, f"{kind}_multi_step")(x, torch.zeros(5, dtype=torch.float64), config, w=w, store_v_seq=True)
+    spikes, v_last, v_seq = run(kind, x, torch.zeros(5, dtype=torch.float64), config, w=w, store_v_seq=True)
     ref_s, ref_v, ref_seq = plain_loop(kind, x, torch.zeros(5, dtype=torch.float64), config, w)
     assert torch.equal(spikes, ref_s)
     torch.testing.assert_close(v_seq, ref_seq, equal_nan=True, rtol=1e-12, atol=1e-12)
@@ -355,7 +389,7 @@ def test_non_finite_gradients_follow_the_contract_equations(kind, v_reset, detac
     v0 = torch.tensor([0.1, -0.2, 0.3, nan, 0.0], dtype=torch.float64).requires_grad_()
     config = make_config(kind, v_reset, detach)
     w = torch.tensor(0.4, dtype=torch.float64, requires_grad=True) if kind == "plif" else None
-    got = getattr(torch_backend, f"{kind}_multi_step")(x, v0, config, w=w, store_v_seq=True)
+    got = run(kind, x, v0, config, w=w, store_v_seq=True)
     want = plain_loop(kind, x, v0, config, w)
     weights = [torch.linspace(-1.0, 1.0, 5, dtype=torch.float64), torch.rand(3, 5, dtype=torch.float64)]
     grad_got = torch.autograd.grad(got[1:], (x, v0), weights)  # no gradient through the spikes

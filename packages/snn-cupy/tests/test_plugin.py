@@ -1,4 +1,5 @@
-"""The plugin: registration, availability as ``snn doctor`` shows it, selection errors, imports."""
+"""The plugin: registration, what it serves, availability as ``snn doctor`` shows it, selection
+errors, argument checks and imports without CuPy."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ import snn.plugins
 import snn_cupy
 from snn import doctor, neuron
 from snn.errors import BackendUnavailableError, UnsupportedOperationError
-from snn.kernels import NeuronConfig
+from snn.models import NeuronModel
 from snn.surrogate import CLOSED_FORM_SURROGATES, Sigmoid
 from snn_cupy import kernels, plugin
 from snn_cupy import probe as probe_module
@@ -23,33 +25,61 @@ no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has 
 
 
 @pytest.fixture
-def registry() -> Iterator[object]:
+def registry() -> Iterator[Any]:
     snn.plugins.reset()
     yield snn.plugins.get_registry()
     snn.plugins.reset()
 
 
-def test_registered_through_the_entry_point(registry: object) -> None:
-    info = registry.backend("cupy")  # type: ignore[attr-defined]
-    assert dict(info.kernels) == {
-        ("if", "multi_step"): "snn_cupy.kernels:if_multi_step",
-        ("lif", "multi_step"): "snn_cupy.kernels:lif_multi_step",
-        ("plif", "multi_step"): "snn_cupy.kernels:plif_multi_step",
-    }
+def test_registered_through_the_entry_point(registry: Any) -> None:
+    info = registry.backend("cupy")
+    assert dict(info.kernels) == {"multi_step": "snn_cupy.kernels:multi_step"}  # one kernel, every model
+    assert info.generates and info.models is None and info.surrogates is None
+    assert info.operations == frozenset(plugin.OPERATIONS)
     assert info.devices == frozenset({"cuda"})
     assert info.emulated_devices == frozenset()
     assert info.dtypes == frozenset({torch.float32, torch.float16})
-    assert info.surrogates == frozenset(CLOSED_FORM_SURROGATES)
-    assert len(info.surrogates) >= 15
+    assert info.claimed_surrogates() == tuple(CLOSED_FORM_SURROGATES)
+    assert len(info.claimed_surrogates()) >= 15
     assert info.auto_priority == 5
     assert info.provenance.plugin == "cupy"
     assert (info.provenance.distribution, info.provenance.version) == ("snn-cupy", snn_cupy.__version__)
     assert info.probe is probe_module.probe
-    assert not registry.failures  # type: ignore[attr-defined]
+    assert not registry.failures
+    assert not hasattr(plugin, "EXCLUDED_SURROGATES")
+
+
+def test_operations_are_every_expression_operation() -> None:
+    """The generator renders every operation of snn.expr (the torch backend's list)."""
+    from snn.backends.torch import OPERATIONS as TORCH_OPERATIONS
+
+    assert set(plugin.OPERATIONS) == set(TORCH_OPERATIONS)
+
+
+def test_serves_every_model(registry: Any, models: Any, model: NeuronModel) -> None:
+    """Every registered model (and the synthetic ones, by their plans), every variant, in
+    multi-step mode; no single-step kernel (single steps run on torch)."""
+    info = registry.backend("cupy")
+    if model in models.registered():
+        assert info.serves_model(model, "multi_step")
+        assert "cupy" in registry.backends_serving(model, "multi_step")
+        assert not info.serves_model(model, "single_step")
+    for config in models.configs(model, Sigmoid().spec):
+        assert info.serves_config(config)
+
+
+def test_host_emulation_registers_like_the_backend(registry: Any) -> None:
+    from snn_cupy.host import HostPlugin
+
+    with snn.plugins.temporary_plugin(HostPlugin(), name="cupy_host") as with_host:
+        host, real = with_host.backend("cupy_host"), with_host.backend("cupy")
+        assert dict(host.kernels) == {"multi_step": "snn_cupy.host:multi_step"}
+        assert (host.operations, host.dtypes) == (real.operations, real.dtypes)
+        assert host.devices == frozenset() and host.emulated_devices == frozenset({"cpu"})
 
 
 @no_gpu
-def test_doctor_lists_the_backend_unavailable_with_its_reason(registry: object) -> None:
+def test_doctor_lists_the_backend_unavailable_with_its_reason(registry: Any) -> None:
     report = doctor.collect()
     row = next(b for b in report["backends"] if b["name"] == "cupy")
     assert row["available"] is False
@@ -60,7 +90,7 @@ def test_doctor_lists_the_backend_unavailable_with_its_reason(registry: object) 
 
 @no_gpu
 @pytest.mark.parametrize("node_type", [neuron.IFNode, neuron.LIFNode, neuron.ParametricLIFNode])
-def test_selecting_the_backend_raises_with_the_reason(registry: object, node_type: type) -> None:
+def test_selecting_the_backend_raises_with_the_reason(registry: Any, node_type: type) -> None:
     node = node_type(step_mode="m")
     with pytest.raises(BackendUnavailableError) as info:
         node.backend = "cupy"
@@ -70,22 +100,22 @@ def test_selecting_the_backend_raises_with_the_reason(registry: object, node_typ
     with pytest.raises(BackendUnavailableError):
         node_type(step_mode="m", backend="cupy")
     with pytest.raises(BackendUnavailableError):
-        registry.kernel("cupy", node.neuron_kind, "multi_step")  # type: ignore[attr-defined]
+        registry.kernel("cupy", "multi_step")
 
 
-def test_single_step_is_not_served(registry: object) -> None:
+def test_single_step_mode_is_not_served(registry: Any) -> None:
     node = neuron.LIFNode(step_mode="s")
     with pytest.raises(UnsupportedOperationError, match="cupy"):
         node.backend = "cupy"
 
 
 @no_gpu
-def test_auto_never_picks_an_unavailable_backend(registry: object) -> None:
-    chosen = registry.auto_backend("lif", "multi_step", "cuda", torch.float16, "Sigmoid")  # type: ignore[attr-defined]
-    assert chosen != "cupy"
+def test_auto_never_picks_an_unavailable_backend(registry: Any) -> None:
+    config = neuron.LIFNode(step_mode="m").neuron_config()
+    assert registry.auto_backend(config, "multi_step", "cuda", torch.float16) != "cupy"
 
 
-def test_probe_error_is_chained_into_the_unavailable_error(registry: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probe_error_is_chained_into_the_unavailable_error(registry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     error = ImportError("libnvrtc.so.12: cannot open shared object file")
 
     def broken() -> None:
@@ -96,7 +126,7 @@ def test_probe_error_is_chained_into_the_unavailable_error(registry: object, mon
     snn.plugins.reset()
     fresh = snn.plugins.get_registry()
     with pytest.raises(BackendUnavailableError, match="fails to import.*libnvrtc") as info:
-        fresh.kernel("cupy", "lif", "multi_step")
+        fresh.kernel("cupy", "multi_step")
     # a BackendProbeError's message is the reason and its own cause is chained directly
     assert "CupyProbeError" not in str(info.value)
     assert info.value.__cause__ is error
@@ -133,39 +163,55 @@ def test_plugin_and_kernels_import_without_cupy() -> None:
     assert result.stdout.strip() == "ok"
 
 
-# -- the kernel functions validate their inputs before touching CuPy ---------------------------
+def test_importing_the_plugin_imports_no_kernel_code() -> None:
+    script = "import sys, snn_cupy.plugin; print(sorted(m for m in sys.modules if m.startswith(('snn_cupy', 'cupy'))))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "['snn_cupy', 'snn_cupy.plugin', 'snn_cupy.probe']"
 
 
-def _config(kind: str = "lif") -> NeuronConfig:
-    return NeuronConfig(kind, 1.0, 0.0, False, True, 2.0 if kind == "lif" else None, Sigmoid().spec)
+# -- the kernel validates its inputs before touching CuPy -------------------------------------
 
 
-def test_kernels_refuse_cpu_tensors() -> None:
-    x = torch.zeros(3, 4)
-    with pytest.raises(ValueError, match="x_seq: the cupy kernels need a CUDA tensor"):
-        kernels.lif_multi_step(x, torch.zeros(4), _config())
+def _config(model: str = "lif") -> Any:
+    return snn.plugins.get_registry().model(model).config(Sigmoid().spec)
+
+
+def test_kernel_refuses_cpu_tensors(registry: Any) -> None:
+    with pytest.raises(UnsupportedOperationError, match="cupy.*device 'cpu'"):
+        kernels.multi_step(torch.zeros(3, 4), (torch.zeros(4),), _config())
 
 
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: kernels.lif_multi_step(torch.zeros(3, 4, dtype=torch.bfloat16), torch.zeros(4, dtype=torch.bfloat16),
-                                        _config()),
-         TypeError, "float32 and torch.float16"),
-        (lambda: kernels.if_multi_step(torch.zeros(3, 4), torch.zeros(4), _config()), ValueError, "config.kind"),
-        (lambda: kernels.lif_multi_step(torch.zeros(3, 4), torch.zeros(4), "lif"), TypeError, "config"),
-        (lambda: kernels.lif_multi_step([1.0], torch.zeros(4), _config()), TypeError, "x_seq"),
-        (lambda: kernels.plif_multi_step(torch.zeros(3, 4), torch.zeros(4), _config("plif")), TypeError, "w:"),
-        (lambda: kernels.lif_multi_step(torch.zeros(3, 4), torch.zeros(4), _config(), w=torch.zeros(())),
-         TypeError, "only PLIF"),
+        (lambda: kernels.multi_step(torch.zeros(3, 4), (torch.zeros(4),), "lif"), TypeError, "config"),
+        (lambda: kernels.multi_step([1.0], (torch.zeros(4),), _config()), TypeError, "x_seq"),
+        (lambda: kernels.multi_step(torch.zeros(3, 4), torch.zeros(4), _config()), TypeError, "states"),
+        (lambda: kernels.multi_step(torch.zeros(3, 4), (torch.zeros(4), torch.zeros(4)), _config()), ValueError,
+         "states"),
+        (lambda: kernels.multi_step(torch.zeros(3, 4), (torch.zeros(4),), _config("plif")), ValueError, "learnables"),
+        (lambda: kernels.multi_step(torch.zeros(3, 4), (torch.zeros(4),), _config(), learnables=(torch.zeros(()),)),
+         ValueError, "learnables"),
+        (lambda: kernels.multi_step(torch.zeros(0, 4), (torch.zeros(4),), _config()), ValueError, "T >= 1"),
     ],
 )
-def test_kernels_reject_bad_arguments(call: object, error: type, match: str) -> None:
+def test_kernel_rejects_bad_arguments(registry: Any, call: Any, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        call()  # type: ignore[operator]
+        call()
+
+
+def test_host_kernel_checks_dtype_and_device(host_executor: Any) -> None:
+    """The same checks through an executor the registry does not know (tests' direct use)."""
+    bf16 = torch.zeros(3, 4, dtype=torch.bfloat16)
+    with pytest.raises(UnsupportedOperationError, match="bfloat16"):
+        kernels.run_multi_step(bf16, (torch.zeros(4, dtype=torch.bfloat16),), _config(), executor=host_executor)
+    with pytest.raises(ValueError, match="the cupy_host kernels need a tensor on 'cpu'"):
+        kernels.run_multi_step(torch.zeros(3, 4, device="meta"), (torch.zeros(4, device="meta"),), _config(),
+                               executor=host_executor)
 
 
 def test_plugin_constants() -> None:
     assert plugin.BACKEND_NAME == "cupy"
     assert plugin.DTYPES == (torch.float32, torch.float16)
-    assert plugin.claimed_surrogates() == tuple(CLOSED_FORM_SURROGATES)
+    assert plugin.KERNELS == {"multi_step": "snn_cupy.kernels:multi_step"}

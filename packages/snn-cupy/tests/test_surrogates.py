@@ -1,8 +1,10 @@
 """The surrogate derivatives emitted into CUDA C, evaluated on the CPU against the torch derivative.
 
 Each claimed surrogate's device function (exactly the text the backward kernels contain) is
-compiled by the host C++ compiler with ``math.h`` and evaluated at float32 points; the torch
-derivative :func:`snn.surrogate.derivative_function` is evaluated at the same points.
+compiled by the host C++ compiler with ``math.h`` and evaluated at float32 points, NaN and
+infinities included; the torch derivative :func:`snn.surrogate.derivative_function` is evaluated
+at the same points (a NaN input gives NaN exactly where torch's does: ``fminf``/``fmaxf`` would
+not, hence the rewrite of ``minimum``/``maximum`` in :mod:`snn_cupy._lowering`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ from typing import Any
 import pytest
 import torch
 
+import snn.plugins
 from snn.surrogate import CLOSED_FORM_SURROGATES, SURROGATES, derivative_function
-from snn_cupy.plugin import claimed_surrogates
 from snn_cupy.sources import surrogate_body
-from snn_cupy.templates import _surrogate_function
+from snn_cupy.templates import surrogate_function
+
+
+def claimed_surrogates() -> tuple[str, ...]:
+    return snn.plugins.get_registry().backend("cupy").claimed_surrogates()
 
 #: Non-default parameters per class (in addition to the defaults).
 OTHER_PARAMETERS: dict[str, dict[str, float]] = {
@@ -63,7 +69,7 @@ def test_claims_every_closed_form_surrogate() -> None:
 def evaluators(build_host: Any) -> dict[str, Any]:
     code = []
     for index, (_, spec) in enumerate(SPECS):
-        name, function = _surrogate_function(surrogate_body(spec))
+        name, function = surrogate_function(surrogate_body(spec))
         code.append(function)
         code.append(f'extern "C" float host_surrogate_{index}(float x) {{ return {name}(x); }}\n')
     host = build_host([], extra="".join(code))
@@ -91,6 +97,11 @@ def test_emitted_derivative_matches_torch(evaluators: dict[str, Any], label: str
     expected = derivative_function(spec)(x).double()
     actual = torch.tensor([evaluators[label](float(v)) for v in x.tolist()], dtype=torch.float64)
     assert torch.isfinite(actual).all(), f"{label}: non-finite emitted derivative"
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 3e38, -3e38])
+    want = derivative_function(spec)(special).double()
+    got = torch.tensor([evaluators[label](float(v)) for v in special.tolist()], dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7, equal_nan=True,
+                               msg=lambda m: f"{label} at NaN/inf/huge: {got.tolist()} vs {want.tolist()}: {m}")
     bad = ~torch.isclose(actual, expected, rtol=1e-5, atol=1e-7)
     assert not bad.any(), (
         f"{label}: emitted CUDA derivative differs from torch at x={x[bad][:5].tolist()}: "

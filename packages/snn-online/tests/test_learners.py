@@ -112,7 +112,7 @@ def test_fptt_restores_the_advanced_state_between_forwards() -> None:
         after.append(lif.v.detach().clone())
         return out
 
-    lif.single_step_forward = recording_forward  # type: ignore[method-assign]
+    lif.single_step_forward = recording_forward  # type: ignore[method-assign]  # a recording stand-in on purpose
     functional.fptt_online_training(model, optimizer, FPTT_X, FPTT_TARGET, F.mse_loss, 0.5, w_ra)
     # forwards: step 0 (first), step 0 (second), step 1 (first), step 1 (second), step 2 (first)
     assert len(before) == 5

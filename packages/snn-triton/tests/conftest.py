@@ -32,11 +32,12 @@ if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The interpreter evaluates both branches of tl.where with numpy, so a guarded 1/x (e.g.
-    # FakeNumericalGradient's derivative at x = 0, or masked-off lanes loaded as 0) warns there.
-    config.addinivalue_line(
-        "filterwarnings", "ignore:divide by zero encountered:RuntimeWarning:triton.runtime.interpreter"
-    )
+    # The interpreter computes with numpy, which warns about IEEE results the kernels rely on:
+    # both branches of tl.where are evaluated (a guarded 1/x, e.g. FakeNumericalGradient's
+    # derivative at x = 0, or masked-off lanes loaded as 0), exp overflows to inf in a sigmoid
+    # far from the threshold, and inf * 0 is NaN in the non-finite tests.
+    for message in ("divide by zero encountered", "overflow encountered", "invalid value encountered"):
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:RuntimeWarning:triton.runtime.interpreter")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,6 +48,19 @@ def _fresh_registry():
     plugins.reset()
     yield
     plugins.reset()
+
+
+@pytest.fixture
+def synthetic_models():
+    """The registry with the synthetic test models (snn_triton_test_helpers) registered too, for
+    one test (rebuilding the registry costs milliseconds; a conformance class that registers
+    the same plugin itself must not use this fixture)."""
+    from snn_triton_test_helpers import SYNTHETIC_PLUGIN
+
+    from snn import plugins
+
+    with plugins.temporary_plugin(SYNTHETIC_PLUGIN, name="snn_triton_tests") as registry:
+        yield registry
 
 
 @pytest.fixture

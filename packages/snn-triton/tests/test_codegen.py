@@ -1,4 +1,4 @@
-"""Surrogate derivatives rendered to Triton source, cached as private generated modules."""
+"""Kernel sources generated from kernel plans, and the private cache of generated modules."""
 
 from __future__ import annotations
 
@@ -7,10 +7,107 @@ import struct
 import sys
 
 import pytest
+from snn_triton_test_helpers import SYNTHETIC_MODELS, all_model_names
 
-from snn.kernels import SurrogateSpec
-from snn.surrogate import CLOSED_FORM_SURROGATES, SURROGATES, DeterministicPass, Sigmoid
-from snn_triton import codegen
+from snn.models import kernel_plan
+from snn.plugins import get_registry
+from snn.surrogate import CLOSED_FORM_SURROGATES, SURROGATES, ATan, Sigmoid
+from snn_triton import codegen, source_cache
+from snn_triton.codegen import STORAGE_TYPES, BackwardVariant, backward_source, forward_source
+
+pytestmark = pytest.mark.usefixtures("synthetic_models")
+
+
+def model_named(name):
+    return SYNTHETIC_MODELS.get(name) or get_registry().model(name)
+
+
+def full_variant(m):
+    return BackwardVariant(True, (True,) * m, (True,) * m, True, True)
+
+
+@pytest.mark.parametrize("name", all_model_names())
+@pytest.mark.parametrize("storage", STORAGE_TYPES)
+def test_every_model_renders_valid_python(name, storage):
+    for v_reset in (0.0, None):
+        plan = kernel_plan(model_named(name).config(ATan().spec, detach_reset=True, v_reset=v_reset))
+        m = len(plan.states)
+        sources = [forward_source(plan, storage, save, store) for save in (False, True) for store in (False, True)]
+        sources += [
+            backward_source(plan, storage, BackwardVariant(spikes, (last,) * m, (seqs,) * m, True, True))
+            for spikes in (False, True) for last in (False, True) for seqs in (False, True)
+        ]
+        for generated in sources:
+            compile(generated.source, f"<{name}>", "exec")
+            assert "def kernel(" + ", ".join(generated.parameters) + ", T, N, BLOCK: tl.constexpr):" in generated.source
+
+
+@pytest.mark.parametrize("name", CLOSED_FORM_SURROGATES)
+def test_every_closed_form_surrogate_renders(name):
+    plan = kernel_plan(model_named("lif").config(SURROGATES[name]().spec))
+    compile(backward_source(plan, "float32", full_variant(1)).source, name, "exec")
+
+
+def test_parameters_follow_what_the_plan_and_variant_need():
+    plan = kernel_plan(model_named("plif").config(Sigmoid().spec))
+    forward = forward_source(plan, "float32", save=True, store_seqs=False)
+    assert forward.parameters == ("x_ptr", "state0_ptr_0", "param_ptr", "spike_ptr", "charged_ptr_0", "last_ptr_0")
+    backward = backward_source(plan, "float32", BackwardVariant(False, (True,), (False,), True, False))
+    # PLIF's w gradient reads the initial potential: it is an argument; no x (recovered nowhere)
+    assert backward.parameters == (
+        "charged_ptr_0", "state0_ptr_0", "param_ptr", "grad_last_ptr_0", "grad_x_ptr", "grad_state0_ptr_0"
+    )
+    clipped = kernel_plan(model_named("clipin").config(Sigmoid().spec))
+    assert clipped.save_input and "x_ptr" in backward_source(clipped, "float32", full_variant(1)).parameters
+
+
+def test_absent_gradients_leave_no_trace_in_the_source():
+    plan = kernel_plan(model_named("lif").config(Sigmoid().spec))
+    source = backward_source(plan, "float32", BackwardVariant(False, (True,), (False,), False, False)).source
+    assert "grad_spike" not in source and "grad_seq" not in source and "grad_x_ptr +" not in source
+    assert "grad_last_0" in source
+
+
+def test_common_subexpressions_once_and_parameters_before_the_loop():
+    plan = kernel_plan(model_named("plif").config(Sigmoid().spec))
+    source = forward_source(plan, "float32", save=False, store_seqs=False).source
+    before, loop = source.split("for step in range(T):")
+    assert source.count("tl.sigmoid(var_p_w)") == 1 and "tl.sigmoid(var_p_w)" in before
+    two = kernel_plan(SYNTHETIC_MODELS["twostate"].config(Sigmoid().spec))
+    source = forward_source(two, "float32", save=False, store_seqs=False).source
+    # c's charge is a subtree of v's charge: computed once per step
+    assert source.count("tl.div_rn(var_u_c, 3.0)") == 1
+
+
+def test_float32_literals_are_exact_and_ieee_operations_are_used():
+    plan = kernel_plan(model_named("lif").config(Sigmoid(alpha=0.1).spec, tau=3.0, v_threshold=0.3))
+    source = backward_source(plan, "float32", full_variant(1)).source
+    for value in (0.1, 0.3):
+        assert repr(struct.unpack("f", struct.pack("f", value))[0]) in source
+    # torch's semantics on GPUs too: correctly rounded division, NaN-propagating extrema
+    clip = kernel_plan(model_named("clipin").config(ATan().spec))
+    text = forward_source(clip, "float32", False, False).source + backward_source(clip, "float32", full_variant(1)).source
+    extrema = text.count("tl.minimum(") + text.count("tl.maximum(")
+    assert extrema >= 2 and text.count("propagate_nan=tl.PropagateNan.ALL") == extrema
+    assert "tl.div_rn(" in text and " / " not in text
+
+
+def test_bfloat16_results_are_rounded_with_integer_arithmetic():
+    plan = kernel_plan(model_named("if").config(Sigmoid().spec))
+    source = forward_source(plan, "bfloat16", save=False, store_seqs=True).source
+    assert "0x7FFF" in source and ".to(tl.bfloat16)" in source
+    assert "0x7FFF" not in forward_source(plan, "float16", save=False, store_seqs=True).source
+    with pytest.raises(ValueError, match="storage"):
+        forward_source(plan, "float64", save=False, store_seqs=False)
+
+
+def test_variant_must_match_the_states():
+    plan = kernel_plan(model_named("lif").config(Sigmoid().spec))
+    with pytest.raises(ValueError, match="variant"):
+        backward_source(plan, "float32", full_variant(2))
+
+
+# -- the cache of generated modules ------------------------------------------------------------
 
 
 @pytest.fixture
@@ -18,67 +115,45 @@ def private_cache(tmp_path, monkeypatch):
     """A fresh cache directory and empty in-memory caches (restored afterwards)."""
     directory = tmp_path / "cache"
     monkeypatch.setenv("SNN_TRITON_CACHE_DIR", str(directory))
-    monkeypatch.setattr(codegen, "_functions", {})
-    for name in [n for n in sys.modules if n.startswith("snn_triton_generated")]:
+    monkeypatch.setattr(codegen, "_kernels", {})
+    for name in [n for n in sys.modules if n.startswith(source_cache.MODULE_PREFIX)]:
         monkeypatch.delitem(sys.modules, name)
     before = set(sys.modules)
     yield directory
     for name in set(sys.modules) - before:
-        if name.startswith("snn_triton_generated"):
+        if name.startswith(source_cache.MODULE_PREFIX):
             del sys.modules[name]
 
 
-def test_source_renders_the_one_expression_with_exact_float32_literals():
-    source = codegen.derivative_source(Sigmoid(alpha=0.1).spec)
-    alpha32 = struct.unpack("f", struct.pack("f", 0.1))[0]
-    assert "@triton.jit\ndef surrogate_derivative(x):\n    return " in source
-    assert repr(alpha32) in source
-    assert "tl.sigmoid(" in source
-    compile(source, "<generated>", "exec")
-
-
-def test_constant_derivative_is_a_tensor_of_x_shape():
-    source = codegen.derivative_source(DeterministicPass().spec)
-    assert "return tl.zeros_like(x) + 1.0" in source
-
-
-@pytest.mark.parametrize("name", CLOSED_FORM_SURROGATES)
-def test_every_closed_form_surrogate_renders(name):
-    compile(codegen.derivative_source(SURROGATES[name]().spec), name, "exec")
-
-
-def test_unrenderable_parameter_names_the_surrogate():
-    with pytest.raises(ValueError, match="Sigmoid"):
-        codegen.derivative_source(SurrogateSpec("Sigmoid", (("alpha", 1e39),)))
-
-
-def test_surrogate_without_closed_form_is_refused():
-    with pytest.raises(ValueError, match="PoissonPass"):
-        codegen.derivative_source(SurrogateSpec("PoissonPass", ()))
-
-
-def test_generated_module_is_cached_by_content(private_cache):
-    first = codegen.surrogate_derivative_function(Sigmoid(alpha=2.0).spec)
-    assert codegen.surrogate_derivative_function(Sigmoid(alpha=2.0).spec) is first
-    other = codegen.surrogate_derivative_function(Sigmoid(alpha=3.0).spec)
-    assert other is not first
+def test_generated_modules_are_cached_by_content(private_cache, triton_ready):
+    config = model_named("lif").config(Sigmoid(alpha=2.0).spec)
+    first = codegen.forward_kernel(config, "float32", False, False)
+    assert codegen.forward_kernel(config, "float32", False, False) is first
+    other = codegen.forward_kernel(model_named("lif").config(Sigmoid(alpha=3.0).spec), "float32", False, False)
+    # the surrogate is not part of the forward pass: the same source, one module
+    assert other[0] is first[0]
+    codegen.backward_kernel(config, "float32", full_variant(1))
     files = sorted(p.name for p in private_cache.iterdir())
-    assert len(files) == 2 and all(f.startswith("sg_") and f.endswith(".py") for f in files)
+    assert len(files) == 2 and {f[:3] for f in files} == {"fw_", "bw_"} and all(f.endswith(".py") for f in files)
     assert oct(private_cache.stat().st_mode & 0o777) == oct(0o700)
     contents = {p.read_text() for p in private_cache.iterdir()}
-    assert codegen.derivative_source(Sigmoid(alpha=2.0).spec) in contents
+    assert forward_source(kernel_plan(config), "float32", False, False).source in contents
 
 
-def test_tampered_file_is_rewritten_before_import(private_cache):
-    spec = Sigmoid(alpha=5.0).spec
-    codegen.surrogate_derivative_function(spec)
+def test_tampered_file_is_rewritten_before_import(private_cache, triton_ready):
+    source = forward_source(kernel_plan(model_named("if").config(Sigmoid().spec)), "float32", False, False).source
+    source_cache.load_generated(source, "fw")
     (path,) = private_cache.iterdir()
     path.write_text("raise SystemExit('tampered')\n")
-    codegen._functions.clear()
-    for name in [n for n in sys.modules if n.startswith("snn_triton_generated")]:
+    for name in [n for n in sys.modules if n.startswith(source_cache.MODULE_PREFIX)]:
         del sys.modules[name]
-    codegen.surrogate_derivative_function(spec)
-    assert path.read_text() == codegen.derivative_source(spec)
+    module = source_cache.load_generated(source, "fw")
+    assert path.read_text() == source and hasattr(module, "kernel")
+
+
+def test_prefix_must_be_an_identifier(private_cache):
+    with pytest.raises(ValueError, match="prefix"):
+        source_cache.load_generated("x = 1\n", "../evil")
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
@@ -86,7 +161,7 @@ def test_cache_directory_writable_by_others_is_refused(private_cache):
     private_cache.mkdir(mode=0o700)
     private_cache.chmod(0o777)
     with pytest.raises(PermissionError, match="writable by other users"):
-        codegen.cache_dir()
+        source_cache.cache_dir()
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
@@ -95,4 +170,4 @@ def test_symlinked_cache_directory_is_refused(private_cache, tmp_path):
     target.mkdir(mode=0o700)
     private_cache.symlink_to(target)
     with pytest.raises(PermissionError, match="not a plain directory"):
-        codegen.cache_dir()
+        source_cache.cache_dir()

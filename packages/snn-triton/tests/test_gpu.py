@@ -1,9 +1,10 @@
 """GPU checks at realistic sizes (``@pytest.mark.gpu``; run by ``nox -s gpu`` on a GPU machine).
 
-They compare the compiled kernels with the torch backend on the same device, check that every
-claimed surrogate's generated derivative compiles for the device, that ``T`` is a runtime
-argument (no recompilation per sequence length), that PLIF's ``w`` gradient is bitwise
-reproducible, and that Inductor compiles a layer around the kernels without graph breaks.
+They run the shared conformance suite on CUDA, compare the compiled kernels with the torch
+backend on the same device for every registered model (and the synthetic two-state model), check
+that every claimed surrogate's generated kernel compiles for the device, that ``T`` is a runtime
+argument (no recompilation per sequence length), that learnable gradients are bitwise
+reproducible, and that Inductor compiles a layer around the kernel without graph breaks.
 Skipped without CUDA or under the interpreter.
 """
 
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from snn_triton_test_helpers import SYNTHETIC_MODELS, SYNTHETIC_PLUGIN, all_model_names
 
-from snn.kernels import NeuronConfig
+from snn.plugins import get_registry
 from snn.surrogate import SURROGATES, Sigmoid
 from snn.testing import BackendConformance
-from snn_triton import triton_kernels
-from snn_triton.multistep import if_multi_step, lif_multi_step, plif_multi_step
-from snn_triton.plugin import claimed_surrogates
+from snn_triton import codegen
+from snn_triton.multistep import multi_step
 from snn_triton.runtime import interpreter_enabled
 
 ON_GPU = torch.cuda.is_available() and not interpreter_enabled()
@@ -25,8 +26,9 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device and compiled kernels (TRITON_INTERPRET unset)"),
 ]
+#: The tests that use the synthetic models register them (not the conformance classes, which do it themselves).
+with_synthetic_models = pytest.mark.usefixtures("synthetic_models")
 
-KERNELS = {"if": if_multi_step, "lif": lif_multi_step, "plif": plif_multi_step}
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
 
 
@@ -37,77 +39,98 @@ class TestTritonConformanceOnCuda(BackendConformance):
     devices = ("cuda",)
 
 
-def reference(kind):
-    from snn.plugins import get_registry
+class TestSyntheticModelsConformanceOnCuda(BackendConformance):
+    """The synthetic models of the tests (two states, input recovery, saved input) on CUDA."""
 
-    return get_registry().kernel("torch", kind, "multi_step")
+    backend = "triton"
+    devices = ("cuda",)
+    models = tuple(SYNTHETIC_MODELS)
+    plugin = SYNTHETIC_PLUGIN
+    plugin_name = "snn_triton_tests"
 
 
-def config(kind, surrogate=None, v_reset=0.0):
-    return NeuronConfig(kind, 1.0, v_reset, False, True, 2.0 if kind == "lif" else None, (surrogate or Sigmoid()).spec)
+def model_named(name):
+    return SYNTHETIC_MODELS.get(name) or get_registry().model(name)
 
 
-def run_both(kind, cfg, x, v0, w):
-    """Spikes, v_last and gradients (x, v0, w) of the triton and torch kernels for one input."""
+def run_both(config, x, states, learnables):
+    """Spikes, last states and gradients (input, states, learnables) of the triton and torch kernels."""
+    reference = get_registry().kernel("torch", "multi_step")
     results = []
-    for kernel in (KERNELS[kind], reference(kind)):
-        leaves = [t.detach().clone().requires_grad_() for t in (x, v0) + ((w,) if w is not None else ())]
-        spikes, v_last, v_seq = kernel(leaves[0], leaves[1], cfg, w=leaves[2] if w is not None else None,
-                                       store_v_seq=True)
+    for kernel in (multi_step, reference):
+        leaves = [t.detach().clone().requires_grad_() for t in (x, *states, *learnables)]
+        m = len(states)
+        spikes, last, seqs = kernel(leaves[0], tuple(leaves[1 : 1 + m]), config,
+                                    learnables=tuple(leaves[1 + m :]), store_state_seqs=True)
         gen = torch.Generator(device=x.device).manual_seed(0)
         weight = torch.rand(spikes.shape, generator=gen, device=x.device, dtype=spikes.dtype)
-        loss = (spikes * weight).float().sum() + v_last.float().sum() + 0.5 * v_seq.float().sum()
+        loss = (spikes * weight).float().sum() + sum(v.float().sum() for v in last)
+        loss = loss + 0.5 * sum(v.float().sum() for v in seqs)
         grads = torch.autograd.grad(loss, leaves)
-        results.append((spikes, v_last, grads))
+        results.append((spikes, last, grads))
     return results
 
 
-def assert_agree(kind, dtype, got, want):
+def assert_agree(dtype, got, want, n_learnables):
     """Spike trains equal (allowing a 1e-5 fraction of neurons with a rounding-edge crossing);
-    potentials and gradients close on the neurons whose trains agree."""
-    spikes, v_last, grads = got
-    spikes_ref, v_last_ref, grads_ref = want
-    agree = (spikes.reshape(spikes.shape[0], -1) == spikes_ref.reshape(spikes.shape[0], -1)).all(0)
+    states and gradients close on the neurons whose trains agree."""
+    spikes, last, grads = got
+    spikes_ref, last_ref, grads_ref = want
+    steps = spikes.shape[0]
+    agree = (spikes.reshape(steps, -1) == spikes_ref.reshape(steps, -1)).all(0)
     assert (~agree).float().mean().item() <= 1e-5, f"{int((~agree).sum())} neurons fire differently"
     tol = TOLERANCE[dtype]
-    torch.testing.assert_close(v_last.reshape(-1)[agree].float(), v_last_ref.reshape(-1)[agree].float(),
-                               rtol=tol, atol=tol)
-    gx, gx_ref = grads[0].reshape(grads[0].shape[0], -1), grads_ref[0].reshape(grads[0].shape[0], -1)
+    for a, b in zip(last, last_ref):
+        torch.testing.assert_close(a.reshape(-1)[agree].float(), b.reshape(-1)[agree].float(), rtol=tol, atol=tol)
+    gx, gx_ref = grads[0].reshape(steps, -1), grads_ref[0].reshape(steps, -1)
     torch.testing.assert_close(gx[:, agree].float(), gx_ref[:, agree].float(), rtol=tol, atol=tol)
-    if kind == "plif" and bool(agree.all()):
-        torch.testing.assert_close(grads[2].float(), grads_ref[2].float(), rtol=tol * 10, atol=tol * 10)
+    for a, b in zip(grads[1 : len(grads) - n_learnables], grads_ref[1 : len(grads) - n_learnables]):
+        torch.testing.assert_close(a.reshape(-1)[agree].float(), b.reshape(-1)[agree].float(), rtol=tol, atol=tol)
+    if n_learnables and bool(agree.all()):
+        for a, b in zip(grads[-n_learnables:], grads_ref[-n_learnables:]):
+            torch.testing.assert_close(a.float(), b.float(), rtol=tol * 10, atol=tol * 10)
 
 
+def inputs(config, shape, seed, dtype=torch.float32):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    x = (torch.rand(shape, generator=gen, device="cuda") * 1.2).to(dtype)
+    states = tuple(
+        (torch.rand(shape[1:], generator=gen, device="cuda") * 0.5).to(dtype) for _ in config.model.states
+    )
+    learnables = tuple(torch.tensor(0.3, device="cuda") for _ in config.model.learnables)
+    return x, states, learnables
+
+
+@with_synthetic_models
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("kind", ["if", "lif", "plif"])
-def test_realistic_size_matches_torch(kind, dtype):
-    gen = torch.Generator(device="cuda").manual_seed(1)
-    x = (torch.rand((32, 64, 16384), generator=gen, device="cuda") * 1.2).to(dtype)
-    v0 = torch.zeros((64, 16384), device="cuda", dtype=dtype)
-    w = torch.tensor(0.3, device="cuda") if kind == "plif" else None
-    got, want = run_both(kind, config(kind), x, v0, w)
-    assert_agree(kind, dtype, got, want)
+@pytest.mark.parametrize("name", all_model_names())
+def test_realistic_size_matches_torch(name, dtype):
+    config = model_named(name).config(Sigmoid().spec)
+    x, states, learnables = inputs(config, (32, 64, 16384), seed=1, dtype=dtype)
+    got, want = run_both(config, x, states, learnables)
+    assert_agree(dtype, got, want, len(learnables))
 
 
-@pytest.mark.parametrize("kind", ["if", "lif", "plif"])
-def test_odd_size_non_contiguous(kind):
-    gen = torch.Generator(device="cuda").manual_seed(2)
-    base = torch.rand((9, 2 * (2**20 + 7)), generator=gen, device="cuda") * 1.3
-    x = base[:, ::2]
+@with_synthetic_models
+@pytest.mark.parametrize("name", all_model_names())
+def test_odd_size_non_contiguous(name):
+    config = model_named(name).config(Sigmoid().spec, v_reset=None)
+    x, states, learnables = inputs(config, (9, 2 * (2**20 + 7)), seed=2)
+    x = x[:, ::2]
     assert not x.is_contiguous()
-    v0 = torch.rand(2**20 + 7, generator=gen, device="cuda") * 0.5
-    w = torch.tensor(-0.4, device="cuda") if kind == "plif" else None
-    got, want = run_both(kind, config(kind, v_reset=None), x, v0, w)
-    assert_agree(kind, torch.float32, got, want)
+    states = tuple(s[::2] for s in states)
+    got, want = run_both(config, x, states, learnables)
+    assert_agree(torch.float32, got, want, len(learnables))
 
 
-@pytest.mark.parametrize("name", claimed_surrogates())
-def test_every_surrogate_compiles_and_matches(name):
-    gen = torch.Generator(device="cuda").manual_seed(3)
-    x = torch.rand((6, 4099), generator=gen, device="cuda") * 1.5
-    v0 = torch.zeros(4099, device="cuda")
-    got, want = run_both("lif", config("lif", SURROGATES[name]()), x, v0, None)
-    assert_agree("lif", torch.float32, got, want)
+@with_synthetic_models
+@pytest.mark.parametrize("surrogate", get_registry().backend("triton").claimed_surrogates())
+@pytest.mark.parametrize("name", ["lif", "twostate"])
+def test_every_surrogate_compiles_and_matches(name, surrogate):
+    config = model_named(name).config(SURROGATES[surrogate]().spec)
+    x, states, learnables = inputs(config, (6, 4099), seed=3)
+    got, want = run_both(config, x, states, learnables)
+    assert_agree(torch.float32, got, want, len(learnables))
 
 
 def compiled_variants(function) -> int:
@@ -118,55 +141,60 @@ def compiled_variants(function) -> int:
 
 
 def test_sequence_length_is_a_runtime_argument():
-    cfg = config("lif")
+    config = model_named("lif").config(Sigmoid().spec)
+
+    def run(steps):
+        x = torch.rand((steps, 1000), device="cuda", requires_grad=True)
+        spikes, _, _ = multi_step(x, (torch.zeros(1000, device="cuda"),), config)
+        spikes.sum().backward()
+
     for steps in (5, 6):
-        x = torch.rand((steps, 1000), device="cuda", requires_grad=True)
-        spikes, _, _ = lif_multi_step(x, torch.zeros(1000, device="cuda"), cfg)
-        spikes.sum().backward()
-    forward, backward = compiled_variants(triton_kernels.forward_kernel), compiled_variants(triton_kernels.backward_kernel)
+        run(steps)
+    variant = codegen.BackwardVariant(True, (False,), (False,), True, False)
+    forward = codegen.forward_kernel(config, "float32", True, False)[0]
+    backward = codegen.backward_kernel(config, "float32", variant)[0]
+    before = compiled_variants(forward), compiled_variants(backward)
     for steps in (1, 16, 33, 128):
-        x = torch.rand((steps, 1000), device="cuda", requires_grad=True)
-        spikes, _, _ = lif_multi_step(x, torch.zeros(1000, device="cuda"), cfg)
-        spikes.sum().backward()
-    assert compiled_variants(triton_kernels.forward_kernel) == forward
-    assert compiled_variants(triton_kernels.backward_kernel) == backward
+        run(steps)
+    assert (compiled_variants(forward), compiled_variants(backward)) == before
 
 
-def test_plif_w_gradient_is_bitwise_reproducible():
-    gen = torch.Generator(device="cuda").manual_seed(4)
-    x = torch.rand((16, 2**20 + 3), generator=gen, device="cuda") * 1.4
-    v0 = torch.zeros(2**20 + 3, device="cuda")
+@with_synthetic_models
+@pytest.mark.parametrize("name", ["plif", "twostate"])
+def test_learnable_gradients_are_bitwise_reproducible(name):
+    config = model_named(name).config(Sigmoid().spec)
+    x, states, learnables = inputs(config, (16, 2**20 + 3), seed=4)
     grads = []
     for _ in range(3):
-        w = torch.tensor(0.1, device="cuda", requires_grad=True)
-        spikes, v_last, _ = plif_multi_step(x, v0, config("plif"), w=w)
-        grads.append(torch.autograd.grad(spikes.sum() + v_last.sum(), w)[0])
-    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[1], grads[2])
+        params = tuple(p.clone().requires_grad_() for p in learnables)
+        spikes, last, _ = multi_step(x, states, config, learnables=params)
+        grads.append(torch.autograd.grad(spikes.sum() + sum(v.sum() for v in last), params))
+    assert all(torch.equal(a, b) for a, b in zip(grads[0], grads[1]))
+    assert all(torch.equal(a, b) for a, b in zip(grads[1], grads[2]))
 
 
 def test_inductor_fullgraph_forward_and_backward():
     torch._dynamo.reset()
-    cfg = config("lif")
+    config = model_named("lif").config(Sigmoid().spec)
     linear = torch.nn.Linear(256, 512, device="cuda")
 
-    def net(inputs):
-        currents = linear(inputs)
-        spikes, _, _ = lif_multi_step(currents, torch.zeros_like(currents[0]), cfg)
+    def net(data):
+        currents = linear(data)
+        spikes, _, _ = multi_step(currents, (torch.zeros_like(currents[0]),), config)
         return spikes.mean()
 
-    inputs = torch.rand((16, 32, 256), device="cuda")
+    data = torch.rand((16, 32, 256), device="cuda")
     compiled = torch.compile(net, fullgraph=True)
-    got = compiled(inputs)
+    got = compiled(data)
     (got_grad,) = torch.autograd.grad(got, linear.weight)
-    want = net(inputs)
+    want = net(data)
     (want_grad,) = torch.autograd.grad(want, linear.weight)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(got_grad, want_grad, rtol=1e-4, atol=1e-5)
 
 
 def test_auto_prefers_a_kernel_backend_on_cuda():
-    from snn.plugins import get_registry
-
     registry = get_registry()
     assert registry.backend("triton").unavailable_reason() is None
-    assert registry.auto_backend("lif", "multi_step", "cuda", torch.float32, "Sigmoid") != "torch"
+    config = registry.model("lif").config(Sigmoid().spec)
+    assert registry.auto_backend(config, "multi_step", "cuda", torch.float32) != "torch"

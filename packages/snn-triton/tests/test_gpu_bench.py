@@ -18,21 +18,30 @@ def test_dry_run_prints_a_table_and_writes_json(tmp_path, triton_ready):
     out = tmp_path / "bench.json"
     env = dict(os.environ, TRITON_INTERPRET="1")
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dry-run", "--json", str(out)],
+        [sys.executable, str(SCRIPT), "--dry-run", "--json", str(out), "--models", "if,lif,plif",
+         "--backends", "torch,triton"],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| kind | dtype | T | N | phase | backend | median ms |" in result.stdout
+    assert "| model | dtype | T | N | phase | backend | median ms |" in result.stdout
     payload = json.loads(out.read_text())
     assert payload["dry_run"] is True and payload["copy_gbps"] > 0
     records = payload["records"]
     for backend in ("torch", "triton"):
         mine = [r for r in records if r["backend"] == backend]
-        assert {(r["kind"], r["dtype"]) for r in mine} == {
+        assert {(r["model"], r["dtype"]) for r in mine} == {
             ("if", "float32"), ("lif", "float32"), ("plif", "float32"), ("lif", "float16")
         }
         assert {r["phase"] for r in mine} == {"forward", "backward", "inference"}
         assert all(r["median_ms"] > 0 and r["gbps"] > 0 for r in mine), mine
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="benchmarks/gpu_bench.py is not in this checkout")
+def test_unknown_model_is_refused():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--models", "nosuch"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "nosuch" in result.stderr
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="benchmarks/gpu_bench.py is not in this checkout")

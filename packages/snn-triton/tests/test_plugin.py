@@ -9,13 +9,14 @@ import textwrap
 
 import pytest
 import torch
+from snn_triton_test_helpers import SYNTHETIC_MODELS
 
 import snn_triton
 from snn import plugins
 from snn.errors import BackendUnavailableError, UnsupportedOperationError
-from snn.kernels import NeuronConfig, SurrogateSpec
-from snn.neuron import LIFNode
-from snn.surrogate import CLOSED_FORM_SURROGATES, PoissonPass, Rect, Sigmoid
+from snn.kernels import SurrogateSpec
+from snn.neuron import LIFNode, ParametricLIFNode
+from snn.surrogate import CLOSED_FORM_SURROGATES, ATan, PoissonPass, Sigmoid
 from snn_triton import multistep, plugin, runtime
 
 
@@ -85,24 +86,34 @@ def test_probe_with_broken_triton(monkeypatch):
 def test_registration():
     registry = plugins.get_registry()
     info = registry.backend("triton")
-    assert dict(info.kernels) == {
-        ("if", "multi_step"): "snn_triton.multistep:if_multi_step",
-        ("lif", "multi_step"): "snn_triton.multistep:lif_multi_step",
-        ("plif", "multi_step"): "snn_triton.multistep:plif_multi_step",
-    }
+    assert dict(info.kernels) == {"multi_step": "snn_triton.multistep:multi_step"}
+    assert info.generates and info.models is None
+    assert info.operations == frozenset(plugin.OPERATIONS)
+    assert info.operations == registry.backend("torch").operations  # every operation snn.expr has
+    assert info.surrogates is None and set(info.claimed_surrogates()) == set(CLOSED_FORM_SURROGATES)
     assert info.devices == frozenset({"cuda"})
     assert info.dtypes == frozenset({torch.float32, torch.float16, torch.bfloat16})
-    assert info.surrogates == frozenset(CLOSED_FORM_SURROGATES) and len(info.surrogates) >= 15
     assert info.auto_priority == 10
     assert info.provenance.distribution == "snn-triton"
     assert info.provenance.version == snn_triton.__version__
     assert info.emulated_devices == (frozenset({"cpu"}) if runtime.interpreter_enabled() else frozenset())
+    assert not hasattr(plugin, "EXCLUDED_SURROGATES")
+    # every registered model is served (models registered later too: nothing names them here)
+    for name, item in registry.models.items():
+        assert info.serves_model(item.implementation, "multi_step"), name
+        assert "triton" in registry.backends_serving(item.implementation, "multi_step")
     reason = runtime.probe()
     if reason is None:
-        assert registry.kernel("triton", "lif", "multi_step") is multistep.lif_multi_step
+        assert registry.kernel("triton", "multi_step") is multistep.multi_step
     else:
         with pytest.raises(BackendUnavailableError, match="no CUDA device"):
-            registry.kernel("triton", "lif", "multi_step")
+            registry.kernel("triton", "multi_step")
+
+
+def test_a_third_party_model_is_served_without_naming_it(synthetic_models):
+    info = synthetic_models.backend("triton")
+    for name in SYNTHETIC_MODELS:
+        assert info.serves_model(synthetic_models.model(name), "multi_step")
 
 
 def test_emulated_cpu_only_under_the_interpreter(monkeypatch):
@@ -119,7 +130,8 @@ def test_emulated_cpu_only_under_the_interpreter(monkeypatch):
 
 def test_auto_never_picks_the_interpreter():
     registry = plugins.get_registry()
-    assert registry.auto_backend("lif", "multi_step", "cpu", torch.float32, "Sigmoid") == "torch"
+    config = registry.model("lif").config(Sigmoid().spec)
+    assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "torch"
 
 
 # -- typed errors ----------------------------------------------------------------------------
@@ -131,22 +143,32 @@ def cpu_or_cuda(triton_ready):
 
 
 def test_neuron_with_surrogate_without_kernel_derivative(cpu_or_cuda):
-    node = LIFNode(surrogate_function=PoissonPass(), backend="triton", step_mode="m")
-    with pytest.raises(UnsupportedOperationError, match="PoissonPass") as info:
-        node(torch.rand(3, 4, device=cpu_or_cuda))
+    with pytest.raises(UnsupportedOperationError) as info:
+        LIFNode(surrogate_function=PoissonPass(), backend="triton", step_mode="m")(torch.rand(3, 4, device=cpu_or_cuda))
     assert info.value.backend == "triton"
     assert "torch" in info.value.alternatives
 
 
-def test_unclaimed_surrogate_is_refused_by_the_registry(monkeypatch, cpu_or_cuda):
-    monkeypatch.setattr(plugin, "EXCLUDED_SURROGATES", frozenset({"Rect"}))
+def test_operation_not_rendered_is_refused_by_the_registry(monkeypatch, cpu_or_cuda):
+    """A backend serves the models whose plans use only its operations: without ``sigmoid``,
+    PLIF (and the Sigmoid surrogate) are refused with the missing operation named."""
+    monkeypatch.setattr(plugin, "OPERATIONS", tuple(op for op in plugin.OPERATIONS if op != "sigmoid"))
     plugins.reset()
     try:
-        node = LIFNode(surrogate_function=Rect(), backend="triton", step_mode="m")
+        registry = plugins.get_registry()
+        assert not registry.backend("triton").serves_model(registry.model("plif"), "multi_step")
+        node = ParametricLIFNode(surrogate_function=ATan(), backend="torch", step_mode="m")
         with pytest.raises(UnsupportedOperationError) as info:
-            node(torch.rand(3, 4, device=cpu_or_cuda))
-        message = str(info.value)
-        assert "surrogate 'Rect'" in message and "'torch'" in message and "'triton'" not in info.value.alternatives
+            node.backend = "triton"
+        assert "triton" not in info.value.alternatives and "torch" in info.value.alternatives
+        config = registry.model("plif").config(ATan().spec)
+        x = torch.rand(3, 4, device=cpu_or_cuda)
+        with pytest.raises(UnsupportedOperationError, match=r"neuron model 'plif'.*\['sigmoid'\]"):
+            multistep.multi_step(x, (torch.zeros(4, device=cpu_or_cuda),), config,
+                                 learnables=(torch.zeros((), device=cpu_or_cuda),))
+        config = registry.model("lif").config(Sigmoid().spec)
+        with pytest.raises(UnsupportedOperationError, match="surrogate 'Sigmoid'"):
+            multistep.multi_step(x, (torch.zeros(4, device=cpu_or_cuda),), config)
     finally:
         monkeypatch.undo()
         plugins.reset()
@@ -160,37 +182,39 @@ def test_neuron_runs_the_triton_kernel(cpu_or_cuda):
     torch.testing.assert_close(fast.v_seq, slow.v_seq)
 
 
-def config(kind="lif", surrogate=None):
-    return NeuronConfig(kind, 1.0, 0.0, False, True, 2.0 if kind == "lif" else None, surrogate or Sigmoid().spec)
+def config(name="lif", surrogate=None):
+    return plugins.get_registry().model(name).config(surrogate or Sigmoid().spec)
+
+
+def z(d, *shape, dtype=torch.float32):
+    return torch.zeros(shape, device=d, dtype=dtype)
 
 
 @pytest.mark.parametrize(
     ("call", "error", "pattern"),
     [
-        (lambda d: multistep.lif_multi_step(torch.rand(3, 4, device=d), torch.zeros(4, device=d), config("if")),
-         ValueError, "config.kind"),
-        (lambda d: multistep.lif_multi_step(torch.rand(3, 4, device=d), torch.zeros(5, device=d), config()),
-         ValueError, r"v0: expected shape \(4,\)"),
-        (lambda d: multistep.lif_multi_step(torch.rand(3, 4, device=d), torch.zeros(4, device=d).half(), config()),
-         TypeError, "v0: expected dtype torch.float32"),
-        (lambda d: multistep.lif_multi_step(torch.rand(0, 4, device=d), torch.zeros(4, device=d), config()),
-         ValueError, "T >= 1"),
-        (lambda d: multistep.lif_multi_step(torch.rand(3, 4, device=d), torch.zeros(4, device=d), config(),
-                                            w=torch.zeros((), device=d)),
-         TypeError, "only PLIF"),
-        (lambda d: multistep.plif_multi_step(torch.rand(3, 4, device=d), torch.zeros(4, device=d), config("plif")),
-         TypeError, "w: expected"),
-        (lambda d: multistep.lif_multi_step(torch.arange(3, device=d), torch.zeros((), device=d), config()),
+        (lambda d: multistep.multi_step(torch.rand(3, 4, device=d), z(d, 4), "lif"), TypeError, "config"),
+        (lambda d: multistep.multi_step(torch.rand(3, 4, device=d), (z(d, 5),), config()),
+         ValueError, r"states\['v'\]: expected shape \(4,\)"),
+        (lambda d: multistep.multi_step(torch.rand(3, 4, device=d), (z(d, 4, dtype=torch.half),), config()),
+         TypeError, "expected dtype torch.float32"),
+        (lambda d: multistep.multi_step(torch.rand(0, 4, device=d), (z(d, 4),), config()), ValueError, "T >= 1"),
+        (lambda d: multistep.multi_step(torch.rand(3, 4, device=d), (z(d, 4), z(d, 4)), config()),
+         ValueError, "1 state"),
+        (lambda d: multistep.multi_step(torch.rand(3, 4, device=d), (z(d, 4),), config(), learnables=(z(d),)),
+         ValueError, "learnable"),
+        (lambda d: multistep.multi_step(torch.rand(3, 4, device=d), (z(d, 4),), config("plif")),
+         ValueError, "learnable"),
+        (lambda d: multistep.multi_step(torch.arange(3, device=d), (z(d),), config()),
          TypeError, "x_seq: expected a floating-point tensor"),
-        (lambda d: multistep.lif_multi_step(torch.rand(3, 4, device=d).double(),
-                                            torch.zeros(4, device=d).double(), config()),
+        (lambda d: multistep.multi_step(torch.rand(3, 4, device=d).double(), (z(d, 4, dtype=torch.double),), config()),
          UnsupportedOperationError, r"dtype torch.float64.*'torch'"),
-        (lambda d: multistep.lif_multi_step(torch.rand(3, 4, device=d), torch.zeros(4, device=d),
-                                            config(surrogate=SurrogateSpec("PoissonPass"))),
+        (lambda d: multistep.multi_step(torch.rand(3, 4, device=d), (z(d, 4),),
+                                        config(surrogate=SurrogateSpec("PoissonPass"))),
          UnsupportedOperationError, "surrogate 'PoissonPass'"),
     ],
-    ids=["kind", "v0-shape", "v0-dtype", "empty-T", "w-for-lif", "plif-without-w", "integer-x", "float64",
-         "surrogate"],
+    ids=["config", "state-shape", "state-dtype", "empty-T", "state-count", "learnable-for-lif", "plif-without-w",
+         "integer-x", "float64", "surrogate"],
 )
 def test_kernel_argument_errors(cpu_or_cuda, call, error, pattern):
     with pytest.raises(error, match=pattern):
@@ -200,5 +224,5 @@ def test_kernel_argument_errors(cpu_or_cuda, call, error, pattern):
 def test_cpu_tensor_without_interpreter(monkeypatch, triton_ready):
     monkeypatch.setattr(multistep, "interpreter_enabled", lambda: False)
     with pytest.raises(UnsupportedOperationError, match="device 'cpu'") as info:
-        multistep.lif_multi_step(torch.rand(3, 4), torch.zeros(4), config())
+        multistep.multi_step(torch.rand(3, 4), (torch.zeros(4),), config())
     assert "torch" in info.value.alternatives

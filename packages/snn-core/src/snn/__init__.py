@@ -1,7 +1,8 @@
 """snn: spiking neural networks for PyTorch.
 
 The stable public namespace is :mod:`snn.functional`. Modules live in :mod:`snn.neuron`,
-:mod:`snn.layer`, :mod:`snn.surrogate` and :mod:`snn.base`; plugins implement the hooks of
+:mod:`snn.layer`, :mod:`snn.surrogate`, :mod:`snn.encoding` and :mod:`snn.base`; :mod:`snn.monitor`
+records what layers compute and :mod:`snn.visualizing` plots it. Plugins implement the hooks of
 :mod:`snn.hookspecs` with the :data:`hookimpl` marker.
 
 Importing snn loads no plugin and imports submodules only when first accessed.
@@ -19,17 +20,21 @@ __all__ = [
     "__version__",
     "hookimpl",
     "base",
+    "encoding",
     "errors",
     "functional",
     "hookspecs",
     "kernels",
     "layer",
     "learning",
+    "monitor",
     "neuron",
+    "nir",
     "plugins",
     "registry",
     "surrogate",
     "testing",
+    "visualizing",
 ]
 
 __version__ = "0.1.0"
@@ -44,17 +49,21 @@ _SUBMODULES = frozenset(__all__) - {"__version__", "hookimpl"}
 if TYPE_CHECKING:
     from snn import (
         base,
+        encoding,
         errors,
         functional,
         hookspecs,
         kernels,
         layer,
         learning,
+        monitor,
         neuron,
+        nir,
         plugins,
         registry,
         surrogate,
         testing,
+        visualizing,
     )
 
 

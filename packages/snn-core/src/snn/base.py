@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,9 +41,6 @@ logger = logging.getLogger("snn")
 
 #: The step modes: ``'s'`` one step ``[N, *]``, ``'m'`` a sequence ``[T, N, *]``.
 STEP_MODES = ("s", "m")
-
-_KERNEL_MODE = {"s": "single_step", "m": "multi_step"}
-
 
 class StepModule:
     """Mixin giving a module a validated ``step_mode`` attribute (``'s'`` or ``'m'``)."""
@@ -88,15 +85,13 @@ class MemoryModule(nn.Module, StepModule):
     Memories are registered with :meth:`register_memory` and then used as attributes
     (``self.v``). Their reset values are deep copies taken at registration.
 
-    Class attributes:
-        neuron_kind: ``"if"``, ``"lif"`` or ``"plif"`` for neurons whose dynamics a kernel
-            backend can run; ``None`` for other stateful modules (they run on torch only).
+    A memory module runs on plain PyTorch; its ``backend`` is ``"torch"``. Neurons
+    (:class:`snn.neuron.BaseNode`) override :attr:`backend` and :attr:`supported_backends` to run
+    on kernel backends.
 
     Args:
         step_mode: ``'s'`` or ``'m'``.
     """
-
-    neuron_kind: ClassVar[str | None] = None
 
     def __init__(self, step_mode: str = "s") -> None:
         super().__init__()
@@ -234,42 +229,22 @@ class MemoryModule(nn.Module, StepModule):
 
     @property
     def supported_backends(self) -> tuple[str, ...]:
-        """Installed backends that serve this module's neuron kind in its current step mode.
-
-        Modules without a :attr:`neuron_kind` run on ``"torch"`` only.
-        """
-        if self.neuron_kind is None:
-            return ("torch",)
-        from snn.plugins import get_registry
-
-        return get_registry().backends_serving(self.neuron_kind, _KERNEL_MODE[self.step_mode])
+        """``("torch",)``: a plain memory module runs on PyTorch only (neurons override this)."""
+        return ("torch",)
 
     @property
     def backend(self) -> str:
-        """The backend running this module (``"torch"`` by default; ``"auto"`` picks per input)."""
+        """``"torch"`` (neurons override this with a choice of kernel backends)."""
         return self._backend
 
     @backend.setter
     def backend(self, value: str) -> None:
         if not isinstance(value, str):
             raise TypeError(f"backend: expected a string, got {type(value).__name__}")
-        if value == "auto" and self.neuron_kind is not None:
-            self._backend = value
-            return
-        from snn.errors import UnsupportedOperationError
-        from snn.plugins import get_registry
+        if value != "torch":
+            from snn.errors import UnsupportedOperationError
 
-        registry = get_registry()
-        info = registry.backend(value)
-        if value not in self.supported_backends:
-            mode = _KERNEL_MODE[self.step_mode]
-            kind = self.neuron_kind or type(self).__name__
-            raise UnsupportedOperationError(
-                value,
-                f"{type(self).__name__} (kind {kind!r}) in step mode {self.step_mode!r} ({mode})",
-                self.supported_backends,
-            )
-        info.raise_if_unavailable()
+            raise UnsupportedOperationError(value, f"{type(self).__name__} (a memory module, not a neuron)", ("torch",))
         self._backend = value
 
     def extra_repr(self) -> str:

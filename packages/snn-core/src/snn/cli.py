@@ -37,6 +37,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "snn.train.command",
         "train a spiking network on scikit-learn's 8x8 digits (BPTT or an online learner)",
     ),
+    Subcommand("evaluate", "snn.train.evaluate", "reload a run's model.pt and measure its test accuracy on the digits"),
     Subcommand("bench", "snn.bench", "time multi-step neurons on every installed backend, side by side"),
 )
 

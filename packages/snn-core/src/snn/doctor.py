@@ -8,11 +8,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
 import sys
 from typing import Any, TextIO
+
+from snn.errors import FIRST_PARTY_PLUGINS, install_hint
 
 __all__ = ["DESCRIPTION", "collect", "render_table", "render_json", "add_arguments", "run"]
 
@@ -41,18 +44,27 @@ def _item(item: Any) -> dict[str, Any]:
 def collect() -> dict[str, Any]:
     """The doctor report as a JSON-serialisable dict.
 
-    Keys:
-        ``snn`` / ``torch`` / ``python`` / ``platform``: versions.
-        ``cuda``: whether CUDA is available and the device names.
-        ``switches``: the plugin environment switches as set.
-        ``plugins``: ``[{name, distribution, version, error}]``; ``error`` is ``None`` or the
-            recorded failures of that plugin.
-        ``backends``: ``[{name, plugin, distribution, version, available, reason, devices,
-            emulated_devices, dtypes, surrogates, kernels, auto_priority, description}]``.
-        ``strategies`` / ``losses`` / ``learners``: ``[{name, plugin, distribution, version,
-            description}]`` (losses also ``signature`` when registered).
-        ``failures``: ``[{plugin, distribution, version, stage, error, clash_name, clash_with,
-            message}]``.
+    Its keys:
+
+    - ``snn``, ``torch``, ``python``, ``platform``: versions;
+    - ``cuda``: whether CUDA is available and the device names;
+    - ``switches``: the plugin environment switches as set;
+    - ``plugins``: one ``{name, distribution, version, error}`` per plugin; ``error`` is
+      ``None`` or the recorded failures of that plugin;
+    - ``neurons``: one ``{name, plugin, distribution, version, states, parameters, learnables,
+      description}`` per registered neuron model;
+    - ``backends``: one ``{name, plugin, distribution, version, available, reason, devices,
+      emulated_devices, dtypes, surrogates, kernels, auto_priority, description}`` per backend;
+      ``kernels`` lists ``"<model>/<kernel mode>"`` for every registered model it serves;
+    - ``missing_backends``: one ``{name, distribution, installed, from_index, from_checkout}``
+      per backend of a first-party plugin that is not registered; ``installed`` is the
+      installed version of the distribution (the plugin was then disabled or failed) or
+      ``None``, and the two commands install it from a package index or from a checkout of the
+      snn repository;
+    - ``strategies``, ``losses``, ``learners``: one ``{name, plugin, distribution, version,
+      description}`` each (losses also ``signature`` when registered);
+    - ``failures``: one ``{plugin, distribution, version, stage, error, clash_name, clash_with,
+      message}`` per recorded failure.
     """
     import torch
 
@@ -86,9 +98,31 @@ def collect() -> dict[str, Any]:
                 }
             )
 
+    neuron_rows = []
+    for name, item in registry.models.items():
+        model = item.implementation
+        neuron_rows.append(
+            {
+                "name": name,
+                "plugin": item.provenance.plugin,
+                "distribution": item.provenance.distribution,
+                "version": item.provenance.version,
+                "states": list(model.state_names),
+                "parameters": list(model.hyperparameter_names),
+                "learnables": list(model.learnables),
+                "description": item.description,
+            }
+        )
+
     backend_rows = []
     for name, info in registry.backends.items():
         reason = info.unavailable_reason()
+        kernels = [
+            f"{model_name}/{mode}"
+            for model_name, item in registry.models.items()
+            for mode in ("multi_step", "single_step")
+            if info.serves_model(item.implementation, mode)
+        ]
         backend_rows.append(
             {
                 "name": name,
@@ -100,12 +134,27 @@ def collect() -> dict[str, Any]:
                 "devices": sorted(info.devices),
                 "emulated_devices": sorted(info.emulated_devices),
                 "dtypes": sorted(_dtype_name(d) for d in info.dtypes),
-                "surrogates": sorted(info.surrogates),
-                "kernels": sorted(f"{kind}/{mode}" for kind, mode in info.kernels),
+                "surrogates": sorted(info.claimed_surrogates()),
+                "kernels": sorted(kernels),
                 "auto_priority": info.auto_priority,
                 "description": info.description,
             }
         )
+
+    missing_backends = []
+    for plugin in FIRST_PARTY_PLUGINS.values():
+        for name in plugin.backends:
+            if name in registry.backends:
+                continue
+            missing_backends.append(
+                {
+                    "name": name,
+                    "distribution": plugin.distribution,
+                    "installed": _installed_version(plugin.distribution),
+                    "from_index": plugin.from_index,
+                    "from_checkout": plugin.from_checkout,
+                }
+            )
 
     cuda_available = torch.cuda.is_available()
     return {
@@ -122,9 +171,12 @@ def collect() -> dict[str, Any]:
         "switches": {
             "SNN_DISABLE_PLUGIN_AUTOLOAD": os.environ.get("SNN_DISABLE_PLUGIN_AUTOLOAD", ""),
             "SNN_DISABLED_PLUGINS": os.environ.get("SNN_DISABLED_PLUGINS", ""),
+            "SNN_TRACE_PLUGINS": os.environ.get("SNN_TRACE_PLUGINS", ""),
         },
         "plugins": plugin_rows,
+        "neurons": neuron_rows,
         "backends": backend_rows,
+        "missing_backends": missing_backends,
         "strategies": [_item(i) for i in registry.strategies.values()],
         "losses": [_item(i) for i in registry.losses.values()],
         "learners": [_item(i) for i in registry.learners.values()],
@@ -142,6 +194,14 @@ def collect() -> dict[str, Any]:
             for f in registry.failures
         ],
     }
+
+
+def _installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or ``None`` when it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def render_json(report: dict[str, Any]) -> str:
@@ -182,6 +242,14 @@ def render_table(report: dict[str, Any]) -> str:
         ["name", "distribution", "status"],
         [[p["name"], _origin(p), "ok" if p["error"] is None else "FAILED"] for p in report["plugins"]],
     )
+    lines += ["", "Neuron models"]
+    lines += _table(
+        ["name", "plugin", "states", "parameters"],
+        [
+            [n["name"], n["plugin"], ", ".join(n["states"]), ", ".join(n["parameters"] + [f"{p} (learnable)" for p in n["learnables"]])]
+            for n in report["neurons"]
+        ],
+    )
     lines += ["", "Backends"]
     if not report["backends"]:
         lines.append("  (none)")
@@ -195,6 +263,18 @@ def render_table(report: dict[str, Any]) -> str:
             f"    kernels:    {', '.join(b['kernels']) or '-'}",
             f"    surrogates: {', '.join(b['surrogates']) or '-'}",
         ]
+    for missing in report.get("missing_backends", []):
+        if missing["installed"] is None:
+            lines += [
+                f"  {missing['name']} ({missing['distribution']}): not installed; install it with",
+                f"    {missing['from_index']}",
+                f"    or, from a checkout of the snn repository (at its root): {missing['from_checkout']}",
+            ]
+        else:
+            lines.append(
+                f"  {missing['name']} ({missing['distribution']} {missing['installed']}): installed but not "
+                "registered (plugin disabled or failed: see the switches and Failures)"
+            )
     for title, key in (
         ("Forward strategies", "strategies"),
         ("Losses", "losses"),
@@ -206,7 +286,7 @@ def render_table(report: dict[str, Any]) -> str:
             [[i["name"], i["plugin"], i["description"]] for i in report[key]],
         )
         if key == "learners" and not report[key]:
-            lines.append('  install the online learners with: pip install "snn-core[online]"')
+            lines.append(f"  install the online learners with: {install_hint('online')}")
     lines += ["", "Failures"]
     if report["failures"]:
         lines += [f"  - {f['message']}" for f in report["failures"]]

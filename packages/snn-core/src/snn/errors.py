@@ -3,11 +3,16 @@
 Every error raised on purpose by snn derives from :class:`SNNError`, so callers can catch the
 whole family at once. Bad arguments are reported with the built-in :class:`ValueError` and
 :class:`TypeError`, always naming the argument, what was expected and what came.
+
+Errors about a backend or online learner that a first-party plugin would provide carry the
+command that installs it, from a package index and from a checkout of the snn repository
+(:func:`install_hint`, :data:`FIRST_PARTY_PLUGINS`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 __all__ = [
     "SNNError",
@@ -18,16 +23,95 @@ __all__ = [
     "DuplicateRegistrationError",
     "OnlineLearnerNotFoundError",
     "RegistryEntryNotFoundError",
+    "NIRConversionError",
+    "StepModeWarning",
+    "FirstPartyPlugin",
+    "FIRST_PARTY_PLUGINS",
+    "install_hint",
 ]
 
-#: Which extra of ``snn-core`` brings each first-party plugin.
+
+@dataclass(frozen=True)
+class FirstPartyPlugin:
+    """A plugin distribution of the snn repository and the commands that install it.
+
+    Attributes:
+        name: the entry-point name of its plugin.
+        distribution: the distribution, e.g. ``"snn-triton"``.
+        backends: the backend names it registers.
+        learners: the online-learner names it registers.
+        from_index: the command from a package index, e.g. ``pip install "snn-core[triton]"``.
+        from_checkout: the command from a checkout of the snn repository, run at its root.
+            ``snn-core``'s extras pin the sibling distributions (``snn-triton==0.1.0``), which
+            pip finds on an index or in ``--find-links dist`` after ``nox -s wheels``, but not
+            in the checkout's source folders; an editable install of the folder works anywhere.
+    """
+
+    name: str
+    distribution: str
+    backends: tuple[str, ...]
+    learners: tuple[str, ...]
+    from_index: str
+    from_checkout: str
+
+    @property
+    def provides(self) -> tuple[str, ...]:
+        """Every backend and online-learner name it registers."""
+        return self.backends + self.learners
+
+    def hint(self) -> str:
+        """Both commands in one line, as the error messages and ``snn doctor`` print them."""
+        return f"{self.from_index} (from a checkout of the snn repository, at its root: {self.from_checkout})"
+
+
+#: The first-party plugins, by entry-point name.
+FIRST_PARTY_PLUGINS: dict[str, FirstPartyPlugin] = {
+    plugin.name: plugin
+    for plugin in (
+        FirstPartyPlugin(
+            "triton", "snn-triton", ("triton",), (),
+            'pip install "snn-core[triton]"', "pip install -e packages/snn-triton",
+        ),
+        # snn-core[cupy] brings snn-cupy without CuPy, whose wheel depends on the CUDA version:
+        # the extra of snn-cupy picks it (cuda13 for CUDA 13 drivers).
+        FirstPartyPlugin(
+            "cupy", "snn-cupy", ("cupy",), (),
+            'pip install "snn-cupy[cuda12]"', 'pip install -e "packages/snn-cupy[cuda12]"',
+        ),
+        FirstPartyPlugin(
+            "cpp", "snn-cpp", ("cpp",), (),
+            'pip install "snn-core[cpp]"', "pip install -e packages/snn-cpp",
+        ),
+        FirstPartyPlugin(
+            "online", "snn-online", (), ("ottt", "sltt", "fptt"),
+            'pip install "snn-core[online]"', "pip install -e packages/snn-online",
+        ),
+    )
+}
+
+
+def install_hint(name: str) -> str | None:
+    """How to install the first-party plugin that provides ``name``.
+
+    Args:
+        name: a plugin name (``"online"``) or a backend or online-learner name it registers
+            (``"triton"``, ``"ottt"``).
+
+    Returns:
+        ``'<command from an index> (from a checkout of the snn repository, at its root:
+        <command>)'``, or ``None`` when no first-party plugin provides ``name``.
+    """
+    plugin = FIRST_PARTY_PLUGINS.get(name)
+    if plugin is None:
+        plugin = next((p for p in FIRST_PARTY_PLUGINS.values() if name in p.provides), None)
+    return None if plugin is None else plugin.hint()
+
+
+#: The install hint of every first-party name (see :func:`install_hint`).
 INSTALL_HINTS: dict[str, str] = {
-    "triton": 'pip install "snn-core[triton]"',
-    "cupy": 'pip install "snn-core[cupy]"',
-    "online": 'pip install "snn-core[online]"',
-    "ottt": 'pip install "snn-core[online]"',
-    "sltt": 'pip install "snn-core[online]"',
-    "fptt": 'pip install "snn-core[online]"',
+    name: plugin.hint()
+    for plugin in FIRST_PARTY_PLUGINS.values()
+    for name in dict.fromkeys((plugin.name, *plugin.provides))
 }
 
 
@@ -64,7 +148,7 @@ class BackendNotFoundError(RegistryEntryNotFoundError):
     """No installed plugin provides a backend of that name."""
 
     def __init__(self, name: str, known: Iterable[str], hint: str = "") -> None:
-        install = INSTALL_HINTS.get(name)
+        install = install_hint(name)
         parts = [p for p in (f"install it with: {install}" if install else "", hint) if p]
         super().__init__("backend", name, known, ". ".join(parts))
 
@@ -73,7 +157,7 @@ class OnlineLearnerNotFoundError(RegistryEntryNotFoundError):
     """No installed plugin provides an online learner of that name."""
 
     def __init__(self, name: str, known: Iterable[str], hint: str = "") -> None:
-        install = INSTALL_HINTS.get(name, 'pip install "snn-core[online]"')
+        install = install_hint(name) or install_hint("online")
         parts = [f"online learners come from plugins; install them with: {install}"]
         if hint:
             parts.append(hint)
@@ -134,3 +218,29 @@ class DuplicateRegistrationError(SNNError, ValueError):
             f"{what} {name!r} is registered by plugin {first_plugin!r} and again by "
             f"plugin {second_plugin!r}; the second registration was refused"
         )
+
+
+class NIRConversionError(SNNError, ValueError):
+    """A network or NIR graph holds something the other side cannot express exactly.
+
+    Raised by :func:`snn.nir.export_to_nir` for a module NIR has no node for (or a setting NIR
+    cannot state, e.g. a soft reset), and by :func:`snn.nir.import_from_nir` for a NIR node
+    snn has no module for (or parameters no snn module reproduces). Never raised for a file
+    that is not valid NIR; that is a plain :class:`ValueError`.
+
+    Args:
+        where: the module's qualified name or the NIR node's name, with its type.
+        reason: why it cannot be converted, and what would work instead when there is a way.
+    """
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{where}: {reason}")
+class StepModeWarning(UserWarning):
+    """A network in step mode ``'m'`` holds plain torch modules that will misread ``[T, N, ...]``.
+
+    Raised as a warning by :func:`snn.functional.set_step_mode`; the message names each module
+    and its step-mode-aware replacement. Silence it with :mod:`warnings` filters once the
+    modules are known to see per-step input (e.g. inside a custom module that loops over time).
+    """

@@ -1,35 +1,60 @@
-"""A tiny expression language: one source of truth for surrogate derivatives.
+"""A tiny expression language: one source of truth for surrogate derivatives and neuron updates.
 
 Each surrogate writes its derivative once, as a Python function of an input ``x`` and a math
-namespace ``ops`` (see :class:`snn.surrogate.SurrogateFunctionBase.derivative`). Evaluated
-with :data:`TORCH_OPS` on a tensor it is the torch backward; evaluated with
-:data:`SYMBOLIC_OPS` on :func:`var` it yields an :class:`Expr` tree that kernel backends
-render to source with :func:`render` (dialects ``"triton"`` and ``"cuda"``). The rendered
-source therefore cannot drift from the torch math.
+namespace ``ops`` (see :class:`snn.surrogate.SurrogateFunctionBase.derivative`); each neuron
+model writes its per-step update once the same way (see :mod:`snn.models`). Evaluated with
+:data:`TORCH_OPS` on tensors it is plain torch math; evaluated with :data:`SYMBOLIC_OPS` on
+:func:`var` it yields an :class:`Expr` tree that kernel backends render to source with
+:func:`render` (dialects ``"triton"``, ``"cuda"``, ``"c"`` and ``"c64"``) or, like the torch
+backend, compile to tensor operations. The kernels therefore cannot drift from the torch math.
+
+Trees can be differentiated (:func:`diff`, following the rules autograd applies to the same
+torch operations), simplified exactly (:func:`simplify`), rewritten (:func:`substitute`),
+inspected (:func:`variables`, :func:`operations`) and evaluated (:func:`evaluate`).
 
 Numbers placed in source are checked finite and printed so that they round-trip exactly
 (float32 values in hexadecimal for CUDA, ``repr`` of the float32 value for Triton). No user
 string ever reaches the source: variable names come from the backend, numbers are floats.
 
 Supported operations: ``+ - * /``, unary ``-``, ``**`` with a numeric exponent, comparisons
-``< <= > >=``, ``&`` on comparisons, and ``ops.exp, log, abs, sqrt, sigmoid, cos, where,
-minimum, maximum``; the constant ``ops.pi``.
+``< <= > >=``, ``&`` on comparisons, and ``ops.exp, log, abs, sqrt, sigmoid, cos, sin, relu,
+where, minimum, maximum``; the constant ``ops.pi``.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
 import torch
 
-__all__ = ["Expr", "var", "TorchOps", "SymbolicOps", "TORCH_OPS", "SYMBOLIC_OPS", "render", "float32_literal"]
+__all__ = [
+    "Expr",
+    "var",
+    "num",
+    "TorchOps",
+    "SymbolicOps",
+    "FloatOps",
+    "TORCH_OPS",
+    "SYMBOLIC_OPS",
+    "FLOAT_OPS",
+    "render",
+    "float32_literal",
+    "diff",
+    "simplify",
+    "substitute",
+    "replace_nodes",
+    "variables",
+    "operations",
+    "evaluate",
+]
 
 Operand = Union["Expr", float, int]
 
-_FUNCTIONS = ("exp", "log", "abs", "sqrt", "sigmoid", "cos", "minimum", "maximum")
+_FUNCTIONS = ("exp", "log", "abs", "sqrt", "sigmoid", "cos", "sin", "relu", "minimum", "maximum")
 
 
 def _wrap(value: Operand) -> Expr:
@@ -71,10 +96,10 @@ class Expr:
     def __rmul__(self, o: Operand) -> Expr: return self._bin("*", o, True)
     def __truediv__(self, o: Operand) -> Expr: return self._bin("/", o)
     def __rtruediv__(self, o: Operand) -> Expr: return self._bin("/", o, True)
-    def __lt__(self, o: Operand) -> Expr: return self._bin("<", o)  # type: ignore[override]
-    def __le__(self, o: Operand) -> Expr: return self._bin("<=", o)  # type: ignore[override]
-    def __gt__(self, o: Operand) -> Expr: return self._bin(">", o)  # type: ignore[override]
-    def __ge__(self, o: Operand) -> Expr: return self._bin(">=", o)  # type: ignore[override]
+    def __lt__(self, o: Operand) -> Expr: return self._bin("<", o)
+    def __le__(self, o: Operand) -> Expr: return self._bin("<=", o)
+    def __gt__(self, o: Operand) -> Expr: return self._bin(">", o)
+    def __ge__(self, o: Operand) -> Expr: return self._bin(">=", o)
     def __and__(self, o: Expr) -> Expr: return Expr("and", (self, _wrap(o)))
     def __neg__(self) -> Expr: return Expr("neg", (self,))
 
@@ -90,8 +115,24 @@ class Expr:
 
 
 def var(name: str = "x") -> Expr:
-    """A variable node (the surrogate input)."""
+    """A variable node (the surrogate input, a neuron state, a parameter...).
+
+    Raises:
+        ValueError: ``name`` is not a Python identifier.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name: expected a Python identifier, got {name!r}")
     return Expr("var", (), name)
+
+
+def num(value: float) -> Expr:
+    """A number node (finite).
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ValueError: ``value`` is not finite.
+    """
+    return _wrap(value)
 
 
 class TorchOps:
@@ -111,6 +152,10 @@ class TorchOps:
     def sigmoid(a: torch.Tensor) -> torch.Tensor: return torch.sigmoid(a)
     @staticmethod
     def cos(a: torch.Tensor) -> torch.Tensor: return torch.cos(a)
+    @staticmethod
+    def sin(a: torch.Tensor) -> torch.Tensor: return torch.sin(a)
+    @staticmethod
+    def relu(a: torch.Tensor) -> torch.Tensor: return torch.relu(a)
 
     @staticmethod
     def where(cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:
@@ -152,33 +197,80 @@ class SymbolicOps:
         return Expr("where", (_wrap(cond), _wrap(a), _wrap(b)))
 
 
+class FloatOps:
+    """The math namespace on Python floats (folding numbers, parameter-only sub-expressions)."""
+
+    pi = math.pi
+
+    @staticmethod
+    def exp(a: float) -> float: return math.exp(a)
+    @staticmethod
+    def log(a: float) -> float: return math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan)
+    @staticmethod
+    def abs(a: float) -> float: return abs(a)
+    @staticmethod
+    def sqrt(a: float) -> float: return math.sqrt(a) if a >= 0 else math.nan
+    @staticmethod
+    def sigmoid(a: float) -> float: return 1.0 / (1.0 + math.exp(-a)) if a > -700 else 0.0
+    @staticmethod
+    def cos(a: float) -> float: return math.cos(a)
+    @staticmethod
+    def sin(a: float) -> float: return math.sin(a)
+    @staticmethod
+    def relu(a: float) -> float: return a if (a > 0 or a != a) else 0.0
+    @staticmethod
+    def where(c: bool, a: float, b: float) -> float: return a if c else b
+    @staticmethod
+    def minimum(a: float, b: float) -> float: return min(a, b)
+    @staticmethod
+    def maximum(a: float, b: float) -> float: return max(a, b)
+
+
 #: Evaluate derivatives on tensors.
 TORCH_OPS = TorchOps()
+#: Evaluate expressions on Python floats.
+FLOAT_OPS = FloatOps()
 #: Build expression trees.
 SYMBOLIC_OPS = SymbolicOps()
 
 
+_DIALECTS = ("triton", "cuda", "c", "c64")
+
+
 def float32_literal(value: float, dialect: str) -> str:
-    """``value`` rounded to float32 and printed exactly for ``dialect`` (``"triton"``/``"cuda"``).
+    """``value`` rounded to the dialect's precision and printed exactly.
+
+    ``"triton"``, ``"cuda"`` and ``"c"`` compute in float32 (``repr`` of the float32 value for
+    Triton, a hexadecimal ``f`` literal for C and CUDA); ``"c64"`` computes in double and prints a
+    hexadecimal double literal.
 
     Raises:
-        ValueError: the value is not finite (also after rounding to float32).
+        ValueError: the value is not finite (also after rounding), or an unknown dialect.
     """
+    if dialect not in _DIALECTS:
+        raise ValueError(f"dialect: expected one of {_DIALECTS}, got {dialect!r}")
     number = float(value)
-    rounded = struct.unpack("f", struct.pack("f", number))[0] if math.isfinite(number) else number
+    if dialect == "c64":
+        rounded = number
+    else:
+        rounded = struct.unpack("f", struct.pack("f", number))[0] if math.isfinite(number) else number
     if not math.isfinite(rounded):
         raise ValueError(f"value: expected a finite float32 number for kernel source, got {value!r}")
-    if dialect == "cuda":
+    if dialect in ("cuda", "c"):
         return f"({rounded.hex()}f)" if rounded != 0 else "0.0f"
-    if dialect == "triton":
-        return repr(rounded)
-    raise ValueError(f"dialect: expected 'triton' or 'cuda', got {dialect!r}")
+    if dialect == "c64":
+        return f"({rounded.hex()})" if rounded != 0 else "0.0"
+    return repr(rounded)
 
 
-_TRITON_FUNCS = {f: f"tl.{f}" for f in _FUNCTIONS}
-_CUDA_FUNCS = {
-    "exp": "expf", "log": "logf", "abs": "fabsf", "sqrt": "sqrtf", "cos": "cosf",
+_TRITON_FUNCS = {f: f"tl.{f}" for f in _FUNCTIONS if f not in ("relu",)}
+_C32_FUNCS = {
+    "exp": "expf", "log": "logf", "abs": "fabsf", "sqrt": "sqrtf", "cos": "cosf", "sin": "sinf",
     "minimum": "fminf", "maximum": "fmaxf",
+}
+_C64_FUNCS = {
+    "exp": "exp", "log": "log", "abs": "fabs", "sqrt": "sqrt", "cos": "cos", "sin": "sin",
+    "minimum": "fmin", "maximum": "fmax",
 }
 
 
@@ -187,15 +279,23 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
 
     Args:
         expr: the tree.
-        dialect: ``"triton"`` (``tl.*`` calls inside a ``@triton.jit`` function) or
-            ``"cuda"`` (float32 CUDA C).
+        dialect: ``"triton"`` (``tl.*`` calls inside a ``@triton.jit`` function), ``"cuda"``
+            (float32 CUDA C), ``"c"`` (float32 C99) or ``"c64"`` (double C99).
         variables: variable name -> identifier to print (default: the name itself). Only the
             backend chooses identifiers.
 
     Returns:
-        A fully parenthesised expression string.
+        A fully parenthesised expression string. ``relu(a)`` renders as ``a < 0 ? 0 : a`` (a NaN
+        stays NaN, as ``torch.relu`` keeps it).
+
+    Raises:
+        ValueError: an unknown dialect, a non-identifier variable, a non-finite number, or an
+            operation the dialect cannot render.
     """
     names = variables or {}
+    c_like = dialect != "triton"
+    one = {"triton": "1.0", "cuda": "1.0f", "c": "1.0f", "c64": "1.0"}.get(dialect, "1.0")
+    zero = {"triton": "0.0", "cuda": "0.0f", "c": "0.0f", "c64": "0.0"}.get(dialect, "0.0")
 
     def go(e: Expr) -> str:
         op = e.op
@@ -211,26 +311,400 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
         if op in {"+", "-", "*", "/", "<", "<=", ">", ">="}:
             return f"({go(e.args[0])} {op} {go(e.args[1])})"
         if op == "and":
-            joiner = "&" if dialect == "triton" else "&&"
+            joiner = "&&" if c_like else "&"
             return f"({go(e.args[0])} {joiner} {go(e.args[1])})"
         if op == "where":
             c, a, b = (go(x) for x in e.args)
-            return f"tl.where({c}, {a}, {b})" if dialect == "triton" else f"({c} ? {a} : {b})"
+            return f"({c} ? {a} : {b})" if c_like else f"tl.where({c}, {a}, {b})"
+        if op == "relu":
+            a = go(e.args[0])
+            return f"(({a} < {zero}) ? {zero} : {a})" if c_like else f"tl.where({a} < {zero}, {zero}, {a})"
         if op == "pow":
             base = go(e.args[0])
             exponent = e.value
             if float(exponent).is_integer() and 0 < abs(exponent) <= 4:
                 product = " * ".join([base] * int(abs(exponent)))
-                return f"({product})" if exponent > 0 else f"(1.0 / ({product}))" if dialect == "triton" else f"(1.0f / ({product}))"
+                return f"({product})" if exponent > 0 else f"({one} / ({product}))"
             lit = float32_literal(exponent, dialect)
-            return f"tl.exp({lit} * tl.log({base}))" if dialect == "triton" else f"expf({lit} * logf({base}))"
-        if op == "sigmoid" and dialect == "cuda":
-            return f"(1.0f / (1.0f + expf(-{go(e.args[0])})))"
-        table = _TRITON_FUNCS if dialect == "triton" else _CUDA_FUNCS
+            if c_like:
+                exp_f, log_f = ("exp", "log") if dialect == "c64" else ("expf", "logf")
+                return f"{exp_f}({lit} * {log_f}({base}))"
+            return f"tl.exp({lit} * tl.log({base}))"
+        if op == "sigmoid" and c_like:
+            exp_f = "exp" if dialect == "c64" else "expf"
+            return f"({one} / ({one} + {exp_f}(-{go(e.args[0])})))"
+        table = _TRITON_FUNCS if dialect == "triton" else _C64_FUNCS if dialect == "c64" else _C32_FUNCS
         if op in table:
             return f"{table[op]}({', '.join(go(a) for a in e.args)})"
         raise ValueError(f"expression: cannot render operation {op!r} in dialect {dialect!r}")
 
-    if dialect not in {"triton", "cuda"}:
-        raise ValueError(f"dialect: expected 'triton' or 'cuda', got {dialect!r}")
+    if dialect not in _DIALECTS:
+        raise ValueError(f"dialect: expected one of {_DIALECTS}, got {dialect!r}")
+    return go(expr)
+
+
+# ---------------------------------------------------------------------------------------------
+# calculus and rewriting
+# ---------------------------------------------------------------------------------------------
+
+#: Operations whose value is a truth value (their derivative is zero everywhere).
+_BOOLEAN_OPS = frozenset({"<", "<=", ">", ">=", "and"})
+
+
+def _is_num(e: Expr | None, value: float | None = None) -> bool:
+    return e is not None and e.op == "num" and (value is None or e.value == value)
+
+
+def variables(expr: Expr) -> frozenset[str]:
+    """The names of the variables in ``expr``."""
+    found: set[str] = set()
+    seen: set[int] = set()
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if e.op == "var":
+            found.add(e.value)
+        stack.extend(e.args)
+    return frozenset(found)
+
+
+def operations(expr: Expr) -> frozenset[str]:
+    """The operations ``expr`` uses (``"num"`` and ``"var"`` excluded), e.g. ``{"+", "exp"}``."""
+    found: set[str] = set()
+    seen: set[int] = set()
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if e.op not in ("num", "var"):
+            found.add(e.op)
+        stack.extend(e.args)
+    return frozenset(found)
+
+
+def substitute(expr: Expr, mapping: Mapping[str, Operand]) -> Expr:
+    """``expr`` with every variable named in ``mapping`` replaced by its expression or number.
+
+    Shared subtrees stay shared (the result is a DAG like the input).
+    """
+    replaced = {name: _wrap(value) for name, value in mapping.items()}
+    memo: dict[int, Expr] = {}
+
+    def go(e: Expr) -> Expr:
+        found = memo.get(id(e))
+        if found is not None:
+            return found
+        if e.op == "var":
+            out = replaced.get(e.value, e)
+        elif not e.args:
+            out = e
+        else:
+            args = tuple(go(a) for a in e.args)
+            out = e if all(a is b for a, b in zip(args, e.args)) else Expr(e.op, args, e.value)
+        memo[id(e)] = out
+        return out
+
+    return go(expr)
+
+
+def replace_nodes(expr: Expr, mapping: Mapping[int, Expr]) -> Expr:
+    """``expr`` with every node whose ``id`` is a key of ``mapping`` replaced by its value.
+
+    Used to let a derivative read a value a kernel already has (a charged state) instead of
+    recomputing the sub-expression that defines it.
+    """
+    memo: dict[int, Expr] = {}
+
+    def go(e: Expr) -> Expr:
+        found = memo.get(id(e))
+        if found is not None:
+            return found
+        out = mapping.get(id(e))
+        if out is None:
+            if e.args:
+                args = tuple(go(a) for a in e.args)
+                out = e if all(a is b for a, b in zip(args, e.args)) else Expr(e.op, args, e.value)
+            else:
+                out = e
+        memo[id(e)] = out
+        return out
+
+    return go(expr)
+
+
+def _fold(op: str, values: tuple[float, ...], exponent: Any) -> float | None:
+    """The value of ``op`` on numbers (in double precision), or ``None`` when it is not a finite
+    float (or ``op`` has no number value, like a comparison)."""
+    if op in _BOOLEAN_OPS or op == "where":
+        return None
+    node = Expr(op, tuple(Expr("num", (), v) for v in values), exponent)
+    try:
+        result = evaluate(node, {}, FLOAT_OPS)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    if isinstance(result, complex) or not isinstance(result, float) or not math.isfinite(result):
+        return None
+    return result
+
+
+def simplify(expr: Expr, finite: frozenset[str] | set[str] = frozenset()) -> Expr:
+    """An equivalent, smaller tree: numbers folded and neutral elements dropped.
+
+    Every rewrite is exact for every input, NaN and infinities included: ``a + 0``, ``a - 0``,
+    ``a * 1``, ``a / 1`` become ``a``; ``0 - a`` and ``a * -1`` become ``-a``; ``--a`` becomes
+    ``a``; operations on numbers are folded (in double precision). ``a * 0`` becomes 0 only when
+    ``a`` cannot be NaN or infinite: a number, or a variable named in ``finite`` (e.g. a spike,
+    which is 0 or 1), or a product/sum of those.
+
+    Args:
+        expr: the tree.
+        finite: names of variables known to be finite.
+    """
+    finite_names = frozenset(finite)
+    memo: dict[int, Expr] = {}
+    finite_memo: dict[int, bool] = {}
+
+    def is_finite(e: Expr) -> bool:
+        """Whether ``e`` is surely finite: numbers, finite variables, truth values, and
+        negations, selections and sums/products of at most one such non-number with numbers."""
+        found = finite_memo.get(id(e))
+        if found is None:
+            if e.op == "num" or e.op in _BOOLEAN_OPS:
+                found = True
+            elif e.op == "var":
+                found = e.value in finite_names
+            elif e.op == "neg":
+                found = is_finite(e.args[0])
+            elif e.op == "where":
+                found = is_finite(e.args[1]) and is_finite(e.args[2])
+            elif e.op in ("+", "-", "*"):
+                found = all(is_finite(a) for a in e.args) and sum(a.op != "num" for a in e.args) <= 1
+            else:
+                found = False
+            finite_memo[id(e)] = found
+        return found
+
+    def go(e: Expr) -> Expr:
+        found = memo.get(id(e))
+        if found is not None:
+            return found
+        out = e
+        if e.args:
+            args = tuple(go(a) for a in e.args)
+            if all(a.op == "num" for a in args):
+                folded = _fold(e.op, tuple(a.value for a in args), e.value)
+                if folded is not None:
+                    out = Expr("num", (), folded)
+                    memo[id(e)] = out
+                    return out
+            rewritten = _rewrite(e.op, args, e.value, is_finite)
+            if rewritten is not None:
+                out = rewritten
+            elif not all(a is b for a, b in zip(args, e.args)):
+                out = Expr(e.op, args, e.value)
+        memo[id(e)] = out
+        return out
+
+    return go(expr)
+
+
+def _rewrite(op: str, args: tuple[Expr, ...], value: Any, is_finite: Callable[[Expr], bool]) -> Expr | None:
+    """One exact local rewrite of ``op(args)`` (children already simplified), or ``None``."""
+    if op == "neg" and args[0].op == "neg":
+        return args[0].args[0]
+    if op in ("+", "-", "*", "/"):
+        a, b = args
+        if op == "+":
+            if _is_num(b, 0.0):
+                return a
+            if _is_num(a, 0.0):
+                return b
+            if b.op == "neg":  # a + (-b) is a - b, exactly
+                return Expr("-", (a, b.args[0]))
+        elif op == "-":
+            if _is_num(b, 0.0):
+                return a
+            if _is_num(a, 0.0):
+                return Expr("neg", (b,))
+        elif op == "*":
+            for x, y in ((a, b), (b, a)):
+                if _is_num(x, 1.0):
+                    return y
+                if _is_num(x, -1.0):
+                    return Expr("neg", (y,))
+                if _is_num(x, 0.0) and is_finite(y):
+                    return Expr("num", (), 0.0)
+        elif op == "/" and _is_num(b, 1.0):
+            return a
+    return None
+
+
+def diff(expr: Expr, name: str) -> Expr | None:
+    """The derivative of ``expr`` with respect to variable ``name``, or ``None`` where it is zero.
+
+    Follows what autograd computes for the same torch operations, so that a kernel built from
+    the derivative matches autograd through the torch evaluation: a term that does not depend on
+    ``name`` contributes nothing (not ``0 * term``, which would turn a NaN into a NaN gradient
+    where autograd has none); ``a / b`` gives ``da / b - a db / (b b)``; ``relu(a)`` passes the
+    gradient where ``a > 0``; ``maximum(a, c)`` with a number ``c`` (``clamp``) where ``a >= c``;
+    comparisons have no gradient; ``where(c, a, b)`` routes it. The result is simplified.
+
+    Raises:
+        ValueError: an operation without a derivative rule.
+    """
+    memo: dict[int, Expr | None] = {}
+
+    def add(a: Expr | None, b: Expr | None) -> Expr | None:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return a + b
+
+    def mul(a: Expr | None, b: Expr) -> Expr | None:
+        return None if a is None else a * b
+
+    def go(e: Expr) -> Expr | None:
+        if id(e) in memo:
+            return memo[id(e)]
+        op = e.op
+        out: Expr | None
+        if op == "num" or op in _BOOLEAN_OPS:
+            out = None
+        elif op == "var":
+            out = Expr("num", (), 1.0) if e.value == name else None
+        else:
+            d = [go(a) for a in e.args]
+            a = e.args[0]
+            if op == "neg":
+                out = None if d[0] is None else -d[0]
+            elif op == "+":
+                out = add(d[0], d[1])
+            elif op == "-":
+                out = d[0] if d[1] is None else (-d[1] if d[0] is None else d[0] - d[1])
+            elif op == "*":
+                b = e.args[1]
+                out = add(mul(d[0], b), None if d[1] is None else a * d[1])
+            elif op == "/":
+                b = e.args[1]
+                out = add(None if d[0] is None else d[0] / b, None if d[1] is None else -(a * d[1]) / (b * b))
+            elif op == "pow":
+                n = float(e.value)
+                out = mul(d[0], n * a ** (n - 1.0)) if n != 1.0 else d[0]
+            elif op == "exp":
+                out = mul(d[0], e)
+            elif op == "log":
+                out = None if d[0] is None else d[0] / a
+            elif op == "sqrt":
+                out = None if d[0] is None else d[0] / (2.0 * e)
+            elif op == "sigmoid":
+                out = mul(d[0], e * (1.0 - e))
+            elif op == "cos":
+                out = None if d[0] is None else -(d[0] * Expr("sin", (a,)))
+            elif op == "sin":
+                out = mul(d[0], Expr("cos", (a,)))
+            elif op == "abs":
+                sign = Expr("where", (a < 0.0, _wrap(-1.0), Expr("where", (a > 0.0, _wrap(1.0), _wrap(0.0)))))
+                out = mul(d[0], sign)
+            elif op == "relu":
+                # relu(a) > 0 exactly where a > 0 (NaN included): testing the node itself lets a
+                # kernel read its saved value instead of recomputing a
+                out = None if d[0] is None else Expr("where", (e > 0.0, d[0], _wrap(0.0)))
+            elif op == "where":
+                da, db = d[1], d[2]
+                out = None if da is None and db is None else Expr(
+                    "where", (e.args[0], da if da is not None else _wrap(0.0), db if db is not None else _wrap(0.0))
+                )
+            elif op in ("minimum", "maximum"):
+                out = _diff_extremum(op, e.args, d)
+            else:
+                raise ValueError(f"expression: no derivative rule for operation {op!r}")
+        memo[id(e)] = out
+        return out
+
+    result = go(expr)
+    return None if result is None else simplify(result)
+
+
+def _diff_extremum(op: str, args: tuple[Expr, ...], d: list[Expr | None]) -> Expr | None:
+    """``d minimum(a, b)`` / ``d maximum(a, b)`` as torch computes it (clamp with a number)."""
+    a, b = args
+    da, db = d
+    zero = _wrap(0.0)
+    if b.op == "num" or a.op == "num":  # clamp: the gradient passes where the bound holds
+        t, dt, c = (a, da, b) if b.op == "num" else (b, db, a)
+        if dt is None:
+            return None
+        keep = (t <= c) if op == "minimum" else (t >= c)
+        return Expr("where", (keep, dt, zero))
+    if da is None and db is None:
+        return None
+    da_, db_ = da if da is not None else zero, db if db is not None else zero
+    first = (a < b) if op == "minimum" else (a > b)
+    second = (b < a) if op == "minimum" else (b > a)
+    return Expr("where", (first, da_, Expr("where", (second, db_, 0.5 * (da_ + db_)))))
+
+
+def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
+    """The value of ``expr`` with variables from ``env``, computed with ``ops`` (default torch).
+
+    Shared subtrees are evaluated once.
+
+    Args:
+        expr: the tree.
+        env: variable name -> value (tensors or numbers).
+        ops: the math namespace (default :data:`TORCH_OPS`).
+
+    Raises:
+        KeyError: a variable of ``expr`` is missing from ``env``.
+    """
+    math_ops = TORCH_OPS if ops is None else ops
+    memo: dict[int, Any] = {}
+
+    def go(e: Expr) -> Any:
+        if id(e) in memo:
+            return memo[id(e)]
+        op = e.op
+        if op == "num":
+            out = e.value
+        elif op == "var":
+            if e.value not in env:
+                raise KeyError(f"expression: no value for variable {e.value!r}")
+            out = env[e.value]
+        else:
+            args = [go(a) for a in e.args]
+            if op == "neg":
+                out = -args[0]
+            elif op == "+":
+                out = args[0] + args[1]
+            elif op == "-":
+                out = args[0] - args[1]
+            elif op == "*":
+                out = args[0] * args[1]
+            elif op == "/":
+                out = args[0] / args[1]
+            elif op == "<":
+                out = args[0] < args[1]
+            elif op == "<=":
+                out = args[0] <= args[1]
+            elif op == ">":
+                out = args[0] > args[1]
+            elif op == ">=":
+                out = args[0] >= args[1]
+            elif op == "and":
+                out = args[0] & args[1]
+            elif op == "pow":
+                out = args[0] ** e.value
+            elif op == "where":
+                out = math_ops.where(*args)
+            else:
+                out = getattr(math_ops, op)(*args)
+        memo[id(e)] = out
+        return out
+
     return go(expr)

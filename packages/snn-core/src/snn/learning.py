@@ -29,7 +29,7 @@ class OnlineLearner(ABC):
 
     time_dim: int = 0
 
-    def init_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
+    def init_state(self, model: nn.Module | None, optimizer: torch.optim.Optimizer) -> Any:
         """State carried across calls of :meth:`train_sequence` (FPTT: the running average)."""
         return None
 

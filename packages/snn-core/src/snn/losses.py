@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 import snn
 from snn.functional.loss import spike_similar_loss, temporal_efficient_training_cross_entropy
+from snn.registry import LossRegistrar
 
 __all__ = ["rate_cross_entropy", "rate_mse", "snn_register_losses"]
 
@@ -85,7 +86,7 @@ def rate_mse(y_seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @snn.hookimpl
-def snn_register_losses(register: Any) -> None:
+def snn_register_losses(register: LossRegistrar) -> None:
     """Register the built-in losses."""
     register(
         "tet",

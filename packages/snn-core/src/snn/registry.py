@@ -14,7 +14,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,8 +29,10 @@ from snn.errors import (
     UnsupportedOperationError,
 )
 
+if TYPE_CHECKING:
+    from snn.models import NeuronModel
+
 __all__ = [
-    "KERNEL_KINDS",
     "KERNEL_MODES",
     "Provenance",
     "PluginFailure",
@@ -40,13 +43,14 @@ __all__ = [
     "StrategyRegistrar",
     "LossRegistrar",
     "LearnerRegistrar",
+    "NeuronModelRegistrar",
 ]
 
 logger = logging.getLogger("snn")
 
-#: Neuron kinds a kernel may serve.
-KERNEL_KINDS = ("if", "lif", "plif")
-#: Kernel modes; ``"single_step"`` serves step mode ``'s'``, ``"multi_step"`` serves ``'m'``.
+#: The kernel modes, the keys of a backend's kernels: ``"single_step"`` runs neurons in step mode
+#: ``'s'``, ``"multi_step"`` in step mode ``'m'`` (:data:`snn.dispatch.KERNEL_MODE` maps one to the
+#: other). Users see step modes only; kernel modes are the backend author's word.
 KERNEL_MODES = ("single_step", "multi_step")
 
 
@@ -118,13 +122,21 @@ def _import_target(target: str) -> Any:
 class BackendInfo:
     """A registered neuron-kernel backend (see :func:`snn.hookspecs.snn_register_backends`).
 
+    A backend either *generates* its kernels from the models' expressions (``operations`` is
+    the set of :mod:`snn.expr` operations it renders; it serves every model and surrogate whose
+    kernel plan uses only those) or has *hand-written* kernels (``models`` and ``surrogates``
+    name what they implement).
+
     Attributes:
         name: backend name.
-        kernels: ``(kind, mode) -> "module:attribute"``.
+        kernels: ``kernel mode -> "module:attribute"`` (keys of :data:`KERNEL_MODES`).
         devices: device types served natively.
         emulated_devices: device types served only through an interpreter (tests only).
         dtypes: storage dtypes served.
-        surrogates: surrogate class names the kernels implement.
+        models: names of the models served, or ``None`` for a generating backend.
+        operations: the operations a generating backend renders, or ``None``.
+        surrogates: surrogate class names served, or ``None``: every closed-form surrogate whose
+            derivative uses only ``operations``.
         probe: returns ``None`` or the reason the backend cannot run here; it may also raise
             :class:`~snn.errors.BackendProbeError` (message = reason, cause chained).
         auto_priority: preference of ``backend="auto"`` (larger wins).
@@ -133,11 +145,13 @@ class BackendInfo:
     """
 
     name: str
-    kernels: Mapping[tuple[str, str], str]
+    kernels: Mapping[str, str]
     devices: frozenset[str]
     emulated_devices: frozenset[str]
     dtypes: frozenset[torch.dtype]
-    surrogates: frozenset[str]
+    models: frozenset[str] | None
+    operations: frozenset[str] | None
+    surrogates: frozenset[str] | None
     probe: Callable[[], str | None]
     auto_priority: int
     description: str
@@ -164,13 +178,97 @@ class BackendInfo:
         if reason is not None:
             raise BackendUnavailableError(self.name, reason) from self._probe_result[0][1]
 
-    def serves(self, kind: str, mode: str) -> bool:
-        """Whether a kernel for ``(kind, mode)`` is registered."""
-        return (kind, mode) in self.kernels
+    @property
+    def generates(self) -> bool:
+        """Whether the kernels are generated from the models' expressions."""
+        return self.operations is not None
+
+    def serves_mode(self, mode: str) -> bool:
+        """Whether a kernel for the kernel mode ``mode`` is registered."""
+        return mode in self.kernels
+
+    def serves_model(self, model: Any, mode: str) -> bool:
+        """Whether ``model`` (a :class:`~snn.models.NeuronModel` or its default config) runs here
+        in kernel mode ``mode``: named by a hand-written backend, or (generating backend) its kernel plan
+        with the default hyper-parameters and the Sigmoid surrogate renders."""
+        if mode not in self.kernels:
+            return False
+        from snn.models import NeuronConfig, NeuronModel
+
+        if isinstance(model, NeuronConfig):
+            return self.serves_config(model)
+        if not isinstance(model, NeuronModel):
+            return False
+        if self.models is not None:
+            return model.name in self.models
+        return self.serves_config(_default_config(model))
+
+    def serves_config(self, config: Any) -> bool:
+        """Whether this backend runs ``config`` (a :class:`~snn.models.NeuronConfig`): its model
+        and, for a generating backend, every operation of its plan (surrogate included)."""
+        if self.models is not None:
+            return config.model.name in self.models
+        return _plan_operations(config) <= (self.operations or frozenset())
+
+    def serves_surrogate(self, spec: Any) -> bool:
+        """Whether the kernels implement the surrogate ``spec`` (a SurrogateSpec or class name)."""
+        name = spec if isinstance(spec, str) else spec.name
+        if self.surrogates is not None:
+            if not isinstance(spec, str) and getattr(spec, "cls", None) is not None:
+                return False  # a third-party class is never one of the named built-ins
+            return name in self.surrogates
+        if isinstance(spec, str):
+            from snn.surrogate import CLOSED_FORM_SURROGATES
+
+            return name in CLOSED_FORM_SURROGATES and _surrogate_operations_by_name(name) <= (
+                self.operations or frozenset()
+            )
+        ops = _surrogate_operations(spec)
+        return ops is not None and ops <= (self.operations or frozenset())
 
     def serves_device(self, device_type: str) -> bool:
         """Whether tensors of this device type can be handed to the kernels."""
         return device_type in self.devices or device_type in self.emulated_devices
+
+    def claimed_surrogates(self) -> tuple[str, ...]:
+        """Names of the :mod:`snn.surrogate` classes served (for listings and tests)."""
+        from snn.surrogate import CLOSED_FORM_SURROGATES
+
+        return tuple(name for name in CLOSED_FORM_SURROGATES if self.serves_surrogate(name))
+
+
+@lru_cache(maxsize=256)
+def _default_config(model: Any) -> Any:
+    from snn.surrogate import Sigmoid
+
+    return model.config(Sigmoid().spec)
+
+
+@lru_cache(maxsize=1024)
+def _plan_operations(config: Any) -> frozenset[str]:
+    from snn.models import kernel_plan
+
+    return kernel_plan(config).operations
+
+
+@lru_cache(maxsize=256)
+def _surrogate_operations(spec: Any) -> frozenset[str] | None:
+    """The operations of a surrogate's derivative, or ``None`` when it has no closed form."""
+    from snn.expr import operations
+    from snn.surrogate import derivative_expression
+
+    try:
+        return operations(derivative_expression(spec))
+    except (TypeError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=64)
+def _surrogate_operations_by_name(name: str) -> frozenset[str]:
+    from snn.surrogate import SURROGATES
+
+    ops = _surrogate_operations(SURROGATES[name]().spec)
+    return ops if ops is not None else frozenset({"<unrenderable>"})
 
 
 @dataclass(frozen=True)
@@ -207,12 +305,13 @@ class Registry:
 
     def __init__(self) -> None:
         self.backends: dict[str, BackendInfo] = {}
+        self.models: dict[str, RegisteredItem] = {}
         self.strategies: dict[str, RegisteredItem] = {}
         self.losses: dict[str, RegisteredItem] = {}
         self.learners: dict[str, RegisteredItem] = {}
         self.plugins: dict[str, Provenance] = {}
         self.failures: list[PluginFailure] = []
-        self._kernels: dict[tuple[str, str, str], Callable[..., Any]] = {}
+        self._kernels: dict[tuple[str, str], Callable[..., Any]] = {}
         self._auto: dict[tuple[Any, ...], str] = {}
         self._lock = threading.Lock()
 
@@ -223,6 +322,16 @@ class Registry:
         if not self.failures:
             return ""
         return "recorded plugin failures: " + "; ".join(f.describe() for f in self.failures)
+
+    # -- neuron models -----------------------------------------------------------------------
+
+    def model(self, name: str) -> Any:
+        """The registered :class:`~snn.models.NeuronModel` called ``name``.
+
+        Raises:
+            RegistryEntryNotFoundError: no plugin registered it (lists the known names).
+        """
+        return self._lookup(self.models, "neuron model", name).implementation
 
     # -- backends ----------------------------------------------------------------------------
 
@@ -240,43 +349,49 @@ class Registry:
         except TypeError:
             raise TypeError(f"backend: expected a string, got {name!r}") from None
 
-    def backends_serving(self, kind: str, mode: str) -> tuple[str, ...]:
-        """Names of the backends with a kernel for ``(kind, mode)``, torch first."""
-        names = [n for n, b in self.backends.items() if b.serves(kind, mode)]
+    def backends_serving(self, model: Any, mode: str) -> tuple[str, ...]:
+        """Names of the backends that run ``model`` (a NeuronModel or NeuronConfig) in kernel mode
+        ``mode``, torch first."""
+        names = [n for n, b in self.backends.items() if b.serves_model(model, mode)]
         return tuple(sorted(names, key=lambda n: (n != "torch", n)))
 
-    def kernel(self, backend: str, kind: str, mode: str) -> Callable[..., Any]:
-        """The kernel callable of ``backend`` for ``(kind, mode)``, imported once and cached.
+    def kernel(self, backend: str, mode: str) -> Callable[..., Any]:
+        """The kernel callable of ``backend`` for the kernel mode ``mode``, imported once and cached.
 
         Raises:
             BackendNotFoundError: unknown backend.
-            UnsupportedOperationError: the backend has no such kernel.
+            UnsupportedOperationError: the backend has no kernel for this kernel mode.
             BackendUnavailableError: the backend cannot run here.
         """
-        key = (backend, kind, mode)
+        key = (backend, mode)
         found = self._kernels.get(key)
         if found is not None:
             return found
         info = self.backend(backend)
-        if not info.serves(kind, mode):
-            raise UnsupportedOperationError(
-                backend, f"neuron kind {kind!r} in mode {mode!r}", self.backends_serving(kind, mode)
-            )
+        if not info.serves_mode(mode):
+            others = [n for n, b in self.backends.items() if b.serves_mode(mode)]
+            raise UnsupportedOperationError(backend, f"kernel mode {mode!r}", others)
         info.raise_if_unavailable()
         try:
-            loaded = _import_target(info.kernels[(kind, mode)])
+            loaded = _import_target(info.kernels[mode])
         except Exception as exc:
             raise BackendUnavailableError(
-                backend, f"its kernel {info.kernels[(kind, mode)]!r} failed to import: {exc}"
+                backend, f"its kernel {info.kernels[mode]!r} failed to import: {exc}"
             ) from exc
         with self._lock:
             self._kernels[key] = loaded
         return loaded
 
-    def check_kernel_inputs(
-        self, backend: str, device_type: str, dtype: torch.dtype, surrogate: str | None
-    ) -> None:
-        """Raise :class:`UnsupportedOperationError` if ``backend`` cannot serve the input."""
+    def check_kernel_inputs(self, backend: str, device_type: str, dtype: torch.dtype, config: Any) -> None:
+        """Raise :class:`UnsupportedOperationError` if ``backend`` cannot serve the input.
+
+        Args:
+            backend: the backend name.
+            device_type: the input's device type.
+            dtype: the input's dtype.
+            config: the layer's :class:`~snn.models.NeuronConfig` (its model and surrogate are
+                checked), or ``None`` to check only the device and dtype.
+        """
         info = self.backend(backend)
         if not info.serves_device(device_type):
             others = [n for n, b in self.backends.items() if b.serves_device(device_type)]
@@ -284,27 +399,34 @@ class Registry:
         if dtype not in info.dtypes:
             others = [n for n, b in self.backends.items() if dtype in b.dtypes]
             raise UnsupportedOperationError(backend, f"dtype {dtype}", others)
-        if surrogate is not None and surrogate not in info.surrogates:
-            others = [n for n, b in self.backends.items() if surrogate in b.surrogates]
-            raise UnsupportedOperationError(backend, f"surrogate {surrogate!r}", others)
+        if config is None:
+            return
+        if not info.serves_surrogate(config.surrogate):
+            others = [n for n, b in self.backends.items() if b.serves_surrogate(config.surrogate)]
+            raise UnsupportedOperationError(backend, f"surrogate {config.surrogate.name!r}", others)
+        if not info.serves_config(config):
+            others = [n for n, b in self.backends.items() if b.serves_config(config)]
+            what = f"neuron model {config.model.name!r}"
+            if info.generates:
+                missing = sorted(_plan_operations(config) - (info.operations or frozenset()))
+                what += f" (its kernel uses operations {missing} that this backend does not render)"
+            raise UnsupportedOperationError(backend, what, others)
 
-    def auto_backend(
-        self, kind: str, mode: str, device_type: str, dtype: torch.dtype, surrogate: str | None
-    ) -> str:
-        """The backend ``"auto"`` picks for this configuration; decided once and logged once.
+    def auto_backend(self, config: Any, mode: str, device_type: str, dtype: torch.dtype) -> str:
+        """The backend ``"auto"`` picks for this configuration and kernel mode; decided and logged once.
 
-        The highest ``auto_priority`` among available backends that serve the kind, mode,
-        device natively (never an interpreter), dtype and surrogate; torch when none does.
+        The highest ``auto_priority`` among available backends that serve the kernel mode, model,
+        surrogate, device natively (never an interpreter) and dtype; torch when none does.
         """
-        key = (kind, mode, device_type, dtype, surrogate)
+        key = (config, mode, device_type, dtype)
         chosen = self._auto.get(key)
         if chosen is not None:
             return chosen
         candidates = []
         for name, info in self.backends.items():
-            if not info.serves(kind, mode) or device_type not in info.devices:
+            if not info.serves_mode(mode) or device_type not in info.devices or dtype not in info.dtypes:
                 continue
-            if dtype not in info.dtypes or (surrogate is not None and surrogate not in info.surrogates):
+            if not info.serves_surrogate(config.surrogate) or not info.serves_config(config):
                 continue
             if info.unavailable_reason() is not None:
                 continue
@@ -314,7 +436,7 @@ class Registry:
             self._auto[key] = chosen
         logger.info(
             "backend='auto' chose %r for %s/%s on %s, %s, surrogate %s",
-            chosen, kind, mode, device_type, dtype, surrogate,
+            chosen, config.model.name, mode, device_type, dtype, config.surrogate.name,
         )
         return chosen
 
@@ -355,6 +477,9 @@ class _Registrar:
         self._registry = registry
         self._provenance = provenance
 
+    def __repr__(self) -> str:  # shown by pluggy's hook tracing
+        return f"{type(self).__name__}(plugin={self._provenance.plugin!r})"
+
     def _table(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -369,7 +494,7 @@ class _Registrar:
 
 
 class BackendRegistrar(_Registrar):
-    """``register(name, kernels, *, devices, dtypes, surrogates, probe, ...)``.
+    """``register(name, kernels, *, devices, dtypes, probe, models | operations, ...)``.
 
     See :func:`snn.hookspecs.snn_register_backends` for the meaning of each argument.
     """
@@ -382,27 +507,41 @@ class BackendRegistrar(_Registrar):
     def __call__(
         self,
         name: str,
-        kernels: Mapping[tuple[str, str], str],
+        kernels: Mapping[str, str],
         *,
         devices: Iterable[str],
         dtypes: Iterable[torch.dtype],
-        surrogates: Iterable[str],
         probe: Callable[[], str | None],
+        models: Iterable[str] | None = None,
+        operations: Iterable[str] | None = None,
+        surrogates: Iterable[str] | None = None,
         emulated_devices: Iterable[str] = (),
         auto_priority: int = 0,
         description: str = "",
     ) -> None:
         checked = self._claim(name)
         if not isinstance(kernels, Mapping) or not kernels:
-            raise TypeError(f"kernels: expected a non-empty mapping, got {kernels!r}")
+            raise TypeError(f"kernels: expected a non-empty mapping kernel mode -> 'module:attribute', got {kernels!r}")
         for key, target in kernels.items():
-            if not (isinstance(key, tuple) and len(key) == 2 and key[0] in KERNEL_KINDS and key[1] in KERNEL_MODES):
-                raise ValueError(
-                    f"kernels: expected keys (kind, mode) with kind in {KERNEL_KINDS} and mode in "
-                    f"{KERNEL_MODES}, got {key!r}"
+            if key not in KERNEL_MODES:
+                hint = (
+                    " (kernels are no longer keyed by neuron kind: one kernel per kernel mode serves every "
+                    "model; name hand-written models with models=...)"
+                    if isinstance(key, tuple) else ""
                 )
+                raise ValueError(f"kernels: expected keys in {KERNEL_MODES}, got {key!r}{hint}")
             if not isinstance(target, str) or target.count(":") != 1:
                 raise ValueError(f"kernels[{key!r}]: expected a 'module:attribute' string, got {target!r}")
+        if (models is None) == (operations is None):
+            raise TypeError(
+                "models / operations: give exactly one: models=(names...) for hand-written kernels, "
+                "operations=(snn.expr operations...) for kernels generated from the models' expressions"
+            )
+        model_set = None if models is None else frozenset(_check_names("models", models))
+        op_set = None if operations is None else frozenset(_check_names("operations", operations))
+        if surrogates is None and op_set is None:
+            raise TypeError("surrogates: a backend with hand-written kernels must name the surrogates it implements")
+        surrogate_set = None if surrogates is None else frozenset(_check_names("surrogates", surrogates))
         dtype_set = frozenset(dtypes)
         if not all(isinstance(d, torch.dtype) for d in dtype_set):
             raise TypeError(f"dtypes: expected torch.dtype values, got {sorted(map(str, dtype_set))}")
@@ -414,12 +553,45 @@ class BackendRegistrar(_Registrar):
             devices=frozenset(devices),
             emulated_devices=frozenset(emulated_devices),
             dtypes=dtype_set,
-            surrogates=frozenset(surrogates),
+            models=model_set,
+            operations=op_set,
+            surrogates=surrogate_set,
             probe=probe,
             auto_priority=int(auto_priority),
             description=description,
             provenance=self._provenance,
         )
+
+
+def _check_names(what: str, values: Iterable[str]) -> list[str]:
+    if isinstance(values, str):
+        raise TypeError(f"{what}: expected a collection of strings, got the string {values!r}")
+    names = list(values)
+    if not all(isinstance(v, str) and v for v in names):
+        raise TypeError(f"{what}: expected non-empty strings, got {names!r}")
+    return names
+
+
+class NeuronModelRegistrar(_Registrar):
+    """``register(model, **metadata)``; see :func:`snn.hookspecs.snn_register_neuron_models`.
+
+    The name is the model's own (:attr:`snn.models.NeuronModel.name`).
+    """
+
+    what = "neuron model"
+
+    def _table(self) -> dict[str, Any]:
+        return self._registry.models
+
+    def __call__(self, model: NeuronModel, **metadata: Any) -> None:
+        from snn.models import NeuronModel
+
+        if not isinstance(model, NeuronModel):
+            raise TypeError(f"model: expected an snn.models.NeuronModel, got {type(model).__name__}")
+        checked = self._claim(model.name)
+        if model.description and "description" not in metadata:
+            metadata["description"] = model.description
+        self._registry.models[checked] = RegisteredItem(checked, model, dict(metadata), self._provenance)
 
 
 class _ItemRegistrar(_Registrar):

@@ -34,6 +34,7 @@ from snn.functional.forward import (
     t_last_multi_step_forward,
     t_last_seq_to_ann_forward,
 )
+from snn.registry import StrategyRegistrar
 
 __all__ = [
     "loop_strategy",
@@ -214,7 +215,7 @@ def checkpointed_strategy(
 
 
 @snn.hookimpl
-def snn_register_forward_strategies(register: Any) -> None:
+def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
     """Register the built-in strategies."""
     register("loop", loop_strategy, description="single-step module once per step of [T, N, *]")
     register("t_last", t_last_strategy, description="single-step module once per step of [N, *, T]")

@@ -1,12 +1,12 @@
-"""snn-cupy: CUDA C kernels for snn's multi-step IF, LIF and PLIF neurons, compiled by NVRTC.
+"""snn-cupy: CUDA C kernels generated for snn's neuron models, compiled by NVRTC.
 
 Installing this distribution registers the backend ``"cupy"`` with snn (entry point
 ``cupy = "snn_cupy.plugin"``). Select it per neuron (``node.backend = "cupy"``) or for a whole
 network (``snn.functional.set_backend(net, "cupy")``). CuPy itself comes with an extra:
 ``pip install "snn-cupy[cuda12]"`` or ``"snn-cupy[cuda13]"``.
 
-:func:`kernel_sources` shows the CUDA C the backend compiles for a neuron; it needs neither
-CuPy nor a GPU.
+:func:`kernel_sources` shows the CUDA C the backend compiles for a neuron (any model whose
+expressions use operations the generator renders); it needs neither CuPy nor a GPU.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def kernel_sources(neuron: Any, dtype: Any) -> dict[str, str]:
     See :func:`snn_cupy.sources.kernel_sources` (the implementation).
 
     Args:
-        neuron: an ``IFNode``, ``LIFNode`` or ``ParametricLIFNode`` of :mod:`snn.neuron`.
+        neuron: a neuron of :mod:`snn.neuron` (or a plugin's) with a kernel configuration, or an
+            :class:`snn.models.NeuronConfig`.
         dtype: ``torch.float32`` or ``torch.float16``.
 
     Returns:

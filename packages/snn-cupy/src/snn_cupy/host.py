@@ -4,13 +4,14 @@ The CUDA C of :mod:`snn_cupy.templates` is compiled *verbatim* by the system C++
 short shim maps the CUDA keywords to C++, runs every block's threads as real threads (so
 ``__syncthreads`` is a real barrier and ``__shared__`` memory is shared by the block), and swaps
 only the two PTX float16 conversions of the preamble for ``_Float16`` casts. Kernel arithmetic,
-indexing, memory layouts and the PLIF reduction therefore run on the CPU as written.
+indexing, memory layouts and the parameter-gradient reduction therefore run on the CPU as
+written, for any neuron model whose plan the generator renders.
 
-:class:`HostExecutor` plugs into :func:`snn_cupy.kernels.run_multi_step`; :class:`HostPlugin`
-registers the emulation as a backend (``"cupy_host"``, CPU tensors, an *emulated* device that
-``backend="auto"`` never picks) so that :class:`snn.testing.BackendConformance` can check the
-exact kernel sources against the torch reference without a GPU. Nothing here is used by the
-``"cupy"`` backend itself.
+:class:`HostExecutor` plugs into :func:`snn_cupy.kernels.run_multi_step`; :func:`multi_step` is
+the backend's kernel on CPU tensors; :class:`HostPlugin` registers it as a backend
+(``"cupy_host"``, CPU tensors, an *emulated* device that ``backend="auto"`` never picks) so
+that :class:`snn.testing.BackendConformance` can check the exact kernel sources against the
+torch reference without a GPU. Nothing here is used by the ``"cupy"`` backend itself.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
 import snn
 from snn.kernels import KernelResult, NeuronConfig
+from snn.registry import BackendRegistrar
 from snn_cupy.runtime import Int32
 from snn_cupy.templates import KernelSource
 
@@ -40,9 +43,7 @@ __all__ = [
     "find_compiler",
     "host_executor",
     "probe",
-    "if_multi_step",
-    "lif_multi_step",
-    "plif_multi_step",
+    "multi_step",
 ]
 
 HOST_SHIM = r"""
@@ -84,8 +85,8 @@ static void snn_host_launch(void (*kernel)(P...), unsigned int grid, unsigned in
 }
 """
 
-#: Pointer arguments of the forward and backward signatures (see :mod:`snn_cupy.templates`).
-_POINTERS = {"fwd": 7, "bwd": 9}
+#: Sources per compiler process below which a batch is not split.
+_SOURCES_PER_JOB = 24
 
 
 class HostCompileError(RuntimeError):
@@ -115,6 +116,7 @@ class HostExecutor:
         block_size: emulated threads per block (a power of two, at most 256).
     """
 
+    backend = "cupy_host"
     device_type = "cpu"
 
     def __init__(self, compiler: str | None = None, directory: str | None = None, block_size: int = 8) -> None:
@@ -131,28 +133,42 @@ class HostExecutor:
         self._lock = threading.Lock()
 
     def prepare(self, sources: Iterable[KernelSource], extra: str = "") -> ctypes.CDLL | None:
-        """Compile every source not compiled yet (plus ``extra`` C++) into one library.
+        """Compile every source not compiled yet (plus ``extra`` C++) into shared libraries.
+
+        Many sources are split into groups compiled in parallel (one compiler process per CPU).
 
         Returns:
-            The new library, or ``None`` when there was nothing to compile.
+            The library holding ``extra`` (the first new one), or ``None`` when there was
+            nothing to compile.
         """
         with self._lock:
-            pending = {s.name: s for s in sources if s.entries[0][0] not in self._functions}
+            pending = list({s.name: s for s in sources if s.entries[0][0] not in self._functions}.values())
             if not pending and not extra:
                 return None
-            text = [HOST_SHIM]
-            wrappers = []
-            for source in pending.values():
-                text.append(source.source)
-                pointers = _POINTERS["bwd" if "_bwd_" in source.name else "fwd"]
-                wrappers += [_wrapper(entry, pointers) for entry, _ in source.entries]
-            code = "".join(text) + "".join(wrappers) + extra
-            library = self._compile(code)
-            for source in pending.values():
-                for entry, _ in source.entries:
-                    self._functions[entry] = getattr(library, f"host_{entry}")
-            self._libraries.append(library)
-            return library
+            jobs = max(1, min(os.cpu_count() or 1, len(pending) // _SOURCES_PER_JOB))
+            groups = [pending[k::jobs] for k in range(jobs)]
+            codes = [self._code(group, extra if k == 0 else "") for k, group in enumerate(groups)]
+            if len(codes) == 1:
+                libraries = [self._compile(codes[0])]
+            else:
+                with ThreadPoolExecutor(len(codes)) as pool:
+                    libraries = list(pool.map(self._compile, codes))
+            for group, library in zip(groups, libraries):
+                for source in group:
+                    for entry, _ in source.entries:
+                        self._functions[entry] = getattr(library, f"host_{entry}")
+            self._libraries += libraries
+            return libraries[0]
+
+    @staticmethod
+    def _code(sources: list[KernelSource], extra: str) -> str:
+        """The C++ of one library: the shim, the sources, a host wrapper per entry, ``extra``."""
+        text = [HOST_SHIM]
+        wrappers = []
+        for source in sources:
+            text.append(source.source)
+            wrappers += [_wrapper(entry, len(source.params)) for entry, _ in source.entries]
+        return "".join(text) + "".join(wrappers) + extra
 
     def _compile(self, code: str) -> ctypes.CDLL:
         digest = hashlib.sha256(code.encode()).hexdigest()[:20]
@@ -162,12 +178,15 @@ class HostExecutor:
             with open(cpp, "w", encoding="utf-8") as handle:
                 handle.write(code)
             command = [
-                self.compiler, "-std=c++17", "-O1", "-ffp-contract=off", "-fno-fast-math", "-shared",
+                self.compiler, "-std=c++17", "-O0", "-ffp-contract=off", "-fno-fast-math", "-shared",
                 "-fPIC", "-pthread", "-w", cpp, "-o", library,
             ]
+            partial = f"{library}.{os.getpid()}.{threading.get_ident()}.tmp"
+            command[-1] = partial
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise HostCompileError(f"{' '.join(command[:2])} failed:\n{result.stderr[-4000:]}")
+            os.replace(partial, library)  # whole libraries only, also with concurrent builds
         return ctypes.CDLL(library)
 
     def function(self, source: KernelSource, vec: int, device: torch.device) -> Any:
@@ -230,29 +249,18 @@ def probe() -> str | None:
     return None
 
 
-def _run(kind: str, x_seq: torch.Tensor, v0: torch.Tensor, config: NeuronConfig,
-         w: torch.Tensor | None, store_v_seq: bool) -> KernelResult:
+def multi_step(
+    x_seq: torch.Tensor,
+    states: tuple[torch.Tensor, ...],
+    config: NeuronConfig,
+    *,
+    learnables: tuple[torch.Tensor, ...] = (),
+    store_state_seqs: bool = False,
+) -> KernelResult:
+    """:func:`snn_cupy.kernels.multi_step` on CPU tensors, through the emulation."""
     from snn_cupy.kernels import run_multi_step
 
-    return run_multi_step(kind, x_seq, v0, config, w, store_v_seq, executor=host_executor())
-
-
-def if_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, *,
-                  w: torch.Tensor | None = None, store_v_seq: bool = False) -> KernelResult:
-    """:func:`snn_cupy.kernels.if_multi_step` on CPU tensors, through the emulation."""
-    return _run("if", x_seq, v0, config, w, store_v_seq)
-
-
-def lif_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, *,
-                   w: torch.Tensor | None = None, store_v_seq: bool = False) -> KernelResult:
-    """:func:`snn_cupy.kernels.lif_multi_step` on CPU tensors, through the emulation."""
-    return _run("lif", x_seq, v0, config, w, store_v_seq)
-
-
-def plif_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, *,
-                    w: torch.Tensor | None = None, store_v_seq: bool = False) -> KernelResult:
-    """:func:`snn_cupy.kernels.plif_multi_step` on CPU tensors, through the emulation."""
-    return _run("plif", x_seq, v0, config, w, store_v_seq)
+    return run_multi_step(x_seq, states, config, learnables, store_state_seqs, executor=host_executor())
 
 
 class HostPlugin:
@@ -265,17 +273,17 @@ class HostPlugin:
     name = "cupy_host"
 
     @snn.hookimpl
-    def snn_register_backends(self, register: Any) -> None:
-        """Register ``"cupy_host"`` with the dtypes and surrogates of the ``"cupy"`` backend."""
-        from snn_cupy.plugin import DTYPES, claimed_surrogates
+    def snn_register_backends(self, register: BackendRegistrar) -> None:
+        """Register ``"cupy_host"`` with the dtypes and operations of the ``"cupy"`` backend."""
+        from snn_cupy.plugin import DTYPES, OPERATIONS
 
         register(
             self.name,
-            {(kind, "multi_step"): f"snn_cupy.host:{kind}_multi_step" for kind in ("if", "lif", "plif")},
+            {"multi_step": "snn_cupy.host:multi_step"},
             devices=(),
             emulated_devices=("cpu",),
             dtypes=DTYPES,
-            surrogates=claimed_surrogates(),
+            operations=OPERATIONS,
             probe=probe,
             auto_priority=0,
             description="the cupy kernels' CUDA C compiled for the CPU (tests only)",

@@ -157,9 +157,9 @@ def _candidate_paths() -> list[str]:
         for root in (spec.submodule_search_locations or []) if spec else []:
             paths += sorted(glob.glob(os.path.join(root, "lib", "libnvrtc.so*")))
     for variable in ("CUDA_PATH", "CUDA_HOME"):
-        root = os.environ.get(variable)
-        if root:
-            paths += sorted(glob.glob(os.path.join(root, "lib64", "libnvrtc.so*")))
+        home = os.environ.get(variable)
+        if home:
+            paths += sorted(glob.glob(os.path.join(home, "lib64", "libnvrtc.so*")))
     paths += sorted(glob.glob("/usr/local/cuda*/lib64/libnvrtc.so*"))
     found = ctypes.util.find_library("nvrtc")
     if found:

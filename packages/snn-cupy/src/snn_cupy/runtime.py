@@ -31,9 +31,11 @@ __all__ = [
     "clear_cache",
 ]
 
-#: NVRTC options. No fast math: divisions and transcendental functions stay IEEE-accurate,
-#: as in the torch reference.
-COMPILE_OPTIONS: tuple[str, ...] = ("--std=c++14",)
+#: NVRTC options. No fast math: divisions and transcendental functions stay IEEE-accurate, and
+#: no contraction of ``a * b + c`` into one fused multiply-add, so every operation rounds as the
+#: plan's expression (and the torch backend, and the host emulation) rounds it. The kernels are
+#: bound by memory traffic, so the separate multiply costs nothing measurable.
+COMPILE_OPTIONS: tuple[str, ...] = ("--std=c++14", "--fmad=false")
 
 _lock = threading.Lock()
 _functions: dict[tuple[str, int], dict[str, Any]] = {}
@@ -134,10 +136,12 @@ class Executor(Protocol):
     """Compiles and launches generated kernels on one kind of device.
 
     Attributes:
+        backend: the registered backend name its kernels serve (for argument checks and errors).
         device_type: the torch device type of the tensors it takes (``"cuda"``, ``"cpu"``).
         block_size: threads per block (a power of two, at most :data:`BLOCK_SIZE`).
     """
 
+    backend: str
     device_type: str
     block_size: int
 
@@ -153,6 +157,7 @@ class Executor(Protocol):
 class CupyExecutor:
     """The CUDA executor: :func:`kernel_function` and :func:`launch`."""
 
+    backend = "cupy"
     device_type = "cuda"
     block_size = BLOCK_SIZE
 

@@ -1,9 +1,10 @@
 """Kernel sources per neuron configuration: built once, cached, and inspectable.
 
-:func:`kernel_sources` shows the CUDA C the backend compiles for a neuron module; the runtime
-uses :func:`forward_kernel_source` and :func:`backward_kernel_source`, which are cached on the
-frozen parts of the configuration that shape the source (a PLIF decay is a runtime argument, so
-it never causes a recompilation).
+:func:`kernel_sources` shows the CUDA C the backend compiles for a neuron (or a
+:class:`~snn.models.NeuronConfig`); the runtime uses :func:`forward_kernel_source` and
+:func:`backward_kernel_source`, cached per configuration and dtype. Learnable parameters (PLIF's
+``w``) are kernel arguments, so a new value never causes a recompilation; configurations whose
+sources are the same text share one compiled module (its name is a hash of the text).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any
 
 import torch
 
-from snn.expr import Expr, render
-from snn.kernels import NeuronConfig, SurrogateSpec
+from snn.models import NeuronConfig, SurrogateSpec, kernel_plan
 from snn_cupy._codegen import DTYPE_TAGS
-from snn_cupy.templates import BackwardSpec, ForwardSpec, KernelSource, backward_source, forward_source
+from snn_cupy.templates import KernelSource, backward_source, forward_source
+from snn_cupy.templates import surrogate_body as _render_surrogate
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -51,7 +52,7 @@ def dtype_tag(dtype: torch.dtype) -> str:
 def surrogate_body(spec: SurrogateSpec) -> str:
     """The surrogate derivative of ``spec`` as a float32 CUDA expression of ``x``.
 
-    Rendered from :func:`snn.surrogate.derivative_expression`, the same expression tree the torch
+    Rendered from :func:`snn.surrogate.derivative_expression`, the expression tree the torch
     backward evaluates; numbers are exact hexadecimal float32 literals.
 
     Raises:
@@ -60,19 +61,20 @@ def surrogate_body(spec: SurrogateSpec) -> str:
     """
     from snn.surrogate import derivative_expression
 
-    expression = derivative_expression(spec, "x")
-    if not isinstance(expression, Expr):  # pragma: no cover - derivative_expression guarantees it
-        raise TypeError(f"spec: expected an expression for {spec.name!r}, got {expression!r}")
-    return render(expression, "cuda", {"x": "x"})
+    return _render_surrogate(derivative_expression(spec, "z"))
 
 
-def _normalised(config: NeuronConfig) -> tuple[str, bool, float, float, bool, float | None]:
+def _checked(config: Any) -> NeuronConfig:
     if not isinstance(config, NeuronConfig):
-        raise TypeError(f"config: expected snn.kernels.NeuronConfig, got {type(config).__name__}")
-    kind = config.kind
-    decay_input = bool(config.decay_input) if kind != "if" else False
-    tau = float(config.tau) if kind == "lif" and config.tau is not None else None
-    return kind, config.hard_reset, float(config.v_threshold), float(config.reset_potential), decay_input, tau
+        raise TypeError(f"config: expected snn.models.NeuronConfig, got {type(config).__name__}")
+    return config
+
+
+def _plan(config: NeuronConfig) -> Any:
+    try:
+        return kernel_plan(config)
+    except ValueError as exc:
+        raise ValueError(f"config: model {config.model.name!r} cannot be compiled to CUDA: {exc}") from exc
 
 
 def forward_kernel_source(config: NeuronConfig, dtype: torch.dtype, train: bool) -> KernelSource:
@@ -81,14 +83,13 @@ def forward_kernel_source(config: NeuronConfig, dtype: torch.dtype, train: bool)
     Args:
         config: the neuron configuration.
         dtype: ``torch.float32`` or ``torch.float16``.
-        train: the training variant (saves the charged potentials) or the inference one.
+        train: the training variant (saves the charged states the plan names) or inference.
 
     Raises:
         TypeError: unsupported dtype or config type.
-        ValueError: a parameter that cannot be placed in source.
+        ValueError: a number that cannot be placed in source (e.g. a threshold beyond float32).
     """
-    kind, hard, vth, vr, decay_input, tau = _normalised(config)
-    return _forward_cached(ForwardSpec(kind, hard, vth, vr, decay_input, tau, dtype_tag(dtype), bool(train)))
+    return _forward_cached(_checked(config), dtype_tag(dtype), bool(train))
 
 
 def backward_kernel_source(config: NeuronConfig, dtype: torch.dtype) -> KernelSource:
@@ -96,41 +97,38 @@ def backward_kernel_source(config: NeuronConfig, dtype: torch.dtype) -> KernelSo
 
     Raises:
         TypeError: unsupported dtype or config type.
-        ValueError: a parameter or surrogate that cannot be placed in source.
+        ValueError: a number or surrogate that cannot be placed in source.
     """
-    kind, hard, vth, vr, decay_input, tau = _normalised(config)
-    spec = BackwardSpec(
-        kind, hard, vth, vr, bool(config.detach_reset), decay_input, tau,
-        surrogate_body(config.surrogate), dtype_tag(dtype),
-    )
-    return _backward_cached(spec)
-
-
-@lru_cache(maxsize=512)
-def _forward_cached(spec: ForwardSpec) -> KernelSource:
-    return forward_source(spec)
+    return _backward_cached(_checked(config), dtype_tag(dtype))
 
 
 @lru_cache(maxsize=1024)
-def _backward_cached(spec: BackwardSpec) -> KernelSource:
-    return backward_source(spec)
+def _forward_cached(config: NeuronConfig, tag: str, train: bool) -> KernelSource:
+    return forward_source(_plan(config), tag, train)
+
+
+@lru_cache(maxsize=2048)
+def _backward_cached(config: NeuronConfig, tag: str) -> KernelSource:
+    return backward_source(_plan(config), tag)
 
 
 def neuron_config(neuron: Any) -> NeuronConfig:
-    """The :class:`~snn.kernels.NeuronConfig` a kernel receives for ``neuron``.
+    """The :class:`~snn.models.NeuronConfig` a kernel receives for ``neuron``.
 
     Args:
-        neuron: an IF, LIF or parametric-LIF neuron of :mod:`snn.neuron` (anything with a
-            ``neuron_config()`` method returning a NeuronConfig).
+        neuron: a neuron of :mod:`snn.neuron` (anything with a ``neuron_config()`` method
+            returning a NeuronConfig), or a NeuronConfig.
 
     Raises:
         TypeError: ``neuron`` has no kernel configuration (not a kernel neuron, a tensor
-            threshold, or a surrogate without a kernel spec).
+            threshold, or a surrogate without a kernel derivative).
     """
+    if isinstance(neuron, NeuronConfig):
+        return neuron
     method = getattr(neuron, "neuron_config", None)
     if not callable(method):
         raise TypeError(
-            f"neuron: expected an snn.neuron IFNode, LIFNode or ParametricLIFNode, got {type(neuron).__name__}"
+            f"neuron: expected an snn.neuron neuron or an snn.models.NeuronConfig, got {type(neuron).__name__}"
         )
     try:
         config = method()
@@ -139,7 +137,7 @@ def neuron_config(neuron: Any) -> NeuronConfig:
     if not isinstance(config, NeuronConfig):
         raise TypeError(
             f"neuron: {type(neuron).__name__}.neuron_config() returned {type(config).__name__}, "
-            "expected snn.kernels.NeuronConfig"
+            "expected snn.models.NeuronConfig"
         )
     return config
 
@@ -163,26 +161,26 @@ def kernel_sources(neuron: Any, dtype: torch.dtype) -> dict[str, str]:
     """The CUDA sources the cupy backend compiles to run ``neuron`` in multi-step mode at ``dtype``.
 
     Args:
-        neuron: an :class:`snn.neuron.IFNode`, :class:`~snn.neuron.LIFNode` or
-            :class:`~snn.neuron.ParametricLIFNode` (its current hyper-parameters and surrogate).
+        neuron: a neuron of :mod:`snn.neuron` (its current hyper-parameters and surrogate), or
+            an :class:`snn.models.NeuronConfig` (of any registered or plugin model).
         dtype: ``torch.float32`` or ``torch.float16``.
 
     Returns:
         module name -> CUDA C source, three entries: the training forward (saves the charged
-        potentials), the inference forward and the backward. Names are fixed identifiers plus a
-        hash (``snn_<kind>_<fwd_train|fwd_infer|bwd>_<f32|f16>_<hash>``); each source defines the
-        ``extern "C"`` entry points ``<name>_v1`` and, for float16, ``<name>_v2``.
+        states the model's plan names), the inference forward and the backward. Names are fixed
+        words plus a hash (``snn_<fwd_train|fwd_infer|bwd>_<f32|f16>_<hash>``); each source
+        defines the ``extern "C"`` entry points ``<name>_v1`` and, for float16, ``<name>_v2``.
 
     Raises:
-        TypeError: not a supported neuron, or an unsupported dtype.
-        ValueError: a hyper-parameter that cannot be compiled (e.g. non-finite, or a surrogate
-            without closed-form derivative).
+        TypeError: not a kernel neuron or config, or an unsupported dtype.
+        ValueError: a hyper-parameter that cannot be compiled (e.g. beyond float32), or a
+            surrogate without closed-form derivative.
 
     Example:
         >>> from snn import neuron
         >>> import snn_cupy
         >>> sources = snn_cupy.kernel_sources(neuron.LIFNode(tau=2.0), torch.float16)
-        >>> sorted(name.split("_")[2] for name in sources)
+        >>> sorted(name.split("_")[1] for name in sources)
         ['bwd', 'fwd', 'fwd']
     """
     return config_sources(neuron_config(neuron), dtype)

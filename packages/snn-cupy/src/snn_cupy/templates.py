@@ -1,93 +1,54 @@
-"""CUDA C templates of the multi-step IF, LIF and PLIF kernels.
+"""CUDA C of the multi-step kernels, generated from any neuron model's kernel plan.
 
-One forward template (``fwd_train`` saves the charged potentials, ``fwd_infer`` does not) and one
-backward template serve the three neuron kinds; each kind contributes only its charge equation
-and its derivatives ``dh/dx`` and ``dh/du``. Every source defines one entry point per storage
-layout of its dtype (:data:`snn_cupy._codegen.LAYOUTS`): ``<name>_v1`` (one neuron per thread)
-and, for float16, ``<name>_v2`` (two neurons per thread, 32-bit accesses, even neuron counts).
+One forward and one backward kernel shape serve every model (:class:`snn.models.KernelPlan`);
+the plan's expressions fill them in, rendered by :func:`snn.expr.render` (see
+:mod:`snn_cupy._lowering`). A thread owns one neuron (two for the float16 pair layout) and loops
+over time with every state in float32 registers.
 
-The arithmetic follows :mod:`snn.backends.torch_kernels` (the reference) operation for
-operation, so that NaN and infinities come out exactly as there: the potential is kept in the
-frame ``u = v - vr`` with the threshold ``theta = v_threshold - vr``; the charge is ``u + x``
-(IF), ``u + k (x - u)`` (``decay_input``) or ``u - k u + x``; the hard reset is
-``h (1 - s)`` (``-inf`` stays ``-inf``, ``+inf`` spikes and becomes NaN), the soft one
-``h - v_threshold s``. Backward accumulates ``dL/dh`` in the reference's order, skipping the
-terms of absent upstream gradients (so ``0 * inf`` never turns into a NaN the reference does not
-have). All math is float32. Signatures are the same for every kind (unused pointers are passed
-null):
+Forward (``fwd_train`` / ``fwd_infer``), per step: ``h_i = charge_i`` for every state (a later
+state's charge reads the earlier states' ``h`` registers), ``s = h_fire >= threshold``,
+``v_i = reset_i``; stores the spikes, the post-reset states when asked (null pointers
+otherwise) and, in training, the charged states the plan saves (float32).
 
-- forward: ``(x_seq, v_init, decay, spike_seq, h_seq, v_seq, v_last, n, steps)``;
-- backward: ``(grad_spike_seq, grad_v_seq, grad_v_last, h_seq, v_init, decay, grad_x_seq,
-  grad_v_init, grad_decay_partial, n, steps)``;
+Backward, newest step first, with the plan's coefficients (``None`` ones leave no code):
 
-where ``n`` counts memory accesses per step (neurons, or neuron pairs for ``_v2``), ``decay`` is
-a device pointer to PLIF's float32 ``sigmoid(w)``, and ``grad_decay_partial`` receives one float32
-per block (PLIF; summed by the caller: deterministic, no atomics). ``grad_spike_seq``,
-``grad_v_seq``, ``grad_v_last``, ``v_seq``, ``grad_x_seq`` and ``grad_v_init`` may be null.
+- previous states ``u_i`` (those the plan reads) are recomputed from the step before's saved
+  ``h`` and spike, or read from the initial states at ``t = 0``; the input ``x`` is read back or
+  recovered from ``h`` with the plan's ``input_recovery``;
+- ``gS_i`` (gradient of post-reset state ``i``) = carried gradient from the next step, or the
+  last state's gradient at ``t = T - 1``, plus the state sequence's gradient;
+- ``gs_total = gs + sum_i gS_i reset_s[i]``; ``gH_j = sum_i gS_i reset_h[i][j]`` plus
+  ``gs_total sg(h_fire - threshold)`` for the firing state;
+- ``dL/dx = sum_j gH_j charge_x[j]``; carried ``sum_j gH_j charge_u[j][i]``; learnable
+  parameters accumulate ``gH_j charge_p[j][k] + gS_i reset_p[i][k]`` per thread, reduced per
+  block in shared memory (no atomics; torch adds the block sums).
+
+A gradient that does not arrive (a null upstream pointer, a path the plan does not have) is
+skipped, never added as zero, so NaN and infinities propagate exactly as in the torch backend.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from string import Template
+from typing import Any
 
-from snn_cupy._codegen import BLOCK_SIZE, PREAMBLE, Layout, entry_name, layouts_for, literal
+from snn.expr import Expr
+from snn.models import INPUT, SURROGATE_INPUT, KernelPlan
+from snn_cupy._backward import BackwardBuilder
+from snn_cupy._codegen import BLOCK_SIZE, PREAMBLE, Layout, Lines, entry_name, layouts_for, literal
+from snn_cupy._lowering import (
+    Constants,
+    exact_for_c,
+    inline_charges,
+    plan_identifiers,
+    read_learnables,
+    render_c,
+    used_variables,
+)
 
-__all__ = ["ForwardSpec", "BackwardSpec", "KernelSource", "forward_source", "backward_source"]
-
-
-@dataclass(frozen=True)
-class ForwardSpec:
-    """Everything that shapes a forward kernel's source.
-
-    Attributes:
-        kind: ``"if"``, ``"lif"`` or ``"plif"``.
-        hard_reset: hard (``True``) or soft reset.
-        v_threshold: firing threshold.
-        v_reset: reset potential (0.0 for soft reset).
-        decay_input: LIF / PLIF: input scaled by the decay (``False`` for IF).
-        tau: LIF time constant (``None`` otherwise).
-        dtype_tag: ``"f32"`` or ``"f16"``.
-        train: save the charged potentials for backward.
-    """
-
-    kind: str
-    hard_reset: bool
-    v_threshold: float
-    v_reset: float
-    decay_input: bool
-    tau: float | None
-    dtype_tag: str
-    train: bool
-
-
-@dataclass(frozen=True)
-class BackwardSpec:
-    """Everything that shapes a backward kernel's source.
-
-    Attributes:
-        kind: ``"if"``, ``"lif"`` or ``"plif"``.
-        hard_reset: hard (``True``) or soft reset.
-        v_threshold: firing threshold.
-        v_reset: reset potential (0.0 for soft reset).
-        detach_reset: the reset is cut from the gradient.
-        decay_input: LIF / PLIF: input scaled by the decay (``False`` for IF).
-        tau: LIF time constant (``None`` otherwise).
-        surrogate_body: the surrogate derivative as a float32 CUDA expression of ``x``.
-        dtype_tag: ``"f32"`` or ``"f16"``.
-    """
-
-    kind: str
-    hard_reset: bool
-    v_threshold: float
-    v_reset: float
-    detach_reset: bool
-    decay_input: bool
-    tau: float | None
-    surrogate_body: str
-    dtype_tag: str
+__all__ = ["KernelSource", "surrogate_body", "surrogate_function", "forward_source", "backward_source"]
 
 
 @dataclass(frozen=True)
@@ -95,14 +56,17 @@ class KernelSource:
     """One compilation unit.
 
     Attributes:
-        name: the module name (fixed identifiers plus a hash of the source).
+        name: the module name (fixed words plus a hash of the source).
         source: the complete CUDA C source.
         entries: ``(entry-point name, neurons per thread)`` for each layout.
+        params: the names of the pointer arguments, in order; every entry point takes them,
+            then ``long long n`` (threads) and ``int steps``.
     """
 
     name: str
     source: str
     entries: tuple[tuple[str, int], ...]
+    params: tuple[str, ...]
 
     def entry(self, vec: int) -> str:
         """The entry-point name for ``vec`` neurons per thread.
@@ -116,268 +80,13 @@ class KernelSource:
         raise ValueError(f"vec: this source has layouts {[w for _, w in self.entries]}, got {vec!r}")
 
 
-_FORWARD = Template(r"""
-extern "C" __global__ void __launch_bounds__($block) $entry(
-    const $storage* __restrict__ x_seq,
-    const $storage* __restrict__ v_init,
-    const float* __restrict__ decay,
-    $storage* __restrict__ spike_seq,
-    $storage* __restrict__ h_seq,
-    $storage* __restrict__ v_seq,
-    $storage* __restrict__ v_last,
-    const long long n,
-    const int steps)
-{
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) {
-        return;
-    }
-$prologue
-    float u[$vec];
-    snn_load(v_init, i, u);
-$shift_in
-    long long idx = i;
-    for (int t = 0; t < steps; ++t, idx += n) {
-        float x[$vec];
-        float h[$vec];
-        float s[$vec];
-        float v[$vec];
-        snn_load(x_seq, idx, x);
-#pragma unroll
-        for (int j = 0; j < $vec; ++j) {
-            $charge
-            s[j] = h[j] >= $theta ? 1.0f : 0.0f;
-            u[j] = $reset;
-            v[j] = $shift_out;
-        }
-        snn_store(spike_seq, idx, s);
-$store_h
-        if (v_seq != 0) {
-            snn_store(v_seq, idx, v);
-        }
-    }
-    float v[$vec];
-#pragma unroll
-    for (int j = 0; j < $vec; ++j) {
-        v[j] = $shift_out;
-    }
-    snn_store(v_last, i, v);
-}
-""")
-
-_BACKWARD = Template(r"""
-extern "C" __global__ void __launch_bounds__($block) $entry(
-    const $storage* __restrict__ grad_spike_seq,
-    const $storage* __restrict__ grad_v_seq,
-    const $storage* __restrict__ grad_v_last,
-    const $storage* __restrict__ h_seq,
-    const $storage* __restrict__ v_init,
-    const float* __restrict__ decay,
-    $storage* __restrict__ grad_x_seq,
-    $storage* __restrict__ grad_v_init,
-    float* __restrict__ grad_decay_partial,
-    const long long n,
-    const int steps)
-{
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-$prologue
-    if (i < n) {
-        float gu[$vec];
-        if (grad_v_last != 0) {
-            snn_load(grad_v_last, i, gu);
-        } else {
-#pragma unroll
-            for (int j = 0; j < $vec; ++j) {
-                gu[j] = 0.0f;
-            }
-        }
-        long long idx = (long long)(steps - 1) * n + i;
-$plif_init
-        for (int t = steps - 1; t >= 0; --t, idx -= n) {
-            float h[$vec];
-            float gs[$vec];
-            float gv[$vec];
-            float gx[$vec];
-$load_h
-            if (grad_spike_seq != 0) {
-                snn_load(grad_spike_seq, idx, gs);
-            } else {
-#pragma unroll
-                for (int j = 0; j < $vec; ++j) {
-                    gs[j] = 0.0f;
-                }
-            }
-            if (grad_v_seq != 0) {
-                snn_load(grad_v_seq, idx, gv);
-            } else {
-#pragma unroll
-                for (int j = 0; j < $vec; ++j) {
-                    gv[j] = 0.0f;
-                }
-            }
-            /* the carried leak * dL/dh of step t + 1, or dL/dv_last; absent at the last step without one */
-            const bool has_gu = t < steps - 1 || grad_v_last != 0;
-#pragma unroll
-            for (int j = 0; j < $vec; ++j) {
-$spike
-                const float sg = $surrogate(h[j] - $theta);
-                const float dv_dh = $dv_dh;
-                float g_h = grad_spike_seq != 0 ? gs[j] * sg : 0.0f;
-                if (grad_v_seq != 0) {
-                    g_h = g_h + gv[j] * dv_dh;
-                }
-                if (has_gu) {
-                    g_h = g_h + gu[j] * dv_dh;
-                }
-                gx[j] = $grad_x;
-                gu[j] = $grad_u;
-$plif_accumulate
-            }
-            if (grad_x_seq != 0) {
-                snn_store(grad_x_seq, idx, gx);
-            }
-        }
-        if (grad_v_init != 0) {
-            snn_store(grad_v_init, i, gu);
-        }
-    }
-$plif_reduce
-}
-""")
-
-_PLIF_INIT = r"""        float h_next[$vec];
-        snn_load(h_seq, idx, h_next);"""
-
-_PLIF_LOAD_H = r"""#pragma unroll
-            for (int j = 0; j < $vec; ++j) {
-                h[j] = h_next[j];
-            }
-            float u_prev[$vec];
-            if (t > 0) {
-                snn_load(h_seq, idx - n, h_next);
-#pragma unroll
-                for (int j = 0; j < $vec; ++j) {
-                    const float s_prev = h_next[j] >= $theta ? 1.0f : 0.0f;
-                    u_prev[j] = $reset_prev;
-                }
-            } else {
-                snn_load(v_init, i, u_prev);
-$shift_in_prev
-            }"""
-
-_PLIF_REDUCE = r"""    __shared__ float snn_partial[$block];
-    snn_partial[threadIdx.x] = acc;
-    __syncthreads();
-    for (unsigned int stride = blockDim.x >> 1; stride > 0; stride >>= 1) {
-        if (threadIdx.x < stride) {
-            snn_partial[threadIdx.x] += snn_partial[threadIdx.x + stride];
-        }
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) {
-        grad_decay_partial[blockIdx.x] = $finish;
-    }"""
+def surrogate_body(expr: Expr) -> str:
+    """A surrogate derivative (an expression of ``z``) as a float32 CUDA expression of ``x``."""
+    return render_c(exact_for_c(expr), {SURROGATE_INPUT: "x"})
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in ("if", "lif", "plif"):
-        raise ValueError(f"kind: expected 'if', 'lif' or 'plif', got {kind!r}")
-
-
-def _decay_terms(kind: str, tau: float | None) -> tuple[str, str]:
-    """``(k, 1 - k)`` as C expressions: literals for LIF, the runtime decay for PLIF."""
-    if kind == "lif":
-        if tau is None or not isinstance(tau, (int, float)) or isinstance(tau, bool) or not 1.0 < tau < math.inf:
-            raise ValueError(f"tau: expected a finite number > 1 for a LIF neuron, got {tau!r}")
-        k = literal(1.0 / float(tau), "tau")
-        return k, literal(1.0 - 1.0 / float(tau), "tau")
-    return "k", "leak"
-
-
-def _charge(kind: str, decay_input: bool, tau: float | None) -> str:
-    """The charge statement, in the reference's order of operations (see the module docstring)."""
-    if kind == "if":
-        return "h[j] = u[j] + x[j];"
-    k, _ = _decay_terms(kind, tau)
-    if decay_input:
-        return f"h[j] = u[j] + {k} * (x[j] - u[j]);"
-    return f"h[j] = (u[j] - {k} * u[j]) + x[j];"
-
-
-def _reset(hard: bool, h: str, s: str, vth: str) -> str:
-    """The post-reset shifted potential: hard ``h (1 - s)``, soft ``h - v_threshold s``."""
-    return f"{h} * (1.0f - {s})" if hard else f"{h} - {vth} * {s}"
-
-
-def _shifts(v_reset: float, hard: bool) -> tuple[str, str, str]:
-    """``(vr literal, u from v, v from u)`` with ``{}`` for the variable."""
-    vr = literal(v_reset if hard else 0.0, "v_reset")
-    if vr == "0.0f":
-        return vr, "{}", "{}"
-    return vr, "{} - " + vr, "{} + " + vr
-
-
-def _shift_loop(shift: str, variable: str, vec: str, indent: str) -> str:
-    """A loop applying ``shift`` to ``variable[j]``; empty when the shift is the identity."""
-    if shift == "{}":
-        return ""
-    target = f"{variable}[j]"
-    return (
-        f"{indent}#pragma unroll\n{indent}for (int j = 0; j < {vec}; ++j) {{\n"
-        f"{indent}    {target} = {shift.format(target)};\n{indent}}}"
-    )
-
-
-def _layout_entries(base: str, dtype_tag: str) -> list[tuple[str, Layout]]:
-    return [(f"{base}_{layout.suffix}", layout) for layout in layouts_for(dtype_tag)]
-
-
-def _assemble(kind: str, role: str, dtype_tag: str, bodies: list[tuple[Template, dict[str, str]]],
-              header: str = "") -> KernelSource:
-    """Fill the per-layout bodies under a name derived from their text."""
-    draft = PREAMBLE + header + "".join(t.substitute(entry="ENTRY", **parts) for t, parts in bodies)
-    base = entry_name(kind, role, dtype_tag, draft)
-    text = [PREAMBLE, header]
-    entries = []
-    for template, parts in bodies:
-        entry = f"{base}_{parts['suffix']}"
-        text.append(template.substitute(entry=entry, **parts))
-        entries.append((entry, int(parts["vec"])))
-    return KernelSource(base, "".join(text), tuple(entries))
-
-
-def forward_source(spec: ForwardSpec) -> KernelSource:
-    """The forward kernel source of ``spec`` (``fwd_train`` or ``fwd_infer``).
-
-    Raises:
-        ValueError: a parameter that cannot be placed in source (non-finite, out of range).
-    """
-    _check_kind(spec.kind)
-    _, shift_in, shift_out = _shifts(spec.v_reset, spec.hard_reset)
-    vth = literal(spec.v_threshold, "v_threshold")
-    theta = literal(spec.v_threshold - (spec.v_reset if spec.hard_reset else 0.0), "v_threshold - v_reset")
-    prologue = "    const float k = *decay;" if spec.kind == "plif" else ""
-    bodies = []
-    for _, layout in _layout_entries("x", spec.dtype_tag):
-        parts = {
-            "block": str(BLOCK_SIZE),
-            "storage": layout.storage,
-            "vec": str(layout.vec),
-            "suffix": layout.suffix,
-            "prologue": prologue,
-            "shift_in": _shift_loop(shift_in, "u", str(layout.vec), "    "),
-            "shift_out": shift_out.format("u[j]"),
-            "charge": _charge(spec.kind, spec.decay_input, spec.tau),
-            "theta": theta,
-            "reset": _reset(spec.hard_reset, "h[j]", "s[j]", vth),
-            "store_h": f"        snn_store_h(h_seq, idx, h, {theta});" if spec.train else "",
-        }
-        bodies.append((_FORWARD, parts))
-    return _assemble(spec.kind, "fwd_train" if spec.train else "fwd_infer", spec.dtype_tag, bodies)
-
-
-def _surrogate_function(body: str) -> tuple[str, str]:
-    """A guarded ``__device__`` function computing ``body`` (an expression of ``x``)."""
+def surrogate_function(body: str) -> tuple[str, str]:
+    """``(name, code)``: a guarded ``__device__`` function returning ``body`` (an expression of ``x``)."""
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
     name = f"snn_surrogate_{digest}"
     guard = f"SNN_SURROGATE_{digest.upper()}"
@@ -388,70 +97,110 @@ def _surrogate_function(body: str) -> tuple[str, str]:
     return name, code
 
 
-def backward_source(spec: BackwardSpec) -> KernelSource:
-    """The backward kernel source of ``spec``.
+def _signature(entry: str, params: Sequence[tuple[str, str]]) -> list[str]:
+    args = [f"    {ctype} __restrict__ {name}," for name, ctype in params]
+    return [f'extern "C" __global__ void __launch_bounds__({BLOCK_SIZE}) {entry}(', *args,
+            "    const long long n,", "    const int steps)"]
+
+
+def _assemble(role: str, dtype_tag: str, header: str, params: list[tuple[str, str, str]],
+              body: Callable[[Any], str]) -> KernelSource:
+    """Fill one entry point per layout under a name derived from the text.
+
+    ``params`` are ``(name, kind, constness)`` with kind ``storage``, ``saved`` or ``float``;
+    ``body(layout)`` returns the function body (with ``VEC`` for the neurons per thread).
+    """
+    layouts = layouts_for(dtype_tag)
+    bodies = []
+    for layout in layouts:
+        types = {"storage": layout.storage, "saved": layout.saved, "float": "float"}
+        typed = [(name, f"{const}{types[kind]}*") for name, kind, const in params]
+        bodies.append((layout, typed, body(layout)))
+    draft = PREAMBLE + header + "".join("\n".join(_signature("ENTRY", t)) + b for _, t, b in bodies)
+    base = entry_name(role, dtype_tag, draft)
+    text = [PREAMBLE, header]
+    entries = []
+    for layout, typed, code in bodies:
+        entry = f"{base}_{layout.suffix}"
+        text.append("\n".join(_signature(entry, typed)) + "\n" + code)
+        entries.append((entry, layout.vec))
+    return KernelSource(base, "".join(text), tuple(entries), tuple(name for name, _, _ in params))
+
+
+def forward_source(plan: KernelPlan, dtype_tag: str, train: bool) -> KernelSource:
+    """The forward kernel of ``plan`` (``fwd_train`` saves the plan's charged states).
 
     Raises:
-        ValueError: a parameter that cannot be placed in source (non-finite, out of range).
+        ValueError: a number that cannot be placed in source (non-finite in float32), or an
+            unknown dtype tag.
     """
-    _check_kind(spec.kind)
-    _, shift_in, _ = _shifts(spec.v_reset, spec.hard_reset)
-    vth = literal(spec.v_threshold, "v_threshold")
-    theta = literal(spec.v_threshold - (spec.v_reset if spec.hard_reset else 0.0), "v_threshold - v_reset")
-    surrogate, surrogate_code = _surrogate_function(spec.surrogate_body)
-    if spec.hard_reset:
-        dv_dh = "1.0f - s" if spec.detach_reset else "(1.0f - s) - h[j] * sg"
-    else:
-        dv_dh = "1.0f" if spec.detach_reset else f"1.0f - {vth} * sg"
-    if spec.kind == "if":
-        gain, leak = "", ""
-    else:
-        k, leak_term = _decay_terms(spec.kind, spec.tau)
-        gain = f" * {k}" if spec.decay_input else ""
-        leak = f" * {leak_term}"
-    plif = spec.kind == "plif"
-    bodies = []
-    for _, layout in _layout_entries("x", spec.dtype_tag):
-        vec = str(layout.vec)
-        parts = {
-            "block": str(BLOCK_SIZE),
-            "storage": layout.storage,
-            "vec": vec,
-            "suffix": layout.suffix,
-            "theta": theta,
-            "surrogate": surrogate,
-            "dv_dh": dv_dh,
-            "spike": f"                const float s = h[j] >= {theta} ? 1.0f : 0.0f;" if spec.hard_reset else "",
-            "grad_x": "g_h" + gain,
-            "grad_u": "g_h" + leak,
-            "prologue": (
-                "    const float k = *decay;\n    const float leak = 1.0f - k;\n    float acc = 0.0f;"
-                if plif else ""
-            ),
-            "plif_init": Template(_PLIF_INIT).substitute(vec=vec) if plif else "",
-            "load_h": (
-                Template(_PLIF_LOAD_H).substitute(
-                    vec=vec,
-                    theta=theta,
-                    reset_prev=_reset(spec.hard_reset, "h_next[j]", "s_prev", vth),
-                    shift_in_prev=_shift_loop(shift_in, "u_prev", vec, "                "),
-                )
-                if plif else "            snn_load(h_seq, idx, h);"
-            ),
-            "plif_accumulate": (
-                (
-                    "                acc += g_h * (h[j] - u_prev[j]);"
-                    if spec.decay_input else "                acc -= g_h * u_prev[j];"
-                )
-                if plif else ""
-            ),
-            "plif_reduce": (
-                Template(_PLIF_REDUCE).substitute(
-                    block=str(BLOCK_SIZE),
-                    finish="snn_partial[0] / k" if spec.decay_input else "snn_partial[0]",
-                )
-                if plif else ""
-            ),
-        }
-        bodies.append((_BACKWARD, parts))
-    return _assemble(spec.kind, "bwd", spec.dtype_tag, bodies, header=surrogate_code)
+    names = plan_identifiers(plan)
+    constants = Constants(plan, names)
+    m = len(plan.states)
+    charges = [constants.lift(exact_for_c(inline_charges(plan.charge[i], plan, range(i)))) for i in range(m)]
+    resets = [constants.lift(exact_for_c(plan.reset[i])) for i in range(m)]
+    used = used_variables([*charges, *resets]) | constants.parameters_used()
+    theta = literal(plan.threshold, "threshold")
+    fire = plan.fire_index
+    saved = plan.saved_states if train else ()
+    params = [("x_seq", "storage", "const ")]
+    params += [(f"init{i}", "storage", "const ") for i in range(m)]
+    params += [(f"learn{k}", "float", "const ") for k in range(len(plan.learnables))]
+    params += [("spike_seq", "storage", "")]
+    params += [(f"saved_h{j}", "saved", "") for j in saved]
+    params += [(f"seq{i}", "storage", "") for i in range(m)]
+    params += [(f"last{i}", "storage", "") for i in range(m)]
+
+    def body(layout: Layout) -> str:
+        c = Lines()
+        c.open("")
+        c("const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;")
+        c.open("if (i >= n)")
+        c("return;")
+        c.close()
+        read_learnables(plan, used, c)
+        c(*constants.declarations(""))
+        for i in range(m):
+            c(f"float st{i}[VEC];", f"snn_load(init{i}, i, st{i});")
+        c("long long idx = i;")
+        c.open("for (int t = 0; t < steps; ++t, idx += n)")
+        c("float xs[VEC];", "snn_load(x_seq, idx, xs);", "float spikes[VEC];")
+        c(*[f"float hs{j}[VEC];" for j in saved])
+        c.lanes()
+        if INPUT in used:
+            c("const float xin = xs[lane];")
+        for i, state in enumerate(plan.states):
+            if f"u_{state}" in used:
+                c(f"const float u{i} = st{i}[lane];")
+        for i in range(m):
+            c(f"const float h{i} = {render_c(charges[i], names)};")
+        c(f"const float spk = h{fire} >= {theta} ? 1.0f : 0.0f;")
+        for i in range(m):
+            c(f"st{i}[lane] = {render_c(resets[i], names)};")
+        c("spikes[lane] = spk;", *[f"hs{j}[lane] = h{j};" for j in saved])
+        c.close()
+        c("snn_store(spike_seq, idx, spikes);", *[f"snn_store(saved_h{j}, idx, hs{j});" for j in saved])
+        for i in range(m):
+            c.open(f"if (seq{i} != 0)")
+            c(f"snn_store(seq{i}, idx, st{i});")
+            c.close()
+        c.close()
+        c(*[f"snn_store(last{i}, i, st{i});" for i in range(m)])
+        c.close()
+        return c.text(layout.vec)
+
+    return _assemble("fwd_train" if train else "fwd_infer", dtype_tag, "", params, body)
+
+
+def backward_source(plan: KernelPlan, dtype_tag: str) -> KernelSource:
+    """The backward kernel of ``plan`` (see the module docstring).
+
+    Raises:
+        ValueError: a number that cannot be placed in source, an unknown dtype tag, or a plan
+            whose backward reads a value it does not keep (an inconsistent plan).
+    """
+    builder = BackwardBuilder(plan)
+    sname, scode = surrogate_function(surrogate_body(plan.surrogate))
+    theta = literal(plan.threshold, "threshold")
+    return _assemble("bwd", dtype_tag, scode, builder.params(), lambda layout: builder.body(layout, sname, theta))
+

@@ -26,8 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snn.base import MemoryModule
-
 __all__ = [
     "ReplaceforGrad",
     "GradwithTrace",
@@ -228,7 +226,9 @@ class SpikeTraceOp(nn.Module):
 
 
 def _is_spiking_neuron(module: nn.Module) -> bool:
-    return isinstance(module, MemoryModule) and getattr(module, "neuron_kind", None) is not None
+    from snn.neuron import BaseNode
+
+    return isinstance(module, BaseNode)
 
 
 class OTTTSequential(nn.Sequential):

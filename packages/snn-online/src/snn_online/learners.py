@@ -4,7 +4,7 @@
 ``fptt_online_training_init_w_ra`` / ``fptt_online_training`` to :class:`FPTTLearner`; ``snn train
 --learner NAME`` reaches all three through the registry.
 
-Deliberate differences from SpikingJelly (see the project's DESIGN.md):
+Deliberate differences from SpikingJelly (all listed in the migration guide, ``docs/migration.rst``):
 
 - OTTT / SLTT: the network is detached (``snn.functional.detach_net``) after every step and a
   ``[spike, trace]`` output is unwrapped to its spikes, so networks with ordinary stateful
@@ -236,9 +236,10 @@ class SLTTLearner(_PerStepSpatialLearner):
 def _check_alpha(alpha: Any) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"alpha: expected a positive float, got {type(alpha).__name__} ({alpha!r})")
-    if not math.isfinite(alpha) or alpha <= 0:
+    number = float(alpha)
+    if not math.isfinite(number) or number <= 0:
         raise ValueError(f"alpha: expected a finite float > 0, got {alpha!r}")
-    return alpha
+    return number
 
 
 def _check_w_ra(w_ra: Any, parameters: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -107,6 +107,9 @@ class OTTTLIFNode(_OnlineLIFNode):
         ValueError: ``step_mode`` is not ``'s'``; or an invalid LIF argument.
     """
 
+    # memories (registered with register_memory); declared for the type checker
+    trace: float | torch.Tensor
+
     def __init__(
         self,
         tau: float = 2.0,

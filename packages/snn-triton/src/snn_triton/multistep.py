@@ -1,182 +1,127 @@
-"""The multi-step kernels of the ``"triton"`` backend (the neuron-kernel contract).
+"""The multi-step kernel of the ``"triton"`` backend (the neuron-kernel contract of
+:mod:`snn.kernels`), for every neuron model whose kernel plan uses operations the generator
+renders::
 
-Each function follows :class:`snn.kernels.MultiStepKernel`::
+    multi_step(x_seq, states, config, *, learnables=(), store_state_seqs=False)
+        -> (spike_seq, states_last, state_seqs | None)
 
-    kernel(x_seq, v0, config, *, w=None, store_v_seq=False) -> (spike_seq, v_last, v_seq | None)
-
-and runs the whole sequence in one Triton launch forward and one backward. Inputs of any
-strides are accepted (copied to contiguous ``[T, N]`` when they are not); storage is float32,
-float16 or bfloat16 with float32 arithmetic. With a gradient needed the forward saves only
-``o = h - v_threshold`` (plus, for PLIF, ``v0``, ``sigmoid(w)`` and, with ``decay_input``,
-the input); without, it saves and writes nothing extra.
+One Triton launch runs the whole sequence forward and one runs it backward; the kernels are
+generated per configuration from its :class:`~snn.models.KernelPlan` (see
+:mod:`snn_triton.codegen`). Inputs of any strides are accepted (made contiguous ``[T, N]``
+when they are not); storage is float32, float16 or bfloat16 with float32 arithmetic. With a
+gradient needed the forward saves what the plan names (float32 charged values, and the input or
+initial states where the plan says so); without, it saves nothing.
 
 Usage (normally through a neuron's ``backend="triton"``)::
 
-    from snn.kernels import NeuronConfig, SurrogateSpec
-    from snn_triton.multistep import lif_multi_step
+    from snn.neuron import LIFNode
+    from snn_triton.multistep import multi_step
 
-    config = NeuronConfig("lif", 1.0, 0.0, False, True, 2.0, SurrogateSpec("Sigmoid", (("alpha", 4.0),)))
-    spike_seq, v_last, v_seq = lif_multi_step(x_seq.cuda(), torch.zeros_like(x_seq[0]).cuda(), config)
+    config = LIFNode(tau=2.0).neuron_config()
+    spike_seq, (v_last,), _ = multi_step(x_seq.cuda(), (torch.zeros_like(x_seq[0]).cuda(),), config)
 
-The functions are traceable by ``torch.compile(fullgraph=True)``: the kernels are the custom
-operators of :mod:`snn_triton.ops`.
+The function is traceable by ``torch.compile(fullgraph=True)``: the kernels are the custom
+operators of :mod:`snn_triton.ops`, and the configuration reaches them as a string computed
+once per configuration.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import torch
 
 from snn.errors import UnsupportedOperationError
-from snn.kernels import KernelResult, NeuronConfig, SurrogateSpec, check_kernel_arguments
+from snn.kernels import KernelResult, NeuronConfig, check_kernel_arguments
 from snn_triton import ops
-from snn_triton.plugin import BACKEND_NAME, DTYPES, claimed_surrogates
+from snn_triton.plugin import BACKEND_NAME
 from snn_triton.runtime import interpreter_enabled
 
-__all__ = ["if_multi_step", "lif_multi_step", "plif_multi_step"]
+__all__ = ["multi_step"]
 
 
-#: Surrogate names the kernels implement (fixed at import).
-_CLAIMED = frozenset(claimed_surrogates())
-
-
-@torch.compiler.assume_constant_result
-def _encode_fields(
-    kind: str,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    decay_input: bool,
-    tau: float | None,
-    surrogate_name: str,
-    surrogate_params: tuple[tuple[str, float], ...],
-) -> str:
-    config = NeuronConfig(
-        kind, v_threshold, v_reset, detach_reset, decay_input, tau,
-        SurrogateSpec(surrogate_name, surrogate_params),
-    )
+@functools.lru_cache(maxsize=4096)
+def _checked_encoding(registry: Any, config: NeuronConfig, device: str, dtype: torch.dtype) -> str:
+    registry.check_kernel_inputs(BACKEND_NAME, device, dtype, config)
     return ops.encode_config(config)
 
 
-def _encoded(config: NeuronConfig) -> str:
-    """``config`` as the operators' string; Dynamo treats the result as a constant.
-
-    The fields are passed one by one: Dynamo cannot hand a dataclass it has not traced before to
-    a constant-result function (it fails when a network is compiled before any eager call).
-    """
-    return _encode_fields(
-        config.kind, config.v_threshold, config.v_reset, config.detach_reset, config.decay_input,
-        config.tau, config.surrogate.name, config.surrogate.params,
-    )
-
-
-def _check(kind: str, x_seq: torch.Tensor, v0: torch.Tensor, config: NeuronConfig, w: object) -> None:
-    """The contract's checks, then this backend's devices, dtypes and surrogates.
-
-    The backend-specific test is plain membership (traceable by ``torch.compile``); only when it
-    fails is the registry asked for the error, which lists the backends that would serve the call.
-    """
-    check_kernel_arguments(kind, x_seq, v0, config, w)
-    device = x_seq.device.type
-    runs_here = device == "cuda" or (device == "cpu" and interpreter_enabled())
-    if runs_here and x_seq.dtype in DTYPES and config.surrogate.name in _CLAIMED:
-        return
+@torch.compiler.assume_constant_result  # type: ignore[untyped-decorator]  # torch leaves it untyped
+def _encoded(config: NeuronConfig, device: str, dtype: torch.dtype) -> str:
+    """``config`` as the operators' string, after the registry's checks of what this backend
+    serves (model, surrogate, device, dtype), cached per registry; Dynamo treats the result as a
+    constant."""
     from snn.plugins import get_registry
 
-    registry = get_registry()
-    if not runs_here:  # decided now, not at registration: TRITON_INTERPRET may have changed
+    return _checked_encoding(get_registry(), config, device, dtype)
+
+
+def _check(
+    x_seq: torch.Tensor,
+    states: tuple[torch.Tensor, ...],
+    config: NeuronConfig,
+    learnables: tuple[torch.Tensor, ...],
+) -> str:
+    """The contract's checks, then this backend's; returns the encoded configuration."""
+    check_kernel_arguments(x_seq, states, config, learnables)
+    device = x_seq.device.type
+    if not (device == "cuda" or (device == "cpu" and interpreter_enabled())):
+        # decided now, not at registration: TRITON_INTERPRET may have changed since
+        from snn.plugins import get_registry
+
+        registry = get_registry()
         raise UnsupportedOperationError(
             BACKEND_NAME,
             f"tensors on device {device!r} (CUDA only; TRITON_INTERPRET=1 emulates it on CPU for tests)",
             [name for name, info in registry.backends.items() if info.serves_device(device) and name != BACKEND_NAME],
         )
-    registry.check_kernel_inputs(BACKEND_NAME, device, x_seq.dtype, config.surrogate.name)
+    return _encoded(config, device, x_seq.dtype)
 
 
-def _multi_step(
-    kind: str,
+def multi_step(
     x_seq: torch.Tensor,
-    v0: torch.Tensor,
-    config: NeuronConfig,
-    w: torch.Tensor | None,
-    store_v_seq: bool,
-) -> KernelResult:
-    _check(kind, x_seq, v0, config, w)
-    shape = x_seq.shape
-    steps = shape[0]
-    n = math.prod(shape[1:])
-    decay = torch.sigmoid(w.reshape(())).to(torch.float32) if w is not None else None
-    needs_grad = torch.is_grad_enabled() and (
-        x_seq.requires_grad or v0.requires_grad or (w is not None and w.requires_grad)
-    )
-    spike, v_last, v_seq, _ = torch.ops.snn_triton.multistep_forward(
-        x_seq.reshape(steps, n), v0.reshape(n), decay, _encoded(config), needs_grad, bool(store_v_seq)
-    )
-    return (
-        spike.view(shape),
-        v_last.view(shape[1:]),
-        v_seq.view(shape) if store_v_seq else None,
-    )
-
-
-def if_multi_step(
-    x_seq: torch.Tensor,
-    v0: torch.Tensor,
+    states: tuple[torch.Tensor, ...],
     config: NeuronConfig,
     *,
-    w: torch.Tensor | None = None,
-    store_v_seq: bool = False,
+    learnables: tuple[torch.Tensor, ...] = (),
+    store_state_seqs: bool = False,
 ) -> KernelResult:
-    """Integrate-and-fire over a sequence: ``h = v + x``.
+    """Run any served neuron model over a sequence (one fused launch forward, one backward).
 
     Args:
         x_seq: ``[T, *]`` input, float32 / float16 / bfloat16, on CUDA (or CPU under
             ``TRITON_INTERPRET=1``), any strides.
-        v0: ``[*]`` initial potential, same dtype and device.
-        config: a :class:`~snn.kernels.NeuronConfig` of kind ``"if"``.
-        w: must be ``None``.
-        store_v_seq: also return the post-reset potentials.
+        states: the model's initial states in its order, ``[*]`` each, same dtype and device.
+        config: the layer's :class:`~snn.models.NeuronConfig`; its model must be registered.
+        learnables: the model's learnable parameters (one-element floating tensors on the
+            device); their gradients are reduced deterministically (per-program partial sums
+            added by torch).
+        store_state_seqs: also return every state's post-reset sequence.
 
     Returns:
-        ``(spike_seq [T, *], v_last [*], v_seq [T, *] | None)`` in ``x_seq``'s dtype.
+        ``(spike_seq [T, *], states_last ([*], ...), state_seqs ([T, *], ...) | None)`` in
+        ``x_seq``'s dtype.
 
     Raises:
         TypeError, ValueError: bad arguments (named in the message).
-        snn.errors.UnsupportedOperationError: a dtype, device or surrogate this backend lacks.
+        snn.errors.UnsupportedOperationError: a device, dtype, model or surrogate this backend
+            does not serve.
     """
-    return _multi_step("if", x_seq, v0, config, w, store_v_seq)
-
-
-def lif_multi_step(
-    x_seq: torch.Tensor,
-    v0: torch.Tensor,
-    config: NeuronConfig,
-    *,
-    w: torch.Tensor | None = None,
-    store_v_seq: bool = False,
-) -> KernelResult:
-    """Leaky integrate-and-fire: ``h = v + (x - (v - vr)) / tau`` (or ``v - (v - vr) / tau + x``).
-
-    Arguments, returns and errors as :func:`if_multi_step` (``config`` of kind ``"lif"``).
-    """
-    return _multi_step("lif", x_seq, v0, config, w, store_v_seq)
-
-
-def plif_multi_step(
-    x_seq: torch.Tensor,
-    v0: torch.Tensor,
-    config: NeuronConfig,
-    *,
-    w: torch.Tensor | None = None,
-    store_v_seq: bool = False,
-) -> KernelResult:
-    """Parametric LIF: as LIF with ``1 / tau`` replaced by ``sigmoid(w)``.
-
-    Args:
-        w: the one-element learnable parameter (any float dtype, same device); its gradient
-            is reduced deterministically (per-program partial sums added by torch).
-
-    Other arguments, returns and errors as :func:`if_multi_step` (``config`` of kind ``"plif"``).
-    """
-    return _multi_step("plif", x_seq, v0, config, w, store_v_seq)
+    encoded = _check(x_seq, states, config, learnables)
+    shape = x_seq.shape
+    steps = shape[0]
+    n = math.prod(shape[1:])
+    needs_grad = torch.is_grad_enabled() and (
+        x_seq.requires_grad or any(s.requires_grad for s in states) or any(p.requires_grad for p in learnables)
+    )
+    spikes, last, seqs, _ = torch.ops.snn_triton.multi_step_forward(
+        x_seq.reshape(steps, n), [s.reshape(n) for s in states], list(learnables), encoded, needs_grad,
+        bool(store_state_seqs),
+    )
+    return (
+        spikes.view(shape),
+        tuple(v.view(shape[1:]) for v in last),
+        tuple(v.view(shape) for v in seqs) if store_state_seqs else None,
+    )

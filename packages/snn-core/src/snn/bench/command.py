@@ -17,35 +17,63 @@ from typing import Any, TextIO
 
 import torch
 
-from snn.bench.measure import DESCRIPTION, DTYPES, KINDS, REFERENCE_NAME, BenchReport, BenchRow, benchmark
+from snn.bench.measure import (
+    DESCRIPTION,
+    DTYPES,
+    KINDS,
+    REFERENCE_NAME,
+    WIDE_SPREAD,
+    BenchReport,
+    BenchRow,
+    benchmark,
+    format_ms,
+)
 
 __all__ = ["format_table", "add_arguments", "run", "main"]
 
+#: (field, title, alignment, format); the time columns print "median (fastest-slowest)".
 _COLUMNS = (
     ("backend", "backend", "<", "{}"),
     ("kind", "kind", "<", "{}"),
     ("T", "T", ">", "{}"),
     ("N", "N", ">", "{}"),
     ("dtype", "dtype", "<", "{}"),
-    ("forward_ms", "fwd ms", ">", "{:.3f}"),
-    ("backward_ms", "bwd ms", ">", "{:.3f}"),
-    ("inference_ms", "inf ms", ">", "{:.3f}"),
+    ("forward_ms", "fwd ms (min-max)", ">", "{:.3f}"),
+    ("backward_ms", "bwd ms (min-max)", ">", "{:.3f}"),
+    ("inference_ms", "inf ms (min-max)", ">", "{:.3f}"),
     ("vs_torch", "x torch", ">", "{:.2f}"),
     ("vs_reference", "x ref", ">", "{:.2f}"),
     ("forward_gbps", "fwd GB/s", ">", "{:.2f}"),
     ("backward_gbps", "bwd GB/s", ">", "{:.2f}"),
     ("inference_gbps", "inf GB/s", ">", "{:.2f}"),
     ("matches_torch", "spikes=torch", ">", "{}"),
+    ("copy_gbps", "copy GB/s", ">", "{:.2f}"),
+    ("forward_of_copy", "fwd/copy", ">", "{:.0%}"),
+    ("backward_of_copy", "bwd/copy", ">", "{:.0%}"),
+    ("inference_of_copy", "inf/copy", ">", "{:.0%}"),
 )
 
 
+def _time_cell(row: BenchRow, phase: str) -> str:
+    """``median (fastest-slowest)`` in ms, ``!`` appended when the runs spread widely."""
+    median = getattr(row, f"{phase}_ms")
+    low, high = getattr(row, f"{phase}_min_ms"), getattr(row, f"{phase}_max_ms")
+    if low is None or high is None or low == high:
+        return f"{median:.3f}"
+    wide = "!" if phase in row.wide_phases() else ""
+    return f"{median:.3f} ({format_ms(low)}-{format_ms(high)}){wide}"
+
+
 def format_table(report: BenchReport) -> str:
-    """The report as a plain-text table, followed by the skipped entries and a legend."""
+    """The report as a plain-text table, followed by the skipped entries, a legend and warnings."""
     cells = [[title for _, title, _, _ in _COLUMNS]]
     for row in report.rows:
         values = asdict(row)
+        values.update({f"{phase}_of_copy": row.of_copy(phase) for phase in ("forward", "backward", "inference")})
         cells.append([
-            "-" if values[key] is None else fmt.format(values[key]) for key, _, _, fmt in _COLUMNS
+            _time_cell(row, key.removesuffix("_ms")) if key in ("forward_ms", "backward_ms", "inference_ms")
+            else "-" if values[key] is None else fmt.format(values[key])
+            for key, _, _, fmt in _COLUMNS
         ])
     widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
     lines = []
@@ -57,14 +85,19 @@ def format_table(report: BenchReport) -> str:
     lines.append("")
     lines.append(
         f"device {report.device} ({report.threads} CPU threads), torch {report.torch_version}, reference {reference}; median of "
-        f"{report.repeats} runs. x torch / x ref: training time (fwd + bwd) of torch / of the reference "
+        f"{report.repeats} runs, in parentheses the fastest and slowest (! marks a range above "
+        f"{WIDE_SPREAD:.0%} of the median). x torch / x ref: training time (fwd + bwd) of torch / of the reference "
         "divided by this row's (above 1 = faster). GB/s: floor bytes (fwd with grad 12, bwd 12, "
         "inference 8 per neuron-step in float32) over time. spikes=torch: same inference spikes as the torch "
-        "backend on the same input."
+        "backend on the same input. copy GB/s: a plain copy_ of one [T, N] tensor into another (read + "
+        "write), timed in the same rounds; fwd/bwd/inf/copy: each phase's GB/s as a fraction of it."
     )
     for skip in report.skipped:
         where = ", ".join(p for p in (skip.kind, skip.dtype) if p)
         lines.append(f"skipped {skip.backend}{f' ({where})' if where else ''}: {skip.reason}")
+    if report.repeats == 1:
+        lines.append("one run per measurement (--repeats 1): no spread to judge the timings by")
+    lines.extend(f"warning: {warning}" for warning in report.warnings)
     return "\n".join(lines)
 
 
@@ -100,8 +133,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.add_argument("--backends", type=_name_list(None), default=None, metavar="A,B",
                         help="backends to time (default: every registered backend)")
-    parser.add_argument("--kinds", type=_name_list(KINDS), default=["if", "lif", "plif"], metavar="K,K",
-                        help="neuron kinds out of if, lif, plif (default: all three)")
+    parser.add_argument("--models", "--kinds", dest="kinds", type=_name_list(None), default=list(KINDS), metavar="M,M",
+                        help="registered neuron models, e.g. if,lif,plif,qif,eif,izhikevich,klif,cubalif "
+                        "(default: if,lif,plif)")
+    parser.add_argument("--baseline", default=None, metavar="PATH",
+                        help="also time the torch backend of another snn checkout (e.g. a git worktree of main), "
+                        "in a worker process taking turns with the others, as torch@baseline")
     parser.add_argument("--T", "-T", dest="T", type=_int_list, default=[16], metavar="T,T",
                         help="sequence lengths (default: 16)")
     parser.add_argument("--N", "-N", dest="N", type=_int_list, default=[4096, 16384], metavar="N,N",
@@ -132,7 +169,8 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
     """Run ``snn bench`` with parsed arguments.
 
     Prints the table (or, with ``--json``, one JSON object as the last stdout line with keys
-    ``device``, ``repeats``, ``torch_version``, ``reference_version``, ``rows`` and ``skipped``).
+    ``device``, ``repeats``, ``threads``, ``torch_version``, ``reference_version``, ``rows``,
+    ``skipped`` and ``warnings``; the warnings also go to ``stderr`` then).
 
     Args:
         args: the namespace parsed by a parser prepared with :func:`add_arguments`.
@@ -164,7 +202,7 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
         report = benchmark(
             backends=args.backends, kinds=args.kinds, Ts=args.T, Ns=args.N, dtypes=args.dtype,
             device=args.device, repeats=args.repeats, warmup=args.warmup,
-            reference=not args.no_reference, seed=args.seed, on_row=on_row,
+            reference=not args.no_reference, seed=args.seed, on_row=on_row, baseline=args.baseline,
         )
     except (SNNError, ValueError, TypeError) as exc:
         print(f"snn bench: error: {exc}", file=stderr)
@@ -174,6 +212,8 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
     finally:
         torch.set_num_threads(previous_threads)
     if args.json:
+        for warning in report.warnings:  # the table carries them; JSON readers see them here
+            print(f"snn bench: warning: {warning}", file=stderr)
         print(json.dumps(_json_safe(report.to_json())), file=stdout, flush=True)
     else:
         print(format_table(report), file=stdout, flush=True)

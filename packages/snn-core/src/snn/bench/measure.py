@@ -9,13 +9,20 @@ the median of several runs after a warm-up:
 - *backward*: ``spikes.backward(grad)`` after such a forward;
 - *inference*: the forward under :func:`torch.no_grad`.
 
+Next to each median the row keeps the fastest and slowest run. When they lie far apart (the
+range exceeds :data:`WIDE_SPREAD` times the median, e.g. because another job shares the CPU),
+the report carries a warning: such medians, and the ratios between backends, are unreliable.
+
 Each row also gives the training time (forward + backward) relative to the ``torch`` backend and
 to the reference library (SpikingJelly's neurons of the same kind and defaults, when
 ``spikingjelly`` is importable; it picks its own kernels), and the achieved bandwidth against the
 bytes-moved floor of a multi-step layer: ``3 * itemsize`` bytes per neuron-step forward with
 grad (read ``x``, write the spike, save ``h``), ``3 * itemsize`` backward (read the spike
 gradient and ``h``, write the input gradient) and ``2 * itemsize`` in inference (12, 12 and 8 B
-in float32). Backends or configurations that cannot run are listed with their reason.
+in float32). Each row also gives the bandwidth of a plain copy of one ``[T, N]`` tensor into
+another (``copy_``, read plus write, timed in the same rounds as the backends) and each phase's
+bandwidth as a fraction of it. Backends or configurations that cannot run are listed with their
+reason.
 
 This module measures; :mod:`snn.bench.command` prints. Use it from Python through
 :func:`benchmark`.
@@ -34,11 +41,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from snn.bench.baseline import BASELINE_LABEL
+
 __all__ = [
     "DESCRIPTION",
     "KINDS",
     "DTYPES",
     "REFERENCE_NAME",
+    "WIDE_SPREAD",
+    "format_ms",
     "BenchRow",
     "Skipped",
     "BenchReport",
@@ -48,15 +59,19 @@ __all__ = [
 ]
 
 #: One line for ``snn --help``.
-DESCRIPTION = "time multi-step IF/LIF/PLIF neurons on every installed backend (and the reference library)"
+DESCRIPTION = "time multi-step neurons of any model on every installed backend (and the reference library)"
 
-#: Neuron kinds, as the registry names them.
+#: The default neuron models (registry names); any registered model with a module class can be timed.
 KINDS = ("if", "lif", "plif")
 
 #: The backend label of the reference library's rows.
 REFERENCE_NAME = "spikingjelly"
 
-_CLASS_NAMES = {"if": "IFNode", "lif": "LIFNode", "plif": "ParametricLIFNode"}
+#: A measurement whose slowest and fastest runs differ by more than this fraction of the median
+#: gets a warning (a quiet machine stays within a few tens of percent).
+WIDE_SPREAD = 0.5
+
+_PHASES = ("forward", "backward", "inference")
 #: The dtypes ``snn bench --dtype`` accepts, by name.
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
@@ -82,6 +97,11 @@ class BenchRow:
         inference_gbps: floor bytes of inference / inference time.
         matches_torch: whether the inference spikes equal the torch backend's on the same
             input (``None`` when torch was not measured).
+        forward_min_ms, forward_max_ms, backward_min_ms, backward_max_ms, inference_min_ms,
+            inference_max_ms: the fastest and slowest timed run of each phase (equal to the
+            median with one run).
+        copy_gbps: the bandwidth of ``dst.copy_(src)`` on ``[T, N]`` tensors of this dtype
+            (bytes read plus written over time, median of the same rounds), in GB/s.
     """
 
     backend: str
@@ -98,11 +118,37 @@ class BenchRow:
     backward_gbps: float = 0.0
     inference_gbps: float = 0.0
     matches_torch: bool | None = None
+    forward_min_ms: float | None = None
+    forward_max_ms: float | None = None
+    backward_min_ms: float | None = None
+    backward_max_ms: float | None = None
+    inference_min_ms: float | None = None
+    inference_max_ms: float | None = None
+    copy_gbps: float | None = None
 
     @property
     def train_ms(self) -> float:
         """Forward plus backward."""
         return self.forward_ms + self.backward_ms
+
+    def of_copy(self, phase: str) -> float | None:
+        """``phase``'s bandwidth (``"forward"``, ``"backward"``, ``"inference"``) over the copy's."""
+        if not self.copy_gbps:
+            return None
+        return getattr(self, f"{phase}_gbps") / self.copy_gbps
+
+    def spread(self, phase: str) -> float | None:
+        """``(slowest - fastest) / median`` of ``phase`` (``"forward"``, ``"backward"`` or
+        ``"inference"``); ``None`` when the range was not recorded."""
+        low, high = getattr(self, f"{phase}_min_ms"), getattr(self, f"{phase}_max_ms")
+        median = getattr(self, f"{phase}_ms")
+        if low is None or high is None or not median > 0:
+            return None
+        return (high - low) / median
+
+    def wide_phases(self, threshold: float = WIDE_SPREAD) -> list[str]:
+        """The phases whose spread exceeds ``threshold`` (see :meth:`spread`)."""
+        return [phase for phase in _PHASES if (self.spread(phase) or 0.0) > threshold]
 
 
 @dataclass(frozen=True)
@@ -144,6 +190,27 @@ class BenchReport:
     torch_version: str
     reference_version: str | None
 
+    @property
+    def warnings(self) -> list[str]:
+        """Why some figures should not be trusted: measurements whose runs spread widely."""
+        wide = [
+            f"{r.backend} {r.kind} T={r.T} N={r.N} {r.dtype} "
+            + ", ".join(
+                f"{phase} {format_ms(getattr(r, f'{phase}_min_ms'))}-{format_ms(getattr(r, f'{phase}_max_ms'))} ms"
+                for phase in r.wide_phases()
+            )
+            for r in self.rows
+            if r.wide_phases()
+        ]
+        if not wide:
+            return []
+        return [
+            f"{len(wide)} of {len(self.rows)} measurements spread widely (slowest minus fastest run "
+            f"above {WIDE_SPREAD:.0%} of the median): {'; '.join(wide)}. The machine was probably busy "
+            "(another job, frequency scaling): these medians and the ratios between backends are "
+            "unreliable; rerun on an idle machine, with more --repeats."
+        ]
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dictionary."""
         return {
@@ -154,7 +221,13 @@ class BenchReport:
             "reference_version": self.reference_version,
             "rows": [asdict(r) for r in self.rows],
             "skipped": [asdict(s) for s in self.skipped],
+            "warnings": self.warnings,
         }
+
+
+def format_ms(value: float) -> str:
+    """A time in ms with three significant digits and no exponent (``0.0934``, ``18.0``, ``1110``)."""
+    return f"{value:.0f}" if value >= 99.95 else f"{value:#.3g}"
 
 
 def floor_bytes(T: int, N: int, dtype: torch.dtype) -> dict[str, int]:
@@ -214,7 +287,12 @@ def _time_once(
 
 
 def _medians_ms(samples: list[tuple[float, float, float]]) -> tuple[float, float, float]:
-    return tuple(1e3 * statistics.median(column) for column in zip(*samples))  # type: ignore[return-value]
+    return tuple(1e3 * statistics.median(column) for column in zip(*samples))
+
+
+def _ranges_ms(samples: list[tuple[float, float, float]]) -> tuple[tuple[float, float], ...]:
+    """``(fastest, slowest)`` in ms of each phase."""
+    return tuple((1e3 * min(column), 1e3 * max(column)) for column in zip(*samples))
 
 
 def time_neuron(
@@ -243,9 +321,11 @@ def time_neuron(
 
 def _ours(kind: str, backend: str) -> Callable[[], nn.Module]:
     def make() -> nn.Module:
-        from snn import neuron
+        from snn.neuron import node_class
 
-        return getattr(neuron, _CLASS_NAMES[kind])(step_mode="m", backend=backend)
+        cls = node_class(kind)
+        assert cls is not None
+        return cls(step_mode="m", backend=backend)
 
     return make
 
@@ -265,9 +345,34 @@ def _reference_module() -> tuple[Any, str] | None:
     return reference_neuron, version
 
 
-def _reference(module: Any, kind: str) -> Callable[[], nn.Module]:
+def _reference(module: Any, kind: str) -> Callable[[], nn.Module] | None:
+    """The reference library's neuron of the same class name, or ``None`` when it has none."""
+    from snn.neuron import node_class
+
+    ours = node_class(kind)
+    cls = getattr(module, ours.__name__, None) if ours is not None else None
+    if cls is None:
+        return None
+
     def make() -> nn.Module:
-        return getattr(module, _CLASS_NAMES[kind])(step_mode="m")
+        try:
+            return cls(step_mode="m")
+        except TypeError:  # neurons without a step_mode argument (CUBALIFNode)
+            node = cls()
+            node.step_mode = "m"
+            return node
+
+    return make
+
+
+def _baseline(path: str, kind: str, T: int, N: int, dtype: torch.dtype, device: torch.device, seed: int) -> Callable[[], Any]:
+    def make() -> Any:
+        from snn.bench.baseline import BaselineWorker
+        from snn.neuron import node_class
+
+        cls = node_class(kind)
+        assert cls is not None
+        return BaselineWorker(path, cls.__name__, T, N, dtype, device, seed)
 
     return make
 
@@ -281,8 +386,10 @@ def _inputs(T: int, N: int, dtype: torch.dtype, device: torch.device, seed: int)
 
 
 def _backend_skip_reason(info: Any, kind: str, device: torch.device, dtype: torch.dtype) -> str | None:
-    if not info.serves(kind, "multi_step"):
-        return f"no multi-step {kind} kernel"
+    from snn.plugins import get_registry
+
+    if not info.serves_model(get_registry().model(kind), "multi_step"):
+        return f"no multi-step kernel for model {kind}"
     if device.type not in info.devices:
         if device.type in info.emulated_devices:
             return f"serves {device.type} only through an interpreter (tests only)"
@@ -295,33 +402,49 @@ def _backend_skip_reason(info: Any, kind: str, device: torch.device, dtype: torc
 def _measure_all(
     candidates: Sequence[tuple[str, Callable[[], nn.Module]]], kind: str, T: int, N: int,
     dtype: torch.dtype, device: torch.device, repeats: int, warmup: int, seed: int,
-) -> tuple[dict[str, tuple[float, float, float]], dict[str, torch.Tensor], list[Skipped]]:
-    """Time every candidate on the same input, taking turns run by run.
+) -> tuple[
+    dict[str, tuple[float, float, float]],
+    dict[str, tuple[tuple[float, float], ...]],
+    dict[str, torch.Tensor],
+    list[Skipped],
+    float,
+]:
+    """Time every candidate on the same input, taking turns run by run, and a plain copy.
 
     Alternating the candidates spreads background load on a shared machine over all of them
     instead of penalising whichever ran during a busy spell. A candidate that raises is dropped
     and reported.
 
     Returns:
-        ``label -> (forward_ms, backward_ms, inference_ms)``, ``label -> inference spikes`` and
-        the candidates that failed.
+        ``label -> (forward_ms, backward_ms, inference_ms)`` (medians), ``label -> ((min, max)
+        per phase)``, ``label -> inference spikes``, the candidates that failed and the copy
+        bandwidth in GB/s (:func:`_copy_seconds` once per round, median).
     """
     dtype_name = str(dtype).removeprefix("torch.")
     x_seq, grad_seq = _inputs(T, N, dtype, device, seed)
+    copy_target = torch.empty_like(x_seq)
+    copies: list[float] = []
     x_leaf = x_seq.detach().clone().requires_grad_(True)
-    modules: dict[str, nn.Module] = {}
+    modules: dict[str, Any] = {}
     failed: list[Skipped] = []
     for label, make in candidates:
         try:
-            modules[label] = make().to(device=device, dtype=dtype)
+            made = make()
+            modules[label] = made if hasattr(made, "sample") else made.to(device=device, dtype=dtype)
         except Exception as exc:  # a failing backend is reported, not fatal
             failed.append(Skipped(label, f"{type(exc).__name__}: {exc}", kind, dtype_name))
     samples: dict[str, list[tuple[float, float, float]]] = {label: [] for label in modules}
     spikes: dict[str, torch.Tensor] = {}
     for i in range(warmup + repeats):
+        seconds = _copy_seconds(copy_target, x_seq)
+        if i >= warmup:
+            copies.append(seconds)
         for label in list(modules):
             try:
-                forward, backward, inference, inferred = _time_once(modules[label], x_seq, x_leaf, grad_seq)
+                if hasattr(modules[label], "sample"):  # a baseline worker (snn.bench.baseline)
+                    forward, backward, inference, inferred = modules[label].sample()
+                else:
+                    forward, backward, inference, inferred = _time_once(modules[label], x_seq, x_leaf, grad_seq)
             except Exception as exc:  # a failing backend is reported, not fatal
                 failed.append(Skipped(label, f"{type(exc).__name__}: {exc}", kind, dtype_name))
                 del modules[label], samples[label]
@@ -329,7 +452,35 @@ def _measure_all(
             spikes[label] = inferred
             if i >= warmup:
                 samples[label].append((forward, backward, inference))
-    return {label: _medians_ms(s) for label, s in samples.items()}, spikes, failed
+    for module in modules.values():
+        if hasattr(module, "close"):
+            module.close()
+    medians = {label: _medians_ms(s) for label, s in samples.items()}
+    ranges = {label: _ranges_ms(s) for label, s in samples.items()}
+    copy_gbps = 2 * x_seq.numel() * x_seq.element_size() / statistics.median(copies) / 1e9
+    return medians, ranges, spikes, failed, copy_gbps
+
+
+def _copy_seconds(target: torch.Tensor, source: torch.Tensor) -> float:
+    """Seconds of one ``target.copy_(source)`` (both allocated and touched beforehand)."""
+    _synchronize(source.device)
+    start = time.perf_counter()
+    target.copy_(source)
+    _synchronize(source.device)
+    return time.perf_counter() - start
+
+
+def _same_spikes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal spikes; a baseline worker's checksum (``[2]``) is compared with the other's checksum."""
+    from snn.bench.baseline import spike_checksum
+
+    if a.shape == b.shape:
+        return bool(torch.equal(a, b))
+    if a.dim() == 1 and a.numel() == 2:
+        return bool(torch.equal(a, spike_checksum(b)))
+    if b.dim() == 1 and b.numel() == 2:
+        return bool(torch.equal(spike_checksum(a), b))
+    return False
 
 
 def benchmark(
@@ -344,13 +495,14 @@ def benchmark(
     reference: bool = True,
     seed: int = 0,
     on_row: Callable[[BenchRow], None] | None = None,
+    baseline: str | None = None,
 ) -> BenchReport:
     """Measure every combination and return the report.
 
     Args:
         backends: backend names to measure; ``None`` means every registered backend. Unknown
             names raise; unavailable ones are listed in ``skipped`` with their reason.
-        kinds: neuron kinds out of :data:`KINDS`.
+        kinds: registered neuron model names (default ``("lif",)``).
         Ts: sequence lengths.
         Ns: neurons per step.
         dtypes: dtype names (``float32``, ``float16``, ``bfloat16``, ``float64``).
@@ -360,20 +512,26 @@ def benchmark(
         reference: also time the reference library when it is importable.
         seed: seeds the inputs.
         on_row: called with each row as soon as it is measured.
+        baseline: the root of another snn checkout (e.g. a git worktree of main): its torch
+            backend is timed in a worker process, taking turns with the others, as
+            ``torch@baseline`` (see :mod:`snn.bench.baseline`).
 
     Returns:
         The :class:`BenchReport`.
 
     Raises:
-        ValueError: an unknown kind or dtype, a non-positive size, or CUDA asked for without one.
+        ValueError: an unknown model or dtype, a non-positive size, or CUDA asked for without one.
         snn.errors.BackendNotFoundError: an unknown backend name.
     """
     from snn.plugins import get_registry
 
     registry = get_registry()
+    from snn.neuron import node_class
+
     for kind in kinds:
-        if kind not in KINDS:
-            raise ValueError(f"kinds: expected names out of {KINDS}, got {kind!r}")
+        if kind not in registry.models or node_class(kind) is None:
+            known = sorted(m for m in registry.models if node_class(m) is not None)
+            raise ValueError(f"models: expected registered neuron models with a module class ({', '.join(known)}), got {kind!r}")
     for name in dtypes:
         if name not in DTYPES:
             raise ValueError(f"dtypes: expected names out of {tuple(DTYPES)}, got {name!r}")
@@ -420,9 +578,12 @@ def benchmark(
                                 skipped.append(Skipped(name, reason, kind, dtype_name))
                             continue
                         candidates.append((name, _ours(kind, name)))
-                    if reference_module is not None:
-                        candidates.append((REFERENCE_NAME, _reference(reference_module[0], kind)))
-                    measured, spikes, failed = _measure_all(
+                    if baseline is not None:
+                        candidates.append((BASELINE_LABEL, _baseline(baseline, kind, T, N, dtype, torch_device, seed)))
+                    maker = _reference(reference_module[0], kind) if reference_module is not None else None
+                    if maker is not None:
+                        candidates.append((REFERENCE_NAME, maker))
+                    measured, ranges, spikes, failed, copy_gbps = _measure_all(
                         candidates, kind, T, N, dtype, torch_device, repeats, warmup, seed
                     )
                     skipped.extend(f for f in failed if f not in skipped)
@@ -439,7 +600,13 @@ def benchmark(
                             forward_gbps=floors["forward"] / (fwd * 1e-3) / 1e9,
                             backward_gbps=floors["backward"] / (bwd * 1e-3) / 1e9,
                             inference_gbps=floors["inference"] / (inf * 1e-3) / 1e9,
-                            matches_torch=None if "torch" not in spikes else bool(torch.equal(spikes[label], spikes["torch"])),
+                            matches_torch=None if "torch" not in spikes else _same_spikes(spikes[label], spikes["torch"]),
+                            copy_gbps=copy_gbps,
+                            **{
+                                f"{phase}_{end}_ms": value
+                                for phase, bounds in zip(_PHASES, ranges[label])
+                                for end, value in zip(("min", "max"), bounds)
+                            },
                         )
                         rows.append(row)
                         if on_row is not None:

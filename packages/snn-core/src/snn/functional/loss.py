@@ -169,13 +169,25 @@ def spike_similar_loss(
     return F.binary_cross_entropy(similarity, target)
 
 
+def _layout_hint(x_seq: torch.Tensor, target: torch.Tensor) -> str:
+    """How to move time to the front when ``x_seq`` looks batch-first or time-last."""
+    if target.dim() != 1 or x_seq.dim() != 3:
+        return ""
+    if x_seq.shape[0] == target.shape[0]:  # [N, C, T] (time last) or [N, T, C] (batch first)
+        return (
+            "; x_seq looks batch-first: pass x_seq.permute(2, 0, 1) if it is [N, C, T] (time "
+            "last) or x_seq.transpose(0, 1) if it is [N, T, C]"
+        )
+    return ""
+
+
 def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """TET loss (Deng et al., ICLR 2022): the cross-entropy of every time step, averaged over time.
 
     ``mean_t CE(x_seq[t], target)``; the paper's optional MSE regulariser is not included.
 
     Args:
-        x_seq: ``[T, N, C, *d]`` floating logits, ``T >= 1``.
+        x_seq: ``[T, N, C, *d]`` floating logits, **time first**, ``T >= 1``.
         target: ``[N, *d]`` integer class indices in ``[0, C)``.
 
     Returns:
@@ -184,8 +196,13 @@ def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch
     Raises:
         TypeError: non-tensor inputs, non-floating logits, non-integer targets or a target on
             another device.
-        ValueError: ``x_seq`` with fewer than 3 dims, ``T == 0``, or a target shape that does
-            not match ``x_seq``.
+        ValueError: ``x_seq`` with fewer than 3 dims, ``T == 0``, a target shape that does
+            not match ``x_seq`` (the message says which layout was expected, and when
+            ``x_seq`` looks batch-first or time-last, how to move time to the front), or a
+            class index outside ``[0, C)``. Checking the indices costs one min / max
+            reduction of ``target`` and, on a GPU, one synchronisation; the reference leaves
+            it to torch, whose error on a GPU is an unrecoverable device-side assert (and
+            which silently ignores the index -100).
     """
     fn = "temporal_efficient_training_cross_entropy"
     _require_tensor(x_seq, fn, "x_seq")
@@ -206,8 +223,17 @@ def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch
     expected = (x_seq.shape[1], *x_seq.shape[3:])
     if tuple(target.shape) != expected:
         raise ValueError(
-            f"{fn}: target: expected shape {list(expected)} for x_seq of shape {tuple(x_seq.shape)}, "
-            f"got {tuple(target.shape)}"
+            f"{fn}: target: expected shape {list(expected)} ([N, *d]) for x_seq of shape "
+            f"{tuple(x_seq.shape)}, got {tuple(target.shape)}; x_seq is time-first [T, N, C, *d], "
+            f"here T={steps}, N={x_seq.shape[1]}, C={x_seq.shape[2]}{_layout_hint(x_seq, target)}"
         )
+    classes = x_seq.shape[2]
+    if target.numel():
+        low, high = int(target.min()), int(target.max())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"{fn}: target: expected class indices in [0, {classes}) (C = x_seq.shape[2]), "
+                f"got values in [{low}, {high}]"
+            )
     target_seq = target.long().unsqueeze(0).expand(steps, *target.shape).reshape(-1, *target.shape[1:])
     return F.cross_entropy(x_seq.flatten(0, 1), target_seq)

@@ -84,7 +84,9 @@ def set_threshold_margin(
         threshold[label_one_hot == 1] = threshold1
         output_layer.v_threshold = threshold
     else:
-        output_layer.v_threshold = eval_threshold
+        # nn.Module.__setattr__ is typed for tensors and modules; v_threshold is a plain float here
+        neuron: Any = output_layer
+        neuron.v_threshold = eval_threshold
 
 
 def redundant_one_hot(labels: torch.Tensor, num_classes: int, n: int) -> torch.Tensor:
@@ -126,22 +128,34 @@ def first_spike_index(spikes: torch.Tensor) -> torch.Tensor:
     """Where each neuron fires for the first time (time on the **last** dimension).
 
     Args:
-        spikes: ``[*, T]`` binary spikes (any numeric or bool dtype).
+        spikes: ``[*, T]`` binary spikes: 0 and 1 in any numeric dtype, or bool.
 
     Returns:
-        Bool tensor of the same shape, True exactly at the first nonzero step of each row
-        (all False for silent rows). Defined for binary spikes; for other values it is
-        ``(spikes != 0) & (cumsum(spikes) == 1)``.
+        Bool tensor of the same shape, True exactly at the first 1 of each row (all False for
+        silent rows).
 
     Raises:
         TypeError: ``spikes`` is not a tensor.
-        ValueError: ``spikes`` is 0-dim.
+        ValueError: ``spikes`` is 0-dim, or holds a value other than 0 and 1 (the reference
+            then silently answers ``(spikes != 0) & (cumsum(spikes) == 1)``, which is not the
+            first nonzero step: ``[0.5, 0.5]`` gives ``[False, True]``). Checking costs one
+            extra pass over ``spikes`` and, on a GPU, one synchronisation; bool tensors skip it.
     """
     fn = "first_spike_index"
     _require_tensor(spikes, fn, "spikes")
     if spikes.dim() == 0:
         raise ValueError(f"{fn}: spikes: expected a tensor [*, T] with time last, got a 0-dim tensor")
     with torch.no_grad():
+        if spikes.dtype != torch.bool:
+            if spikes.is_complex():
+                raise TypeError(f"{fn}: spikes: expected binary spikes of a real or bool dtype, got {spikes.dtype}")
+            other = (spikes != 0) & (spikes != 1)
+            if bool(other.any()):
+                index = tuple(int(i) for i in other.nonzero()[0])
+                raise ValueError(
+                    f"{fn}: spikes: expected binary spikes (0 or 1), got {spikes[index].item()!r} "
+                    f"at index {list(index)}"
+                )
         return (spikes != 0) & (spikes.cumsum(dim=-1) == 1)
 
 

@@ -9,14 +9,16 @@ modules with the same attributes). A duck-typed module is still handled, with a 
 from __future__ import annotations
 
 import logging
+import warnings
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from snn.base import STEP_MODES, MemoryModule, StepModule
+from snn.errors import StepModeWarning
 
 __all__ = [
     "collect_reset_modules",
@@ -83,7 +85,7 @@ def reset_collected_modules(modules: tuple[nn.Module, ...]) -> None:
     for module in modules:
         if not isinstance(module, MemoryModule):
             logger.warning("Trying to call `reset()` of %s, which is not snn.base.MemoryModule", module)
-        module.reset()
+        cast(Any, module).reset()  # duck-typed, as the reference (after the warning)
 
 
 def _cacheable(net: nn.Module) -> bool:
@@ -95,11 +97,11 @@ def _cached_modules(net: nn.Module) -> tuple[nn.Module, ...] | None:
     refs = _RESET_MODULE_CACHE.get(net)
     if refs is None:
         return None
-    modules = tuple(ref() for ref in refs)
-    if any(m is None for m in modules):
+    modules = tuple(module for ref in refs if (module := ref()) is not None)
+    if len(modules) != len(refs):  # a module was garbage-collected
         _RESET_MODULE_CACHE.pop(net, None)
         return None
-    return modules  # type: ignore[return-value]
+    return modules
 
 
 def reset_net(net: nn.Module) -> None:
@@ -194,6 +196,82 @@ def _step_mode_targets(net: nn.Module) -> Iterator[nn.Module]:
             stack.extend(reversed(list(module.children())))
 
 
+#: Plain torch layers that read dimension 0 as the batch (and dimension 1 as the channels where
+#: they have channels): given ``[T, N, ...]`` they fail deep inside torch or, worse, compute
+#: something else. Layers that accept any leading dimensions (``Linear``, element-wise
+#: activations, ``LayerNorm``, ``Dropout``, ``Embedding``) are not listed; ``Flatten``,
+#: ``Unflatten`` and the soft-max layers only when their dimension counts from the front.
+_BATCH_LAYOUT_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm,
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm,
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d,
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.LPPool1d, nn.LPPool2d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+    nn.FractionalMaxPool2d, nn.FractionalMaxPool3d,
+    nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle, nn.Fold, nn.Unfold,
+    nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.FeatureAlphaDropout, nn.Softmax2d,
+    nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d,
+    nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d,
+    nn.Flatten, nn.Unflatten, nn.Softmax, nn.LogSoftmax, nn.Softmin,
+)
+
+
+def _misreads_time(module: nn.Module) -> bool:
+    """Whether a plain (step-mode-unaware) ``module`` misreads a ``[T, N, ...]`` input."""
+    if hasattr(module, "step_mode") or not isinstance(module, _BATCH_LAYOUT_LAYERS):
+        return False
+    if isinstance(module, nn.Flatten):
+        return module.start_dim >= 0 or module.end_dim >= 0
+    if isinstance(module, nn.Unflatten):
+        return isinstance(module.dim, int) and module.dim >= 0
+    if isinstance(module, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
+        return module.dim is None or module.dim >= 0
+    return True
+
+
+def _replacement(module: nn.Module) -> str:
+    """What to use instead of ``module`` in a multi-step network."""
+    import snn.layer
+
+    cls = type(module)
+    wrapper = getattr(snn.layer, cls.__name__, None)
+    if cls.__module__.startswith("torch.nn") and isinstance(wrapper, type) and issubclass(wrapper, cls):
+        return f"snn.layer.{cls.__name__} (or wrap it in snn.layer.SeqToANNContainer)"
+    return "wrap it in snn.layer.SeqToANNContainer"
+
+
+def _warn_plain_modules(net: nn.Module) -> None:
+    """Warn about the plain torch modules of ``net`` that will see ``[T, N, ...]`` input.
+
+    Those are the modules reached from ``net`` without passing a step-mode-preserving container
+    (whose children see one step, or ``[T * N, ...]``), as :func:`_step_mode_targets` walks.
+    """
+    keep = _keep_containers()
+    names = {id(m): name for name, m in net.named_modules(remove_duplicate=False)}
+    seen: set[int] = set()
+    found: list[str] = []
+    stack = [net]
+    while stack:
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        if _misreads_time(module):
+            where = names.get(id(module)) or "the network itself"
+            found.append(f"'{where}' (torch.nn.{type(module).__name__}): use {_replacement(module)}")
+        if not isinstance(module, keep):
+            stack.extend(reversed(list(module.children())))
+    if found:
+        warnings.warn(
+            "set_step_mode: in step mode 'm' these plain torch modules will see [T, N, ...] input "
+            "and read T as the batch (and N as the channels): " + "; ".join(found),
+            StepModeWarning,
+            stacklevel=3,
+        )
+
+
 def set_step_mode(net: nn.Module, step_mode: str) -> None:
     """Set ``step_mode`` on ``net`` and every submodule that has one.
 
@@ -205,6 +283,13 @@ def set_step_mode(net: nn.Module, step_mode: str) -> None:
     containers are always ``'m'``). Every target is checked before any is changed, so a failure
     leaves the network as it was.
 
+    In step mode ``'m'``, plain torch modules outside such containers receive ``[T, N, ...]``
+    sequences. Those that read dimension 0 as the batch (``nn.Flatten``, ``nn.Conv2d``,
+    ``nn.BatchNorm1d``, pooling layers ...) would fail deep inside torch or compute something
+    else: each one is named in a :class:`~snn.errors.StepModeWarning`, with the
+    :mod:`snn.layer` replacement or :class:`~snn.layer.SeqToANNContainer` to use. Layers that
+    accept any leading dimensions (``nn.Linear``, activations) are fine as they are.
+
     Args:
         net: the network.
         step_mode: ``'s'`` (inputs ``[N, *]``) or ``'m'`` (inputs ``[T, N, *]``).
@@ -212,6 +297,10 @@ def set_step_mode(net: nn.Module, step_mode: str) -> None:
     Raises:
         TypeError: ``net`` is not a module or ``step_mode`` not a string.
         ValueError: ``step_mode`` is not ``'s'``/``'m'``, or a module does not support it.
+
+    Warns:
+        snn.errors.StepModeWarning: step mode ``'m'`` and plain torch modules that will
+            misread ``[T, N, ...]`` input (see above).
     """
     _require_module(net, "set_step_mode")
     if not isinstance(step_mode, str):
@@ -228,7 +317,9 @@ def set_step_mode(net: nn.Module, step_mode: str) -> None:
     for module in targets:
         if not isinstance(module, StepModule):
             logger.warning("Trying to set the step mode for %s, which is not snn.base.StepModule", module)
-        module.step_mode = step_mode
+        cast(Any, module).step_mode = step_mode  # duck-typed, as the reference (after the warning)
+    if step_mode == "m":
+        _warn_plain_modules(net)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +329,9 @@ def set_step_mode(net: nn.Module, step_mode: str) -> None:
 
 def _accepts_backend(module: nn.Module, backend: str) -> bool:
     if backend == "auto":
-        return isinstance(module, MemoryModule) and module.neuron_kind is not None
+        from snn.neuron import BaseNode
+
+        return isinstance(module, BaseNode) and type(module).model is not None
     return backend in getattr(module, "supported_backends", ())
 
 
@@ -293,7 +386,7 @@ def set_backend(net: nn.Module, backend: str, instance: type | tuple[type, ...] 
         if not isinstance(module, MemoryModule):
             logger.warning("Trying to set the backend for %s, which is not snn.base.MemoryModule", module)
         if accepted:
-            module.backend = backend
+            cast(Any, module).backend = backend  # duck-typed, as the reference (after the warning)
         else:
             logger.warning(
                 "%s does not support backend=%s; it will continue using backend=%s",
@@ -326,4 +419,4 @@ def detach_net(net: nn.Module) -> None:
         if callable(getattr(module, "detach", None)):
             if not isinstance(module, MemoryModule):
                 logger.warning("Trying to call `detach()` of %s, which is not snn.base.MemoryModule", module)
-            module.detach()
+            cast(Any, module).detach()  # duck-typed, as the reference (after the warning)

@@ -1,7 +1,8 @@
 """Online-learning pipelines (FPTT, OTTT), dispatched to learners registered by plugins.
 
 The learning rules live in plugins (the ``snn-online`` distribution registers ``fptt``,
-``ottt`` and ``sltt``; install it with ``pip install "snn-core[online]"``). These functions
+``ottt`` and ``sltt``; install it with ``pip install "snn-core[online]"``, or from a checkout
+of the repository with ``pip install -e packages/snn-online``). These functions
 check their arguments and call the registered :class:`snn.learning.OnlineLearner`.
 """
 
@@ -154,4 +155,7 @@ def ottt_online_training(
         )
     if not isinstance(online, bool):
         raise TypeError(f"{fn}: online: expected a bool, got {online!r}")
-    return _learner("ottt").train_sequence(model, optimizer, x_seq, target_seq, f_loss_t, online=online)
+    loss, y_all = _learner("ottt").train_sequence(model, optimizer, x_seq, target_seq, f_loss_t, online=online)
+    if y_all is None:
+        raise TypeError(f"{fn}: the learner registered as 'ottt' returned no outputs (y_all is None)")
+    return loss, y_all

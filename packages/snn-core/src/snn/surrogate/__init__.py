@@ -30,7 +30,7 @@ from functools import lru_cache
 import torch
 
 from snn.expr import SYMBOLIC_OPS, Expr, var
-from snn.kernels import SurrogateSpec
+from snn.models import SurrogateSpec
 from snn.surrogate._base import SurrogateFunctionBase, heaviside, torch_derivative
 from snn.surrogate._piecewise import (
     FakeNumericalGradient,
@@ -80,6 +80,7 @@ __all__ = [
     "CLOSED_FORM_SURROGATES",
     "derivative_function",
     "derivative_expression",
+    "surrogate_class",
 ]
 
 _CLASSES: tuple[type[SurrogateFunctionBase], ...] = (
@@ -114,6 +115,26 @@ CLOSED_FORM_SURROGATES: tuple[str, ...] = tuple(
 )
 
 
+def surrogate_class(spec: SurrogateSpec) -> type[SurrogateFunctionBase]:
+    """The class ``spec`` describes: ``spec.cls``, or the :mod:`snn.surrogate` class of its name.
+
+    Raises:
+        TypeError: ``spec`` is not a SurrogateSpec, or ``spec.cls`` is not a
+            :class:`SurrogateFunctionBase` subclass.
+        ValueError: an unknown name.
+    """
+    if not isinstance(spec, SurrogateSpec):
+        raise TypeError(f"spec: expected a snn.kernels.SurrogateSpec, got {type(spec).__name__}")
+    if spec.cls is not None:
+        if not (isinstance(spec.cls, type) and issubclass(spec.cls, SurrogateFunctionBase)):
+            raise TypeError(f"spec.cls: expected an snn.surrogate.SurrogateFunctionBase subclass, got {spec.cls!r}")
+        return spec.cls
+    cls = SURROGATES.get(spec.name)
+    if cls is None:
+        raise ValueError(f"spec.name: unknown surrogate {spec.name!r}; known: {', '.join(sorted(SURROGATES))}")
+    return cls
+
+
 def _resolve(spec: SurrogateSpec) -> tuple[type[SurrogateFunctionBase], dict[str, float]]:
     """The class of ``spec`` and its checked parameters.
 
@@ -122,11 +143,7 @@ def _resolve(spec: SurrogateSpec) -> tuple[type[SurrogateFunctionBase], dict[str
         ValueError: unknown name, a surrogate without closed-form derivative, wrong parameter
             names or out-of-range values.
     """
-    if not isinstance(spec, SurrogateSpec):
-        raise TypeError(f"spec: expected a snn.kernels.SurrogateSpec, got {type(spec).__name__}")
-    cls = SURROGATES.get(spec.name)
-    if cls is None:
-        raise ValueError(f"spec.name: unknown surrogate {spec.name!r}; known: {', '.join(sorted(SURROGATES))}")
+    cls = surrogate_class(spec)
     if not cls.has_closed_form_derivative:
         raise ValueError(
             f"spec.name: surrogate {spec.name!r} has no closed-form derivative usable by kernels "
@@ -159,7 +176,7 @@ def derivative_function(spec: SurrogateSpec) -> Callable[[torch.Tensor], torch.T
             ``MultiLevelSpikeCount``), wrong parameter names or values.
     """
     cls, params = _resolve(spec)
-    return torch_derivative(cls, tuple((name, params[name]) for name in cls.param_names))
+    return torch_derivative(cls, tuple((name, params[name]) for name in cls.param_names))  # type: ignore[arg-type]  # mypy checks a class against Hashable through its unbound __hash__
 
 
 def derivative_expression(spec: SurrogateSpec, variable: str = "x") -> Expr:

@@ -19,13 +19,14 @@ import torch
 from torch import nn
 
 from snn.expr import TorchOps
-from snn.kernels import SurrogateSpec
+from snn.models import SurrogateSpec
 
 __all__ = [
     "SurrogateFunctionBase",
     "heaviside",
     "check_real",
     "check_positive",
+    "check_nonnegative",
     "check_integer",
     "spike_with_surrogate_gradient",
 ]
@@ -80,6 +81,25 @@ def check_positive(owner: str, name: str, value: Any, lower: float = 0.0) -> flo
     return number
 
 
+def check_nonnegative(owner: str, name: str, value: Any) -> float:
+    """``value`` as a finite float that is not negative.
+
+    For slopes of a surrogate gradient where 0 is meaningful (no gradient there) but a negative
+    value would silently flip the gradient's sign.
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ValueError: ``value`` is not finite or is negative.
+    """
+    number = check_real(owner, name, value)
+    if number < 0:
+        raise ValueError(
+            f"{owner}: {name}: expected a number >= 0, got {value!r} (a negative slope would flip "
+            "the sign of the surrogate gradient)"
+        )
+    return number
+
+
 def check_integer(owner: str, name: str, value: Any, lower: int = 1) -> int:
     """``value`` as an ``int`` that is at least ``lower``.
 
@@ -114,7 +134,7 @@ class _TypedTorchOps(TorchOps):
     def __init__(self, dtype: torch.dtype) -> None:
         self.dtype = dtype
 
-    def where(self, cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:  # type: ignore[override]
+    def where(self, cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:  # type: ignore[override]  # an instance method over TorchOps' static one
         if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
             a = torch.tensor(float(a), dtype=self.dtype, device=cond.device)
         return TorchOps.where(cond, a, b)
@@ -185,7 +205,7 @@ class _SpikeWithSurrogateGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x: torch.Tensor,
         spike_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -210,7 +230,7 @@ class _SpikeWithSurrogateGradientFunc(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         x: torch.Tensor,
         spike_fn: Callable[[torch.Tensor], torch.Tensor],
         derivative_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -330,15 +350,24 @@ class SurrogateFunctionBase(nn.Module):
 
     @property
     def spec(self) -> SurrogateSpec:
-        """The hashable description kernels receive: class name and float parameters."""
+        """The hashable description kernels receive: class name, float parameters, and the class
+        itself when it is not the :mod:`snn.surrogate` class of that name (a third party's)."""
+        from snn.surrogate import SURROGATES
+
+        cls = type(self)
         return SurrogateSpec(
-            type(self).__name__, tuple((name, float(getattr(self, name))) for name in self.param_names)
+            cls.__name__,
+            tuple((name, float(getattr(self, name))) for name in self.param_names),
+            None if SURROGATES.get(cls.__name__) is cls else cls,
         )
 
     # -- math (overridden by subclasses) ----------------------------------------------------
 
+    # The three static methods take ``*args: Any, **params: Any``: each subclass names its own
+    # parameters, and mypy accepts any signature overriding this one.
+
     @staticmethod
-    def derivative(x: Any, ops: Any, **params: Number) -> Any:
+    def derivative(x: Any, ops: Any, *args: Any, **params: Any) -> Any:
         """The surrogate gradient ``g(x)``: the single source of truth of the backward.
 
         Written with ``+ - * /``, unary ``-``, ``**`` with a numeric exponent, comparisons,
@@ -357,7 +386,7 @@ class SurrogateFunctionBase(nn.Module):
         raise NotImplementedError("SurrogateFunctionBase.derivative: subclasses define it")
 
     @staticmethod
-    def primitive(x: torch.Tensor, **params: Number) -> torch.Tensor:
+    def primitive(x: torch.Tensor, *args: Any, **params: Any) -> torch.Tensor:
         """The smooth function whose derivative is ``g``, used when ``spiking=False``.
 
         Args:
@@ -373,7 +402,7 @@ class SurrogateFunctionBase(nn.Module):
         raise NotImplementedError("SurrogateFunctionBase.primitive: subclasses define it")
 
     @staticmethod
-    def spike(x: torch.Tensor, **params: Number) -> torch.Tensor:
+    def spike(x: torch.Tensor, *args: Any, **params: Any) -> torch.Tensor:
         """The spiking-mode forward (default :func:`heaviside`)."""
         return heaviside(x)
 
@@ -414,8 +443,8 @@ class SurrogateFunctionBase(nn.Module):
         if self.spiking:
             fns = self.__dict__.get("_spiking_fns")
             if fns is None:
-                derivative_fn = torch_derivative(cls, self._float_params())
-                spike_fn = heaviside if cls.spike is _DEFAULT_SPIKE else partial(cls.spike, **self.params)
+                derivative_fn = torch_derivative(cls, self._float_params())  # type: ignore[arg-type]  # mypy checks a class against Hashable through its unbound __hash__
+                spike_fn = heaviside if cls.spike is _DEFAULT_SPIKE else partial(cls.spike, **self.params)  # type: ignore[arg-type]  # parameters by name; x comes at the call
                 fns = (spike_fn, derivative_fn)
                 object.__setattr__(self, "_spiking_fns", fns)
             return spike_with_surrogate_gradient(x, *fns)

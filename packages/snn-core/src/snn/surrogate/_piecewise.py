@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from snn.surrogate._base import Number, SurrogateFunctionBase, check_positive, check_real
+from snn.surrogate._base import Number, SurrogateFunctionBase, check_nonnegative, check_positive
 
 __all__ = [
     "PiecewiseQuadratic",
@@ -98,7 +98,7 @@ class PiecewiseLeakyReLU(SurrogateFunctionBase):
 
     Args:
         w: half-width of the ramp, ``> 0`` (default 1.0).
-        c: slope outside the ramp (default 0.01).
+        c: slope outside the ramp, ``>= 0`` (default 0.01).
         spiking: spiking mode (Heaviside forward) or primitive mode.
     """
 
@@ -111,7 +111,7 @@ class PiecewiseLeakyReLU(SurrogateFunctionBase):
     def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
         return {
             "w": check_positive(cls.__name__, "w", params["w"]),
-            "c": check_real(cls.__name__, "c", params["c"]),
+            "c": check_nonnegative(cls.__name__, "c", params["c"]),
         }
 
     @staticmethod
@@ -128,8 +128,8 @@ class LeakyKReLU(SurrogateFunctionBase):
     """Two-slope linear surrogate: ``g(x) = k`` for ``x >= 0``, ``leak`` otherwise; ``f(x) = g(x)·x``.
 
     Args:
-        leak: slope for ``x < 0`` (default 0.0).
-        k: slope for ``x >= 0`` (default 1.0).
+        leak: slope for ``x < 0``, ``>= 0`` (default 0.0).
+        k: slope for ``x >= 0``, ``> 0`` (default 1.0).
         spiking: spiking mode (Heaviside forward) or primitive mode.
     """
 
@@ -137,6 +137,13 @@ class LeakyKReLU(SurrogateFunctionBase):
 
     def __init__(self, leak: float = 0.0, k: float = 1.0, spiking: bool = True) -> None:
         super().__init__(spiking, leak=leak, k=k)
+
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
+        return {
+            "leak": check_nonnegative(cls.__name__, "leak", params["leak"]),
+            "k": check_positive(cls.__name__, "k", params["k"]),
+        }
 
     @staticmethod
     def derivative(x: Any, ops: Any, leak: Number = 0.0, k: Number = 1.0) -> Any:
@@ -151,7 +158,7 @@ class FakeNumericalGradient(SurrogateFunctionBase):
     """Clipped "numerical" gradient ``g(x) = min(1/|x|, α)`` (``g(0) = α``); spiking mode only.
 
     Args:
-        alpha: the clip value (default 0.3).
+        alpha: the clip value, ``> 0`` (default 0.3).
         spiking: spiking mode; ``False`` makes ``forward`` raise (no primitive exists).
     """
 
@@ -159,6 +166,10 @@ class FakeNumericalGradient(SurrogateFunctionBase):
 
     def __init__(self, alpha: float = 0.3, spiking: bool = True) -> None:
         super().__init__(spiking, alpha=alpha)
+
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
+        return _positive_alpha(cls, params)
 
     @staticmethod
     def derivative(x: Any, ops: Any, alpha: Number = 0.3) -> Any:
@@ -178,7 +189,7 @@ class LogTailedReLU(SurrogateFunctionBase):
     ``f(x) = ln(x) + 1`` for ``x > 1``, else ``leaky_relu(x, α)``.
 
     Args:
-        alpha: slope for ``x <= 0`` (default 0.0).
+        alpha: slope for ``x <= 0``, ``>= 0`` (default 0.0).
         spiking: spiking mode (Heaviside forward) or primitive mode.
     """
 
@@ -186,6 +197,10 @@ class LogTailedReLU(SurrogateFunctionBase):
 
     def __init__(self, alpha: float = 0.0, spiking: bool = True) -> None:
         super().__init__(spiking, alpha=alpha)
+
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
+        return {"alpha": check_nonnegative(cls.__name__, "alpha", params["alpha"])}
 
     @staticmethod
     def derivative(x: Any, ops: Any, alpha: Number = 0.0) -> Any:

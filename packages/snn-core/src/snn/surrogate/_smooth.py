@@ -27,11 +27,17 @@ __all__ = [
 ]
 
 
+def _positive(cls: type[SurrogateFunctionBase], params: dict[str, Any]) -> dict[str, Number]:
+    """Every parameter of ``cls`` checked ``> 0``: it scales the gradient (or its steepness), so
+    a negative value would flip the gradient's sign and 0 would make it vanish."""
+    return {name: check_positive(cls.__name__, name, params[name]) for name in cls.param_names}
+
+
 class Sigmoid(SurrogateFunctionBase):
     """Sigmoid surrogate: ``g(x) = α·σ(αx)·(1 − σ(αx))``, ``f(x) = σ(αx)``.
 
     Args:
-        alpha: steepness (default 4.0).
+        alpha: steepness, ``> 0`` (default 4.0; a negative one would flip the gradient's sign).
         spiking: spiking mode (Heaviside forward) or primitive mode.
     """
 
@@ -39,6 +45,10 @@ class Sigmoid(SurrogateFunctionBase):
 
     def __init__(self, alpha: float = 4.0, spiking: bool = True) -> None:
         super().__init__(spiking, alpha=alpha)
+
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
+        return _positive(cls, params)
 
     @staticmethod
     def derivative(x: Any, ops: Any, alpha: Number = 4.0) -> Any:
@@ -54,7 +64,7 @@ class ATan(SurrogateFunctionBase):
     """Arc-tangent surrogate: ``g(x) = (α/2) / (1 + (π/2·α·x)²)``, ``f(x) = atan(π/2·α·x)/π + 1/2``.
 
     Args:
-        alpha: steepness (default 2.0).
+        alpha: steepness, ``> 0`` (default 2.0; a negative one would flip the gradient's sign).
         spiking: spiking mode (Heaviside forward) or primitive mode.
     """
 
@@ -62,6 +72,10 @@ class ATan(SurrogateFunctionBase):
 
     def __init__(self, alpha: float = 2.0, spiking: bool = True) -> None:
         super().__init__(spiking, alpha=alpha)
+
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
+        return _positive(cls, params)
 
     @staticmethod
     def derivative(x: Any, ops: Any, alpha: Number = 2.0) -> Any:
@@ -104,7 +118,7 @@ class SuperSpike(SurrogateFunctionBase):
     """SuperSpike surrogate: ``g(x) = α / (|x| + 1)²`` (spiking mode only; no primitive).
 
     Args:
-        alpha: scale (default 1.0).
+        alpha: scale, ``> 0`` (default 1.0).
         spiking: spiking mode; ``False`` makes ``forward`` raise, as in the reference.
     """
 
@@ -112,6 +126,10 @@ class SuperSpike(SurrogateFunctionBase):
 
     def __init__(self, alpha: float = 1.0, spiking: bool = True) -> None:
         super().__init__(spiking, alpha=alpha)
+
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
+        return _positive(cls, params)
 
     @staticmethod
     def derivative(x: Any, ops: Any, alpha: Number = 1.0) -> Any:
@@ -129,7 +147,7 @@ class Erf(SurrogateFunctionBase):
     """Gaussian-error surrogate: ``g(x) = α/√π·exp(−(αx)²)``, ``f(x) = erfc(−αx)/2``.
 
     Args:
-        alpha: steepness (default 2.0).
+        alpha: steepness, ``> 0`` (default 2.0).
         spiking: spiking mode (Heaviside forward) or primitive mode.
     """
 
@@ -137,6 +155,10 @@ class Erf(SurrogateFunctionBase):
 
     def __init__(self, alpha: float = 2.0, spiking: bool = True) -> None:
         super().__init__(spiking, alpha=alpha)
+
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
+        return _positive(cls, params)
 
     @staticmethod
     def derivative(x: Any, ops: Any, alpha: Number = 2.0) -> Any:
@@ -227,8 +249,8 @@ class S2NN(SurrogateFunctionBase):
     ``f(x) = σ(αx)`` for ``x < 0``, ``β·ln(|x + 1| + 1e−5) + 1/2`` otherwise.
 
     Args:
-        alpha: steepness of the left part (default 4.0).
-        beta: scale of the right part (default 1.0).
+        alpha: steepness of the left part, ``> 0`` (default 4.0).
+        beta: scale of the right part, ``> 0`` (default 1.0).
         spiking: spiking mode (Heaviside forward) or primitive mode.
     """
 
@@ -236,6 +258,10 @@ class S2NN(SurrogateFunctionBase):
 
     def __init__(self, alpha: float = 4.0, beta: float = 1.0, spiking: bool = True) -> None:
         super().__init__(spiking, alpha=alpha, beta=beta)
+
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Number]:
+        return _positive(cls, params)
 
     @staticmethod
     def derivative(x: Any, ops: Any, alpha: Number = 4.0, beta: Number = 1.0) -> Any:

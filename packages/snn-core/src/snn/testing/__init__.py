@@ -9,7 +9,9 @@
       pytest_plugins = ["snn.testing.plugins"]
 
 Everything is imported on first access, so ``import snn.testing`` needs neither pytest nor a
-built plugin manager.
+built plugin manager. The helpers themselves need pytest (and the property tests of snn need
+hypothesis): install them with the ``test`` extra, ``pip install "snn-core[test]"`` (from a
+checkout of the snn repository: ``pip install -e "packages/snn-core[test]"``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,32 @@ _LAZY = {
 if TYPE_CHECKING:
     from snn.testing.conformance import BackendConformance, ConformanceCase
     from snn.testing.plugins import fresh_plugin_manager, temporary_plugin
+
+
+#: How to get what the helpers need, for the error raised when pytest is missing.
+_TEST_EXTRA_HINT = (
+    'pip install "snn-core[test]" (from a checkout of the snn repository, at its root: '
+    'pip install -e "packages/snn-core[test]")'
+)
+
+
+def _import_pytest(user: str) -> Any:
+    """``import pytest``, or a :class:`ModuleNotFoundError` that says how to install it.
+
+    Args:
+        user: what needs pytest, for the message (e.g. ``"snn.testing.plugins"``).
+
+    Raises:
+        ModuleNotFoundError: pytest is not installed; the message names the ``test`` extra.
+    """
+    try:
+        return importlib.import_module("pytest")
+    except ModuleNotFoundError as exc:
+        if exc.name != "pytest":
+            raise
+        raise ModuleNotFoundError(
+            f"{user} needs pytest, which is not installed: {_TEST_EXTRA_HINT}", name="pytest"
+        ) from exc
 
 
 def __getattr__(name: str) -> Any:

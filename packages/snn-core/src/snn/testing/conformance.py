@@ -1,4 +1,4 @@
-"""A reusable pytest suite that checks a backend's neuron kernels against the torch reference.
+"""A reusable pytest suite that checks a backend's neuron kernels against the model descriptions.
 
 Subclass :class:`BackendConformance` in any test file and name the backend::
 
@@ -7,25 +7,38 @@ Subclass :class:`BackendConformance` in any test file and name the backend::
     class TestMyBackend(BackendConformance):
         backend = "mine"
 
-pytest then collects parametrised tests that run the backend's multi-step kernels and the
-``"torch"`` kernels on identical inputs and compare spikes (exactly), final and per-step
-potentials and the gradients with respect to ``x_seq``, ``v0`` and PLIF's ``w`` (within
-``rtol = atol = 1e-5`` in float32 and ``1e-2`` in float16 / bfloat16), over:
+pytest then collects parametrised tests that run the backend's kernels and a float64 plain
+autograd loop of the same model description (:func:`snn.models.autograd_step`) on identical
+inputs, and compare spikes (exactly), final states, state sequences and the gradients with
+respect to the input, every initial state and every learnable parameter (within
+``rtol = atol = 1e-5`` in float32 and ``1e-2`` in float16 / bfloat16), over every model the
+backend serves:
 
-- ``test_dynamics``: every neuron kind the backend serves x hard reset (``v_reset`` 0 and
-  -0.3) and soft reset x ``detach_reset`` x ``decay_input``, with ``store_v_seq``;
-- ``test_surrogates``: every surrogate the backend claims, for every kind, with its default
-  parameters (hard and soft reset) and with doubled parameters (where any is non-zero);
-- ``test_dtypes``: every dtype the backend claims, for every kind;
+- ``test_dynamics``: the model's default hyper-parameters x hard reset (``v_reset`` 0 and -0.3)
+  and soft reset x ``detach_reset``, and each of the model's ``examples``, with the state
+  sequences stored;
+- ``test_surrogates``: every surrogate the backend claims, default parameters (hard and soft
+  reset) and doubled parameters (where any is non-zero), plus the surrogate classes of other
+  packages listed in :attr:`BackendConformance.extra_surrogates` wherever the backend serves
+  them (a case that skips with the reason where it does not);
+- ``test_dtypes``: every dtype the backend claims;
+- ``test_modes``: kernel mode ``"single_step"`` (when the backend has that kernel), chained over
+  the sequence;
 - ``test_layouts``: ``T = 1``, an odd size across a 1024 boundary, transposed and strided
-  (non-contiguous) inputs, no ``store_v_seq``, inference without gradients, gradients through
-  the potentials only, no gradient for ``x_seq``.
+  (non-contiguous) inputs, no state sequences, inference without gradients, gradients through
+  the states only, no gradient for the input.
+
+A spike whose charged value lies within rounding of the threshold may legitimately differ
+between float32 arithmetic and the float64 reference; the reference then takes the kernel's
+decision for that spike (and only where ``|h - threshold|`` is below the dtype's tolerance), so
+the rest of the comparison stays meaningful. Any other spike difference fails.
 
 Every claimed device that exists here is tested (interpreted / emulated devices included).
 When the backend is not installed or its probe reports a reason, the tests skip with it.
 
 Class attributes narrow or widen the matrix: :attr:`devices`, :attr:`dtypes`,
-:attr:`surrogates`, :attr:`kinds` (``None`` = all that the backend claims), :attr:`size`,
+:attr:`surrogates`, :attr:`models` (``None`` = all that the backend serves),
+:attr:`extra_surrogates`, :attr:`size`,
 :attr:`tolerances`; :attr:`plugin` registers a plugin object for the tests (for a plugin that
 is not installed through an entry point). :meth:`check_case` runs one case and raises
 ``AssertionError`` on a mismatch, so the suite can also be driven by hand.
@@ -42,9 +55,8 @@ import torch
 
 __all__ = ["BackendConformance", "ConformanceCase"]
 
-_ALL_KINDS = ("if", "lif", "plif")
 _RESETS: dict[str, float | None] = {"hard": 0.0, "hardneg": -0.3, "soft": None}
-_HALF = (torch.float16, torch.bfloat16)
+_GROUPS = ("dynamics", "surrogates", "dtypes", "modes", "layouts")
 
 
 @dataclass(frozen=True)
@@ -52,33 +64,38 @@ class ConformanceCase:
     """One comparison of the conformance suite.
 
     Attributes:
-        kind: ``"if"``, ``"lif"`` or ``"plif"``.
+        model: the registered model name.
+        hyper: hyper-parameter overrides ``(name, value)`` (the model's defaults otherwise).
         device: device type the tensors live on.
-        dtype: dtype of ``x_seq`` and ``v0``.
-        surrogate: surrogate class name.
+        dtype: dtype of the input and states.
+        surrogate: surrogate class name (of :mod:`snn.surrogate`, or of a class in
+            :attr:`BackendConformance.extra_surrogates`).
         surrogate_scale: the surrogate's parameters are its defaults times this factor.
-        reset: ``"hard"`` (``v_reset=0``), ``"hardneg"`` (``v_reset=-0.3``) or ``"soft"``.
+        reset: ``"hard"`` (``v_reset=0``), ``"hardneg"`` (``-0.3``), ``"soft"`` (``None``), or
+            ``"model"`` (leave ``v_reset`` as the hyper-parameters say).
         detach_reset: the config's ``detach_reset``.
-        decay_input: the config's ``decay_input`` (LIF / PLIF).
-        shape: ``(T, *)`` of ``x_seq``.
+        mode: the kernel mode: ``"multi_step"``, or ``"single_step"`` (one call per step).
+        shape: ``(T, *)`` of the input.
         layout: ``"contiguous"``, ``"transposed"`` or ``"strided"`` input memory.
-        store_v_seq: request the per-step potentials.
-        grads: ``"all"`` (x, v0, w), ``"none"`` (no_grad inference), ``"v_only"`` (the loss uses
-            the potentials, not the spikes) or ``"no_x"`` (only ``v0`` requires grad).
+        store: request the state sequences.
+        grads: ``"all"`` (input, states, learnables), ``"none"`` (no_grad inference),
+            ``"states_only"`` (the loss uses the states, not the spikes) or ``"no_x"`` (the
+            input does not require grad).
         skip: a reason to skip instead of running.
     """
 
-    kind: str
+    model: str
+    hyper: tuple[tuple[str, Any], ...] = ()
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
     surrogate: str = "Sigmoid"
     surrogate_scale: int = 1
-    reset: str = "hard"
+    reset: str = "model"
     detach_reset: bool = False
-    decay_input: bool = True
+    mode: str = "multi_step"
     shape: tuple[int, ...] = (5, 3, 7)
     layout: str = "contiguous"
-    store_v_seq: bool = True
+    store: bool = True
     grads: str = "all"
     skip: str | None = None
 
@@ -87,14 +104,14 @@ class ConformanceCase:
         """A readable pytest id."""
         if self.skip is not None:
             return "unavailable"
-        parts = [
-            self.kind, self.device, str(self.dtype).replace("torch.", ""),
-            self.surrogate if self.surrogate_scale == 1 else f"{self.surrogate}x{self.surrogate_scale}", self.reset,
-            "detach" if self.detach_reset else "nodetach",
+        parts = [self.model]
+        parts += [f"{k}={v}" for k, v in self.hyper]
+        parts += [
+            self.device, str(self.dtype).replace("torch.", ""),
+            self.surrogate if self.surrogate_scale == 1 else f"{self.surrogate}x{self.surrogate_scale}",
+            self.reset, "detach" if self.detach_reset else "nodetach", self.mode,
+            "x".join(map(str, self.shape)), self.layout, "seqs" if self.store else "noseqs", self.grads,
         ]
-        if self.kind != "if":
-            parts.append("decayin" if self.decay_input else "nodecayin")
-        parts += ["x".join(map(str, self.shape)), self.layout, "vseq" if self.store_v_seq else "novseq", self.grads]
         return "-".join(parts)
 
 
@@ -108,11 +125,32 @@ def _device_exists(device: str) -> bool:
     return False
 
 
-def _scalable(name: str) -> bool:
+def _scalable(cls: type[Any]) -> bool:
     """Whether doubling the surrogate's default parameters changes any of them."""
-    from snn.surrogate import SURROGATES
+    return any(value != 0 for value in cls().params.values())
 
-    return any(value != 0 for value in SURROGATES[name]().params.values())
+
+def _operations(cls: type[Any]) -> frozenset[str]:
+    """The :mod:`snn.expr` operations of a surrogate class's derivative (default parameters)."""
+    from snn.expr import operations
+    from snn.surrogate import derivative_expression
+
+    return operations(derivative_expression(cls().spec))
+
+
+class _ForcedSpike(torch.autograd.Function):
+    """``H(z)``, except where ``forced`` is given (ties): the kernel's spike; gradient ``g(z)``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, forced: torch.Tensor, derivative: Any) -> torch.Tensor:
+        ctx.save_for_backward(z)
+        ctx.derivative = derivative
+        return forced
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        (z,) = ctx.saved_tensors
+        return grad * ctx.derivative(z), None, None
 
 
 class BackendConformance:
@@ -123,10 +161,16 @@ class BackendConformance:
         devices: device types to test; ``None``: every claimed device that exists here.
         dtypes: dtypes to test; ``None``: every claimed dtype.
         surrogates: surrogate names to test; ``None``: every claimed surrogate.
-        kinds: neuron kinds to test; ``None``: every kind with a multi-step kernel.
+        extra_surrogates: surrogate classes of other packages
+            (:class:`snn.surrogate.SurrogateFunctionBase` subclasses constructible without
+            arguments) tested in the ``surrogates`` group too, wherever the backend serves their
+            spec (:meth:`snn.registry.BackendInfo.serves_surrogate`); their names must differ
+            from the built-in ones and from each other.
+        models: model names to test; ``None``: every registered model the backend serves.
         size: ``(T, *)`` of the main cases (small: the suite may run under an interpreter).
         large_size: the odd size crossing a block boundary.
-        tolerances: ``dtype -> (rtol, atol)`` for potentials and gradients.
+        tolerances: ``dtype -> (rtol, atol)`` for states and gradients (also the band around
+            the threshold where a spike may follow the kernel's rounding).
         plugin: a plugin object registered with :func:`snn.plugins.temporary_plugin` while the
             suite runs (``None``: use the installed plugins).
         plugin_name: its plugin name.
@@ -137,7 +181,8 @@ class BackendConformance:
     devices: ClassVar[tuple[str, ...] | None] = None
     dtypes: ClassVar[tuple[torch.dtype, ...] | None] = None
     surrogates: ClassVar[tuple[str, ...] | None] = None
-    kinds: ClassVar[tuple[str, ...] | None] = None
+    extra_surrogates: ClassVar[tuple[type[Any], ...]] = ()
+    models: ClassVar[tuple[str, ...] | None] = None
     size: ClassVar[tuple[int, ...]] = (5, 3, 7)
     large_size: ClassVar[tuple[int, ...]] = (3, 1031)
     tolerances: ClassVar[dict[torch.dtype, tuple[float, float]]] = {
@@ -177,53 +222,79 @@ class BackendConformance:
     # -- the matrix ------------------------------------------------------------------------------
 
     def conformance_cases(self, group: str) -> list[ConformanceCase]:
-        """The cases of one test group: ``"dynamics"``, ``"surrogates"``, ``"dtypes"``, ``"layouts"``."""
+        """The cases of one test group (``"dynamics"``, ``"surrogates"``, ``"dtypes"``,
+        ``"modes"`` or ``"layouts"``)."""
+        if group not in _GROUPS:
+            raise ValueError(f"group: expected one of {_GROUPS}, got {group!r}")
         with self.registry() as registry:
             reason = self._unavailable(registry)
             if reason is not None:
-                return [ConformanceCase("if", skip=f"backend {self.backend!r} unavailable: {reason}")]
+                return [ConformanceCase("?", skip=f"backend {self.backend!r} unavailable: {reason}")]
             info = registry.backend(self.backend)
-            from snn.surrogate import CLOSED_FORM_SURROGATES
-
-            kinds = [k for k in (self.kinds or _ALL_KINDS) if info.serves(k, "multi_step")]
+            models = [
+                registry.model(name) for name in (self.models or sorted(registry.models))
+                if info.serves_model(registry.model(name), "multi_step")
+            ]
             devices = [d for d in (self.devices or sorted(info.devices | info.emulated_devices)) if _device_exists(d)]
             dtypes = [d for d in (self.dtypes or (torch.float32, torch.float16, torch.bfloat16, torch.float64))
                       if d in info.dtypes]
-            surrogates = [s for s in (self.surrogates or CLOSED_FORM_SURROGATES) if s in info.surrogates]
-        if not kinds or not devices or not dtypes or not surrogates:
-            what = "kinds" if not kinds else "devices here" if not devices else "dtypes" if not dtypes else "surrogates"
-            return [ConformanceCase("if", skip=f"backend {self.backend!r}: nothing to test (no {what})")]
+            surrogates = [s for s in (self.surrogates or info.claimed_surrogates()) if info.serves_surrogate(s)]
+            extras = self._extra_surrogate_classes()
+            extra_served = [name for name, cls in extras.items() if info.serves_surrogate(cls().spec)]
+            single = info.serves_mode("single_step")
+        if not models or not devices or not dtypes or not surrogates:
+            what = "models" if not models else "devices here" if not devices else "dtypes" if not dtypes else "surrogates"
+            return [ConformanceCase("?", skip=f"backend {self.backend!r}: nothing to test (no {what})")]
         main_dtype = torch.float32 if torch.float32 in dtypes else dtypes[0]
         main_surrogate = "Sigmoid" if "Sigmoid" in surrogates else surrogates[0]
         cases: list[ConformanceCase] = []
         for device in devices:
-            base = ConformanceCase("if", device=device, dtype=main_dtype, surrogate=main_surrogate, shape=self.size)
-            for kind in kinds:
-                one = replace(base, kind=kind)
+            for model in models:
+                resets = tuple(_RESETS) if "v_reset" in model.hyperparameter_names else ("model",)
+                one = ConformanceCase(
+                    model.name, device=device, dtype=main_dtype, surrogate=main_surrogate, shape=self.size,
+                    reset=resets[0],
+                )
                 if group == "dynamics":
-                    for reset in _RESETS:
+                    for reset in resets:
                         for detach in (False, True):
-                            for decay_input in ((True,) if kind == "if" else (True, False)):
-                                cases.append(replace(one, reset=reset, detach_reset=detach, decay_input=decay_input))
+                            cases.append(replace(one, reset=reset, detach_reset=detach))
+                    for example in model.examples:
+                        for detach in (False, True):
+                            cases.append(replace(one, hyper=tuple(sorted(example.items())), reset="model", detach_reset=detach))
                 elif group == "surrogates":
-                    cases += [replace(one, surrogate=s, reset=r) for s in surrogates for r in ("hard", "soft")]
-                    cases += [replace(one, surrogate=s, surrogate_scale=2) for s in surrogates if _scalable(s)]
+                    soft = ("soft",) if "soft" in resets else ()
+                    tested = [*surrogates, *extra_served]
+                    cases += [replace(one, surrogate=s, reset=r) for s in tested for r in (resets[0], *soft)]
+                    cases += [
+                        replace(one, surrogate=s, surrogate_scale=2) for s in tested
+                        if _scalable(self._surrogate_class(s))
+                    ]
+                    cases += [
+                        replace(one, surrogate=s, skip=f"backend {self.backend!r} does not serve surrogate {s} "
+                                f"(its derivative uses {sorted(_operations(extras[s]))})")
+                        for s in extras if s not in extra_served
+                    ]
                 elif group == "dtypes":
                     cases += [replace(one, dtype=d) for d in dtypes]
+                elif group == "modes":
+                    if single:
+                        cases += [replace(one, mode="single_step"), replace(one, mode="single_step", reset=resets[-1])]
                 elif group == "layouts":
                     t = self.size[0]
+                    last = resets[-1]
                     cases += [
                         replace(one, shape=(1, *self.size[1:])),
-                        replace(one, shape=self.large_size, reset="soft"),
+                        replace(one, shape=self.large_size, reset=last),
                         replace(one, shape=(t, 7, 3), layout="transposed"),
-                        replace(one, shape=(t, 2, 9), layout="strided", reset="hardneg"),
-                        replace(one, store_v_seq=False),
+                        replace(one, shape=(t, 2, 9), layout="strided", reset=resets[1] if len(resets) > 1 else last),
+                        replace(one, store=False),
                         replace(one, grads="none"),
-                        replace(one, grads="v_only", reset="soft"),
-                        replace(one, grads="no_x", store_v_seq=False),
+                        replace(one, grads="states_only", reset=last),
+                        replace(one, grads="no_x", store=False),
                     ]
-                else:
-                    raise ValueError(f"group: expected dynamics, surrogates, dtypes or layouts, got {group!r}")
+        if not cases:
+            return [ConformanceCase("?", skip=f"backend {self.backend!r}: no {group} cases (e.g. no single-step kernel)")]
         return cases
 
     def pytest_generate_tests(self, metafunc: Any) -> None:
@@ -236,14 +307,55 @@ class BackendConformance:
 
     # -- one comparison --------------------------------------------------------------------------
 
-    def make_inputs(self, case: ConformanceCase) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Seeded ``(x_seq, v0, w)`` for ``case``: leaves without grad, ``x_seq`` in the case's layout."""
+    def _extra_surrogate_classes(self) -> dict[str, type[Any]]:
+        """:attr:`extra_surrogates` by class name (checked)."""
+        from snn.surrogate import SURROGATES, SurrogateFunctionBase
+
+        extras: dict[str, type[Any]] = {}
+        for cls in self.extra_surrogates:
+            if not (isinstance(cls, type) and issubclass(cls, SurrogateFunctionBase)):
+                raise TypeError(
+                    f"{type(self).__name__}.extra_surrogates: expected snn.surrogate.SurrogateFunctionBase "
+                    f"subclasses, got {cls!r}"
+                )
+            name = cls.__name__
+            if name in SURROGATES or name in extras:
+                raise ValueError(
+                    f"{type(self).__name__}.extra_surrogates: the class name {name!r} is already taken "
+                    f"({'by snn.surrogate' if name in SURROGATES else 'by another extra surrogate'})"
+                )
+            extras[name] = cls
+        return extras
+
+    def _surrogate_class(self, name: str) -> type[Any]:
+        from snn.surrogate import SURROGATES
+
+        return SURROGATES.get(name) or self._extra_surrogate_classes()[name]
+
+    def config_for(self, case: ConformanceCase, registry: Any) -> Any:
+        """The :class:`~snn.models.NeuronConfig` of ``case``."""
+        model = registry.model(case.model)
+        cls = self._surrogate_class(case.surrogate)
+        params = {name: value * case.surrogate_scale for name, value in cls().params.items()}
+        hyper = dict(case.hyper)
+        if case.reset != "model":
+            hyper["v_reset"] = _RESETS[case.reset]
+        return model.config(cls(**params).spec, case.detach_reset, **hyper)
+
+    def make_inputs(self, case: ConformanceCase, config: Any) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Seeded ``(x_seq, states, learnables)`` for ``case``: leaves without grad, ``x_seq`` in the
+        case's layout. States start in ``[-0.3, 0.5)``, learnable parameters in ``[0.5, 1.5)``."""
         gen = torch.Generator().manual_seed(self.seed + sum(map(ord, case.id)))
         t, *rest = case.shape
         values = torch.randn(case.shape, generator=gen, dtype=torch.float64) * 0.9 + 0.45
-        v0 = torch.rand(tuple(rest), generator=gen, dtype=torch.float64) * 0.8 - 0.3
-        w = torch.tensor(0.4 - 0.8 * torch.rand((), generator=gen, dtype=torch.float64).item())
         to: dict[str, Any] = {"dtype": case.dtype, "device": case.device}
+        states = [
+            (torch.rand(tuple(rest), generator=gen, dtype=torch.float64) * 0.8 - 0.3).to(**to)
+            for _ in config.model.states
+        ]
+        learnables = [
+            (torch.rand((), generator=gen, dtype=torch.float64) + 0.5).to(**to) for _ in config.model.learnables
+        ]
         if case.layout == "transposed" and len(rest) >= 2:
             x = torch.empty((t, *reversed(rest)), **to).transpose(1, len(rest))
         elif case.layout == "strided":
@@ -251,62 +363,100 @@ class BackendConformance:
         else:
             x = torch.empty(case.shape, **to)
         x.copy_(values)
-        return x, v0.to(**to), (w.to(**to) if case.kind == "plif" else None)
+        return x, states, learnables
 
-    def config_for(self, case: ConformanceCase) -> Any:
-        """The :class:`~snn.kernels.NeuronConfig` of ``case``."""
-        from snn.kernels import NeuronConfig
-        from snn.surrogate import SURROGATES
-
-        cls = SURROGATES[case.surrogate]
-        params = {name: value * case.surrogate_scale for name, value in cls().params.items()}
-        spec = cls(**params).spec
-        return NeuronConfig(
-            case.kind, 1.0, _RESETS[case.reset], case.detach_reset, case.decay_input,
-            2.0 if case.kind == "lif" else None, spec,
-        )
-
-    def _run(
-        self, kernel: Any, case: ConformanceCase, config: Any,
-        x: torch.Tensor, v0: torch.Tensor, w: torch.Tensor | None,
-    ) -> dict[str, torch.Tensor | None]:
-        # detached aliases of the caller's tensors: a kernel writing into its inputs is noticed
-        x, v0 = x.detach(), v0.detach()
-        w = w.detach() if w is not None else None
-        grads = case.grads
-        if grads in ("all", "v_only"):
+    def _leaves(
+        self, case: ConformanceCase, x: torch.Tensor, states: list[torch.Tensor], learnables: list[torch.Tensor],
+        dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        cast = (lambda t: t.detach().to(dtype)) if dtype is not None else (lambda t: t.detach())
+        x, states, learnables = cast(x), [cast(s) for s in states], [cast(p) for p in learnables]
+        if case.grads in ("all", "states_only"):
             x.requires_grad_(True)
-        if grads in ("all", "v_only", "no_x"):
-            v0.requires_grad_(True)
-            if w is not None:
-                w.requires_grad_(True)
-        with torch.set_grad_enabled(grads != "none"):
-            spikes, v_last, v_seq = kernel(x, v0, config, w=w, store_v_seq=case.store_v_seq)
-        out: dict[str, torch.Tensor | None] = {"spikes": spikes, "v_last": v_last, "v_seq": v_seq}
-        if grads == "none":
-            return out
+        if case.grads != "none":
+            for t in (*states, *learnables):
+                t.requires_grad_(True)
+        return x, states, learnables
+
+    def _run_kernel(self, registry: Any, case: ConformanceCase, config: Any, x: torch.Tensor,
+                    states: list[torch.Tensor], learnables: list[torch.Tensor]) -> tuple[Any, ...]:
+        kernel = registry.kernel(self.backend, case.mode)
+        with torch.set_grad_enabled(case.grads != "none"):
+            if case.mode == "multi_step":
+                spikes, last, seqs = kernel(x, tuple(states), config, learnables=tuple(learnables), store_state_seqs=case.store)
+                return spikes, tuple(last), (tuple(seqs) if seqs is not None else None)
+            current = tuple(states)
+            spike_list: list[torch.Tensor] = []
+            seq_lists: list[list[torch.Tensor]] = [[] for _ in states]
+            for t in range(x.shape[0]):
+                spike, current, extra = kernel(x[t], current, config, learnables=tuple(learnables))
+                assert extra is None, f"{case.id}: a single-step kernel must return None as its third value"
+                current = tuple(current)
+                spike_list.append(spike)
+                for seq, value in zip(seq_lists, current):
+                    seq.append(value)
+            seqs = tuple(torch.stack(seq) for seq in seq_lists) if case.store else None
+            return torch.stack(spike_list), current, seqs
+
+    def _run_reference(self, case: ConformanceCase, config: Any, x: torch.Tensor, states: list[torch.Tensor],
+                       learnables: list[torch.Tensor], kernel_spikes: torch.Tensor) -> tuple[Any, ...]:
+        from snn.models import autograd_step
+        from snn.surrogate import derivative_function
+
+        model = config.model
+        derivative = derivative_function(config.surrogate)
+        _, atol = self.tolerances.get(case.dtype, (1e-2, 1e-2))
+        forced_all = kernel_spikes.detach().to(torch.float64)
+        step_index = [0]
+
+        def fire(z: torch.Tensor) -> torch.Tensor:
+            plain = (z >= 0).to(z.dtype)
+            tie = z.detach().abs() < atol
+            forced = torch.where(tie, forced_all[step_index[0]], plain)
+            return _ForcedSpike.apply(z, forced, derivative)
+
+        current = dict(zip(model.state_names, states))
+        params = dict(zip(model.learnables, learnables))
+        spikes: list[torch.Tensor] = []
+        seqs: list[list[torch.Tensor]] = [[] for _ in states]
+        with torch.set_grad_enabled(case.grads != "none"):
+            for t in range(x.shape[0]):
+                step_index[0] = t
+                spike, current = autograd_step(config, x[t], current, params, fire)
+                spikes.append(spike)
+                for seq, name in zip(seqs, model.state_names):
+                    seq.append(current[name])
+        last = tuple(current[name] for name in model.state_names)
+        return torch.stack(spikes), last, (tuple(torch.stack(s) for s in seqs) if case.store else None)
+
+    def _gradients(self, case: ConformanceCase, outputs: tuple[Any, ...], inputs: list[torch.Tensor]) -> list[Any]:
+        spikes, last, seqs = outputs
         gen = torch.Generator().manual_seed(self.seed)
-        weights = [torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t) for t in (spikes, v_last)]
-        loss = (v_last * weights[1]).sum()
-        if grads != "v_only":
-            loss = loss + (spikes * weights[0]).sum()
-        if v_seq is not None:
-            loss = loss + (v_seq * torch.randn(v_seq.shape, generator=gen, dtype=torch.float64).to(v_seq)).sum()
-        inputs = [t for t in (x, v0, w) if t is not None and t.requires_grad]
-        found = torch.autograd.grad(loss, inputs, allow_unused=True)
-        named = dict(zip([n for n, t in (("x", x), ("v0", v0), ("w", w)) if t is not None and t.requires_grad], found))
-        for name in ("x", "v0", "w"):
-            out[f"grad_{name}"] = named.get(name)
-        return out
+
+        def weight(t: torch.Tensor) -> torch.Tensor:
+            return torch.randn(t.shape, generator=gen, dtype=torch.float64).to(device=t.device)
+
+        loss = sum((v.double() * weight(v)).sum() for v in last)
+        spike_weight = weight(spikes)
+        if case.grads != "states_only":
+            loss = loss + (spikes.double() * spike_weight).sum()
+        if seqs is not None:
+            loss = loss + sum((v.double() * weight(v)).sum() for v in seqs)
+        wanted = [t for t in inputs if t.requires_grad]
+        found = iter(torch.autograd.grad(loss, wanted, allow_unused=True))
+        return [next(found) if t.requires_grad else None for t in inputs]
 
     def check_case(self, case: ConformanceCase) -> None:
-        """Run ``case`` on the backend and on torch and assert they agree.
+        """Run ``case`` on the backend and the float64 reference and assert they agree.
 
         Raises:
             AssertionError: a mismatch (which output, which case, the largest difference).
             pytest.skip.Exception: the case is marked to skip or the backend is unavailable.
+            ModuleNotFoundError: pytest is not installed (the message names the ``test`` extra).
         """
-        import pytest
+        from snn.testing import _import_pytest
+
+        pytest = _import_pytest("snn.testing.BackendConformance")
 
         if case.skip is not None:
             pytest.skip(case.skip)
@@ -314,58 +464,79 @@ class BackendConformance:
             reason = self._unavailable(registry)
             if reason is not None:
                 pytest.skip(f"backend {self.backend!r} unavailable: {reason}")
-            kernel = registry.kernel(self.backend, case.kind, "multi_step")
-            reference = registry.kernel("torch", case.kind, "multi_step")
-            config = self.config_for(case)
-            x, v0, w = self.make_inputs(case)
-            before = [t.clone() for t in (x, v0, w) if t is not None]
-            got = self._run(kernel, case, config, x, v0, w)
-            for name, old, new in zip(("x_seq", "v0", "w"), before, (x, v0, w)):
-                assert torch.equal(old, new), f"{case.id}: the kernel modified its input {name}"
-            want = self._run(reference, case, config, x, v0, w)
+            config = self.config_for(case, registry)
+            x0, states0, learnables0 = self.make_inputs(case, config)
+            before = [t.clone() for t in (x0, *states0, *learnables0)]
+            x, states, learnables = self._leaves(case, x0, states0, learnables0)
+            got = self._run_kernel(registry, case, config, x, states, learnables)
+            for old, new in zip(before, (x0, *states0, *learnables0)):
+                assert torch.equal(old, new), f"{case.id}: the kernel modified one of its inputs"
+        rx, rstates, rlearn = self._leaves(case, x0, states0, learnables0, dtype=torch.float64)
+        want = self._run_reference(case, config, rx, rstates, rlearn, got[0])
         rtol, atol = self.tolerances.get(case.dtype, (1e-2, 1e-2))
-        for name, expected in want.items():
-            actual = got.get(name)
-            if expected is None:
-                assert actual is None or name.startswith("grad_"), (
-                    f"{case.id}: {name}: expected None (store_v_seq={case.store_v_seq}), got a tensor"
-                )
+        names = config.model.state_names
+        self._compare(case, "spikes", got[0], want[0], rtol, atol)
+        for name, a, e in zip(names, got[1], want[1]):
+            self._compare(case, f"last {name}", a, e, rtol, atol)
+        if case.store:
+            assert got[2] is not None, f"{case.id}: state sequences requested but None returned"
+            for name, a, e in zip(names, got[2], want[2]):
+                self._compare(case, f"sequence of {name}", a, e, rtol, atol)
+        else:
+            assert got[2] is None, f"{case.id}: state sequences not requested but returned"
+        if case.grads == "none":
+            return
+        labels = ["x", *(f"state {n}" for n in names), *(f"learnable {p}" for p in config.model.learnables)]
+        grads_got = self._gradients(case, got, [x, *states, *learnables])
+        grads_want = self._gradients(case, want, [rx, *rstates, *rlearn])
+        for label, a, e in zip(labels, grads_got, grads_want):
+            if e is None and a is None:
                 continue
-            assert isinstance(actual, torch.Tensor), f"{case.id}: {name}: expected a tensor, got {actual!r}"
-            assert actual.shape == expected.shape, (
-                f"{case.id}: {name}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+            a = torch.zeros_like(e) if a is None else a
+            e = torch.zeros_like(a, dtype=torch.float64) if e is None else e
+            self._compare(case, f"gradient of {label}", a, e, rtol, atol)
+
+    @staticmethod
+    def _compare(case: ConformanceCase, name: str, actual: Any, expected: torch.Tensor, rtol: float, atol: float) -> None:
+        assert isinstance(actual, torch.Tensor), f"{case.id}: {name}: expected a tensor, got {actual!r}"
+        assert actual.shape == expected.shape, (
+            f"{case.id}: {name}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+        )
+        if name == "spikes" or name.startswith(("last", "sequence")):
+            assert actual.dtype == case.dtype, f"{case.id}: {name}: dtype {actual.dtype}, expected {case.dtype}"
+        a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+        if name == "spikes":
+            if not torch.equal(a, e):
+                where = (a != e).nonzero()[:5].tolist()
+                raise AssertionError(f"{case.id}: spikes differ from the reference at {where}")
+            return
+        if not torch.allclose(a, e, rtol=rtol, atol=atol, equal_nan=True):
+            diff = (a - e).abs().nan_to_num(nan=float("inf"))
+            worst = diff.argmax()
+            raise AssertionError(
+                f"{case.id}: {name} differs from the float64 reference beyond rtol={rtol}, atol={atol}: largest "
+                f"difference {diff.max().item():.3g} ({a.flatten()[worst].item():.6g} vs "
+                f"{e.flatten()[worst].item():.6g}); scale {e.abs().max().item():.3g}"
             )
-            if name in ("spikes", "v_last", "v_seq"):
-                assert actual.dtype == case.dtype, f"{case.id}: {name}: dtype {actual.dtype}, expected {case.dtype}"
-            if name == "spikes":
-                if not torch.equal(actual, expected):
-                    where = (actual != expected).nonzero()[:5].tolist()
-                    raise AssertionError(f"{case.id}: spikes differ from torch at {where}")
-                continue
-            a, e = actual.double(), expected.double()
-            if not torch.allclose(a, e, rtol=rtol, atol=atol):
-                diff = (a - e).abs()
-                worst = diff.argmax()
-                raise AssertionError(
-                    f"{case.id}: {name} differs from torch beyond rtol={rtol}, atol={atol}: largest "
-                    f"difference {diff.max().item():.3g} ({a.flatten()[worst].item():.6g} vs "
-                    f"{e.flatten()[worst].item():.6g}); scale {e.abs().max().item():.3g}"
-                )
 
     # -- the tests -------------------------------------------------------------------------------
 
     def test_dynamics(self, case: ConformanceCase) -> None:
-        """Every kind x reset mode x detach_reset x decay_input."""
+        """Every model x reset mode x detach_reset, and the model's example settings."""
         self.check_case(case)
 
     def test_surrogates(self, case: ConformanceCase) -> None:
-        """Every claimed surrogate, for every kind, default and doubled parameters."""
+        """Every claimed surrogate, for every model, default and doubled parameters."""
         self.check_case(case)
 
     def test_dtypes(self, case: ConformanceCase) -> None:
-        """Every claimed dtype, for every kind."""
+        """Every claimed dtype, for every model."""
+        self.check_case(case)
+
+    def test_modes(self, case: ConformanceCase) -> None:
+        """Single-step calls chained over the sequence (when the backend has a single-step kernel)."""
         self.check_case(case)
 
     def test_layouts(self, case: ConformanceCase) -> None:
-        """T = 1, odd sizes, non-contiguous inputs, no v_seq, inference, partial gradients."""
+        """T = 1, odd sizes, non-contiguous inputs, no state sequences, inference, partial gradients."""
         self.check_case(case)

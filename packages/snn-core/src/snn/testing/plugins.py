@@ -17,9 +17,10 @@ Example::
 
     import types
     import snn
+    from snn.registry import LossRegistrar
 
     @snn.hookimpl
-    def snn_register_losses(register):
+    def snn_register_losses(register: LossRegistrar) -> None:
         register("zero", lambda y_seq, target: y_seq.sum() * 0)
 
     def test_zero_loss(temporary_plugin):
@@ -32,12 +33,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from snn import plugins
 from snn.registry import Registry
+from snn.testing import _import_pytest
+
+if TYPE_CHECKING:
+    import pytest
+else:
+    pytest = _import_pytest("snn.testing.plugins (the fixtures fresh_plugin_manager and temporary_plugin)")
 
 __all__ = ["fresh_plugin_manager", "temporary_plugin"]
 

@@ -1,0 +1,459 @@
+"""Expressions compiled to allocation-free torch programs.
+
+The torch backend evaluates a neuron model's expressions (:mod:`snn.models`) once per time
+step, or once per tile of steps in backward. Evaluating an expression tree with ordinary tensor
+arithmetic allocates a fresh tensor per operation, which on CPU costs page faults that can
+exceed the arithmetic. :func:`compile_program` turns a set of expressions into a short program
+of ``out=`` operations on a few preallocated slots instead, and fuses common shapes into single
+torch operations:
+
+- ``a + c * b`` and ``a - c * b`` with a number or parameter ``c`` -> ``torch.add(a, b, alpha=c)``;
+- ``a + (b - a) * w`` -> ``torch.lerp(a, b, w)`` when ``w < 1/2`` (where torch defines lerp as
+  exactly that), else a subtraction and an ``add``;
+- ``a + b * c``, ``a - b * c``, ``a + (-b) * c`` on tensors -> ``torch.addcmul``.
+
+Sub-expressions of parameters only (a learnable ``w`` in ``sigmoid(w)``) are evaluated once per
+call on Python floats, not per element. Other operations mirror the tensor operators
+(``number - t`` as ``torch.rsub``, ``number / t`` as ``reciprocal(t) * number`` like
+``Tensor.__rtruediv__``, ``minimum(t, c)`` as ``clamp``), so a program computes what the
+plain torch evaluation of the same tree computes, up to the rounding of the fused operations.
+
+Example:
+    >>> import torch
+    >>> from snn.expr import var
+    >>> from snn.backends.torch_program import compile_program
+    >>> u, x = var("u"), var("x")
+    >>> program = compile_program([u + (x - u) * 0.25], ["u", "x"])
+    >>> run = program.bind((3,), torch.float32, torch.device("cpu"))
+    >>> run((torch.zeros(3), torch.ones(3)), (), (None,))[0]
+    tensor([0.2500, 0.2500, 0.2500])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from snn.expr import FLOAT_OPS, Expr, evaluate, variables
+
+__all__ = ["Program", "compile_program", "split_scalar_factor"]
+
+# typed Callable[..., Tensor]: the entries are overloaded torch functions called with out=
+_COMPARE: dict[str, Callable[..., torch.Tensor]] = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge}
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_UNARY: dict[str, Callable[..., torch.Tensor]] = {
+    "exp": torch.exp, "log": torch.log, "abs": torch.abs, "sqrt": torch.sqrt, "sigmoid": torch.sigmoid,
+    "cos": torch.cos, "sin": torch.sin, "neg": torch.neg,
+    # torch.relu takes no out=; clamp keeps NaN as relu does
+    "relu": lambda a, out: torch.clamp(a, min=0.0, out=out),
+}
+_BOOL_OPS = frozenset(_COMPARE) | {"and"}
+
+# An operand: ("in", i) input tensor, ("slot", i) scratch, ("num", v) number, ("sc", i) scalar.
+Operand = tuple[Any, ...]
+
+
+def split_scalar_factor(expr: Expr, scalar_vars: Iterable[str]) -> tuple[Expr | None, Expr | None]:
+    """``expr`` as ``tensor_part * scalar_part`` when its top level is such a product.
+
+    Returns ``(tensor_part, scalar_part)``: ``(expr, None)`` when there is no scalar factor,
+    ``(None, expr)`` when ``expr`` depends on scalars and numbers only.
+    """
+    names = frozenset(scalar_vars)
+    if variables(expr) <= names:
+        return None, expr
+    if expr.op == "*":
+        a, b = expr.args
+        for t, c in ((a, b), (b, a)):
+            if variables(c) <= names and not variables(t) <= names:
+                return t, c
+    if expr.op == "neg":
+        inner, factor = split_scalar_factor(expr.args[0], names)
+        if inner is not None:
+            return inner, (-factor if factor is not None else Expr("num", (), -1.0))
+    return expr, None
+
+
+@dataclass(frozen=True)
+class _Instruction:
+    op: str
+    args: tuple[Operand, ...]
+    out: int  # slot index, or -1 - k for output k
+    value: Any = None
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """Compiled expressions: scalar expressions (per call) and tensor instructions (per run).
+
+    Attributes:
+        tensor_vars: names of the tensor inputs, in call order.
+        scalar_vars: names of the scalar inputs (Python floats), in call order.
+        scalars: parameter-only sub-expressions, evaluated by :meth:`scalar_values`.
+        instructions: tensor operations in evaluation order.
+        slot_is_bool: whether each scratch slot holds a bool mask.
+        results: per output, the operand holding it.
+    """
+
+    tensor_vars: tuple[str, ...]
+    scalar_vars: tuple[str, ...]
+    scalars: tuple[Expr, ...]
+    instructions: tuple[_Instruction, ...]
+    slot_is_bool: tuple[bool, ...]
+    results: tuple[Operand, ...]
+
+    def scalar_values(self, values: Sequence[float]) -> tuple[float, ...]:
+        """The scalar operands of a run: the scalar inputs, then the parameter-only
+        sub-expressions evaluated on them (once per kernel call)."""
+        raw = tuple(float(v) for v in values)
+        env = dict(zip(self.scalar_vars, raw))
+        return raw + tuple(float(evaluate(e, env, FLOAT_OPS)) for e in self.scalars)
+
+    def bind(
+        self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> Callable[[Sequence[torch.Tensor], Sequence[float], Sequence[torch.Tensor | None]], list[Any]]:
+        """Allocate the scratch slots for inputs of ``shape`` and return the runner.
+
+        The runner is ``run(inputs, scalars, outs)``: ``inputs`` the tensors of
+        :attr:`tensor_vars` (each of ``shape``), ``scalars`` from :meth:`scalar_values`, ``outs``
+        one tensor (written in place; it must not alias an input) or ``None`` per output. It
+        returns the outputs: the given tensors, scratch slots (valid until the next run),
+        inputs, or Python numbers for constant outputs.
+        """
+        slots = [
+            torch.empty(shape, dtype=torch.bool if is_bool else dtype, device=device)
+            for is_bool in self.slot_is_bool
+        ]
+        zero_dim: dict[float, torch.Tensor] = {}
+
+        def constant(value: float) -> torch.Tensor:
+            found = zero_dim.get(value)
+            if found is None:
+                found = zero_dim[value] = torch.tensor(value, dtype=dtype, device=device)
+            return found
+
+        env: list[Any] = [None, None, None]  # inputs, scalars, outs
+
+        def output_target(k: int) -> Callable[[], torch.Tensor]:
+            fallback = torch.empty(shape, dtype=dtype, device=device)
+
+            def output() -> torch.Tensor:
+                out = env[2][k]
+                return fallback if out is None else out
+
+            return output
+
+        outputs = [output_target(k) for k in range(len(self.results))]
+
+        def target(index: int) -> Callable[[], torch.Tensor]:
+            if index >= 0:
+                tensor = slots[index]
+                return lambda: tensor
+            return outputs[-1 - index]
+
+        def fetch(arg: Operand) -> Callable[[], Any]:
+            kind = arg[0]
+            if kind == "out":
+                return outputs[arg[1]]
+            if kind == "in":
+                index = arg[1]
+                return lambda: env[0][index]
+            if kind == "slot":
+                tensor = slots[arg[1]]
+                return lambda: tensor
+            if kind == "sc":
+                index = arg[1]
+                return lambda: env[1][index]
+            number = float(arg[1])
+            return lambda: number
+
+        steps = [_bind(ins, [fetch(a) for a in ins.args], target(ins.out), constant) for ins in self.instructions]
+        results = [fetch(r) for r in self.results]
+        copies = [
+            (k, fetch(r), r[0] in ("num", "sc")) for k, r in enumerate(self.results) if not (r[0] == "out" and r[1] == k)
+        ]
+
+        def run(inputs: Sequence[torch.Tensor], scalars: Sequence[float], outs: Sequence[torch.Tensor | None]) -> list[Any]:
+            env[0], env[1], env[2] = inputs, scalars, outs
+            for step in steps:
+                step()
+            values = [r() for r in results]
+            for k, f, is_number in copies:
+                out = outs[k]
+                if out is not None:
+                    if is_number:
+                        out.fill_(f())
+                    else:
+                        out.copy_(f())
+                    values[k] = out
+            return values
+
+        return run
+
+
+def _bind(
+    ins: _Instruction,
+    fetch: list[Callable[[], Any]],
+    out: Callable[[], torch.Tensor],
+    constant: Callable[[float], torch.Tensor],
+) -> Callable[[], Any]:
+    """One instruction as a closure over its operand fetchers and output."""
+    op = ins.op
+    kinds = [a[0] for a in ins.args]
+    fn: Callable[..., torch.Tensor]
+    if op in _UNARY:
+        fn = _UNARY[op]
+        (a,) = fetch
+        return lambda: fn(a(), out=out())
+    if op == "copy":
+        (a,) = fetch
+        if kinds[0] in ("num", "sc"):
+            return lambda: out().fill_(a())
+        return lambda: out().copy_(a())
+    if op == "pow":
+        (a,) = fetch
+        exponent = ins.value
+        return lambda: torch.pow(a(), exponent, out=out())
+    if op == "where":
+        def branch(kind: str, f: Callable[[], Any]) -> Callable[[], Any]:
+            if kind == "num":  # constant branches become 0-dim tensors of the compute dtype
+                tensor = constant(f())
+                return lambda: tensor
+            if kind == "sc":
+                return lambda: torch.tensor(f(), dtype=out().dtype, device=out().device)
+            return f
+
+        c, a, b = fetch[0], branch(kinds[1], fetch[1]), branch(kinds[2], fetch[2])
+        return lambda: torch.where(c(), a(), b(), out=out())
+    if op == "and":
+        a, b = fetch
+        return lambda: torch.logical_and(a(), b(), out=out())
+    if op == "axpy":  # a + alpha * b
+        a, b, alpha = fetch
+        return lambda: torch.add(a(), b(), alpha=alpha(), out=out())
+    if op == "axmy":  # a - alpha * b
+        a, b, alpha = fetch
+        return lambda: torch.add(a(), b(), alpha=-alpha(), out=out())
+    if op == "addcmul":  # a + value * b * c
+        a, b, c = fetch
+        value = float(ins.value)
+        return lambda: torch.addcmul(a(), b(), c(), value=value, out=out())
+    if op == "lerp":  # a + w * (b - a)
+        a, b, w = fetch
+
+        def lerp() -> Any:
+            weight = w()
+            o = out()
+            if 0.0 <= weight < 0.5:  # torch defines lerp as a + w (b - a) here
+                return torch.lerp(a(), b(), weight, out=o)
+            torch.sub(b(), a(), out=o)
+            return torch.add(a(), o, alpha=weight, out=o)
+
+        return lerp
+    a, b = fetch
+    left, right = kinds[0] in ("num", "sc"), kinds[1] in ("num", "sc")
+    if op in _COMPARE:
+        if left:  # c < t  is  t > c
+            fn = _COMPARE[_FLIPPED[op]]
+            return lambda: fn(b(), a(), out=out())
+        fn = _COMPARE[op]
+        return lambda: fn(a(), b(), out=out())
+    if op in ("+", "*"):
+        fn = torch.add if op == "+" else torch.mul
+        if left:  # c + t and c * t evaluate as t + c, t * c
+            return lambda: fn(b(), a(), out=out())
+        return lambda: fn(a(), b(), out=out())
+    if op == "-":
+        if left:  # c - t: one rounding, like Tensor.__rsub__ (c as a 0-dim tensor)
+            if kinds[0] == "num":
+                c0 = constant(float(ins.args[0][1]))
+                return lambda: torch.sub(c0, b(), out=out())
+            return lambda: torch.sub(torch.tensor(a(), dtype=out().dtype, device=out().device), b(), out=out())
+        return lambda: torch.sub(a(), b(), out=out())
+    if op == "/":
+        if left:  # c / t is reciprocal(t) * c, like Tensor.__rtruediv__
+
+            def divide_into() -> Any:
+                o = out()
+                torch.reciprocal(b(), out=o)
+                return o.mul_(a())
+
+            return divide_into
+        return lambda: torch.div(a(), b(), out=out())
+    if op in ("minimum", "maximum"):
+        if left or right:  # with a constant: clamp, as snn.expr.TorchOps does
+            t, c = (b, a) if left else (a, b)
+            if op == "minimum":
+                return lambda: torch.clamp(t(), max=c(), out=out())
+            return lambda: torch.clamp(t(), min=c(), out=out())
+        fn = torch.minimum if op == "minimum" else torch.maximum
+        return lambda: fn(a(), b(), out=out())
+    raise ValueError(f"expression: cannot compile operation {op!r} for the torch backend")
+
+
+def compile_program(
+    outputs: Sequence[Expr], tensor_vars: Sequence[str], scalar_vars: Sequence[str] = ()
+) -> Program:
+    """Compile ``outputs`` into a :class:`Program`.
+
+    Args:
+        outputs: the expressions to compute.
+        tensor_vars: names of the variables given as tensors, in call order.
+        scalar_vars: names of the variables given as Python floats, in call order.
+
+    Raises:
+        ValueError: an expression uses a variable named in neither list, or an operation the
+            torch backend cannot compile.
+    """
+    tensor_names = tuple(tensor_vars)
+    scalar_names = tuple(scalar_vars)
+    known = set(tensor_names) | set(scalar_names)
+    for e in outputs:
+        unknown = variables(e) - known
+        if unknown:
+            raise ValueError(f"expression: variables {sorted(unknown)} are not inputs of the program")
+    scalar_set = frozenset(scalar_names)
+
+    def is_scalar(e: Expr) -> bool:
+        return e.op != "num" and variables(e) <= scalar_set
+
+    # post-order over the tensor part of the DAG, with use counts
+    order: list[Expr] = []
+    seen: set[int] = set()
+    uses: dict[int, int] = {}
+    scalars: list[Expr] = []
+    scalar_index: dict[int, int] = {}
+
+    def visit(e: Expr) -> None:
+        if e.op in ("num", "var") or is_scalar(e):
+            if is_scalar(e) and e.op != "var" and id(e) not in scalar_index:
+                scalar_index[id(e)] = len(scalars) + len(scalar_names)
+                scalars.append(e)
+            return
+        if id(e) in seen:
+            return
+        seen.add(id(e))
+        for child in e.args:
+            uses[id(child)] = uses.get(id(child), 0) + 1
+            visit(child)
+        order.append(e)
+
+    for e in outputs:
+        uses[id(e)] = uses.get(id(e), 0) + 1
+        visit(e)
+    output_ids = {id(e) for e in outputs}
+
+    def operand_of(e: Expr) -> Operand:
+        if e.op == "num":
+            return ("num", float(e.value))
+        if e.op == "var":
+            if e.value in scalar_set:
+                return ("sc", scalar_names.index(e.value))
+            return ("in", tensor_names.index(e.value))
+        if id(e) in scalar_index:
+            return ("sc", scalar_index[id(e)])
+        return ("node", id(e))
+
+    def fusable(e: Expr) -> bool:
+        """A child that may be folded into its parent: a tensor node used once, not an output."""
+        return e.op not in ("num", "var") and not is_scalar(e) and uses.get(id(e), 0) == 1 and id(e) not in output_ids
+
+    def scalarish(e: Expr) -> bool:
+        return e.op == "num" or is_scalar(e) or (e.op == "var" and e.value in scalar_set)
+
+    fused: set[int] = set()
+    plan: list[tuple[Expr, str, tuple[Expr, ...], Any]] = []
+    for e in order:
+        op, args, value = e.op, e.args, (e.value if e.op == "pow" else None)
+        if op in ("+", "-") and id(e) not in fused:
+            a, b = args
+            pick = _fuse_sum(op, a, b, fusable, scalarish)
+            if pick is not None:
+                op, args, value, absorbed = pick
+                fused.update(absorbed)
+        plan.append((e, op, args, value))
+
+    # emit instructions (skipping nodes absorbed into a fused parent), with slot reuse
+    emitted = [(e, op, args, value) for e, op, args, value in plan if id(e) not in fused]
+    position = {id(e): i for i, (e, _, _, _) in enumerate(emitted)}
+    last_use: dict[int, int] = {}
+    for i, (_, _, args, _) in enumerate(emitted):
+        for child in args:
+            if id(child) in position:
+                last_use[id(child)] = i
+    for e in outputs:
+        last_use[id(e)] = len(emitted)
+
+    slot_is_bool: list[bool] = []
+    free: dict[bool, list[int]] = {False: [], True: []}
+    slot_of: dict[int, int] = {}
+    output_slot = {id(e): k for k, e in reversed(list(enumerate(outputs)))}
+    instructions: list[_Instruction] = []
+
+    def resolve(e: Expr) -> Operand:
+        operand = operand_of(e)
+        if operand[0] != "node":
+            return operand
+        index = slot_of[id(e)]
+        return ("slot", index) if index >= 0 else ("out", -1 - index)
+
+    for i, (e, op, args, value) in enumerate(emitted):
+        operands = tuple(resolve(c) for c in args)
+        for child in {id(c): c for c in args}.values():
+            index = slot_of.get(id(child))
+            if index is not None and index >= 0 and last_use.get(id(child)) == i:
+                free[slot_is_bool[index]].append(index)
+        if id(e) in output_slot and op not in _BOOL_OPS:
+            out = -1 - output_slot[id(e)]
+        else:
+            is_bool = op in _BOOL_OPS
+            if free[is_bool]:
+                out = free[is_bool].pop()
+            else:
+                out = len(slot_is_bool)
+                slot_is_bool.append(is_bool)
+        slot_of[id(e)] = out
+        instructions.append(_Instruction(op, operands, out, value))
+
+    results = tuple(resolve(e) for e in outputs)
+    return Program(tensor_names, scalar_names, tuple(scalars), tuple(instructions), tuple(slot_is_bool), results)
+
+
+def _fuse_sum(
+    op: str,
+    a: Expr,
+    b: Expr,
+    fusable: Callable[[Expr], bool],
+    scalarish: Callable[[Expr], bool],
+) -> tuple[str, tuple[Expr, ...], Any, tuple[int, ...]] | None:
+    """A fused form of ``a + b`` / ``a - b``: ``(op, operands, value, absorbed node ids)``."""
+    candidates = ((a, b),) if op == "-" else ((a, b), (b, a))
+    for base, term in candidates:
+        if scalarish(base) or not fusable(term):
+            continue
+        if term.op == "*":
+            p, q = term.args
+            for scale, t in ((p, q), (q, p)):
+                if scalarish(scale) and not scalarish(t):
+                    # lerp: base + (y - base) * w
+                    if op == "+" and t.op == "-" and fusable(t) and _same(t.args[1], base) and not scalarish(t.args[0]):
+                        return "lerp", (base, t.args[0], scale), None, (id(term), id(t))
+                    return ("axpy" if op == "+" else "axmy"), (base, t, scale), None, (id(term),)
+            for negated, other in ((p, q), (q, p)):
+                if negated.op == "neg" and fusable(negated) and not scalarish(other) and not scalarish(negated.args[0]):
+                    return "addcmul", (base, negated.args[0], other), (-1.0 if op == "+" else 1.0), (id(term), id(negated))
+            if not scalarish(p) and not scalarish(q):
+                return "addcmul", (base, p, q), (1.0 if op == "+" else -1.0), (id(term),)
+        if term.op == "neg" and fusable(term) and term.args[0].op == "*" and fusable(term.args[0]):
+            p, q = term.args[0].args
+            if not scalarish(p) and not scalarish(q):
+                return "addcmul", (base, p, q), (-1.0 if op == "+" else 1.0), (id(term), id(term.args[0]))
+    return None
+
+
+def _same(a: Expr, b: Expr) -> bool:
+    """The same node, or the same variable."""
+    return a is b or (a.op == "var" and b.op == "var" and a.value == b.value)

@@ -1,0 +1,559 @@
+"""QIF, EIF, Izhikevich, KLIF and CUBA-LIF neurons.
+
+Checked against: an independent plain PyTorch loop of each model's equations written out below
+(float64 and float32, both step modes); golden values of SpikingJelly 2.0.0 (produced by
+``make_sj_golden_neuron_models.py`` next to this file); SpikingJelly's constructor signatures;
+and the neuron's own autograd path (the same model through ``snn.models``, without kernels).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from snn import neuron, surrogate
+from snn.backends.torch import multi_step
+from snn.models import THRESHOLD_AND_RESET, NeuronModel, State, kernel_plan
+from snn.plugins import get_registry
+
+CLASSES = {
+    "qif": neuron.QIFNode,
+    "eif": neuron.EIFNode,
+    "izhikevich": neuron.IzhikevichNode,
+    "klif": neuron.KLIFNode,
+    "cubalif": neuron.CUBALIFNode,
+}
+STATES = {"qif": ("v",), "eif": ("v",), "izhikevich": ("v", "w"), "klif": ("v",), "cubalif": ("v", "c")}
+
+
+# -- the plain loop: every model's equations, written out -------------------------------------------
+
+
+def plain_step(name, hp, x, st, k, sf, detach):
+    """One step of model ``name`` with hyper-parameters ``hp``: ``(spike, new states)``."""
+    v_reset, v_threshold = hp["v_reset"], hp["v_threshold"]
+
+    def reset(h, s, threshold=v_threshold):
+        s = s.detach() if detach else s
+        return h - s * threshold if v_reset is None else s * v_reset + (1.0 - s) * h
+
+    v = st["v"]
+    if name == "qif":
+        h = v + (x + hp["a0"] * (v - hp["v_rest"]) * (v - hp["v_c"])) / hp["tau"]
+    elif name == "eif":
+        h = v + (x + hp["v_rest"] - v + hp["delta_T"] * torch.exp((v - hp["theta_rh"]) / hp["delta_T"])) / hp["tau"]
+    elif name == "izhikevich":
+        h = v + (x + hp["a0"] * (v - hp["v_rest"]) * (v - hp["v_c"]) - st["w"]) / hp["tau"]
+    elif name == "klif":
+        vr = 0.0 if v_reset is None else v_reset
+        c = v + (x - (v - vr)) / hp["tau"] if hp["decay_input"] else v - (v - vr) / hp["tau"] + x
+        h = torch.relu(k * c)
+    else:
+        current = st["c"] * hp["c_decay"] + x
+        h = v * hp["v_decay"] + current
+    s = sf(h - v_threshold)
+    if name == "izhikevich":
+        w = st["w"] + (hp["a"] * (h - hp["v_rest"]) - st["w"]) / hp["tau_w"] + hp["b"] * s
+        return s, {"v": reset(h, s), "w": w}, h
+    if name == "klif" and hp["scale_reset"]:
+        return s, {"v": reset(h / k, s, v_threshold / k)}, h
+    if name == "cubalif":
+        return s, {"v": reset(h, s), "c": current}, h
+    return s, {"v": reset(h, s)}, h
+
+
+def plain_loop(name, hp, x_seq, states, k, sf, detach):
+    """The whole sequence: spikes ``[T, *]``, last states, ``v`` sequence, and the smallest
+    distance of a charged potential to the threshold (a tie could round either way)."""
+    spikes, potentials, margin = [], [], float("inf")
+    for x in x_seq:
+        s, states, h = plain_step(name, hp, x, states, k, sf, detach)
+        margin = min(margin, (h - hp["v_threshold"]).abs().min().item())
+        spikes.append(s)
+        potentials.append(states["v"])
+    return torch.stack(spikes), states, torch.stack(potentials), margin
+
+
+# -- cases ---------------------------------------------------------------------------------------
+
+#: (model, hyper-parameters given to the constructor, surrogate, detach_reset, KLIF's k)
+CASES = [
+    ("qif", {}, "Sigmoid", False, None),
+    ("qif", {"v_reset": None, "v_rest": -0.05}, "ATan", True, None),
+    ("qif", {"tau": 3.0, "v_c": 0.5, "a0": 0.7, "v_threshold": 0.9, "v_rest": -0.05, "v_reset": -0.2}, "Rect", False, None),
+    ("eif", {}, "Sigmoid", False, None),
+    ("eif", {"v_reset": None}, "ATan", True, None),
+    ("eif", {"tau": 3.0, "delta_T": 0.5, "theta_rh": 0.6, "v_threshold": 0.9, "v_rest": -0.05, "v_reset": -0.2}, "Sigmoid", False, None),
+    ("izhikevich", {}, "Sigmoid", False, None),
+    ("izhikevich", {"a": 0.3, "b": 0.2}, "Sigmoid", True, None),
+    ("izhikevich", {"a": 0.3, "b": 0.2, "v_reset": None, "tau_w": 3.0, "w_rest": 0.1}, "ATan", False, None),
+    ("izhikevich", {"a": -0.2, "b": 0.5, "v_reset": -0.2, "v_threshold": 0.8, "tau": 3.0}, "Rect", False, None),
+    ("klif", {}, "Sigmoid", False, 1.3),
+    ("klif", {"scale_reset": True}, "Sigmoid", True, 0.8),
+    ("klif", {"scale_reset": True, "v_reset": None, "decay_input": False}, "ATan", False, 1.3),
+    ("klif", {"decay_input": False, "v_reset": -0.3, "v_threshold": 0.7, "tau": 3.0}, "Sigmoid", False, 1.0),
+    ("cubalif", {}, "Rect", False, None),
+    ("cubalif", {"v_reset": None}, "Sigmoid", True, None),
+    ("cubalif", {"c_decay": 0.8, "v_decay": 0.9, "v_reset": -0.2, "v_threshold": 1.0}, "ATan", False, None),
+]
+
+
+def case_id(case):
+    name, hyper, sg, detach, _ = case
+    return f"{name}-{'-'.join(f'{k}={v}' for k, v in hyper.items()) or 'defaults'}-{sg}{'-detach' if detach else ''}"
+
+
+def build(case, surrogate_function=None, **kwargs):
+    name, hyper, sg, detach, k = case
+    sf = getattr(surrogate, sg)() if surrogate_function is None else surrogate_function
+    node = CLASSES[name](**hyper, surrogate_function=sf, detach_reset=detach, **kwargs)
+    if k is not None:
+        with torch.no_grad():
+            node.k.fill_(k)
+    return node
+
+
+def hyperparameters(node):
+    return {h: getattr(node, h) for h in type(node).model.hyperparameter_names}
+
+
+def reference_hyperparameters(case):
+    """SpikingJelly's defaults (:data:`SJ_SIGNATURES`) updated with the case's arguments."""
+    name, hyper = case[0], case[1]
+    return {**{n: d for n, d in SJ_SIGNATURES[name] if d is not _SURROGATE}, **hyper}
+
+
+def inputs(name, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(8, 3, 5, generator=g, dtype=torch.float64) * 1.6 - 0.3).to(dtype)
+    states = {n: (torch.rand(3, 5, generator=g, dtype=torch.float64) * 0.6 - 0.2).to(dtype) for n in STATES[name]}
+    weights = [torch.rand(8, 3, 5, generator=g, dtype=torch.float64).to(dtype) for _ in range(2 + len(STATES[name]))]
+    return x, states, weights
+
+
+def loss_of(spikes, last, v_seq, weights, names):
+    loss = (spikes * weights[0]).sum() + (v_seq * weights[1]).sum()
+    for i, n in enumerate(names):
+        loss = loss + (last[n] * weights[2 + i][0]).sum()
+    return loss
+
+
+def run_node(node, x, states, step_mode):
+    """Spikes, last states and ``v_seq`` of ``node`` from explicit (leaf) initial states."""
+    for n, value in states.items():
+        setattr(node, n, value)
+    spikes = node(x) if step_mode == "m" else torch.stack([node(x[t]) for t in range(x.shape[0])])
+    return spikes, {n: getattr(node, n) for n in states}, node.v_seq
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_matches_plain_loop(case, dtype, step_mode):
+    name = case[0]
+    names = STATES[name]
+    x, states, weights = inputs(name, dtype, seed=len(case_id(case)))
+    node = build(case, step_mode=step_mode, store_v_seq=True).to(dtype)
+    x1, s1 = x.clone().requires_grad_(), {n: v.clone().requires_grad_() for n, v in states.items()}
+    spikes, last, v_seq = run_node(node, x1, s1, step_mode)
+    params = [node.k] if name == "klif" else []
+    grads = torch.autograd.grad(loss_of(spikes, last, v_seq, weights, names), [x1, *s1.values(), *params])
+
+    x2, s2 = x.clone().requires_grad_(), {n: v.clone().requires_grad_() for n, v in states.items()}
+    k = node.k.detach().clone().requires_grad_() if name == "klif" else None
+    sf = getattr(surrogate, case[2])()
+    r_spikes, r_last, r_seq, margin = plain_loop(name, reference_hyperparameters(case), x2, s2, k, sf, case[3])
+    ref_grads = torch.autograd.grad(loss_of(r_spikes, r_last, r_seq, weights, names), [x2, *s2.values(), *([k] if k is not None else [])])
+
+    # different (correct) roundings of a potential within a few ulps of the threshold could fire
+    # differently; the inputs keep clear of that, so the spikes must be identical
+    assert margin > 1e-4, f"inputs too close to the threshold ({margin}): pick another seed"
+    assert torch.equal(spikes, r_spikes)
+    # the same formulas, evaluated by another program (the kernel simplifies, fuses and orders
+    # operations its own way): equal up to rounding
+    tol = {"rtol": 1e-11, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-6}
+    for n in names:
+        torch.testing.assert_close(last[n], r_last[n], **tol)
+    torch.testing.assert_close(v_seq, r_seq, **tol)
+    for i, (got, want) in enumerate(zip(grads, ref_grads)):
+        torch.testing.assert_close(got, want, **tol, msg=lambda m, i=i: f"gradient {i}: {m}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_kernel_matches_autograd_path_float64(case):
+    """The torch kernels against the same model on the neuron's autograd path (a callable
+    surrogate that is no :class:`~snn.surrogate.SurrogateFunctionBase` forces it)."""
+    name = case[0]
+    x, states, weights = inputs(name, torch.float64, seed=3)
+    results = []
+    for wrap in (False, True):
+        sf = getattr(surrogate, case[2])()
+        callable_only = (lambda z, sf=sf: sf(z)) if wrap else None
+        node = build(case, surrogate_function=callable_only, step_mode="m", store_v_seq=True).double()
+        if wrap:
+            with pytest.raises(TypeError, match="custom surrogate"):
+                node.neuron_config()
+        xs, ss = x.clone().requires_grad_(), {n: v.clone().requires_grad_() for n, v in states.items()}
+        spikes, last, v_seq = run_node(node, xs, ss, "m")
+        params = [node.k] if name == "klif" else []
+        grads = torch.autograd.grad(loss_of(spikes, last, v_seq, weights, STATES[name]), [xs, *ss.values(), *params])
+        results.append((spikes, last, v_seq, grads))
+    (a_s, a_last, a_seq, a_grads), (b_s, b_last, b_seq, b_grads) = results
+    assert torch.equal(a_s, b_s)
+    for n in STATES[name]:
+        torch.testing.assert_close(a_last[n], b_last[n], rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(a_seq, b_seq, rtol=1e-12, atol=1e-13)
+    for got, want in zip(a_grads, b_grads):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-12)
+
+
+# -- SpikingJelly 2.0.0 golden values (make_sj_golden_neuron_models.py) ------------------------------
+
+GOLDEN_X = [[0.9, 0.2], [0.6, -0.3], [1.3, 0.8], [0.1, 0.9], [0.7, 0.4], [1.1, 1.6]]
+GOLDEN_CASES = {
+    "qif": ("qif", {"tau": 2.0}, ("Sigmoid", 4.0), {"v": [0.1, -0.05]}, None),
+    "qif_soft": ("qif", {"tau": 3.0, "v_c": 0.5, "a0": 0.7, "v_reset": None}, ("ATan", 2.0), {"v": [0.3, 0.0]}, None),
+    "eif": ("eif", {"tau": 2.0}, ("Sigmoid", 4.0), {"v": [0.1, -0.05]}, None),
+    "eif_soft": ("eif", {"tau": 3.0, "delta_T": 0.5, "theta_rh": 0.6, "v_reset": None}, ("ATan", 2.0), {"v": [0.3, 0.0]}, None),
+    "izhikevich": ("izhikevich", {"a": 0.3, "b": 0.2}, ("Sigmoid", 4.0), {"v": [0.1, -0.1], "w": [0.0, 0.05]}, None),
+    "izhikevich_soft": (
+        "izhikevich", {"tau": 3.0, "a": -0.2, "b": 0.5, "tau_w": 3.0, "v_reset": None, "detach_reset": True},
+        ("ATan", 2.0), {"v": [0.2, 0.0], "w": [0.1, -0.1]}, None,
+    ),
+    "klif": ("klif", {}, ("Sigmoid", 4.0), {"v": [0.1, 0.0]}, 1.3),
+    "klif_scaled_soft": (
+        "klif", {"scale_reset": True, "decay_input": False, "tau": 3.0, "v_reset": None},
+        ("ATan", 2.0), {"v": [0.2, -0.1]}, 0.8,
+    ),
+    "cubalif": ("cubalif", {}, ("Rect", 1.0), {"v": [0.1, 0.0], "c": [0.0, 0.2]}, None),
+    "cubalif_soft": ("cubalif", {"c_decay": 0.8, "v_decay": 0.9, "v_reset": None}, ("Sigmoid", 4.0),
+                     {"v": [0.2, 0.0], "c": [0.1, -0.1]}, None),
+}
+
+#: SpikingJelly 2.0.0, float32, multi-step: loss = sum(spikes) + sum(last states).
+GOLDEN = {
+ 'qif': {'spikes': [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 1.0]],
+         'last': {'v': [0.81841636, -0.1]},
+         'grad_x': [[0.58612627, 0.27117398],
+                    [0.45031545, 0.34023547],
+                    [0.13525103, 0.63930315],
+                    [0.37573934, 0.61319339],
+                    [0.57705754, 0.46561757],
+                    [0.53585172, -0.082404621]],
+         'grad_initial': {'v': [0.82057673, 0.29829139]}},
+ 'qif_soft': {'spikes': [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 1.0]],
+              'last': {'v': [0.89478588, 0.2090981]},
+              'grad_x': [[0.38850942, 0.30291173],
+                         [0.36404476, 0.32738274],
+                         [0.35052237, 0.37799358],
+                         [0.36550865, 0.38899067],
+                         [0.36285767, 0.36737838],
+                         [0.33333334, 0.33333334]],
+              'grad_initial': {'v': [1.192724, 0.80271614]}},
+ 'eif': {'spikes': [[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]],
+         'last': {'v': [0.70328486, -0.1]},
+         'grad_x': [[0.39929399, 0.44791415],
+                    [0.022395309, 0.46795502],
+                    [0.54141098, 0.49288222],
+                    [0.49841321, 0.26391673],
+                    [-0.057567816, 0.027405776],
+                    [0.57048249, -0.1421303]],
+         'grad_initial': {'v': [0.59757745, 0.63935935]}},
+ 'eif_soft': {'spikes': [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 1.0]],
+              'last': {'v': [0.79374599, 0.24023628]},
+              'grad_x': [[0.33503565, 0.21205868],
+                         [0.33797505, 0.24738972],
+                         [0.30783749, 0.30670366],
+                         [0.2672959, 0.34588253],
+                         [0.31232604, 0.34735849],
+                         [0.33333334, 0.33333334]],
+              'grad_initial': {'v': [0.85394275, 0.48798823]}},
+ 'izhikevich': {'spikes': [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 1.0]],
+                'last': {'v': [0.49970391, 0.0], 'w': [0.15730853, 0.49321383]},
+                'grad_x': [[0.50610805, 0.090543486],
+                           [0.42051363, 0.17104755],
+                           [0.22758837, 0.51947594],
+                           [0.20109276, 0.57927918],
+                           [0.55426967, 0.39875168],
+                           [0.72192055, 0.045116447]],
+                'grad_initial': {'v': [0.75916207, 0.099597834], 'w': [-0.83997542, -0.38905302]}},
+ 'izhikevich_soft': {'spikes': [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 1.0]],
+                     'last': {'v': [0.33403182, 0.09810853], 'w': [0.1279345, 0.35501423]},
+                     'grad_x': [[1.2956617, 0.7534551],
+                                [1.208762, 0.86685711],
+                                [1.0267808, 1.1100444],
+                                [0.59092832, 1.1608442],
+                                [0.36965021, 1.0047215],
+                                [0.40409449, 0.7677331]],
+                     'grad_initial': {'v': [3.4982862, 1.7329466], 'w': [-2.7713799, -2.3804393]}},
+ 'klif': {'spikes': [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0]],
+          'last': {'v': [0.0, 0.0]},
+          'grad_x': [[0.64837128, 0.075383008],
+                     [0.61753994, 0.0],
+                     [0.26891828, 0.62559193],
+                     [0.22562388, 0.67234588],
+                     [0.25797561, 0.5857451],
+                     [-0.02469356, -0.11916248]],
+          'grad_initial': {'v': [0.64837128, 0.075383008]},
+          'grad_k': 3.1699588},
+ 'klif_scaled_soft': {'spikes': [[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [1.0, 1.0]],
+                      'last': {'v': [0.38360775, 0.69814825]},
+                      'grad_x': [[0.73861045, 0.090126805],
+                                 [0.79737288, 0.0],
+                                 [0.7835409, 0.62728208],
+                                 [0.49730125, 0.7383768],
+                                 [0.68647826, 0.67218161],
+                                 [0.89634675, 0.9509654]],
+                      'grad_initial': {'v': [0.49240696, 0.060084537]},
+                      'grad_k': 7.0794339},
+ 'cubalif': {'spikes': [[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]],
+             'last': {'v': [0.0, 0.0], 'c': [1.703125, 2.1156249]},
+             'grad_x': [[1.03125, 3.0173438],
+                        [0.0625, 2.2562499],
+                        [0.125, 1.125],
+                        [0.25, 0.25],
+                        [0.5, 0.5],
+                        [1.0, 1.0]],
+             'grad_initial': {'v': [0.75, 1.4169141], 'c': [0.515625, 1.5086719]}},
+ 'cubalif_soft': {'spikes': [[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]],
+                  'last': {'v': [7.6909637, 4.0202265], 'c': [2.9564862, 2.8220415]},
+                  'grad_x': [[3.2074163, 4.8900404],
+                             [3.0449462, 4.2967796],
+                             [2.977006, 3.6708231],
+                             [2.8099999, 2.861938],
+                             [2.5, 2.5011594],
+                             [2.0, 2.0000002]],
+                  'grad_initial': {'v': [0.69431341, 1.307355], 'c': [2.565933, 3.9120324]}}}
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+@pytest.mark.parametrize("key", list(GOLDEN_CASES))
+def test_golden_spikingjelly(key, step_mode):
+    name, hyper, (sg, alpha), initial, k = GOLDEN_CASES[key]
+    hyper = dict(hyper)
+    detach = hyper.pop("detach_reset", False)
+    node = build((name, hyper, "Sigmoid", detach, k), step_mode=step_mode)
+    node.surrogate_function = getattr(surrogate, sg)(alpha=alpha)
+    x = torch.tensor(GOLDEN_X, requires_grad=True)
+    states = {n: torch.tensor(v, requires_grad=True) for n, v in initial.items()}
+    spikes, last, _ = run_node(node, x, states, step_mode)
+    loss = spikes.sum() + sum(v.sum() for v in last.values())
+    params = [node.k] if k is not None else []
+    grads = torch.autograd.grad(loss, [x, *states.values(), *params])
+    want = GOLDEN[key]
+    assert spikes.tolist() == want["spikes"]
+    # float32 runs of two implementations (SpikingJelly's registered kernels, ours): rounding only
+    tol = {"rtol": 1e-5, "atol": 1e-6}
+    for n in initial:
+        torch.testing.assert_close(last[n], torch.tensor(want["last"][n]), **tol)
+        torch.testing.assert_close(grads[1 + list(initial).index(n)], torch.tensor(want["grad_initial"][n]), **tol)
+    torch.testing.assert_close(grads[0], torch.tensor(want["grad_x"]), **tol)
+    if k is not None:
+        torch.testing.assert_close(grads[-1], torch.tensor(want["grad_k"]), **tol)
+
+
+# -- constructors: SpikingJelly 2.0.0's arguments, order and defaults ---------------------------------
+
+_SURROGATE = object()  # SpikingJelly's default is a surrogate instance; ours is None (a new one per neuron)
+SJ_SIGNATURES = {
+    "qif": [("tau", 2.0), ("v_c", 0.8), ("a0", 1.0), ("v_threshold", 1.0), ("v_rest", 0.0), ("v_reset", -0.1),
+            ("surrogate_function", _SURROGATE), ("detach_reset", False), ("step_mode", "s"), ("store_v_seq", False)],
+    "eif": [("tau", 2.0), ("delta_T", 1.0), ("theta_rh", 0.8), ("v_threshold", 1.0), ("v_rest", 0.0),
+            ("v_reset", -0.1), ("surrogate_function", _SURROGATE), ("detach_reset", False), ("step_mode", "s"),
+            ("store_v_seq", False)],
+    "izhikevich": [("tau", 2.0), ("v_c", 0.8), ("a0", 1.0), ("v_threshold", 1.0), ("v_reset", 0.0),
+                   ("v_rest", -0.1), ("w_rest", 0.0), ("tau_w", 2.0), ("a", 0.0), ("b", 0.0),
+                   ("surrogate_function", _SURROGATE), ("detach_reset", False), ("step_mode", "s"),
+                   ("store_v_seq", False)],
+    "klif": [("scale_reset", False), ("tau", 2.0), ("decay_input", True), ("v_threshold", 1.0), ("v_reset", 0.0),
+             ("surrogate_function", _SURROGATE), ("detach_reset", False), ("step_mode", "s"), ("store_v_seq", False)],
+    "cubalif": [("c_decay", 0.5), ("v_decay", 0.75), ("v_threshold", 0.5), ("v_reset", 0.0),
+                ("surrogate_function", _SURROGATE)],
+}
+#: Arguments snn adds, keyword only.
+EXTRA_KEYWORDS = {
+    "qif": {"backend": "torch"},
+    "eif": {"backend": "torch"},
+    "izhikevich": {"backend": "torch"},
+    "klif": {"backend": "torch"},
+    "cubalif": {"detach_reset": False, "step_mode": "s", "backend": "torch", "store_v_seq": False},
+}
+
+#: Non-default values for every SpikingJelly argument, in its order.
+POSITIONAL = {
+    "qif": (3.0, 0.7, 0.9, 1.1, 0.05, -0.2, surrogate.ATan(), True, "m", True),
+    "eif": (3.0, 0.6, 0.7, 1.1, 0.05, -0.2, surrogate.ATan(), True, "m", True),
+    "izhikevich": (3.0, 0.7, 0.9, 1.1, -0.2, -0.05, 0.1, 2.5, 0.3, 0.2, surrogate.ATan(), True, "m", True),
+    "klif": (True, 3.0, False, 1.1, -0.2, surrogate.ATan(), True, "m", True),
+    "cubalif": (0.6, 0.8, 1.1, -0.2, surrogate.ATan()),
+}
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_constructor_is_spikingjelly_compatible(name):
+    params = list(inspect.signature(CLASSES[name]).parameters.values())
+    expected = SJ_SIGNATURES[name]
+    positional = params[: len(expected)]
+    assert [p.name for p in positional] == [n for n, _ in expected]
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in positional)
+    for p, (_, default) in zip(positional, expected):
+        assert p.default == (None if default is _SURROGATE else default), p.name
+    extra = params[len(expected):]
+    assert {p.name: p.default for p in extra} == EXTRA_KEYWORDS[name]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra)
+    # positional arguments land where SpikingJelly puts them
+    values = POSITIONAL[name]
+    node = CLASSES[name](*values)
+    for (arg, _), value in zip(expected, values):
+        assert getattr(node, arg) is value if arg == "surrogate_function" else getattr(node, arg) == value, arg
+
+
+def test_default_surrogates_are_new_instances():
+    a, b = neuron.QIFNode(), neuron.QIFNode()
+    assert isinstance(a.surrogate_function, surrogate.Sigmoid) and a.surrogate_function.alpha == 4.0
+    assert a.surrogate_function is not b.surrogate_function
+    c = neuron.CUBALIFNode()
+    assert isinstance(c.surrogate_function, surrogate.Rect) and c.surrogate_function.alpha == 1.0
+
+
+def test_integers_accepted():
+    node = neuron.IzhikevichNode(tau=3, v_c=1, a0=2, v_threshold=2, v_reset=0, v_rest=0, w_rest=0, tau_w=4, a=1, b=0)
+    assert all(isinstance(v, float) for v in hyperparameters(node).values())
+    assert isinstance(neuron.QIFNode(tau=3, v_reset=-1).tau, float)
+    assert isinstance(neuron.CUBALIFNode(c_decay=1, v_decay=0).c_decay, float)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: neuron.QIFNode(tau=1.0), ValueError, "tau"),
+        (lambda: neuron.QIFNode(tau="2"), TypeError, "tau"),
+        (lambda: neuron.QIFNode(a0=0.0), ValueError, "a0"),
+        (lambda: neuron.QIFNode(v_c=True), TypeError, "v_c"),
+        (lambda: neuron.QIFNode(v_rest=float("inf")), ValueError, "v_rest"),
+        (lambda: neuron.QIFNode(v_reset=1.0), ValueError, "v_reset.*v_threshold"),
+        (lambda: neuron.QIFNode(v_reset=0.1, v_rest=0.0), ValueError, "v_reset.*v_rest"),
+        (lambda: neuron.EIFNode(delta_T=0.0), ValueError, "delta_T"),
+        (lambda: neuron.EIFNode(theta_rh=None), TypeError, "theta_rh"),
+        (lambda: neuron.EIFNode(v_reset=0.2), ValueError, "v_reset.*v_rest"),
+        (lambda: neuron.EIFNode(tau=0.5), ValueError, "tau"),
+        (lambda: neuron.IzhikevichNode(tau_w=0.0), ValueError, "tau_w"),
+        (lambda: neuron.IzhikevichNode(a0=-1.0), ValueError, "a0"),
+        (lambda: neuron.IzhikevichNode(b="0"), TypeError, "b"),
+        (lambda: neuron.IzhikevichNode(w_rest=float("nan")), ValueError, "w_rest"),
+        (lambda: neuron.KLIFNode(scale_reset=1), TypeError, "scale_reset"),
+        (lambda: neuron.KLIFNode(decay_input=None), TypeError, "decay_input"),
+        (lambda: neuron.KLIFNode(tau=1.0), ValueError, "tau"),
+        (lambda: neuron.CUBALIFNode(c_decay="0.5"), TypeError, "c_decay"),
+        (lambda: neuron.CUBALIFNode(v_decay=float("nan")), ValueError, "v_decay"),
+        (lambda: neuron.CUBALIFNode(v_threshold=True), TypeError, "v_threshold"),
+        (lambda: neuron.CUBALIFNode(detach_reset=1), TypeError, "detach_reset"),
+        (lambda: neuron.CUBALIFNode(surrogate_function=surrogate.Rect), TypeError, "surrogate_function"),
+    ],
+)
+def test_constructor_validation(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_hard_reset_checks_do_not_apply_to_soft_reset():
+    assert neuron.QIFNode(v_reset=None, v_rest=-0.5).v_reset is None
+    assert neuron.IzhikevichNode().v_reset == 0.0  # its default v_reset is above its v_rest, as in SpikingJelly
+
+
+# -- states --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("node", "initial"),
+    [
+        (neuron.QIFNode(v_rest=-0.05, v_reset=-0.2), {"v": -0.05}),
+        (neuron.EIFNode(v_rest=0.1, v_reset=None), {"v": 0.1}),
+        (neuron.IzhikevichNode(v_rest=-0.2, w_rest=0.3), {"v": -0.2, "w": 0.3}),
+        (neuron.KLIFNode(v_reset=-0.3), {"v": -0.3}),
+        (neuron.KLIFNode(v_reset=None), {"v": 0.0}),
+        (neuron.CUBALIFNode(v_reset=-0.2), {"v": 0.0, "c": 0.0}),
+    ],
+    ids=lambda p: type(p).__name__ if isinstance(p, torch.nn.Module) else "",
+)
+def test_initial_states_and_reset(node, initial):
+    assert dict(node._memories) == initial
+    node.step_mode = "m"
+    node(torch.rand(3, 4) * 2)
+    assert all(isinstance(getattr(node, n), torch.Tensor) for n in initial)
+    node.reset()
+    assert dict(node._memories) == initial
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_states_carry_across_calls(name):
+    node = CLASSES[name](step_mode="m")
+    x = torch.rand(5, 2, 3) * 1.5
+    first, second = node(x[:2]), node(x[2:])
+    assert torch.equal(torch.cat([first, second]), CLASSES[name](step_mode="m")(x))
+
+
+def test_klif_k_is_a_learnable_scalar():
+    node = neuron.KLIFNode(step_mode="m")
+    assert isinstance(node.k, torch.nn.Parameter) and node.k.dim() == 0 and node.k.item() == 1.0
+    assert list(node.state_dict()) == ["k"]
+    node(torch.rand(4, 3) * 2).sum().backward()
+    assert node.k.grad is not None and node.k.grad.shape == ()
+
+
+def test_store_v_seq_single_step_accumulates():
+    node = neuron.IzhikevichNode(a=0.3, b=0.2, store_v_seq=True)
+    xs = torch.rand(4, 3) * 2
+    for x in xs:
+        node(x)
+    multi = neuron.IzhikevichNode(a=0.3, b=0.2, store_v_seq=True, step_mode="m")
+    multi(xs)
+    torch.testing.assert_close(node.v_seq, multi.v_seq, rtol=0, atol=0)
+
+
+# -- registry and kernel plans -------------------------------------------------------------------
+
+
+def test_builtin_models_registered():
+    names = [m.name for m in neuron.BUILTIN_MODELS]
+    assert names[-5:] == ["qif", "eif", "izhikevich", "klif", "cubalif"]
+    registry = get_registry()
+    for name, cls in CLASSES.items():
+        assert registry.model(name) is cls.model
+        assert cls.model.state_names == STATES[name]
+        assert "torch" in cls().supported_backends
+
+
+#: What training saves per model (see each class docstring): charged states, whether the input is
+#: saved, the initial states kept.
+SAVED = {
+    "qif": (("v",), False, ("v",)),
+    "eif": (("v",), False, ("v",)),
+    "izhikevich": (("v",), False, ("v",)),
+    "klif": (("v",), False, ()),
+    "cubalif": (("v",), False, ()),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_training_saves(case):
+    plan = kernel_plan(build(case).neuron_config())
+    saved, save_input, initial = SAVED[case[0]]
+    assert tuple(plan.states[i] for i in plan.saved_states) == saved
+    assert plan.save_input is save_input and plan.input_recovery is None
+    assert tuple(plan.states[i] for i in plan.initial_states_needed) == initial
+
+
+def test_torch_backend_runs_relu_in_a_charge():
+    """A charge with relu runs on the torch backend (its programs write relu with ``out=``)."""
+    model = NeuronModel(
+        name="relu_probe", states=(State("v", 0.0),), hyperparameters=THRESHOLD_AND_RESET,
+        charge=lambda x, u, p, ops: {"v": ops.relu(u.v + x)},
+    )
+    config = model.config(surrogate.Sigmoid().spec)
+    x = torch.tensor([[0.5], [-2.0], [1.2]])
+    spikes, (v,), _ = multi_step(x, (torch.zeros(1),), config)
+    assert spikes.flatten().tolist() == [0.0, 0.0, 1.0]
+    assert v.tolist() == [0.0]
