@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
-from snn import neuron
+from snn import neuron, plugins
 from snn.testing.plugins import fresh_plugin_manager, temporary_plugin  # noqa: F401  (fixtures)
 
 
@@ -13,6 +15,17 @@ from snn.testing.plugins import fresh_plugin_manager, temporary_plugin  # noqa: 
 def _deterministic_seed() -> None:
     """Every test starts from the same global RNG state."""
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def in_tree_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Only the in-tree plugins: hermetic against whatever else is installed (snn-cpp, for
+    instance, rightly wins ``backend="auto"`` on CPU when it is)."""
+    monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins.reset()
+    yield
+    monkeypatch.delenv("SNN_DISABLE_PLUGIN_AUTOLOAD")
+    plugins.reset()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,6 @@ from snn.doctor import collect, render_json, render_table
 from snn.registry import BackendRegistrar, LossRegistrar
 
 BACKEND_KEYS = {"name", "plugin", "available", "reason", "devices", "dtypes", "surrogates", "kernels"}
-
-
-@pytest.fixture
-def in_tree_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Only the in-tree plugins (hermetic against whatever else is installed)."""
-    monkeypatch.setenv("SNN_DISABLE_PLUGIN_AUTOLOAD", "1")
-    plugins.reset()
-    yield
-    plugins.reset()
 
 
 def _probe_plugin(reason: str | None) -> types.SimpleNamespace:
@@ -179,7 +169,7 @@ def test_missing_first_party_backends_are_listed_with_their_install_commands(
     monkeypatch.setattr(snn.doctor, "_installed_version", lambda distribution: None)
     report = collect()
     missing = {m["name"]: m for m in report["missing_backends"]}
-    assert set(missing) == {"triton", "cupy"}  # autoload off: neither plugin registered
+    assert set(missing) == {"triton", "cupy", "cpp"}  # autoload off: no first-party backend registered
     assert missing["triton"] == {
         "name": "triton",
         "distribution": "snn-triton",
@@ -188,6 +178,8 @@ def test_missing_first_party_backends_are_listed_with_their_install_commands(
         "from_checkout": "pip install -e packages/snn-triton",
     }
     assert missing["cupy"]["from_checkout"] == 'pip install -e "packages/snn-cupy[cuda12]"'
+    assert missing["cpp"]["from_index"] == 'pip install "snn-core[cpp]"'
+    assert missing["cpp"]["from_checkout"] == "pip install -e packages/snn-cpp"
     table = render_table(report)
     backends = table[table.index("\nBackends\n"):table.index("\nForward strategies\n")]
     assert "triton (snn-triton): not installed" in backends and "cupy (snn-cupy): not installed" in backends

@@ -347,7 +347,7 @@ def _fake_plugin(name, dtypes=(torch.float32,), surrogates=("Sigmoid",)):
     return types.SimpleNamespace(snn_register_backends=snn_register_backends)
 
 
-def test_auto_picks_torch_on_cpu():
+def test_auto_picks_torch_on_cpu_among_the_in_tree_plugins(in_tree_only):
     node = neuron.LIFNode(step_mode="m", backend="auto")
     x = torch.rand(3, 4) * 2
     ref = neuron.LIFNode(step_mode="m")(x)

@@ -115,7 +115,7 @@ def test_generating_backend_serves_models_by_their_operations() -> None:
         assert "ATan" in info.claimed_surrogates() and "Sigmoid" not in info.claimed_surrogates()
 
 
-def test_auto_prefers_priority_and_skips_emulated_and_unavailable() -> None:
+def test_auto_prefers_priority_and_skips_emulated_and_unavailable(in_tree_only: None) -> None:
     backends = {
         "fast": _backend(auto_priority=5),
         "faster_but_emulated": _backend(devices=(), emulated_devices=("cpu",), auto_priority=50),
