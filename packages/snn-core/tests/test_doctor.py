@@ -195,16 +195,16 @@ def test_missing_backends_follow_what_is_installed(monkeypatch: pytest.MonkeyPat
     plugins.reset()
     try:
         registered = {backend["name"] for backend in collect()["backends"]}
-        monkeypatch.setenv("SNN_DISABLED_PLUGINS", "triton,cupy")
+        monkeypatch.setenv("SNN_DISABLED_PLUGINS", "triton,cupy,cpp")
         plugins.reset()
         report = collect()
     finally:
         monkeypatch.delenv("SNN_DISABLED_PLUGINS")
         plugins.reset()
     missing = {m["name"]: m for m in report["missing_backends"]}
-    assert set(missing) == {"triton", "cupy"}
+    assert set(missing) == {"triton", "cupy", "cpp"}
     table = render_table(report)
-    for name, distribution in (("triton", "snn-triton"), ("cupy", "snn-cupy")):
+    for name, distribution in (("triton", "snn-triton"), ("cupy", "snn-cupy"), ("cpp", "snn-cpp")):
         try:
             version = importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
