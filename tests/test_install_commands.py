@@ -81,11 +81,11 @@ def test_every_name_a_plugin_registers_has_its_hint() -> None:
 def test_versions_move_together_and_all_pulls_every_sibling() -> None:
     projects = _projects()
     versions = {name: project["version"] for name, project in projects.items()}
-    assert set(versions) == {"snn-core", "snn-triton", "snn-cupy", "snn-online"}
+    assert set(versions) == {"snn-core", "snn-triton", "snn-cupy", "snn-cpp", "snn-online"}
     assert len(set(versions.values())) == 1, versions
     optional = projects["snn-core"]["optional-dependencies"]
-    assert optional["all"] == ["snn-core[triton,cupy,online,demo,nir,plot]"]
-    for extra, sibling in (("triton", "snn-triton"), ("cupy", "snn-cupy"), ("online", "snn-online")):
+    assert optional["all"] == ["snn-core[triton,cupy,online,cpp,demo,nir,plot]"]
+    for extra, sibling in (("triton", "snn-triton"), ("cupy", "snn-cupy"), ("cpp", "snn-cpp"), ("online", "snn-online")):
         assert optional[extra] == [f"{sibling}=={versions[sibling]}"]
     assert set(optional["test"]) == {"pytest>=8", "hypothesis>=6.100"}
 
