@@ -4,21 +4,33 @@ Every piece of math in the source comes from the plan's expressions, rendered by
 :func:`snn.expr.render` (dialect ``"c"`` for float32, ``"c64"`` for float64); this module only
 arranges them into loops. The source is plain C99 (no torch headers) with three entry points:
 
-- ``snn_forward(T, N, block, threads, save, store, ptrs)``: the sequence forward, ``save``
-  keeping the charged values training needs and ``store`` writing the post-reset state sequences;
-- ``snn_backward(T, N, block, threads, flags, ptrs)``: the backward pass, newest step first;
+- ``snn_forward(T, N, block, threads, save, store, stream, ptrs)``: the sequence forward,
+  ``save`` keeping the charged values training needs and ``store`` writing the post-reset state
+  sequences;
+- ``snn_backward(T, N, block, threads, stream, flags, ptrs)``: the backward pass, newest step
+  first;
 - ``snn_source_id()``: the hash of this source (the loader checks it).
 
 Layout: the neurons are cut into blocks of ``block`` neurons (a runtime argument, at most
 :data:`MAX_BLOCK`; the last block shorter; see :func:`snn_cpp.ops.block_size`). A block
-runs the whole sequence with its states in small arrays that stay in the first-level cache; the
-loop over a block's neurons is the innermost loop, written so that the compiler vectorises it
-(``restrict`` pointers, no calls except ``libm`` functions, selections without branches). Threads
+runs the whole sequence with its states in small arrays that stay in the caches; each step's
+loop over the block's neurons (in chunks of :data:`CHUNK`) is the innermost loop, written so that
+the compiler vectorises it (``restrict`` pointers, selections without branches, no calls: the
+backward pass computes each chunk's surrogate gradients, whose ``exp`` may be a call into the
+vector math library, in a loop of its own before the main one). Threads
 take blocks one at a time (OpenMP ``schedule(dynamic, 1)``: on a shared machine a thread whose
 core is busy with another process takes fewer blocks instead of holding up the others); each
 block writes its partial sums of the learnable parameters' gradients to its own slot, and one
 thread adds the slots in block order, so the result depends neither on the number of threads
-nor on which thread ran which block.
+nor on which thread ran which block. Within a block, a learnable parameter's gradient terms of
+each neuron are summed over steps in the storage type for at most :data:`FLUSH_STEPS` steps, then
+added to a ``double`` per neuron (a float32 sum over a few steps loses nothing a float32 gradient
+keeps, and a ``double`` add per step cost the float32 PLIF backward about a tenth of its time).
+
+``stream`` (set by the caller for outputs larger than the caches) writes the ``[T, N]`` outputs
+with non-temporal stores: each step's values go to a buffer of :data:`CHUNK` neurons in the
+first-level cache, then straight to memory without the read a cached store makes of every line
+it writes. It changes where values are stored, never which values.
 
 Pointer tables (``ptrs``, ``void *``; ``N`` neurons, ``T`` steps, all arrays contiguous):
 
@@ -41,14 +53,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from snn.expr import Expr, render, variables
 from snn.models import INPUT, SPIKE, SURROGATE_INPUT, KernelPlan
+from snn_cpp.c_helpers import HELPERS
 
 __all__ = [
     "MAX_BLOCK",
+    "CHUNK",
+    "FLUSH_STEPS",
     "DIALECTS",
     "ABI_VERSION",
     "KernelLayout",
@@ -61,11 +76,18 @@ __all__ = [
 #: The largest number of neurons per block (the block's states live in arrays on the stack).
 MAX_BLOCK = 16384
 
+#: Neurons per buffer of the streaming stores (a few KiB per output: stays in the L1 cache).
+CHUNK = 512
+
+#: Steps over which the learnable parameters' per-neuron gradient terms are summed in the
+#: storage type before they are added to the ``double`` sums.
+FLUSH_STEPS = 16
+
 #: Storage dtype name -> (``snn.expr`` dialect, C type).
 DIALECTS = {"float32": ("c", "float"), "float64": ("c64", "double")}
 
 #: Bumped whenever the entry points' signatures or pointer tables change.
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 # Functions of the rendered C replaced by the kernels' own: snn.expr renders minimum / maximum
 # with C's fmin / fmax, which return the other operand when one is NaN, where torch.minimum and
@@ -180,66 +202,53 @@ def _prelude(real: str, dialect: str, plan: KernelPlan) -> list[str]:
         "#ifdef _OPENMP",
         "#include <omp.h>",
         "#endif",
+        "#if defined(__AVX__) || defined(__SSE2__)",
+        "#include <immintrin.h>",
+        "#endif",
         f"typedef {real} real_t;",
         f"typedef {bits} bits_t;",
         f"#define SNN_MAX_BLOCK {MAX_BLOCK}",
+        f"#define SNN_CHUNK {CHUNK}",
+        f"#define SNN_FLUSH {FLUSH_STEPS}",
         f"#define ONE {one}",
         f"#define ZERO {zero}",
         f"#define THRESHOLD {threshold}",
         "#define SNN_EXPORT __attribute__((visibility(\"default\")))",
         "#define SNN_INLINE static inline __attribute__((always_inline))",
-        "static const real_t snn_zeros[SNN_MAX_BLOCK];",
-        "/* v where mask is all ones, +0 where it is zero: a select that never moves the computation of v",
-        "   under a branch (which would stop the vectoriser at calls of libm functions) */",
-        "SNN_INLINE real_t snn_keep(const bits_t mask, const real_t v) {",
-        "    bits_t b;",
-        "    memcpy(&b, &v, sizeof b);",
-        "    b &= mask;",
-        "    real_t r;",
-        "    memcpy(&r, &b, sizeof r);",
-        "    return r;",
-        "}",
-        "SNN_INLINE real_t snn_min(real_t a, real_t b) { return (a < b || a != a) ? a : b; }",
-        "SNN_INLINE real_t snn_max(real_t a, real_t b) { return (a > b || a != a) ? a : b; }",
-        *_EXPF,
+        *HELPERS,
     ]
 
 
-# expf(x) = 2^k exp(r) with k = rint(x / ln 2) and r = x - k ln 2 (ln 2 in two parts);
-# exp(r) = 1 + r + r^2 q(r) with q of degree 4 fitted for the least maximum relative error on
-# |r| <= ln(2) / 2 (measured within 8.1e-8 relative of the exact value over every 13th float in
-# [-110, 100], under 1.5 ulp); 2^k applied in two halves so that results near overflow and
-# subnormal results are right. No branches: the clamp to [-104, 89] makes larger inputs overflow
-# to inf and smaller ones underflow to 0, and NaN propagates through r.
-_EXPF_INLINE = (
-    "#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)",
-    "#define SNN_MULADD(a, b, c) fmaf(a, b, c)",
-    "#else",
-    "#define SNN_MULADD(a, b, c) ((a) * (b) + (c))",
-    "#endif",
-    "SNN_INLINE float snn_expf(const float x) {",
-    "    const float lo = -104.0f > x ? -104.0f : x;",
-    "    const float c = lo > 89.0f ? 89.0f : lo;",
-    "    const float shift = 0x1.8p23f;",
-    "    const float k = SNN_MULADD(c, 0x1.715476p+0f, shift) - shift;",
-    "    const float r = SNN_MULADD(k, -0x1.7f7d1cp-20f, SNN_MULADD(k, -0x1.62e400p-1f, c));",
-    "    float q = 0x1.6a2448p-10f;",
-    "    q = SNN_MULADD(q, r, 0x1.1239d4p-7f);",
-    "    q = SNN_MULADD(q, r, 0x1.5558f2p-5f);",
-    "    q = SNN_MULADD(q, r, 0x1.555492p-3f);",
-    "    q = SNN_MULADD(q, r, 0x1.fffffcp-2f);",
-    "    const float p = SNN_MULADD(q, r * r, r) + 1.0f;",
-    "    const int32_t ki = (int32_t)k;",
-    "    const int32_t k1 = ki >> 1;",
-    "    const uint32_t b1 = (uint32_t)(k1 + 127) << 23;",
-    "    const uint32_t b2 = (uint32_t)(ki - k1 + 127) << 23;",
-    "    float s1, s2;",
-    "    memcpy(&s1, &b1, sizeof s1);",
-    "    memcpy(&s2, &b2, sizeof s2);",
-    "    return (p * s1) * s2;",
-    "}",
-)
-_EXPF = ("#if defined(SNN_LIBMVEC) && !defined(SNN_INLINE_EXPF)", "#define snn_expf expf", "#else", *_EXPF_INLINE, "#endif")
+def _row_loop(body: Callable[[Callable[[str, str], str]], list[str]], outputs: Sequence[tuple[str, str]],
+              indent: str, prepare: Sequence[str] = ()) -> list[str]:
+    """One step's loop over a block's neurons, chunk by chunk (:data:`CHUNK` neurons). Each output
+    row is stored through a pointer ``o_<row>``: the row itself, or under ``stream`` a chunk buffer
+    that :c:func:`snn_stream_out` copies out after the chunk (one loop serves both ways).
+
+    Args:
+        body: the loop body's lines for neuron ``i`` (``k`` within the chunk), given
+            ``store(row, value)``, which returns the statement storing ``value`` to row ``row``.
+        outputs: ``(row pointer, condition)`` of each output row the body stores to; the
+            condition (a C expression, ``""`` for always) is the one the body stores under.
+        indent: the indentation of the lines returned.
+        prepare: lines run before the body's loop in each chunk (a loop of their own over the
+            chunk's ``cl`` neurons ``c + k``), e.g. to fill a buffer the body reads.
+    """
+    lines = ["for (int64_t c = 0; c < len; c += SNN_CHUNK) {",
+             "    const int64_t cl = len - c < SNN_CHUNK ? len - c : SNN_CHUNK;"]
+    for row, condition in outputs:
+        direct = f"stream || !({condition})" if condition else "stream"
+        lines += [f"    real_t b_{row}[SNN_CHUNK];",
+                  f"    real_t *restrict o_{row} = ({direct}) ? b_{row} : {row} + c;"]
+    lines += ["    " + line for line in prepare]
+    lines += ["    for (int64_t k = 0; k < cl; ++k) {", "        const int64_t i = c + k;"]
+    lines += ["        " + line for line in body(lambda row, value: f"o_{row}[k] = {value};")]
+    lines += ["    }", "    if (stream) {"]
+    for row, condition in outputs:
+        copy = f"snn_stream_out({row} + c, b_{row}, cl);"
+        lines.append("        " + (f"if ({condition}) {copy}" if condition else copy))
+    lines += ["    }", "}"]
+    return [indent + line for line in lines]
 
 
 def _forward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]:
@@ -254,7 +263,7 @@ def _forward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]:
     params += [f"real_t *restrict last{i}" for i in range(m)]
     params += [f"real_t *restrict seq{i}" for i in range(m)]
     params += [f"real_t *restrict saved{j}" for j in layout.saved]
-    params += ["const int save", "const int store"]
+    params += ["const int save", "const int store", "const int stream"]
     out = ["SNN_INLINE void snn_forward_block(" + ", ".join(params) + ") {"]
     out += [f"    const real_t p{k} = pp[{k}];" for k in range(n_p)]
     out += [f"    real_t st{i}[len];" for i in range(m)]
@@ -264,19 +273,24 @@ def _forward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]:
             "        const real_t *restrict xr = x + row;", "        real_t *restrict sr = spikes + row;"]
     out += [f"        real_t *restrict qr{i} = store ? seq{i} + row : NULL;" for i in range(m)]
     out += [f"        real_t *restrict hr{j} = save ? saved{j} + row : NULL;" for j in layout.saved]
-    out += ["        for (int64_t i = 0; i < len; ++i) {"]
-    out += [f"            const real_t u{i} = st{i}[i];" for i in range(m)]
-    out += ["            const real_t xv = xr[i];"]
-    out += [f"            const real_t h{i} = {r(plan.charge[i], forward_vars)};" for i in range(m)]
-    out += [f"            const real_t sv = (h{fire} >= THRESHOLD) ? ONE : ZERO;"]
-    out += [f"            const real_t v{i} = {r(plan.reset[i], reset_vars)};" for i in range(m)]
-    out += [f"            st{i}[i] = v{i};" for i in range(m)]
-    out += ["            sr[i] = sv;"]
-    out += [f"            if (store) qr{i}[i] = v{i};" for i in range(m)]
-    out += [f"            if (save) hr{j}[i] = h{j};" for j in layout.saved]
-    out += ["        }", "    }", "    for (int64_t i = 0; i < len; ++i) {"]
+
+    def body(store: Callable[[str, str], str]) -> list[str]:
+        lines = [f"const real_t u{i} = st{i}[i];" for i in range(m)]
+        lines.append("const real_t xv = xr[i];")
+        lines += [f"const real_t h{i} = {r(plan.charge[i], forward_vars)};" for i in range(m)]
+        lines.append(f"const real_t sv = (h{fire} >= THRESHOLD) ? ONE : ZERO;")
+        lines += [f"const real_t v{i} = {r(plan.reset[i], reset_vars)};" for i in range(m)]
+        lines += [f"st{i}[i] = v{i};" for i in range(m)]
+        lines.append(store("sr", "sv"))
+        lines += [f"if (store) {store(f'qr{i}', f'v{i}')}" for i in range(m)]
+        lines += [f"if (save) {store(f'hr{j}', f'h{j}')}" for j in layout.saved]
+        return lines
+
+    outputs = [("sr", "")] + [(f"qr{i}", "store") for i in range(m)] + [(f"hr{j}", "save") for j in layout.saved]
+    out += _row_loop(body, outputs, "        ")
+    out += ["    }", "    for (int64_t i = 0; i < len; ++i) {"]
     out += [f"        last{i}[n0 + i] = st{i}[i];" for i in range(m)]
-    out += ["    }", "}", ""]
+    out += ["    }", "    if (stream) snn_stream_fence();", "}", ""]
     # the entry points: unpack the pointer table, run the blocks on the threads. save and store
     # are literal constants inside each parallel region (OpenMP outlines the region before
     # constants could propagate into it), so each variant's loop is free of branches.
@@ -286,28 +300,28 @@ def _forward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]:
     for index, name in enumerate(names):
         const = "const " if name == "x" or name.startswith("init") or name == "pp" else ""
         unpack.append(f"    {const}real_t *{name} = ({const}real_t *)ptrs[{index}];")
-    body: list[str] = []
+    body_lines: list[str] = []
     for save, store in ((1, 1), (1, 0), (0, 1), (0, 0)):
         call_args = ["T", "N", "b * block", "(N - b * block) < block ? (N - b * block) : block"]
-        call_args += [*names, str(save), str(store)]
-        body += [f"static void snn_forward_{save}{store}(const int64_t T, const int64_t N, const int64_t block, "
-                 "const int threads, void *const *ptrs) {", *unpack,
-                 "    const int64_t blocks = (N + block - 1) / block;",
-                 "    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)",
-                 "    for (int64_t b = 0; b < blocks; ++b) {",
-                 "        snn_forward_block(" + ", ".join(call_args) + ");",
-                 "    }", "}", ""]
-    body += [
+        call_args += [*names, str(save), str(store), "stream"]
+        body_lines += [f"static void snn_forward_{save}{store}(const int64_t T, const int64_t N, const int64_t block, "
+                       "const int threads, const int stream, void *const *ptrs) {", *unpack,
+                       "    const int64_t blocks = (N + block - 1) / block;",
+                       "    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)",
+                       "    for (int64_t b = 0; b < blocks; ++b) {",
+                       "        snn_forward_block(" + ", ".join(call_args) + ");",
+                       "    }", "}", ""]
+    body_lines += [
         "SNN_EXPORT void snn_forward(const int64_t T, const int64_t N, const int64_t block, const int threads, "
-        "const int save, const int store, void *const *ptrs) {",
-        "    if (save && store) snn_forward_11(T, N, block, threads, ptrs);",
-        "    else if (save) snn_forward_10(T, N, block, threads, ptrs);",
-        "    else if (store) snn_forward_01(T, N, block, threads, ptrs);",
-        "    else snn_forward_00(T, N, block, threads, ptrs);",
+        "const int save, const int store, const int stream, void *const *ptrs) {",
+        "    if (save && store) snn_forward_11(T, N, block, threads, stream, ptrs);",
+        "    else if (save) snn_forward_10(T, N, block, threads, stream, ptrs);",
+        "    else if (store) snn_forward_01(T, N, block, threads, stream, ptrs);",
+        "    else snn_forward_00(T, N, block, threads, stream, ptrs);",
         "}",
         "",
     ]
-    return out + body
+    return out + body_lines
 
 
 def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]:
@@ -334,15 +348,18 @@ def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]
     params += [f"const real_t *restrict gl{i}" for i in range(m)]
     params += [f"const real_t *restrict gq{i}" for i in range(m)]
     params += ["real_t *restrict gx"] + [f"real_t *restrict gu{i}" for i in range(m)]
-    params += ["double *restrict partial", "const int has_gs"]
+    params += ["double *restrict partial", "const int stream", "const int has_gs"]
     params += [f"const int has_gl{i}" for i in range(m)] + [f"const int has_gq{i}" for i in range(m)]
     out = ["SNN_INLINE void snn_backward_block(" + ", ".join(params) + ") {"]
     out += [f"    const real_t p{k} = pp[{k}];" for k in range(n_p)]
     out += [f"    real_t c{i}[len];" for i in range(m)]
-    out += [f"    double a{k}[len];" for k in range(n_p)]
+    out += [f"    real_t a{k}[len];" for k in range(n_p)]
+    out += [f"    double d{k}[len];" for k in range(n_p)]
+    out += ["    const int any_gq = " + " || ".join(f"has_gq{i}" for i in range(m)) + ";"]
     out += ["    for (int64_t i = 0; i < len; ++i) {"]
     out += [f"        c{i}[i] = has_gl{i} ? gl{i}[n0 + i] : ZERO;" for i in range(m)]
-    out += [f"        a{k}[i] = 0.0;" for k in range(n_p)]
+    out += [f"        a{k}[i] = ZERO;" for k in range(n_p)]
+    out += [f"        d{k}[i] = 0.0;" for k in range(n_p)]
     out += ["    }", "    for (int64_t t = T - 1; t >= 0; --t) {", "        const int64_t row = t * N + n0;",
             "        const int final_step = t == T - 1;"]
     for i in range(m):
@@ -358,32 +375,31 @@ def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]
         out.append("        const real_t *restrict xr = xin + row;")
     out.append("        real_t *restrict gxr = gx + row;")
 
-    def body(first: bool) -> list[str]:
-        lines = [f"            const real_t h{j} = hr{j}[i];" for j in layout.saved]
-        lines.append(f"            const real_t sv = (h{fire} >= THRESHOLD) ? ONE : ZERO;")
-        lines.append(f"            const real_t zv = h{fire} - THRESHOLD;")
-        lines.append(f"            const real_t sg = {r(plan.surrogate, {SURROGATE_INPUT})};")
+    def body(first: bool, with_gq: bool, store: Callable[[str, str], str]) -> list[str]:
+        lines = [f"const real_t h{j} = hr{j}[i];" for j in layout.saved]
+        lines.append(f"const real_t sv = (h{fire} >= THRESHOLD) ? ONE : ZERO;")
+        lines.append("const real_t sg = b_sg[k];")
         if layout.initial_needed:
             if first:
-                lines += [f"            const real_t u{i} = init{i}[n0 + i];" for i in layout.initial_needed]
+                lines += [f"const real_t u{i} = init{i}[n0 + i];" for i in layout.initial_needed]
             else:
-                lines += [f"            const real_t hp{j} = hpr{j}[i];" for j in previous_h]
-                lines.append(f"            const real_t sp = (hp{fire} >= THRESHOLD) ? ONE : ZERO;")
+                lines += [f"const real_t hp{j} = hpr{j}[i];" for j in previous_h]
+                lines.append(f"const real_t sp = (hp{fire} >= THRESHOLD) ? ONE : ZERO;")
                 rename = {f"h_{states[j]}": f"hp{j}" for j in range(m)} | {SPIKE: "sp"}
                 lines += [
-                    f"            const real_t u{i} = {r(plan.reset[i], {f'h_{states[j]}' for j in previous_h} | {SPIKE} | p_vars, rename)};"
+                    f"const real_t u{i} = {r(plan.reset[i], {f'h_{states[j]}' for j in previous_h} | {SPIKE} | p_vars, rename)};"
                     for i in layout.initial_needed
                 ]
         if layout.save_input:
-            lines.append("            const real_t xv = xr[i];")
+            lines.append("const real_t xv = xr[i];")
         elif plan.input_recovery is not None:
-            lines.append(f"            const real_t xv = {r(plan.input_recovery, h_vars | u_vars | p_vars)};")
-        lines += [f"            const real_t g{i} = c{i}[i] + qr{i}[i];" for i in range(m)]
+            lines.append(f"const real_t xv = {r(plan.input_recovery, h_vars | u_vars | p_vars)};")
+        lines += [f"const real_t g{i} = c{i}[i]{f' + qr{i}[i]' if with_gq else ''};" for i in range(m)]
         spike = ["gsr[i]"] + [
             f"snn_keep(mpres{i}, g{i} * {r(e, step_vars)})" for i, e in _present(plan.reset_s)
         ]
-        lines.append(f"            const real_t gst = {' + '.join(spike)};")
-        lines.append("            const real_t gsg = snn_keep(mpath, gst * sg);")
+        lines.append(f"const real_t gst = {' + '.join(spike)};")
+        lines.append("const real_t gsg = snn_keep(mpath, gst * sg);")
         for j in range(m):
             terms = [
                 f"snn_keep(mpres{i}, g{i} * {r(e, step_vars)})"
@@ -391,14 +407,14 @@ def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]
             ]
             if j == fire:
                 terms.append("gsg")
-            lines.append(f"            const real_t gh{j} = {_sum(terms, 'ZERO')};")
+            lines.append(f"const real_t gh{j} = {_sum(terms, 'ZERO')};")
         gx_terms = [f"gh{j} * {r(e, charge_vars)}" for j, e in _present(plan.charge_x)]
-        lines.append(f"            gxr[i] = {_sum(gx_terms, 'ZERO')};")
+        lines.append(store("gxr", _sum(gx_terms, "ZERO")))
         for i in range(m):
             terms = [
                 f"gh{j} * {r(e, charge_vars)}" for j, e in _present([plan.charge_u[j][i] for j in range(m)])
             ]
-            lines.append(f"            c{i}[i] = {_sum(terms, 'ZERO')};")
+            lines.append(f"c{i}[i] = {_sum(terms, 'ZERO')};")
         for k in range(n_p):
             terms = [
                 f"gh{j} * {r(e, charge_vars)}" for j, e in _present([plan.charge_p[j][k] for j in range(m)])
@@ -408,35 +424,61 @@ def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]
                 for i, e in _present([plan.reset_p[i][k] for i in range(m)])
             ]
             if terms:
-                lines.append(f"            a{k}[i] += (double)({' + '.join(terms)});")
+                lines.append(f"a{k}[i] += {' + '.join(terms)};")
+        return lines
+
+    # The surrogate gradient runs in a loop of its own over each chunk: its functions (exp, ...)
+    # are calls into the vector math library, and a call inside the main loop would make the
+    # compiler spill every value live across it.
+    surrogate_loop = [
+        "real_t b_sg[SNN_CHUNK];",
+        "for (int64_t k = 0; k < cl; ++k) {",
+        f"    const real_t zv = hr{fire}[c + k] - THRESHOLD;",
+        f"    b_sg[k] = {r(plan.surrogate, {SURROGATE_INPUT})};",
+        "}",
+    ]
+
+    def step_loops(first: bool, indent: str) -> list[str]:
+        # without incoming state-sequence gradients (the usual case) the loop reads no zeros; the
+        # first step (one of T) reads them either way
+        if first:
+            return _row_loop(lambda store: body(first, True, store), [("gxr", "")], indent, surrogate_loop)
+        lines = [indent + "if (any_gq) {"]
+        lines += _row_loop(lambda store: body(first, True, store), [("gxr", "")], indent + "    ", surrogate_loop)
+        lines.append(indent + "} else {")
+        lines += _row_loop(lambda store: body(first, False, store), [("gxr", "")], indent + "    ", surrogate_loop)
+        lines.append(indent + "}")
         return lines
 
     if layout.initial_needed:
         out.append("        if (t > 0) {")
         out += [f"            const real_t *restrict hpr{j} = saved{j} + row - N;" for j in previous_h]
-        out.append("            for (int64_t i = 0; i < len; ++i) {")
-        out += ["    " + line for line in body(False)]
-        out += ["            }", "        } else {", "            for (int64_t i = 0; i < len; ++i) {"]
-        out += ["    " + line for line in body(True)]
-        out += ["            }", "        }"]
-    else:
-        out.append("        for (int64_t i = 0; i < len; ++i) {")
-        out += body(False)
+        out += step_loops(False, "            ")
+        out.append("        } else {")
+        out += step_loops(True, "            ")
         out.append("        }")
+    else:
+        out += step_loops(False, "        ")
+    if n_p:
+        out += ["        if ((T - 1 - t) % SNN_FLUSH == SNN_FLUSH - 1 || t == 0) {",
+                "            for (int64_t i = 0; i < len; ++i) {"]
+        for k in range(n_p):
+            out += [f"                d{k}[i] += (double)a{k}[i];", f"                a{k}[i] = ZERO;"]
+        out += ["            }", "        }"]
     out += ["    }", "    for (int64_t i = 0; i < len; ++i) {"]
     out += [f"        gu{i}[n0 + i] = c{i}[i];" for i in range(m)]
     out.append("    }")
     for k in range(n_p):
-        out += ["    {", "        double total = 0.0;", f"        for (int64_t i = 0; i < len; ++i) total += a{k}[i];",
+        out += ["    {", "        double total = 0.0;", f"        for (int64_t i = 0; i < len; ++i) total += d{k}[i];",
                 f"        partial[b * {n_p} + {k}] = total;", "    }"]
-    out += ["}", ""]
+    out += ["    if (stream) snn_stream_fence();", "}", ""]
     # the entry point
     names = [f"saved{j}" for j in layout.saved] + (["xin"] if layout.save_input else [])
     names += [f"init{i}" for i in layout.initial_needed] + ["pp", "gs"]
     names += [f"gl{i}" for i in range(m)] + [f"gq{i}" for i in range(m)]
     outputs = ["gx"] + [f"gu{i}" for i in range(m)]
     entry = ["SNN_EXPORT void snn_backward(const int64_t T, const int64_t N, const int64_t block, const int threads, "
-             "const int32_t *flags, void *const *ptrs) {"]
+             "const int stream, const int32_t *flags, void *const *ptrs) {"]
     for index, name in enumerate(names):
         entry.append(f"    const real_t *{name} = (const real_t *)ptrs[{index}];")
     for index, name in enumerate(outputs, start=len(names)):
@@ -446,12 +488,11 @@ def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]
     flag_names = ["has_gs"] + [f"has_gl{i}" for i in range(m)] + [f"has_gq{i}" for i in range(m)]
     entry += [f"    const int {name} = flags[{index}] != 0;" for index, name in enumerate(flag_names)]
     call = ["T", "N", "b * block", "(N - b * block) < block ? (N - b * block) : block", "b"]
-    call += names + outputs + ["partial"] + flag_names
     entry += [
         "    const int64_t blocks = (N + block - 1) / block;",
         "    #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)",
         "    for (int64_t b = 0; b < blocks; ++b) {",
-        "        snn_backward_block(" + ", ".join(call) + ");",
+        "        snn_backward_block(" + ", ".join([*call, *names, *outputs, "partial", "stream", *flag_names]) + ");",
         "    }",
     ]
     for k in range(n_p):

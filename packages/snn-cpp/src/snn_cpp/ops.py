@@ -34,6 +34,7 @@ __all__ = [
     "DTYPE_NAMES",
     "SERIAL_WORK",
     "STACK_BYTES",
+    "STREAM_BYTES",
     "CompiledKernels",
     "configuration_key",
     "compiled_kernels",
@@ -51,6 +52,12 @@ SERIAL_WORK = 1 << 15
 #: Stack bytes a block's buffers may take (see :func:`block_size`).
 STACK_BYTES = 512 << 10
 
+#: ``[T, N]`` outputs of at least this many bytes are written with non-temporal stores (see
+#: :mod:`snn_cpp.codegen`): an output this large would not stay in the caches for its reader
+#: anyway, and a cached store first reads every line it writes (a third more memory traffic for
+#: the forward pass). Read at every call.
+STREAM_BYTES = 16 << 20
+
 
 _lock = threading.Lock()
 _keys: dict[NeuronConfig, str] = {}
@@ -65,8 +72,8 @@ class CompiledKernels:
     Attributes:
         layout: what the pointer tables hold.
         library: the loaded shared library (kept alive here).
-        forward: ``snn_forward(T, N, block, threads, save, store, ptrs)``.
-        backward: ``snn_backward(T, N, block, threads, flags, ptrs)``.
+        forward: ``snn_forward(T, N, block, threads, save, store, stream, ptrs)``.
+        backward: ``snn_backward(T, N, block, threads, stream, flags, ptrs)``.
     """
 
     layout: KernelLayout
@@ -114,11 +121,14 @@ def compiled_kernels(key: str, dtype: torch.dtype) -> CompiledKernels:
     forward_fn = library.snn_forward
     forward_fn.restype = None
     forward_fn.argtypes = (
-        ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p
+        ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+        ctypes.c_void_p,
     )
     backward_fn = library.snn_backward
     backward_fn.restype = None
-    backward_fn.argtypes = (ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+    backward_fn.argtypes = (
+        ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p
+    )
     kernels = CompiledKernels(layout_of(plan), library, forward_fn, backward_fn)
     with _lock:
         return _kernels.setdefault((key, dtype), kernels)
@@ -130,7 +140,7 @@ def block_size(n: int, layout: KernelLayout) -> int:
     and small enough that a block's buffers (states, or the backward pass's carried gradients and
     per-neuron sums) stay within 512 KiB of stack. It depends on ``n`` and the model only, never
     on the number of threads, so sums over blocks are reproducible."""
-    per_neuron = 8 * (layout.states + layout.learnables)
+    per_neuron = 8 * layout.states + 16 * layout.learnables
     cap = max(64, (STACK_BYTES // per_neuron) // 64 * 64)
     wanted = -(-n // 16)
     wanted = -(-wanted // 64) * 64
@@ -141,6 +151,11 @@ def _threads(steps: int, n: int, block: int) -> int:
     if steps * n < SERIAL_WORK:
         return 1
     return max(1, min(torch.get_num_threads(), -(-n // block)))
+
+
+def _streams(like: torch.Tensor) -> int:
+    """1 when ``[T, N]`` outputs like ``like`` are written with non-temporal stores."""
+    return int(like.numel() * like.element_size() >= STREAM_BYTES)
 
 
 def _pointers(tensors: list[torch.Tensor | None]) -> Any:
@@ -178,7 +193,8 @@ def forward(
         table += seqs if store else [None] * layout.states
         table += saved if save else [None] * len(layout.saved)
         block = block_size(n, layout)
-        kernels.forward(steps, n, block, _threads(steps, n, block), int(save), int(store), _pointers(table))
+        stream = _streams(x)
+        kernels.forward(steps, n, block, _threads(steps, n, block), int(save), int(store), stream, _pointers(table))
     return [spikes, *last, *seqs, *saved]
 
 
@@ -280,7 +296,7 @@ def backward(
         table += [*initial, params, gs, *gl, *gq, grad_x, *grad_initial, partial, dp]
         flags = (ctypes.c_int32 * (1 + 2 * m))(gs is not None, *(g is not None for g in gl), *(g is not None for g in gq))
         threads = _threads(steps, n, block)
-        kernels.backward(steps, n, block, threads, ctypes.cast(flags, ctypes.c_void_p), _pointers(table))
+        kernels.backward(steps, n, block, threads, _streams(like), ctypes.cast(flags, ctypes.c_void_p), _pointers(table))
     else:
         grad_x.zero_()
         for g in grad_initial:
