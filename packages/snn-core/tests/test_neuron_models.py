@@ -152,6 +152,24 @@ def run_node(node, x, states, step_mode):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_matches_plain_loop(case, dtype, step_mode):
+    check_against_plain_loop(case, dtype, step_mode)
+
+
+@pytest.mark.parametrize("case", [next(c for c in CASES if c[0] == name) for name in CLASSES], ids=case_id)
+def test_cpu_tiles_match_plain_loop(monkeypatch, case):
+    """Large layers run in column chunks and tiles of steps (``TILE_ELEMENTS``, shrunk here so
+    that 15 neurons make two chunks); two-state models keep one state's charged values and
+    recompute the other's, chunk by chunk."""
+    from snn.backends import torch_kernels
+
+    monkeypatch.setattr(torch_kernels, "TILE_ELEMENTS", 8)
+    assert torch_kernels.tiles(8, 15, torch.device("cpu"))[1] < 15
+    check_against_plain_loop(case, torch.float64, "m")
+
+
+def check_against_plain_loop(case, dtype, step_mode):
+    """The node of ``case`` against :func:`plain_loop`: spikes equal, states, ``v_seq`` and the
+    gradients of a weighted loss equal up to rounding."""
     name = case[0]
     names = STATES[name]
     x, states, weights = inputs(name, dtype, seed=len(case_id(case)))

@@ -335,12 +335,13 @@ def _forward(
 
         x_rows, spike_rows = rows(x), rows(spikes)
         h_rows = [rows(hs) if hs is not None else None for hs in h_seq]
-        h_fixed = [sc if whole else sc[c0:c1] for sc in scratch] if any(r is None for r in h_rows) else None  # type: ignore[index]  # scratch holds a tensor wherever h_seq holds None
+        # one column of scratch per state whose charged values are not kept (None for the others)
+        h_fixed = [sc if whole or sc is None else sc[c0:c1] for sc in scratch]
         seq_rows = [rows(seq) for seq in seqs] if seqs is not None else None
         state_cols = [st if whole else st[c0:c1] for st in state] if state is not None else None
         u = [st if whole else st[c0:c1] for st in states0]
         for t in range(steps):
-            h: list[torch.Tensor] = [r[t] if r is not None else h_fixed[j] for j, r in enumerate(h_rows)]  # type: ignore[index, misc]  # h_fixed holds a tensor wherever a row is None
+            h: list[torch.Tensor] = [r[t] if r is not None else h_fixed[j] for j, r in enumerate(h_rows)]  # type: ignore[misc]  # h_fixed holds a tensor wherever a row is None
             u.append(x_rows[t])
             run_charge(u, charge_scalars, h)
             s = spike_rows[t]
