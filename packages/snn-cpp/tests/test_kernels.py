@@ -112,7 +112,7 @@ def test_bit_identical_on_any_number_of_threads(dtype):
 def test_streaming_stores_change_no_value(monkeypatch, dtype):
     """Outputs written with non-temporal stores (what large outputs get) equal those written
     through the caches, bit for bit, for every configuration: the same arithmetic, other stores.
-    3109 neurons leave every row after the first unaligned and every block with a partial chunk."""
+    3109 neurons leave every row after the first unaligned and the last block a partial chunk."""
     shape = (5, 3 * 1024 + 37)
     for name, config in CONFIGURATIONS:
         x, states, learnables = random_inputs(config, shape, dtype, seed=11)

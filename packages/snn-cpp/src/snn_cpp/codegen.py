@@ -15,9 +15,10 @@ Layout: the neurons are cut into blocks of ``block`` neurons (a runtime argument
 :data:`MAX_BLOCK`; the last block shorter; see :func:`snn_cpp.ops.block_size`). A block
 runs the whole sequence with its states in small arrays that stay in the caches; each step's
 loop over the block's neurons (in chunks of :data:`CHUNK`) is the innermost loop, written so that
-the compiler vectorises it (``restrict`` pointers, selections without branches, no calls: the
-backward pass computes each chunk's surrogate gradients, whose ``exp`` may be a call into the
-vector math library, in a loop of its own before the main one). Threads
+the compiler vectorises it (``restrict`` pointers, selections without branches, no calls except
+the vector math library's; the backward pass computes each chunk's surrogate gradients, whose
+``exp`` is such a call, in a loop of its own before the main one, so that the main loop's values
+are not spilled around it). Threads
 take blocks one at a time (OpenMP ``schedule(dynamic, 1)``: on a shared machine a thread whose
 core is busy with another process takes fewer blocks instead of holding up the others); each
 block writes its partial sums of the learnable parameters' gradients to its own slot, and one
@@ -234,9 +235,10 @@ def _row_loop(body: Callable[[Callable[[str, str], str]], list[str]], outputs: S
     lines = ["for (int64_t c = 0; c < len; c += SNN_CHUNK) {",
              "    const int64_t cl = len - c < SNN_CHUNK ? len - c : SNN_CHUNK;"]
     for row, condition in outputs:
-        direct = f"stream || !({condition})" if condition else "stream"
+        # the buffer when streaming, and when the row is absent (the body then stores nothing)
+        buffered = f"stream || !({condition})" if condition else "stream"
         lines += [f"    real_t b_{row}[SNN_CHUNK];",
-                  f"    real_t *restrict o_{row} = ({direct}) ? b_{row} : {row} + c;"]
+                  f"    real_t *restrict o_{row} = ({buffered}) ? b_{row} : {row} + c;"]
     lines += ["    " + line for line in prepare]
     lines += ["    for (int64_t k = 0; k < cl; ++k) {", "        const int64_t i = c + k;"]
     lines += ["        " + line for line in body(lambda row, value: f"o_{row}[k] = {value};")]
