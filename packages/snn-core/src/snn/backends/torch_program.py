@@ -12,6 +12,11 @@ torch operations:
   exactly that), else a subtraction and an ``add``;
 - ``a + b * c``, ``a - b * c``, ``a + (-b) * c`` on tensors -> ``torch.addcmul``.
 
+Structurally equal sub-expressions are computed once (:func:`lower`), and a selection between
+constants, ``where(cond, c, 0)``, becomes the product of ``c`` and a 0/1 mask that the comparison
+writes straight in the compute dtype: on CPU a comparison into a ``bool`` tensor, and
+``torch.where`` reading one, each cost about three plain arithmetic passes.
+
 Sub-expressions of parameters only (a learnable ``w`` in ``sigmoid(w)``) are evaluated once per
 call on Python floats, not per element. Other operations mirror the tensor operators
 (``number - t`` as ``torch.rsub``, ``number / t`` as ``reciprocal(t) * number`` like
@@ -31,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +45,7 @@ import torch
 
 from snn.expr import FLOAT_OPS, Expr, evaluate, variables
 
-__all__ = ["Program", "compile_program", "split_scalar_factor"]
+__all__ = ["Program", "compile_program", "lower", "split_scalar_factor"]
 
 # typed Callable[..., Tensor]: the entries are overloaded torch functions called with out=
 _COMPARE: dict[str, Callable[..., torch.Tensor]] = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge}
@@ -51,9 +57,117 @@ _UNARY: dict[str, Callable[..., torch.Tensor]] = {
     "relu": lambda a, out: torch.clamp(a, min=0.0, out=out),
 }
 _BOOL_OPS = frozenset(_COMPARE) | {"and"}
+#: A comparison written as 0/1 in the compute dtype instead of a bool mask.
+_MASK_OF = {op: "mask" + op for op in _COMPARE}
+_MASKS = {mask: op for op, mask in _MASK_OF.items()}
 
 # An operand: ("in", i) input tensor, ("slot", i) scratch, ("num", v) number, ("sc", i) scalar.
 Operand = tuple[Any, ...]
+
+
+def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool = False) -> list[Expr]:
+    """``outputs`` rewritten for compilation; the values are unchanged (up to rounding with
+    ``affine``).
+
+    - Structurally equal sub-expressions become one node, so a program computes them once (the
+      derivative of a model often repeats a sub-expression of its update).
+    - ``where(cond, c, 0)`` with ``c`` a number or a parameter-only expression becomes
+      ``mask(cond) * c``, ``where(cond, 0, c)`` becomes ``(1 - mask(cond)) * c`` and
+      ``where(cond, 1, 0)`` becomes ``mask(cond)``, where ``mask`` is the comparison written
+      as 0/1 (op ``"mask<"`` etc.; ``and`` of comparisons is the product of their masks). The
+      values match ``torch.where``'s up to the sign of a zero: numbers are finite, and a
+      comparison involving NaN is false in both. Selections of tensors stay ``where``.
+    - With ``affine``, a chain of ``+ - * /`` with numbers around one tensor node ``t`` (such as
+      ``((u - 0.8) + u) / 2 + 1``) becomes one node ``affine(t)`` with value ``(alpha, beta)``,
+      ``alpha t + beta``, computed in one operation. This re-associates the arithmetic, so it is
+      meant for the coefficients of a backward pass, not for the dynamics whose spikes must
+      match a reference exactly.
+    """
+    scalar_set = frozenset(scalar_vars)
+    table: dict[tuple[Any, ...], Expr] = {}
+    memo: dict[int, Expr] = {}
+
+    def node(op: str, args: tuple[Expr, ...], value: Any = None) -> Expr:
+        # a float key keeps -0.0 apart from 0.0 (they compare equal)
+        value_key = (value, math.copysign(1.0, value)) if isinstance(value, float) else value
+        key = (op, tuple(id(a) for a in args), value_key)
+        found = table.get(key)
+        if found is None:
+            found = table[key] = Expr(op, args, value)
+        return found
+
+    def is_scalar(e: Expr) -> bool:
+        return e.op == "num" or variables(e) <= scalar_set
+
+    def mask(cond: Expr) -> Expr | None:
+        if cond.op in _MASK_OF:
+            return node(_MASK_OF[cond.op], cond.args)
+        if cond.op == "and":
+            p, q = (mask(a) for a in cond.args)
+            return node("*", (p, q)) if p is not None and q is not None else None
+        return None
+
+    def is_number(e: Expr, value: float) -> bool:
+        return e.op == "num" and e.value == value and math.copysign(1.0, e.value) == math.copysign(1.0, value)
+
+    def form(e: Expr) -> tuple[Expr | None, float, float] | None:
+        """``e`` as ``(t, alpha, beta)``: ``alpha t + beta`` (``t`` None for a number)."""
+        if e.op == "num":
+            return None, 0.0, float(e.value)
+        if e.op == "affine":
+            return e.args[0], *e.value
+        if is_scalar(e):
+            return None
+        return e, 1.0, 0.0
+
+    def combine(op: str, args: tuple[Expr, ...]) -> Expr | None:
+        forms = [form(a) for a in args]
+        if any(f is None for f in forms):
+            return None
+        if op == "neg":
+            t, alpha, beta = forms[0]  # type: ignore[misc]  # checked above
+            return node("affine", (t,), (-alpha, -beta)) if t is not None else None
+        (ta, aa, ba), (tb, ab, bb) = forms  # type: ignore[misc]  # checked above
+        if op in ("+", "-"):
+            if ta is not None and tb is not None and ta is not tb:
+                return None
+            t = ta if ta is not None else tb
+            sign = 1.0 if op == "+" else -1.0
+            return node("affine", (t,), (aa + sign * ab, ba + sign * bb)) if t is not None else None
+        if op == "*" and (ta is None) != (tb is None):
+            t, alpha, beta, c = (tb, ab, bb, ba) if ta is None else (ta, aa, ba, bb)
+            assert t is not None
+            return node("affine", (t,), (alpha * c, beta * c))
+        if op == "/" and ta is not None and tb is None and bb != 0.0:
+            return node("affine", (ta,), (aa / bb, ba / bb))
+        return None
+
+    def go(e: Expr) -> Expr:
+        found = memo.get(id(e))
+        if found is not None:
+            return found
+        args = tuple(go(a) for a in e.args)
+        out: Expr | None = None
+        if affine and e.op in ("+", "-", "*", "/", "neg"):
+            out = combine(e.op, args)
+        if out is None and e.op == "where" and not is_scalar(args[0]):  # parameter-only selections stay floats
+            cond, a, b = args
+            m = mask(cond)
+            if m is not None and is_number(b, 0.0) and is_scalar(a):
+                out = m if is_number(a, 1.0) else node("*", (m, a))
+            elif m is not None and is_number(a, 0.0) and is_scalar(b):
+                out = node("*", (node("-", (node("num", (), 1.0), m)), b))
+        if out is None:
+            out = node(e.op, args, e.value)
+        memo[id(e)] = out
+        return out
+
+    def plain(e: Expr) -> Expr:  # an affine node of alpha 1 and beta 0 is its tensor
+        if e.op == "affine" and e.value == (1.0, 0.0):
+            return e.args[0]
+        return e
+
+    return [plain(go(e)) for e in outputs]
 
 
 def split_scalar_factor(expr: Expr, scalar_vars: Iterable[str]) -> tuple[Expr | None, Expr | None]:
@@ -70,11 +184,21 @@ def split_scalar_factor(expr: Expr, scalar_vars: Iterable[str]) -> tuple[Expr | 
         for t, c in ((a, b), (b, a)):
             if variables(c) <= names and not variables(t) <= names:
                 return t, c
+    if expr.op == "affine" and expr.value[1] == 0.0:  # alpha t
+        return expr.args[0], Expr("num", (), expr.value[0])
+    if expr.op == "where" and _is_zero(expr.args[2]):  # where(c, t * f, 0) = where(c, t, 0) * f
+        inner, factor = split_scalar_factor(expr.args[1], names)
+        if inner is not None and factor is not None:
+            return Expr("where", (expr.args[0], inner, expr.args[2])), factor
     if expr.op == "neg":
         inner, factor = split_scalar_factor(expr.args[0], names)
         if inner is not None:
             return inner, (-factor if factor is not None else Expr("num", (), -1.0))
     return expr, None
+
+
+def _is_zero(e: Expr) -> bool:
+    return e.op == "num" and e.value == 0.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +341,19 @@ def _bind(
         (a,) = fetch
         exponent = ins.value
         return lambda: torch.pow(a(), exponent, out=out())
+    if op == "affine":  # alpha t + beta
+        (a,) = fetch
+        alpha, beta = ins.value
+        if beta == 0.0:
+            return lambda: torch.mul(a(), alpha, out=out())
+        if alpha == 1.0:
+            return lambda: torch.add(a(), beta, out=out())
+        offset = constant(beta)
+        return lambda: torch.add(offset, a(), alpha=alpha, out=out())
+    if op == "scaledmul":  # (value t) q
+        a, b = fetch
+        zero, value = constant(0.0), float(ins.value)
+        return lambda: torch.addcmul(zero, a(), b(), value=value, out=out())
     if op == "where":
         def branch(kind: str, f: Callable[[], Any]) -> Callable[[], Any]:
             if kind == "num":  # constant branches become 0-dim tensors of the compute dtype
@@ -227,6 +364,13 @@ def _bind(
             return f
 
         c, a, b = fetch[0], branch(kinds[1], fetch[1]), branch(kinds[2], fetch[2])
+        if kinds[0] in ("num", "sc"):  # a condition on parameters only: one branch per call
+
+            def select() -> Any:
+                o, chosen = out(), (a() if c() else b())
+                return o.copy_(chosen) if isinstance(chosen, torch.Tensor) else o.fill_(chosen)
+
+            return select
         return lambda: torch.where(c(), a(), b(), out=out())
     if op == "and":
         a, b = fetch
@@ -255,6 +399,8 @@ def _bind(
         return lerp
     a, b = fetch
     left, right = kinds[0] in ("num", "sc"), kinds[1] in ("num", "sc")
+    if op in _MASKS:  # the comparison, written as 0/1 into a tensor of the compute dtype
+        op = _MASKS[op]
     if op in _COMPARE:
         if left:  # c < t  is  t > c
             fn = _COMPARE[_FLIPPED[op]]
@@ -295,7 +441,7 @@ def _bind(
 
 
 def compile_program(
-    outputs: Sequence[Expr], tensor_vars: Sequence[str], scalar_vars: Sequence[str] = ()
+    outputs: Sequence[Expr], tensor_vars: Sequence[str], scalar_vars: Sequence[str] = (), affine: bool = False
 ) -> Program:
     """Compile ``outputs`` into a :class:`Program`.
 
@@ -303,6 +449,7 @@ def compile_program(
         outputs: the expressions to compute.
         tensor_vars: names of the variables given as tensors, in call order.
         scalar_vars: names of the variables given as Python floats, in call order.
+        affine: collapse chains of arithmetic with numbers (see :func:`lower`).
 
     Raises:
         ValueError: an expression uses a variable named in neither list, or an operation the
@@ -316,6 +463,7 @@ def compile_program(
         if unknown:
             raise ValueError(f"expression: variables {sorted(unknown)} are not inputs of the program")
     scalar_set = frozenset(scalar_names)
+    outputs = lower(outputs, scalar_names, affine)
 
     def is_scalar(e: Expr) -> bool:
         return e.op != "num" and variables(e) <= scalar_set
@@ -367,7 +515,7 @@ def compile_program(
     fused: set[int] = set()
     plan: list[tuple[Expr, str, tuple[Expr, ...], Any]] = []
     for e in order:
-        op, args, value = e.op, e.args, (e.value if e.op == "pow" else None)
+        op, args, value = e.op, e.args, (e.value if e.op in ("pow", "affine") else None)
         if op in ("+", "-") and id(e) not in fused:
             a, b = args
             pick = _fuse_sum(op, a, b, fusable, scalarish)
@@ -375,6 +523,16 @@ def compile_program(
                 op, args, value, absorbed = pick
                 fused.update(absorbed)
         plan.append((e, op, args, value))
+    # then (c t) q -> addcmul(0, t, q, value=c): c t q rounded as (c t) q, in one pass
+    for at, (e, op, args, _) in enumerate(plan):
+        if op != "*" or id(e) in fused or any(scalarish(a) for a in args):
+            continue
+        for scaled, other in (args, args[::-1]):
+            split = _number_times_tensor(scaled, scalarish) if fusable(scaled) and id(scaled) not in fused else None
+            if split is not None:
+                plan[at] = (e, "scaledmul", (split[0], other), split[1])
+                fused.add(id(scaled))
+                break
 
     # emit instructions (skipping nodes absorbed into a fused parent), with slot reuse
     emitted = [(e, op, args, value) for e, op, args, value in plan if id(e) not in fused]
@@ -434,6 +592,9 @@ def _fuse_sum(
     for base, term in candidates:
         if scalarish(base) or not fusable(term):
             continue
+        if term.op == "affine" and term.value[1] == 0.0 and not scalarish(term.args[0]):
+            scale = Expr("num", (), term.value[0])
+            return ("axpy" if op == "+" else "axmy"), (base, term.args[0], scale), None, (id(term),)
         if term.op == "*":
             p, q = term.args
             for scale, t in ((p, q), (q, p)):
@@ -451,6 +612,17 @@ def _fuse_sum(
             p, q = term.args[0].args
             if not scalarish(p) and not scalarish(q):
                 return "addcmul", (base, p, q), (-1.0 if op == "+" else 1.0), (id(term), id(term.args[0]))
+    return None
+
+
+def _number_times_tensor(e: Expr, scalarish: Callable[[Expr], bool]) -> tuple[Expr, float] | None:
+    """``e`` as ``(t, c)`` when it is ``c * t`` (or ``affine`` without offset) with ``c`` a number."""
+    if e.op == "affine" and e.value[1] == 0.0:
+        return e.args[0], float(e.value[0])
+    if e.op == "*":
+        for c, t in (e.args, e.args[::-1]):
+            if c.op == "num" and not scalarish(t):
+                return t, float(c.value)
     return None
 
 

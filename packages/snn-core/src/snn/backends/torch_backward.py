@@ -1,0 +1,440 @@
+"""The backward pass of the torch backend's multi-step kernel, for any neuron model.
+
+The pass walks the sequence newest-first in tiles of time steps (:func:`snn.backends.torch_kernels.tiles`).
+With ``G_j[t]`` the gradient of the charged state ``j`` at step ``t``, the plan's coefficients give
+
+    ``G_j[t] = [j = fire] dL/ds_t sg_t + sum_i gV_i[t] A_ij[t] + sum_k G_k[t+1] M_kj[t]``
+
+with ``A_ij = d reset_i / d h_j`` (the spike's share through the surrogate included),
+``M_kj[t] = sum_i C_ki[t+1] A_ij[t]`` and ``C_ki = d charge_k / d u_i``; ``gV`` is the gradient of
+the state sequences (and of the last states at ``t = T - 1``). Everything but the recursion is
+computed for a whole tile at once, by two programs (the tile's rows; the rows and the next one),
+in workspaces shared by all column chunks; the recursion costs one fused operation per step
+and pair of states with a non-zero coefficient (one for IF, LIF and PLIF). Then
+``dL/dx = sum_j G_j d charge_j / dx``, ``dL/du0_i = sum_j G_j[0] C_ji[0]`` and the learnable
+parameters' gradients are sums over the tile. Allocation matters on CPU: a fresh
+multi-megabyte tensor costs page faults that can exceed the arithmetic on it.
+
+The coefficient programs collapse chains of arithmetic with numbers into one operation
+(:func:`snn.backends.torch_program.lower` with ``affine``), so they may differ from autograd's
+evaluation of the same derivative in the last bits. Non-finite values follow the model's
+expressions, as autograd evaluates them, with one exception: the recursion multiplies an
+incoming state gradient by the combined coefficient ``M_kj`` in one operation, so where that
+gradient is itself infinite (possible only when ``d charge / d u`` reads the states, as QIF's
+does, and the input or state is infinite) the result is ``+-inf`` where autograd's
+term-by-term sum gives NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from snn.backends.torch_plan import Coefficient, CompiledPlan
+from snn.models import INPUT, SPIKE
+
+__all__ = ["backward"]
+
+
+
+def _accumulate(out: torch.Tensor, value: torch.Tensor, coefficient: Coefficient) -> None:
+    """``out += value * coefficient`` (coefficient: float or (tensor, factor))."""
+    if isinstance(coefficient, float):
+        out.add_(value, alpha=coefficient)
+        return
+    tensor, factor = coefficient
+    out.addcmul_(value, tensor, value=1.0 if factor is None else factor)
+
+
+def _assign(out: torch.Tensor, value: torch.Tensor, coefficient: Coefficient, zero: torch.Tensor) -> None:
+    """``out = value * coefficient`` in one pass (``zero``: a 0-dim zero of ``out``'s dtype)."""
+    if isinstance(coefficient, float):
+        torch.mul(value, coefficient, out=out)
+        return
+    tensor, factor = coefficient
+    if factor is None:
+        torch.mul(value, tensor, out=out)
+    else:
+        torch.addcmul(zero, value, tensor, value=factor, out=out)
+
+
+def backward(
+    cp: CompiledPlan,
+    saved_h: list[torch.Tensor | None],
+    x: torch.Tensor | None,
+    states0: list[torch.Tensor | None],
+    raw: tuple[float, ...],
+    grad_spikes: torch.Tensor | None,
+    grad_last: list[torch.Tensor | None],
+    grad_seqs: list[torch.Tensor | None],
+    need_learnables: bool,
+    steps: int,
+    n: int,
+    like_tensor: torch.Tensor,
+    rows_per_tile: int,
+    cols: int,
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """The backward recursion of the plan (see the module docstring), tile by tile.
+
+    Args:
+        cp: the compiled plan.
+        saved_h: per state, its charged values ``[T, N]`` if saved, else ``None``.
+        x: the inputs ``[T, N]`` when the plan saves them, else ``None``.
+        states0: per state, its initial values ``[N]`` when the plan needs them, else ``None``.
+        raw: the learnable parameters' values.
+        grad_spikes: ``dL/ds`` ``[T, N]`` or ``None``.
+        grad_last: per state, ``dL/d`` (last value) ``[N]`` or ``None``.
+        grad_seqs: per state, ``dL/d`` (state sequence) ``[T, N]`` or ``None``.
+        need_learnables: whether to compute the learnables' gradients.
+        steps, n: ``T`` and ``N``.
+        like_tensor: a tensor of the compute dtype and device.
+        rows_per_tile, cols: the tile (steps, neurons), from :func:`snn.backends.torch_kernels.tiles`.
+
+    Returns:
+        ``(grad_x [T, N], grad of each initial state [N], grad of each learnable (0-dim))``.
+    """
+    plan = cp.plan
+    m = len(plan.states)
+    fire = plan.fire_index
+    theta = plan.threshold
+    device = like_tensor.device
+    like: dict[str, Any] = {"dtype": like_tensor.dtype, "device": device}
+    grad_x = torch.empty((steps, n), **like)
+    grad_u0 = [torch.zeros((n,), **like) for _ in range(m)]
+    n_p = len(plan.learnables)
+    mm = m * m
+    sums: list[list[torch.Tensor]] = [[] for _ in range(n_p)]
+    need_rp = need_learnables and cp.reset_reads_learnables
+    # one program per tile for the coefficients of the tile's rows, one for the rows and the next
+    tile_coefficients = cp.tile_rp if need_rp else cp.tile
+    ext_coefficients = cp.ext_fp if need_learnables else cp.ext
+    prep_tile, prep_ext = tile_coefficients.prepare(raw), ext_coefficients.prepare(raw)
+    prep_prev = cp.previous.prepare(raw)
+    prep_rec = cp.recovery.prepare(raw) if cp.recovery is not None else None
+    # m == 1 with a scalar (or no) input coefficient: G lives in grad_x and is scaled in place
+    in_place = m == 1 and not cp.tensor_fx
+    need_prev = bool(plan.initial_states_needed)
+    need_x = plan.needs_input
+    zero = torch.zeros((), **like)
+    # workspaces for the widest chunk, shared by all chunks (fresh memory costs page faults)
+    ext_rows = min(steps, rows_per_tile + 2)
+    flat = {
+        "s_ext": ext_rows, "z": rows_per_tile, "work": rows_per_tile,
+        **{f"g{j}": rows_per_tile for j in range(0 if in_place else m)},
+        **{f"prev{i}": ext_rows for i in plan.initial_states_needed},
+        **({"x": ext_rows} if (need_x and x is None) else {}),
+    }
+    buffers = {name: torch.empty((height * cols,), **like) for name, height in flat.items()}
+    mix_work: list[torch.Tensor] = []
+
+    def chunk(c0: int, c1: int) -> None:
+        width = c1 - c0
+
+        def shaped(name: str) -> torch.Tensor:
+            return buffers[name][: flat[name] * width].view(flat[name], width)
+
+        s_ext_buf, z_buf, work = shaped("s_ext"), shaped("z"), shaped("work")
+        g_bufs = [shaped(f"g{j}") for j in range(0 if in_place else m)]
+        prev_buf = {i: shaped(f"prev{i}") for i in plan.initial_states_needed}
+        x_buf = shaped("x") if "x" in flat else None
+        carry: list[torch.Tensor | None] = [None] * m
+        h_full = [hs[:, c0:c1] if hs is not None else None for hs in saved_h]
+        for end in range(steps, 0, -rows_per_tile):
+            start = max(0, end - rows_per_tile)
+            rows = end - start
+            w0 = max(start - 1, 0)
+            e1 = min(end + 1, steps)
+            ext = e1 - start
+            h_fire = h_full[fire]
+            assert h_fire is not None
+            s_ext = s_ext_buf[: e1 - w0]
+            torch.ge(h_fire[w0:e1], theta, out=s_ext)
+            s_t = s_ext[start - w0 : end - w0]
+            z = z_buf[:rows]  # only the shape of the tile
+            tiles_by_name: dict[str, torch.Tensor] = {SPIKE: s_t}
+            for j, hs in enumerate(h_full):
+                if hs is not None:
+                    tiles_by_name[f"h_{plan.states[j]}"] = hs[start:end]
+            sg_a_rp = tile_coefficients.run(tiles_by_name, prep_tile, z)
+            sg, a = sg_a_rp[0], sg_a_rp[1 : 1 + mm]
+            # states and inputs over the rows [start, e1): one row past the tile for C[t + 1]
+            ext_tiles: dict[str, torch.Tensor] = {}
+            for j, hs in enumerate(h_full):
+                if hs is not None:
+                    ext_tiles[f"h_{plan.states[j]}"] = hs[start:e1]
+            if need_prev:
+                first = 1 if start == 0 else 0
+                if ext - first > 0:
+                    prev_tiles = {SPIKE: s_ext[start - 1 - w0 + first : e1 - 1 - w0]}
+                    for j, hs in enumerate(h_full):
+                        if hs is not None:
+                            prev_tiles[f"h_{plan.states[j]}"] = hs[start - 1 + first : e1 - 1]
+                    into = {i: buf[first:ext] for i, buf in prev_buf.items()}
+                    values = cp.previous.run(prev_tiles, prep_prev, s_ext[: ext - first], into)
+                for i, buf in prev_buf.items():
+                    u_tile = buf[:ext]
+                    if first:
+                        u0 = states0[i]
+                        assert u0 is not None
+                        u_tile[0].copy_(u0[c0:c1])
+                    if ext - first > 0:
+                        value = values[i]
+                        if not isinstance(value, tuple):
+                            u_tile[first:].fill_(value)
+                        elif value[0].data_ptr() != u_tile[first:].data_ptr():
+                            u_tile[first:].copy_(value[0])
+                    ext_tiles[f"u_{plan.states[i]}"] = u_tile
+            if need_x:
+                if x is not None:
+                    ext_tiles[INPUT] = x[start:e1, c0:c1]
+                else:
+                    assert cp.recovery is not None and x_buf is not None and prep_rec is not None
+                    x_tile = x_buf[:ext]
+                    value = cp.recovery.run(ext_tiles, prep_rec, x_tile)[0]
+                    if isinstance(value, tuple):
+                        x_tile.copy_(value[0])
+                    else:
+                        x_tile.fill_(value)
+                    ext_tiles[INPUT] = x_tile
+            like_ext = s_ext_buf[:ext]
+            coefficients = ext_coefficients.run(ext_tiles, prep_ext, like_ext)
+            c, fx = coefficients[:mm], coefficients[mm : mm + m]
+            # G: the gradients of the charged states over the tile
+            g = [grad_x[start:end, c0:c1]] if in_place else [buf[:rows] for buf in g_bufs]
+            for j in range(m):
+                gj = g[j]
+                if j == fire and grad_spikes is not None and sg is not None:
+                    _assign(gj, grad_spikes[start:end, c0:c1], sg, zero)
+                else:
+                    gj.zero_()
+                for i in range(m):
+                    coefficient = a[i * m + j]
+                    gv = grad_seqs[i]
+                    if coefficient is not None and gv is not None:
+                        _accumulate(gj, gv[start:end, c0:c1], _rows(coefficient, 0, rows))
+            # M_kj[t] = sum_i C_ki[t+1] A_ij[t] for the rows that have a next step
+            span = rows if end < steps else rows - 1
+            mix = _mixing(a, c, m, span, work, mix_work, zero)
+            # the recursion, one fused operation per row and non-zero M_kj, on row views made once
+            g_rows = [gj.unbind(0) for gj in g]
+            recursion = [
+                (j, k, None, coefficient) if isinstance(coefficient, float)
+                else (j, k, coefficient[0].unbind(0), 1.0 if coefficient[1] is None else coefficient[1])
+                for j in range(m) for k in range(m) if (coefficient := mix[k][j]) is not None
+            ]
+            for t in range(rows - 1, -1, -1):
+                if start + t == steps - 1:
+                    for i in range(m):
+                        gl = grad_last[i]
+                        if gl is None:
+                            continue
+                        for j in range(m):
+                            coefficient = a[i * m + j]
+                            if coefficient is not None:
+                                _accumulate(g_rows[j][t], gl[c0:c1], _rows(coefficient, t, t + 1, squeeze=True))
+                    continue
+                after = carry if t == rows - 1 else [g_k[t + 1] for g_k in g_rows]
+                for j, k, coefficient_rows, value in recursion:
+                    incoming = after[k]
+                    assert incoming is not None
+                    if coefficient_rows is None:
+                        g_rows[j][t].add_(incoming, alpha=value)
+                    else:
+                        g_rows[j][t].addcmul_(incoming, coefficient_rows[t], value=value)
+            if need_learnables:
+                fp = coefficients[mm + m :]
+                for k in range(n_p):
+                    for j in range(m):
+                        _sum_into(sums[k], g[j], fp[j * n_p + k], rows, work)
+                if need_rp:
+                    rp = sg_a_rp[1 + mm :]
+                    gs_tiles = _state_gradients(g, c, m, rows, start, steps, carry, grad_last, grad_seqs, c0, c1, like)
+                    for k in range(n_p):
+                        for i in range(m):
+                            _sum_into(sums[k], gs_tiles[i], rp[i * n_p + k], rows, work)
+            if start > 0:
+                carry = [gj[0].clone() for gj in g]
+            else:
+                for i in range(m):
+                    for j in range(m):
+                        coefficient = c[j * m + i]
+                        if coefficient is not None:
+                            _accumulate(grad_u0[i][c0:c1], g[j][0], _rows(coefficient, 0, 1, squeeze=True))
+            # dL/dx = sum_j G_j d charge_j / dx
+            gx = grad_x[start:end, c0:c1]
+            if in_place:
+                coefficient = fx[0]
+                if coefficient is None:
+                    gx.zero_()
+                elif isinstance(coefficient, float):
+                    if coefficient != 1.0:
+                        gx.mul_(coefficient)
+                else:  # pragma: no cover - in_place requires scalar coefficients
+                    raise AssertionError("tensor input coefficient in place")
+            else:
+                terms = [(g[j], _rows(fx[j], 0, rows)) for j in range(m) if fx[j] is not None]
+                if not terms:
+                    gx.zero_()
+                for index, (gj, coefficient) in enumerate(terms):
+                    if index == 0:
+                        _assign(gx, gj, coefficient, zero)
+                    else:
+                        _accumulate(gx, gj, coefficient)
+
+    for c0 in range(0, n, cols):
+        chunk(c0, min(n, c0 + cols))
+    grads_p = []
+    for k in range(n_p):
+        grads_p.append(torch.stack(sums[k]).sum() if sums[k] else torch.zeros((), **like))
+    return grad_x, grad_u0, grads_p
+
+
+def _rows(coefficient: Coefficient, r0: int, r1: int, squeeze: bool = False) -> Coefficient:
+    """Rows ``[r0, r1)`` of a tensor coefficient (row ``r0`` alone with ``squeeze``)."""
+    if coefficient is None or isinstance(coefficient, float):
+        return coefficient
+    tensor, factor = coefficient
+    return (tensor[r0] if squeeze else tensor[r0:r1], factor)
+
+
+def _mixing(
+    a: list[Coefficient],
+    c: list[Coefficient],
+    m: int,
+    span: int,
+    work: torch.Tensor,
+    spare: list[torch.Tensor],
+    zero: torch.Tensor,
+) -> list[list[Coefficient]]:
+    """``M_kj = sum_i C_ki[t + 1] A_ij[t]`` over the first ``span`` rows of the tile.
+
+    A single product of a number and a coefficient stays a (tensor, factor) pair or a float, so
+    the recursion folds it into one ``addcmul``; other products are computed into ``work`` and
+    then into flat buffers of ``spare`` (grown as needed, kept for the next tiles); ``zero`` is a
+    0-dim zero of the compute dtype.
+    """
+    mix: list[list[Coefficient]] = [[None] * m for _ in range(m)]
+    used = 0
+    for k in range(m):
+        for j in range(m):
+            terms = []
+            for i in range(m):
+                ci, ai = c[k * m + i], a[i * m + j]
+                if ci is not None and ai is not None:
+                    terms.append((ci, ai))
+            if not terms:
+                continue
+            if len(terms) == 1:
+                ci, ai = terms[0]
+                if isinstance(ci, float) and isinstance(ai, float):
+                    mix[k][j] = ci * ai
+                    continue
+                if isinstance(ci, float):
+                    tensor, factor = ai
+                    mix[k][j] = (tensor, ci * (1.0 if factor is None else factor))
+                    continue
+                if isinstance(ai, float):
+                    tensor, factor = ci
+                    mix[k][j] = (tensor[1 : span + 1], ai * (1.0 if factor is None else factor))
+                    continue
+            if used == 0:
+                out = work
+            else:
+                if len(spare) < used:
+                    spare.append(torch.empty((work.numel(),), dtype=work.dtype, device=work.device))
+                out = spare[used - 1][: work.numel()].view(work.shape)
+            used += 1
+            target = out[:span]
+            products = [_product_terms(((ci, 1), (ai, 0)), span) for ci, ai in terms]
+            if len(products) == 1 and len(products[0][1]) == 2:  # the factor stays apart
+                value, (p, q) = products[0]
+                torch.mul(p, q, out=target)
+                mix[k][j] = (target, None if value == 1.0 else value)
+                continue
+            for index, (value, tensors) in enumerate(products):
+                if len(tensors) == 2:
+                    if index == 0:
+                        torch.addcmul(zero, tensors[0], tensors[1], value=value, out=target)
+                    else:
+                        target.addcmul_(tensors[0], tensors[1], value=value)
+                elif tensors:
+                    if index == 0:
+                        torch.mul(tensors[0], value, out=target)
+                    else:
+                        target.add_(tensors[0], alpha=value)
+                elif index == 0:
+                    target.fill_(value)
+                else:
+                    target.add_(value)
+            mix[k][j] = (target, None)
+    return mix
+
+
+def _product_terms(factors: Sequence[tuple[Coefficient, int]], span: int) -> tuple[float, list[torch.Tensor]]:
+    """A product of coefficients (each over ``span`` rows from its shift) as ``(number, tensors)``."""
+    value = 1.0
+    tensors: list[torch.Tensor] = []
+    for coefficient, shift in factors:
+        if isinstance(coefficient, float):
+            value *= coefficient
+            continue
+        tensor, factor = coefficient
+        tensors.append(tensor[shift : shift + span])
+        if factor is not None:
+            value *= factor
+    return value, tensors
+
+
+def _sum_into(sums: list[torch.Tensor], g: torch.Tensor, coefficient: Coefficient, rows: int, work: torch.Tensor) -> None:
+    """Append ``sum(g * coefficient)`` over the tile to ``sums``."""
+    if coefficient is None:
+        return
+    if isinstance(coefficient, float):
+        sums.append(g.sum() * coefficient)
+        return
+    tensor, factor = coefficient
+    t = tensor[:rows]
+    if g.is_contiguous() and t.is_contiguous():
+        total = torch.dot(g.reshape(-1), t.reshape(-1))
+    else:
+        total = torch.mul(g, t, out=work[:rows]).sum()
+    sums.append(total if factor is None else total * factor)
+
+
+def _state_gradients(
+    g: list[torch.Tensor],
+    c: list[Coefficient],
+    m: int,
+    rows: int,
+    start: int,
+    steps: int,
+    carry: list[torch.Tensor | None],
+    grad_last: list[torch.Tensor | None],
+    grad_seqs: list[torch.Tensor | None],
+    c0: int,
+    c1: int,
+    like: dict[str, Any],
+) -> list[torch.Tensor]:
+    """``gS_i[t] = gV_i[t] + sum_j G_j[t + 1] C_ji[t + 1]`` (``gV_i + dL/dv_last_i`` at the end);
+    ``carry`` holds ``G`` of the step after the tile."""
+    out = []
+    for i in range(m):
+        gs = torch.zeros((rows, c1 - c0), **like)
+        gv = grad_seqs[i]
+        if gv is not None:
+            gs.add_(gv[start : start + rows, c0:c1])
+        for t in range(rows):
+            if start + t == steps - 1:
+                gl = grad_last[i]
+                if gl is not None:
+                    gs[t].add_(gl[c0:c1])
+                continue
+            for j in range(m):
+                coefficient = c[j * m + i]
+                incoming = g[j][t + 1] if t + 1 < rows else carry[j]
+                if coefficient is not None and incoming is not None:
+                    _accumulate(gs[t], incoming, _rows(coefficient, t + 1, t + 2, squeeze=True))
+        out.append(gs)
+    return out

@@ -1,0 +1,236 @@
+"""A neuron model's kernel plan compiled to torch programs, for the torch backend's kernels.
+
+:func:`compiled_plan` compiles a configuration's :class:`~snn.models.KernelPlan` once: the
+charge and reset programs of the forward pass, and the coefficient programs of the backward
+pass (:mod:`snn.backends.torch_backward`), each a :class:`~snn.backends.torch_program.Program`
+of ``out=`` operations. A :class:`Coefficients` group evaluates named derivative expressions
+together: parameter-only ones once per call as floats, the others in one program per tile,
+split where possible into a tensor and a scalar factor so that the factor folds into the
+operation that consumes the tensor.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from snn.backends.torch_program import Program, compile_program, lower, split_scalar_factor
+from snn.expr import FLOAT_OPS, Expr, evaluate, substitute, variables
+from snn.models import INPUT, SPIKE, SURROGATE_INPUT, KernelPlan, NeuronConfig, kernel_plan
+
+__all__ = ["BIND_CACHE_ELEMENTS", "Coefficient", "Coefficients", "CompiledPlan", "bound_program", "compiled_plan"]
+
+#: A coefficient at run time: ``None`` (zero), a float, or ``(tensor, factor or None)``.
+Coefficient = Any
+
+#: Bound programs of at most this many elements per slot are kept for reuse (per thread, last
+#: 64): binding allocates the scratch slots, which costs more than the arithmetic on small layers.
+BIND_CACHE_ELEMENTS = 1 << 20
+_local = threading.local()
+
+
+def bound_program(program: Program, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Callable[..., list[Any]]:
+    """``program.bind(shape, dtype, device)``, reused from this thread's cache for small shapes.
+
+    Scratch memory is never shared between threads; within a thread a kernel call uses a bound
+    program's results before it runs the program again, so reuse across calls is safe.
+    """
+    if math.prod(shape) > BIND_CACHE_ELEMENTS:
+        return program.bind(shape, dtype, device)
+    cache: OrderedDict[tuple[Any, ...], Callable[..., list[Any]]] | None = getattr(_local, "binds", None)
+    if cache is None:
+        cache = _local.binds = OrderedDict()
+    key = (program, shape, dtype, device)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = program.bind(shape, dtype, device)
+        if len(cache) > 64:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return found
+
+
+class Coefficients:
+    """Named expressions evaluated together: scalars once per call, tensors by one program.
+
+    Each expression is ``None`` (structurally zero), parameter-only (a float per call), or a
+    tensor expression, optionally split into ``tensor * scalar factor`` (``split=True``).
+    """
+
+    def __init__(
+        self, exprs: Sequence[Expr | None], scalar_names: tuple[str, ...], split: bool = False, affine: bool = False
+    ) -> None:
+        self.scalar_names = scalar_names
+        self.entries: list[tuple[str, Any, Expr | None]] = []
+        tensor_exprs: list[Expr] = []
+        lowered = iter(lower([e for e in exprs if e is not None], scalar_names, affine))
+        for given in exprs:
+            e = next(lowered) if given is not None else None
+            if e is None:
+                self.entries.append(("none", None, None))
+                continue
+            tensor_part, factor = split_scalar_factor(e, scalar_names) if split else (
+                (None, e) if variables(e) <= set(scalar_names) else (e, None)
+            )
+            if tensor_part is None:
+                self.entries.append(("scalar", factor, None))
+            else:
+                self.entries.append(("tensor", len(tensor_exprs), factor))
+                tensor_exprs.append(tensor_part)
+        names: set[str] = set()
+        for e in tensor_exprs:
+            names |= variables(e)
+        self.tensor_vars = tuple(sorted(names - set(scalar_names)))
+        self.program: Program | None = (
+            compile_program(tensor_exprs, self.tensor_vars, scalar_names, affine) if tensor_exprs else None
+        )
+        self._last: tuple[tuple[float, ...], Any] | None = None
+
+    @property
+    def any_tensor(self) -> bool:
+        return self.program is not None
+
+    def prepare(self, raw: Sequence[float]) -> tuple[tuple[float, ...], list[float | None], list[float | None]]:
+        """Per-call values: the program's scalars, each scalar entry's value, each factor
+        (the last result is reused while the learnable parameters keep their values)."""
+        key = tuple(raw)
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        prepared = self._prepare(key)
+        self._last = (key, prepared)
+        return prepared
+
+    def _prepare(self, raw: tuple[float, ...]) -> tuple[tuple[float, ...], list[float | None], list[float | None]]:
+        env = dict(zip(self.scalar_names, raw))
+        program_scalars = self.program.scalar_values(raw) if self.program is not None else ()
+        values: list[float | None] = []
+        factors: list[float | None] = []
+        for kind, item, factor in self.entries:
+            values.append(float(evaluate(item, env, FLOAT_OPS)) if kind == "scalar" else None)
+            factors.append(float(evaluate(factor, env, FLOAT_OPS)) if kind == "tensor" and factor is not None else None)
+        return program_scalars, values, factors
+
+    def run(
+        self,
+        tensors: dict[str, torch.Tensor],
+        prepared: tuple[Any, ...],
+        like: torch.Tensor,
+        into: dict[int, torch.Tensor] | None = None,
+    ) -> list[Coefficient]:
+        """Every coefficient over the tile of ``like``'s shape: None, float or (tensor, factor).
+
+        ``into`` maps entry indices to tensors the program writes those entries into (no copy).
+        """
+        program_scalars, values, factors = prepared
+        outputs: list[Any] = []
+        if self.program is not None:
+            bound = bound_program(self.program, tuple(like.shape), like.dtype, like.device)
+            outs: list[torch.Tensor | None] = [None] * len(self.program.results)
+            for index, target in (into or {}).items():
+                kind, item, _ = self.entries[index]
+                if kind == "tensor":
+                    outs[item] = target
+            outputs = bound([tensors[name] for name in self.tensor_vars], program_scalars, outs)
+        result: list[Coefficient] = []
+        for (kind, item, _), value, factor in zip(self.entries, values, factors):
+            if kind == "none":
+                result.append(None)
+            elif kind == "scalar":
+                result.append(value)
+            else:
+                out = outputs[item]
+                if not isinstance(out, torch.Tensor):
+                    out = torch.full_like(like, float(out))
+                result.append((out, factor))
+        return result
+
+
+@dataclass
+class CompiledPlan:
+    """A :class:`~snn.models.KernelPlan` compiled to torch programs (one per configuration).
+
+    Attributes:
+        plan: the plan.
+        scalar_names: the variables of the learnable parameters (``p_<name>``).
+        charge: ``u_*, x -> h_*`` (one output per state).
+        reset: ``h_*, s -> v_*`` (one output per state).
+        tile, tile_rp: the surrogate gradient ``sg``, then ``A_ij = d reset_i / d h_j``
+            (``i`` major; the spike's share through ``sg`` included), then (``tile_rp``)
+            ``d reset_i / dp_k``: what a backward tile evaluates over its rows, in one program.
+        ext, ext_fp: ``C_ki = d charge_k / d u_i`` (``k`` major), ``d charge_j / dx``, then
+            (``ext_fp``) ``d charge_j / dp_k`` (``j`` major): what a backward tile evaluates over
+            its rows and the next one, in one program, so shared sub-expressions run once.
+        previous: the reset of the states whose previous value the backward pass reads.
+        recovery: ``x`` from the charged states when it is not saved.
+        tensor_fx: whether some ``d charge_j / dx`` reads tensors (else they are numbers or
+            parameter-only).
+        reset_reads_learnables: whether some ``d reset_i / dp_k`` is not zero.
+
+    Coefficients are split into a tensor and a scalar factor where the expression allows
+    (``where(h > 0, k / 2, 0)`` is the 0/1 mask times ``k / 2``), except ``previous`` and
+    ``recovery``, which are written into buffers as they are.
+    """
+
+    plan: KernelPlan
+    scalar_names: tuple[str, ...]
+    charge: Program
+    reset: Program
+    previous: Coefficients
+    recovery: Coefficients | None
+    tile: Coefficients
+    tile_rp: Coefficients
+    ext: Coefficients
+    ext_fp: Coefficients
+    tensor_fx: bool
+    reset_reads_learnables: bool
+
+
+@lru_cache(maxsize=256)
+def compiled_plan(config: NeuronConfig) -> CompiledPlan:
+    """The compiled plan of ``config`` (cached per configuration)."""
+    plan = kernel_plan(config)
+    names = plan.states
+    n = len(names)
+    scalar_names = tuple(f"p_{k}" for k in plan.learnables)
+    u_vars = tuple(f"u_{s}" for s in names)
+    h_vars = tuple(f"h_{s}" for s in names)
+    charge = compile_program(plan.charge, (*u_vars, INPUT), scalar_names)
+    reset = compile_program(plan.reset, (*h_vars, SPIKE), scalar_names)
+    # the surrogate gradient of the tile's rows, from the firing state's charged values
+    sg = substitute(plan.surrogate, {SURROGATE_INPUT: Expr("var", (), h_vars[plan.fire_index]) - plan.threshold})
+    a_exprs: list[Expr | None] = []
+    for i in range(n):
+        for j in range(n):
+            term = plan.reset_h[i][j]
+            reset_s = plan.reset_s[i]
+            if j == plan.fire_index and reset_s is not None:
+                spike_term = reset_s * sg
+                term = spike_term if term is None else term + spike_term
+            a_exprs.append(term)
+    c_exprs = [plan.charge_u[k][i] for k in range(n) for i in range(n)]
+    fp_exprs = [plan.charge_p[j][k] for j in range(n) for k in range(len(plan.learnables))]
+    rp_exprs = [plan.reset_p[i][k] for i in range(n) for k in range(len(plan.learnables))]
+    previous = [plan.reset[i] if i in plan.initial_states_needed else None for i in range(n)]
+    return CompiledPlan(
+        plan=plan,
+        scalar_names=scalar_names,
+        charge=charge,
+        reset=reset,
+        previous=Coefficients(previous, scalar_names),
+        recovery=Coefficients([plan.input_recovery], scalar_names) if plan.input_recovery is not None else None,
+        tile=Coefficients([sg, *a_exprs], scalar_names, split=True, affine=True),
+        tile_rp=Coefficients([sg, *a_exprs, *rp_exprs], scalar_names, split=True, affine=True),
+        ext=Coefficients([*c_exprs, *plan.charge_x], scalar_names, split=True, affine=True),
+        ext_fp=Coefficients([*c_exprs, *plan.charge_x, *fp_exprs], scalar_names, split=True, affine=True),
+        tensor_fx=any(e is not None and not variables(e) <= set(scalar_names) for e in plan.charge_x),
+        reset_reads_learnables=any(e is not None for e in rp_exprs),
+    )

@@ -1,0 +1,138 @@
+"""The torch backend's expression compiler: shared sub-expressions, masks, affine chains.
+
+Every program is checked against the plain torch evaluation of the same expressions
+(:data:`snn.expr.TORCH_OPS`) or, for re-associated arithmetic, a float64 evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from snn.backends.torch_program import compile_program, lower, split_scalar_factor
+from snn.expr import SYMBOLIC_OPS, TORCH_OPS, Expr, evaluate, num, var
+
+where = SYMBOLIC_OPS.where
+
+
+def _values(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    special = [0.0, -0.0, 0.5, -0.5, 1.0, math.inf, -math.inf, math.nan]
+    return torch.cat([torch.randn(300, dtype=dtype) * 2, torch.tensor(special, dtype=dtype)])
+
+
+def _run(program, inputs, scalars=()):
+    bound = program.bind(tuple(inputs[0].shape), inputs[0].dtype, inputs[0].device)
+    return bound(inputs, program.scalar_values(scalars), (None,) * len(program.results))
+
+
+def _ops(program) -> list[str]:
+    return [ins.op for ins in program.instructions]
+
+
+def test_equal_subexpressions_are_computed_once():
+    u, x = var("u"), var("x")
+    # two separately built copies of exp(u - 0.8), as a model's derivative often has
+    first, second = Expr("exp", (u - 0.8,)), Expr("exp", (u - 0.8,))
+    outputs = [first + x, second * x]
+    program = compile_program(outputs, ["u", "x"])
+    assert _ops(program).count("exp") == 1
+    uu, xx = _values(), torch.randn(308)
+    got = _run(program, (uu, xx))
+    for g, e in zip(got, outputs):
+        torch.testing.assert_close(g, evaluate(e, {"u": uu, "x": xx}, TORCH_OPS), equal_nan=True, rtol=0, atol=0)
+
+
+def test_negative_and_positive_zero_stay_apart():
+    u = var("u")
+    lowered = lower([u * num(0.0), u * num(-0.0)])
+    assert lowered[0] is not lowered[1]
+    uu = torch.tensor([1.0, -1.0])
+    got = _run(compile_program([u * num(0.0), u * num(-0.0)], ["u"]), (uu,))
+    assert torch.equal(torch.signbit(got[0]), torch.tensor([False, True]))
+    assert torch.equal(torch.signbit(got[1]), torch.tensor([True, False]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_selections_between_constants_use_masks_and_match_where(dtype):
+    h, z = var("h"), var("z")
+    exprs = [
+        where(h > 0.0, 0.5, 0.0),
+        where(h >= 1.0, 0.0, 2.0),
+        where(Expr("abs", (z,)) < 0.5, 1.0, 0.0),
+        where((h > -1.0) & (z <= 0.25), 3.0, 0.0),
+    ]
+    program = compile_program(exprs, ["h", "z"])
+    assert not any(program.slot_is_bool), "no bool tensors for selections of constants"
+    assert "where" not in _ops(program)
+    hh, zz = _values(dtype), _values(dtype).flip(0)
+    got = _run(program, (hh, zz))
+    for g, e in zip(got, exprs):
+        want = evaluate(e, {"h": hh, "z": zz}, TORCH_OPS)
+        assert torch.equal(g, want), e  # NaN compares false in both; no NaN is produced
+
+
+def test_selection_of_a_tensor_keeps_where_semantics():
+    h = var("h")
+    e = where(h > 0.0, h * 3.0, 0.0)
+    program = compile_program([e], ["h"])
+    assert "where" in _ops(program)
+    hh = _values()
+    got = _run(program, (hh,))[0]
+    assert torch.equal(got, evaluate(e, {"h": hh}, TORCH_OPS))  # -inf and NaN give 0, not NaN
+
+
+def test_parameter_selections_stay_scalars():
+    h, k = var("h"), var("p_k")
+    e = where(k > 0.0, h, h * 2.0)
+    program = compile_program([e], ["h"], ["p_k"])
+    hh = _values()
+    for value in (1.5, -1.5):
+        got = _run(program, (hh,), (value,))[0]
+        want = evaluate(e, {"h": hh, "p_k": torch.tensor(value)}, TORCH_OPS)
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+
+
+def test_mask_times_parameter_splits_into_mask_and_factor():
+    h, k = var("h"), var("p_k")
+    (lowered,) = lower([where(h > 0.0, k * 0.5, 0.0)], ["p_k"])
+    tensor, factor = split_scalar_factor(lowered, ["p_k"])
+    assert tensor is not None and tensor.op == "mask>"
+    assert factor is not None and evaluate(factor, {"p_k": 3.0}) == 1.5
+    where_part, where_factor = split_scalar_factor(where(h > 0.0, h * k, 0.0), ["p_k"])
+    assert where_part is not None and where_part.op == "where" and where_factor is k
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_affine_chains_become_one_operation(dtype):
+    u, x = var("u"), var("x")
+    chain = ((u - 0.8) + u) / 2.0 + 1.0
+    exact = compile_program([chain], ["u"])
+    assert len(exact.instructions) > 1
+    uu = torch.randn(400, dtype=dtype) * 3
+    assert torch.equal(_run(exact, (uu,))[0], evaluate(chain, {"u": uu}, TORCH_OPS))
+    collapsed = compile_program([chain], ["u"], affine=True)
+    assert _ops(collapsed) == ["affine"] and collapsed.instructions[0].value == pytest.approx((1.0, 0.6))
+    reference = ((uu.double() - 0.8) + uu.double()) / 2.0 + 1.0
+    tolerance = {"rtol": 1e-6, "atol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(_run(collapsed, (uu,))[0].double(), reference, **tolerance)
+    # an affine term inside a sum of different tensors still fuses into one add
+    mixed = compile_program([x + (u * 3.0 - 1.0) * 2.0 - 2.0 * u], ["u", "x"], affine=True)
+    got = _run(mixed, (uu, uu.flip(0)))[0]
+    torch.testing.assert_close(got.double(), uu.flip(0).double() + 4.0 * uu.double() - 2.0, **tolerance)
+    # infinities keep their sign through the collapsed chain
+    inf = torch.tensor([math.inf, -math.inf], dtype=dtype)
+    assert torch.equal(_run(collapsed, (inf,))[0], inf)
+
+
+def test_scaled_products_round_like_the_expression():
+    s = var("s")
+    sig = Expr("sigmoid", (s * 4.0,))
+    e = (sig * 4.0) * (1.0 - sig)
+    program = compile_program([e], ["s"])
+    assert "scaledmul" in _ops(program)
+    ss = _values()
+    want = evaluate(e, {"s": ss}, TORCH_OPS)
+    torch.testing.assert_close(_run(program, (ss,))[0], want, rtol=0, atol=0, equal_nan=True)
+
