@@ -6,7 +6,8 @@ The plugin registers the backend ``"cpp"`` (:mod:`snn_cpp.plugin`); neurons use 
 - :mod:`snn_cpp.codegen`: C source from a :class:`~snn.models.KernelPlan`;
 - :mod:`snn_cpp.build`: the compiler, flags and the on-disk cache;
 - :mod:`snn_cpp.ops`: the custom operators (``torch.compile`` traces through them);
-- :mod:`snn_cpp.memory`: large outputs on huge pages, from a cache of released buffers;
+- :mod:`snn_cpp.memory`: the names of :mod:`snn.backends.memory` (large outputs on huge pages,
+  from a cache of released buffers, shared with the torch backend);
 - :mod:`snn_cpp.kernel`: the contract's ``multi_step`` kernel.
 """
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
+from snn.backends.memory import empty_like
 from snn.models import KernelPlan, NeuronConfig, kernel_plan
 from snn_cpp.build import load_library
 from snn_cpp.codegen import MAX_BLOCK, KernelLayout, embedded_id, generate_source, layout_of, source_id
-from snn_cpp.memory import empty_like
 
 __all__ = [
     "DTYPE_NAMES",

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from snn.backends.memory import empty
 from snn.backends.torch_plan import Coefficient, CompiledPlan
 from snn.models import INPUT, SPIKE
 
@@ -101,7 +102,7 @@ def backward(
     theta = plan.threshold
     device = like_tensor.device
     like: dict[str, Any] = {"dtype": like_tensor.dtype, "device": device}
-    grad_x = torch.empty((steps, n), **like)
+    grad_x = empty((steps, n), **like)  # huge pages: its first write faults far less
     grad_u0 = [torch.zeros((n,), **like) for _ in range(m)]
     n_p = len(plan.learnables)
     mm = m * m

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from snn.backends.memory import empty
 from snn.backends.torch_backward import backward
 from snn.backends.torch_plan import CompiledPlan, bound_program, compiled_plan
 from snn.models import NeuronConfig
@@ -93,11 +94,11 @@ def _forward(
     steps, n = x.shape
     m = len(plan.states)
     like: dict[str, Any] = {"dtype": x.dtype, "device": x.device}
-    spikes = torch.empty((steps, n), **like)
+    spikes = empty((steps, n), **like)
     h_seq: list[torch.Tensor | None] = [
-        torch.empty((steps, n), **like) if keep_h and j in plan.saved_states else None for j in range(m)
+        empty((steps, n), **like) if keep_h and j in plan.saved_states else None for j in range(m)
     ]
-    seqs = [torch.empty((steps, n), **like) for _ in range(m)] if store_seqs else None
+    seqs = [empty((steps, n), **like) for _ in range(m)] if store_seqs else None
     state = None if store_seqs else [torch.empty((n,), **like) for _ in range(m)]
     scratch = [torch.empty((n,), **like) if h_seq[j] is None else None for j in range(m)]
     charge_scalars = cp.charge.scalar_values(raw)
