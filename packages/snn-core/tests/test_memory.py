@@ -9,10 +9,9 @@ import gc
 import pytest
 import torch
 
-from snn import surrogate
 from snn.backends import memory
 from snn.backends.torch import multi_step as torch_multi_step
-from snn.plugins import get_registry
+from snn.testing.buffers import check_kernel_on_reused_buffers
 
 LARGE = (memory.LARGE_BYTES // 4 // 64 + 1, 64)  # float32 elements just above the threshold
 
@@ -87,34 +86,5 @@ def test_env_turns_huge_pages_off(monkeypatch):
     assert not memory._huge_pages_wanted()
 
 
-def _plif_soft_reset_loop(x_seq, w):
-    """PLIF (decay_input, soft reset, threshold 1, Sigmoid surrogate) written out with autograd."""
-    sf, v, spikes, potentials = surrogate.Sigmoid(), torch.zeros(x_seq.shape[1]), [], []
-    for x in x_seq:
-        h = v + (x - v) * torch.sigmoid(w)
-        spike = sf(h - 1.0)
-        v = h - spike
-        spikes.append(spike)
-        potentials.append(v)
-    return torch.stack(spikes), v, [torch.stack(potentials)]
-
-
 def test_torch_backend_writes_every_element_of_reused_buffers():
-    config = get_registry().model("plif").config(surrogate.Sigmoid().spec, False, v_reset=None)
-    gen = torch.Generator().manual_seed(0)
-    steps, n = 2, memory.LARGE_BYTES // 4 // 2 + 7
-    x = torch.rand(steps, n, generator=gen) * 1.5
-    w = torch.tensor(0.3)
-    for fill in (float("nan"), 7.0):  # dirty the cache, then compute again on those buffers
-        dirty = [memory.empty_like(x).fill_(fill) for _ in range(4)]
-        del dirty
-        xs = [x.clone().requires_grad_() for _ in range(2)]
-        ws = [w.clone().requires_grad_() for _ in range(2)]
-        got = torch_multi_step(xs[0], (torch.zeros(n),), config, learnables=(ws[0],), store_state_seqs=True)
-        want = _plif_soft_reset_loop(xs[1], ws[1])
-        assert torch.equal(got[0], want[0])
-        torch.testing.assert_close(got[2][0], want[2][0])
-        for out in (got, want):
-            (out[0].sum() + out[2][0].sum()).backward()
-        torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ws[0].grad, ws[1].grad, rtol=1e-4, atol=1e-3)
+    check_kernel_on_reused_buffers(torch_multi_step)

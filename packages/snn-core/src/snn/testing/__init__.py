@@ -3,6 +3,8 @@
 - :class:`BackendConformance`: a test-class base that checks a backend's kernels against the
   torch reference, and :class:`ConformanceCase`, one of its cases, for driving checks by hand
   (from :mod:`snn.testing.conformance`).
+- :func:`snn.testing.buffers.check_kernel_on_reused_buffers`: a CPU kernel's outputs drawn
+  from the buffer cache of :mod:`snn.backends.memory` hold no stale values.
 - pytest fixtures in :mod:`snn.testing.plugins`: ``fresh_plugin_manager`` and
   ``temporary_plugin``. Enable them in a ``conftest.py`` with::
 
