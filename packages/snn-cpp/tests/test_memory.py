@@ -11,13 +11,6 @@ from snn_cpp import memory as cpp_memory
 from snn_cpp.kernel import multi_step
 
 
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    memory.empty_cache()
-    yield
-    memory.empty_cache()
-
-
 def test_old_module_names_are_the_shared_objects():
     assert cpp_memory.empty_like is memory.empty_like and cpp_memory.empty_cache is memory.empty_cache
     assert cpp_memory.LARGE_BYTES == memory.LARGE_BYTES

@@ -122,7 +122,7 @@ def backward(
     # workspaces for the widest chunk, shared by all chunks (fresh memory costs page faults)
     ext_rows = min(steps, rows_per_tile + 2)
     flat = {
-        "s_ext": ext_rows, "z": rows_per_tile, "work": rows_per_tile,
+        "s_ext": ext_rows, "work": rows_per_tile,
         **{f"g{j}": rows_per_tile for j in range(0 if in_place else m)},
         **{f"prev{i}": ext_rows for i in plan.initial_states_needed},
         **({"x": ext_rows} if (need_x and x is None) else {}),
@@ -136,7 +136,7 @@ def backward(
         def shaped(name: str) -> torch.Tensor:
             return buffers[name][: flat[name] * width].view(flat[name], width)
 
-        s_ext_buf, z_buf, work = shaped("s_ext"), shaped("z"), shaped("work")
+        s_ext_buf, work = shaped("s_ext"), shaped("work")
         g_bufs = [shaped(f"g{j}") for j in range(0 if in_place else m)]
         prev_buf = {i: shaped(f"prev{i}") for i in plan.initial_states_needed}
         x_buf = shaped("x") if "x" in flat else None
@@ -153,12 +153,12 @@ def backward(
             s_ext = s_ext_buf[: e1 - w0]
             torch.ge(h_fire[w0:e1], theta, out=s_ext)
             s_t = s_ext[start - w0 : end - w0]
-            z = z_buf[:rows]  # only the shape of the tile
             tiles_by_name: dict[str, torch.Tensor] = {SPIKE: s_t}
             for j, hs in enumerate(h_full):
                 if hs is not None:
                     tiles_by_name[f"h_{plan.states[j]}"] = hs[start:end]
-            sg_a_rp = tile_coefficients.run(tiles_by_name, prep_tile, z)
+            # work[:rows] gives the tile's shape (constant coefficients get tensors of their own)
+            sg_a_rp = tile_coefficients.run(tiles_by_name, prep_tile, work[:rows])
             sg, a = sg_a_rp[0], sg_a_rp[1 : 1 + mm]
             # states and inputs over the rows [start, e1): one row past the tile for C[t + 1]
             ext_tiles: dict[str, torch.Tensor] = {}

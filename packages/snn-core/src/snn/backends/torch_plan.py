@@ -220,6 +220,9 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
     fp_exprs = [plan.charge_p[j][k] for j in range(n) for k in range(len(plan.learnables))]
     rp_exprs = [plan.reset_p[i][k] for i in range(n) for k in range(len(plan.learnables))]
     previous = [plan.reset[i] if i in plan.initial_states_needed else None for i in range(n)]
+    reset_reads_learnables = any(e is not None for e in rp_exprs)
+    tile = Coefficients([sg, *a_exprs], scalar_names, split=True, affine=True)
+    ext = Coefficients([*c_exprs, *plan.charge_x], scalar_names, split=True, affine=True)
     return CompiledPlan(
         plan=plan,
         scalar_names=scalar_names,
@@ -227,10 +230,14 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
         reset=reset,
         previous=Coefficients(previous, scalar_names),
         recovery=Coefficients([plan.input_recovery], scalar_names) if plan.input_recovery is not None else None,
-        tile=Coefficients([sg, *a_exprs], scalar_names, split=True, affine=True),
-        tile_rp=Coefficients([sg, *a_exprs, *rp_exprs], scalar_names, split=True, affine=True),
-        ext=Coefficients([*c_exprs, *plan.charge_x], scalar_names, split=True, affine=True),
-        ext_fp=Coefficients([*c_exprs, *plan.charge_x, *fp_exprs], scalar_names, split=True, affine=True),
+        tile=tile,
+        # the same programs again when there is nothing to add (tile_rp is used only when the
+        # reset reads learnables, ext_fp only when there are learnables)
+        tile_rp=Coefficients([sg, *a_exprs, *rp_exprs], scalar_names, split=True, affine=True)
+        if reset_reads_learnables else tile,
+        ext=ext,
+        ext_fp=Coefficients([*c_exprs, *plan.charge_x, *fp_exprs], scalar_names, split=True, affine=True)
+        if fp_exprs else ext,
         tensor_fx=any(e is not None and not variables(e) <= set(scalar_names) for e in plan.charge_x),
-        reset_reads_learnables=any(e is not None for e in rp_exprs),
+        reset_reads_learnables=reset_reads_learnables,
     )
