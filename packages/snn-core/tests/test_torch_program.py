@@ -136,3 +136,30 @@ def test_scaled_products_round_like_the_expression():
     want = evaluate(e, {"s": ss}, TORCH_OPS)
     torch.testing.assert_close(_run(program, (ss,))[0], want, rtol=0, atol=0, equal_nan=True)
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_logistic_derivative_is_one_operation_in_backward_programs(dtype):
+    """``c t (1 - t)`` (the Sigmoid surrogate's derivative) is one ``sigmoid_backward`` in the
+    backward's programs: bit-equal to the expression when ``c`` is a power of two, within
+    rounding otherwise; ``NaN`` and infinities as the expression gives them."""
+    s = var("s")
+    sig = Expr("sigmoid", (s * 4.0,))
+    ss = _values(dtype)
+    for c in (4.0, 0.3):
+        e = (sig * c) * (1.0 - sig)
+        program = compile_program([e], ["s"], affine=True)
+        assert _ops(program) == ["affine", "sigmoid", "tmt"]
+        got = _run(program, (ss,))[0]
+        want = evaluate(e, {"s": ss}, TORCH_OPS)
+        if c == 4.0:
+            torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+        else:
+            reference = evaluate(e, {"s": ss.double()}, TORCH_OPS)
+            tolerance = {"rtol": 1e-6, "atol": 1e-7} if dtype == torch.float32 else {"rtol": 1e-14, "atol": 1e-15}
+            torch.testing.assert_close(got.double(), reference, equal_nan=True, **tolerance)
+    # the forward's programs keep the expression's own rounding
+    assert "tmt" not in _ops(compile_program([(sig * 0.3) * (1.0 - sig)], ["s"]))
+    # t (1 - t') of two different tensors is no logistic derivative
+    t2 = Expr("sigmoid", (s * 2.0,))
+    assert "tmt" not in _ops(compile_program([(sig * 0.3) * (1.0 - t2)], ["s"], affine=True))

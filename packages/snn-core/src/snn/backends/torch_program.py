@@ -350,6 +350,10 @@ def _bind(
             return lambda: torch.add(a(), beta, out=out())
         offset = constant(beta)
         return lambda: torch.add(offset, a(), alpha=alpha, out=out())
+    if op == "tmt":  # value t (1 - t), as (value (1 - t)) t
+        (a,) = fetch
+        scale = constant(float(ins.value))
+        return lambda: torch.ops.aten.sigmoid_backward.grad_input(scale, a(), grad_input=out())
     if op == "scaledmul":  # (value t) q
         a, b = fetch
         zero, value = constant(0.0), float(ins.value)
@@ -533,6 +537,19 @@ def compile_program(
                 plan[at] = (e, "scaledmul", (split[0], other), split[1])
                 fused.add(id(scaled))
                 break
+
+    # then, for backward coefficients, c t (1 - t) -> one sigmoid_backward(c, t): rounded as
+    # (c (1 - t)) t, which differs from (c t) (1 - t) in the last bit unless c is a power of 2
+    if affine:
+        for at, (e, op, args, value) in enumerate(plan):
+            if op not in ("*", "scaledmul") or id(e) in fused or any(scalarish(a) for a in args):
+                continue
+            for t, q in (args, args[::-1]):
+                if (fusable(q) and id(q) not in fused and q.op == "affine" and q.value == (-1.0, 1.0)
+                        and q.args[0] is t):
+                    plan[at] = (e, "tmt", (t,), float(value) if op == "scaledmul" else 1.0)
+                    fused.add(id(q))
+                    break
 
     # emit instructions (skipping nodes absorbed into a fused parent), with slot reuse
     emitted = [(e, op, args, value) for e, op, args, value in plan if id(e) not in fused]
