@@ -167,6 +167,39 @@ def test_cpu_tiles_match_plain_loop(monkeypatch, case):
     check_against_plain_loop(case, torch.float64, "m")
 
 
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_backward_paths_agree(monkeypatch, case):
+    """The torch backward takes ``C[t + 1]`` from the tile's own rows (the reset written into
+    ``C``) where ``C`` reads the previous states only and there are no learnables, else from
+    the next row; both ways give the same gradients, and each model takes the way it may."""
+    import dataclasses
+
+    from snn.backends import torch_kernels
+
+    name = case[0]
+    node = build(case, step_mode="m", store_v_seq=True).double()
+    compiled = torch_kernels.compiled_plan(node.neuron_config())
+    assert (compiled.tile_next is not None) == (name != "klif")
+    x, states, weights = inputs(name, torch.float64, seed=11)
+    # tiles of two steps: both ways carry gradients across tile boundaries
+    monkeypatch.setattr(torch_kernels, "BACKWARD_ROWS", 2)
+    monkeypatch.setattr(torch_kernels, "TILE_ELEMENTS", 2 * 15)
+    assert torch_kernels.tiles(8, 15, torch.device("cpu"), 2) == (2, 15)
+    results = []
+    for general in (False, True):
+        if general:
+            plain = dataclasses.replace(compiled, tile_next=None, initial=None)
+            monkeypatch.setattr(torch_kernels, "compiled_plan", lambda config, plain=plain: plain)
+        node.reset()
+        xs, ss = x.clone().requires_grad_(), {n: v.clone().requires_grad_() for n, v in states.items()}
+        spikes, last, v_seq = run_node(node, xs, ss, "m")
+        params = [node.k] if name == "klif" else []
+        grads = torch.autograd.grad(loss_of(spikes, last, v_seq, weights, STATES[name]), [xs, *ss.values(), *params])
+        results.append(grads)
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-12)
+
+
 def check_against_plain_loop(case, dtype, step_mode):
     """The node of ``case`` against :func:`plain_loop`: spikes equal, states, ``v_seq`` and the
     gradients of a weighted loss equal up to rounding."""

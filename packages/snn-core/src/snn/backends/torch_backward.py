@@ -8,9 +8,12 @@ With ``G_j[t]`` the gradient of the charged state ``j`` at step ``t``, the plan'
 with ``A_ij = d reset_i / d h_j`` (the spike's share through the surrogate included),
 ``M_kj[t] = sum_i C_ki[t+1] A_ij[t]`` and ``C_ki = d charge_k / d u_i``; ``gV`` is the gradient of
 the state sequences (and of the last states at ``t = T - 1``). Everything but the recursion is
-computed for a whole tile at once, by two programs (the tile's rows; the rows and the next one),
-in workspaces shared by all column chunks; the recursion costs one fused operation per step
-and pair of states with a non-zero coefficient (one for IF, LIF and PLIF). Then
+computed for a whole tile at once, in workspaces shared by all column chunks: by two programs
+(the tile's rows; the rows and the next one, with the previous states recomputed by the reset),
+or, where ``C`` reads the previous states and parameters only and there are no learnables (IF,
+LIF, QIF, EIF, Izhikevich, CUBA-LIF), by one program over the tile's rows, as
+``u[t + 1] = reset(h[t], s[t])`` is then all ``C[t + 1]`` needs. The recursion costs one fused
+operation per step and pair of states with a non-zero coefficient (one for IF, LIF and PLIF). Then
 ``dL/dx = sum_j G_j d charge_j / dx``, ``dL/du0_i = sum_j G_j[0] C_ji[0]`` and the learnable
 parameters' gradients are sums over the tile. Allocation matters on CPU: a fresh
 multi-megabyte tensor costs page faults that can exceed the arithmetic on it.
@@ -108,15 +111,22 @@ def backward(
     mm = m * m
     sums: list[list[torch.Tensor]] = [[] for _ in range(n_p)]
     need_rp = need_learnables and cp.reset_reads_learnables
-    # one program per tile for the coefficients of the tile's rows, one for the rows and the next
-    tile_coefficients = cp.tile_rp if need_rp else cp.tile
+    # one program per tile for the coefficients of the tile's rows, one for the rows and the next;
+    # or, where C[t + 1] follows from row t (CompiledPlan.tile_next), one program for everything
+    aligned = cp.tile_next is not None
+    if cp.tile_next is not None:
+        tile_coefficients = cp.tile_next
+    else:
+        tile_coefficients = cp.tile_rp if need_rp else cp.tile
     ext_coefficients = cp.ext_fp if need_learnables else cp.ext
     prep_tile, prep_ext = tile_coefficients.prepare(raw), ext_coefficients.prepare(raw)
+    prep_initial = cp.initial.prepare(raw) if cp.initial is not None else None
     prep_prev = cp.previous.prepare(raw)
     prep_rec = cp.recovery.prepare(raw) if cp.recovery is not None else None
+    c_shift = 0 if aligned else 1  # row t of C[t + 1] is row t + c_shift of c
     # m == 1 with a scalar (or no) input coefficient: G lives in grad_x and is scaled in place
     in_place = m == 1 and not cp.tensor_fx
-    need_prev = bool(plan.initial_states_needed)
+    need_prev = bool(plan.initial_states_needed) and not aligned
     need_x = plan.needs_input
     zero = torch.zeros((), **like)
     # workspaces for the widest chunk, shared by all chunks (fresh memory costs page faults)
@@ -150,9 +160,13 @@ def backward(
             ext = e1 - start
             h_fire = h_full[fire]
             assert h_fire is not None
-            s_ext = s_ext_buf[: e1 - w0]
-            torch.ge(h_fire[w0:e1], theta, out=s_ext)
-            s_t = s_ext[start - w0 : end - w0]
+            if aligned:
+                s_ext = s_t = s_ext_buf[:rows]
+                torch.ge(h_fire[start:end], theta, out=s_t)
+            else:
+                s_ext = s_ext_buf[: e1 - w0]
+                torch.ge(h_fire[w0:e1], theta, out=s_ext)
+                s_t = s_ext[start - w0 : end - w0]
             tiles_by_name: dict[str, torch.Tensor] = {SPIKE: s_t}
             for j, hs in enumerate(h_full):
                 if hs is not None:
@@ -160,47 +174,50 @@ def backward(
             # work[:rows] gives the tile's shape (constant coefficients get tensors of their own)
             sg_a_rp = tile_coefficients.run(tiles_by_name, prep_tile, work[:rows])
             sg, a = sg_a_rp[0], sg_a_rp[1 : 1 + mm]
-            # states and inputs over the rows [start, e1): one row past the tile for C[t + 1]
-            ext_tiles: dict[str, torch.Tensor] = {}
-            for j, hs in enumerate(h_full):
-                if hs is not None:
-                    ext_tiles[f"h_{plan.states[j]}"] = hs[start:e1]
-            if need_prev:
-                first = 1 if start == 0 else 0
-                if ext - first > 0:
-                    prev_tiles = {SPIKE: s_ext[start - 1 - w0 + first : e1 - 1 - w0]}
-                    for j, hs in enumerate(h_full):
-                        if hs is not None:
-                            prev_tiles[f"h_{plan.states[j]}"] = hs[start - 1 + first : e1 - 1]
-                    into = {i: buf[first:ext] for i, buf in prev_buf.items()}
-                    values = cp.previous.run(prev_tiles, prep_prev, s_ext[: ext - first], into)
-                for i, buf in prev_buf.items():
-                    u_tile = buf[:ext]
-                    if first:
-                        u0 = states0[i]
-                        assert u0 is not None
-                        u_tile[0].copy_(u0[c0:c1])
+            if aligned:
+                coefficients = sg_a_rp[1 + mm :]
+            else:
+                # states and inputs over the rows [start, e1): one row past the tile for C[t + 1]
+                ext_tiles: dict[str, torch.Tensor] = {}
+                for j, hs in enumerate(h_full):
+                    if hs is not None:
+                        ext_tiles[f"h_{plan.states[j]}"] = hs[start:e1]
+                if need_prev:
+                    first = 1 if start == 0 else 0
                     if ext - first > 0:
-                        value = values[i]
-                        if not isinstance(value, tuple):
-                            u_tile[first:].fill_(value)
-                        elif value[0].data_ptr() != u_tile[first:].data_ptr():
-                            u_tile[first:].copy_(value[0])
-                    ext_tiles[f"u_{plan.states[i]}"] = u_tile
-            if need_x:
-                if x is not None:
-                    ext_tiles[INPUT] = x[start:e1, c0:c1]
-                else:
-                    assert cp.recovery is not None and x_buf is not None and prep_rec is not None
-                    x_tile = x_buf[:ext]
-                    value = cp.recovery.run(ext_tiles, prep_rec, x_tile)[0]
-                    if isinstance(value, tuple):
-                        x_tile.copy_(value[0])
+                        prev_tiles = {SPIKE: s_ext[start - 1 - w0 + first : e1 - 1 - w0]}
+                        for j, hs in enumerate(h_full):
+                            if hs is not None:
+                                prev_tiles[f"h_{plan.states[j]}"] = hs[start - 1 + first : e1 - 1]
+                        into = {i: buf[first:ext] for i, buf in prev_buf.items()}
+                        values = cp.previous.run(prev_tiles, prep_prev, s_ext[: ext - first], into)
+                    for i, buf in prev_buf.items():
+                        u_tile = buf[:ext]
+                        if first:
+                            u0 = states0[i]
+                            assert u0 is not None
+                            u_tile[0].copy_(u0[c0:c1])
+                        if ext - first > 0:
+                            value = values[i]
+                            if not isinstance(value, tuple):
+                                u_tile[first:].fill_(value)
+                            elif value[0].data_ptr() != u_tile[first:].data_ptr():
+                                u_tile[first:].copy_(value[0])
+                        ext_tiles[f"u_{plan.states[i]}"] = u_tile
+                if need_x:
+                    if x is not None:
+                        ext_tiles[INPUT] = x[start:e1, c0:c1]
                     else:
-                        x_tile.fill_(value)
-                    ext_tiles[INPUT] = x_tile
-            like_ext = s_ext_buf[:ext]
-            coefficients = ext_coefficients.run(ext_tiles, prep_ext, like_ext)
+                        assert cp.recovery is not None and x_buf is not None and prep_rec is not None
+                        x_tile = x_buf[:ext]
+                        value = cp.recovery.run(ext_tiles, prep_rec, x_tile)[0]
+                        if isinstance(value, tuple):
+                            x_tile.copy_(value[0])
+                        else:
+                            x_tile.fill_(value)
+                        ext_tiles[INPUT] = x_tile
+                like_ext = s_ext_buf[:ext]
+                coefficients = ext_coefficients.run(ext_tiles, prep_ext, like_ext)
             c, fx = coefficients[:mm], coefficients[mm : mm + m]
             # G: the gradients of the charged states over the tile
             g = [grad_x[start:end, c0:c1]] if in_place else [buf[:rows] for buf in g_bufs]
@@ -217,7 +234,7 @@ def backward(
                         _accumulate(gj, gv[start:end, c0:c1], _rows(coefficient, 0, rows))
             # M_kj[t] = sum_i C_ki[t+1] A_ij[t] for the rows that have a next step
             span = rows if end < steps else rows - 1
-            mix = _mixing(a, c, m, span, work, mix_work, zero)
+            mix = _mixing(a, c, m, span, work, mix_work, zero, c_shift)
             # the recursion, one fused operation per row and non-zero M_kj, on row views made once
             g_rows = [gj.unbind(0) for gj in g]
             recursion = [
@@ -258,9 +275,18 @@ def backward(
             if start > 0:
                 carry = [gj[0].clone() for gj in g]
             else:
+                c_first = c
+                if aligned:  # C[0] from the initial states (c holds C[t + 1])
+                    assert cp.initial is not None and prep_initial is not None
+                    initial_tiles = {}
+                    for i in plan.initial_states_needed:
+                        u0 = states0[i]
+                        assert u0 is not None
+                        initial_tiles[f"u_{plan.states[i]}"] = u0[c0:c1].unsqueeze(0)
+                    c_first = cp.initial.run(initial_tiles, prep_initial, g[0][:1])
                 for i in range(m):
                     for j in range(m):
-                        coefficient = c[j * m + i]
+                        coefficient = c_first[j * m + i]
                         if coefficient is not None:
                             _accumulate(grad_u0[i][c0:c1], g[j][0], _rows(coefficient, 0, 1, squeeze=True))
             # dL/dx = sum_j G_j d charge_j / dx
@@ -308,8 +334,11 @@ def _mixing(
     work: torch.Tensor,
     spare: list[torch.Tensor],
     zero: torch.Tensor,
+    c_shift: int = 1,
 ) -> list[list[Coefficient]]:
     """``M_kj = sum_i C_ki[t + 1] A_ij[t]`` over the first ``span`` rows of the tile.
+
+    Row ``t`` of ``C[t + 1]`` is row ``t + c_shift`` of ``c`` (0 when ``c`` holds it already).
 
     A single product of a number and a coefficient stays a (tensor, factor) pair or a float, so
     the recursion folds it into one ``addcmul``; other products are computed into ``work`` and
@@ -338,7 +367,7 @@ def _mixing(
                     continue
                 if isinstance(ai, float):
                     tensor, factor = ci
-                    mix[k][j] = (tensor[1 : span + 1], ai * (1.0 if factor is None else factor))
+                    mix[k][j] = (tensor[c_shift : span + c_shift], ai * (1.0 if factor is None else factor))
                     continue
             if used == 0:
                 out = work
@@ -348,7 +377,7 @@ def _mixing(
                 out = spare[used - 1][: work.numel()].view(work.shape)
             used += 1
             target = out[:span]
-            products = [_product_terms(((ci, 1), (ai, 0)), span) for ci, ai in terms]
+            products = [_product_terms(((ci, c_shift), (ai, 0)), span) for ci, ai in terms]
             if len(products) == 1 and len(products[0][1]) == 2:  # the factor stays apart
                 value, (p, q) = products[0]
                 torch.mul(p, q, out=target)

@@ -174,6 +174,13 @@ class CompiledPlan:
         tensor_fx: whether some ``d charge_j / dx`` reads tensors (else they are numbers or
             parameter-only).
         reset_reads_learnables: whether some ``d reset_i / dp_k`` is not zero.
+        tile_next: for a plan whose ``C`` reads the previous states and parameters only, whose
+            ``d charge / dx`` are parameter-only and which has no learnables (QIF, EIF,
+            Izhikevich): ``sg``, ``A``, then ``C[t + 1]`` with ``u[t + 1] = reset(h[t], s[t])``
+            written out, then ``d charge_j / dx``, all from the tile's own rows. A backward
+            tile then runs this one program instead of ``tile``, ``previous`` and ``ext``
+            over one row more, and the reset's sub-expressions are shared. ``None`` otherwise.
+        initial: ``C`` over the initial states (for their gradient), with ``tile_next``.
 
     Coefficients are split into a tensor and a scalar factor where the expression allows
     (``where(h > 0, k / 2, 0)`` is the 0/1 mask times ``k / 2``), except ``previous`` and
@@ -192,6 +199,8 @@ class CompiledPlan:
     ext_fp: Coefficients
     tensor_fx: bool
     reset_reads_learnables: bool
+    tile_next: Coefficients | None = None
+    initial: Coefficients | None = None
 
 
 @lru_cache(maxsize=256)
@@ -223,6 +232,16 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
     reset_reads_learnables = any(e is not None for e in rp_exprs)
     tile = Coefficients([sg, *a_exprs], scalar_names, split=True, affine=True)
     ext = Coefficients([*c_exprs, *plan.charge_x], scalar_names, split=True, affine=True)
+    # C[t + 1] from row t: u[t + 1] is the reset of row t
+    parameters = set(scalar_names)
+    c_reads_u_only = all(e is None or variables(e) <= parameters | set(u_vars) for e in c_exprs)
+    fx_parameter_only = all(e is None or variables(e) <= parameters for e in plan.charge_x)
+    tile_next = initial = None
+    if c_reads_u_only and fx_parameter_only and not plan.learnables and not plan.needs_input:
+        next_u = {u_vars[i]: plan.reset[i] for i in range(n)}
+        c_next = [substitute(e, next_u) if e is not None else None for e in c_exprs]
+        tile_next = Coefficients([sg, *a_exprs, *c_next, *plan.charge_x], scalar_names, split=True, affine=True)
+        initial = Coefficients(c_exprs, scalar_names, split=True, affine=True)
     return CompiledPlan(
         plan=plan,
         scalar_names=scalar_names,
@@ -240,4 +259,6 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
         if fp_exprs else ext,
         tensor_fx=any(e is not None and not variables(e) <= set(scalar_names) for e in plan.charge_x),
         reset_reads_learnables=reset_reads_learnables,
+        tile_next=tile_next,
+        initial=initial,
     )
