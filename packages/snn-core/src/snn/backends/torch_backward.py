@@ -30,6 +30,7 @@ term-by-term sum gives NaN.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -219,19 +220,25 @@ def backward(
                 like_ext = s_ext_buf[:ext]
                 coefficients = ext_coefficients.run(ext_tiles, prep_ext, like_ext)
             c, fx = coefficients[:mm], coefficients[mm : mm + m]
+            # in place, G times a scalar dcharge/dx is dL/dx: the recursion is linear in G, so
+            # its sources are scaled instead (no pass over grad_x after it); the gradients read
+            # from G (initial states) divide by it
+            fold = fx[0] if in_place and not need_learnables and isinstance(fx[0], float) else None
+            if fold is not None and (fold in (0.0, 1.0) or not math.isfinite(1.0 / fold)):
+                fold = None
             # G: the gradients of the charged states over the tile
             g = [grad_x[start:end, c0:c1]] if in_place else [buf[:rows] for buf in g_bufs]
             for j in range(m):
                 gj = g[j]
                 if j == fire and grad_spikes is not None and sg is not None:
-                    _assign(gj, grad_spikes[start:end, c0:c1], sg, zero)
+                    _assign(gj, grad_spikes[start:end, c0:c1], _scaled(sg, fold), zero)
                 else:
                     gj.zero_()
                 for i in range(m):
                     coefficient = a[i * m + j]
                     gv = grad_seqs[i]
                     if coefficient is not None and gv is not None:
-                        _accumulate(gj, gv[start:end, c0:c1], _rows(coefficient, 0, rows))
+                        _accumulate(gj, gv[start:end, c0:c1], _scaled(_rows(coefficient, 0, rows), fold))
             # M_kj[t] = sum_i C_ki[t+1] A_ij[t] for the rows that have a next step
             span = rows if end < steps else rows - 1
             mix = _mixing(a, c, m, span, work, mix_work, zero, c_shift)
@@ -251,7 +258,7 @@ def backward(
                         for j in range(m):
                             coefficient = a[i * m + j]
                             if coefficient is not None:
-                                _accumulate(g_rows[j][t], gl[c0:c1], _rows(coefficient, t, t + 1, squeeze=True))
+                                _accumulate(g_rows[j][t], gl[c0:c1], _scaled(_rows(coefficient, t, t + 1, squeeze=True), fold))
                     continue
                 after = carry if t == rows - 1 else [g_k[t + 1] for g_k in g_rows]
                 for j, k, coefficient_rows, value in recursion:
@@ -288,7 +295,10 @@ def backward(
                     for j in range(m):
                         coefficient = c_first[j * m + i]
                         if coefficient is not None:
-                            _accumulate(grad_u0[i][c0:c1], g[j][0], _rows(coefficient, 0, 1, squeeze=True))
+                            _accumulate(
+                                grad_u0[i][c0:c1], g[j][0],
+                                _scaled(_rows(coefficient, 0, 1, squeeze=True), None if fold is None else 1.0 / fold),
+                            )
             # dL/dx = sum_j G_j d charge_j / dx
             gx = grad_x[start:end, c0:c1]
             if in_place:
@@ -296,7 +306,7 @@ def backward(
                 if coefficient is None:
                     gx.zero_()
                 elif isinstance(coefficient, float):
-                    if coefficient != 1.0:
+                    if coefficient != 1.0 and fold is None:
                         gx.mul_(coefficient)
                 else:  # pragma: no cover - in_place requires scalar coefficients
                     raise AssertionError("tensor input coefficient in place")
@@ -316,6 +326,16 @@ def backward(
     for k in range(n_p):
         grads_p.append(torch.stack(sums[k]).sum() if sums[k] else torch.zeros((), **like))
     return grad_x, grad_u0, grads_p
+
+
+def _scaled(coefficient: Coefficient, scale: float | None) -> Coefficient:
+    """``coefficient`` times ``scale`` (unchanged for ``None``), the scale kept in the factor."""
+    if scale is None or coefficient is None:
+        return coefficient
+    if isinstance(coefficient, float):
+        return coefficient * scale
+    tensor, factor = coefficient
+    return (tensor, scale if factor is None else factor * scale)
 
 
 def _rows(coefficient: Coefficient, r0: int, r1: int, squeeze: bool = False) -> Coefficient:
