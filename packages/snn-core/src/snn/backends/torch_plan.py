@@ -175,8 +175,8 @@ class CompiledPlan:
             parameter-only).
         reset_reads_learnables: whether some ``d reset_i / dp_k`` is not zero.
         tile_next: for a plan whose ``C`` reads the previous states and parameters only, whose
-            ``d charge / dx`` are parameter-only and which has no learnables (QIF, EIF,
-            Izhikevich): ``sg``, ``A``, then ``C[t + 1]`` with ``u[t + 1] = reset(h[t], s[t])``
+            ``d charge / dx`` are parameter-only and which has no learnables (IF, LIF, QIF,
+            EIF, Izhikevich, CUBA-LIF): ``sg``, ``A``, then ``C[t + 1]`` with ``u[t + 1] = reset(h[t], s[t])``
             written out, then ``d charge_j / dx``, all from the tile's own rows. A backward
             tile then runs this one program instead of ``tile``, ``previous`` and ``ext``
             over one row more, and the reset's sub-expressions are shared. ``None`` otherwise.
