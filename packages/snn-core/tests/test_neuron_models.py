@@ -183,6 +183,7 @@ def test_backward_paths_agree(monkeypatch, case):
     x, states, weights = inputs(name, torch.float64, seed=11)
     # tiles of two steps: both ways carry gradients across tile boundaries
     monkeypatch.setattr(torch_kernels, "BACKWARD_ROWS", 2)
+    monkeypatch.setattr(torch_kernels, "BACKWARD_ROWS_ONE_PROGRAM", 2)
     monkeypatch.setattr(torch_kernels, "TILE_ELEMENTS", 2 * 15)
     assert torch_kernels.tiles(8, 15, torch.device("cpu"), 2) == (2, 15)
     results = []

@@ -23,7 +23,7 @@ from snn.backends.torch_backward import backward
 from snn.backends.torch_plan import CompiledPlan, bound_program, compiled_plan
 from snn.models import NeuronConfig
 
-__all__ = ["BACKWARD_ROWS", "TILE_ELEMENTS", "compute_dtype", "run_sequence", "tiles"]
+__all__ = ["BACKWARD_ROWS", "BACKWARD_ROWS_ONE_PROGRAM", "TILE_ELEMENTS", "compute_dtype", "run_sequence", "tiles"]
 
 _R = TypeVar("_R")
 
@@ -56,8 +56,13 @@ def tiles(steps: int, n: int, device: torch.device, min_rows: int = 1) -> tuple[
     return max(1, min(steps, TILE_ELEMENTS // cols)), cols
 
 
-#: Steps per backward tile the CPU tiling aims for.
+#: Steps per backward tile the CPU tiling aims for: the two-program tiles read one row past
+#: the tile (taller tiles read it less often); the one-program tiles of
+#: :attr:`~snn.backends.torch_plan.CompiledPlan.tile_next` read none, and their wider rows let
+#: both intra-op threads share the recursion's row operations (QIF backward at T=16, N=2^18 on
+#: 2 threads: 14.4 ms with 8 rows, 13.3 ms with 4).
 BACKWARD_ROWS = 8
+BACKWARD_ROWS_ONE_PROGRAM = 4
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -193,7 +198,8 @@ class _SequenceFunction(torch.autograd.Function):
         steps, n = ctx.shape
         like = saved_h[cp.plan.fire_index]
         assert like is not None
-        rows_per_tile, cols = tiles(steps, n, like.device, BACKWARD_ROWS)
+        min_rows = BACKWARD_ROWS if cp.tile_next is None else BACKWARD_ROWS_ONE_PROGRAM
+        rows_per_tile, cols = tiles(steps, n, like.device, min_rows)
         grad_x, grad_u0, grad_p = backward(
             cp, saved_h, x, states0, ctx.raw, grad_spikes, grad_last, grad_seqs, need_learnables, steps, n, like,
             rows_per_tile, cols,
