@@ -62,6 +62,9 @@ def tiles(steps: int, n: int, device: torch.device, min_rows: int = 1) -> tuple[
 #: both intra-op threads share the recursion's row operations (QIF backward at T=16, N=2^18 on
 #: 2 threads: 14.4 ms with 8 rows, 13.3 ms with 4).
 BACKWARD_ROWS = 8
+
+#: Steps per backward tile of :attr:`~snn.backends.torch_plan.CompiledPlan.tile_next` (see
+#: :data:`BACKWARD_ROWS`).
 BACKWARD_ROWS_ONE_PROGRAM = 4
 
 
