@@ -127,6 +127,10 @@ def backward(
     c_shift = 0 if aligned else 1  # row t of C[t + 1] is row t + c_shift of c
     # m == 1 with a scalar (or no) input coefficient: G lives in grad_x and is scaled in place
     in_place = m == 1 and not cp.tensor_fx
+    # else the gradient of a state whose dcharge/dx is 1 lives in grad_x (no pass to copy it)
+    home = -1
+    if not in_place:
+        home = next((j for j, e in enumerate(plan.charge_x) if e is not None and e.op == "num" and e.value == 1.0), -1)
     need_prev = bool(plan.initial_states_needed) and not aligned
     need_x = plan.needs_input
     zero = torch.zeros((), **like)
@@ -134,7 +138,7 @@ def backward(
     ext_rows = min(steps, rows_per_tile + 2)
     flat = {
         "s_ext": ext_rows, "work": rows_per_tile,
-        **{f"g{j}": rows_per_tile for j in range(0 if in_place else m)},
+        **{f"g{j}": rows_per_tile for j in range(0 if in_place else m) if j != home},
         **{f"prev{i}": ext_rows for i in plan.initial_states_needed},
         **({"x": ext_rows} if (need_x and x is None) else {}),
     }
@@ -148,7 +152,7 @@ def backward(
             return buffers[name][: flat[name] * width].view(flat[name], width)
 
         s_ext_buf, work = shaped("s_ext"), shaped("work")
-        g_bufs = [shaped(f"g{j}") for j in range(0 if in_place else m)]
+        g_bufs = {j: shaped(f"g{j}") for j in range(0 if in_place else m) if j != home}
         prev_buf = {i: shaped(f"prev{i}") for i in plan.initial_states_needed}
         x_buf = shaped("x") if "x" in flat else None
         carry: list[torch.Tensor | None] = [None] * m
@@ -227,18 +231,28 @@ def backward(
             if fold is not None and (fold in (0.0, 1.0) or not math.isfinite(1.0 / fold)):
                 fold = None
             # G: the gradients of the charged states over the tile
-            g = [grad_x[start:end, c0:c1]] if in_place else [buf[:rows] for buf in g_bufs]
+            if in_place:
+                g = [grad_x[start:end, c0:c1]]
+            else:
+                g = [grad_x[start:end, c0:c1] if j == home else g_bufs[j][:rows] for j in range(m)]
+            # a G with no source of its own in the tile is written by its first recursion term
+            # (rows with a next step) instead of being zeroed first
+            unset = [False] * m
             for j in range(m):
                 gj = g[j]
+                sources = [
+                    (gv[start:end, c0:c1], coefficient) for i in range(m)
+                    if (coefficient := a[i * m + j]) is not None and (gv := grad_seqs[i]) is not None
+                ]
                 if j == fire and grad_spikes is not None and sg is not None:
                     _assign(gj, grad_spikes[start:end, c0:c1], _scaled(sg, fold), zero)
+                elif sources:
+                    value, coefficient = sources.pop(0)
+                    _assign(gj, value, _scaled(_rows(coefficient, 0, rows), fold), zero)
                 else:
-                    gj.zero_()
-                for i in range(m):
-                    coefficient = a[i * m + j]
-                    gv = grad_seqs[i]
-                    if coefficient is not None and gv is not None:
-                        _accumulate(gj, gv[start:end, c0:c1], _scaled(_rows(coefficient, 0, rows), fold))
+                    unset[j] = True
+                for value, coefficient in sources:
+                    _accumulate(gj, value, _scaled(_rows(coefficient, 0, rows), fold))
             # M_kj[t] = sum_i C_ki[t+1] A_ij[t] for the rows that have a next step
             span = rows if end < steps else rows - 1
             mix = _mixing(a, c, m, span, work, mix_work, zero, c_shift)
@@ -249,8 +263,11 @@ def backward(
                 else (j, k, coefficient[0].unbind(0), 1.0 if coefficient[1] is None else coefficient[1])
                 for j in range(m) for k in range(m) if (coefficient := mix[k][j]) is not None
             ]
+            unset_rows = [g_rows[j] for j in range(m) if unset[j]]
             for t in range(rows - 1, -1, -1):
                 if start + t == steps - 1:
+                    for g_j in unset_rows:
+                        g_j[t].zero_()
                     for i in range(m):
                         gl = grad_last[i]
                         if gl is None:
@@ -261,13 +278,27 @@ def backward(
                                 _accumulate(g_rows[j][t], gl[c0:c1], _scaled(_rows(coefficient, t, t + 1, squeeze=True), fold))
                     continue
                 after = carry if t == rows - 1 else [g_k[t + 1] for g_k in g_rows]
+                written = [not flag for flag in unset]
                 for j, k, coefficient_rows, value in recursion:
                     incoming = after[k]
                     assert incoming is not None
+                    target = g_rows[j][t]
+                    if written[j]:
+                        if coefficient_rows is None:
+                            target.add_(incoming, alpha=value)
+                        else:
+                            target.addcmul_(incoming, coefficient_rows[t], value=value)
+                        continue
+                    written[j] = True
                     if coefficient_rows is None:
-                        g_rows[j][t].add_(incoming, alpha=value)
+                        torch.mul(incoming, value, out=target)
+                    elif value == 1.0:
+                        torch.mul(incoming, coefficient_rows[t], out=target)
                     else:
-                        g_rows[j][t].addcmul_(incoming, coefficient_rows[t], value=value)
+                        torch.addcmul(zero, incoming, coefficient_rows[t], value=value, out=target)
+                for j in range(m):
+                    if not written[j]:
+                        g_rows[j][t].zero_()
             if need_learnables:
                 fp = coefficients[mm + m :]
                 for k in range(n_p):
@@ -311,11 +342,11 @@ def backward(
                 else:  # pragma: no cover - in_place requires scalar coefficients
                     raise AssertionError("tensor input coefficient in place")
             else:
-                terms = [(g[j], _rows(fx[j], 0, rows)) for j in range(m) if fx[j] is not None]
-                if not terms:
+                terms = [(g[j], _rows(fx[j], 0, rows)) for j in range(m) if fx[j] is not None and j != home]
+                if not terms and home < 0:
                     gx.zero_()
                 for index, (gj, coefficient) in enumerate(terms):
-                    if index == 0:
+                    if index == 0 and home < 0:
                         _assign(gx, gj, coefficient, zero)
                     else:
                         _accumulate(gx, gj, coefficient)
