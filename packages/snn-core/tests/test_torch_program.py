@@ -163,3 +163,35 @@ def test_logistic_derivative_is_one_operation_in_backward_programs(dtype):
     # t (1 - t') of two different tensors is no logistic derivative
     t2 = Expr("sigmoid", (s * 2.0,))
     assert "tmt" not in _ops(compile_program([(sig * 0.3) * (1.0 - t2)], ["s"], affine=True))
+
+
+def test_lerp_result_never_overwrites_its_operand():
+    """``a + (b - a) w`` with ``w >= 0.5`` runs in two steps that read ``a`` twice: its result
+    must not take ``a``'s buffer (it did when ``a`` was a scratch value used last there)."""
+    u, x = var("u"), var("x")
+    v = Expr("exp", (u,))
+    e = (v + (x - v) * 0.7) * 2.0 + u
+    program = compile_program([e], ["u", "x"])
+    assert "lerp" in _ops(program)
+    uu, xx = torch.randn(64), torch.randn(64)
+    want = evaluate(e, {"u": uu, "x": xx}, TORCH_OPS)
+    torch.testing.assert_close(_run(program, (uu, xx))[0], want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("given", [True, False])
+def test_outputs_hold_intermediates_until_written(given):
+    """An output's buffer (never an input's) holds intermediates until the output is written, so
+    a chain needs no scratch memory; outputs that other outputs read keep their values."""
+    u, x, s = var("u"), var("x"), var("s")
+    h = u + (x + (u - 0.8) * (u + 0.1)) / 2.0  # QIF's charge: a chain of four operations
+    v = (1.0 - s) * h  # a hard reset to 0
+    program = compile_program([h, v, h * 3.0], ["u", "x", "s"])
+    assert not program.slot_is_bool, _ops(program)
+    uu, xx, ss = torch.randn(64), torch.randn(64), (torch.rand(64) > 0.5).float()
+    outs = [torch.full((64,), math.nan) for _ in range(3)] if given else [None] * 3
+    bound = program.bind((64,), torch.float32, torch.device("cpu"))
+    got = bound((uu, xx, ss), program.scalar_values(()), outs)
+    env = {"u": uu, "x": xx, "s": ss}
+    for g, e in zip(got, (h, v, h * 3.0)):  # addcmul rounds x + p q in its own way
+        torch.testing.assert_close(g, evaluate(e, env, TORCH_OPS), rtol=1e-6, atol=1e-6)
+    assert not any(torch.isnan(g).any() for g in got)

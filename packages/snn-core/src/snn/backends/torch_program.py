@@ -243,7 +243,8 @@ class Program:
 
         The runner is ``run(inputs, scalars, outs)``: ``inputs`` the tensors of
         :attr:`tensor_vars` (each of ``shape``), ``scalars`` from :meth:`scalar_values`, ``outs``
-        one tensor (written in place; it must not alias an input) or ``None`` per output. It
+        one tensor (written in place; it must not alias an input: until an output is written,
+        its buffer holds intermediate values) or ``None`` per output. It
         returns the outputs: the given tensors, scratch slots (valid until the next run),
         inputs, or Python numbers for constant outputs.
         """
@@ -575,21 +576,50 @@ def compile_program(
         index = slot_of[id(e)]
         return ("slot", index) if index >= 0 else ("out", -1 - index)
 
+    # An output's buffer never aliases an input (see Program.bind), so until the instruction that
+    # writes the output, it may hold intermediates: a smaller working set than extra slots. An
+    # operation may write over an operand it reads (elementwise), except the two-step lerp.
+    producer = [len(emitted)] * len(outputs)
+    for i, (e, op, _, _) in enumerate(emitted):
+        k = output_slot.get(id(e))
+        if k is not None and op not in _BOOL_OPS:
+            producer[k] = i
+    hosted_until = [-1] * len(outputs)  # last use of the intermediate each output buffer holds
+
+    def output_host(i: int, e: Expr, op: str) -> int | None:
+        end = last_use.get(id(e), i)
+        for k, p in enumerate(producer):
+            if p <= i or end > p or (end == p and emitted[p][1] == "lerp"):
+                continue
+            if hosted_until[k] < i or (hosted_until[k] == i and op != "lerp"):
+                hosted_until[k] = end
+                return k
+        return None
+
     for i, (e, op, args, value) in enumerate(emitted):
         operands = tuple(resolve(c) for c in args)
-        for child in {id(c): c for c in args}.values():
-            index = slot_of.get(id(child))
-            if index is not None and index >= 0 and last_use.get(id(child)) == i:
+        released = [
+            index for child in {id(c): c for c in args}.values()
+            if (index := slot_of.get(id(child))) is not None and index >= 0 and last_use.get(id(child)) == i
+        ]
+        if op != "lerp":  # lerp's result must not overwrite an operand it reads again
+            for index in released:
                 free[slot_is_bool[index]].append(index)
         if id(e) in output_slot and op not in _BOOL_OPS:
             out = -1 - output_slot[id(e)]
         else:
             is_bool = op in _BOOL_OPS
-            if free[is_bool]:
+            host = None if is_bool else output_host(i, e, op)
+            if host is not None:
+                out = -1 - host
+            elif free[is_bool]:
                 out = free[is_bool].pop()
             else:
                 out = len(slot_is_bool)
                 slot_is_bool.append(is_bool)
+        if op == "lerp":
+            for index in released:
+                free[slot_is_bool[index]].append(index)
         slot_of[id(e)] = out
         instructions.append(_Instruction(op, operands, out, value))
 
