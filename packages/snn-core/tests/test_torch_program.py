@@ -11,7 +11,8 @@ import math
 import pytest
 import torch
 
-from snn.backends.torch_program import compile_program, lower, split_scalar_factor
+from snn.backends.torch_lowering import lower, split_scalar_factor
+from snn.backends.torch_program import compile_program
 from snn.expr import SYMBOLIC_OPS, TORCH_OPS, Expr, evaluate, num, var
 
 where = SYMBOLIC_OPS.where

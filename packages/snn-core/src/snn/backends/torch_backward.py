@@ -19,7 +19,7 @@ parameters' gradients are sums over the tile. Allocation matters on CPU: a fresh
 multi-megabyte tensor costs page faults that can exceed the arithmetic on it.
 
 The coefficient programs collapse chains of arithmetic with numbers into one operation
-(:func:`snn.backends.torch_program.lower` with ``affine``), so they may differ from autograd's
+(:func:`snn.backends.torch_lowering.lower` with ``affine``), so they may differ from autograd's
 evaluation of the same derivative in the last bits. Non-finite values follow the model's
 expressions, as autograd evaluates them, with one exception: the recursion multiplies an
 incoming state gradient by the combined coefficient ``M_kj`` in one operation, so where that

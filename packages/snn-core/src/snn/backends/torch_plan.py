@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from snn.backends.torch_program import Program, compile_program, lower, split_scalar_factor
+from snn.backends.torch_lowering import lower, split_scalar_factor
+from snn.backends.torch_program import Program, compile_program
 from snn.expr import FLOAT_OPS, Expr, evaluate, substitute, variables
 from snn.models import INPUT, SPIKE, SURROGATE_INPUT, KernelPlan, NeuronConfig, kernel_plan
 

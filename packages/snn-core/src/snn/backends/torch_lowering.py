@@ -1,0 +1,164 @@
+"""Expression rewrites before the torch backend compiles them (:mod:`snn.backends.torch_program`).
+
+:func:`lower` shares structurally equal sub-expressions, turns selections between constants into
+0/1 masks in the compute dtype, and (for a backward pass's coefficients) collapses chains of
+arithmetic with numbers into one ``affine`` node; :func:`split_scalar_factor` splits a product
+into its tensor part and a factor of parameters and numbers, which the backward folds into the
+operation that consumes the tensor.
+
+Example:
+    >>> from snn.expr import var
+    >>> from snn.backends.torch_lowering import lower
+    >>> u = var("u")
+    >>> lower([((u - 0.8) + u) / 2.0 + 1.0], affine=True)[0].op
+    'affine'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from snn.expr import Expr, variables
+
+__all__ = ["MASK_OF", "lower", "split_scalar_factor"]
+
+#: A comparison written as 0/1 in the compute dtype instead of a bool mask (op ``"mask<"`` etc.).
+MASK_OF = {op: "mask" + op for op in ("<", "<=", ">", ">=")}
+
+
+def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool = False) -> list[Expr]:
+    """``outputs`` rewritten for compilation; the values are unchanged (up to rounding with
+    ``affine``).
+
+    - Structurally equal sub-expressions become one node, so a program computes them once (the
+      derivative of a model often repeats a sub-expression of its update).
+    - ``where(cond, c, 0)`` with ``c`` a number or a parameter-only expression becomes
+      ``mask(cond) * c``, ``where(cond, 0, c)`` becomes ``(1 - mask(cond)) * c`` and
+      ``where(cond, 1, 0)`` becomes ``mask(cond)``, where ``mask`` is the comparison written
+      as 0/1 (op ``"mask<"`` etc.; ``and`` of comparisons is the product of their masks). The
+      values match ``torch.where``'s up to the sign of a zero: numbers are finite, and a
+      comparison involving NaN is false in both. Selections of tensors stay ``where``.
+    - With ``affine``, a chain of ``+ - * /`` with numbers around one tensor node ``t`` (such as
+      ``((u - 0.8) + u) / 2 + 1``) becomes one node ``affine(t)`` with value ``(alpha, beta)``,
+      ``alpha t + beta``, computed in one operation. This re-associates the arithmetic, so it is
+      meant for the coefficients of a backward pass, not for the dynamics whose spikes must
+      match a reference exactly.
+    """
+    scalar_set = frozenset(scalar_vars)
+    table: dict[tuple[Any, ...], Expr] = {}
+    memo: dict[int, Expr] = {}
+
+    def node(op: str, args: tuple[Expr, ...], value: Any = None) -> Expr:
+        # a float key keeps -0.0 apart from 0.0 (they compare equal)
+        value_key = (value, math.copysign(1.0, value)) if isinstance(value, float) else value
+        key = (op, tuple(id(a) for a in args), value_key)
+        found = table.get(key)
+        if found is None:
+            found = table[key] = Expr(op, args, value)
+        return found
+
+    def is_scalar(e: Expr) -> bool:
+        return e.op == "num" or variables(e) <= scalar_set
+
+    def mask(cond: Expr) -> Expr | None:
+        if cond.op in MASK_OF:
+            return node(MASK_OF[cond.op], cond.args)
+        if cond.op == "and":
+            p, q = (mask(a) for a in cond.args)
+            return node("*", (p, q)) if p is not None and q is not None else None
+        return None
+
+    def is_number(e: Expr, value: float) -> bool:
+        return e.op == "num" and e.value == value and math.copysign(1.0, e.value) == math.copysign(1.0, value)
+
+    def form(e: Expr) -> tuple[Expr | None, float, float] | None:
+        """``e`` as ``(t, alpha, beta)``: ``alpha t + beta`` (``t`` None for a number)."""
+        if e.op == "num":
+            return None, 0.0, float(e.value)
+        if e.op == "affine":
+            return e.args[0], *e.value
+        if is_scalar(e):
+            return None
+        return e, 1.0, 0.0
+
+    def combine(op: str, args: tuple[Expr, ...]) -> Expr | None:
+        forms = [form(a) for a in args]
+        if any(f is None for f in forms):
+            return None
+        if op == "neg":
+            t, alpha, beta = forms[0]  # type: ignore[misc]  # checked above
+            return node("affine", (t,), (-alpha, -beta)) if t is not None else None
+        (ta, aa, ba), (tb, ab, bb) = forms  # type: ignore[misc]  # checked above
+        if op in ("+", "-"):
+            if ta is not None and tb is not None and ta is not tb:
+                return None
+            t = ta if ta is not None else tb
+            sign = 1.0 if op == "+" else -1.0
+            return node("affine", (t,), (aa + sign * ab, ba + sign * bb)) if t is not None else None
+        if op == "*" and (ta is None) != (tb is None):
+            t, alpha, beta, c = (tb, ab, bb, ba) if ta is None else (ta, aa, ba, bb)
+            assert t is not None
+            return node("affine", (t,), (alpha * c, beta * c))
+        if op == "/" and ta is not None and tb is None and bb != 0.0:
+            return node("affine", (ta,), (aa / bb, ba / bb))
+        return None
+
+    def go(e: Expr) -> Expr:
+        found = memo.get(id(e))
+        if found is not None:
+            return found
+        args = tuple(go(a) for a in e.args)
+        out: Expr | None = None
+        if affine and e.op in ("+", "-", "*", "/", "neg"):
+            out = combine(e.op, args)
+        if out is None and e.op == "where" and not is_scalar(args[0]):  # parameter-only selections stay floats
+            cond, a, b = args
+            m = mask(cond)
+            if m is not None and is_number(b, 0.0) and is_scalar(a):
+                out = m if is_number(a, 1.0) else node("*", (m, a))
+            elif m is not None and is_number(a, 0.0) and is_scalar(b):
+                out = node("*", (node("-", (node("num", (), 1.0), m)), b))
+        if out is None:
+            out = node(e.op, args, e.value)
+        memo[id(e)] = out
+        return out
+
+    def plain(e: Expr) -> Expr:  # an affine node of alpha 1 and beta 0 is its tensor
+        if e.op == "affine" and e.value == (1.0, 0.0):
+            return e.args[0]
+        return e
+
+    return [plain(go(e)) for e in outputs]
+
+
+def split_scalar_factor(expr: Expr, scalar_vars: Iterable[str]) -> tuple[Expr | None, Expr | None]:
+    """``expr`` as ``tensor_part * scalar_part`` when its top level is such a product.
+
+    Returns ``(tensor_part, scalar_part)``: ``(expr, None)`` when there is no scalar factor,
+    ``(None, expr)`` when ``expr`` depends on scalars and numbers only.
+    """
+    names = frozenset(scalar_vars)
+    if variables(expr) <= names:
+        return None, expr
+    if expr.op == "*":
+        a, b = expr.args
+        for t, c in ((a, b), (b, a)):
+            if variables(c) <= names and not variables(t) <= names:
+                return t, c
+    if expr.op == "affine" and expr.value[1] == 0.0:  # alpha t
+        return expr.args[0], Expr("num", (), expr.value[0])
+    if expr.op == "where" and _is_zero(expr.args[2]):  # where(c, t * f, 0) = where(c, t, 0) * f
+        inner, factor = split_scalar_factor(expr.args[1], names)
+        if inner is not None and factor is not None:
+            return Expr("where", (expr.args[0], inner, expr.args[2])), factor
+    if expr.op == "neg":
+        inner, factor = split_scalar_factor(expr.args[0], names)
+        if inner is not None:
+            return inner, (-factor if factor is not None else Expr("num", (), -1.0))
+    return expr, None
+
+
+def _is_zero(e: Expr) -> bool:
+    return e.op == "num" and e.value == 0.0
