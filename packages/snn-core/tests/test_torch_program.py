@@ -196,3 +196,19 @@ def test_outputs_hold_intermediates_until_written(given):
     for g, e in zip(got, (h, v, h * 3.0)):  # addcmul rounds x + p q in its own way
         torch.testing.assert_close(g, evaluate(e, env, TORCH_OPS), rtol=1e-6, atol=1e-6)
     assert not any(torch.isnan(g).any() for g in got)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_affine_of_a_fused_sum_folds_into_its_terms(dtype):
+    """``alpha (c s + q h) + beta`` (a derivative read at a reset state) is one affine of ``s`` and
+    one ``addcmul`` in a backward program, within rounding of the expression."""
+    s, q, h = var("s"), var("q"), var("h")
+    e = ((s * -0.1 + q * h) - 0.6) / 0.5
+    program = compile_program([e], ["s", "q", "h"], affine=True)
+    assert _ops(program) == ["affine", "addcmul"]
+    shared = compile_program([e, s * -0.1 + q * h], ["s", "q", "h"], affine=True)  # the sum is an output: kept
+    assert _ops(shared) == ["affine", "addcmul", "affine"]
+    ss, qq, hh = (torch.rand(300) > 0.5).to(dtype), torch.randn(300, dtype=dtype), _values(dtype)[:300]
+    want = ((ss.double() * -0.1 + qq.double() * hh.double()) - 0.6) / 0.5
+    tolerance = {"rtol": 1e-6, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-13, "atol": 1e-13}
+    torch.testing.assert_close(_run(program, (ss, qq, hh))[0].double(), want, equal_nan=True, **tolerance)
