@@ -139,7 +139,7 @@ def backward(
     flat = {
         "s_ext": ext_rows, "work": rows_per_tile,
         **{f"g{j}": rows_per_tile for j in range(0 if in_place else m) if j != home},
-        **{f"prev{i}": ext_rows for i in plan.initial_states_needed},
+        **{f"prev{i}": ext_rows for i in plan.initial_states_needed if need_prev},
         **({"x": ext_rows} if (need_x and x is None) else {}),
     }
     buffers = {name: torch.empty((height * cols,), **like) for name, height in flat.items()}
@@ -153,7 +153,7 @@ def backward(
 
         s_ext_buf, work = shaped("s_ext"), shaped("work")
         g_bufs = {j: shaped(f"g{j}") for j in range(0 if in_place else m) if j != home}
-        prev_buf = {i: shaped(f"prev{i}") for i in plan.initial_states_needed}
+        prev_buf = {i: shaped(f"prev{i}") for i in plan.initial_states_needed if need_prev}
         x_buf = shaped("x") if "x" in flat else None
         carry: list[torch.Tensor | None] = [None] * m
         h_full = [hs[:, c0:c1] if hs is not None else None for hs in saved_h]
