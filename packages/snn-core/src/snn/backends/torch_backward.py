@@ -260,7 +260,7 @@ def backward(
             g_rows = [gj.unbind(0) for gj in g]
             recursion = [
                 (j, k, None, coefficient) if isinstance(coefficient, float)
-                else (j, k, coefficient[0].unbind(0), 1.0 if coefficient[1] is None else coefficient[1])
+                else (j, k, coefficient[0].unbind(0), None if coefficient[1] == 1.0 else coefficient[1])
                 for j in range(m) for k in range(m) if (coefficient := mix[k][j]) is not None
             ]
             unset_rows = [g_rows[j] for j in range(m) if unset[j]]
@@ -282,20 +282,12 @@ def backward(
                 for j, k, coefficient_rows, value in recursion:
                     incoming = after[k]
                     assert incoming is not None
-                    target = g_rows[j][t]
+                    coefficient = value if coefficient_rows is None else (coefficient_rows[t], value)
                     if written[j]:
-                        if coefficient_rows is None:
-                            target.add_(incoming, alpha=value)
-                        else:
-                            target.addcmul_(incoming, coefficient_rows[t], value=value)
-                        continue
-                    written[j] = True
-                    if coefficient_rows is None:
-                        torch.mul(incoming, value, out=target)
-                    elif value == 1.0:
-                        torch.mul(incoming, coefficient_rows[t], out=target)
+                        _accumulate(g_rows[j][t], incoming, coefficient)
                     else:
-                        torch.addcmul(zero, incoming, coefficient_rows[t], value=value, out=target)
+                        _assign(g_rows[j][t], incoming, coefficient, zero)
+                        written[j] = True
                 for j in range(m):
                     if not written[j]:
                         g_rows[j][t].zero_()
