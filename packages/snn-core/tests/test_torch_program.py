@@ -212,3 +212,24 @@ def test_affine_of_a_fused_sum_folds_into_its_terms(dtype):
     want = ((ss.double() * -0.1 + qq.double() * hh.double()) - 0.6) / 0.5
     tolerance = {"rtol": 1e-6, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-13, "atol": 1e-13}
     torch.testing.assert_close(_run(program, (ss, qq, hh))[0].double(), want, equal_nan=True, **tolerance)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_division_by_a_power_of_two_fuses_into_the_sum_bit_for_bit(dtype):
+    """``u + e / 2^k`` (a model's ``v + (...) / tau`` with ``tau = 2``) is one ``torch.add`` with
+    ``alpha = 2^-k``, equal bit for bit to the expression (``e / 2^k`` is exact for normal
+    numbers, so one rounding of the sum is the expression's); other divisors stay divisions."""
+    u, x = var("u"), var("x")
+    uu, xx = _values(dtype), _values(dtype).flip(0)
+    for divisor in (2.0, 0.5, -4.0, 1024.0):
+        # a sum (axpy), and a sum that is a lerp (lerp for weights below 1/2, else sub + axpy)
+        for e, last in ((u + (x * u) / divisor, "axpy"), (u + (x - u) / divisor, None)):
+            program = compile_program([e], ["u", "x"])
+            assert "/" not in _ops(program) and len(_ops(program)) <= 2, (divisor, _ops(program))
+            if last is not None:
+                assert _ops(program)[-1] == last
+            want = evaluate(e, {"u": uu, "x": xx}, TORCH_OPS)
+            torch.testing.assert_close(_run(program, (uu, xx))[0], want, rtol=0, atol=0, equal_nan=True)
+    for divisor in (3.0, 0.0, 2.0**-1030, 2.0**1023):  # inexact, zero, infinite or subnormal reciprocals
+        e = u + x / divisor
+        assert "/" in _ops(compile_program([e], ["u", "x"])), divisor

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,6 +41,11 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
       as 0/1 (op ``"mask<"`` etc.; ``and`` of comparisons is the product of their masks). The
       values match ``torch.where``'s up to the sign of a zero: numbers are finite, and a
       comparison involving NaN is false in both. Selections of tensors stay ``where``.
+    - ``t / c`` with ``c = +-2^k`` a number whose reciprocal is a normal float becomes
+      ``t * (1 / c)``: the same value bit for bit (both round the same real number), and a
+      product with a number fuses into a consuming sum (``u + e / 2`` is one ``torch.add`` with
+      ``alpha = 0.5``, the expression's value whether or not the addition is fused, as
+      ``e / 2`` is exact unless ``e`` is subnormal), which a division does not.
     - With ``affine``, a chain of ``+ - * /`` with numbers around one tensor node ``t`` (such as
       ``((u - 0.8) + u) / 2 + 1``) becomes one node ``affine(t)`` with value ``(alpha, beta)``,
       ``alpha t + beta``, computed in one operation. This re-associates the arithmetic, so it is
@@ -113,6 +119,10 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
         out: Expr | None = None
         if affine and e.op in ("+", "-", "*", "/", "neg"):
             out = combine(e.op, args)
+        if out is None and e.op == "/" and not is_scalar(args[0]) and _exact_reciprocal(args[1]) is not None:
+            # t / 2^k is t * 2^-k exactly (both round the same real number), and the product
+            # fuses into a consuming sum as one torch.add(a, t, alpha=2^-k)
+            out = node("*", (args[0], node("num", (), _exact_reciprocal(args[1]))))
         if out is None and e.op == "where" and not is_scalar(args[0]):  # parameter-only selections stay floats
             cond, a, b = args
             m = mask(cond)
@@ -158,6 +168,19 @@ def split_scalar_factor(expr: Expr, scalar_vars: Iterable[str]) -> tuple[Expr | 
         if inner is not None:
             return inner, (-factor if factor is not None else Expr("num", (), -1.0))
     return expr, None
+
+
+def _exact_reciprocal(e: Expr) -> float | None:
+    """``1 / c`` when ``e`` is a number ``c = +-2^k`` whose reciprocal is a normal float, else ``None``."""
+    if e.op != "num":
+        return None
+    c = float(e.value)
+    if c == 0.0 or not math.isfinite(c) or math.frexp(c)[0] not in (0.5, -0.5):
+        return None
+    inverse = 1.0 / c
+    if not math.isfinite(inverse) or abs(inverse) < sys.float_info.min:
+        return None
+    return inverse
 
 
 def _is_zero(e: Expr) -> bool:
