@@ -233,3 +233,27 @@ def test_division_by_a_power_of_two_fuses_into_the_sum_bit_for_bit(dtype):
     for divisor in (3.0, 0.0, 2.0**-1030, 2.0**1023):  # inexact, zero, infinite or subnormal reciprocals
         e = u + x / divisor
         assert "/" in _ops(compile_program([e], ["u", "x"])), divisor
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_selections_between_a_tensor_and_its_bound_are_clamps(dtype):
+    """``where(t > c, t, c)`` and its kin (any comparison, either side, either branch order)
+    compile to a clamp, without a ``bool`` mask or ``torch.where``, and give ``torch.where``'s
+    values, NaN and infinities included (zeros up to their sign)."""
+    u = var("u")
+    uu = torch.cat([_values(dtype), torch.tensor([0.25, -0.25], dtype=dtype)])
+    compare = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+    for c in (0.0, 0.25, -1.5):
+        bound = num(c)
+        for op, cmp in compare.items():
+            for cond in (cmp(u, bound), cmp(bound, u)):
+                for e in (where(cond, u, bound), where(cond, bound, u)):
+                    program = compile_program([e], ["u"])
+                    assert not {"where", "<", "<=", ">", ">="} & set(_ops(program)), _ops(program)
+                    got = _run(program, (uu,))[0]
+                    want = evaluate(e, {"u": uu}, TORCH_OPS)
+                    assert torch.equal(torch.isnan(got), torch.isnan(want)), (c, op, e)
+                    finite = ~torch.isnan(want)
+                    assert torch.equal(got[finite], want[finite]), (c, op, e)
+    # a selection between a tensor and some other number keeps torch.where
+    assert "where" in _ops(compile_program([where(u > num(0.0), u, num(1.0))], ["u"]))

@@ -25,6 +25,9 @@ from snn.expr import Expr, variables
 
 __all__ = ["MASK_OF", "lower", "split_scalar_factor"]
 
+#: A comparison with its operands swapped (``c < t`` is ``t > c``).
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
 #: A comparison written as 0/1 in the compute dtype instead of a bool mask (op ``"mask<"`` etc.).
 MASK_OF = {op: "mask" + op for op in ("<", "<=", ">", ">=")}
 
@@ -46,6 +49,12 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
       product with a number fuses into a consuming sum (``u + e / 2`` is one ``torch.add`` with
       ``alpha = 0.5``, the expression's value whether or not the addition is fused, as
       ``e / 2`` is exact unless ``e`` is subnormal), which a division does not.
+    - A selection between a tensor ``t`` and the number ``c`` it is compared with becomes a
+      clamp: ``where(t > c, t, c)`` (or ``>=``) the op ``atleast`` (``clamp(t, min=c)`` with
+      NaN replaced by ``c``), ``where(t < c, t, c)`` the op ``atmost``, ``where(t > c, c, t)``
+      ``minimum(t, c)`` and ``where(t < c, c, t)`` ``maximum(t, c)`` (NaN stays NaN, as the
+      selection gives it). The same values up to the sign of a zero, in one or two cheap passes
+      instead of a ``bool`` comparison and ``torch.where`` (KLIF's ``where(h > 0, h, 0)``).
     - With ``affine``, a chain of ``+ - * /`` with numbers around one tensor node ``t`` (such as
       ``((u - 0.8) + u) / 2 + 1``) becomes one node ``affine(t)`` with value ``(alpha, beta)``,
       ``alpha t + beta``, computed in one operation. This re-associates the arithmetic, so it is
@@ -111,6 +120,23 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
             return node("affine", (ta,), (aa / bb, ba / bb))
         return None
 
+    def clamp(cond: Expr, a: Expr, b: Expr) -> Expr | None:
+        """``where(t > c, t, c)`` and the like, with ``c`` a number, as clamps (see above)."""
+        if cond.op not in _FLIP or len(cond.args) != 2:
+            return None
+        t, c, op = cond.args[0], cond.args[1], cond.op
+        if t.op == "num":
+            t, c, op = c, t, _FLIP[op]
+        if c.op != "num" or is_scalar(t):
+            return None
+        number = node("num", (), float(c.value))
+        above = op in (">", ">=")  # the condition holds above c
+        if a is t and is_number(b, float(c.value)):  # t where the condition holds, else c (NaN too)
+            return node("atleast" if above else "atmost", (t, number))
+        if b is t and is_number(a, float(c.value)):  # c where the condition holds, else t (NaN too)
+            return node("minimum" if above else "maximum", (t, number))
+        return None
+
     def go(e: Expr) -> Expr:
         found = memo.get(id(e))
         if found is not None:
@@ -123,6 +149,8 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
             # t / 2^k is t * 2^-k exactly (both round the same real number), and the product
             # fuses into a consuming sum as one torch.add(a, t, alpha=2^-k)
             out = node("*", (args[0], node("num", (), _exact_reciprocal(args[1]))))
+        if out is None and e.op == "where" and not is_scalar(args[0]):
+            out = clamp(*args)
         if out is None and e.op == "where" and not is_scalar(args[0]):  # parameter-only selections stay floats
             cond, a, b = args
             m = mask(cond)

@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -239,6 +240,15 @@ def _bind(
 
             return select
         return lambda: torch.where(c(), a(), b(), out=out())
+    if op in ("atleast", "atmost"):  # where(t > c, t, c) / where(t < c, t, c): NaN gives c
+        a, c = fetch
+        bound = float(c())
+        limit = {"min": bound} if op == "atleast" else {"max": bound}
+
+        def clamp_select() -> Any:
+            return torch.clamp(a(), out=out(), **limit).nan_to_num_(nan=bound, posinf=math.inf, neginf=-math.inf)
+
+        return clamp_select
     if op == "and":
         a, b = fetch
         return lambda: torch.logical_and(a(), b(), out=out())
