@@ -257,3 +257,25 @@ def test_selections_between_a_tensor_and_its_bound_are_clamps(dtype):
                     assert torch.equal(got[finite], want[finite]), (c, op, e)
     # a selection between a tensor and some other number keeps torch.where
     assert "where" in _ops(compile_program([where(u > num(0.0), u, num(1.0))], ["u"]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_scaled_factor_of_a_product_folds_into_addcmul(dtype):
+    """In backward programs ``b + (alpha t) q`` (``alpha t`` an affine without offset, such as
+    the ``0 - h`` of a reset to zero) is one ``addcmul`` with value ``alpha``; forward programs
+    keep their own rounding."""
+    s, h, q = var("s"), var("h"), var("q")
+    e = (1.0 - s) + (0.0 - h) * q
+    program = compile_program([e], ["s", "h", "q"], affine=True)
+    assert _ops(program) == ["affine", "addcmul"]
+    ss, hh, qq = (torch.rand(308, dtype=dtype) > 0.5).to(dtype), _values(dtype), torch.randn(308, dtype=dtype)
+    got = _run(program, (ss, hh, qq))[0]
+    want = evaluate(e, {"s": ss.double(), "h": hh.double(), "q": qq.double()}, TORCH_OPS)
+    torch.testing.assert_close(got.double(), want, equal_nan=True, rtol=1e-6, atol=1e-7)
+    e2 = s + (h * 3.0) * q  # another factor: within rounding
+    program2 = compile_program([e2], ["s", "h", "q"], affine=True)
+    assert _ops(program2) == ["addcmul"]
+    want2 = evaluate(e2, {"s": ss.double(), "h": hh.double(), "q": qq.double()}, TORCH_OPS)
+    torch.testing.assert_close(_run(program2, (ss, hh, qq))[0].double(), want2, equal_nan=True, rtol=1e-6, atol=1e-6)
+    # the forward keeps h * 3 rounded apart, as the expression does
+    assert _ops(compile_program([e2], ["s", "h", "q"])) == ["*", "addcmul"]

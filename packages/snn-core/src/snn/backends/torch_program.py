@@ -546,6 +546,11 @@ def _fuse_sum(
             for negated, other in ((p, q), (q, p)):
                 if negated.op == "neg" and fusable(negated) and not scalarish(other) and not scalarish(negated.args[0]):
                     return "addcmul", (base, negated.args[0], other), (-1.0 if op == "+" else 1.0), (id(term), id(negated))
+            for scaled, other in ((p, q), (q, p)):  # (alpha t) q with alpha t an affine of no offset
+                if (scaled.op == "affine" and scaled.value[1] == 0.0 and fusable(scaled) and not scalarish(other)
+                        and not scalarish(scaled.args[0])):
+                    alpha = float(scaled.value[0])
+                    return "addcmul", (base, scaled.args[0], other), (alpha if op == "+" else -alpha), (id(term), id(scaled))
             if not scalarish(p) and not scalarish(q):
                 return "addcmul", (base, p, q), (1.0 if op == "+" else -1.0), (id(term),)
         if term.op == "neg" and fusable(term) and term.args[0].op == "*" and fusable(term.args[0]):
