@@ -201,6 +201,36 @@ def test_backward_paths_agree(monkeypatch, case):
         torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_tiles_with_some_initial_states_constant(monkeypatch, case):
+    """Tiles of two steps, a loss of the spikes only, and only the first state's initial value
+    requiring a gradient (the others constant, as a neuron's reset state is): the gradients of
+    ``x``, that state and KLIF's ``k`` against the plain loop (float64)."""
+    from snn.backends import torch_kernels
+
+    monkeypatch.setattr(torch_kernels, "BACKWARD_ROWS", 2)
+    monkeypatch.setattr(torch_kernels, "BACKWARD_ROWS_ONE_PROGRAM", 2)
+    name = case[0]
+    first = STATES[name][0]
+    x, states, weights = inputs(name, torch.float64, seed=5)
+    node = build(case, step_mode="m").double()
+    results = []
+    for reference in (False, True):
+        xs = x.clone().requires_grad_()
+        ss = {n: v.clone().requires_grad_(n == first) for n, v in states.items()}
+        if reference:
+            k = node.k.detach().clone().requires_grad_() if name == "klif" else None
+            sf = getattr(surrogate, case[2])()
+            spikes = plain_loop(name, reference_hyperparameters(case), xs, ss, k, sf, case[3])[0]
+            params = [k] if k is not None else []
+        else:
+            spikes = run_node(node, xs, ss, "m")[0]
+            params = [node.k] if name == "klif" else []
+        results.append(torch.autograd.grad((spikes * weights[0]).sum(), [xs, ss[first], *params]))
+    for i, (got, want) in enumerate(zip(*results)):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-12, msg=lambda m, i=i: f"gradient {i}: {m}")
+
+
 def check_against_plain_loop(case, dtype, step_mode):
     """The node of ``case`` against :func:`plain_loop`: spikes equal, states, ``v_seq`` and the
     gradients of a weighted loss equal up to rounding."""

@@ -80,7 +80,8 @@ def backward(
     like_tensor: torch.Tensor,
     rows_per_tile: int,
     cols: int,
-) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    need_u0: Sequence[bool] | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor | None], list[torch.Tensor]]:
     """The backward recursion of the plan (see the module docstring), tile by tile.
 
     Args:
@@ -96,9 +97,11 @@ def backward(
         steps, n: ``T`` and ``N``.
         like_tensor: a tensor of the compute dtype and device.
         rows_per_tile, cols: the tile (steps, neurons), from :func:`snn.backends.torch_kernels.tiles`.
+        need_u0: per state, whether its initial value's gradient is wanted (default: all).
 
     Returns:
-        ``(grad_x [T, N], grad of each initial state [N], grad of each learnable (0-dim))``.
+        ``(grad_x [T, N], grad of each initial state [N] (``None`` where not wanted), grad of
+        each learnable (0-dim))``.
     """
     plan = cp.plan
     m = len(plan.states)
@@ -107,7 +110,8 @@ def backward(
     device = like_tensor.device
     like: dict[str, Any] = {"dtype": like_tensor.dtype, "device": device}
     grad_x = empty((steps, n), **like)  # huge pages: its first write faults far less
-    grad_u0 = [torch.zeros((n,), **like) for _ in range(m)]
+    wanted_u0 = [True] * m if need_u0 is None else list(need_u0)
+    grad_u0 = [torch.zeros((n,), **like) if wanted_u0[i] else None for i in range(m)]
     n_p = len(plan.learnables)
     mm = m * m
     sums: list[list[torch.Tensor]] = [[] for _ in range(n_p)]
@@ -303,8 +307,11 @@ def backward(
                         for i in range(m):
                             _sum_into(sums[k], gs_tiles[i], rp[i * n_p + k], rows, work)
             if start > 0:
-                carry = [gj[0].clone() for gj in g]
-            else:
+                # G's first row is read by the next tile: rows of grad_x that nothing writes again
+                # (no scaling pass below) are kept as they are, others copied
+                kept = in_place and isinstance(fx[0], float) and (fx[0] == 1.0 or fold is not None)
+                carry = [gj[0] if kept else gj[0].clone() for gj in g]
+            elif any(wanted_u0):
                 c_first = c
                 if aligned:  # C[0] from the initial states (c holds C[t + 1])
                     assert cp.initial is not None and prep_initial is not None
@@ -315,11 +322,14 @@ def backward(
                         initial_tiles[f"u_{plan.states[i]}"] = u0[c0:c1].unsqueeze(0)
                     c_first = cp.initial.run(initial_tiles, prep_initial, g[0][:1])
                 for i in range(m):
+                    gu0 = grad_u0[i]
+                    if gu0 is None:
+                        continue
                     for j in range(m):
                         coefficient = c_first[j * m + i]
                         if coefficient is not None:
                             _accumulate(
-                                grad_u0[i][c0:c1], g[j][0],
+                                gu0[c0:c1], g[j][0],
                                 _scaled(_rows(coefficient, 0, 1, squeeze=True), None if fold is None else 1.0 / fold),
                             )
             # dL/dx = sum_j G_j d charge_j / dx

@@ -205,7 +205,7 @@ class _SequenceFunction(torch.autograd.Function):
         rows_per_tile, cols = tiles(steps, n, like.device, min_rows)
         grad_x, grad_u0, grad_p = backward(
             cp, saved_h, x, states0, ctx.raw, grad_spikes, grad_last, grad_seqs, need_learnables, steps, n, like,
-            rows_per_tile, cols,
+            rows_per_tile, cols, [bool(needs[n_fixed + i]) for i in range(m)],
         )
         out: list[Any] = [None, None, None, None, grad_x if needs[4] else None]
         out += [grad_u0[i] if needs[n_fixed + i] else None for i in range(m)]
