@@ -9,6 +9,7 @@ and the neuron's own autograd path (the same model through ``snn.models``, witho
 from __future__ import annotations
 
 import inspect
+import math
 
 import pytest
 import torch
@@ -639,3 +640,28 @@ def test_torch_backend_runs_relu_in_a_charge():
     spikes, (v,), _ = multi_step(x, (torch.zeros(1),), config)
     assert spikes.flatten().tolist() == [0.0, 0.0, 1.0]
     assert v.tolist() == [0.0]
+
+
+def test_factored_hard_reset_matches_the_reset_for_both_spike_values():
+    """The one-program backward substitutes ``c - (1 - s) (c - t)`` for a hard reset
+    ``s c + (1 - s) t`` (sharing the reset's derivatives): the same values for ``s`` of 0 and 1
+    up to rounding, NaN where the original gives NaN; QIF's tile program is one operation
+    shorter for it; other resets are left alone."""
+    from snn.backends.torch_plan import _factored_hard_reset, compiled_plan
+    from snn.expr import TORCH_OPS, evaluate, var
+    from snn.models import SPIKE
+
+    s, t = var(SPIKE), var("h_v")
+    for reset in (s * -0.1 + (1.0 - s) * t, t * (1.0 - s) + -0.1 * s):
+        factored = _factored_hard_reset(reset, set())
+        assert factored is not reset
+        hh = torch.cat([torch.randn(200, dtype=torch.float64) * 3, torch.tensor([math.inf, -math.inf, math.nan])])
+        for spike in (0.0, 1.0):
+            env = {SPIKE: torch.full_like(hh, spike), "h_v": hh}
+            want, got = evaluate(reset, env, TORCH_OPS), evaluate(factored, env, TORCH_OPS)
+            assert torch.equal(torch.isnan(got), torch.isnan(want))
+            torch.testing.assert_close(got, want, rtol=1e-15, atol=1e-15, equal_nan=True)
+    soft = t - s * 1.0
+    assert _factored_hard_reset(soft, set()) is soft
+    node = neuron.QIFNode(step_mode="m")
+    assert [i.op for i in compiled_plan(node.neuron_config()).tile_next.program.instructions].count("addcmul") == 2

@@ -279,3 +279,22 @@ def test_scaled_factor_of_a_product_folds_into_addcmul(dtype):
     torch.testing.assert_close(_run(program2, (ss, hh, qq))[0].double(), want2, equal_nan=True, rtol=1e-6, atol=1e-6)
     # the forward keeps h * 3 rounded apart, as the expression does
     assert _ops(compile_program([e2], ["s", "h", "q"])) == ["*", "addcmul"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_affine_of_a_product_is_one_addcmul_in_backward_programs(dtype):
+    """``alpha (p q) + beta`` with ``p q`` a product of tensors used once is one ``addcmul`` on
+    a number base in backward programs, within rounding of the expression; the forward keeps
+    the product and the sum apart."""
+    p, q = var("p"), var("q")
+    e = 0.5 - (p * q) * 0.25
+    program = compile_program([e], ["p", "q"], affine=True)
+    assert _ops(program) == ["addcmul"]
+    pp, qq = _values(dtype), torch.randn(308, dtype=dtype)
+    want = evaluate(e, {"p": pp.double(), "q": qq.double()}, TORCH_OPS)
+    tolerance = {"rtol": 1e-6, "atol": 1e-7} if dtype == torch.float32 else {"rtol": 1e-14, "atol": 1e-15}
+    torch.testing.assert_close(_run(program, (pp, qq))[0].double(), want, equal_nan=True, **tolerance)
+    assert len(_ops(compile_program([e], ["p", "q"]))) == 3
+    # a product that is used twice stays computed once
+    shared = compile_program([(p * q) * 2.0 + 1.0, (p * q) * q], ["p", "q"], affine=True)
+    assert _ops(shared) == ["*", "affine", "*"]

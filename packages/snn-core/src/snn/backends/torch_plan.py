@@ -204,6 +204,43 @@ class CompiledPlan:
     initial: Coefficients | None = None
 
 
+def _factored_hard_reset(reset: Expr, parameters: set[str]) -> Expr:
+    """A hard reset ``s c + (1 - s) t`` (``c`` a number or parameter-only) as
+    ``c - (1 - s) (c - t)``, the same value for a spike ``s`` of 0 or 1 up to rounding (and NaN
+    for an infinite ``t`` where ``s = 1``, as the original gives).
+
+    For the backward's coefficients at the next step: ``c - t`` is the reset's derivative in
+    the spike (the surrogate's share of ``A``) and ``1 - s`` its derivative in ``t``, so a
+    coefficient of the reset value shares both instead of computing ``s c`` and the sum anew
+    (QIF's ``C[t + 1]`` is then one ``addcmul``). Other resets are returned unchanged.
+    """
+    if reset.op != "+":
+        return reset
+
+    def spike_times_constant(e: Expr) -> Expr | None:
+        if e.op != "*":
+            return None
+        for spike, c in (e.args, e.args[::-1]):
+            if spike.op == "var" and spike.value == SPIKE and variables(c) <= parameters:
+                return c
+        return None
+
+    def kept_times_value(e: Expr) -> tuple[Expr, Expr] | None:
+        if e.op != "*":
+            return None
+        for kept, t in (e.args, e.args[::-1]):
+            if (kept.op == "-" and kept.args[0].op == "num" and kept.args[0].value == 1.0
+                    and kept.args[1].op == "var" and kept.args[1].value == SPIKE and SPIKE not in variables(t)):
+                return kept, t
+        return None
+
+    for first, second in (reset.args, reset.args[::-1]):
+        c, kept = spike_times_constant(first), kept_times_value(second)
+        if c is not None and kept is not None:
+            return c - kept[0] * (c - kept[1])
+    return reset
+
+
 @lru_cache(maxsize=256)
 def compiled_plan(config: NeuronConfig) -> CompiledPlan:
     """The compiled plan of ``config`` (cached per configuration)."""
@@ -239,7 +276,7 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
     fx_parameter_only = all(e is None or variables(e) <= parameters for e in plan.charge_x)
     tile_next = initial = None
     if c_reads_u_only and fx_parameter_only and not plan.learnables and not plan.needs_input:
-        next_u = {u_vars[i]: plan.reset[i] for i in range(n)}
+        next_u = {u_vars[i]: _factored_hard_reset(plan.reset[i], parameters) for i in range(n)}
         c_next = [substitute(e, next_u) if e is not None else None for e in c_exprs]
         tile_next = Coefficients([sg, *a_exprs, *c_next, *plan.charge_x], scalar_names, split=True, affine=True)
         initial = Coefficients(c_exprs, scalar_names, split=True, affine=True)
