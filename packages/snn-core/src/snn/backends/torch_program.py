@@ -10,7 +10,12 @@ torch operations:
 - ``a + c * b`` and ``a - c * b`` with a number or parameter ``c`` -> ``torch.add(a, b, alpha=c)``;
 - ``a + (b - a) * w`` -> ``torch.lerp(a, b, w)`` when ``w < 1/2`` (where torch defines lerp as
   exactly that), else a subtraction and an ``add``;
-- ``a + b * c``, ``a - b * c``, ``a + (-b) * c`` on tensors -> ``torch.addcmul``.
+- ``a + b * c``, ``a - b * c``, ``a + (-b) * c`` on tensors -> ``torch.addcmul``;
+- ``where(t > c, t, c)`` with a number ``c`` -> ``torch.clamp`` and ``nan_to_num_`` (ops
+  ``atleast`` / ``atmost``, from :func:`~snn.backends.torch_lowering.lower`).
+
+In backward programs (``affine=True``) also ``b + (alpha t) q`` and ``alpha (p q) + beta`` ->
+one ``torch.addcmul``.
 
 Structurally equal sub-expressions are computed once (:func:`~snn.backends.torch_lowering.lower`), and a selection between
 constants, ``where(cond, c, 0)``, becomes the product of ``c`` and a 0/1 mask that the comparison
