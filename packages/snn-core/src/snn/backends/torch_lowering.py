@@ -1,5 +1,6 @@
 """Expression rewrites before the torch backend compiles them (:mod:`snn.backends.torch_program`).
 
+:func:`fuse_sum` picks the fused torch operation for a sum (``addcmul``, ``add(alpha=)``, ``lerp``).
 :func:`lower` shares structurally equal sub-expressions, turns selections between constants into
 0/1 masks in the compute dtype, and (for a backward pass's coefficients) collapses chains of
 arithmetic with numbers into one ``affine`` node; :func:`split_scalar_factor` splits a product
@@ -18,12 +19,12 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from snn.expr import Expr, variables
 
-__all__ = ["MASK_OF", "lower", "split_scalar_factor"]
+__all__ = ["MASK_OF", "fuse_sum", "is_power_of_two", "lower", "number_times_tensor", "split_scalar_factor"]
 
 #: A comparison with its operands swapped (``c < t`` is ``t > c``).
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -203,7 +204,7 @@ def _exact_reciprocal(e: Expr) -> float | None:
     if e.op != "num":
         return None
     c = float(e.value)
-    if c == 0.0 or not math.isfinite(c) or math.frexp(c)[0] not in (0.5, -0.5):
+    if not is_power_of_two(c):
         return None
     inverse = 1.0 / c
     if not math.isfinite(inverse) or abs(inverse) < sys.float_info.min:
@@ -213,3 +214,78 @@ def _exact_reciprocal(e: Expr) -> float | None:
 
 def _is_zero(e: Expr) -> bool:
     return e.op == "num" and e.value == 0.0
+
+
+def fuse_sum(
+    op: str,
+    a: Expr,
+    b: Expr,
+    fusable: Callable[[Expr], bool],
+    scalarish: Callable[[Expr], bool],
+    exact: Callable[[Expr, Expr], bool] | None = None,
+) -> tuple[str, tuple[Expr, ...], Any, tuple[int, ...]] | None:
+    """A fused form of ``a + b`` / ``a - b``: ``(op, operands, value, absorbed node ids)``.
+
+    With ``exact`` (``exact(p, q)``: the product ``p q`` is exact) a product is fused only where
+    it is exact, ``lerp`` aside, so the sum is rounded once, as the expression rounds it.
+    """
+    candidates = ((a, b),) if op == "-" else ((a, b), (b, a))
+    for base, term in candidates:
+        if scalarish(base) or not fusable(term):
+            continue
+        if exact is not None and term.op == "*" and not exact(*term.args):
+            # lerp (the leaky charge's contract: torch.lerp rounds w (y - base) + base once)
+            p, q = term.args
+            for scale, t in ((p, q), (q, p)):
+                if (scalarish(scale) and not scalarish(t) and op == "+" and t.op == "-" and fusable(t)
+                        and _same(t.args[1], base) and not scalarish(t.args[0])):
+                    return "lerp", (base, t.args[0], scale), None, (id(term), id(t))
+            continue
+        if term.op == "affine" and term.value[1] == 0.0 and not scalarish(term.args[0]):
+            scale = Expr("num", (), term.value[0])
+            return ("axpy" if op == "+" else "axmy"), (base, term.args[0], scale), None, (id(term),)
+        if term.op == "*":
+            p, q = term.args
+            for scale, t in ((p, q), (q, p)):
+                if scalarish(scale) and not scalarish(t):
+                    # lerp: base + (y - base) * w
+                    if op == "+" and t.op == "-" and fusable(t) and _same(t.args[1], base) and not scalarish(t.args[0]):
+                        return "lerp", (base, t.args[0], scale), None, (id(term), id(t))
+                    return ("axpy" if op == "+" else "axmy"), (base, t, scale), None, (id(term),)
+            for negated, other in ((p, q), (q, p)):
+                if negated.op == "neg" and fusable(negated) and not scalarish(other) and not scalarish(negated.args[0]):
+                    return "addcmul", (base, negated.args[0], other), (-1.0 if op == "+" else 1.0), (id(term), id(negated))
+            for scaled, other in ((p, q), (q, p)):  # (alpha t) q with alpha t an affine of no offset
+                if (scaled.op == "affine" and scaled.value[1] == 0.0 and fusable(scaled) and not scalarish(other)
+                        and not scalarish(scaled.args[0])):
+                    alpha = float(scaled.value[0])
+                    return "addcmul", (base, scaled.args[0], other), (alpha if op == "+" else -alpha), (id(term), id(scaled))
+            if not scalarish(p) and not scalarish(q):
+                return "addcmul", (base, p, q), (1.0 if op == "+" else -1.0), (id(term),)
+        if (term.op == "neg" and fusable(term) and term.args[0].op == "*" and fusable(term.args[0])
+                and (exact is None or exact(*term.args[0].args))):
+            p, q = term.args[0].args
+            if not scalarish(p) and not scalarish(q):
+                return "addcmul", (base, p, q), (-1.0 if op == "+" else 1.0), (id(term), id(term.args[0]))
+    return None
+
+
+def is_power_of_two(c: float) -> bool:
+    """``c = +-2^k`` (a product with it is exact, overflow and subnormals aside)."""
+    return math.isfinite(c) and c != 0.0 and math.frexp(c)[0] in (0.5, -0.5)
+
+
+def number_times_tensor(e: Expr, scalarish: Callable[[Expr], bool]) -> tuple[Expr, float] | None:
+    """``e`` as ``(t, c)`` when it is ``c * t`` (or ``affine`` without offset) with ``c`` a number."""
+    if e.op == "affine" and e.value[1] == 0.0:
+        return e.args[0], float(e.value[0])
+    if e.op == "*":
+        for c, t in (e.args, e.args[::-1]):
+            if c.op == "num" and not scalarish(t):
+                return t, float(c.value)
+    return None
+
+
+def _same(a: Expr, b: Expr) -> bool:
+    """The same node, or the same variable."""
+    return a is b or (a.op == "var" and b.op == "var" and a.value == b.value)

@@ -91,7 +91,8 @@ class Coefficients:
             names |= variables(e)
         self.tensor_vars = tuple(sorted(names - set(scalar_names)))
         self.program: Program | None = (
-            compile_program(tensor_exprs, self.tensor_vars, scalar_names, affine) if tensor_exprs else None
+            compile_program(tensor_exprs, self.tensor_vars, scalar_names, affine, binary_vars=(SPIKE,))
+            if tensor_exprs else None
         )
         self._last: tuple[tuple[float, ...], Any] | None = None
 
@@ -251,7 +252,7 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
     u_vars = tuple(f"u_{s}" for s in names)
     h_vars = tuple(f"h_{s}" for s in names)
     charge = compile_program(plan.charge, (*u_vars, INPUT), scalar_names)
-    reset = compile_program(plan.reset, (*h_vars, SPIKE), scalar_names)
+    reset = compile_program(plan.reset, (*h_vars, SPIKE), scalar_names, binary_vars=(SPIKE,))
     # the surrogate gradient of the tile's rows, from the firing state's charged values
     sg = substitute(plan.surrogate, {SURROGATE_INPUT: Expr("var", (), h_vars[plan.fire_index]) - plan.threshold})
     a_exprs: list[Expr | None] = []

@@ -9,13 +9,19 @@ torch operations:
 
 - ``a + c * b`` and ``a - c * b`` with a number or parameter ``c`` -> ``torch.add(a, b, alpha=c)``;
 - ``a + (b - a) * w`` -> ``torch.lerp(a, b, w)`` when ``w < 1/2`` (where torch defines lerp as
-  exactly that), else a subtraction and an ``add``;
+  ``a + w (b - a)``), else a subtraction and an ``add``;
 - ``a + b * c``, ``a - b * c``, ``a + (-b) * c`` on tensors -> ``torch.addcmul``;
 - ``where(t > c, t, c)`` with a number ``c`` -> ``torch.clamp`` and ``nan_to_num_`` (ops
   ``atleast`` / ``atmost``, from :func:`~snn.backends.torch_lowering.lower`).
 
-In backward programs (``affine=True``) also ``b + (alpha t) q`` and ``alpha (p q) + beta`` ->
-one ``torch.addcmul``.
+``torch.addcmul``, ``torch.add(alpha=)`` and ``torch.lerp`` round the product and the sum once
+(a fused multiply-add where the CPU has one: ``x + u * u`` differed from the unfused
+expression in the last bit for about one element in seven on the project's machine). A forward
+program, whose spikes must match a reference that rounds every operation, therefore fuses a
+product into a sum only where the product is exact (a 0/1 factor such as a spike or a mask,
+or a number that is zero or a power of two), except ``lerp``, the leaky charge's contract
+(LIF's and PLIF's ``v + (x - v) k``). Backward programs (``affine=True``) fuse every such
+shape, and also ``b + (alpha t) q`` and ``alpha (p q) + beta`` into one ``torch.addcmul``.
 
 Structurally equal sub-expressions are computed once (:func:`~snn.backends.torch_lowering.lower`), and a selection between
 constants, ``where(cond, c, 0)``, becomes the product of ``c`` and a 0/1 mask that the comparison
@@ -25,8 +31,8 @@ writes straight in the compute dtype: on CPU a comparison into a ``bool`` tensor
 Sub-expressions of parameters only (a learnable ``w`` in ``sigmoid(w)``) are evaluated once per
 call on Python floats, not per element. Other operations mirror the tensor operators
 (``number - t`` as ``torch.rsub``, ``number / t`` as ``reciprocal(t) * number`` like
-``Tensor.__rtruediv__``, ``minimum(t, c)`` as ``clamp``), so a program computes what the
-plain torch evaluation of the same tree computes, up to the rounding of the fused operations.
+``Tensor.__rtruediv__``, ``minimum(t, c)`` as ``clamp``), so a forward program computes what
+the plain torch evaluation of the same tree computes, bit for bit (``lerp`` aside).
 
 Example:
     >>> import torch
@@ -48,7 +54,7 @@ from typing import Any
 
 import torch
 
-from snn.backends.torch_lowering import MASK_OF, lower
+from snn.backends.torch_lowering import MASK_OF, fuse_sum, is_power_of_two, lower, number_times_tensor
 from snn.expr import FLOAT_OPS, Expr, evaluate, variables
 
 __all__ = ["Program", "compile_program"]
@@ -326,15 +332,27 @@ def _bind(
 
 
 def compile_program(
-    outputs: Sequence[Expr], tensor_vars: Sequence[str], scalar_vars: Sequence[str] = (), affine: bool = False
+    outputs: Sequence[Expr],
+    tensor_vars: Sequence[str],
+    scalar_vars: Sequence[str] = (),
+    affine: bool = False,
+    binary_vars: Sequence[str] = (),
 ) -> Program:
     """Compile ``outputs`` into a :class:`Program`.
+
+    Without ``affine`` the program rounds as the plain torch evaluation of ``outputs`` does
+    (``lerp`` aside, see the module docstring): ``torch.addcmul`` and ``torch.add(alpha=)``
+    round the product and the sum once (a fused multiply-add on CPUs that have one), so a
+    product is fused into a sum only where it is exact, with a factor of 0/1 values (a variable
+    of ``binary_vars``, ``1 -`` one, a comparison mask) or a number that is zero or a power of two.
 
     Args:
         outputs: the expressions to compute.
         tensor_vars: names of the variables given as tensors, in call order.
         scalar_vars: names of the variables given as Python floats, in call order.
-        affine: collapse chains of arithmetic with numbers (see :func:`~snn.backends.torch_lowering.lower`).
+        affine: collapse chains of arithmetic with numbers (see :func:`~snn.backends.torch_lowering.lower`);
+            for a backward pass's coefficients, which may differ in rounding.
+        binary_vars: tensor variables whose values are 0 or 1 (a spike).
 
     Raises:
         ValueError: an expression uses a variable named in neither list, or an operation the
@@ -397,13 +415,33 @@ def compile_program(
     def scalarish(e: Expr) -> bool:
         return e.op == "num" or is_scalar(e) or (e.op == "var" and e.value in scalar_set)
 
+    binary_set = frozenset(binary_vars)
+
+    def binary(e: Expr) -> bool:
+        """Values 0 or 1 only."""
+        if e.op == "var":
+            return e.value in binary_set
+        if e.op == "num":
+            return e.value in (0.0, 1.0)
+        if e.op in _MASKS:
+            return True
+        if e.op == "-" and e.args[0].op == "num" and e.args[0].value == 1.0:
+            return binary(e.args[1])
+        return e.op == "*" and all(binary(a) for a in e.args)
+
+    def exact_product(p: Expr, q: Expr) -> bool:
+        """``p q`` is exact: a 0/1 factor, or a number that is zero or a power of two."""
+        if binary(p) or binary(q):
+            return True
+        return any(f.op == "num" and (f.value == 0.0 or is_power_of_two(float(f.value))) for f in (p, q))
+
     fused: set[int] = set()
     plan: list[tuple[Expr, str, tuple[Expr, ...], Any]] = []
     for e in order:
         op, args, value = e.op, e.args, (e.value if e.op in ("pow", "affine") else None)
         if op in ("+", "-") and id(e) not in fused:
             a, b = args
-            pick = _fuse_sum(op, a, b, fusable, scalarish)
+            pick = fuse_sum(op, a, b, fusable, scalarish, None if affine else exact_product)
             if pick is not None:
                 op, args, value, absorbed = pick
                 fused.update(absorbed)
@@ -413,7 +451,7 @@ def compile_program(
         if op != "*" or id(e) in fused or any(scalarish(a) for a in args):
             continue
         for scaled, other in (args, args[::-1]):
-            split = _number_times_tensor(scaled, scalarish) if fusable(scaled) and id(scaled) not in fused else None
+            split = number_times_tensor(scaled, scalarish) if fusable(scaled) and id(scaled) not in fused else None
             if split is not None:
                 plan[at] = (e, "scaledmul", (split[0], other), split[1])
                 fused.add(id(scaled))
@@ -539,59 +577,3 @@ def compile_program(
 
     results = tuple(resolve(e) for e in outputs)
     return Program(tensor_names, scalar_names, tuple(scalars), tuple(instructions), tuple(slot_is_bool), results)
-
-
-def _fuse_sum(
-    op: str,
-    a: Expr,
-    b: Expr,
-    fusable: Callable[[Expr], bool],
-    scalarish: Callable[[Expr], bool],
-) -> tuple[str, tuple[Expr, ...], Any, tuple[int, ...]] | None:
-    """A fused form of ``a + b`` / ``a - b``: ``(op, operands, value, absorbed node ids)``."""
-    candidates = ((a, b),) if op == "-" else ((a, b), (b, a))
-    for base, term in candidates:
-        if scalarish(base) or not fusable(term):
-            continue
-        if term.op == "affine" and term.value[1] == 0.0 and not scalarish(term.args[0]):
-            scale = Expr("num", (), term.value[0])
-            return ("axpy" if op == "+" else "axmy"), (base, term.args[0], scale), None, (id(term),)
-        if term.op == "*":
-            p, q = term.args
-            for scale, t in ((p, q), (q, p)):
-                if scalarish(scale) and not scalarish(t):
-                    # lerp: base + (y - base) * w
-                    if op == "+" and t.op == "-" and fusable(t) and _same(t.args[1], base) and not scalarish(t.args[0]):
-                        return "lerp", (base, t.args[0], scale), None, (id(term), id(t))
-                    return ("axpy" if op == "+" else "axmy"), (base, t, scale), None, (id(term),)
-            for negated, other in ((p, q), (q, p)):
-                if negated.op == "neg" and fusable(negated) and not scalarish(other) and not scalarish(negated.args[0]):
-                    return "addcmul", (base, negated.args[0], other), (-1.0 if op == "+" else 1.0), (id(term), id(negated))
-            for scaled, other in ((p, q), (q, p)):  # (alpha t) q with alpha t an affine of no offset
-                if (scaled.op == "affine" and scaled.value[1] == 0.0 and fusable(scaled) and not scalarish(other)
-                        and not scalarish(scaled.args[0])):
-                    alpha = float(scaled.value[0])
-                    return "addcmul", (base, scaled.args[0], other), (alpha if op == "+" else -alpha), (id(term), id(scaled))
-            if not scalarish(p) and not scalarish(q):
-                return "addcmul", (base, p, q), (1.0 if op == "+" else -1.0), (id(term),)
-        if term.op == "neg" and fusable(term) and term.args[0].op == "*" and fusable(term.args[0]):
-            p, q = term.args[0].args
-            if not scalarish(p) and not scalarish(q):
-                return "addcmul", (base, p, q), (-1.0 if op == "+" else 1.0), (id(term), id(term.args[0]))
-    return None
-
-
-def _number_times_tensor(e: Expr, scalarish: Callable[[Expr], bool]) -> tuple[Expr, float] | None:
-    """``e`` as ``(t, c)`` when it is ``c * t`` (or ``affine`` without offset) with ``c`` a number."""
-    if e.op == "affine" and e.value[1] == 0.0:
-        return e.args[0], float(e.value[0])
-    if e.op == "*":
-        for c, t in (e.args, e.args[::-1]):
-            if c.op == "num" and not scalarish(t):
-                return t, float(c.value)
-    return None
-
-
-def _same(a: Expr, b: Expr) -> bool:
-    """The same node, or the same variable."""
-    return a is b or (a.op == "var" and b.op == "var" and a.value == b.value)
