@@ -458,13 +458,19 @@ def compile_program(
                 break
 
     # then, for backward coefficients, alpha (b + v p q) + beta with b an affine of t -> one
-    # addcmul(b', p, q, alpha v) with b' = alpha b + beta, the affine of t rewritten (re-associated)
+    # addcmul(b', p, q, alpha v) with b' = alpha b + beta, the affine of t rewritten (re-associated);
+    # and alpha (p q) + beta with p q a product of tensors used once -> one addcmul(beta, p, q, alpha)
     if affine:
         at_of = {id(entry[0]): index for index, entry in enumerate(plan)}
         for at, (e, op, args, value) in enumerate(plan):
             if op != "affine" or id(e) in fused or not fusable(args[0]) or id(args[0]) in fused:
                 continue
             inner = plan[at_of[id(args[0])]] if id(args[0]) in at_of else None
+            alpha, beta = value
+            if inner is not None and inner[1] == "*" and not any(scalarish(a) for a in inner[2]):
+                plan[at] = (e, "addcmul", (Expr("num", (), float(beta)), *inner[2]), float(alpha))
+                fused.add(id(args[0]))
+                continue
             if inner is None or inner[1] != "addcmul":
                 continue
             base = inner[2][0]
@@ -473,23 +479,9 @@ def compile_program(
             base_at = at_of[id(base)]
             if plan[base_at][1] != "affine":
                 continue
-            alpha, beta = value
             a, b = plan[base_at][3]
             plan[base_at] = (base, "affine", plan[base_at][2], (alpha * a, alpha * b + beta))
             plan[at] = (e, "addcmul", inner[2], alpha * float(inner[3]))
-            fused.add(id(args[0]))
-    # then, for backward coefficients, alpha (p q) + beta with p q a product of tensors used once
-    # -> one addcmul(beta, p, q, alpha)
-    if affine:
-        at_of = {id(entry[0]): index for index, entry in enumerate(plan)}
-        for at, (e, op, args, value) in enumerate(plan):
-            if op != "affine" or id(e) in fused or not fusable(args[0]) or id(args[0]) in fused:
-                continue
-            inner = plan[at_of[id(args[0])]] if id(args[0]) in at_of else None
-            if inner is None or inner[1] != "*" or any(scalarish(a) for a in inner[2]):
-                continue
-            alpha, beta = value
-            plan[at] = (e, "addcmul", (Expr("num", (), float(beta)), *inner[2]), float(alpha))
             fused.add(id(args[0]))
     # then, for backward coefficients, c t (1 - t) -> one sigmoid_backward(c, t): rounded as
     # (c (1 - t)) t, which differs from (c t) (1 - t) in the last bit unless c is a power of 2
