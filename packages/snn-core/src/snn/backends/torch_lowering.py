@@ -24,10 +24,10 @@ from typing import Any
 
 from snn.expr import Expr, variables
 
-__all__ = ["MASK_OF", "fuse_sum", "is_power_of_two", "lower", "number_times_tensor", "split_scalar_factor"]
+__all__ = ["FLIPPED", "MASK_OF", "fuse_sum", "is_power_of_two", "lower", "number_times_tensor", "split_scalar_factor"]
 
 #: A comparison with its operands swapped (``c < t`` is ``t > c``).
-_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 #: A comparison written as 0/1 in the compute dtype instead of a bool mask (op ``"mask<"`` etc.).
 MASK_OF = {op: "mask" + op for op in ("<", "<=", ">", ">=")}
@@ -123,11 +123,11 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
 
     def clamp(cond: Expr, a: Expr, b: Expr) -> Expr | None:
         """``where(t > c, t, c)`` and the like, with ``c`` a number, as clamps (see above)."""
-        if cond.op not in _FLIP or len(cond.args) != 2:
+        if cond.op not in FLIPPED or len(cond.args) != 2:
             return None
         t, c, op = cond.args[0], cond.args[1], cond.op
         if t.op == "num":
-            t, c, op = c, t, _FLIP[op]
+            t, c, op = c, t, FLIPPED[op]
         if c.op != "num" or is_scalar(t):
             return None
         number = node("num", (), float(c.value))
@@ -146,10 +146,10 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
         out: Expr | None = None
         if affine and e.op in ("+", "-", "*", "/", "neg"):
             out = combine(e.op, args)
-        if out is None and e.op == "/" and not is_scalar(args[0]) and _exact_reciprocal(args[1]) is not None:
+        if out is None and e.op == "/" and not is_scalar(args[0]) and (inverse := _exact_reciprocal(args[1])) is not None:
             # t / 2^k is t * 2^-k exactly (both round the same real number), and the product
             # fuses into a consuming sum as one torch.add(a, t, alpha=2^-k)
-            out = node("*", (args[0], node("num", (), _exact_reciprocal(args[1]))))
+            out = node("*", (args[0], node("num", (), inverse)))
         if out is None and e.op == "where" and not is_scalar(args[0]):
             out = clamp(*args)
         if out is None and e.op == "where" and not is_scalar(args[0]):  # parameter-only selections stay floats
@@ -234,23 +234,21 @@ def fuse_sum(
         if scalarish(base) or not fusable(term):
             continue
         if exact is not None and term.op == "*" and not exact(*term.args):
-            # lerp (the leaky charge's contract: torch.lerp rounds w (y - base) + base once)
-            p, q = term.args
-            for scale, t in ((p, q), (q, p)):
-                if (scalarish(scale) and not scalarish(t) and op == "+" and t.op == "-" and fusable(t)
-                        and _same(t.args[1], base) and not scalarish(t.args[0])):
-                    return "lerp", (base, t.args[0], scale), None, (id(term), id(t))
+            # lerp only (the leaky charge's contract: torch.lerp rounds w (y - base) + base once)
+            lerp = _lerp(op, base, term, fusable, scalarish)
+            if lerp is not None:
+                return lerp
             continue
         if term.op == "affine" and term.value[1] == 0.0 and not scalarish(term.args[0]):
             scale = Expr("num", (), term.value[0])
             return ("axpy" if op == "+" else "axmy"), (base, term.args[0], scale), None, (id(term),)
         if term.op == "*":
             p, q = term.args
+            lerp = _lerp(op, base, term, fusable, scalarish)
+            if lerp is not None:
+                return lerp
             for scale, t in ((p, q), (q, p)):
                 if scalarish(scale) and not scalarish(t):
-                    # lerp: base + (y - base) * w
-                    if op == "+" and t.op == "-" and fusable(t) and _same(t.args[1], base) and not scalarish(t.args[0]):
-                        return "lerp", (base, t.args[0], scale), None, (id(term), id(t))
                     return ("axpy" if op == "+" else "axmy"), (base, t, scale), None, (id(term),)
             for negated, other in ((p, q), (q, p)):
                 if negated.op == "neg" and fusable(negated) and not scalarish(other) and not scalarish(negated.args[0]):
@@ -267,6 +265,19 @@ def fuse_sum(
             p, q = term.args[0].args
             if not scalarish(p) and not scalarish(q):
                 return "addcmul", (base, p, q), (-1.0 if op == "+" else 1.0), (id(term), id(term.args[0]))
+    return None
+
+
+def _lerp(
+    op: str, base: Expr, term: Expr, fusable: Callable[[Expr], bool], scalarish: Callable[[Expr], bool]
+) -> tuple[str, tuple[Expr, ...], Any, tuple[int, ...]] | None:
+    """``base + (y - base) * w`` (``term`` the product, ``w`` a scalar) as ``lerp(base, y, w)``."""
+    if op != "+":
+        return None
+    for scale, t in (term.args, term.args[::-1]):
+        if (scalarish(scale) and not scalarish(t) and t.op == "-" and fusable(t) and _same(t.args[1], base)
+                and not scalarish(t.args[0])):
+            return "lerp", (base, t.args[0], scale), None, (id(term), id(t))
     return None
 
 

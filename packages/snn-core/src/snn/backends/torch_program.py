@@ -54,14 +54,20 @@ from typing import Any
 
 import torch
 
-from snn.backends.torch_lowering import MASK_OF, fuse_sum, is_power_of_two, lower, number_times_tensor
+from snn.backends.torch_lowering import (
+    FLIPPED,
+    MASK_OF,
+    fuse_sum,
+    is_power_of_two,
+    lower,
+    number_times_tensor,
+)
 from snn.expr import FLOAT_OPS, Expr, evaluate, variables
 
 __all__ = ["Program", "compile_program"]
 
 # typed Callable[..., Tensor]: the entries are overloaded torch functions called with out=
 _COMPARE: dict[str, Callable[..., torch.Tensor]] = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge}
-_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _UNARY: dict[str, Callable[..., torch.Tensor]] = {
     "exp": torch.exp, "log": torch.log, "abs": torch.abs, "sqrt": torch.sqrt, "sigmoid": torch.sigmoid,
     "cos": torch.cos, "sin": torch.sin, "neg": torch.neg,
@@ -294,7 +300,7 @@ def _bind(
         op = _MASKS[op]
     if op in _COMPARE:
         if left:  # c < t  is  t > c
-            fn = _COMPARE[_FLIPPED[op]]
+            fn = _COMPARE[FLIPPED[op]]
             return lambda: fn(b(), a(), out=out())
         fn = _COMPARE[op]
         return lambda: fn(a(), b(), out=out())
