@@ -13,19 +13,23 @@ computed for a whole tile at once, in workspaces shared by all column chunks: by
 or, where ``C`` reads the previous states and parameters only and there are no learnables (IF,
 LIF, QIF, EIF, Izhikevich, CUBA-LIF), by one program over the tile's rows, as
 ``u[t + 1] = reset(h[t], s[t])`` is then all ``C[t + 1]`` needs. The recursion costs one fused
-operation per step and pair of states with a non-zero coefficient (one for IF, LIF and PLIF). Then
+operation per step and pair of states with a non-zero coefficient (one for IF, LIF and PLIF), for
+the states whose ``G`` can be non-zero and is read (:func:`snn.backends.torch_plan.live_states`). Then
 ``dL/dx = sum_j G_j d charge_j / dx``, ``dL/du0_i = sum_j G_j[0] C_ji[0]`` and the learnable
-parameters' gradients are sums over the tile. Allocation matters on CPU: a fresh
+parameters' gradients are sums over the tile. A tile program that needs only ``1 - s`` reads it
+as ``h < threshold`` (:func:`snn.backends.torch_plan._reading_not_spike`). Allocation matters on CPU: a fresh
 multi-megabyte tensor costs page faults that can exceed the arithmetic on it.
 
 The coefficient programs collapse chains of arithmetic with numbers into one operation
 (:func:`snn.backends.torch_lowering.lower` with ``affine``), so they may differ from autograd's
 evaluation of the same derivative in the last bits. Non-finite values follow the model's
-expressions, as autograd evaluates them, with one exception: the recursion multiplies an
-incoming state gradient by the combined coefficient ``M_kj`` in one operation, so where that
-gradient is itself infinite (possible only when ``d charge / d u`` reads the states, as QIF's
-does, and the input or state is infinite) the result is ``+-inf`` where autograd's
-term-by-term sum gives NaN.
+expressions, as autograd evaluates them, with two exceptions for non-finite gradients: the
+recursion multiplies an incoming state gradient by the combined coefficient ``M_kj`` in one
+operation, so where that gradient is itself infinite (possible only when ``d charge / d u``
+reads the states, as QIF's does, and the input or state is infinite) the result is ``+-inf``
+where autograd's term-by-term sum gives NaN; and a coefficient that is the number zero passes
+nothing, where autograd's ``0 * inf`` or ``0 * NaN`` is NaN (``zero_is_none`` of
+:class:`~snn.backends.torch_plan.Coefficients`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Any
 import torch
 
 from snn.backends.memory import empty
-from snn.backends.torch_plan import Coefficient, CompiledPlan
+from snn.backends.torch_plan import NOT_SPIKE, Coefficient, CompiledPlan, live_states
 from snn.models import INPUT, SPIKE
 
 __all__ = ["backward"]
@@ -129,20 +133,40 @@ def backward(
     prep_prev = cp.previous.prepare(raw)
     prep_rec = cp.recovery.prepare(raw) if cp.recovery is not None else None
     c_shift = 0 if aligned else 1  # row t of C[t + 1] is row t + c_shift of c
-    # m == 1 with a scalar (or no) input coefficient: G lives in grad_x and is scaled in place
-    in_place = m == 1 and not cp.tensor_fx
+    # which coefficients are structurally non-zero
+    tile_kinds = [kind != "none" for kind, _, _ in tile_coefficients.entries]
+    ext_kinds = tile_kinds[1 + mm :] if aligned else [kind != "none" for kind, _, _ in ext_coefficients.entries]
+    initial_kinds = (
+        [kind != "none" for kind, _, _ in cp.initial.entries] if aligned and cp.initial is not None else ext_kinds[:mm]
+    )
+    fx_kinds = [kind for kind, _, _ in (tile_coefficients if aligned else ext_coefficients).entries][
+        (1 + 2 * mm if aligned else mm) :
+    ][:m]
+    live = live_states(
+        m, fire, tile_kinds[1 : 1 + mm], ext_kinds[:mm], initial_kinds[:mm], ext_kinds[mm:],
+        grad_spikes is not None and tile_kinds[0], [gv is not None for gv in grad_seqs],
+        [gl is not None for gl in grad_last], wanted_u0, need_learnables, need_rp, n_p,
+    )
+    live_indices = [j for j in range(m) if live[j]]
+    # one live state with a scalar (or no) input coefficient: G lives in grad_x, scaled in place
+    solo = live_indices[0] if len(live_indices) == 1 and fx_kinds[live_indices[0]] != "tensor" else -1
+    in_place = solo >= 0
     # else the gradient of a state whose dcharge/dx is 1 lives in grad_x (no pass to copy it)
     home = -1
     if not in_place:
-        home = next((j for j, e in enumerate(plan.charge_x) if e is not None and e.op == "num" and e.value == 1.0), -1)
+        home = next(
+            (j for j, e in enumerate(plan.charge_x) if live[j] and e is not None and e.op == "num" and e.value == 1.0), -1
+        )
     need_prev = bool(plan.initial_states_needed) and not aligned
+    # s = (h >= threshold), or 1 - s as h < threshold where the tile program reads that instead
+    spike_name, fire_test = (NOT_SPIKE, torch.lt) if tile_coefficients.reads_not_spike else (SPIKE, torch.ge)
     need_x = plan.needs_input
     zero = torch.zeros((), **like)
     # workspaces for the widest chunk, shared by all chunks (fresh memory costs page faults)
     ext_rows = min(steps, rows_per_tile + 2)
     flat = {
         "s_ext": ext_rows, "work": rows_per_tile,
-        **{f"g{j}": rows_per_tile for j in range(0 if in_place else m) if j != home},
+        **{f"g{j}": rows_per_tile for j in live_indices if not in_place and j != home},
         **{f"prev{i}": ext_rows for i in plan.initial_states_needed if need_prev},
         **({"x": ext_rows} if (need_x and x is None) else {}),
     }
@@ -156,7 +180,7 @@ def backward(
             return buffers[name][: flat[name] * width].view(flat[name], width)
 
         s_ext_buf, work = shaped("s_ext"), shaped("work")
-        g_bufs = {j: shaped(f"g{j}") for j in range(0 if in_place else m) if j != home}
+        g_bufs = {j: shaped(f"g{j}") for j in live_indices if not in_place and j != home}
         prev_buf = {i: shaped(f"prev{i}") for i in plan.initial_states_needed if need_prev}
         x_buf = shaped("x") if "x" in flat else None
         carry: list[torch.Tensor | None] = [None] * m
@@ -169,14 +193,14 @@ def backward(
             ext = e1 - start
             h_fire = h_full[fire]
             assert h_fire is not None
-            if aligned:
+            if not need_prev:  # the spikes of the tile's rows feed its first program alone
                 s_ext = s_t = s_ext_buf[:rows]
-                torch.ge(h_fire[start:end], theta, out=s_t)
+                fire_test(h_fire[start:end], theta, out=s_t)
             else:
                 s_ext = s_ext_buf[: e1 - w0]
                 torch.ge(h_fire[w0:e1], theta, out=s_ext)
                 s_t = s_ext[start - w0 : end - w0]
-            tiles_by_name: dict[str, torch.Tensor] = {SPIKE: s_t}
+            tiles_by_name: dict[str, torch.Tensor] = {spike_name: s_t}
             for j, hs in enumerate(h_full):
                 if hs is not None:
                     tiles_by_name[f"h_{plan.states[j]}"] = hs[start:end]
@@ -231,19 +255,19 @@ def backward(
             # in place, G times a scalar dcharge/dx is dL/dx: the recursion is linear in G, so
             # its sources are scaled instead (no pass over grad_x after it); the gradients read
             # from G (initial states) divide by it
-            fold = fx[0] if in_place and not need_learnables and isinstance(fx[0], float) else None
+            fold = fx[solo] if in_place and not need_learnables and isinstance(fx[solo], float) else None
             if fold is not None and (fold in (0.0, 1.0) or not math.isfinite(1.0 / fold)):
                 fold = None
-            # G: the gradients of the charged states over the tile
-            if in_place:
-                g = [grad_x[start:end, c0:c1]]
-            else:
-                g = [grad_x[start:end, c0:c1] if j == home else g_bufs[j][:rows] for j in range(m)]
+            # G: the gradients of the charged states over the tile (None: not live)
+            g: list[torch.Tensor | None] = [
+                (grad_x[start:end, c0:c1] if j == home or j == solo else g_bufs[j][:rows]) if live[j] else None
+                for j in range(m)
+            ]
+            live_g = {j: gj for j, gj in enumerate(g) if gj is not None}
             # a G with no source of its own in the tile is written by its first recursion term
             # (rows with a next step) instead of being zeroed first
             unset = [False] * m
-            for j in range(m):
-                gj = g[j]
+            for j, gj in live_g.items():
                 sources = [
                     (gv[start:end, c0:c1], coefficient) for i in range(m)
                     if (coefficient := a[i * m + j]) is not None and (gv := grad_seqs[i]) is not None
@@ -259,15 +283,15 @@ def backward(
                     _accumulate(gj, value, _scaled(_rows(coefficient, 0, rows), fold))
             # M_kj[t] = sum_i C_ki[t+1] A_ij[t] for the rows that have a next step
             span = rows if end < steps else rows - 1
-            mix = _mixing(a, c, m, span, work, mix_work, zero, c_shift)
+            mix = _mixing(a, c, m, span, work, mix_work, zero, c_shift, live)
             # the recursion, one fused operation per row and non-zero M_kj, on row views made once
-            g_rows = [gj.unbind(0) for gj in g]
+            g_rows = [gj.unbind(0) if gj is not None else () for gj in g]
             recursion = [
                 (j, k, None, coefficient) if isinstance(coefficient, float)
                 else (j, k, coefficient[0].unbind(0), None if coefficient[1] == 1.0 else coefficient[1])
-                for j in range(m) for k in range(m) if (coefficient := mix[k][j]) is not None
+                for j in live_indices for k in live_indices if (coefficient := mix[k][j]) is not None
             ]
-            unset_rows = [g_rows[j] for j in range(m) if unset[j]]
+            unset_rows = [g_rows[j] for j in live_indices if unset[j]]
             for t in range(rows - 1, -1, -1):
                 if start + t == steps - 1:
                     for g_j in unset_rows:
@@ -276,12 +300,12 @@ def backward(
                         gl = grad_last[i]
                         if gl is None:
                             continue
-                        for j in range(m):
+                        for j in live_indices:
                             coefficient = a[i * m + j]
                             if coefficient is not None:
                                 _accumulate(g_rows[j][t], gl[c0:c1], _scaled(_rows(coefficient, t, t + 1, squeeze=True), fold))
                     continue
-                after = carry if t == rows - 1 else [g_k[t + 1] for g_k in g_rows]
+                after = carry if t == rows - 1 else [g_k[t + 1] if g_k else None for g_k in g_rows]
                 written = [not flag for flag in unset]
                 for j, k, coefficient_rows, value in recursion:
                     incoming = after[k]
@@ -292,14 +316,14 @@ def backward(
                     else:
                         _assign(g_rows[j][t], incoming, coefficient, zero)
                         written[j] = True
-                for j in range(m):
+                for j in live_indices:
                     if not written[j]:
                         g_rows[j][t].zero_()
             if need_learnables:
                 fp = coefficients[mm + m :]
                 for k in range(n_p):
-                    for j in range(m):
-                        _sum_into(sums[k], g[j], fp[j * n_p + k], rows, work)
+                    for j in live_indices:
+                        _sum_into(sums[k], live_g[j], fp[j * n_p + k], rows, work)
                 if need_rp:
                     rp = sg_a_rp[1 + mm :]
                     gs_tiles = _state_gradients(g, c, m, rows, start, steps, carry, grad_last, grad_seqs, c0, c1, like)
@@ -309,8 +333,8 @@ def backward(
             if start > 0:
                 # G's first row is read by the next tile: rows of grad_x that nothing writes again
                 # (no scaling pass below) are kept as they are, others copied
-                kept = in_place and isinstance(fx[0], float) and (fx[0] == 1.0 or fold is not None)
-                carry = [gj[0] if kept else gj[0].clone() for gj in g]
+                kept = in_place and isinstance(fx[solo], float) and (fx[solo] == 1.0 or fold is not None)
+                carry = [None if gj is None else gj[0] if kept else gj[0].clone() for gj in g]
             elif any(wanted_u0):
                 c_first = c
                 if aligned:  # C[0] from the initial states (c holds C[t + 1])
@@ -320,22 +344,22 @@ def backward(
                         u0 = states0[i]
                         assert u0 is not None
                         initial_tiles[f"u_{plan.states[i]}"] = u0[c0:c1].unsqueeze(0)
-                    c_first = cp.initial.run(initial_tiles, prep_initial, g[0][:1])
+                    c_first = cp.initial.run(initial_tiles, prep_initial, work[:1])
                 for i in range(m):
                     gu0 = grad_u0[i]
                     if gu0 is None:
                         continue
-                    for j in range(m):
+                    for j in live_indices:
                         coefficient = c_first[j * m + i]
                         if coefficient is not None:
                             _accumulate(
-                                gu0[c0:c1], g[j][0],
+                                gu0[c0:c1], live_g[j][0],
                                 _scaled(_rows(coefficient, 0, 1, squeeze=True), None if fold is None else 1.0 / fold),
                             )
             # dL/dx = sum_j G_j d charge_j / dx
             gx = grad_x[start:end, c0:c1]
             if in_place:
-                coefficient = fx[0]
+                coefficient = fx[solo]
                 if coefficient is None:
                     gx.zero_()
                 elif isinstance(coefficient, float):
@@ -344,7 +368,7 @@ def backward(
                 else:  # pragma: no cover - in_place requires scalar coefficients
                     raise AssertionError("tensor input coefficient in place")
             else:
-                terms = [(g[j], _rows(fx[j], 0, rows)) for j in range(m) if fx[j] is not None and j != home]
+                terms = [(live_g[j], _rows(fx[j], 0, rows)) for j in live_indices if fx[j] is not None and j != home]
                 if not terms and home < 0:
                     gx.zero_()
                 for index, (gj, coefficient) in enumerate(terms):
@@ -388,10 +412,12 @@ def _mixing(
     spare: list[torch.Tensor],
     zero: torch.Tensor,
     c_shift: int = 1,
+    live: Sequence[bool] | None = None,
 ) -> list[list[Coefficient]]:
     """``M_kj = sum_i C_ki[t + 1] A_ij[t]`` over the first ``span`` rows of the tile.
 
     Row ``t`` of ``C[t + 1]`` is row ``t + c_shift`` of ``c`` (0 when ``c`` holds it already).
+    Only pairs of live states (``live``, default all) get one; the others are ``None``.
 
     A single product of a number and a coefficient stays a (tensor, factor) pair or a float, so
     the recursion folds it into one ``addcmul``; other products are computed into ``work`` and
@@ -402,6 +428,8 @@ def _mixing(
     used = 0
     for k in range(m):
         for j in range(m):
+            if live is not None and not (live[k] and live[j]):
+                continue
             terms = []
             for i in range(m):
                 ci, ai = c[k * m + i], a[i * m + j]
@@ -487,7 +515,7 @@ def _sum_into(sums: list[torch.Tensor], g: torch.Tensor, coefficient: Coefficien
 
 
 def _state_gradients(
-    g: list[torch.Tensor],
+    g: list[torch.Tensor | None],
     c: list[Coefficient],
     m: int,
     rows: int,
@@ -516,7 +544,8 @@ def _state_gradients(
                 continue
             for j in range(m):
                 coefficient = c[j * m + i]
-                incoming = g[j][t + 1] if t + 1 < rows else carry[j]
+                gj = g[j]
+                incoming = None if gj is None else gj[t + 1] if t + 1 < rows else carry[j]
                 if coefficient is not None and incoming is not None:
                     _accumulate(gs[t], incoming, _rows(coefficient, t + 1, t + 2, squeeze=True))
         out.append(gs)

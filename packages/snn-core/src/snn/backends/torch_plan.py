@@ -26,10 +26,16 @@ from snn.backends.torch_program import Program, compile_program
 from snn.expr import FLOAT_OPS, Expr, evaluate, substitute, variables
 from snn.models import INPUT, SPIKE, SURROGATE_INPUT, KernelPlan, NeuronConfig, kernel_plan
 
-__all__ = ["BIND_CACHE_ELEMENTS", "Coefficient", "Coefficients", "CompiledPlan", "bound_program", "compiled_plan"]
+__all__ = [
+    "BIND_CACHE_ELEMENTS", "NOT_SPIKE", "Coefficient", "Coefficients", "CompiledPlan", "bound_program", "compiled_plan",
+    "live_states",
+]
 
 #: A coefficient at run time: ``None`` (zero), a float, or ``(tensor, factor or None)``.
 Coefficient = Any
+
+#: The variable of ``1 - s`` in tile programs that read it instead of the spike ``s``.
+NOT_SPIKE = "not_s"
 
 #: Bound programs of at most this many elements per slot are kept for reuse (per thread, last
 #: 64): binding allocates the scratch slots, which costs more than the arithmetic on small layers.
@@ -63,11 +69,21 @@ class Coefficients:
     """Named expressions evaluated together: scalars once per call, tensors by one program.
 
     Each expression is ``None`` (structurally zero), parameter-only (a float per call), or a
-    tensor expression, optionally split into ``tensor * scalar factor`` (``split=True``).
+    tensor expression, optionally split into ``tensor * scalar factor`` (``split=True``). With
+    ``zero_is_none`` (the backward's coefficients) one that is the number zero, or a tensor
+    times the number zero, counts as structurally zero too: a coupling switched off (an
+    Izhikevich neuron's default ``a = 0``) passes no gradient, where autograd multiplies the
+    incoming gradient by zero (NaN for an infinite or NaN one).
     """
 
     def __init__(
-        self, exprs: Sequence[Expr | None], scalar_names: tuple[str, ...], split: bool = False, affine: bool = False
+        self,
+        exprs: Sequence[Expr | None],
+        scalar_names: tuple[str, ...],
+        split: bool = False,
+        affine: bool = False,
+        binary_vars: tuple[str, ...] = (SPIKE,),
+        zero_is_none: bool = False,
     ) -> None:
         self.scalar_names = scalar_names
         self.entries: list[tuple[str, Any, Expr | None]] = []
@@ -81,6 +97,9 @@ class Coefficients:
             tensor_part, factor = split_scalar_factor(e, scalar_names) if split else (
                 (None, e) if variables(e) <= set(scalar_names) else (e, None)
             )
+            if zero_is_none and factor is not None and factor.op == "num" and factor.value == 0.0:
+                self.entries.append(("none", None, None))
+                continue
             if tensor_part is None:
                 self.entries.append(("scalar", factor, None))
             else:
@@ -91,14 +110,21 @@ class Coefficients:
             names |= variables(e)
         self.tensor_vars = tuple(sorted(names - set(scalar_names)))
         self.program: Program | None = (
-            compile_program(tensor_exprs, self.tensor_vars, scalar_names, affine, binary_vars=(SPIKE,))
+            compile_program(tensor_exprs, self.tensor_vars, scalar_names, affine, binary_vars=binary_vars)
             if tensor_exprs else None
         )
+        #: whether the program reads :data:`NOT_SPIKE` (``1 - s``) rather than the spike
+        self.reads_not_spike = NOT_SPIKE in self.tensor_vars
         self._last: tuple[tuple[float, ...], Any] | None = None
 
     @property
     def any_tensor(self) -> bool:
         return self.program is not None
+
+    @property
+    def size(self) -> int:
+        """The number of operations of the program (0 without one)."""
+        return 0 if self.program is None else len(self.program.instructions)
 
     def prepare(self, raw: Sequence[float]) -> tuple[tuple[float, ...], list[float | None], list[float | None]]:
         """Per-call values: the program's scalars, each scalar entry's value, each factor
@@ -184,6 +210,9 @@ class CompiledPlan:
             over one row more, and the reset's sub-expressions are shared. ``None`` otherwise.
         initial: ``C`` over the initial states (for their gradient), with ``tile_next``.
 
+    ``tile_next``, else ``tile`` and ``tile_rp``, may read :data:`NOT_SPIKE` instead of the
+    spike (:attr:`Coefficients.reads_not_spike`; see :func:`_reading_not_spike`).
+
     Coefficients are split into a tensor and a scalar factor where the expression allows
     (``where(h > 0, k / 2, 0)`` is the 0/1 mask times ``k / 2``), except ``previous`` and
     ``recovery``, which are written into buffers as they are.
@@ -242,6 +271,79 @@ def _factored_hard_reset(reset: Expr, parameters: set[str]) -> Expr:
     return reset
 
 
+#: Operations whose value is NaN where one operand is NaN (``pow`` with a zero exponent aside).
+_NAN_PROPAGATING = frozenset({"+", "-", "*", "/", "neg", "exp", "log", "sqrt", "sigmoid", "cos", "sin", "abs", "pow"})
+
+
+def _nan_follows(expr: Expr, name: str) -> bool:
+    """Whether ``expr`` is surely NaN wherever the variable ``name`` is NaN (a conservative
+    test: selections count only when both branches are, comparisons and clamps never)."""
+    memo: dict[int, bool] = {}
+
+    def go(e: Expr) -> bool:
+        found = memo.get(id(e))
+        if found is None:
+            if e.op == "var":
+                found = e.value == name
+            elif e.op == "where":
+                found = go(e.args[1]) and go(e.args[2])
+            elif e.op in _NAN_PROPAGATING and not (e.op == "pow" and e.value == 0.0):
+                found = any(go(a) for a in e.args)
+            else:
+                found = False
+            memo[id(e)] = found
+        return found
+
+    return go(expr)
+
+
+def _complement_spike(expr: Expr) -> Expr:
+    """``expr`` with ``1 - s`` read as :data:`NOT_SPIKE` and any other ``s`` as ``1 - NOT_SPIKE``."""
+    not_spike = Expr("var", (), NOT_SPIKE)
+    memo: dict[int, Expr] = {}
+
+    def go(e: Expr) -> Expr:
+        found = memo.get(id(e))
+        if found is not None:
+            return found
+        if e.op == "-" and e.args[0].op == "num" and e.args[0].value == 1.0 and e.args[1].op == "var" \
+                and e.args[1].value == SPIKE:
+            out = not_spike
+        elif e.op == "var" and e.value == SPIKE:
+            out = 1.0 - not_spike
+        elif e.args:
+            args = tuple(go(a) for a in e.args)
+            out = e if all(a is b for a, b in zip(args, e.args)) else Expr(e.op, args, e.value)
+        else:
+            out = e
+        memo[id(e)] = out
+        return out
+
+    return go(expr)
+
+
+def _reading_not_spike(
+    exprs: Sequence[Expr | None], fire_var: str, scalar_names: tuple[str, ...], than: Coefficients
+) -> Coefficients | None:
+    """The coefficients ``exprs`` reading ``1 - s`` (:data:`NOT_SPIKE`) instead of ``s``, where
+    that is allowed and makes a shorter program than ``than`` (their ``s``-reading version).
+
+    A backward tile gets ``s = (h >= threshold)`` from the firing state's charged values; a
+    program that needs only ``1 - s`` can take ``h < threshold`` instead, one operation
+    fewer. The two differ only where ``h`` is NaN (``s`` is 0 there, ``h < threshold`` too), so
+    this is allowed only when every expression that reads ``s`` is NaN wherever ``h`` is
+    (:func:`_nan_follows`): a detached hard reset's ``d v / d h = 1 - s`` is not (a NaN
+    potential passes its gradient on), with the reset's surrogate term it is.
+    """
+    if any(e is not None and SPIKE in variables(e) and not _nan_follows(e, fire_var) for e in exprs):
+        return None
+    variant = Coefficients(
+        [None if e is None else _complement_spike(e) for e in exprs], scalar_names, split=True, affine=True, zero_is_none=True,
+        binary_vars=(NOT_SPIKE,),
+    )
+    return variant if variant.size < than.size else None
+
+
 @lru_cache(maxsize=256)
 def compiled_plan(config: NeuronConfig) -> CompiledPlan:
     """The compiled plan of ``config`` (cached per configuration)."""
@@ -269,18 +371,36 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
     rp_exprs = [plan.reset_p[i][k] for i in range(n) for k in range(len(plan.learnables))]
     previous = [plan.reset[i] if i in plan.initial_states_needed else None for i in range(n)]
     reset_reads_learnables = any(e is not None for e in rp_exprs)
-    tile = Coefficients([sg, *a_exprs], scalar_names, split=True, affine=True)
-    ext = Coefficients([*c_exprs, *plan.charge_x], scalar_names, split=True, affine=True)
+    tile = Coefficients([sg, *a_exprs], scalar_names, split=True, affine=True, zero_is_none=True)
+    ext = Coefficients([*c_exprs, *plan.charge_x], scalar_names, split=True, affine=True, zero_is_none=True)
     # C[t + 1] from row t: u[t + 1] is the reset of row t
     parameters = set(scalar_names)
     c_reads_u_only = all(e is None or variables(e) <= parameters | set(u_vars) for e in c_exprs)
     fx_parameter_only = all(e is None or variables(e) <= parameters for e in plan.charge_x)
+    # the same programs again when there is nothing to add (tile_rp is used only when the
+    # reset reads learnables, ext_fp only when there are learnables)
+    tile_rp = (
+        Coefficients([sg, *a_exprs, *rp_exprs], scalar_names, split=True, affine=True, zero_is_none=True) if reset_reads_learnables else tile
+    )
+    fire_var = h_vars[plan.fire_index]
     tile_next = initial = None
     if c_reads_u_only and fx_parameter_only and not plan.learnables and not plan.needs_input:
         next_u = {u_vars[i]: _factored_hard_reset(plan.reset[i], parameters) for i in range(n)}
         c_next = [substitute(e, next_u) if e is not None else None for e in c_exprs]
-        tile_next = Coefficients([sg, *a_exprs, *c_next, *plan.charge_x], scalar_names, split=True, affine=True)
-        initial = Coefficients(c_exprs, scalar_names, split=True, affine=True)
+        next_exprs = [sg, *a_exprs, *c_next, *plan.charge_x]
+        tile_next = Coefficients(next_exprs, scalar_names, split=True, affine=True, zero_is_none=True)
+        initial = Coefficients(c_exprs, scalar_names, split=True, affine=True, zero_is_none=True)
+        variant = _reading_not_spike(next_exprs, fire_var, scalar_names, tile_next)
+        if variant is not None:
+            tile_next = variant
+    elif not plan.initial_states_needed:  # the spikes feed the tile program alone (no `previous`)
+        variant = _reading_not_spike([sg, *a_exprs], fire_var, scalar_names, tile)
+        variant_rp = (
+            _reading_not_spike([sg, *a_exprs, *rp_exprs], fire_var, scalar_names, tile_rp)
+            if reset_reads_learnables else variant
+        )
+        if variant is not None and variant_rp is not None:
+            tile, tile_rp = variant, variant_rp
     return CompiledPlan(
         plan=plan,
         scalar_names=scalar_names,
@@ -289,15 +409,65 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
         previous=Coefficients(previous, scalar_names),
         recovery=Coefficients([plan.input_recovery], scalar_names) if plan.input_recovery is not None else None,
         tile=tile,
-        # the same programs again when there is nothing to add (tile_rp is used only when the
-        # reset reads learnables, ext_fp only when there are learnables)
-        tile_rp=Coefficients([sg, *a_exprs, *rp_exprs], scalar_names, split=True, affine=True)
-        if reset_reads_learnables else tile,
+        tile_rp=tile_rp,
         ext=ext,
-        ext_fp=Coefficients([*c_exprs, *plan.charge_x, *fp_exprs], scalar_names, split=True, affine=True)
+        ext_fp=Coefficients([*c_exprs, *plan.charge_x, *fp_exprs], scalar_names, split=True, affine=True, zero_is_none=True)
         if fp_exprs else ext,
         tensor_fx=any(e is not None and not variables(e) <= set(scalar_names) for e in plan.charge_x),
         reset_reads_learnables=reset_reads_learnables,
         tile_next=tile_next,
         initial=initial,
     )
+
+
+def live_states(
+    m: int,
+    fire: int,
+    a_nonzero: Sequence[bool],
+    c_nonzero: Sequence[bool],
+    c0_nonzero: Sequence[bool],
+    x_p_nonzero: Sequence[bool],
+    spike_source: bool,
+    seq_source: Sequence[bool],
+    last_source: Sequence[bool],
+    wanted_u0: Sequence[bool],
+    need_learnables: bool,
+    need_rp: bool,
+    n_p: int,
+) -> list[bool]:
+    """Which states' ``G`` the pass computes: those that can be non-zero and are read.
+
+    ``G_j`` can be non-zero when it has a source (the firing state's ``dL/ds``, or a state
+    sequence or last state whose ``A_ij`` is not zero) or reads a ``G_k`` that can be (``M_kj``
+    not zero); it is read when it feeds ``dL/dx`` (``d charge_j / dx``), a wanted initial
+    state's gradient (``C_ji`` at the start), a learnable's gradient, or a ``G_i`` that is read
+    (``M_ji``). A state whose coupling is switched off (Izhikevich's ``w`` with ``a = 0``, whose
+    gradient would only flow into its own constant initial value) then costs nothing.
+
+    Args:
+        m, fire: the number of states and the firing state's index.
+        a_nonzero, c_nonzero, c0_nonzero: whether ``A_ij``, ``C_ki`` and ``C_ki`` at the
+            initial states are structurally non-zero (row-major, ``m * m`` each).
+        x_p_nonzero: the same for ``d charge_j / dx`` (``m``), then ``d charge_j / dp_k``.
+        spike_source, seq_source, last_source, wanted_u0: the gradients given and wanted.
+        need_learnables, need_rp: whether the learnables' gradients are computed, and through
+            the reset (every state counts as read then).
+        n_p: the number of learnable parameters.
+    """
+    mix = [[any(c_nonzero[k * m + i] and a_nonzero[i * m + j] for i in range(m)) for j in range(m)] for k in range(m)]
+    nonzero = [
+        (j == fire and spike_source)
+        or any(a_nonzero[i * m + j] and (seq_source[i] or last_source[i]) for i in range(m))
+        for j in range(m)
+    ]
+    read = [
+        x_p_nonzero[j]
+        or any(wanted_u0[i] and c0_nonzero[j * m + i] for i in range(m))
+        or (need_learnables and any(x_p_nonzero[m + j * n_p + k] for k in range(n_p) if m + j * n_p + k < len(x_p_nonzero)))
+        or need_rp
+        for j in range(m)
+    ]
+    for _ in range(m):  # propagate along the recursion (m rounds reach every path)
+        nonzero = [nonzero[j] or any(nonzero[k] and mix[k][j] for k in range(m)) for j in range(m)]
+        read = [read[k] or any(read[j] and mix[k][j] for j in range(m)) for k in range(m)]
+    return [nonzero[j] and read[j] for j in range(m)]
