@@ -675,6 +675,28 @@ def test_klif_k_is_a_learnable_scalar():
     assert node.k.grad is not None and node.k.grad.shape == ()
 
 
+def test_klif_k_gradient_reads_the_charged_potential_alone():
+    """``d relu(k c) / dk`` is ``h / k``: 0 where the rectifier is off (``h = 0``), so no
+    selection (two operations per backward tile on the torch backend), NaN where ``h`` is, as
+    autograd's ``relu`` (which passes a gradient at a NaN result) gives; with a term without
+    ``k`` inside the rectifier the selection stays."""
+    from snn.expr import Expr, evaluate, operations, var, variables
+    from snn.models import _scaled_parameter_derivative
+
+    plan = kernel_plan(neuron.KLIFNode(step_mode="m").neuron_config())
+    (coefficient,) = plan.charge_p[0]
+    assert "where" not in operations(coefficient) and variables(coefficient) == {"h_v", "p_k"}
+    h, k = torch.tensor([0.0, 0.7, math.nan, 2.5]), 1.3
+    got = evaluate(coefficient, {"h_v": h, "p_k": k})
+    c = torch.tensor([-0.4, 0.7 / k, math.nan, 2.5 / k], requires_grad=True)  # h = relu(k c)
+    kk = torch.tensor(k, requires_grad=True)
+    (want,) = torch.autograd.grad(torch.relu(kk * c[1:2]).sum(), [kk])
+    torch.testing.assert_close(got[1], want)
+    assert got[0] == 0.0 and got[2].isnan()
+    shifted = _scaled_parameter_derivative(Expr("relu", (var("p_k") * var("c") + var("b"),)), "p_k", "h")
+    assert shifted is not None and shifted.op == "where"
+
+
 def test_store_v_seq_single_step_accumulates():
     node = neuron.IzhikevichNode(a=0.3, b=0.2, store_v_seq=True)
     xs = torch.rand(4, 3) * 2

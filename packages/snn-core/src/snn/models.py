@@ -601,6 +601,10 @@ def _scaled_parameter_derivative(charge: Expr, param: str, h_name: str) -> Expr 
         inner = _scaled_parameter_derivative(charge.args[0], param, h_name)
         if inner is None:
             return None
+        if all(param in variables(t) for _, t in _additive_terms(charge.args[0])):
+            # relu(B g): the derivative h g' / g is already 0 where the rectifier is off (h = 0)
+            # and NaN where h is (autograd's relu passes a gradient at a NaN result too)
+            return inner
         return simplify(Expr("where", (var(h_name) > 0.0, inner, Expr("num", (), 0.0))))
     terms = _additive_terms(charge)
     dependent = [(sign, t) for sign, t in terms if param in variables(t)]
