@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -47,6 +47,7 @@ __all__ = [
     "simplify",
     "substitute",
     "replace_nodes",
+    "nodes",
     "variables",
     "operations",
     "evaluate",
@@ -355,9 +356,8 @@ def _is_num(e: Expr | None, value: float | None = None) -> bool:
     return e is not None and e.op == "num" and (value is None or e.value == value)
 
 
-def variables(expr: Expr) -> frozenset[str]:
-    """The names of the variables in ``expr``."""
-    found: set[str] = set()
+def nodes(expr: Expr) -> Iterator[Expr]:
+    """Every distinct node of ``expr`` once (a shared subtree is visited once), in no set order."""
     seen: set[int] = set()
     stack = [expr]
     while stack:
@@ -365,26 +365,18 @@ def variables(expr: Expr) -> frozenset[str]:
         if id(e) in seen:
             continue
         seen.add(id(e))
-        if e.op == "var":
-            found.add(e.value)
+        yield e
         stack.extend(e.args)
-    return frozenset(found)
+
+
+def variables(expr: Expr) -> frozenset[str]:
+    """The names of the variables in ``expr``."""
+    return frozenset(e.value for e in nodes(expr) if e.op == "var")
 
 
 def operations(expr: Expr) -> frozenset[str]:
     """The operations ``expr`` uses (``"num"`` and ``"var"`` excluded), e.g. ``{"+", "exp"}``."""
-    found: set[str] = set()
-    seen: set[int] = set()
-    stack = [expr]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        if e.op not in ("num", "var"):
-            found.add(e.op)
-        stack.extend(e.args)
-    return frozenset(found)
+    return frozenset(e.op for e in nodes(expr) if e.op not in ("num", "var"))
 
 
 def substitute(expr: Expr, mapping: Mapping[str, Operand]) -> Expr:

@@ -23,7 +23,7 @@ import torch
 
 from snn.backends.torch_lowering import lower, split_scalar_factor
 from snn.backends.torch_program import Program, compile_program
-from snn.expr import FLOAT_OPS, Expr, evaluate, substitute, variables
+from snn.expr import FLOAT_OPS, Expr, evaluate, nodes, replace_nodes, substitute, variables
 from snn.models import INPUT, SPIKE, SURROGATE_INPUT, KernelPlan, NeuronConfig, kernel_plan
 
 __all__ = [
@@ -300,26 +300,12 @@ def _nan_follows(expr: Expr, name: str) -> bool:
 def _complement_spike(expr: Expr) -> Expr:
     """``expr`` with ``1 - s`` read as :data:`NOT_SPIKE` and any other ``s`` as ``1 - NOT_SPIKE``."""
     not_spike = Expr("var", (), NOT_SPIKE)
-    memo: dict[int, Expr] = {}
-
-    def go(e: Expr) -> Expr:
-        found = memo.get(id(e))
-        if found is not None:
-            return found
-        if e.op == "-" and e.args[0].op == "num" and e.args[0].value == 1.0 and e.args[1].op == "var" \
-                and e.args[1].value == SPIKE:
-            out = not_spike
-        elif e.op == "var" and e.value == SPIKE:
-            out = 1.0 - not_spike
-        elif e.args:
-            args = tuple(go(a) for a in e.args)
-            out = e if all(a is b for a, b in zip(args, e.args)) else Expr(e.op, args, e.value)
-        else:
-            out = e
-        memo[id(e)] = out
-        return out
-
-    return go(expr)
+    complements = {
+        id(e): not_spike for e in nodes(expr)
+        if e.op == "-" and e.args[0].op == "num" and e.args[0].value == 1.0
+        and e.args[1].op == "var" and e.args[1].value == SPIKE
+    }
+    return substitute(replace_nodes(expr, complements), {SPIKE: 1.0 - not_spike})
 
 
 def _reading_not_spike(
