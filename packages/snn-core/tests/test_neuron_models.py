@@ -211,10 +211,9 @@ def test_backward_skips_the_gradient_of_a_state_nothing_reads():
 
     def live(node, spikes=True, seq=(False, False), last=(False, False), u0=(False, False)):
         cp = compiled_plan(node.neuron_config())
-        kinds = [kind != "none" for kind, _, _ in cp.tile_next.entries]
+        kinds = cp.tile_next.nonzero
         m, mm = 2, 4
-        initial = [kind != "none" for kind, _, _ in cp.initial.entries]
-        return live_states(m, 0, kinds[1 : 1 + mm], kinds[1 + mm : 1 + 2 * mm], initial, kinds[1 + 2 * mm :],
+        return live_states(m, 0, kinds[1 : 1 + mm], kinds[1 + mm : 1 + 2 * mm], cp.initial.nonzero, kinds[1 + 2 * mm :],
                            spikes, list(seq), list(last), list(u0), False, False, 0)
 
     plain = neuron.IzhikevichNode(step_mode="m")

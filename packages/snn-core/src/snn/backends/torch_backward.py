@@ -133,23 +133,19 @@ def backward(
     prep_prev = cp.previous.prepare(raw)
     prep_rec = cp.recovery.prepare(raw) if cp.recovery is not None else None
     c_shift = 0 if aligned else 1  # row t of C[t + 1] is row t + c_shift of c
-    # which coefficients are structurally non-zero
-    tile_kinds = [kind != "none" for kind, _, _ in tile_coefficients.entries]
-    ext_kinds = tile_kinds[1 + mm :] if aligned else [kind != "none" for kind, _, _ in ext_coefficients.entries]
-    initial_kinds = (
-        [kind != "none" for kind, _, _ in cp.initial.entries] if aligned and cp.initial is not None else ext_kinds[:mm]
-    )
-    fx_kinds = [kind for kind, _, _ in (tile_coefficients if aligned else ext_coefficients).entries][
-        (1 + 2 * mm if aligned else mm) :
-    ][:m]
+    # which coefficients are structurally non-zero: sg, A, then (C, d charge / dx, d charge / dp)
+    tile_nonzero = tile_coefficients.nonzero
+    ext_nonzero = tile_nonzero[1 + mm :] if aligned else ext_coefficients.nonzero
+    initial_nonzero = cp.initial.nonzero if aligned and cp.initial is not None else ext_nonzero[:mm]
     live = live_states(
-        m, fire, tile_kinds[1 : 1 + mm], ext_kinds[:mm], initial_kinds[:mm], ext_kinds[mm:],
-        grad_spikes is not None and tile_kinds[0], [gv is not None for gv in grad_seqs],
+        m, fire, tile_nonzero[1 : 1 + mm], ext_nonzero[:mm], initial_nonzero, ext_nonzero[mm:],
+        grad_spikes is not None and tile_nonzero[0], [gv is not None for gv in grad_seqs],
         [gl is not None for gl in grad_last], wanted_u0, need_learnables, need_rp, n_p,
     )
     live_indices = [j for j in range(m) if live[j]]
     # one live state with a scalar (or no) input coefficient: G lives in grad_x, scaled in place
-    solo = live_indices[0] if len(live_indices) == 1 and fx_kinds[live_indices[0]] != "tensor" else -1
+    fx_entries = tile_coefficients.entries[1 + 2 * mm :] if aligned else ext_coefficients.entries[mm:]
+    solo = live_indices[0] if len(live_indices) == 1 and fx_entries[live_indices[0]][0] != "tensor" else -1
     in_place = solo >= 0
     # else the gradient of a state whose dcharge/dx is 1 lives in grad_x (no pass to copy it)
     home = -1

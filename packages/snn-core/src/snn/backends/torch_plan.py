@@ -115,6 +115,8 @@ class Coefficients:
         )
         #: whether the program reads :data:`NOT_SPIKE` (``1 - s``) rather than the spike
         self.reads_not_spike = NOT_SPIKE in self.tensor_vars
+        #: per entry, whether it is not structurally zero
+        self.nonzero = [kind != "none" for kind, _, _ in self.entries]
         self._last: tuple[tuple[float, ...], Any] | None = None
 
     @property
@@ -271,6 +273,11 @@ def _factored_hard_reset(reset: Expr, parameters: set[str]) -> Expr:
     return reset
 
 
+def _derivatives(exprs: Sequence[Expr | None], scalar_names: tuple[str, ...], binary_vars: tuple[str, ...] = (SPIKE,)) -> Coefficients:
+    """Backward coefficients: split into tensor and factor, affine chains folded, zeros as none."""
+    return Coefficients(exprs, scalar_names, split=True, affine=True, binary_vars=binary_vars, zero_is_none=True)
+
+
 #: Operations whose value is NaN where one operand is NaN (``pow`` with a zero exponent aside).
 _NAN_PROPAGATING = frozenset({"+", "-", "*", "/", "neg", "exp", "log", "sqrt", "sigmoid", "cos", "sin", "abs", "pow"})
 
@@ -323,10 +330,7 @@ def _reading_not_spike(
     """
     if any(e is not None and SPIKE in variables(e) and not _nan_follows(e, fire_var) for e in exprs):
         return None
-    variant = Coefficients(
-        [None if e is None else _complement_spike(e) for e in exprs], scalar_names, split=True, affine=True, zero_is_none=True,
-        binary_vars=(NOT_SPIKE,),
-    )
+    variant = _derivatives([None if e is None else _complement_spike(e) for e in exprs], scalar_names, (NOT_SPIKE,))
     return variant if variant.size < than.size else None
 
 
@@ -357,8 +361,8 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
     rp_exprs = [plan.reset_p[i][k] for i in range(n) for k in range(len(plan.learnables))]
     previous = [plan.reset[i] if i in plan.initial_states_needed else None for i in range(n)]
     reset_reads_learnables = any(e is not None for e in rp_exprs)
-    tile = Coefficients([sg, *a_exprs], scalar_names, split=True, affine=True, zero_is_none=True)
-    ext = Coefficients([*c_exprs, *plan.charge_x], scalar_names, split=True, affine=True, zero_is_none=True)
+    tile = _derivatives([sg, *a_exprs], scalar_names)
+    ext = _derivatives([*c_exprs, *plan.charge_x], scalar_names)
     # C[t + 1] from row t: u[t + 1] is the reset of row t
     parameters = set(scalar_names)
     c_reads_u_only = all(e is None or variables(e) <= parameters | set(u_vars) for e in c_exprs)
@@ -366,7 +370,7 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
     # the same programs again when there is nothing to add (tile_rp is used only when the
     # reset reads learnables, ext_fp only when there are learnables)
     tile_rp = (
-        Coefficients([sg, *a_exprs, *rp_exprs], scalar_names, split=True, affine=True, zero_is_none=True) if reset_reads_learnables else tile
+        _derivatives([sg, *a_exprs, *rp_exprs], scalar_names) if reset_reads_learnables else tile
     )
     fire_var = h_vars[plan.fire_index]
     tile_next = initial = None
@@ -374,8 +378,8 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
         next_u = {u_vars[i]: _factored_hard_reset(plan.reset[i], parameters) for i in range(n)}
         c_next = [substitute(e, next_u) if e is not None else None for e in c_exprs]
         next_exprs = [sg, *a_exprs, *c_next, *plan.charge_x]
-        tile_next = Coefficients(next_exprs, scalar_names, split=True, affine=True, zero_is_none=True)
-        initial = Coefficients(c_exprs, scalar_names, split=True, affine=True, zero_is_none=True)
+        tile_next = _derivatives(next_exprs, scalar_names)
+        initial = _derivatives(c_exprs, scalar_names)
         variant = _reading_not_spike(next_exprs, fire_var, scalar_names, tile_next)
         if variant is not None:
             tile_next = variant
@@ -397,7 +401,7 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
         tile=tile,
         tile_rp=tile_rp,
         ext=ext,
-        ext_fp=Coefficients([*c_exprs, *plan.charge_x, *fp_exprs], scalar_names, split=True, affine=True, zero_is_none=True)
+        ext_fp=_derivatives([*c_exprs, *plan.charge_x, *fp_exprs], scalar_names)
         if fp_exprs else ext,
         tensor_fx=any(e is not None and not variables(e) <= set(scalar_names) for e in plan.charge_x),
         reset_reads_learnables=reset_reads_learnables,
