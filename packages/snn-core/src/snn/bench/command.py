@@ -147,7 +147,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dtypes out of float32, float16, bfloat16, float64 (default: float32)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is shown (default: 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default: 1)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed runs first (default: 2; the CPU kernels' buffer cache fills over two runs)")
     parser.add_argument("--no-reference", action="store_true", help="do not time the reference library")
     parser.add_argument("--seed", type=int, default=0, help="seeds the inputs (default: 0)")
     parser.add_argument("--threads", type=int, default=0,

@@ -296,7 +296,7 @@ def _ranges_ms(samples: list[tuple[float, float, float]]) -> tuple[tuple[float, 
 
 
 def time_neuron(
-    module: nn.Module, x_seq: torch.Tensor, grad_seq: torch.Tensor, repeats: int, warmup: int = 1
+    module: nn.Module, x_seq: torch.Tensor, grad_seq: torch.Tensor, repeats: int, warmup: int = 2
 ) -> tuple[float, float, float]:
     """Median forward, backward and inference times of a multi-step neuron layer, in ms.
 
@@ -491,7 +491,7 @@ def benchmark(
     dtypes: Sequence[str] = ("float32",),
     device: str = "cpu",
     repeats: int = 5,
-    warmup: int = 1,
+    warmup: int = 2,
     reference: bool = True,
     seed: int = 0,
     on_row: Callable[[BenchRow], None] | None = None,
@@ -508,7 +508,9 @@ def benchmark(
         dtypes: dtype names (``float32``, ``float16``, ``bfloat16``, ``float64``).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         repeats: timed runs per measurement (median reported), ``>= 1``.
-        warmup: untimed runs first, ``>= 0``.
+        warmup: untimed runs first, ``>= 0``. Two by default: the CPU kernels' buffer cache
+            (:mod:`snn.backends.memory`) holds every buffer a run needs only from the third run on,
+            as the previous run's inference spikes are still held while the next run trains.
         reference: also time the reference library when it is importable.
         seed: seeds the inputs.
         on_row: called with each row as soon as it is measured.
