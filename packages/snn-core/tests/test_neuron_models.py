@@ -279,6 +279,35 @@ def test_forward_rounds_as_the_plain_loop_float32(case):
         assert torch.equal(last[n], r_last[n]), n
 
 
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_forward_keeps_non_finite_values_as_the_plain_loop_float32(monkeypatch, case):
+    """Infinite and NaN inputs, in some column chunks only, one at the last step: states and
+    spikes bit-equal to the plain loop's, NaN where its are and ``-inf`` where its are (a hard
+    reset written as one ``torch.lerp(h, c, s)`` would turn a potential of ``-inf`` into NaN)."""
+    from snn.backends import torch_kernels
+
+    monkeypatch.setattr(torch_kernels, "TILE_ELEMENTS", 512)  # four chunks of 512 neurons
+    name = case[0]
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(16, 2048, generator=g) * 1.4 - 0.1
+    x[3, 5:9] = -math.inf
+    x[15, 600] = -math.inf  # at the last step: the last state itself
+    x[9, 1100] = math.nan
+    x[0, 1200] = math.inf
+    states = {n: torch.rand(2048, generator=g) * 0.6 - 0.2 for n in STATES[name]}
+    node = build(case, step_mode="m", store_v_seq=True)
+    k = node.k.detach().clone() if name == "klif" else None
+    with torch.no_grad():
+        spikes, last, v_seq = run_node(node, x, {n: v.clone() for n, v in states.items()}, "m")
+        sf = getattr(surrogate, case[2])()
+        r_spikes, r_last, r_seq, _ = plain_loop(name, reference_hyperparameters(case), x, dict(states), k, sf, case[3])
+    exact = {"rtol": 0.0, "atol": 0.0, "equal_nan": True}
+    assert torch.equal(spikes, r_spikes)
+    torch.testing.assert_close(v_seq, r_seq, **exact)
+    for n in STATES[name]:
+        torch.testing.assert_close(last[n], r_last[n], **exact, msg=lambda m, n=n: f"{n}: {m}")
+
+
 def check_against_plain_loop(case, dtype, step_mode):
     """The node of ``case`` against :func:`plain_loop`: spikes equal, states, ``v_seq`` and the
     gradients of a weighted loss equal up to rounding."""
