@@ -72,3 +72,20 @@ def test_unknown_function_and_dialect() -> None:
         SYMBOLIC_OPS.tanh(var())
     with pytest.raises(ValueError, match="dialect"):
         render(var(), "opencl")
+
+
+def test_float_ops_follow_ieee_where_python_raises() -> None:
+    """Parameter-only factors are evaluated on Python floats once per call: a zero or a huge
+    parameter gives the IEEE value (inf, NaN), as a tensor would, instead of an exception."""
+    from snn.expr import FLOAT_OPS, evaluate, var
+
+    k = var("k")
+    assert evaluate(1.0 / k, {"k": 0.0}, FLOAT_OPS) == math.inf
+    assert evaluate(-1.0 / k, {"k": 0.0}, FLOAT_OPS) == -math.inf
+    assert evaluate(1.0 / k, {"k": -0.0}, FLOAT_OPS) == -math.inf
+    assert math.isnan(evaluate(k / k, {"k": 0.0}, FLOAT_OPS))
+    assert evaluate(SYMBOLIC_OPS.exp(k), {"k": 1000.0}, FLOAT_OPS) == math.inf
+    for base, exponent in ((0.0, -1), (-0.0, -1), (-0.0, -2), (10.0, 400), (-10.0, 401), (-8.0, 0.5)):
+        want = float(torch.tensor(base, dtype=torch.float64) ** exponent)
+        got = evaluate(k ** exponent, {"k": base}, FLOAT_OPS)
+        assert (math.isnan(got) and math.isnan(want)) or got == want, (base, exponent, got, want)

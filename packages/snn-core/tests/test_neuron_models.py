@@ -714,24 +714,65 @@ def test_klif_k_is_a_learnable_scalar():
 
 def test_klif_k_gradient_reads_the_charged_potential_alone():
     """``d relu(k c) / dk`` is ``h / k``: 0 where the rectifier is off (``h = 0``), so no
-    selection (two operations per backward tile on the torch backend), NaN where ``h`` is, as
-    autograd's ``relu`` (which passes a gradient at a NaN result) gives; with a term without
-    ``k`` inside the rectifier the selection stays."""
-    from snn.expr import Expr, evaluate, operations, var, variables
+    selection over tensors (two operations per backward tile on the torch backend), NaN where
+    ``h`` is, as autograd's ``relu`` (which passes a gradient at a NaN result) gives, and 0 for
+    ``k = 0`` (``relu'(0) = 0``; ``h / k`` would be NaN there, and a Python float division by
+    zero raised); with a term without ``k`` inside the rectifier the selection stays."""
+    from snn.expr import FLOAT_OPS, Expr, evaluate, var, variables
     from snn.models import _scaled_parameter_derivative
 
     plan = kernel_plan(neuron.KLIFNode(step_mode="m").neuron_config())
     (coefficient,) = plan.charge_p[0]
-    assert "where" not in operations(coefficient) and variables(coefficient) == {"h_v", "p_k"}
+    # h times a factor of k alone (the selection for k = 0 is on the number, not on tensors)
+    assert coefficient.op == "*" and variables(coefficient) == {"h_v", "p_k"}
+    tensor_part, factor = coefficient.args if coefficient.args[0] == var("h_v") else coefficient.args[::-1]
+    assert tensor_part == var("h_v") and variables(factor) == {"p_k"}
     h, k = torch.tensor([0.0, 0.7, math.nan, 2.5]), 1.3
-    got = evaluate(coefficient, {"h_v": h, "p_k": k})
+    got = h * evaluate(factor, {"p_k": k}, FLOAT_OPS)  # the factor is a number per call
     c = torch.tensor([-0.4, 0.7 / k, math.nan, 2.5 / k], requires_grad=True)  # h = relu(k c)
     kk = torch.tensor(k, requires_grad=True)
     (want,) = torch.autograd.grad(torch.relu(kk * c[1:2]).sum(), [kk])
     torch.testing.assert_close(got[1], want)
     assert got[0] == 0.0 and got[2].isnan()
+    # k = 0: h = relu(0 c) = 0 and autograd's d/dk = c relu'(0) = 0
+    assert evaluate(factor, {"p_k": 0.0}, FLOAT_OPS) == 0.0
+    zero_k = torch.tensor(0.0, requires_grad=True)
+    (want_zero,) = torch.autograd.grad(torch.relu(zero_k * torch.tensor([-0.4, 0.5, 2.0])).sum(), [zero_k])
+    assert want_zero == 0.0
     shifted = _scaled_parameter_derivative(Expr("relu", (var("p_k") * var("c") + var("b"),)), "p_k", "h")
     assert shifted is not None and shifted.op == "where"
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", [("klif", {}, "Sigmoid", False, 0.0), ("klif", {"v_reset": None}, "ATan", True, 0.0)], ids=case_id)
+def test_klif_with_k_zero_matches_the_plain_loop(case, dtype, step_mode):
+    """``k = 0`` (a learnable clipped or initialised to 0): the gradients are autograd's zeros,
+    not NaN (``h / k``) or a ``ZeroDivisionError`` (the per-call factor ``1 / k``)."""
+    check_against_plain_loop(case, dtype, step_mode)
+
+
+@pytest.mark.parametrize("w", [-800.0, 800.0])
+def test_plif_with_a_saturated_sigmoid_matches_autograd(w):
+    """``sigmoid(w)`` of 0 (in double precision) or 1: the gradients are the plain loop's
+    (``dL/dw = 0``), not NaN or a ``ZeroDivisionError`` from ``g' / g``."""
+    x = torch.rand(4, 3, dtype=torch.float64) * 2
+    node = neuron.ParametricLIFNode(step_mode="m", backend="torch").to(torch.float64)
+    with torch.no_grad():
+        node.w.fill_(w)
+    x1 = x.clone().requires_grad_()
+    node(x1).sum().backward()
+    sf, wt, x2 = surrogate.Sigmoid(), torch.tensor(w, dtype=torch.float64, requires_grad=True), x.clone().requires_grad_()
+    v, total = torch.zeros(3, dtype=torch.float64), 0.0
+    for x_t in x2:
+        h = v + (x_t - v) * torch.sigmoid(wt)
+        s = sf(h - 1.0)
+        total = total + s.sum()
+        v = h * (1.0 - s)
+    total.backward()
+    assert node.w.grad is not None and wt.grad is not None
+    torch.testing.assert_close(node.w.grad, wt.grad.to(node.w.grad.dtype))
+    torch.testing.assert_close(x1.grad, x2.grad)
 
 
 def test_store_v_seq_single_step_accumulates():

@@ -204,7 +204,11 @@ class FloatOps:
     pi = math.pi
 
     @staticmethod
-    def exp(a: float) -> float: return math.exp(a)
+    def exp(a: float) -> float:
+        try:
+            return math.exp(a)
+        except OverflowError:
+            return math.inf
     @staticmethod
     def log(a: float) -> float: return math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan)
     @staticmethod
@@ -225,6 +229,29 @@ class FloatOps:
     def minimum(a: float, b: float) -> float: return min(a, b)
     @staticmethod
     def maximum(a: float, b: float) -> float: return max(a, b)
+
+    @staticmethod
+    def divide(a: float, b: float) -> float:
+        """``a / b`` as IEEE arithmetic gives it: ``+-inf`` for a non-zero number over zero, NaN
+        for ``0 / 0`` (where Python raises ``ZeroDivisionError``)."""
+        try:
+            return a / b
+        except ZeroDivisionError:
+            if a != a or a == 0:
+                return math.nan
+            return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+    @staticmethod
+    def power(a: float, exponent: float) -> float:
+        """``a ** exponent`` as IEEE ``pow`` gives it: ``+-inf`` for zero to a negative power and
+        on overflow, NaN for a negative base and a fractional exponent (Python raises or returns a
+        complex number)."""
+        odd = float(exponent).is_integer() and int(exponent) % 2 == 1
+        try:
+            result = a ** exponent
+        except (ZeroDivisionError, OverflowError):
+            return math.copysign(math.inf, a) if odd else math.inf
+        return math.nan if isinstance(result, complex) else result
 
 
 #: Evaluate derivatives on tensors.
@@ -679,7 +706,8 @@ def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
             elif op == "*":
                 out = args[0] * args[1]
             elif op == "/":
-                out = args[0] / args[1]
+                divide = getattr(math_ops, "divide", None)
+                out = divide(args[0], args[1]) if divide is not None else args[0] / args[1]
             elif op == "<":
                 out = args[0] < args[1]
             elif op == "<=":
@@ -691,7 +719,8 @@ def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
             elif op == "and":
                 out = args[0] & args[1]
             elif op == "pow":
-                out = args[0] ** e.value
+                power = getattr(math_ops, "power", None)
+                out = power(args[0], e.value) if power is not None else args[0] ** e.value
             elif op == "where":
                 out = math_ops.where(*args)
             else:

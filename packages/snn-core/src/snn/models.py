@@ -123,7 +123,10 @@ def check_hyperparameter(name: str, kind: str, value: Any) -> float | bool | Non
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or isinstance(value, torch.Tensor):
         expected = "None or a real number" if kind == "optional_real" else "a real number"
         raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if kind == "positive" and not number > 0.0:
@@ -587,18 +590,36 @@ def _additive_terms(expr: Expr, sign: float = 1.0) -> list[tuple[float, Expr]]:
     return [(sign, expr)]
 
 
-def _scaled_parameter_derivative(charge: Expr, param: str, h_name: str) -> Expr | None:
+def _vanishes_with_derivative(g: Expr) -> bool:
+    """Whether ``g' = 0`` wherever ``g = 0`` (``sigmoid`` and ``exp`` of anything, times a
+    number): positive in exact arithmetic, they reach 0 only by underflow, and their derivative
+    (``g (1 - g)``, ``g``, times the inner derivative) then does too."""
+    if g.op in ("sigmoid", "exp"):
+        return True
+    if g.op == "*":
+        a, b = g.args
+        return (a.op == "num" and _vanishes_with_derivative(b)) or (b.op == "num" and _vanishes_with_derivative(a))
+    return False
+
+
+def _scaled_parameter_derivative(charge: Expr, param: str, h_name: str, under_relu: bool = False) -> Expr | None:
     """``d charge / d param`` without the input, when ``charge = A + B g(param)`` (or ``relu`` of it).
 
     If exactly one additive term of ``charge`` depends on ``param`` and it is ``B * g`` with
     ``g`` a function of ``param`` alone and ``B`` free of it, then ``B = (h - A) / g`` and the
     derivative ``B g'`` is ``(h - A) g' / g``, which reads the charged value ``h`` instead of
     the input ``x`` inside ``B`` (PLIF: ``(h - v) (1 - k)``). ``None`` when the shape differs.
+
+    Where ``g`` is 0 (a KLIF ``k`` of 0, a PLIF ``sigmoid(w)`` that underflows) ``B`` cannot be
+    read from ``h``: the factor ``g' / g`` is then taken as 0, which is the derivative when ``g``
+    sits under a ``relu`` (``under_relu``: ``relu'(0) = 0``) or when ``g'`` vanishes with ``g``
+    (:func:`_vanishes_with_derivative`); for other ``g`` the rule does not apply (``None``).
     """
     if charge.op == "relu":
         # relu(A + B g): where h > 0, h is the inner value, so the rule above applies there;
-        # elsewhere the gradient is 0 (autograd's relu passes it where the result is > 0)
-        inner = _scaled_parameter_derivative(charge.args[0], param, h_name)
+        # elsewhere the gradient is 0 (autograd's relu passes it where the result is > 0),
+        # also where g = 0 (B g = 0 there, and relu'(0) = 0)
+        inner = _scaled_parameter_derivative(charge.args[0], param, h_name, under_relu=True)
         if inner is None:
             return None
         if all(param in variables(t) for _, t in _additive_terms(charge.args[0])):
@@ -625,9 +646,12 @@ def _scaled_parameter_derivative(charge: Expr, param: str, h_name: str) -> Expr 
                     continue
                 signed = other if other_sign > 0 else -other
                 rest = signed if rest is None else rest + signed
+            if not (under_relu or _vanishes_with_derivative(scale)):
+                return None
             h_minus_rest = var(h_name) if rest is None else var(h_name) - rest
             # d/dp = sign F g' and F g = sign (h - rest), so d/dp = (h - rest) g' / g either way
-            return simplify(h_minus_rest * (g_prime / scale))
+            ratio = Expr("where", (Expr("abs", (scale,)) > 0.0, g_prime / scale, Expr("num", (), 0.0)))
+            return simplify(h_minus_rest * ratio)
     return None
 
 
