@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from snn import functional
+from snn import functional, neuron
 from snn.functional import misc
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +164,38 @@ def test_set_threshold_margin_validation() -> None:
         functional.set_threshold_margin(Thresholded(), [[0, 1]])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="threshold1: expected a real number"):
         functional.set_threshold_margin(Thresholded(), torch.zeros(1, 2), threshold1="high")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    for name in ("eval_threshold", "threshold0", "threshold1"):
+        for value in (float("nan"), float("inf"), -float("inf"), 10**400):
+            layer = Thresholded()
+            with pytest.raises(ValueError, match=f"{name}: expected a finite number"):
+                functional.set_threshold_margin(layer, torch.zeros(1, 2), **{name: value})
+            assert layer.v_threshold == 1.0  # unchanged
+
+
+def test_set_threshold_margin_threshold_must_fit_the_input_step() -> None:
+    node = neuron.LIFNode()
+    functional.set_threshold_margin(node, torch.eye(3)[:2])  # a [2, 3] threshold
+    with pytest.raises(ValueError, match=r"LIFNode: v_threshold has shape \(2, 3\).*input step's shape \(3,\)"):
+        node(torch.full((3,), 2.0))
+    assert node.v == 0.0  # no state was written
+    with pytest.raises(ValueError, match=r"v_threshold has shape \(2, 3\).*\(4, 3\)"):
+        node(torch.ones(4, 3))
+    node.step_mode = "m"
+    with pytest.raises(ValueError, match=r"v_threshold has shape \(2, 3\).*\(4, 3\)"):
+        node(torch.ones(5, 4, 3))
+    functional.reset_net(node)
+    x_seq = torch.full((5, 2, 3), 1.0)
+    out = node(x_seq)  # [T, B, C] with the labels' [B, C]: fine
+    # plain loop (tau = 2, hard reset to 0): 0.9 on the other classes, 1.1 on the true one
+    threshold = torch.where(torch.eye(3)[:2] == 1, 1.1, 0.9)
+    v, expected = torch.zeros(2, 3), []
+    for x in x_seq:
+        h = v + (x - v) / 2.0
+        spike = (h >= threshold).float()
+        v = h * (1.0 - spike)
+        expected.append(spike)
+    assert torch.equal(out, torch.stack(expected))
+    assert out[:, 0, 0].sum() == 0 and out[:, 0, 1].sum() > 0  # the margin matters here
 
 
 # ---------------------------------------------------------------------------------------------

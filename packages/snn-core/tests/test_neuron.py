@@ -160,6 +160,10 @@ def test_state_is_cast_to_input_dtype():
         (lambda: neuron.IFNode(v_threshold=True), TypeError, "v_threshold"),
         (lambda: neuron.IFNode(v_threshold="1"), TypeError, "v_threshold"),
         (lambda: neuron.IFNode(v_threshold=float("nan")), ValueError, "v_threshold"),
+        # ints beyond the float range: ValueError, not float()'s OverflowError
+        (lambda: neuron.IFNode(v_threshold=10**400), ValueError, "v_threshold: expected a finite number"),
+        (lambda: neuron.LIFNode(tau=10**400), ValueError, "tau: expected a finite number"),
+        (lambda: neuron.QIFNode(a0=-(10**400)), ValueError, "a0: expected a finite number"),
         (lambda: neuron.IFNode(v_reset="0"), TypeError, "v_reset"),
         (lambda: neuron.IFNode(detach_reset=1), TypeError, "detach_reset"),
         (lambda: neuron.IFNode(store_v_seq=None), TypeError, "store_v_seq"),

@@ -40,7 +40,13 @@ def _require_int(value: Any, function: str, name: str, minimum: int) -> int:
 def _require_real(value: Any, function: str, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{function}: {name}: expected a real number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{function}: {name}: expected a finite number, got {value!r}")
+    return number
 
 
 def set_threshold_margin(
@@ -67,6 +73,7 @@ def set_threshold_margin(
     Raises:
         TypeError: ``output_layer`` has no ``v_threshold``, ``label_one_hot`` is not a tensor,
             or a threshold is not a real number.
+        ValueError: a threshold is NaN or infinite (as the neurons' own ``v_threshold``).
     """
     fn = "set_threshold_margin"
     if not isinstance(output_layer, nn.Module) or not hasattr(output_layer, "v_threshold"):

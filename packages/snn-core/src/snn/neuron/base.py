@@ -47,7 +47,10 @@ def check_real(name: str, value: Any) -> float:
     """``value`` as a finite float (``bool`` refused); raises ``TypeError`` / ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     return number
@@ -357,6 +360,7 @@ class BaseNode(MemoryModule):
         config = self._kernel_config()
         if config is None:
             self._require_torch_backend()
+            self._check_tensor_hyperparameters(x.shape)
             self._set_states(states)
             spike = self._autograd_step(x)
         else:
@@ -378,6 +382,26 @@ class BaseNode(MemoryModule):
         spike = self.neuronal_fire()
         self.neuronal_reset(spike)
         return spike
+
+    def _check_tensor_hyperparameters(self, step: torch.Size) -> None:
+        """Raise ``ValueError`` when a tensor hyper-parameter (a per-sample threshold from
+        ``snn.functional.set_threshold_margin``) does not broadcast to the shape of one step."""
+        model = type(self).model
+        names = ("v_threshold",) if model is None else model.hyperparameter_names
+        for name in names:
+            value = getattr(self, name, None)
+            if not isinstance(value, torch.Tensor):
+                continue
+            try:
+                fits = torch.broadcast_shapes(value.shape, step) == step
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise ValueError(
+                    f"{type(self).__name__}: {name} has shape {tuple(value.shape)}, which does not broadcast "
+                    f"to the input step's shape {tuple(step)} (a threshold from "
+                    "snn.functional.set_threshold_margin has the labels' shape [B, C])"
+                )
 
     def _require_torch_backend(self) -> None:
         if self._backend not in ("torch", "auto"):
@@ -406,6 +430,7 @@ class BaseNode(MemoryModule):
         store = self.store_v_seq
         if config is None:
             self._require_torch_backend()
+            self._check_tensor_hyperparameters(x_seq.shape[1:])
             self._set_states(states)
             spikes, potentials = [], []
             fire_name = self._state_names()[self._fire_index()]

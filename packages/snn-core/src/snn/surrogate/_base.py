@@ -62,7 +62,10 @@ def check_real(owner: str, name: str, value: Any) -> float:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{owner}: {name}: expected a real number, got {type(value).__name__} {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{owner}: {name}: expected a finite number, got {value!r}")
     return number
