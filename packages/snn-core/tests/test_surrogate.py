@@ -431,6 +431,7 @@ def test_spec_follows_attribute_changes():
         (lambda: surrogate.NonzeroSignLogAbs(alpha=0.0), ValueError, "alpha"),
         (lambda: surrogate.SquarewaveFourierSeries(n=2.5), TypeError, "n"),
         (lambda: surrogate.SquarewaveFourierSeries(n=0), ValueError, "n"),
+        (lambda: surrogate.Sigmoid(alpha=10**400), ValueError, "Sigmoid: alpha: expected a finite number"),
         (lambda: surrogate.SquarewaveFourierSeries(T_period=0.0), ValueError, "T_period"),
         (lambda: surrogate.Sigmoid(spiking="yes"), TypeError, "spiking"),
         # a negative (or zero) scale would flip (or kill) the gradient silently
@@ -566,3 +567,25 @@ def test_matches_reference_library(name, spiking):
     yb.sum().backward()
     torch.testing.assert_close(yb, ya.to(yb.dtype), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(b.grad, a.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_squarewave_fourier_series_with_many_terms_runs_in_a_kernel() -> None:
+    """The derivative's terms are summed pairwise: a neuron kernel compiles for large ``n``
+    (a left-to-right sum of 600 terms exceeded Python's recursion limit), and its gradient is
+    the series summed in float64."""
+    from snn import neuron
+
+    n, period = 700, 8.0
+    node = neuron.LIFNode(surrogate_function=surrogate.SquarewaveFourierSeries(n=n, T_period=period), step_mode="m")
+    x = torch.tensor([[0.3, 2.5], [1.4, 0.2]], dtype=torch.float64, requires_grad=True)
+    node(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    # the first step's surrogate gradient on the potential (h = x / 2, v_threshold 1), through
+    # one step: d spike_0 / d x_0 = g(h_0 - 1) / 2 plus what later steps add; compare g itself
+    h = torch.tensor([0.15, 1.25], dtype=torch.float64)
+    omega = 2.0 * math.pi / period
+    reference = sum(torch.cos((2 * i - 1) * omega * (h - 1.0)) for i in range(1, n)) * (4.0 / period)
+    sf = surrogate.SquarewaveFourierSeries(n=n, T_period=period)
+    v = (h - 1.0).clone().requires_grad_(True)
+    sf(v).sum().backward()
+    torch.testing.assert_close(v.grad, reference)

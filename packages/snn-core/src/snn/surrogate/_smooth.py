@@ -203,6 +203,9 @@ class SquarewaveFourierSeries(SurrogateFunctionBase):
     ``g(x) = 4/T·Σ_{i=1}^{n−1} cos((2i−1)ωx)``,
     ``f(x) = 1/2 + 2/π·Σ_{i=1}^{n−1} sin((2i−1)ωx)/(2i−1)``.
 
+    The terms of ``g`` are summed pairwise (SpikingJelly sums them in order; the two can differ
+    in the last bits for ``n >= 4``), so that kernels of any ``n`` compile.
+
     Args:
         n: number of terms plus one, an integer ``>= 1`` (default 2; ``n = 1`` gives ``g = 0``).
         T_period: period of the square wave, ``> 0`` (default 8).
@@ -227,10 +230,13 @@ class SquarewaveFourierSeries(SurrogateFunctionBase):
         terms = [ops.cos(((2 * i - 1) * omega) * x) for i in range(1, int(n))]
         if not terms:
             return 0.0
-        total = terms[0]
-        for term in terms[1:]:
-            total = total + term
-        return (4.0 / T_period) * total
+        # summed pairwise: an expression of depth log2(n), not n (kernels compile it recursively)
+        while len(terms) > 1:
+            paired = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+            if len(terms) % 2:
+                paired.append(terms[-1])
+            terms = paired
+        return (4.0 / T_period) * terms[0]
 
     @staticmethod
     def primitive(x: torch.Tensor, n: Number = 2, T_period: Number = 8.0) -> torch.Tensor:
