@@ -147,6 +147,31 @@ def test_spike_similar_loss_bce_linear_identical_rows_stay_in_range() -> None:
     assert torch.isfinite(loss)
 
 
+def test_spike_similar_loss_bce_refuses_similarities_outside_the_unit_interval() -> None:
+    labels = torch.eye(3)
+    binary = torch.tensor([[1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    # polynomial similarities of binary spikes reach (3 . 3)^2 = 9
+    with pytest.raises(ValueError, match=r"loss_type: 'bce' needs similarities in \[0, 1\].*'polynomial'.*\[0, 9\]"):
+        functional.spike_similar_loss(binary, labels, "polynomial", "bce", 2)
+    # a negative cosine (mixed-sign values) with the linear kernel
+    with pytest.raises(ValueError, match=r"'bce' needs similarities in \[0, 1\].*'linear'"):
+        functional.spike_similar_loss(binary - 0.5, labels, "linear", "bce")
+    # the same inputs are fine for the other losses
+    assert torch.isfinite(functional.spike_similar_loss(binary - 0.5, labels, "linear", "mse"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_kernel_dot_product_gaussian_half_types_against_float32(dtype: torch.dtype) -> None:
+    x = (torch.rand(5, 8) > 0.5).to(dtype)
+    y = (torch.rand(5, 8) > 0.5).to(dtype)
+    k = functional.kernel_dot_product(x, y, "gaussian", 2.0)
+    assert k.dtype == dtype
+    expected = torch.exp(-((x.float()[:, None, :] - y.float()[None, :, :]) ** 2).sum(-1) / 8.0)
+    torch.testing.assert_close(k.float(), expected, atol=1e-2, rtol=1e-2)
+    loss = functional.spike_similar_loss(x, torch.eye(5), "gaussian", "mse", 2.0)
+    assert loss.dtype == dtype and torch.isfinite(loss)
+
+
 def test_spike_similar_loss_validation() -> None:
     spikes = torch.rand(3, 4)
     labels = torch.eye(3)

@@ -55,7 +55,8 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
         x: ``[N, M]`` floating tensor.
         y: ``[N', M]`` floating tensor, same dtype and device as ``x``.
         kernel: one of ``'linear'``, ``'polynomial'``, ``'sigmoid'``, ``'gaussian'``.
-        *args: the kernel's parameter (see above).
+        *args: the kernel's parameter (see above); further arguments are ignored, as the
+            reference ignores them.
 
     Returns:
         ``[N, N']`` tensor in the dtype of ``x``; differentiable.
@@ -105,9 +106,11 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
             f"{fn}: y: kernel='gaussian' expects as many rows as x ({x.shape[0]}), got {y.shape[0]}"
         )
     # torch.cdist: direct differences for small inputs, the matrix-product expansion (clamped at
-    # 0, exact for binary spikes) for large ones.
-    distance = torch.cdist(x, y, p=2.0).square()
-    return torch.exp(distance / (-2.0 * sigma * sigma))
+    # 0, exact for binary spikes) for large ones. Half types are measured in float32 (the CPU
+    # has no half cdist) and the kernel cast back.
+    wide = x.dtype in (torch.float16, torch.bfloat16)
+    distance = (torch.cdist(x.float(), y.float(), p=2.0) if wide else torch.cdist(x, y, p=2.0)).square()
+    return torch.exp(distance / (-2.0 * sigma * sigma)).to(x.dtype)
 
 
 def spike_similar_loss(
@@ -136,7 +139,9 @@ def spike_similar_loss(
 
     Raises:
         TypeError: non-tensor inputs or non-floating ``spikes``.
-        ValueError: wrong shapes, unknown ``kernel_type`` or ``loss_type``.
+        ValueError: wrong shapes, unknown ``kernel_type`` or ``loss_type``; ``'bce'`` with
+            similarities outside ``[0, 1]`` (the reference fails inside
+            ``binary_cross_entropy``).
     """
     fn = "spike_similar_loss"
     _require_tensor(spikes, fn, "spikes")
@@ -166,7 +171,22 @@ def spike_similar_loss(
         return F.mse_loss(similarity, target)
     if loss_type == "l1":
         return F.l1_loss(similarity, target)
+    if kernel_type in ("linear", "polynomial"):  # the others stay in [0, 1]; this check syncs
+        _check_unit_interval(similarity, fn, kernel_type)
     return F.binary_cross_entropy(similarity, target)
+
+
+def _check_unit_interval(similarity: torch.Tensor, fn: str, kernel_type: str) -> None:
+    """Raise ``ValueError`` unless every similarity is in ``[0, 1]`` (what ``'bce'`` reads)."""
+    if similarity.numel() == 0:
+        return
+    low, high = float(similarity.detach().min()), float(similarity.detach().max())
+    if not (low >= 0.0 and high <= 1.0):  # NaN fails too
+        raise ValueError(
+            f"{fn}: loss_type: 'bce' needs similarities in [0, 1], but kernel_type={kernel_type!r} gave "
+            f"values in [{low:g}, {high:g}]; use 'mse' or 'l1', or a kernel bounded in [0, 1] "
+            "('sigmoid', 'gaussian'; 'linear' with non-negative spikes)"
+        )
 
 
 def _layout_hint(x_seq: torch.Tensor, target: torch.Tensor) -> str:
