@@ -159,7 +159,7 @@ def test_t_last_multi_step_forward_rejects_empty_time() -> None:
 # -- chunk_multi_step_forward ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("split_size", [3, [3, 3, 1], (2, 5)])
+@pytest.mark.parametrize("split_size", [3, [3, 3, 1], (2, 5), torch.tensor(3), [torch.tensor(3), 3, 1]])
 def test_chunk_multi_step_forward_equals_unsplit_forward(split_size: object) -> None:
     x_seq = torch.randn(7, 2, 3)
     chunked = LeakyTrace()
@@ -167,7 +167,7 @@ def test_chunk_multi_step_forward_equals_unsplit_forward(split_size: object) -> 
     out = chunk_multi_step_forward(split_size, x_seq, chunked)
     expected = whole(x_seq)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
-    sizes = [3, 3, 1] if split_size == 3 else list(split_size)  # type: ignore[call-overload]  # a sequence of sizes in this branch
+    sizes = [3, 3, 1] if isinstance(split_size, (int, torch.Tensor)) else [int(n) for n in split_size]  # type: ignore[attr-defined]  # a sequence of sizes in this branch
     assert chunked.seen_lengths == sizes
 
 

@@ -20,6 +20,7 @@ callable, or a list / tuple of callables applied one after another.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -210,18 +211,34 @@ def t_last_multi_step_forward(x_seq: torch.Tensor, single_step_module: ModuleSpe
     return _join(outputs, -1, torch.stack, "single_step_module")
 
 
+def _integer_or_none(value: Any) -> int | None:
+    """``value`` as an int (``operator.index``; bools refused), or ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _check_split_size(split_size: Any, steps: int) -> int | list[int]:
     if isinstance(split_size, bool):
         raise TypeError(
             f"split_size: expected a positive int or a list of positive ints, got {split_size!r}"
         )
-    if isinstance(split_size, int):
-        if split_size <= 0:
-            raise ValueError(f"split_size: expected a positive int, got {split_size}")
-        return split_size
+    if not isinstance(split_size, (list, tuple)):
+        try:  # int, NumPy and 0-dim integer tensors
+            size = operator.index(split_size)
+        except TypeError:
+            size = None
+        if size is not None:
+            if size <= 0:
+                raise ValueError(f"split_size: expected a positive int, got {size}")
+            return size
     if isinstance(split_size, (list, tuple)):
-        sizes = list(split_size)
-        if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+        given = [_integer_or_none(s) for s in split_size]
+        sizes = [s for s in given if s is not None and s > 0]
+        if not sizes or len(sizes) != len(given):
             raise ValueError(
                 f"split_size: expected a non-empty list of positive ints, got {split_size!r}"
             )
