@@ -134,6 +134,11 @@ def test_fptt_errors_name_the_problem() -> None:
                                         [torch.zeros(2, 1), w_ra[1]])
     with pytest.raises(ValueError, match="target_seq.*at least 3"):
         functional.fptt_online_training(model, optimizer, FPTT_X, FPTT_TARGET[:2], F.mse_loss, 0.5, w_ra)
+    before = [p.detach().clone() for p in model.parameters()]
+    for target in (None, 3.0):
+        with pytest.raises(TypeError, match="target_seq: expected a sequence or tensor with one target per step"):
+            functional.fptt_online_training(model, optimizer, FPTT_X, target, F.mse_loss, 0.5, w_ra)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     with pytest.raises(TypeError, match="w_ra"):
         learner.train_sequence(model, optimizer, FPTT_X, FPTT_TARGET, F.mse_loss, state=tuple(w_ra), alpha=0.5)
     with pytest.raises(TypeError, match="w_ra"):

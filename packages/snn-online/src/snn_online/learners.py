@@ -361,6 +361,11 @@ class FPTTLearner(OnlineLearner):
             what = f"shape {tuple(x_seq.shape)}" if isinstance(x_seq, torch.Tensor) else type(x_seq).__name__
             raise TypeError(f"x_seq: expected a time-first tensor [T, N, *], got {what}")
         steps = x_seq.shape[0]
+        if not hasattr(target_seq, "__getitem__"):
+            raise TypeError(
+                f"target_seq: expected a sequence or tensor with one target per step of x_seq, "
+                f"got {type(target_seq).__name__}"
+            )
         try:
             available = len(target_seq)
         except TypeError:
