@@ -459,3 +459,21 @@ def test_surrogate_class_instead_of_instance_is_refused_at_construction(cls):
         cls(surrogate_function=surrogate.ATan)
     with pytest.raises(TypeError, match="surrogate_function: expected an snn.surrogate function or a callable"):
         cls(surrogate_function=int)
+
+
+def test_setting_store_v_seq_forgets_the_kept_sequence():
+    """As SpikingJelly's setter: assigning ``store_v_seq`` (either value) drops ``v_seq``."""
+    node = neuron.LIFNode(step_mode="m", store_v_seq=True)
+    node(torch.rand(4, 3))
+    assert node.v_seq is not None and node.v_seq.shape == (4, 3)
+    node.store_v_seq = False
+    assert node.v_seq is None and node.store_v_seq is False
+    node(torch.rand(4, 3))
+    assert node.v_seq is None  # not written while off
+    node.store_v_seq = True
+    node(torch.rand(2, 3))
+    assert node.v_seq is not None and node.v_seq.shape == (2, 3)
+    node.store_v_seq = True
+    assert node.v_seq is None
+    with pytest.raises(TypeError, match="store_v_seq: expected a bool"):
+        node.store_v_seq = 1  # type: ignore[assignment]  # a wrong type on purpose: the error is under test

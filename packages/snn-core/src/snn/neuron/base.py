@@ -148,14 +148,25 @@ class BaseNode(MemoryModule):
         self.v_reset: float | None = None if v_reset is None else check_real("v_reset", v_reset)
         self.detach_reset = check_flag("detach_reset", detach_reset)
         self.surrogate_function = _check_surrogate(surrogate_function)
-        self.store_v_seq = check_flag("store_v_seq", store_v_seq)
-        self.register_memory("v", 0.0 if self.v_reset is None else self.v_reset)
         self.v_seq: torch.Tensor | None = None
+        self.store_v_seq = store_v_seq
+        self.register_memory("v", 0.0 if self.v_reset is None else self.v_reset)
         self._config_cache: tuple[Any, NeuronConfig] | None = None
         self._dispatch = KernelDispatch()
         self._backend = "torch"
         if backend != "torch":
             self.backend = backend
+
+    @property
+    def store_v_seq(self) -> bool:
+        """Whether forward passes keep the post-reset potentials in ``v_seq``. Setting it (to
+        either value) forgets the ``v_seq`` kept so far, as SpikingJelly does."""
+        return self._store_v_seq
+
+    @store_v_seq.setter
+    def store_v_seq(self, value: bool) -> None:
+        self._store_v_seq = check_flag("store_v_seq", value)
+        self.v_seq = None
 
     def register_model_states(self) -> None:
         """Register every state of :attr:`model` that is not a memory yet, at its initial value
