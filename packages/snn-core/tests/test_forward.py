@@ -330,3 +330,9 @@ def test_forward_helpers_propagate_gradients() -> None:
         (grad,) = torch.autograd.grad(helper(x_seq, linear).sum(), x_seq)
         expected = linear.weight.sum(0).expand(4, 2, 3)
         torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("returned", [None, 3.0, (torch.zeros(2), None)], ids=["none", "float", "tuple-with-none"])
+def test_t_last_seq_to_ann_forward_names_a_module_returning_no_tensor(returned: object) -> None:
+    with pytest.raises(TypeError, match="stateless_module: expected the module to return a torch.Tensor or a tuple of tensors"):
+        t_last_seq_to_ann_forward(torch.randn(2, 3, 4), lambda x: returned)

@@ -392,10 +392,23 @@ def t_last_seq_to_ann_forward(
         ``[N, *out, T]``, or a tuple of such tensors when the module returns a tuple.
 
     Raises:
-        TypeError: ``x_seq`` is not a tensor or a module is not callable.
+        TypeError: ``x_seq`` is not a tensor, a module is not callable, or the module returns
+            something other than a tensor or a tuple of tensors.
         ValueError: ``x_seq`` is 0-dimensional.
     """
     _check_tensor(x_seq, "x_seq", 1, "[N, *, T]")
     callables = _as_callables(stateless_module, "stateless_module")
-    step = functools.partial(_apply, callables=callables)
+    step = functools.partial(_apply_returning_tensors, callables=callables)
     return torch.vmap(step, in_dims=-1, out_dims=-1)(x_seq)
+
+
+def _apply_returning_tensors(x: torch.Tensor, callables: tuple[Callable[..., Any], ...]) -> Any:
+    """:func:`_apply`, raising the helpers' ``TypeError`` for an output that is not a tensor
+    or a tuple of tensors (which :func:`torch.vmap` would report about its own wrapper)."""
+    y = _apply(x, callables)
+    if isinstance(y, torch.Tensor) or (isinstance(y, tuple) and all(isinstance(i, torch.Tensor) for i in y)):
+        return y
+    raise TypeError(
+        "stateless_module: expected the module to return a torch.Tensor or a tuple of tensors, "
+        f"got {type(y).__name__}"
+    )
