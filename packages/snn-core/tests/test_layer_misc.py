@@ -260,3 +260,24 @@ def test_ws_linear_equals_linear_with_the_standardized_weight() -> None:
     assert repr(layer.WSLinear(4, 2)) == (
         "WSLinear(in_features=4, out_features=2, bias=True, step_mode=s, gain=True, eps=0.0001)"
     )
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_delay_queue_is_cut_by_detach_net_and_converted_by_to(step_mode: str) -> None:
+    """The queue is a list memory: ``detach_net`` cuts its tensors (truncated BPTT over windows
+    needs it) and ``.to()`` / ``.double()`` convert them."""
+    delay = layer.Delay(2, step_mode=step_mode)
+    w = nn.Parameter(torch.ones(4))
+    outputs = []
+    for _ in range(2):
+        x = torch.arange(12.0).view(3, 4) * w
+        y = delay(x) if step_mode == "m" else torch.stack([delay(x[t]) for t in range(3)])
+        y.sum().backward()  # the second window reads the first window's queue
+        functional.detach_net(delay)
+        assert all(not item.requires_grad for item in delay.queue)
+        outputs.append(y.detach())
+    assert torch.equal(outputs[1][:2], torch.arange(12.0).view(3, 4)[1:])  # the carried steps
+    delay.double()
+    assert all(item.dtype == torch.float64 for item in delay.queue)
+    out = delay(torch.zeros(3, 4, dtype=torch.float64)) if step_mode == "m" else delay(torch.zeros(4, dtype=torch.float64))
+    assert out.dtype == torch.float64

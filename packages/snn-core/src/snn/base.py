@@ -79,6 +79,16 @@ class MultiStepModule(StepModule):
         return ("m",)
 
 
+def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``fn`` of a tensor memory, or of each tensor in a list / tuple memory (a delay line's
+    queue); other values unchanged."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (list, tuple)) and any(isinstance(item, torch.Tensor) for item in value):
+        return type(value)(fn(item) if isinstance(item, torch.Tensor) else item for item in value)
+    return value
+
+
 class MemoryModule(nn.Module, StepModule):
     """Base of every stateful module.
 
@@ -159,13 +169,16 @@ class MemoryModule(nn.Module, StepModule):
                 self._memories[name] = copy.deepcopy(reset_value)
 
     def detach(self) -> None:
-        """Cut every tensor memory from the autograd graph (truncated BPTT); in place where possible."""
+        """Cut every tensor memory, and the tensors of list / tuple memories, from the autograd
+        graph (truncated BPTT); tensors in place where possible."""
         for name, value in self._memories.items():
             if isinstance(value, torch.Tensor):
                 try:
                     value.detach_()
                 except RuntimeError:
                     self._memories[name] = value.detach()
+            else:
+                self._memories[name] = _map_tensors(value, torch.Tensor.detach)
 
     def memories(self) -> Iterator[Any]:
         """The current memory values."""
@@ -208,16 +221,13 @@ class MemoryModule(nn.Module, StepModule):
         cannot be deep-copied by torch; its value is what a copy needs.
         """
         state = self.__dict__.copy()
-        state["_memories"] = {
-            k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in self._memories.items()
-        }
+        state["_memories"] = {k: _map_tensors(v, torch.Tensor.detach) for k, v in self._memories.items()}
         return state
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> MemoryModule:
         super()._apply(fn, recurse)
         for name, value in self._memories.items():
-            if isinstance(value, torch.Tensor):
-                self._memories[name] = fn(value)
+            self._memories[name] = _map_tensors(value, fn)
         return self
 
     def _replicate_for_data_parallel(self) -> MemoryModule:
@@ -257,7 +267,16 @@ class MemoryModule(nn.Module, StepModule):
         raise NotImplementedError(f"{type(self).__name__} does not implement single_step_forward")
 
     def multi_step_forward(self, x_seq: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        """A sequence ``[T, N, *]``: by default :meth:`single_step_forward` looped over time and stacked."""
+        """A sequence ``[T, N, *]``: by default :meth:`single_step_forward` looped over time and stacked.
+
+        Raises:
+            TypeError: ``x_seq`` is not a tensor.
+            ValueError: ``x_seq`` has no time dimension or ``T = 0``.
+        """
+        if not isinstance(x_seq, torch.Tensor):
+            raise TypeError(f"x_seq: expected a torch.Tensor [T, N, *], got {type(x_seq).__name__}")
+        if x_seq.dim() == 0 or x_seq.shape[0] == 0:
+            raise ValueError(f"x_seq: expected shape [T, N, *] with T >= 1, got {tuple(x_seq.shape)}")
         outputs = [self.single_step_forward(x_seq[t], *args, **kwargs) for t in range(x_seq.shape[0])]
         return torch.stack(outputs)
 

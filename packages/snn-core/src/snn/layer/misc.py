@@ -303,13 +303,5 @@ class Delay(MemoryModule):
         self.queue = list(history[max(history.shape[0] - d, 0):].unbind(0))
         return padded[: x_seq.shape[0]]
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle / deepcopy support: queued tensors are stored detached."""
-        state = super().__getstate__()
-        memories = dict(state["_memories"])
-        memories["queue"] = [x.detach() for x in memories["queue"]]
-        state["_memories"] = memories
-        return state
-
     def extra_repr(self) -> str:
         return f"delay_steps={self._delay_steps}, step_mode={self.step_mode}"

@@ -28,6 +28,14 @@ def _check_sub_module(sub_module: Any) -> None:
     check_single_step_children([("sub_module", sub_module)])
 
 
+def _reset_hint(module: nn.Module, state_shape: torch.Size, step_shape: torch.Size) -> ValueError:
+    return ValueError(
+        f"{type(module).__name__}: the state y has shape {list(state_shape)} but the input step has shape "
+        f"{list(step_shape)} (did the batch size change?); call snn.functional.reset_net(net) before "
+        "feeding inputs of a new shape"
+    )
+
+
 class ElementWiseRecurrentContainer(MemoryModule):
     """Element-wise recurrence: ``y[t] = sub_module(f(y[t-1], x[t]))`` with ``y[-1] = 0``.
 
@@ -75,9 +83,18 @@ class ElementWiseRecurrentContainer(MemoryModule):
         self.register_memory("y", None)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One step: ``x`` ``[N, *]`` -> ``y`` ``[N, *]``."""
+        """One step: ``x`` ``[N, *]`` -> ``y`` ``[N, *]``.
+
+        Raises:
+            TypeError: ``x`` is not a tensor.
+            ValueError: the previous output has another shape (call ``reset_net``).
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor [N, *], got {type(x).__name__}")
         if self.y is None:
             self.y = torch.zeros_like(x)
+        elif self.y.shape != x.shape:
+            raise _reset_hint(self, self.y.shape, x.shape)
         self.y = self.sub_module(self.element_wise_function(self.y, x))
         return self.y
 
@@ -141,9 +158,13 @@ class LinearRecurrentContainer(MemoryModule):
         """One step: ``x`` ``[N, *, in_features]`` -> ``y`` ``[N, *, out_features]``.
 
         Raises:
-            ValueError: ``x``'s last dimension is not ``in_features``, or ``sub_module``'s
-                output's last dimension is not ``out_features``.
+            TypeError: ``x`` is not a tensor.
+            ValueError: ``x``'s last dimension is not ``in_features``, ``sub_module``'s
+                output's last dimension is not ``out_features``, or the previous output was
+                for inputs of another shape (call ``reset_net``).
         """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor [N, *, {self.in_features}], got {type(x).__name__}")
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"x: expected shape [N, *, {self.in_features}] (in_features = {self.in_features}), "
@@ -151,6 +172,8 @@ class LinearRecurrentContainer(MemoryModule):
             )
         if self.y is None:
             self.y = torch.zeros(*x.shape[:-1], self.out_features, dtype=x.dtype, device=x.device)
+        elif self.y.shape[:-1] != x.shape[:-1]:
+            raise _reset_hint(self, self.y.shape, x.shape)
         y = self.sub_module(self.rc(torch.cat((x, self.y), dim=-1)))
         if y.dim() == 0 or y.shape[-1] != self.out_features:
             raise ValueError(
