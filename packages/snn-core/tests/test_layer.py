@@ -619,3 +619,40 @@ def test_element_wise_recurrent_container_with_if_neuron() -> None:
         v = (1 - s) * h
         expected.append(s)
     assert torch.equal(net(x_seq), torch.stack(expected))
+
+
+@pytest.mark.parametrize("kind", ["element_wise", "linear"])
+def test_recurrent_containers_name_reset_net_when_the_batch_changes(kind: str) -> None:
+    net: snn.base.MemoryModule = (
+        layer.ElementWiseRecurrentContainer(nn.Identity(), torch.add)
+        if kind == "element_wise" else layer.LinearRecurrentContainer(nn.Linear(2, 2), 2, 2)
+    )
+    net(torch.ones(1, 2))
+    with pytest.raises(ValueError, match=r"the state y has shape \[1, 2\] but the input step has shape \[3, 2\].*reset_net"):
+        net(torch.zeros(3, 2))  # element-wise: the old y would broadcast silently
+    snn.functional.reset_net(net)
+    assert net(torch.zeros(3, 2)).shape == (3, 2)
+    with pytest.raises(TypeError, match="x: expected a torch.Tensor"):
+        net([[0.0, 0.0]])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    net.step_mode = "m"
+    snn.functional.reset_net(net)
+    with pytest.raises(ValueError, match=r"x_seq: expected shape \[T, N, \*\] with T >= 1, got \(0, 3, 2\)"):
+        net(torch.empty(0, 3, 2))
+
+
+def test_containers_check_the_step_mode_of_every_module_inside_at_each_call() -> None:
+    with pytest.raises(ValueError, match=r"IFNode.step_mode must be 's' inside this container.*'0.0'"):
+        layer.MultiStepContainer(nn.Sequential(snn.neuron.IFNode(step_mode="m")))
+    containers: list[nn.Module] = [
+        layer.MultiStepContainer(snn.neuron.IFNode()),
+        layer.TLastMultiStepContainer(snn.neuron.IFNode()),
+        layer.SeqToANNContainer(layer.Linear(2, 2)),
+        layer.StepModeContainer(True, "m", snn.neuron.IFNode()),
+    ]
+    for container in containers:
+        child = next(iter(container.children()))
+        child.step_mode = "m"  # after construction: each step [N, *] would be read as [T, N]
+        with pytest.raises(ValueError, match="step_mode must be 's' inside this container"):
+            container(torch.rand(3, 4, 2))
+        child.step_mode = "s"
+        assert container(torch.rand(3, 4, 2)).shape[0] == 3

@@ -45,10 +45,10 @@ def check_single_step_children(modules: Iterable[tuple[str, nn.Module]]) -> None
     """Check that each ``(name, module)`` that has a step mode is in step mode ``'s'``.
 
     Args:
-        modules: the ``(name, module)`` pairs of a container's direct children.
+        modules: the ``(name, module)`` pairs to check (a container's modules).
 
     Raises:
-        ValueError: ``"{Cls}.step_mode must be 's' inside this container."`` for the first child
+        ValueError: ``"{Cls}.step_mode must be 's' inside this container."`` for the first module
             in another step mode.
     """
     for name, module in modules:
@@ -69,7 +69,10 @@ class _SingleStepSequence(nn.Sequential):
     """Shared behaviour: children checked to be single-step; children as a tuple of callables."""
 
     def _check_children(self) -> None:
-        check_single_step_children(self._modules.items())
+        """Every module inside (children and their submodules) in step mode ``'s'``: checked at
+        construction and again at every call, since a step mode can change in between (a child
+        in ``'m'`` would read each step ``[N, *]`` as a sequence and answer wrongly)."""
+        check_single_step_children((name, m) for name, m in self.named_modules() if m is not self)
 
     def _children_callables(self) -> tuple[Callable[..., Any], ...]:
         children = tuple(self._modules.values())
@@ -154,6 +157,7 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
         Returns:
             ``[T, N, *out]``: the per-step outputs stacked along time.
         """
+        self._check_children()
         if self._uses_loop_fast_path(self.strategy, self.strategy_options):
             return multi_step_forward(x_seq, self._children_callables())
         from snn.plugins import get_registry
@@ -199,6 +203,7 @@ class SeqToANNContainer(_SingleStepSequence, MultiStepModule):
         Returns:
             ``[T, N, *out]``, or a tuple of such tensors.
         """
+        self._check_children()
         return seq_to_ann_forward(x_seq, self._children_callables())
 
     def extra_repr(self) -> str:
@@ -230,6 +235,7 @@ class TLastMultiStepContainer(_SingleStepSequence, MultiStepModule):
         Returns:
             ``[N, *out, T]``.
         """
+        self._check_children()
         return t_last_multi_step_forward(x_seq, self._children_callables())
 
     def extra_repr(self) -> str:
@@ -261,6 +267,7 @@ class TLastSeqToANNContainer(_SingleStepSequence, MultiStepModule):
         Returns:
             ``[N, *out, T]`` (or a tuple of such tensors).
         """
+        self._check_children()
         return t_last_seq_to_ann_forward(x_seq, self._children_callables())
 
     def extra_repr(self) -> str:
@@ -306,6 +313,7 @@ class StepModeContainer(_SingleStepSequence, StepModule):
 
     def forward(self, x: torch.Tensor) -> Any:
         """Apply the children to ``x``: one step ``[N, *]`` in ``'s'``, ``[T, N, *]`` in ``'m'``."""
+        self._check_children()
         callables = self._children_callables()
         if self._step_mode == "s":
             y = x
