@@ -554,6 +554,15 @@ def test_dropout_errors() -> None:
     drop(torch.ones(2, 3))
     with pytest.raises(ValueError, match="mask was sampled for steps of shape \\[2, 3\\].*reset"):
         drop(torch.ones(4, 3))
+    with pytest.raises(TypeError, match="x: expected a torch.Tensor with shape \\[N, \\*\\], got list"):
+        layer.Dropout(0.5)([[1.0]])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    spikes = torch.rand(3, 2, 4) > 0.5
+    with pytest.raises(TypeError, match="x_seq: expected a floating tensor in training.*torch.bool"):
+        layer.Dropout(0.5, step_mode="m")(spikes)
+    with pytest.raises(TypeError, match="x: expected a floating tensor in training.*torch.bool"):
+        layer.Dropout(0.5)(spikes[0])
+    evaluating = layer.Dropout(0.5, step_mode="m").eval()
+    assert evaluating(spikes) is spikes  # the identity in evaluation, any dtype
 
 
 # =============================================================================================

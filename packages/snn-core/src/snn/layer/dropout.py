@@ -44,8 +44,13 @@ class Dropout(MemoryModule):
         self.p = float(p)
         self.register_memory("mask", None)
 
-    def _mask_for(self, step_shape: torch.Size, x: torch.Tensor) -> torch.Tensor:
+    def _mask_for(self, step_shape: torch.Size, x: torch.Tensor, name: str) -> torch.Tensor:
         """The current mask for steps of shape ``step_shape``, sampled (like ``x``) if there is none."""
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{name}: expected a floating tensor in training (the mask scales kept elements by "
+                f"1 / (1 - p)), got dtype {x.dtype}; convert spikes with .float()"
+            )
         mask = self.mask
         if mask is None:
             if self.p == 1.0:
@@ -63,13 +68,26 @@ class Dropout(MemoryModule):
         return mask
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One step ``x`` ``[N, *]``: ``x * mask`` in training, ``x`` in evaluation."""
+        """One step ``x`` ``[N, *]``: ``x * mask`` in training, ``x`` in evaluation.
+
+        Raises:
+            TypeError: ``x`` is not a tensor, or (sampling a mask) not a floating one.
+            ValueError: the mask was sampled for steps of another shape (call ``reset_net``).
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor with shape [N, *], got {type(x).__name__}")
         if not self.training or self.p == 0.0:
             return x
-        return x * self._mask_for(x.shape, x)
+        return x * self._mask_for(x.shape, x, "x")
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        """A sequence ``x_seq`` ``[T, N, *]``: every step multiplied by the same mask ``[N, *]``."""
+        """A sequence ``x_seq`` ``[T, N, *]``: every step multiplied by the same mask ``[N, *]``.
+
+        Raises:
+            TypeError: ``x_seq`` is not a tensor, or (sampling a mask) not a floating one.
+            ValueError: ``x_seq`` is 0-dimensional, or the mask was sampled for steps of
+                another shape (call ``reset_net``).
+        """
         if not isinstance(x_seq, torch.Tensor):
             raise TypeError(f"x_seq: expected a torch.Tensor with shape [T, N, *], got {type(x_seq).__name__}")
         if x_seq.dim() < 1:
@@ -77,7 +95,7 @@ class Dropout(MemoryModule):
         if not self.training or self.p == 0.0:
             return x_seq
         step_shape = x_seq.shape[1:]
-        return x_seq * self._mask_for(step_shape, x_seq)
+        return x_seq * self._mask_for(step_shape, x_seq, "x_seq")
 
     def extra_repr(self) -> str:
         return f"p={self.p}, step_mode={self.step_mode}"
