@@ -477,3 +477,10 @@ def test_setting_store_v_seq_forgets_the_kept_sequence():
     assert node.v_seq is None
     with pytest.raises(TypeError, match="store_v_seq: expected a bool"):
         node.store_v_seq = 1  # type: ignore[assignment]  # a wrong type on purpose: the error is under test
+
+
+def test_a_reset_value_the_input_dtype_cannot_hold_is_named():
+    node = neuron.IFNode(v_reset=-7e4)  # fine in float32, beyond float16's 65504
+    with pytest.raises(ValueError, match=r"IFNode: the state v starts at -70000.0, which the input's dtype torch.float16 cannot hold"):
+        node(torch.rand(2, 3).half())
+    assert node(torch.rand(2, 3)).dtype == torch.float32

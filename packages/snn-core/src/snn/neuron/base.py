@@ -338,7 +338,14 @@ class BaseNode(MemoryModule):
                     value = value.to(dtype=x.dtype, device=x.device)
                 out.append(value)
             else:
-                out.append(torch.full(x.shape, float(value), dtype=x.dtype, device=x.device))
+                number = float(value)
+                if math.isfinite(number) and abs(number) > torch.finfo(x.dtype).max:
+                    raise ValueError(
+                        f"{type(self).__name__}: the state {name} starts at {number!r}, which the input's dtype "
+                        f"{x.dtype} cannot hold (largest {torch.finfo(x.dtype).max:g}); use a wider dtype or a "
+                        "smaller reset value"
+                    )
+                out.append(torch.full(x.shape, number, dtype=x.dtype, device=x.device))
         return tuple(out)
 
     def _set_states(self, values: tuple[torch.Tensor, ...]) -> None:
@@ -363,7 +370,8 @@ class BaseNode(MemoryModule):
 
         Raises:
             TypeError: ``x`` is not a floating tensor.
-            ValueError: a state has another shape (call ``snn.functional.reset_net``).
+            ValueError: a state has another shape (call ``snn.functional.reset_net``), or starts
+                at a number ``x``'s dtype cannot hold.
             snn.errors.UnsupportedOperationError: the backend cannot run this configuration.
         """
         _check_floating("x", x)
@@ -430,7 +438,8 @@ class BaseNode(MemoryModule):
 
         Raises:
             TypeError: ``x_seq`` is not a floating tensor.
-            ValueError: ``x_seq`` has no time dimension or a state has another shape.
+            ValueError: ``x_seq`` has no time dimension, a state has another shape or starts at
+                a number ``x_seq``'s dtype cannot hold.
             snn.errors.UnsupportedOperationError: the backend cannot run this configuration.
         """
         _check_floating("x_seq", x_seq)
