@@ -444,6 +444,10 @@ def test_export_refuses_shared_state_mixed_modes_and_bad_arguments() -> None:
 
     with pytest.raises(NIRConversionError, match="used twice"):
         export_to_nir(Twice(), torch.zeros(1, 2))
+    # the same through an nn.Sequential that lists the neuron twice (named_children() lists it
+    # once, and the second use was dropped from the graph)
+    with pytest.raises(NIRConversionError, match="3 \\(LIFNode\\): the same stateful module is used twice"):
+        export_to_nir(nn.Sequential(layer.Linear(2, 2), lif, layer.Linear(2, 2), lif), torch.zeros(1, 2))
     mixed = nn.Sequential(layer.Linear(2, 2), neuron.LIFNode(step_mode="m"))
     with pytest.raises(ValueError, match="different step modes"):
         export_to_nir(mixed, torch.zeros(1, 2, 2))
@@ -628,3 +632,29 @@ def test_modules_validate_their_arguments() -> None:
     delay(torch.ones(2, 3))
     with pytest.raises(ValueError, match="reset_net"):
         delay(torch.ones(5, 3))
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_a_stateless_module_used_twice_is_exported_twice(step_mode: str) -> None:
+    shared = layer.Linear(4, 4)
+    net = nn.Sequential(shared, neuron.IFNode(), shared, neuron.IFNode())
+    graph = export_to_nir(net, torch.zeros(1, 4))
+    assert [name for name in graph.nodes if name not in ("input", "output")] == ["0", "1", "2", "3"]
+    np.testing.assert_array_equal(graph.nodes["0"].weight, graph.nodes["2"].weight)
+    imported = import_from_nir(graph, step_mode=step_mode)
+    F.set_step_mode(net, step_mode)
+    x_seq = torch.rand(T, 3, 4) * 3
+    torch.testing.assert_close(_run(imported, x_seq, step_mode), _run(net, x_seq, step_mode))
+
+
+def test_import_copies_the_graphs_arrays() -> None:
+    """Training (or editing) the imported network leaves the caller's graph alone, float64 too."""
+    graph = export_to_nir(nn.Sequential(layer.Linear(3, 2), neuron.LIFNode()), torch.zeros(1, 3))
+    before = {name: np.array(getattr(node, "weight", np.zeros(1))) for name, node in graph.nodes.items()}
+    for dtype in (torch.float32, torch.float64):
+        imported = import_from_nir(graph, dtype=dtype)
+        with torch.no_grad():
+            for p in imported.parameters():
+                p.add_(1.0)
+    for name, node in graph.nodes.items():
+        np.testing.assert_array_equal(getattr(node, "weight", np.zeros(1)), before[name])

@@ -271,8 +271,10 @@ class _Builder(LeafMapper):
             return sources  # dropout is the identity at inference, which is what NIR describes
         if kind is nn.Sequential or kind in _PER_STEP_CONTAINERS:
             inner = lead if kind is nn.Sequential else 1
-            for name, child in module.named_children():
-                sources = self.emit(child, _join(qualname, name), sources, inner)
+            # every entry, as forward runs them: named_children() lists a module used twice once
+            for name, child in module._modules.items():
+                if child is not None:
+                    sources = self.emit(child, _join(qualname, name), sources, inner)
             return sources
         if type(module) is layer.LinearRecurrentContainer:  # type(), not kind: narrows module for the type checker
             return self.linear_recurrent(module, qualname, sources)

@@ -159,7 +159,9 @@ def _same_shape(where: str, arrays: Mapping[str, np.ndarray]) -> tuple[int, ...]
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+    """A float64 copy of ``array`` (never sharing the graph's memory: training the imported
+    network must not change the caller's graph)."""
+    return torch.from_numpy(np.array(array, dtype=np.float64, order="C", copy=True))
 
 
 def _with_gain(gain: np.ndarray, module: nn.Module) -> nn.Module:
@@ -339,7 +341,7 @@ class _Importer:
             raise NIRConversionError(
                 where, f"delays must be whole numbers of steps of dt = {self.dt} s, got {seconds.tolist()} s"
             )
-        return Delay(torch.from_numpy(rounded.astype(np.int64)))
+        return Delay(torch.from_numpy(rounded.astype(np.int64, copy=True)))
 
     # -- neurons -------------------------------------------------------------------------------
 
