@@ -133,7 +133,7 @@ def test_export_nir_writes_the_trained_network(tmp_path: Path) -> None:
     path = tmp_path / "net.nir"
     code, stdout, stderr = run_train([*TINY, "--out", str(tmp_path / "run"), "--export-nir", str(path), "--json"])
     assert code == 0, stderr
-    assert str(path) in json.loads(stdout.splitlines()[-1])["files"]
+    assert str(path.resolve()) in json.loads(stdout.splitlines()[-1])["files"]
     assert isinstance(nir.read(path), nir.NIRGraph)
     trained = load_model(tmp_path / "run").network.eval()
     imported = import_from_nir(path, step_mode="m").eval()
@@ -159,6 +159,21 @@ def test_export_nir_writes_the_trained_network(tmp_path: Path) -> None:
     for a, b in zip(got, expected):
         # the same weights and neurons, the same matrix shapes: the same arithmetic
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_export_nir_to_a_relative_path_is_reported_where_it_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other outputs are named inside the run folder; the NIR file where it was written
+    (a relative --export-nir is relative to the working directory, not to --out)."""
+    pytest.importorskip("nir")
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_train([*TINY, "--out", "run", "--export-nir", "net.nir", "--json"])
+    assert code == 0, stderr
+    written = tmp_path.resolve() / "net.nir"
+    assert written.is_file() and not (tmp_path / "run" / "net.nir").exists()
+    assert str(written) in json.loads(stdout.splitlines()[-1])["files"]
+    assert str(written) in stderr and "run/net.nir" not in stderr
 
 
 @pytest.mark.parametrize("case", ["folder", "no parent", "conv"])

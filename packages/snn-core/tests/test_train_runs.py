@@ -209,6 +209,35 @@ def test_resume_refuses_conflicting_options(tmp_path: Path, extra: list[str], na
     assert (run_dir / CHECKPOINT_FILE).read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("weights", "size mismatch for"),
+        ("optimizer", "KeyError: 'param_groups'"),
+        ("rng", "KeyError: 'order'"),
+    ],
+)
+def test_resume_of_a_checkpoint_that_does_not_fit_its_run(tmp_path: Path, damage: str, named: str) -> None:
+    """A checkpoint that loads (tensors and plain data) but whose weights, optimizer or random
+    states do not fit the network its configuration builds: a one-line error naming the file."""
+    run_dir = tmp_path / "run"
+    assert run_train([*TINY, "--epochs", "1", "--out", str(run_dir)])[0] == 0
+    path = run_dir / CHECKPOINT_FILE
+    content = torch.load(path, weights_only=True)
+    if damage == "weights":
+        name = next(iter(content["model"]))
+        content["model"][name] = torch.zeros(3, 3)
+    elif damage == "optimizer":
+        del content["optimizer"]["param_groups"]
+    else:
+        content["rng"]["generators"] = {}
+    torch.save(content, path)
+    code, _, stderr = run_train(["--resume", str(run_dir), "--epochs", "2", "--no-plots"])
+    assert code == 2
+    assert stderr.startswith(f"snn train: error: {path}: the checkpoint does not fit the run"), stderr
+    assert named in stderr and stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
 def test_resume_of_a_missing_or_broken_run(tmp_path: Path) -> None:
     code, _, stderr = run_train(["--resume", str(tmp_path / "nothing")])
     assert code == 2 and "--resume" in stderr and "no such folder" in stderr

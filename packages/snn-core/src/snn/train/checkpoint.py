@@ -219,12 +219,17 @@ def load_run_file(path: Path, expected_format: str, what: str) -> dict[str, Any]
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        text = str(exc)
+        if "Unsupported global" in text:
             raise RunFileError(
                 f"{path}: not loaded: the file holds pickled Python objects, and snn loads only tensors "
                 f"and plain data (torch.load(..., weights_only=True)); it was not written by snn train"
             ) from exc
-        raise RunFileError(f"{path}: not a readable {what}: it is corrupted ({_first_line(exc)})") from exc
+        # a damaged stream: the restricted unpickler's own reason ("Unsupported operand 50" ...)
+        marker = "WeightsUnpickler error:"
+        reason = text.split(marker, 1)[1].strip() if marker in text else ""
+        detail = reason.splitlines()[0] if reason else _first_line(exc)
+        raise RunFileError(f"{path}: not a readable {what}: it is corrupted ({detail})") from exc
     except Exception as exc:  # torch reports a damaged archive with many exception types
         raise RunFileError(
             f"{path}: not a readable {what}: the file is truncated or corrupted ({_first_line(exc)})"

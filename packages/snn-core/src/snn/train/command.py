@@ -348,7 +348,8 @@ def _write_outputs(args: argparse.Namespace, result: TrainResult, run_dir: Path)
         assert result.model is not None  # train() returns the network it trained
         model = result.model.cpu().eval()
         export_to_nir(model, _nir_example_input(result.config, model), save_path=args.export_nir)
-        files.append(str(args.export_nir))
+        # the others are named inside the run folder; this one where it was written
+        files.append(str(Path(args.export_nir).resolve()))
     metrics = result.metrics()
     metrics["files"] = files
     atomic_write(run_dir / "metrics.json", (json.dumps(_json_safe(metrics), indent=2) + "\n").encode("utf-8"))

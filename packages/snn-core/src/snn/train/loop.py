@@ -457,8 +457,17 @@ def _train(
     eval_seed = config.seed + 3
     history: list[EpochRecord] = []
     if checkpoint is not None:
-        runner.restore(checkpoint["model"], checkpoint["optimizer"], checkpoint.get("learner_state"))
-        files.restore_rng_states(checkpoint["rng"], generators)
+        try:
+            runner.restore(checkpoint["model"], checkpoint["optimizer"], checkpoint.get("learner_state"))
+            files.restore_rng_states(checkpoint["rng"], generators)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            # weights of another shape, an optimizer or random state of another layout ...
+            where = run_dir / files.CHECKPOINT_FILE if run_dir is not None else "the checkpoint"
+            lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+            detail = f"{type(exc).__name__}: {' '.join(lines[:2])}" if lines else type(exc).__name__
+            raise files.RunFileError(
+                f"{where}: the checkpoint does not fit the run its configuration describes ({detail})"
+            ) from exc
         history = _history_of(checkpoint)
     resumed_after = len(history)
     if distributed is not None:
