@@ -174,6 +174,7 @@ def test_dtype_not_served_is_skipped(temporary_plugin) -> None:
         (["--repeats", "0"], ["repeats / warmup"]),
         (["--threads", "-1"], ["threads: expected 0"]),
         (["--models", "lif,nope"], ["models: expected registered neuron models", "'nope'"]),
+        (["--baseline", "/no/such/checkout"], ["baseline: expected an snn checkout", "'/no/such/checkout'"]),
     ],
 )
 def test_errors(argv: list[str], expected: list[str]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["BASELINE_LABEL", "BaselineWorker", "spike_checksum"]
+__all__ = ["BASELINE_LABEL", "BaselineWorker", "checkout_source", "spike_checksum"]
 
 #: The backend label of the baseline's rows.
 BASELINE_LABEL = "torch@baseline"
@@ -80,6 +80,18 @@ for line in sys.stdin:
 """
 
 
+def checkout_source(path: str | Path) -> Path:
+    """The ``packages/snn-core/src`` folder of the snn checkout at ``path``.
+
+    Raises:
+        ValueError: ``path`` holds no ``packages/snn-core/src/snn``.
+    """
+    source = Path(path).expanduser().resolve() / "packages" / "snn-core" / "src"
+    if not (source / "snn" / "__init__.py").is_file():
+        raise ValueError(f"baseline: expected an snn checkout with packages/snn-core/src/snn, got {str(path)!r}")
+    return source
+
+
 def spike_checksum(spikes: torch.Tensor) -> torch.Tensor:
     """``[sum, sum(s_i * (i mod 997))]`` of a spike tensor (float64, on the CPU): what the baseline
     worker reports instead of its spikes."""
@@ -103,9 +115,7 @@ class BaselineWorker:
 
     def __init__(self, path: str | Path, class_name: str, T: int, N: int, dtype: torch.dtype,
                  device: torch.device, seed: int) -> None:
-        source = Path(path).expanduser().resolve() / "packages" / "snn-core" / "src"
-        if not (source / "snn" / "__init__.py").is_file():
-            raise ValueError(f"baseline: expected an snn checkout with packages/snn-core/src/snn, got {str(path)!r}")
+        source = checkout_source(path)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(source) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["SNN_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # the baseline's torch backend only

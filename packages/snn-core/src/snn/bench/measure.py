@@ -522,7 +522,8 @@ def benchmark(
         The :class:`BenchReport`.
 
     Raises:
-        ValueError: an unknown model or dtype, a non-positive size, or CUDA asked for without one.
+        ValueError: an unknown model or dtype, a non-positive size, CUDA asked for without one,
+            or a ``baseline`` that is not an snn checkout.
         snn.errors.BackendNotFoundError: an unknown backend name.
     """
     from snn.plugins import get_registry
@@ -550,6 +551,10 @@ def benchmark(
         raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device here")
+    if baseline is not None:
+        from snn.bench.baseline import checkout_source
+
+        checkout_source(baseline)  # refused up front, not as a skipped row after the others ran
 
     names = list(registry.backends) if backends is None else list(dict.fromkeys(backends))
     names.sort(key=lambda n: (n != "torch", n))
