@@ -78,6 +78,7 @@ def test_bad_setting_leaves_no_folder(tmp_path: Path) -> None:
         (["--epochs", "0"], "--epochs: expected an integer >= 1, got 0"),
         (["--device", "tpu"], "--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
         (["--nproc", "0"], "--nproc: expected an integer >= 1, got 0"),
+        (["--seed", str(2**64)], f"--seed: expected an integer in [-2**63, 2**64 - 4] (torch's seed range), got {2**64}"),
     ],
 )
 def test_messages_name_the_command_line_options(tmp_path: Path, argv: list[str], message: str) -> None:

@@ -127,6 +127,8 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed: expected an integer, got {self.seed!r}")
+        if not -(2**63) <= self.seed <= 2**64 - 4:  # torch's seed range; generators use seed + 1 .. + 3
+            raise ValueError(f"seed: expected an integer in [-2**63, 2**64 - 4] (torch's seed range), got {self.seed}")
         if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: expected a finite number > 0, got {self.lr!r}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < MIN_LIMIT):
