@@ -578,14 +578,17 @@ def test_files_with_bad_structure_or_values(tmp_path: Path) -> None:
         return {"input": nir.Input(np.array([2])), "output": nir.Output(np.array([2]))}
 
     unknown = write("unknown.nir", {**io(), "a": nir.Linear(np.eye(2))}, [("input", "a"), ("a", "ghost"), ("a", "output")])
-    with pytest.raises(ValueError, match="unknown node 'ghost'"):
+    with pytest.raises(ValueError, match="unknown node 'ghost'") as raised:
         import_from_nir(unknown)
+    # the message names the file once and the graph once (not "graph: graph: ...")
+    assert str(raised.value).startswith(f"graph {str(unknown)!r}: edge") and "graph: graph" not in str(raised.value)
     unreached = write("unreached.nir", {**io(), "a": nir.Linear(np.eye(2)), "b": nir.Linear(np.eye(2))}, [("input", "a"), ("a", "output"), ("b", "output")])
     with pytest.raises(ValueError, match=r"no Input node reaches the nodes \['b'\]"):
         import_from_nir(unreached)
     nan = write("nan.nir", {**io(), "a": nir.Linear(np.array([[1.0, np.nan], [0.0, 1.0]]))}, [("input", "a"), ("a", "output")])
-    with pytest.raises(ValueError, match="node 'a'.*weight: expected finite values"):
+    with pytest.raises(ValueError, match="node 'a'.*weight: expected finite values") as raised:
         import_from_nir(nan)
+    assert str(nan) in str(raised.value)
     no_output = write("no_output.nir", {"input": nir.Input(np.array([2])), "a": nir.Linear(np.eye(2))}, [("input", "a")])
     with pytest.raises(ValueError, match="at least one Input and one Output"):
         import_from_nir(no_output)
@@ -658,3 +661,32 @@ def test_import_copies_the_graphs_arrays() -> None:
                 p.add_(1.0)
     for name, node in graph.nodes.items():
         np.testing.assert_array_equal(getattr(node, "weight", np.zeros(1)), before[name])
+
+
+def test_import_refuses_edges_whose_declared_shapes_cannot_meet() -> None:
+    """A 5-neuron LIF fed 3 values ran on 3 (its uniform parameters broadcast) and answered with
+    the wrong width; declared shapes that cannot meet are refused, naming the edge. A leading
+    batch size of 1 (as Norse writes Input types) and one-element parameters still import."""
+
+    def lif(n: int) -> object:
+        return nir.LIF(tau=np.full(n, 0.01), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n))
+
+    def graph(nodes: dict[str, object], chain: list[str]) -> object:
+        return nir.NIRGraph(nodes=nodes, edges=list(zip(chain, chain[1:])), type_check=False)
+
+    bad = graph({"input": nir.Input(input_type=np.array([3])), "a": lif(5), "output": nir.Output(output_type=np.array([5]))},
+                ["input", "a", "output"])
+    with pytest.raises(ValueError, match=r"edge 'input' -> 'a': 'input' \(Input\) produces shape \[3\] but 'a' \(LIF\) takes shape \[5\]"):
+        import_from_nir(bad, dt=1e-3)
+    affine = nir.Affine(weight=np.ones((3, 4)), bias=np.zeros(3))
+    chain = graph({"input": nir.Input(input_type=np.array([4])), "a": affine,
+                   "b": nir.Affine(weight=np.ones((3, 4)), bias=np.zeros(3)), "output": nir.Output(output_type=np.array([3]))},
+                  ["input", "a", "b", "output"])
+    with pytest.raises(ValueError, match=r"edge 'a' -> 'b'.*produces shape \[3\] but 'b' \(Affine\) takes shape \[4\]"):
+        import_from_nir(chain)
+    batched = graph({"input": nir.Input(input_type=np.array([1, 4])), "a": affine, "output": nir.Output(output_type=np.array([3]))},
+                    ["input", "a", "output"])
+    assert import_from_nir(batched)(torch.ones(2, 4)).shape == (2, 3)
+    scale = graph({"input": nir.Input(input_type=np.array([3])), "a": nir.Scale(scale=np.array([2.0])),
+                   "output": nir.Output(output_type=np.array([3]))}, ["input", "a", "output"])
+    torch.testing.assert_close(import_from_nir(scale)(torch.ones(2, 3)), torch.full((2, 3), 2.0))

@@ -65,7 +65,8 @@ def import_from_nir(
         TypeError: an argument of the wrong type.
         FileNotFoundError: ``graph`` is a path that does not exist.
         ValueError: ``graph`` is not a valid NIR graph (a truncated or malformed file, edges
-            to unknown nodes, parameters of the wrong shape or non-finite ...), or a bad
+            to unknown nodes or between declared shapes that cannot meet, parameters of the
+            wrong shape or non-finite ...), or a bad
             ``dt`` / ``step_mode``.
         snn.errors.NIRConversionError: a node snn has no module for, or parameters no snn
             module reproduces exactly (the message names the node and why).
@@ -79,11 +80,13 @@ def import_from_nir(
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"{fn}: device: expected a str or torch.device, got {type(device).__name__}")
     nir = require_nir()
+    root = "graph"  # how messages name the graph: with its file, when it came from one
     if isinstance(graph, (str, os.PathLike)):
+        root = f"graph {str(graph)!r}"
         graph = _read(nir, Path(graph))
     elif not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"{fn}: graph: expected a nir.NIRGraph or a file path, got {type(graph).__name__}")
-    net = _Importer(nir, dt).graph(graph, "graph")
+    net = _Importer(nir, dt).graph(graph, root)
     net.to(device=device, dtype=dtype)
     set_step_mode(net, step_mode)
     return net
@@ -100,9 +103,8 @@ def _read(nir: Any, path: Path) -> Any:
     except MemoryError:
         raise
     except Exception as exc:  # h5py / nir raise OSError, KeyError, AssertionError, TypeError ... on bad files
-        raise ValueError(
-            f"import_from_nir: graph: {str(path)!r} is not a readable NIR file ({type(exc).__name__}: {exc})"
-        ) from exc
+        reason = f"{type(exc).__name__}: {exc}" if str(exc).strip() else f"{type(exc).__name__} in nir.read, without a message"
+        raise ValueError(f"import_from_nir: graph: {str(path)!r} is not a readable NIR file ({reason})") from exc
     if not isinstance(graph, nir.NIRGraph):
         raise ValueError(
             f"import_from_nir: graph: {str(path)!r} holds a {type(graph).__name__}, expected a NIRGraph"
@@ -237,10 +239,11 @@ class _Importer:
                 if mapper is None:
                     raise NIRConversionError(here, f"snn has no module for this node type; supported: {_SUPPORTED}")
                 modules[name] = mapper(here, node)
+        _check_edge_shapes(where, nodes, pairs)
         try:
             return NIRGraphModule(modules, pairs, sorted(inputs), sorted(outputs), input_shapes)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from exc
+        except ValueError as exc:  # NIRGraphModule names its argument, "graph: ..."
+            raise ValueError(f"{where}: {str(exc).removeprefix('graph: ')}") from exc
 
     # -- stateless nodes ---------------------------------------------------------------------
 
@@ -450,6 +453,56 @@ def _int(where: str, field: str, value: Any) -> int:
     if array.shape != () or array.dtype.kind not in "iu":
         raise ValueError(f"{where}: {field}: expected an int, got {value!r}")
     return int(array)
+
+
+def _single_shape(types: Any) -> tuple[int, ...] | None:
+    """The shape in a node's ``input_type`` / ``output_type`` when it declares exactly one, fully
+    (a 1-d array of sizes); ``None`` otherwise."""
+    if not isinstance(types, Mapping) or len(types) != 1:
+        return None
+    value = next(iter(types.values()))
+    if value is None:
+        return None
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        return None
+    if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iu" or np.any(array <= 0):
+        return None
+    return tuple(int(v) for v in array)
+
+
+def _without_leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    index = 0
+    while index < len(shape) - 1 and shape[index] == 1:
+        index += 1
+    return shape[index:]
+
+
+def _check_edge_shapes(where: str, nodes: Mapping[str, Any], pairs: list[tuple[str, str]]) -> None:
+    """Refuse (``ValueError``: not valid NIR) an edge whose source declares an output shape that
+    cannot meet the target's declared input shape (a 5-neuron LIF fed 3 values would otherwise
+    run on 3, its uniform parameters broadcast). Leading sizes of 1 are ignored and sizes of 1
+    broadcast; edges with a side that declares no shape, or several, are left to the modules."""
+    for source, target in pairs:
+        if source not in nodes or target not in nodes:
+            continue  # NIRGraphModule names unknown nodes
+        produced = _single_shape(getattr(nodes[source], "output_type", None))
+        expected = _single_shape(getattr(nodes[target], "input_type", None))
+        if produced is None or expected is None:
+            continue
+        # writers differ on a leading batch dimension of 1 (Norse: Input [1, 4] into Affine [4]),
+        # and one-element parameters broadcast (a Scale of [1]): only shapes that cannot meet fail
+        try:
+            np.broadcast_shapes(_without_leading_ones(produced), _without_leading_ones(expected))
+            fits = True
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"{where}: edge {source!r} -> {target!r}: {source!r} ({type(nodes[source]).__name__}) produces "
+                f"shape {list(produced)} but {target!r} ({type(nodes[target]).__name__}) takes shape {list(expected)}"
+            )
 
 
 def _input_shape(types: Any) -> tuple[int, ...] | None:
