@@ -22,7 +22,6 @@ trained network (saliency maps, adversarial examples) sees the same gradient as 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -31,7 +30,7 @@ import torch
 from snn.base import MemoryModule
 from snn.dispatch import KernelDispatch, check_backend, supported_backends
 from snn.errors import UnsupportedOperationError
-from snn.models import NeuronConfig, NeuronModel, evaluate_charge, evaluate_reset
+from snn.models import NeuronConfig, NeuronModel, check_hyperparameter, evaluate_charge, evaluate_reset
 from snn.surrogate import Sigmoid, SurrogateFunctionBase
 
 __all__ = ["BaseNode", "check_real", "check_flag", "check_time_constant"]
@@ -44,15 +43,10 @@ _functorch_active: Callable[[], bool] = getattr(torch._C, "_are_functorch_transf
 
 
 def check_real(name: str, value: Any) -> float:
-    """``value`` as a finite float (``bool`` refused); raises ``TypeError`` / ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond the float range
-        number = math.inf
-    if not math.isfinite(number):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    """``value`` as a finite float (``bool`` refused); raises ``TypeError`` / ``ValueError``
+    (:func:`snn.models.check_hyperparameter`'s ``"real"`` rule)."""
+    number = check_hyperparameter(name, "real", value)
+    assert isinstance(number, float)
     return number
 
 

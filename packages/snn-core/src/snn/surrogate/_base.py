@@ -9,7 +9,6 @@ same derivative to Triton / CUDA source (see :func:`snn.surrogate.derivative_exp
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable, Mapping
 from functools import lru_cache, partial
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from snn.expr import TorchOps
-from snn.models import SurrogateSpec
+from snn.models import SurrogateSpec, check_hyperparameter
 
 __all__ = [
     "SurrogateFunctionBase",
@@ -60,14 +59,8 @@ def check_real(owner: str, name: str, value: Any) -> float:
         TypeError: ``value`` is not a real number (``bool`` is refused too).
         ValueError: ``value`` is NaN or infinite.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name}: expected a real number, got {type(value).__name__} {value!r}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond the float range
-        number = math.inf
-    if not math.isfinite(number):
-        raise ValueError(f"{owner}: {name}: expected a finite number, got {value!r}")
+    number = check_hyperparameter(f"{owner}: {name}", "real", value)
+    assert isinstance(number, float)
     return number
 
 
