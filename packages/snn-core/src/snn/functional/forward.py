@@ -143,9 +143,12 @@ def _join(outputs: list[Any], dim: int, join: Callable[..., torch.Tensor], argum
         return join(outputs, dim)
     if isinstance(first, tuple) and all(isinstance(item, torch.Tensor) for item in first):
         return tuple(join(list(field), dim) for field in zip(*outputs))
-    raise TypeError(
-        f"{argument}: expected the module to return a torch.Tensor or a tuple of tensors, "
-        f"got {type(first).__name__}"
+    raise _not_tensor_output(argument, first)
+
+
+def _not_tensor_output(argument: str, value: Any) -> TypeError:
+    return TypeError(
+        f"{argument}: expected the module to return a torch.Tensor or a tuple of tensors, got {type(value).__name__}"
     )
 
 
@@ -226,15 +229,6 @@ def _check_split_size(split_size: Any, steps: int) -> int | list[int]:
         raise TypeError(
             f"split_size: expected a positive int or a list of positive ints, got {split_size!r}"
         )
-    if not isinstance(split_size, (list, tuple)):
-        try:  # int, NumPy and 0-dim integer tensors
-            size = operator.index(split_size)
-        except TypeError:
-            size = None
-        if size is not None:
-            if size <= 0:
-                raise ValueError(f"split_size: expected a positive int, got {size}")
-            return size
     if isinstance(split_size, (list, tuple)):
         given = [_integer_or_none(s) for s in split_size]
         sizes = [s for s in given if s is not None and s > 0]
@@ -248,9 +242,14 @@ def _check_split_size(split_size: Any, steps: int) -> int | list[int]:
                 f"got {sizes} (sum {sum(sizes)})"
             )
         return sizes
-    raise TypeError(
-        f"split_size: expected a positive int or a list of positive ints, got {type(split_size).__name__}"
-    )
+    size = _integer_or_none(split_size)  # int, NumPy and 0-dim integer tensors
+    if size is None:
+        raise TypeError(
+            f"split_size: expected a positive int or a list of positive ints, got {type(split_size).__name__}"
+        )
+    if size <= 0:
+        raise ValueError(f"split_size: expected a positive int, got {size}")
+    return size
 
 
 def chunk_multi_step_forward(
@@ -408,7 +407,4 @@ def _apply_returning_tensors(x: torch.Tensor, callables: tuple[Callable[..., Any
     y = _apply(x, callables)
     if isinstance(y, torch.Tensor) or (isinstance(y, tuple) and all(isinstance(i, torch.Tensor) for i in y)):
         return y
-    raise TypeError(
-        "stateless_module: expected the module to return a torch.Tensor or a tuple of tensors, "
-        f"got {type(y).__name__}"
-    )
+    raise _not_tensor_output("stateless_module", y)
