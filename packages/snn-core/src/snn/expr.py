@@ -24,6 +24,7 @@ where, minimum, maximum``; the constant ``ops.pi``.
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -683,6 +684,9 @@ def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
         KeyError: a variable of ``expr`` is missing from ``env``.
     """
     math_ops = TORCH_OPS if ops is None else ops
+    # a namespace may define IEEE division and power (FloatOps: Python raises where IEEE does not)
+    divide = getattr(math_ops, "divide", operator.truediv)
+    power = getattr(math_ops, "power", operator.pow)
     memo: dict[int, Any] = {}
 
     def go(e: Expr) -> Any:
@@ -706,8 +710,7 @@ def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
             elif op == "*":
                 out = args[0] * args[1]
             elif op == "/":
-                divide = getattr(math_ops, "divide", None)
-                out = divide(args[0], args[1]) if divide is not None else args[0] / args[1]
+                out = divide(args[0], args[1])
             elif op == "<":
                 out = args[0] < args[1]
             elif op == "<=":
@@ -719,8 +722,7 @@ def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
             elif op == "and":
                 out = args[0] & args[1]
             elif op == "pow":
-                power = getattr(math_ops, "power", None)
-                out = power(args[0], e.value) if power is not None else args[0] ** e.value
+                out = power(args[0], e.value)
             elif op == "where":
                 out = math_ops.where(*args)
             else:
