@@ -455,23 +455,6 @@ def _int(where: str, field: str, value: Any) -> int:
     return int(array)
 
 
-def _single_shape(types: Any) -> tuple[int, ...] | None:
-    """The shape in a node's ``input_type`` / ``output_type`` when it declares exactly one, fully
-    (a 1-d array of sizes); ``None`` otherwise."""
-    if not isinstance(types, Mapping) or len(types) != 1:
-        return None
-    value = next(iter(types.values()))
-    if value is None:
-        return None
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):
-        return None
-    if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iu" or np.any(array <= 0):
-        return None
-    return tuple(int(v) for v in array)
-
-
 def _without_leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
     index = 0
     while index < len(shape) - 1 and shape[index] == 1:
@@ -487,10 +470,10 @@ def _check_edge_shapes(where: str, nodes: Mapping[str, Any], pairs: list[tuple[s
     for source, target in pairs:
         if source not in nodes or target not in nodes:
             continue  # NIRGraphModule names unknown nodes
-        produced = _single_shape(getattr(nodes[source], "output_type", None))
-        expected = _single_shape(getattr(nodes[target], "input_type", None))
-        if produced is None or expected is None:
-            continue
+        produced = _input_shape(getattr(nodes[source], "output_type", None))
+        expected = _input_shape(getattr(nodes[target], "input_type", None))
+        if not produced or not expected or 0 in produced or 0 in expected:
+            continue  # undeclared, or declared without sizes
         # writers differ on a leading batch dimension of 1 (Norse: Input [1, 4] into Affine [4]),
         # and one-element parameters broadcast (a Scale of [1]): only shapes that cannot meet fail
         try:
@@ -506,13 +489,17 @@ def _check_edge_shapes(where: str, nodes: Mapping[str, Any], pairs: list[tuple[s
 
 
 def _input_shape(types: Any) -> tuple[int, ...] | None:
-    """The shape of an ``Input`` node's ``input_type``, when it is a plain list of sizes."""
+    """The shape a node's ``input_type`` / ``output_type`` declares, when it declares one, as a
+    plain list of sizes; ``None`` otherwise."""
     if not isinstance(types, Mapping) or len(types) != 1:
         return None
     value = next(iter(types.values()))
     if value is None:
         return None
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):  # a ragged or foreign value
+        return None
     if array.ndim != 1 or array.dtype.kind not in "iu" or np.any(array < 0):
         return None
     return tuple(int(v) for v in array)
