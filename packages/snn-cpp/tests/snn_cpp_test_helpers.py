@@ -12,6 +12,7 @@ from snn.models import THRESHOLD_AND_RESET, HyperParameter, NeuronModel, State
 __all__ = [
     "TWO_STATE_MODEL",
     "RELU_MODEL",
+    "POWER_MODEL",
     "assert_same_nonfinite",
     "autograd_multi_step",
     "plan_reference",
@@ -70,6 +71,24 @@ RELU_MODEL = NeuronModel(
     hyperparameters=(HyperParameter("tau", 2.0, "time_constant", "leak time constant"), *THRESHOLD_AND_RESET),
     charge=_relu_charge,
     description="test model: rectified input, exponential leak",
+    examples=({"v_reset": None},),
+)
+
+
+def _power_charge(x: Any, u: Any, p: Any, ops: Any) -> dict[str, Any]:
+    # odd and even integer powers above 4 (rendered as exp(n log|a|) with the sign put back) of
+    # quantities that are often negative; the clamp keeps the powers of v bounded
+    c = ops.minimum(ops.maximum(u.v, -1.5), 1.5)
+    return {"v": 0.6 * u.v + x + 0.05 * c**5 - 0.02 * c**6 + 0.01 * (x - 1.0) ** 7}
+
+
+#: One state, integer powers of negative numbers in the charge (and, differentiated, in the backward).
+POWER_MODEL = NeuronModel(
+    name="cpptest_power",
+    states=(State("v", "v_reset", "membrane potential"),),
+    hyperparameters=THRESHOLD_AND_RESET,
+    charge=_power_charge,
+    description="test model: odd and even powers of the potential and of the input",
     examples=({"v_reset": None},),
 )
 

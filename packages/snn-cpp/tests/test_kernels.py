@@ -15,6 +15,7 @@ import types
 import pytest
 import torch
 from snn_cpp_test_helpers import (
+    POWER_MODEL,
     TWO_STATE_MODEL,
     configurations,
     inputs_without_near_ties,
@@ -39,10 +40,11 @@ SHAPE = (6, 3 * 1024 + 37)
 @snn.hookimpl
 def _register_two_state(register):
     register(TWO_STATE_MODEL)
+    register(POWER_MODEL)
 
 
 def _all_configurations():
-    """Every registered model's configurations, and the two-state test model's."""
+    """Every registered model's configurations, and the two-state and power test models'."""
     plugin = types.SimpleNamespace(snn_register_neuron_models=_register_two_state)
     with temporary_plugin(plugin, name="cpp-kernels-two-state") as registry:
         models = [registry.model(name) for name in sorted(registry.models)]

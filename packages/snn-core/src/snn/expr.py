@@ -315,7 +315,12 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
 
     Returns:
         A fully parenthesised expression string. ``relu(a)`` renders as ``a < 0 ? 0 : a`` (a NaN
-        stays NaN, as ``torch.relu`` keeps it).
+        stays NaN, as ``torch.relu`` keeps it). ``a ** n`` follows ``torch.pow``: ``a ** 0`` is 1,
+        and an integer ``n`` keeps the sign of a negative ``a`` (small ``|n|`` as a product,
+        larger ones as ``exp(n log|a|)`` with the sign put back). ``minimum`` and ``maximum``
+        render as the dialect's ``fmin``/``fmax`` (``tl.minimum``/``tl.maximum``), which return
+        the other operand where one is NaN: a backend that must propagate NaN as torch does
+        rewrites them first (each shipped backend does).
 
     Raises:
         ValueError: an unknown dialect, a non-identifier variable, a non-finite number, or an
@@ -325,6 +330,27 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
     c_like = dialect != "triton"
     one = {"triton": "1.0", "cuda": "1.0f", "c": "1.0f", "c64": "1.0"}.get(dialect, "1.0")
     zero = {"triton": "0.0", "cuda": "0.0f", "c": "0.0f", "c64": "0.0"}.get(dialect, "0.0")
+
+    exp_f, log_f, abs_f = {
+        "triton": ("tl.exp", "tl.log", "tl.abs"), "c64": ("exp", "log", "fabs")
+    }.get(dialect, ("expf", "logf", "fabsf"))
+
+    def power(base: str, exponent: float) -> str:
+        # torch.pow semantics: x ** 0 is 1 (NaN included); a negative base with an integer
+        # exponent keeps its sign, where exp(n log x) would be NaN.
+        if exponent == 0:
+            return one
+        if not exponent.is_integer():
+            return f"{exp_f}({float32_literal(exponent, dialect)} * {log_f}({base}))"
+        if abs(exponent) <= 4:
+            product = " * ".join([base] * int(abs(exponent)))
+            return f"({product})" if exponent > 0 else f"({one} / ({product}))"
+        magnitude = f"{exp_f}({float32_literal(exponent, dialect)} * {log_f}({abs_f}({base})))"
+        if int(exponent) % 2 == 0:
+            return magnitude
+        if c_like:
+            return f"(({base} < {zero}) ? (-{magnitude}) : {magnitude})"
+        return f"tl.where({base} < {zero}, -{magnitude}, {magnitude})"
 
     def go(e: Expr) -> str:
         op = e.op
@@ -349,16 +375,7 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
             a = go(e.args[0])
             return f"(({a} < {zero}) ? {zero} : {a})" if c_like else f"tl.where({a} < {zero}, {zero}, {a})"
         if op == "pow":
-            base = go(e.args[0])
-            exponent = e.value
-            if float(exponent).is_integer() and 0 < abs(exponent) <= 4:
-                product = " * ".join([base] * int(abs(exponent)))
-                return f"({product})" if exponent > 0 else f"({one} / ({product}))"
-            lit = float32_literal(exponent, dialect)
-            if c_like:
-                exp_f, log_f = ("exp", "log") if dialect == "c64" else ("expf", "logf")
-                return f"{exp_f}({lit} * {log_f}({base}))"
-            return f"tl.exp({lit} * tl.log({base}))"
+            return power(go(e.args[0]), float(e.value))
         if op == "sigmoid" and c_like:
             exp_f = "exp" if dialect == "c64" else "expf"
             return f"({one} / ({one} + {exp_f}(-{go(e.args[0])})))"
@@ -615,7 +632,8 @@ def diff(expr: Expr, name: str) -> Expr | None:
                 out = add(None if d[0] is None else d[0] / b, None if d[1] is None else -(a * d[1]) / (b * b))
             elif op == "pow":
                 n = float(e.value)
-                out = mul(d[0], n * a ** (n - 1.0)) if n != 1.0 else d[0]
+                # x ** 0 is the constant 1 (torch.pow), whose derivative is 0 even at x = 0.
+                out = None if n == 0.0 else mul(d[0], n * a ** (n - 1.0)) if n != 1.0 else d[0]
             elif op == "exp":
                 out = mul(d[0], e)
             elif op == "log":

@@ -9,8 +9,7 @@ infinities included):
 - **rewrites** of the operations whose C spelling would change the value:
   ``minimum``/``maximum`` render as ``fminf``/``fmaxf``, which return the other operand when
   one is NaN, where ``torch.minimum``/``torch.clamp`` return NaN; they become selections that
-  propagate NaN. ``a ** n`` with an integer ``|n| > 4`` renders as ``exp(n log a)``, NaN for
-  a negative ``a`` where ``torch.pow`` is finite; the sign is taken apart first;
+  propagate NaN (``a ** n`` needs no rewrite: :func:`snn.expr.render` follows ``torch.pow``);
 - **hoisting**: sub-expressions of the learnable parameters alone (PLIF's ``sigmoid(w)``) are
   computed once per thread before the time loop (:class:`Constants`).
 
@@ -57,16 +56,8 @@ def _nan_propagating_extremum(op: str, a: Expr, b: Expr) -> Expr:
     return Expr("where", (a >= b, a, Expr("where", (b > a, b, a + b))))
 
 
-def _signed_power(base: Expr, exponent: float) -> Expr:
-    """``base ** exponent`` for an integer exponent, with the sign of a negative base restored."""
-    magnitude = Expr("pow", (Expr("abs", (base,)),), exponent)
-    if int(exponent) % 2 == 0:
-        return magnitude
-    return Expr("where", (base < 0.0, -magnitude, magnitude))
-
-
 def exact_for_c(expr: Expr) -> Expr:
-    """``expr`` with ``minimum``, ``maximum`` and large integer powers rewritten (see the module
+    """``expr`` with ``minimum`` and ``maximum`` rewritten to propagate NaN (see the module
     docstring); shared sub-trees stay shared."""
     memo: dict[int, Expr] = {}
 
@@ -77,8 +68,6 @@ def exact_for_c(expr: Expr) -> Expr:
         args = tuple(go(a) for a in e.args)
         if e.op in ("minimum", "maximum"):
             out = _nan_propagating_extremum(e.op, args[0], args[1])
-        elif e.op == "pow" and float(e.value).is_integer() and abs(e.value) > 4:
-            out = _signed_power(args[0], float(e.value))
         elif all(a is b for a, b in zip(args, e.args)):
             out = e
         else:
