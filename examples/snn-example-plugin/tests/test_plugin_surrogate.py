@@ -126,10 +126,12 @@ def test_a_hand_written_backend_refuses_it_naming_the_ones_that_serve_it() -> No
     context = temporary_plugin(example_plugin, name="example") if not _installed() else _Installed()
     with context:
         x = torch.rand(3, 4)
-        lif = neuron.LIFNode(surrogate_function=MultiGaussian(), step_mode="m", backend="example")
         with pytest.raises(UnsupportedOperationError, match="surrogate 'MultiGaussian'") as caught:
-            lif(x)
+            neuron.LIFNode(surrogate_function=MultiGaussian(), step_mode="m", backend="example")
         assert "torch" in caught.value.alternatives and "example" not in caught.value.alternatives
+        lif = neuron.LIFNode(surrogate_function=MultiGaussian(), step_mode="m", backend="torch")
+        lif.backend = "auto"  # auto never picks a backend lacking the surrogate
+        assert torch.equal(lif(x), neuron.LIFNode(surrogate_function=MultiGaussian(), step_mode="m")(x))
         served = neuron.LIFNode(surrogate_function=Sigmoid(), step_mode="m", backend="example")
         assert torch.equal(served(x), neuron.LIFNode(step_mode="m")(x))  # a surrogate it names is served
 

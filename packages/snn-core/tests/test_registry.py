@@ -16,7 +16,7 @@ from snn.errors import (
     DuplicateRegistrationError,
     UnsupportedOperationError,
 )
-from snn.registry import BackendRegistrar, Provenance, Registry
+from snn.registry import BackendRegistrar, NeuronModelRegistrar, Provenance, Registry
 
 KERNEL = "snn.kernels:NeuronConfig"  # any importable attribute stands in for a kernel here
 
@@ -128,6 +128,7 @@ def test_auto_prefers_priority_and_skips_emulated_and_unavailable(in_tree_only: 
 
 def test_registrar_validates_arguments_and_refuses_duplicates() -> None:
     registry = Registry()
+    NeuronModelRegistrar(registry, Provenance("first"))(neuron.LIFNode.model)
     register = BackendRegistrar(registry, Provenance("first"))
     register("b", **_backend())
     with pytest.raises(DuplicateRegistrationError, match="'first'.*'second'"):
@@ -148,6 +149,50 @@ def test_registrar_validates_arguments_and_refuses_duplicates() -> None:
         register("e", **_backend(dtypes=("float32",)))
     with pytest.raises(TypeError, match="name"):
         register(" spaced ", **_backend())
+    with pytest.raises(ValueError, match=r"models: expected names of registered neuron models, got unknown \['lfi'\]"):
+        register("i", **_backend(models=("lif", "lfi")))
+    with pytest.raises(ValueError, match=r"surrogates: .*got unknown \['Sigmiod'\]"):
+        register("j", **_backend(surrogates=("Sigmiod", "ATan")))
+    with pytest.raises(TypeError, match="devices: expected a collection of strings, got the string 'cpu'"):
+        register("k", **_backend(devices="cpu"))
+    assert set(registry.backends) == {"b"}
+
+
+def test_hand_written_backend_serves_the_registered_model_not_its_name() -> None:
+    """A model that only shares a served model's name (it lost the name clash, or was never
+    registered) is refused: a hand-written LIF kernel must not run another model's math."""
+    from snn.models import NeuronModel, State
+
+    impostor = NeuronModel(
+        name="lif",
+        states=(State("v", 0.0),),
+        hyperparameters=neuron.LIFNode.model.hyperparameters,
+        charge=lambda x, u, p, ops: {"v": u.v + 2.0 * x},
+    )
+    with plugins.temporary_plugin(_plugin(fake=_backend())) as registry:
+        info = registry.backend("fake")
+        assert info.serves_model(neuron.LIFNode.model, "multi_step")
+        assert info.serves_config(_lif())
+        assert not info.serves_model(impostor, "multi_step")
+        assert not info.serves_config(impostor.config(surrogate.Sigmoid().spec))
+        with pytest.raises(UnsupportedOperationError, match="neuron model 'lif'"):
+            registry.check_kernel_inputs("fake", "cpu", torch.float32, impostor.config(surrogate.Sigmoid().spec))
+
+
+def test_hand_written_backend_does_not_serve_a_surrogate_it_lacks() -> None:
+    """set_backend checks the surrogate too: a LIF with ATan keeps its backend (and a warning
+    is logged) on a backend whose kernels implement Sigmoid only."""
+    from snn import functional
+
+    with plugins.temporary_plugin(_plugin(fake=_backend())) as registry:
+        info = registry.backend("fake")
+        assert not info.serves_config(_lif(surrogate.ATan()))
+        net = torch.nn.Sequential(
+            neuron.LIFNode(step_mode="m"), neuron.LIFNode(step_mode="m", surrogate_function=surrogate.ATan())
+        )
+        assert "fake" not in net[1].supported_backends
+        functional.set_backend(net, "fake")
+        assert (net[0].backend, net[1].backend) == ("fake", "torch")
 
 
 def test_designated_probe_error_gives_its_message_as_reason() -> None:

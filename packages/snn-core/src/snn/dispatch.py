@@ -126,7 +126,9 @@ def check_backend(name: Any, model: Any, step_mode: str, owner: str) -> None:
     if name not in supported:
         mode = KERNEL_MODE[step_mode]
         model_name = getattr(getattr(model, "model", model), "name", "?")
+        spec = getattr(model, "surrogate", None)
+        with_surrogate = "" if spec is None else f", surrogate {spec.name!r}"
         raise UnsupportedOperationError(
-            name, f"{owner} (model {model_name!r}) in step mode {step_mode!r} ({mode})", supported
+            name, f"{owner} (model {model_name!r}{with_surrogate}) in step mode {step_mode!r} ({mode})", supported
         )
     info.raise_if_unavailable()

@@ -117,10 +117,15 @@ def snn_register_backends(register: BackendRegistrar) -> None:
             the :mod:`snn.expr` operations the backend renders. It then serves every registered
             model, and every surrogate (built-in or a third party's), whose kernel plan
             (:func:`snn.models.kernel_plan`) uses only these.
-          - ``models`` (Iterable[str]): for hand-written kernels, the names of the models served.
+          - ``models`` (Iterable[str]): for hand-written kernels, the names of the models served:
+            registered models (every plugin's models are registered before any backend). The
+            backend serves the model objects registered under those names, and a configuration
+            only with a surrogate it names: a neuron whose model merely shares a name (one that
+            lost a name clash, or was never registered) is refused, not run with another
+            model's kernel.
 
         - ``surrogates`` (Iterable[str], optional for generating backends): class names of
-          :mod:`snn.surrogate` whose derivative the kernels implement. Claim only what the
+          :mod:`snn.surrogate` (built-in classes only) whose derivative the kernels implement. Claim only what the
           conformance suite can check.
         - ``emulated_devices`` (Iterable[str], optional): devices served only through an
           interpreter or emulation (kept for tests; ``"auto"`` never picks them).

@@ -134,6 +134,9 @@ class BackendInfo:
         emulated_devices: device types served only through an interpreter (tests only).
         dtypes: storage dtypes served.
         models: names of the models served, or ``None`` for a generating backend.
+        served_models: the registered :class:`~snn.models.NeuronModel` objects those names had
+            when the backend was registered (a hand-written kernel implements one model's math:
+            another model that takes the name, or that is not registered, is not served).
         operations: the operations a generating backend renders, or ``None``.
         surrogates: surrogate class names served, or ``None``: every closed-form surrogate whose
             derivative uses only ``operations``.
@@ -156,6 +159,7 @@ class BackendInfo:
     auto_priority: int
     description: str
     provenance: Provenance
+    served_models: frozenset[Any] = field(default=frozenset(), compare=False, repr=False)
     _probe_result: list[tuple[str | None, BaseException | None]] = field(
         default_factory=list, compare=False, repr=False
     )
@@ -200,14 +204,15 @@ class BackendInfo:
         if not isinstance(model, NeuronModel):
             return False
         if self.models is not None:
-            return model.name in self.models
+            return model in self.served_models
         return self.serves_config(_default_config(model))
 
     def serves_config(self, config: Any) -> bool:
         """Whether this backend runs ``config`` (a :class:`~snn.models.NeuronConfig`): its model
-        and, for a generating backend, every operation of its plan (surrogate included)."""
+        and surrogate (a hand-written backend: the registered model it names and a surrogate it
+        implements; a generating backend: every operation of the plan, surrogate included)."""
         if self.models is not None:
-            return config.model.name in self.models
+            return config.model in self.served_models and self.serves_surrogate(config.surrogate)
         return _plan_operations(config) <= (self.operations or frozenset())
 
     def serves_surrogate(self, spec: Any) -> bool:
@@ -538,10 +543,22 @@ class BackendRegistrar(_Registrar):
                 "operations=(snn.expr operations...) for kernels generated from the models' expressions"
             )
         model_set = None if models is None else frozenset(_check_names("models", models))
+        served_models = frozenset(self._registered_models(model_set or ()))
         op_set = None if operations is None else frozenset(_check_names("operations", operations))
         if surrogates is None and op_set is None:
             raise TypeError("surrogates: a backend with hand-written kernels must name the surrogates it implements")
         surrogate_set = None if surrogates is None else frozenset(_check_names("surrogates", surrogates))
+        if surrogate_set is not None:
+            from snn.surrogate import SURROGATES
+
+            unknown = sorted(surrogate_set - set(SURROGATES))
+            if unknown:
+                raise ValueError(
+                    f"surrogates: expected names of snn.surrogate classes, got unknown {unknown} "
+                    f"(known: {sorted(SURROGATES)})"
+                )
+        device_set = frozenset(_check_names("devices", devices))
+        emulated_set = frozenset(_check_names("emulated_devices", emulated_devices))
         dtype_set = frozenset(dtypes)
         if not all(isinstance(d, torch.dtype) for d in dtype_set):
             raise TypeError(f"dtypes: expected torch.dtype values, got {sorted(map(str, dtype_set))}")
@@ -550,8 +567,8 @@ class BackendRegistrar(_Registrar):
         self._registry.backends[checked] = BackendInfo(
             name=checked,
             kernels=dict(kernels),
-            devices=frozenset(devices),
-            emulated_devices=frozenset(emulated_devices),
+            devices=device_set,
+            emulated_devices=emulated_set,
             dtypes=dtype_set,
             models=model_set,
             operations=op_set,
@@ -560,7 +577,20 @@ class BackendRegistrar(_Registrar):
             auto_priority=int(auto_priority),
             description=description,
             provenance=self._provenance,
+            served_models=served_models,
         )
+
+    def _registered_models(self, names: Iterable[str]) -> list[Any]:
+        """The registered models called ``names`` (models are registered before backends)."""
+        known = self._registry.models
+        missing = sorted(set(names) - set(known))
+        if missing:
+            raise ValueError(
+                f"models: expected names of registered neuron models, got unknown {missing} "
+                f"(registered: {sorted(known)}; a hand-written backend's own model is registered "
+                "with snn_register_neuron_models)"
+            )
+        return [known[name].implementation for name in names]
 
 
 def _check_names(what: str, values: Iterable[str]) -> list[str]:
