@@ -16,7 +16,7 @@ import torch
 
 from snn import neuron, surrogate
 from snn.backends.torch import multi_step
-from snn.models import THRESHOLD_AND_RESET, NeuronModel, State, kernel_plan
+from snn.models import THRESHOLD_AND_RESET, HyperParameter, NeuronModel, State, kernel_plan
 from snn.plugins import get_registry
 
 CLASSES = {
@@ -854,3 +854,23 @@ def test_factored_hard_reset_matches_the_reset_for_both_spike_values():
     assert _factored_hard_reset(soft, set()) is soft
     node = neuron.QIFNode(step_mode="m")
     assert [i.op for i in compiled_plan(node.neuron_config()).tile_next.program.instructions].count("addcmul") == 2
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: HyperParameter("tau", math.nan, "time_constant"), ValueError, "HyperParameter 'tau'.*finite"),
+        (lambda: HyperParameter("tau", 0.5, "time_constant"), ValueError, "time constant > 1"),
+        (lambda: HyperParameter("tau", 2.0, "timeconst"), ValueError, "kind: expected one of"),
+        (lambda: HyperParameter("tau", "2", "time_constant"), TypeError, "expected a real number, got str"),
+        (lambda: HyperParameter("flag", 1, "flag"), TypeError, "expected a bool"),
+        (lambda: State("v", math.inf), ValueError, "State 'v': initial: expected a finite number"),
+        (lambda: State("v", True), TypeError, "State 'v': initial: expected a real number or a hyper-parameter name"),
+        (lambda: State("v w"), ValueError, "name: expected an identifier"),
+    ],
+)
+def test_descriptions_check_their_defaults(make, error, match):
+    """A description's defaults are values of their own kind, so a model cannot ship a default
+    that every neuron built from it would refuse (or run with NaN states)."""
+    with pytest.raises(error, match=match):
+        make()

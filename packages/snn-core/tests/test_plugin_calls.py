@@ -135,12 +135,16 @@ def test_a_raising_plugin_is_isolated_recorded_and_seen_by_monitoring(recorder: 
     # every other plugin, before and after the raising one, registered its names
     assert {"before_the_raiser", "after_the_raiser", "tet"} <= set(registry.losses)
     assert "loop" in registry.strategies
-    # what the raising hook registered before raising stays (as before the relay)
-    assert registry.loss("registered_then_raised").provenance.plugin == "raiser"
+    # what the raising hook registered before raising is withdrawn: a hook provides all or nothing
+    assert "registered_then_raised" not in registry.losses
     failures = [f for f in registry.failures if f.plugin == "raiser"]
     assert failures == [
         PluginFailure("raiser", None, None, "hook", "snn_register_forward_strategies: ValueError: no strategies today"),
-        PluginFailure("raiser", None, None, "hook", "snn_register_losses: RuntimeError: accelerator missing"),
+        PluginFailure(
+            "raiser", None, None, "hook",
+            "snn_register_losses: RuntimeError: accelerator missing "
+            "(withdrawn: what it registered before, ['registered_then_raised'])",
+        ),
     ]
     assert [f.plugin for f in registry.failures] == ["raiser", "raiser"]
     raised = {(hook, names[0]): type(exc) for hook, names, exc in recorder.after if exc is not None}
@@ -245,3 +249,63 @@ def test_kernels_still_run_after_the_relay_change() -> None:
         v = h * (1.0 - s)
         expected.append(s)
     assert torch.equal(spikes, torch.stack(expected))
+
+
+def _model_with_charge(name: str, charge: Any, **extra: Any) -> Any:
+    from snn.models import THRESHOLD_AND_RESET, NeuronModel, State
+
+    return NeuronModel(name=name, states=(State("v", "v_reset"),), hyperparameters=THRESHOLD_AND_RESET, charge=charge, **extra)
+
+
+@pytest.mark.parametrize(
+    ("charge", "error"),
+    [
+        (lambda x, u, p, ops: {"v": u.v + ops.tanh(x)}, "AttributeError: expression language has no function 'tanh'"),
+        (lambda x, u, p, ops: {"v": u.q + x}, "AttributeError: the model has no state 'q'"),
+        (lambda x, u, p, ops: {"v": u.v + x * p.gain}, "AttributeError: the model has no parameter 'gain'"),
+        (lambda x, u, p, ops: {"v": u.v + torch.tanh(x)}, "TypeError"),
+    ],
+    ids=["unknown-function", "unknown-state", "unknown-parameter", "torch-call"],
+)
+def test_a_model_that_cannot_build_a_kernel_is_refused_at_registration(
+    temporary_plugin: Any, charge: Any, error: str
+) -> None:
+    """The failure names the plugin and the model, and the model is not registered (so doctor
+    and backend listings never meet it)."""
+    from snn import doctor
+
+    def models(register: Any) -> None:
+        register(_model_with_charge("broken", charge))
+
+    registry: Registry = temporary_plugin(_namespace(snn_register_neuron_models=models), name="broken-models")
+    assert "broken" not in registry.models
+    (failure,) = [f for f in registry.failures if f.plugin == "broken-models"]
+    assert failure.stage == "hook"
+    assert "model 'broken': its description does not build a kernel with its default hyper-parameters" in failure.error
+    assert error in failure.error
+    report = doctor.collect()
+    assert "broken" not in [row["name"] for row in report["neurons"]]
+
+
+def test_a_model_whose_example_cannot_build_is_refused(temporary_plugin: Any) -> None:
+    def models(register: Any) -> None:
+        register(_model_with_charge("badexample", lambda x, u, p, ops: {"v": u.v + x}, examples=({"v_threshold": "high"},)))
+
+    registry: Registry = temporary_plugin(_namespace(snn_register_neuron_models=models), name="example-models")
+    assert "badexample" not in registry.models
+    (failure,) = [f for f in registry.failures if f.plugin == "example-models"]
+    assert "with its example {'v_threshold': 'high'}" in failure.error
+
+
+def test_asking_for_the_registry_inside_a_hook_is_a_recorded_failure(temporary_plugin: Any) -> None:
+    calls = []
+
+    def losses(register: LossRegistrar) -> None:
+        calls.append(1)
+        plugins.get_registry()
+
+    registry: Registry = temporary_plugin(_namespace(snn_register_losses=losses), name="reentrant")
+    assert calls == [1]  # the registry was built once, not recursively
+    (failure,) = [f for f in registry.failures if f.plugin == "reentrant"]
+    assert "RuntimeError: the snn registry is being built" in failure.error
+    assert "tet" in registry.losses  # the other plugins are unaffected

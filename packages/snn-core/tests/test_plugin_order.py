@@ -207,3 +207,18 @@ def test_the_installed_siblings_are_snn_cores_pinned_extras() -> None:
                 pinned.add(name.strip().lower())
     assert pinned >= {"snn-online", "snn-triton", "snn-cupy"}
     assert plugins.sibling_distributions() == pinned
+
+
+def test_doctor_puts_an_entry_point_clash_on_the_refused_distribution(fake_world: list[FakeEntryPoint]) -> None:
+    """The loaded plugin's row stays clean; the refused distribution gets a row of its own."""
+    from snn import doctor
+
+    sibling = FakeEntryPoint("zeta", FakeDistribution("snn-zeta", "7.0.0", ["snn-core==7.0.0"]), loss_plugin("a", "zeta"))
+    impostor = FakeEntryPoint("zeta", FakeDistribution("aaa-impostor", "9.9", []), loss_plugin("b", "impostor"))
+    reserved = FakeEntryPoint("torch", FakeDistribution("snn-reserved", "1.0", []), loss_plugin("c", "reserved"))
+    build(fake_world, [impostor, reserved, sibling])
+    rows = {(row["name"], row["distribution"]): row["error"] for row in doctor.collect()["plugins"]}
+    assert rows[("zeta", "snn-zeta")] is None
+    assert rows[("torch", "snn-core")] is None
+    assert "aaa-impostor" in rows[("zeta", "aaa-impostor")] and "not loaded" in rows[("zeta", "aaa-impostor")]
+    assert "reserved for an in-tree plugin" in rows[("torch", "snn-reserved")]

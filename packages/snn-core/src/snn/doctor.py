@@ -73,28 +73,36 @@ def collect() -> dict[str, Any]:
 
     registry = get_registry()
 
-    errors: dict[str, list[str]] = {}
+    # a failure belongs to a loaded plugin's row when it names that plugin and (if it knows it)
+    # the same distribution: a distribution refused for an entry-point name another one holds
+    # gets a row of its own, not the holder's
+    errors: dict[tuple[str, str | None], list[str]] = {}
     for failure in registry.failures:
-        errors.setdefault(failure.plugin, []).append(failure.describe())
+        origin = registry.plugins.get(failure.plugin)
+        same = origin is not None and failure.distribution in (None, origin.distribution)
+        key = (failure.plugin, origin.distribution if same and origin is not None else failure.distribution)
+        errors.setdefault(key, []).append(failure.describe())
 
     plugin_rows = []
     for name, origin in registry.plugins.items():
+        found = errors.pop((name, origin.distribution), None)
         plugin_rows.append(
             {
                 "name": name,
                 "distribution": origin.distribution,
                 "version": origin.version,
-                "error": "; ".join(errors[name]) if name in errors else None,
+                "error": "; ".join(found) if found else None,
             }
         )
     for failure in registry.failures:
-        if failure.plugin not in registry.plugins and all(r["name"] != failure.plugin for r in plugin_rows):
+        found = errors.pop((failure.plugin, failure.distribution), None)
+        if found:
             plugin_rows.append(
                 {
                     "name": failure.plugin,
                     "distribution": failure.distribution,
                     "version": failure.version,
-                    "error": "; ".join(errors[failure.plugin]),
+                    "error": "; ".join(found),
                 }
             )
 

@@ -152,6 +152,14 @@ class HyperParameter:
     kind: str = "real"
     doc: str = ""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"name: expected an identifier, got {self.name!r}")
+        try:  # the default must be a value of its own kind (and the kind a known one)
+            check_hyperparameter(self.name, self.kind, self.default)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"HyperParameter {self.name!r} (kind {self.kind!r}): default: {exc}") from None
+
     def check(self, value: Any) -> float | bool | None:
         """``value`` checked and normalised (see :func:`check_hyperparameter`)."""
         return check_hyperparameter(self.name, self.kind, value)
@@ -171,6 +179,19 @@ class State:
     name: str
     initial: float | str = 0.0
     doc: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"name: expected an identifier, got {self.name!r}")
+        if isinstance(self.initial, str):
+            return
+        if isinstance(self.initial, bool) or not isinstance(self.initial, numbers.Real):
+            raise TypeError(
+                f"State {self.name!r}: initial: expected a real number or a hyper-parameter name, "
+                f"got {type(self.initial).__name__} {self.initial!r}"
+            )
+        if not math.isfinite(float(self.initial)):
+            raise ValueError(f"State {self.name!r}: initial: expected a finite number, got {self.initial!r}")
 
 
 #: The threshold and reset hyper-parameters most spiking models share.

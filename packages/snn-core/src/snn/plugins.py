@@ -97,6 +97,7 @@ _HOOKS: tuple[tuple[str, type[_REGISTRARS]], ...] = (
 
 _lock = threading.RLock()
 _state: tuple[pluggy.PluginManager, Registry] | None = None
+_building = False
 _extra_plugins: list[tuple[str, Any]] = []
 _setups: list[Callable[[pluggy.PluginManager], object]] = []
 
@@ -193,10 +194,20 @@ def temporary_plugin(plugin: Any, name: str | None = None) -> Iterator[Registry]
 
 
 def _build_once() -> tuple[pluggy.PluginManager, Registry]:
-    global _state
+    global _state, _building
     with _lock:
         if _state is None:
-            _state = _build()
+            if _building:  # the lock is reentrant: only this thread, from inside a hook, gets here
+                raise RuntimeError(
+                    "the snn registry is being built: a plugin hook (or code it calls) asked for it "
+                    "(get_registry, a neuron's forward, set_backend ...); hooks register through "
+                    "their registrar only"
+                )
+            _building = True
+            try:
+                _state = _build()
+            finally:
+                _building = False
         return _state
 
 
@@ -434,14 +445,17 @@ def _call_hooks(
             origin = provenance.get(impl.plugin_name, Provenance(impl.plugin_name))
             others = [plugin for name, plugin in plugins.items() if name != impl.plugin_name]
             one_plugin = manager.subset_hook_caller(hook_name, remove_plugins=others)
+            registrar = registrar_type(registry, origin)
             try:
-                one_plugin(register=registrar_type(registry, origin))
+                one_plugin(register=registrar)
             except Exception as exc:
                 clash = getattr(exc, "first_plugin", None)
+                withdrawn = registrar.withdraw()
+                note = f" (withdrawn: what it registered before, {withdrawn})" if withdrawn else ""
                 _record(registry, PluginFailure(
                     impl.plugin_name, origin.distribution, origin.version,
                     "clash" if clash else "hook",
-                    f"{hook_name}: {_describe_error(exc)}",
+                    f"{hook_name}: {_describe_error(exc)}{note}",
                     getattr(exc, "name", None) if clash else None,
                     clash,
                 ))

@@ -481,6 +481,16 @@ class _Registrar:
     def __init__(self, registry: Registry, provenance: Provenance) -> None:
         self._registry = registry
         self._provenance = provenance
+        self._before = set(self._table())
+
+    def withdraw(self) -> list[str]:
+        """Remove what this registrar registered (its hook raised: a plugin provides all of a
+        hook's entries or none); returns the names removed."""
+        table = self._table()
+        added = [name for name in table if name not in self._before]
+        for name in added:
+            del table[name]
+        return added
 
     def __repr__(self) -> str:  # shown by pluggy's hook tracing
         return f"{type(self).__name__}(plugin={self._provenance.plugin!r})"
@@ -619,9 +629,29 @@ class NeuronModelRegistrar(_Registrar):
         if not isinstance(model, NeuronModel):
             raise TypeError(f"model: expected an snn.models.NeuronModel, got {type(model).__name__}")
         checked = self._claim(model.name)
+        _check_model_builds(model)
         if model.description and "description" not in metadata:
             metadata["description"] = model.description
         self._registry.models[checked] = RegisteredItem(checked, model, dict(metadata), self._provenance)
+
+
+def _check_model_builds(model: NeuronModel) -> None:
+    """Build the model's kernel plan (default hyper-parameters and each example, Sigmoid
+    surrogate), so that a description that cannot run fails at registration, naming the model,
+    rather than in ``snn doctor`` or a user's first forward."""
+    from snn.models import kernel_plan
+    from snn.surrogate import Sigmoid
+
+    spec = Sigmoid().spec
+    for settings in ({}, *model.examples):
+        what = "its default hyper-parameters" if not settings else f"its example {dict(settings)!r}"
+        try:
+            kernel_plan(model.config(spec, **dict(settings)))
+        except Exception as exc:
+            raise ValueError(
+                f"model {model.name!r}: its description does not build a kernel with {what}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 class _ItemRegistrar(_Registrar):
