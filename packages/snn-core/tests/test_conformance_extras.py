@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import snn
+from snn import plugins
 from snn.backends.torch import OPERATIONS
 from snn.backends.torch import multi_step as torch_multi_step
 from snn.registry import BackendRegistrar
@@ -131,3 +132,31 @@ def test_without_extras_nothing_changes() -> None:
     suite = _suite(backend="torch")
     assert {c.surrogate for c in suite.conformance_cases("surrogates")} == {"Sigmoid"}
     assert ConformanceCase("lif").surrogate == "Sigmoid"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "match"),
+    [
+        ({"surrogates": ("Sigmiod",)}, r"Suite.surrogates: backend 'torch' does not serve \['Sigmiod'\]"),
+        ({"dtypes": (torch.complex64,)}, r"Suite.dtypes: backend 'torch' does not serve \['torch.complex64'\]"),
+        ({"devices": ("tpu",)}, r"Suite.devices: backend 'torch' does not serve \['tpu'\]"),
+    ],
+)
+def test_naming_what_the_backend_does_not_serve_is_an_error(attributes: dict[str, Any], match: str) -> None:
+    """A suite that names a surrogate, dtype or device asks for its tests: they must not vanish."""
+    with pytest.raises(ValueError, match=match):
+        _suite(backend="torch", **attributes).conformance_cases("dynamics")
+
+
+def test_naming_a_model_a_hand_written_backend_lacks_is_an_error() -> None:
+    @snn.hookimpl
+    def snn_register_backends(register: BackendRegistrar) -> None:
+        register(
+            "handwritten", {"multi_step": "snn.backends.torch:multi_step"}, devices=("cpu",),
+            dtypes=(torch.float32,), models=("lif",), surrogates=("Sigmoid",), probe=lambda: None,
+        )
+
+    plugin = types.SimpleNamespace(snn_register_backends=snn_register_backends)
+    with plugins.temporary_plugin(plugin, name="conformance-hand-written"):
+        with pytest.raises(ValueError, match=r"Suite.models: backend 'handwritten' does not serve \['plif'\]"):
+            _suite(backend="handwritten").conformance_cases("dynamics")

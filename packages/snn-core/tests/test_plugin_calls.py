@@ -309,3 +309,14 @@ def test_asking_for_the_registry_inside_a_hook_is_a_recorded_failure(temporary_p
     (failure,) = [f for f in registry.failures if f.plugin == "reentrant"]
     assert "RuntimeError: the snn registry is being built" in failure.error
     assert "tet" in registry.losses  # the other plugins are unaffected
+
+
+def test_a_model_without_a_description_shows_none_in_doctor(temporary_plugin: Any) -> None:
+    from snn import doctor
+
+    def models(register: Any) -> None:
+        register(_model_with_charge("plain", lambda x, u, p, ops: {"v": u.v + x}))
+
+    temporary_plugin(_namespace(snn_register_neuron_models=models), name="plain-models")
+    (row,) = [r for r in doctor.collect()["neurons"] if r["name"] == "plain"]
+    assert row["description"] == ""  # not the NeuronModel class docstring

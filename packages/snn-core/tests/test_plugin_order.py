@@ -222,3 +222,19 @@ def test_doctor_puts_an_entry_point_clash_on_the_refused_distribution(fake_world
     assert rows[("torch", "snn-core")] is None
     assert "aaa-impostor" in rows[("zeta", "aaa-impostor")] and "not loaded" in rows[("zeta", "aaa-impostor")]
     assert "reserved for an in-tree plugin" in rows[("torch", "snn-reserved")]
+
+
+def test_an_entry_point_without_hook_implementations_is_a_recorded_failure(fake_world: list[FakeEntryPoint]) -> None:
+    """An undecorated hook function is invisible to pluggy: the plugin would load as 'ok' and
+    provide nothing, so it is recorded instead (and not listed as loaded)."""
+    module = types.ModuleType("fake_undecorated")
+
+    def snn_register_losses(register: LossRegistrar) -> None:  # no @snn.hookimpl
+        register("never_seen", lambda y_seq, target: y_seq.sum())
+
+    module.snn_register_losses = snn_register_losses  # type: ignore[attr-defined]  # a module built at run time
+    registry = build(fake_world, [FakeEntryPoint("nodeco", FakeDistribution("snn-nodeco", "1.0", []), module)])
+    assert "nodeco" not in registry.plugins and "never_seen" not in registry.losses
+    (failure,) = registry.failures
+    assert (failure.plugin, failure.stage) == ("nodeco", "validate")
+    assert "implements no snn hook" in failure.error and "@snn.hookimpl" in failure.error

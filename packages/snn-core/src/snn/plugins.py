@@ -367,9 +367,18 @@ def _load_entry_points(
             continue
         try:
             plugin = entry_point.load()
-            manager.register(_hashable(plugin), name=name)
+            registered = _hashable(plugin)
+            manager.register(registered, name=name)
         except Exception as exc:
             _record(registry, PluginFailure(name, dist_name, dist_version, "import", _describe_error(exc)))
+            continue
+        if not manager.get_hookcallers(registered):
+            manager.unregister(registered)
+            _record(registry, PluginFailure(
+                name, dist_name, dist_version, "validate",
+                f"entry point {entry_point.value!r} implements no snn hook (mark each hook "
+                "function with @snn.hookimpl and name it after a spec of snn.hookspecs)",
+            ))
             continue
         provenance[name] = Provenance(name, dist_name, dist_version)
 

@@ -295,9 +295,8 @@ class RegisteredItem:
     @property
     def description(self) -> str:
         """The ``description`` metadata, or the first docstring line of the implementation."""
-        text = self.metadata.get("description")
-        if text:
-            return str(text)
+        if "description" in self.metadata:  # given (a neuron model's own, possibly empty)
+            return str(self.metadata["description"] or "")
         doc = getattr(self.implementation, "__doc__", None) or ""
         return doc.strip().splitlines()[0] if doc.strip() else ""
 
@@ -402,7 +401,7 @@ class Registry:
             others = [n for n, b in self.backends.items() if b.serves_device(device_type)]
             raise UnsupportedOperationError(backend, f"tensors on device {device_type!r}", others)
         if dtype not in info.dtypes:
-            others = [n for n, b in self.backends.items() if dtype in b.dtypes]
+            others = [n for n, b in self.backends.items() if dtype in b.dtypes and b.serves_device(device_type)]
             raise UnsupportedOperationError(backend, f"dtype {dtype}", others)
         if config is None:
             return
@@ -630,8 +629,8 @@ class NeuronModelRegistrar(_Registrar):
             raise TypeError(f"model: expected an snn.models.NeuronModel, got {type(model).__name__}")
         checked = self._claim(model.name)
         _check_model_builds(model)
-        if model.description and "description" not in metadata:
-            metadata["description"] = model.description
+        # the model's own line (never the NeuronModel class docstring of an instance)
+        metadata.setdefault("description", model.description)
         self._registry.models[checked] = RegisteredItem(checked, model, dict(metadata), self._provenance)
 
 

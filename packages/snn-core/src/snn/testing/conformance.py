@@ -167,6 +167,8 @@ class BackendConformance:
             spec (:meth:`snn.registry.BackendInfo.serves_surrogate`); their names must differ
             from the built-in ones and from each other.
         models: model names to test; ``None``: every registered model the backend serves.
+            A model, surrogate, dtype or device named here that the backend does not serve is
+            a ``ValueError`` when the cases are built (never a silently smaller matrix).
         size: ``(T, *)`` of the main cases (small: the suite may run under an interpreter).
         large_size: the odd size crossing a block boundary.
         tolerances: ``dtype -> (rtol, atol)`` for states and gradients (also the band around
@@ -221,6 +223,22 @@ class BackendConformance:
 
     # -- the matrix ------------------------------------------------------------------------------
 
+    def _check_requested(self, info: Any, registry: Any) -> None:
+        """Raise ``ValueError`` when a model, surrogate, dtype or device named on the class is
+        not served by the backend: naming it asks for its tests, which must not vanish."""
+        requested = {
+            "models": [n for n in self.models or () if not info.serves_model(registry.model(n), "multi_step")],
+            "surrogates": [n for n in self.surrogates or () if not info.serves_surrogate(n)],
+            "dtypes": [str(d) for d in self.dtypes or () if d not in info.dtypes],
+            "devices": [d for d in self.devices or () if not info.serves_device(d)],
+        }
+        for what, missing in requested.items():
+            if missing:
+                raise ValueError(
+                    f"{type(self).__name__}.{what}: backend {self.backend!r} does not serve {missing}; "
+                    f"name only what it claims (None: everything it claims)"
+                )
+
     def conformance_cases(self, group: str) -> list[ConformanceCase]:
         """The cases of one test group (``"dynamics"``, ``"surrogates"``, ``"dtypes"``,
         ``"modes"`` or ``"layouts"``)."""
@@ -242,6 +260,7 @@ class BackendConformance:
             extras = self._extra_surrogate_classes()
             extra_served = [name for name, cls in extras.items() if info.serves_surrogate(cls().spec)]
             single = info.serves_mode("single_step")
+            self._check_requested(info, registry)
         if not models or not devices or not dtypes or not surrogates:
             what = "models" if not models else "devices here" if not devices else "dtypes" if not dtypes else "surrogates"
             return [ConformanceCase("?", skip=f"backend {self.backend!r}: nothing to test (no {what})")]
