@@ -589,3 +589,58 @@ def test_squarewave_fourier_series_with_many_terms_runs_in_a_kernel() -> None:
     v = (h - 1.0).clone().requires_grad_(True)
     sf(v).sum().backward()
     torch.testing.assert_close(v.grad, reference)
+
+
+def test_grad_refuses_integer_tensors() -> None:
+    """An integer x would truncate g(x) (Sigmoid's g(0) = 1.0, g(1) = 0.07 read as [1, 0])."""
+    with pytest.raises(TypeError, match="Sigmoid: x: expected a floating-point tensor, got torch.int64 tensor"):
+        surrogate.Sigmoid().grad(torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="PiecewiseLeakyReLU: x: expected a floating-point tensor"):
+        surrogate.derivative_function(surrogate.PiecewiseLeakyReLU().spec)(torch.tensor([0, 5]))
+
+
+def test_spiking_assignment_is_checked() -> None:
+    s = surrogate.Sigmoid()
+    with pytest.raises(TypeError, match="spiking: expected a bool, got str 'no'"):
+        s.spiking = "no"  # type: ignore[assignment]  # the wrong type on purpose
+    assert s.spiking is True
+    s.spiking = False
+    x = torch.tensor([0.3])
+    assert torch.equal(s(x), torch.sigmoid(4.0 * x))
+
+
+class _RootGaussian(SurrogateFunctionBase):
+    """``g(x) = sqrt(alpha) exp(-x^2)``: a factor of the parameter alone, through ``ops``."""
+
+    param_names = ("alpha",)
+
+    def __init__(self, alpha: float = 4.0, spiking: bool = True) -> None:
+        super().__init__(spiking, alpha=alpha)
+
+    @staticmethod
+    def derivative(x, ops, alpha=4.0):
+        return ops.sqrt(alpha) * ops.exp(-(x * x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_parameter_only_functions_evaluate_on_the_torch_path(dtype: torch.dtype) -> None:
+    x = torch.tensor([-1.0, 0.0, 0.5], dtype=dtype, requires_grad=True)
+    _RootGaussian(alpha=4.0)(x).sum().backward()
+    torch.testing.assert_close(x.grad, 2.0 * torch.exp(-(x.detach() ** 2)))
+
+
+def test_evaluate_keeps_where_constants_in_the_inputs_precision() -> None:
+    x = expr.var("x")
+    e = expr.SYMBOLIC_OPS.where(x < 0.0, 0.1, 0.2) * x
+    value = expr.evaluate(e, {"x": torch.tensor([-1.0], dtype=torch.float64)})
+    assert value.dtype == torch.float64 and value.item() == -0.1
+    half = expr.evaluate(e, {"x": torch.tensor([-1.0], dtype=torch.float16)})
+    assert half.dtype == torch.float16
+
+
+def test_float_ops_propagate_nan_as_torch() -> None:
+    ops = expr.FLOAT_OPS
+    assert math.isnan(ops.sigmoid(math.nan))
+    assert math.isnan(ops.minimum(1.0, math.nan)) and math.isnan(ops.minimum(math.nan, 1.0))
+    assert math.isnan(ops.maximum(1.0, math.nan)) and math.isnan(ops.maximum(math.nan, 1.0))
+    assert expr.TORCH_OPS.sqrt(4.0) == 2.0 and expr.TORCH_OPS.divide(1.0, 0.0) == math.inf

@@ -40,6 +40,7 @@ __all__ = [
     "SymbolicOps",
     "FloatOps",
     "TORCH_OPS",
+    "torch_ops",
     "SYMBOLIC_OPS",
     "FLOAT_OPS",
     "render",
@@ -137,51 +138,94 @@ def num(value: float) -> Expr:
     return _wrap(value)
 
 
+def _tensor_or_float(name: str, torch_function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """A unary function of :class:`TorchOps`: torch on a tensor, :class:`FloatOps` (IEEE) on a
+    number (a parameter-only argument such as ``ops.sqrt(alpha)``)."""
+
+    def function(a: Any) -> Any:
+        if isinstance(a, torch.Tensor):
+            return torch_function(a)
+        return getattr(FloatOps, name)(float(a))
+
+    function.__name__ = function.__qualname__ = name
+    return staticmethod(function)
+
+
 class TorchOps:
-    """The math namespace on tensors: the torch evaluation of a derivative."""
+    """The math namespace on tensors: the torch evaluation of an expression or derivative.
+
+    Arguments that are plain numbers (functions of the hyper-parameters alone) are computed as
+    Python floats, in double precision with IEEE results. ``dtype``: the dtype of the constant
+    branches of ``where(cond, 0.3, 1.0)``, which have no tensor to take one from (``None``:
+    torch's default dtype); :func:`torch_ops` gives the namespace for a dtype.
+    """
 
     pi = math.pi
 
-    @staticmethod
-    def exp(a: torch.Tensor) -> torch.Tensor: return torch.exp(a)
-    @staticmethod
-    def log(a: torch.Tensor) -> torch.Tensor: return torch.log(a)
-    @staticmethod
-    def abs(a: torch.Tensor) -> torch.Tensor: return torch.abs(a)
-    @staticmethod
-    def sqrt(a: torch.Tensor) -> torch.Tensor: return torch.sqrt(a)
-    @staticmethod
-    def sigmoid(a: torch.Tensor) -> torch.Tensor: return torch.sigmoid(a)
-    @staticmethod
-    def cos(a: torch.Tensor) -> torch.Tensor: return torch.cos(a)
-    @staticmethod
-    def sin(a: torch.Tensor) -> torch.Tensor: return torch.sin(a)
-    @staticmethod
-    def relu(a: torch.Tensor) -> torch.Tensor: return torch.relu(a)
+    def __init__(self, dtype: torch.dtype | None = None) -> None:
+        self.dtype = dtype
 
-    @staticmethod
-    def where(cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:
+    exp = _tensor_or_float("exp", torch.exp)
+    log = _tensor_or_float("log", torch.log)
+    abs = _tensor_or_float("abs", torch.abs)
+    sqrt = _tensor_or_float("sqrt", torch.sqrt)
+    sigmoid = _tensor_or_float("sigmoid", torch.sigmoid)
+    cos = _tensor_or_float("cos", torch.cos)
+    sin = _tensor_or_float("sin", torch.sin)
+    relu = _tensor_or_float("relu", torch.relu)
+
+    def where(self, cond: Any, a: Any, b: Any) -> Any:
+        if not isinstance(cond, torch.Tensor):  # a condition on the hyper-parameters alone
+            return a if cond else b
         like = next((t for t in (a, b) if isinstance(t, torch.Tensor)), None)
-        dtype = like.dtype if like is not None else torch.get_default_dtype()
+        dtype = like.dtype if like is not None else self.dtype or torch.get_default_dtype()
         a = a if isinstance(a, torch.Tensor) else torch.tensor(a, dtype=dtype, device=cond.device)
         b = b if isinstance(b, torch.Tensor) else torch.tensor(b, dtype=dtype, device=cond.device)
         return torch.where(cond, a, b)
 
     @staticmethod
-    def minimum(a: Any, b: Any) -> torch.Tensor:
+    def minimum(a: Any, b: Any) -> Any:
         if not isinstance(b, torch.Tensor):
-            return torch.clamp(a, max=b)
+            return FloatOps.minimum(float(a), float(b)) if not isinstance(a, torch.Tensor) else torch.clamp(a, max=b)
         if not isinstance(a, torch.Tensor):
             return torch.clamp(b, max=a)
         return torch.minimum(a, b)
 
     @staticmethod
-    def maximum(a: Any, b: Any) -> torch.Tensor:
+    def maximum(a: Any, b: Any) -> Any:
         if not isinstance(b, torch.Tensor):
-            return torch.clamp(a, min=b)
+            return FloatOps.maximum(float(a), float(b)) if not isinstance(a, torch.Tensor) else torch.clamp(a, min=b)
         if not isinstance(a, torch.Tensor):
             return torch.clamp(b, min=a)
         return torch.maximum(a, b)
+
+    @staticmethod
+    def divide(a: Any, b: Any) -> Any:
+        """``a / b``; two numbers divide as IEEE does (``1 / 0`` is inf, not an exception)."""
+        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+            return a / b
+        return FloatOps.divide(float(a), float(b))
+
+    @staticmethod
+    def power(a: Any, exponent: float) -> Any:
+        """``a ** exponent``; a number base follows IEEE ``pow`` (:meth:`FloatOps.power`)."""
+        if isinstance(a, torch.Tensor):
+            return a**exponent
+        return FloatOps.power(float(a), exponent)
+
+
+_TORCH_OPS_BY_DTYPE: dict[torch.dtype, TorchOps] = {}
+
+
+def torch_ops(dtype: torch.dtype | None) -> TorchOps:
+    """The :class:`TorchOps` namespace whose constant ``where`` branches have ``dtype``
+    (``None``: :data:`TORCH_OPS`, torch's default dtype)."""
+    if dtype is None:
+        return TORCH_OPS
+    found = _TORCH_OPS_BY_DTYPE.get(dtype)
+    if found is None:
+        found = _TORCH_OPS_BY_DTYPE.setdefault(dtype, TorchOps(dtype))
+    return found
 
 
 class SymbolicOps:
@@ -217,7 +261,7 @@ class FloatOps:
     @staticmethod
     def sqrt(a: float) -> float: return math.sqrt(a) if a >= 0 else math.nan
     @staticmethod
-    def sigmoid(a: float) -> float: return 1.0 / (1.0 + math.exp(-a)) if a > -700 else 0.0
+    def sigmoid(a: float) -> float: return 1.0 / (1.0 + math.exp(-a)) if a > -700 or a != a else 0.0
     @staticmethod
     def cos(a: float) -> float: return math.cos(a)
     @staticmethod
@@ -227,9 +271,9 @@ class FloatOps:
     @staticmethod
     def where(c: bool, a: float, b: float) -> float: return a if c else b
     @staticmethod
-    def minimum(a: float, b: float) -> float: return min(a, b)
+    def minimum(a: float, b: float) -> float: return math.nan if a != a or b != b else min(a, b)
     @staticmethod
-    def maximum(a: float, b: float) -> float: return max(a, b)
+    def maximum(a: float, b: float) -> float: return math.nan if a != a or b != b else max(a, b)
 
     @staticmethod
     def divide(a: float, b: float) -> float:
@@ -696,12 +740,17 @@ def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
     Args:
         expr: the tree.
         env: variable name -> value (tensors or numbers).
-        ops: the math namespace (default :data:`TORCH_OPS`).
+        ops: the math namespace (default: :func:`torch_ops` of the dtype of the first floating
+            tensor in ``env``, so that constants of ``where`` have the inputs' precision).
 
     Raises:
         KeyError: a variable of ``expr`` is missing from ``env``.
     """
-    math_ops = TORCH_OPS if ops is None else ops
+    if ops is None:
+        floating = (v.dtype for v in env.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
+        math_ops = torch_ops(next(floating, None))
+    else:
+        math_ops = ops
     # a namespace may define IEEE division and power (FloatOps: Python raises where IEEE does not)
     divide = getattr(math_ops, "divide", operator.truediv)
     power = getattr(math_ops, "power", operator.pow)

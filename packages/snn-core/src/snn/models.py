@@ -784,10 +784,11 @@ def evaluate_charge(
 
     ``hyper`` may hold tensors (a tensor threshold, say): the model's functions run unchanged.
     """
-    from snn.expr import TORCH_OPS
+    from snn.expr import torch_ops
 
     p = ModelParameters(hyper, learnables)
-    return dict(_as_state_mapping(model, "charge", model.charge(x, StateValues(states), p, TORCH_OPS)))
+    ops = torch_ops(x.dtype if x.is_floating_point() else None)
+    return dict(_as_state_mapping(model, "charge", model.charge(x, StateValues(states), p, ops)))
 
 
 def evaluate_reset(
@@ -800,20 +801,21 @@ def evaluate_reset(
 ) -> dict[str, torch.Tensor]:
     """Every state after the spike, evaluated with torch; the spike is detached in the resets of
     :attr:`NeuronModel.detached` when ``detach_reset``."""
-    from snn.expr import TORCH_OPS
+    from snn.expr import torch_ops
 
     p = ModelParameters(hyper, learnables)
     h = StateValues(charged)
+    ops = torch_ops(spike.dtype if spike.is_floating_point() else None)
     detached = set(model.detached) if detach_reset else set()
     out = dict(charged)
     if model.reset is None:
         s = spike.detach() if model.fire in detached else spike
         out[model.fire] = p.reset(charged[model.fire], s)
         return out
-    plain = dict(model.reset(h, spike, p, TORCH_OPS))
+    plain = dict(model.reset(h, spike, p, ops))
     cut_names = detached & set(plain)
     if cut_names:
-        cut = dict(model.reset(h, spike.detach(), p, TORCH_OPS))
+        cut = dict(model.reset(h, spike.detach(), p, ops))
         for name in cut_names:
             plain[name] = cut[name]
     out.update(plain)

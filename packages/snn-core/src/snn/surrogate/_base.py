@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from snn.expr import TorchOps
+from snn.expr import torch_ops
 from snn.models import SurrogateSpec, check_hyperparameter
 
 __all__ = [
@@ -120,32 +120,6 @@ def check_integer(owner: str, name: str, value: Any, lower: int = 1) -> int:
 # torch evaluation of the derivatives
 
 
-class _TypedTorchOps(TorchOps):
-    """:class:`snn.expr.TorchOps` whose ``where`` builds constant branches in a chosen dtype.
-
-    ``TorchOps.where(cond, 0.3, 1.0)`` has no tensor branch to take a dtype from and falls back
-    to the default dtype (float32); evaluating in float64 would then round the constants.
-    """
-
-    def __init__(self, dtype: torch.dtype) -> None:
-        self.dtype = dtype
-
-    def where(self, cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:  # type: ignore[override]  # an instance method over TorchOps' static one
-        if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
-            a = torch.tensor(float(a), dtype=self.dtype, device=cond.device)
-        return TorchOps.where(cond, a, b)
-
-
-_OPS_BY_DTYPE: dict[torch.dtype, _TypedTorchOps] = {}
-
-
-def _ops_for(dtype: torch.dtype) -> _TypedTorchOps:
-    ops = _OPS_BY_DTYPE.get(dtype)
-    if ops is None:
-        ops = _OPS_BY_DTYPE.setdefault(dtype, _TypedTorchOps(dtype))
-    return ops
-
-
 def evaluate_derivative(
     cls: type[SurrogateFunctionBase], x: torch.Tensor, params: Mapping[str, Number]
 ) -> torch.Tensor:
@@ -161,9 +135,15 @@ def evaluate_derivative(
 
     Returns:
         ``g(x)``, same shape, dtype and device as ``x``.
+
+    Raises:
+        TypeError: ``x`` is not a floating-point tensor (an integer one would truncate ``g``).
     """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        what = f"{x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"{cls.__name__}: x: expected a floating-point tensor, got {what}")
     compute = x.float() if x.dtype in _REDUCED_PRECISION else x
-    g = cls.derivative(compute, _ops_for(compute.dtype), **params)
+    g = cls.derivative(compute, torch_ops(compute.dtype), **params)
     if not isinstance(g, torch.Tensor):
         return torch.full_like(x, float(g))
     if g.shape != x.shape:
@@ -325,6 +305,9 @@ class SurrogateFunctionBase(nn.Module):
         return {name: check_real(cls.__name__, name, params[name]) for name in cls.param_names}
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "spiking" and "spiking" in self.__dict__:  # ``s.spiking = False``, checked
+            self.set_spiking_mode(value)
+            return
         if name in type(self).param_names and name in self.__dict__:
             current = {n: self.__dict__[n] for n in type(self).param_names}
             current[name] = value
