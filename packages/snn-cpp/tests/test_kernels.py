@@ -232,3 +232,32 @@ def test_configurations_equal_in_float32_only_keep_their_float64_kernels():
         got = multi_step(x, (torch.zeros(9, dtype=torch.float64),), config, store_state_seqs=True)
         want = torch_multi_step(x, (torch.zeros(9, dtype=torch.float64),), config, store_state_seqs=True)
         torch.testing.assert_close(got[2][0], want[2][0], rtol=1e-15, atol=1e-15)
+
+
+def test_the_operators_check_what_they_hand_to_c():
+    """torch.ops.snn_cpp.forward / backward are public: a wrong count, shape or dtype is a typed
+    error naming the argument, never a read or write out of bounds in the kernel."""
+    from snn import neuron
+
+    plif_key = ops.configuration_key(neuron.ParametricLIFNode().neuron_config())
+    lif_key = ops.configuration_key(neuron.LIFNode().neuron_config())
+    x = torch.randn(4, 1000)
+    forward = torch.ops.snn_cpp.forward
+    with pytest.raises(ValueError, match=r"learnables: configuration 'plif-\w+' expects 1, got 0"):
+        forward(x, [torch.zeros(1000)], [], plif_key, False, False)
+    with pytest.raises(ValueError, match=r"states: configuration 'lif-\w+' expects 1, got 0"):
+        forward(x, [], [], lif_key, False, False)
+    with pytest.raises(ValueError, match=r"states\[0\]: expected a CPU torch.float32 tensor of shape \[1000\], got .* shape \[1\]"):
+        forward(x, [torch.zeros(1)], [], lif_key, False, False)
+    with pytest.raises(TypeError, match=r"states\[0\]: expected a CPU torch.float32 tensor .* got a cpu torch.float16"):
+        forward(x, [torch.zeros(1000, dtype=torch.float16)], [], lif_key, False, False)
+    with pytest.raises(ValueError, match=r"x: expected a \[T, N\] CPU tensor"):
+        forward(x.reshape(4, 10, 100), [torch.zeros(1000)], [], lif_key, False, False)
+    spikes, v, saved = forward(x, [torch.zeros(1000)], [], lif_key, True, False)
+    backward = torch.ops.snn_cpp.backward
+    with pytest.raises(ValueError, match=r"grad_spikes: expected a CPU torch.float32 tensor of shape \[4, 1000\]"):
+        backward([saved], None, [], [], torch.ones(4, 10), [None], [None], lif_key)
+    with pytest.raises(ValueError, match=r"grad_last: configuration 'lif-\w+' expects 1, got 2"):
+        backward([saved], None, [], [], None, [None, None], [None], lif_key)
+    grad_x = backward([saved], None, [], [], torch.ones_like(spikes), [None], [None], lif_key)[0]
+    assert grad_x.shape == (4, 1000)

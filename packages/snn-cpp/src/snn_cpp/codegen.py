@@ -74,7 +74,7 @@ __all__ = [
     "embedded_id",
 ]
 
-#: The largest number of neurons per block (the block's states live in arrays on the stack).
+#: The largest number of neurons per block.
 MAX_BLOCK = 16384
 
 #: Neurons per buffer of the streaming stores (a few KiB per output: stays in the L1 cache).
@@ -265,7 +265,8 @@ def _forward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]:
     params += ["const int save", "const int store", "const int stream"]
     out = ["SNN_INLINE void snn_forward_block(" + ", ".join(params) + ") {"]
     out += [f"    const real_t p{k} = pp[{k}];" for k in range(n_p)]
-    out += [f"    real_t st{i}[len];" for i in range(m)]
+    # the block's states live in its slice of the last-state outputs (no stack buffer)
+    out += [f"    real_t *restrict st{i} = last{i} + n0;" for i in range(m)]
     out += ["    for (int64_t i = 0; i < len; ++i) {"]
     out += [f"        st{i}[i] = init{i}[n0 + i];" for i in range(m)]
     out += ["    }", "    for (int64_t t = 0; t < T; ++t) {", "        const int64_t row = t * N + n0;",
@@ -287,8 +288,6 @@ def _forward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]:
 
     outputs = [("sr", "")] + [(f"qr{i}", "store") for i in range(m)] + [(f"hr{j}", "save") for j in layout.saved]
     out += _row_loop(body, outputs, "        ")
-    out += ["    }", "    for (int64_t i = 0; i < len; ++i) {"]
-    out += [f"        last{i}[n0 + i] = st{i}[i];" for i in range(m)]
     out += ["    }", "    if (stream) snn_stream_fence();", "}", ""]
     # the entry points: unpack the pointer table, run the blocks on the threads. save and store
     # are literal constants inside each parallel region (OpenMP outlines the region before
@@ -351,7 +350,8 @@ def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]
     params += [f"const int has_gl{i}" for i in range(m)] + [f"const int has_gq{i}" for i in range(m)]
     out = ["SNN_INLINE void snn_backward_block(" + ", ".join(params) + ") {"]
     out += [f"    const real_t p{k} = pp[{k}];" for k in range(n_p)]
-    out += [f"    real_t c{i}[len];" for i in range(m)]
+    # the carried state gradients live in the block's slice of the initial-state gradients
+    out += [f"    real_t *restrict c{i} = gu{i} + n0;" for i in range(m)]
     out += [f"    real_t a{k}[len];" for k in range(n_p)]
     out += [f"    double d{k}[len];" for k in range(n_p)]
     out += ["    const int any_gq = " + " || ".join(f"has_gq{i}" for i in range(m)) + ";"]
@@ -464,8 +464,6 @@ def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]
         for k in range(n_p):
             out += [f"                d{k}[i] += (double)a{k}[i];", f"                a{k}[i] = ZERO;"]
         out += ["            }", "        }"]
-    out += ["    }", "    for (int64_t i = 0; i < len; ++i) {"]
-    out += [f"        gu{i}[n0 + i] = c{i}[i];" for i in range(m)]
     out.append("    }")
     for k in range(n_p):
         out += ["    {", "        double total = 0.0;", f"        for (int64_t i = 0; i < len; ++i) total += d{k}[i];",

@@ -49,8 +49,9 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 #: Below this many neuron-steps a call runs on one thread (a parallel region costs more).
 SERIAL_WORK = 1 << 15
 
-#: Stack bytes a block's buffers may take (see :func:`block_size`).
-STACK_BYTES = 512 << 10
+#: Stack bytes a block's buffers may take (see :func:`block_size`): small, so that threads with
+#: small stacks (``OMP_STACKSIZE``, ``threading.stack_size``) run the kernels too.
+STACK_BYTES = 64 << 10
 
 #: ``[T, N]`` outputs of at least this many bytes are written with non-temporal stores (see
 #: :mod:`snn_cpp.codegen`): an output this large would not stay in the caches for its reader
@@ -134,14 +135,16 @@ def compiled_kernels(key: str, dtype: torch.dtype) -> CompiledKernels:
         return _kernels.setdefault((key, dtype), kernels)
 
 
-def block_size(n: int, layout: KernelLayout) -> int:
+def block_size(n: int, layout: KernelLayout, *, backward: bool = False) -> int:
     """Neurons per block for ``n`` neurons: about a sixteenth of them (so that up to 16 threads
     share the work evenly), a multiple of 64, between 1024 and :data:`~snn_cpp.codegen.MAX_BLOCK`,
-    and small enough that a block's buffers (states, or the backward pass's carried gradients and
-    per-neuron sums) stay within 512 KiB of stack. It depends on ``n`` and the model only, never
-    on the number of threads, so sums over blocks are reproducible."""
-    per_neuron = 8 * layout.states + 16 * layout.learnables
-    cap = max(64, (STACK_BYTES // per_neuron) // 64 * 64)
+    and, for the ``backward`` pass of a model with learnable parameters, small enough that the
+    per-neuron sums of their gradients (the only buffers on the stack: states and carried
+    gradients live in the outputs' slices) stay within :data:`STACK_BYTES`. It depends on ``n``,
+    the model and the pass only, never on the number of threads, so sums over blocks are
+    reproducible."""
+    per_neuron = 16 * layout.learnables if backward else 0
+    cap = max(64, (STACK_BYTES // per_neuron) // 64 * 64) if per_neuron else MAX_BLOCK
     wanted = -(-n // 16)
     wanted = -(-wanted // 64) * 64
     return max(64, min(MAX_BLOCK, cap, max(1024, wanted)))
@@ -169,6 +172,70 @@ def _layout(key: str) -> KernelLayout:
     return layout_of(_plan(key))
 
 
+def _check_tensor(name: str, tensor: Any, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """The operators hand raw pointers to C: every tensor must be a CPU tensor of the exact
+    shape and dtype the kernel indexes, or it would read or write out of bounds."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.device.type != "cpu" or tensor.dtype != dtype or tuple(tensor.shape) != shape:
+        error = ValueError if tensor.device.type == "cpu" and tensor.dtype == dtype else TypeError
+        raise error(
+            f"{name}: expected a CPU {dtype} tensor of shape {list(shape)}, got a {tensor.device.type} "
+            f"{tensor.dtype} tensor of shape {list(tensor.shape)}"
+        )
+
+
+def _check_count(name: str, values: list[Any], expected: int, key: str) -> None:
+    if len(values) != expected:
+        raise ValueError(f"{name}: configuration {key!r} expects {expected}, got {len(values)}")
+
+
+def _check_forward_inputs(
+    x: torch.Tensor, states: list[torch.Tensor], learnables: list[torch.Tensor], key: str, layout: KernelLayout
+) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.dtype not in DTYPE_NAMES or x.device.type != "cpu":
+        what = f"a {x.device.type} {x.dtype} tensor of {x.dim()} dimensions" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x: expected a [T, N] CPU tensor of dtype {' or '.join(map(str, DTYPE_NAMES))}, got {what}")
+    _check_count("states", states, layout.states, key)
+    _check_count("learnables", learnables, layout.learnables, key)
+    n = x.shape[1]
+    for index, state in enumerate(states):
+        _check_tensor(f"states[{index}]", state, (n,), x.dtype)
+    for index, parameter in enumerate(learnables):
+        _check_tensor(f"learnables[{index}]", parameter.reshape(-1) if isinstance(parameter, torch.Tensor) else parameter, (1,), x.dtype)
+
+
+def _check_backward_inputs(
+    saved: list[torch.Tensor], x: torch.Tensor | None, initial: list[torch.Tensor], learnables: list[torch.Tensor],
+    grad_spikes: torch.Tensor | None, grad_last: list[torch.Tensor | None], grad_seqs: list[torch.Tensor | None],
+    key: str, layout: KernelLayout,
+) -> None:
+    _check_count("saved", saved, len(layout.saved), key)
+    _check_count("initial", initial, len(layout.initial_needed), key)
+    _check_count("learnables", learnables, layout.learnables, key)
+    _check_count("grad_last", grad_last, layout.states, key)
+    _check_count("grad_seqs", grad_seqs, layout.states, key)
+    if not saved or not isinstance(saved[0], torch.Tensor) or saved[0].dim() != 2 or saved[0].dtype not in DTYPE_NAMES:
+        raise ValueError("saved: expected the [T, N] float32 or float64 tensors the forward saved")
+    like = saved[0]
+    steps, n = like.shape
+    for index, tensor in enumerate(saved):
+        _check_tensor(f"saved[{index}]", tensor, (steps, n), like.dtype)
+    if layout.save_input:
+        _check_tensor("x", x, (steps, n), like.dtype)
+    for index, tensor in enumerate(initial):
+        _check_tensor(f"initial[{index}]", tensor, (n,), like.dtype)
+    for index, parameter in enumerate(learnables):
+        _check_tensor(f"learnables[{index}]", parameter.reshape(-1) if isinstance(parameter, torch.Tensor) else parameter, (1,), like.dtype)
+    # incoming gradients are converted to the saved dtype; their shapes must match
+    incoming: list[tuple[str, torch.Tensor | None, tuple[int, ...]]] = [("grad_spikes", grad_spikes, (steps, n))]
+    incoming += [(f"grad_last[{i}]", g, (n,)) for i, g in enumerate(grad_last)]
+    incoming += [(f"grad_seqs[{i}]", g, (steps, n)) for i, g in enumerate(grad_seqs)]
+    for name, gradient, shape in incoming:
+        if gradient is not None:
+            _check_tensor(name, gradient, shape, gradient.dtype if isinstance(gradient, torch.Tensor) else like.dtype)
+
+
 # ---------------------------------------------------------------------------------------------
 # forward
 
@@ -177,7 +244,13 @@ def _layout(key: str) -> KernelLayout:
 def forward(
     x: torch.Tensor, states: list[torch.Tensor], learnables: list[torch.Tensor], key: str, save: bool, store: bool
 ) -> list[torch.Tensor]:
-    """Run the forward kernel (see the module docstring for arguments and results)."""
+    """Run the forward kernel (see the module docstring for arguments and results).
+
+    Raises:
+        TypeError, ValueError: a tensor of the wrong shape, dtype or device, or the wrong
+            number of states or learnable parameters for ``key``'s configuration.
+    """
+    _check_forward_inputs(x, states, learnables, key, _layout(key))
     kernels = compiled_kernels(key, x.dtype)
     layout = kernels.layout
     x = x.contiguous()
@@ -270,7 +343,12 @@ def backward(
     grad_seqs: list[torch.Tensor | None],
     key: str,
 ) -> list[torch.Tensor]:
-    """Run the backward kernel (see the module docstring for arguments and results)."""
+    """Run the backward kernel (see the module docstring for arguments and results).
+
+    Raises:
+        TypeError, ValueError: as :func:`forward`, for every tensor and list.
+    """
+    _check_backward_inputs(saved, x, initial, learnables, grad_spikes, grad_last, grad_seqs, key, _layout(key))
     like = saved[0]
     kernels = compiled_kernels(key, like.dtype)
     layout = kernels.layout
@@ -287,7 +365,7 @@ def backward(
         gl = [_incoming(g, like) for g in grad_last]
         gq = [_incoming(g, like) for g in grad_seqs]
         params = torch.cat([p.reshape(1) for p in learnables]).contiguous() if learnables else None
-        block = block_size(n, layout)
+        block = block_size(n, layout, backward=True)
         blocks = -(-n // block)
         partial = torch.empty((blocks * max(n_p, 1),), dtype=torch.float64)
         table: list[torch.Tensor | None] = [*saved]
