@@ -256,3 +256,52 @@ def test_not_installed_names_the_extra(monkeypatch):
     finally:
         monkeypatch.undo()
         plugins.reset()
+
+
+def test_an_unusable_cache_is_named_as_such_not_as_a_compiler_failure(tmp_path, monkeypatch):
+    """A cache path that is a file: the probe says the cache is unusable and names the variable;
+    pointing the variable at a good directory then works in the same process."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(build.CACHE_ENV, str(blocker))
+    build.reset()
+    with pytest.raises(build.KernelCacheError, match=f"kernel cache .*cannot be created.*{build.CACHE_ENV}"):
+        build.cache_dir()
+    reason = build.probe()
+    assert reason is not None and "kernel cache" in reason and "C compiler" not in reason
+    monkeypatch.setenv(build.CACHE_ENV, str(tmp_path / "good"))
+    if REAL_COMPILER is not None:
+        assert build.probe() is None
+    build.reset()
+
+
+def test_a_cache_other_users_can_write_is_refused(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv(build.CACHE_ENV, str(shared))
+    with pytest.raises(build.KernelCacheError, match="can be written by other users"):
+        build.cache_dir()
+    shared.chmod(0o700)
+    assert build.cache_dir() == shared
+
+
+@needs_compiler
+def test_a_cache_that_cannot_be_written_is_a_typed_error(isolated):
+    """The lock file of a new library cannot be opened (here: a directory stands in its place)."""
+    source = "int snn_cache_test(void) { return 7; }\n"
+    directory = build.cache_dir()
+    chain = build.toolchain()
+    import hashlib
+
+    name = f"{hashlib.sha256(source.encode()).hexdigest()[:32]}-{chain.ident}"
+    (directory / f"{name}.lock").mkdir()
+    with pytest.raises(build.KernelCacheError, match=f"is not writable .*{build.CACHE_ENV}"):
+        build.load_library(source, None)
+
+
+def test_build_errors_are_snn_errors():
+    from snn.errors import SNNError
+
+    for error in (build.CompilerNotFoundError, build.KernelBuildError, build.KernelCacheError):
+        assert issubclass(error, SNNError) and issubclass(error, RuntimeError)

@@ -31,6 +31,7 @@ import os
 import platform
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -40,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from snn.errors import SNNError
 from snn_cpp.codegen import ABI_VERSION
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "INSTALL_HINT",
     "CompilerNotFoundError",
     "KernelBuildError",
+    "KernelCacheError",
     "Toolchain",
     "cache_dir",
     "compiler_command",
@@ -115,12 +118,17 @@ __attribute__((visibility("default"))) int snn_probe(const int64_t n, float *res
 """
 
 
-class CompilerNotFoundError(RuntimeError):
+class CompilerNotFoundError(SNNError, RuntimeError):
     """No usable C compiler: the message says what was tried and how to install one."""
 
 
-class KernelBuildError(RuntimeError):
+class KernelBuildError(SNNError, RuntimeError):
     """The compiler rejected a generated source (a bug: the message holds its diagnostics)."""
+
+
+class KernelCacheError(SNNError, RuntimeError):
+    """The cache directory cannot be created or written, or other users can write it (code
+    loaded from it would run in this process): the message names it and :data:`CACHE_ENV`."""
 
 
 @dataclass(frozen=True)
@@ -159,14 +167,33 @@ def reset() -> None:
 
 
 def cache_dir() -> Path:
-    """The cache directory (created on first use, private to the user)."""
+    """The cache directory (created on first use, private to the user).
+
+    Raises:
+        KernelCacheError: it cannot be created, is not a directory, or belongs to another user
+            or is writable by group or others (a library loaded from it runs its initialisers in
+            this process before any check of its contents).
+    """
     configured = os.environ.get(CACHE_ENV)
     if configured:
         path = Path(configured).expanduser()
     else:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         path = Path(base) / "snn-cpp"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError as exc:
+        raise KernelCacheError(
+            f"the kernel cache {str(path)!r} cannot be created ({exc}); set {CACHE_ENV} to a writable directory"
+        ) from exc
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and (info.st_uid != getuid() or info.st_mode & 0o022):
+        raise KernelCacheError(
+            f"the kernel cache {str(path)!r} (mode {stat.filemode(info.st_mode)}, owner uid {info.st_uid}) can be "
+            f"written by other users, and libraries loaded from it run in this process; make it private "
+            f"(chmod 700, owned by you) or set {CACHE_ENV} to a private directory"
+        )
     return path
 
 
@@ -297,13 +324,17 @@ def toolchain() -> Toolchain:
 
 
 def probe() -> str | None:
-    """``None`` when kernels can be compiled and loaded here, else the reason and the install hint."""
+    """``None`` when kernels can be compiled and loaded here, else the reason and the install hint
+    (no compiler, or a cache directory that cannot be used or written)."""
     try:
         toolchain()
-    except CompilerNotFoundError as exc:
+        directory = cache_dir()
+    except (CompilerNotFoundError, KernelCacheError) as exc:
         return str(exc)
-    except OSError as exc:  # e.g. the cache directory cannot be created
+    except OSError as exc:
         return f"the kernel cache is not usable ({exc}); set {CACHE_ENV} to a writable directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"the kernel cache {str(directory)!r} is not writable; set {CACHE_ENV} to a writable directory"
     return None
 
 
@@ -421,6 +452,7 @@ def load_library(source: str, ident: str | None, chain: Toolchain | None = None)
     Raises:
         CompilerNotFoundError: no usable compiler.
         KernelBuildError: the compiler rejected the source.
+        KernelCacheError: the cache directory is not usable.
     """
     chain = toolchain() if chain is None else chain
     digest = hashlib.sha256(source.encode()).hexdigest()[:32]
@@ -433,10 +465,15 @@ def load_library(source: str, ident: str | None, chain: Toolchain | None = None)
     path = directory / f"{name}.so"
     library = _try_cached(path, ident)
     if library is None:
-        with _file_lock(directory / f"{name}.lock"):
-            library = _try_cached(path, ident)  # another process may have built it meanwhile
-            if library is None:
-                library = _compile(source, path, chain, ident)
+        try:
+            with _file_lock(directory / f"{name}.lock"):
+                library = _try_cached(path, ident)  # another process may have built it meanwhile
+                if library is None:
+                    library = _compile(source, path, chain, ident)
+        except (PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
+            raise KernelCacheError(
+                f"the kernel cache {str(directory)!r} is not writable ({exc}); set {CACHE_ENV} to a writable directory"
+            ) from exc
     with _lock:
         library = _loaded.setdefault(name, library)
     return library
