@@ -123,8 +123,28 @@ def test_argument_validation(learners: dict[str, RecordingLearner]) -> None:
         functional.ottt_online_training(model, optimizer, x, t, None, True)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(ValueError, match=r"x_seq: expected a tensor \[B, T, \*\], got shape \(3,\)"):
         functional.ottt_online_training(model, optimizer, torch.randn(3), t, loss_fn, True)
-    with pytest.raises(ValueError, match=r"target_seq: expected leading dims \[B, T\] = \[2, 3\]"):
+    with pytest.raises(ValueError, match=r"target_seq: expected leading dims \[B, T'\] with B = 2 and T' >= T = 3"):
         functional.ottt_online_training(model, optimizer, x, torch.randn(3, 2, 1), loss_fn, True)
+    with pytest.raises(ValueError, match=r"got shape \(2, 2, 1\)"):
+        functional.ottt_online_training(model, optimizer, x, torch.randn(2, 2, 1), loss_fn, True)
     with pytest.raises(TypeError, match="online: expected a bool, got 1"):
         functional.ottt_online_training(model, optimizer, x, t, loss_fn, 1)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     assert learners["fptt"].calls == [] and learners["ottt"].calls == []
+
+
+def test_alpha_takes_any_real_number_and_one_element_tensors(learners: dict[str, RecordingLearner]) -> None:
+    """As the learner (numbers.Real) and the reference (a tensor alpha) do."""
+    import numpy as np
+
+    model, optimizer = _setup()
+    x, t = torch.randn(3, 1, 2), torch.randn(3, 1, 1)
+    for alpha in (np.float32(0.5), torch.tensor(0.5), 1):
+        functional.fptt_online_training(model, optimizer, x, t, loss_fn, alpha, [])  # type: ignore[arg-type]  # real numbers other than float on purpose
+    assert [call[2]["alpha"] for call in learners["fptt"].calls] == [0.5, 0.5, 1]
+
+
+def test_ottt_accepts_targets_longer_than_the_inputs(learners: dict[str, RecordingLearner]) -> None:
+    """Step t reads target_seq[:, t], as in the reference and the learner."""
+    model, optimizer = _setup()
+    functional.ottt_online_training(model, optimizer, torch.randn(2, 3, 2), torch.randn(2, 4, 1), loss_fn, True)
+    assert len(learners["ottt"].calls) == 1

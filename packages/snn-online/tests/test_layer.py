@@ -146,3 +146,10 @@ def test_linear_with_hooks_takes_the_generic_path() -> None:
     linear.register_forward_hook(lambda module, args, out: calls.append(out.requires_grad))
     GradwithTrace(linear)([torch.ones(1, 2, requires_grad=True), torch.ones(1, 2)])
     assert calls == [False, True]  # value under no_grad, then the gradient path
+
+
+def test_a_trace_of_another_shape_is_named_against_the_spikes() -> None:
+    from snn_online import GradwithTrace
+
+    with pytest.raises(ValueError, match=r"trace of a \[spike, trace\] pair to have the spikes' shape \(1, 2\), got \(3, 2\)"):
+        GradwithTrace(torch.nn.Linear(2, 2))([torch.rand(1, 2), torch.rand(3, 2)])

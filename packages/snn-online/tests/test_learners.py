@@ -162,8 +162,19 @@ def test_fptt_parameter_without_gradient_is_named() -> None:
     unused = nn.Parameter(torch.zeros(3))
     optimizer = torch.optim.SGD([*model.parameters(), unused], lr=0.1)
     w_ra = functional.fptt_online_training_init_w_ra(optimizer)
+    before = [w.clone() for w in w_ra]
     with pytest.raises(RuntimeError, match=r"parameter 2 \(shape \(3,\)\)"):
         functional.fptt_online_training(model, optimizer, FPTT_X, FPTT_TARGET, F.mse_loss, 0.5, w_ra)
+    # every gradient is checked before a running average changes; the gradients are cleared
+    assert all(torch.equal(a, b) for a, b in zip(w_ra, before))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_fptt_names_a_target_without_a_time_dimension() -> None:
+    model, _, _, optimizer = _fptt_setup()
+    w_ra = functional.fptt_online_training_init_w_ra(optimizer)
+    with pytest.raises(TypeError, match="target_seq: expected one target per step of x_seq .* got a 0-dim tensor"):
+        functional.fptt_online_training(model, optimizer, FPTT_X, torch.tensor(1.0), F.mse_loss, 0.5, w_ra)
 
 
 # ---------------------------------------------------------------------------------------------

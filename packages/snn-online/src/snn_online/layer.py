@@ -82,6 +82,11 @@ def _split_pair(x: Any, argument: str) -> tuple[torch.Tensor, torch.Tensor]:
             f"{argument}: expected a [spike, trace] pair of tensors, "
             f"got [{type(spike).__name__}, {type(trace).__name__}]"
         )
+    if spike.shape != trace.shape:
+        raise ValueError(
+            f"{argument}: expected the trace of a [spike, trace] pair to have the spikes' shape "
+            f"{tuple(spike.shape)}, got {tuple(trace.shape)}"
+        )
     return spike, trace
 
 

@@ -361,6 +361,10 @@ class FPTTLearner(OnlineLearner):
             what = f"shape {tuple(x_seq.shape)}" if isinstance(x_seq, torch.Tensor) else type(x_seq).__name__
             raise TypeError(f"x_seq: expected a time-first tensor [T, N, *], got {what}")
         steps = x_seq.shape[0]
+        if isinstance(target_seq, torch.Tensor) and target_seq.dim() == 0:
+            raise TypeError(
+                "target_seq: expected one target per step of x_seq (time on dimension 0), got a 0-dim tensor"
+            )
         if not hasattr(target_seq, "__getitem__"):
             raise TypeError(
                 f"target_seq: expected a sequence or tensor with one target per step of x_seq, "
@@ -398,21 +402,26 @@ class FPTTLearner(OnlineLearner):
             saved_memories = [copy.deepcopy(m._memories) for m in memory_modules]
             optimizer.zero_grad()
 
-            if t < steps - 1:
-                loss_again = _checked_scalar_loss(f_loss_t(model(x_t), target_t), t)
-                loss_again.backward()
-                with torch.no_grad():
+            try:
+                if t < steps - 1:
+                    loss_again = _checked_scalar_loss(f_loss_t(model(x_t), target_t), t)
+                    loss_again.backward()
+                    # every gradient is checked before any running average changes
                     for i, p in enumerate(parameters):
                         if p.grad is None:
                             raise RuntimeError(
                                 f"optimizer parameter {i} (shape {tuple(p.shape)}) received no gradient from "
                                 "f_loss_t; FPTT needs every optimized parameter to take part in the loss"
                             )
-                        previous_gradients[i] = p.grad.detach().clone()
-                        w_ra[i] = (w_ra[i] + p) / 2.0 - p.grad / (2.0 * alpha)
-            optimizer.zero_grad()
-            for module, memories in zip(memory_modules, saved_memories):
-                object.__setattr__(module, "_memories", memories)
+                    with torch.no_grad():
+                        for i, p in enumerate(parameters):
+                            assert p.grad is not None  # checked above
+                            previous_gradients[i] = p.grad.detach().clone()
+                            w_ra[i] = (w_ra[i] + p) / 2.0 - p.grad / (2.0 * alpha)
+            finally:  # the second forward's states and gradients never outlive the step
+                optimizer.zero_grad()
+                for module, memories in zip(memory_modules, saved_memories):
+                    object.__setattr__(module, "_memories", memories)
 
             total_loss = total_loss + loss.detach()
             outputs.append(_spikes_of(y_t).detach())

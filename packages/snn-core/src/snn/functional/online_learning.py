@@ -9,6 +9,7 @@ check their arguments and call the registered :class:`snn.learning.OnlineLearner
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -100,7 +101,9 @@ def fptt_online_training(
     """
     fn = "fptt_online_training"
     _check_common(fn, model, optimizer, x_seq, f_loss_t, time_dims=1)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+    if isinstance(alpha, torch.Tensor) and alpha.numel() == 1 and alpha.is_floating_point():
+        alpha = alpha.item()  # the reference takes a tensor too; the regulariser needs its value only
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"{fn}: alpha: expected a positive real number, got {alpha!r}")
     if not (math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"{fn}: alpha: expected a finite number > 0, got {alpha!r}")
@@ -130,7 +133,7 @@ def ottt_online_training(
         model: a single-step network.
         optimizer: the optimizer of ``model``'s parameters.
         x_seq: ``[B, T, *]`` inputs, **batch first**.
-        target_seq: ``[B, T, *]`` targets, batch first.
+        target_seq: ``[B, T', *]`` targets, batch first, ``T' >= T`` (step ``t`` reads ``target_seq[:, t]``).
         f_loss_t: ``f_loss_t(y_t, target_t) -> 0-dim tensor``.
         online: update the weights at every step (True) or once per sequence (False).
 
@@ -148,10 +151,10 @@ def ottt_online_training(
         raise TypeError(
             f"{fn}: target_seq: expected a torch.Tensor [B, T, *], got {type(target_seq).__name__}"
         )
-    if target_seq.dim() < 2 or tuple(target_seq.shape[:2]) != tuple(x_seq.shape[:2]):
+    if target_seq.dim() < 2 or target_seq.shape[0] != x_seq.shape[0] or target_seq.shape[1] < x_seq.shape[1]:
         raise ValueError(
-            f"{fn}: target_seq: expected leading dims [B, T] = {list(x_seq.shape[:2])} like x_seq, "
-            f"got shape {tuple(target_seq.shape)}"
+            f"{fn}: target_seq: expected leading dims [B, T'] with B = {x_seq.shape[0]} and T' >= "
+            f"T = {x_seq.shape[1]} like x_seq (step t reads target_seq[:, t]), got shape {tuple(target_seq.shape)}"
         )
     if not isinstance(online, bool):
         raise TypeError(f"{fn}: online: expected a bool, got {online!r}")
