@@ -131,7 +131,9 @@ def test_emulated_cpu_only_under_the_interpreter(monkeypatch):
 def test_auto_never_picks_the_interpreter():
     registry = plugins.get_registry()
     config = registry.model("lif").config(Sigmoid().spec)
-    assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "torch"
+    chosen = registry.auto_backend(config, "multi_step", "cpu", torch.float32)
+    # torch, or another backend that runs natively on the CPU (cpp, when snn-cpp is installed too)
+    assert chosen != "triton" and "cpu" in registry.backend(chosen).devices
 
 
 # -- typed errors ----------------------------------------------------------------------------
