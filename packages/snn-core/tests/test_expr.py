@@ -110,3 +110,10 @@ def test_float_ops_follow_ieee_where_python_raises() -> None:
         want = float(torch.tensor(base, dtype=torch.float64) ** exponent)
         got = evaluate(k ** exponent, {"k": base}, FLOAT_OPS)
         assert (math.isnan(got) and math.isnan(want)) or got == want, (base, exponent, got, want)
+
+
+def test_negative_zero_keeps_its_sign_in_every_dialect() -> None:
+    assert float32_literal(-0.0, "triton") == "-0.0"
+    assert float32_literal(-0.0, "cuda") == float32_literal(-0.0, "c") == "(-0.0f)"
+    assert float32_literal(-0.0, "c64") == "(-0.0)"
+    assert float32_literal(0.0, "cuda") == "0.0f" and float32_literal(0.0, "c64") == "0.0"

@@ -329,10 +329,11 @@ def float32_literal(value: float, dialect: str) -> str:
         rounded = struct.unpack("f", struct.pack("f", number))[0] if math.isfinite(number) else number
     if not math.isfinite(rounded):
         raise ValueError(f"value: expected a finite float32 number for kernel source, got {value!r}")
+    negative_zero = rounded == 0 and math.copysign(1.0, rounded) < 0  # x / -0.0 is -inf, as in torch
     if dialect in ("cuda", "c"):
-        return f"({rounded.hex()}f)" if rounded != 0 else "0.0f"
+        return f"({rounded.hex()}f)" if rounded != 0 else "(-0.0f)" if negative_zero else "0.0f"
     if dialect == "c64":
-        return f"({rounded.hex()})" if rounded != 0 else "0.0"
+        return f"({rounded.hex()})" if rounded != 0 else "(-0.0)" if negative_zero else "0.0"
     return repr(rounded)
 
 
