@@ -46,12 +46,15 @@ def test_rendered_triton_matches_torch_evaluation() -> None:
 def test_rendered_powers_follow_torch_pow(exponent: float) -> None:
     """Negative bases with integer exponents keep their sign, and x ** 0 is 1 (NaN included):
     exp(n log x) alone would give NaN for every negative x."""
-    x = torch.tensor([-2.5, -1.0, -0.5, 0.0, 0.5, 1.5, 3.0, -math.inf, math.inf, math.nan], dtype=torch.float64)
+    x = torch.tensor([-2.5, -1.0, -0.5, -0.0, 0.0, 0.5, 1.5, 3.0, -math.inf, math.inf, math.nan], dtype=torch.float64)
     if not exponent.is_integer():
         x = x[x != -math.inf]  # (-inf) ** 2.5: NaN through exp(n log x), inf by C's pow rules
     expected = torch.pow(x, exponent)
     got = torch.as_tensor(eval(render(var() ** exponent, "triton"), {"tl": _TritonShim, "x": x}), dtype=x.dtype)
     torch.testing.assert_close(got.expand_as(x), expected, rtol=1e-12, atol=0.0, equal_nan=True)
+    # signs of zeros and infinities too (assert_close compares -0.0 and 0.0 equal)
+    finite_or_inf = ~torch.isnan(expected)
+    assert torch.equal(torch.signbit(got.expand_as(x))[finite_or_inf], torch.signbit(expected)[finite_or_inf])
 
 
 def test_derivative_of_a_zeroth_power_is_zero() -> None:
@@ -117,3 +120,11 @@ def test_negative_zero_keeps_its_sign_in_every_dialect() -> None:
     assert float32_literal(-0.0, "cuda") == float32_literal(-0.0, "c") == "(-0.0f)"
     assert float32_literal(-0.0, "c64") == "(-0.0)"
     assert float32_literal(0.0, "cuda") == "0.0f" and float32_literal(0.0, "c64") == "0.0"
+
+
+def test_simplify_folds_zeroth_and_first_powers() -> None:
+    from snn.expr import simplify
+
+    x = var()
+    assert simplify(x**0.0).op == "num" and simplify(x**0.0).value == 1.0
+    assert simplify(x**1.0) is x

@@ -261,3 +261,35 @@ def test_the_operators_check_what_they_hand_to_c():
         backward([saved], None, [], [], None, [None, None], [None], lif_key)
     grad_x = backward([saved], None, [], [], torch.ones_like(spikes), [None], [None], lif_key)[0]
     assert grad_x.shape == (4, 1000)
+
+
+def test_threads_with_small_stacks_run_the_kernels():
+    """Blocks keep their states in the outputs, not in stack arrays: a PLIF layer (a learnable
+    parameter, so the backward's stack sums too) over 2^18 neurons runs forward and backward in
+    a thread with a 160 KiB stack (the earlier stack buffers of up to 512 KiB crashed it)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import threading, torch
+        from snn import neuron
+        torch.set_num_threads(1)
+        layer = neuron.ParametricLIFNode(step_mode="m", backend="cpp").double()
+        x = torch.rand(3, 262144, dtype=torch.float64, requires_grad=True)
+        layer(x[:, :8]).sum().backward()  # compile and load in the main thread
+        layer.reset()
+        result = []
+        def work():
+            layer(x).sum().backward()
+            result.append(bool(torch.isfinite(x.grad).all()))
+        threading.stack_size(160 * 1024)
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        print("ok" if result == [True] else "failed")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stdout, done.stderr[-2000:])

@@ -362,7 +362,8 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
         A fully parenthesised expression string. ``relu(a)`` renders as ``a < 0 ? 0 : a`` (a NaN
         stays NaN, as ``torch.relu`` keeps it). ``a ** n`` follows ``torch.pow``: ``a ** 0`` is 1,
         and an integer ``n`` keeps the sign of a negative ``a`` (small ``|n|`` as a product,
-        larger ones as ``exp(n log|a|)`` with the sign put back). ``minimum`` and ``maximum``
+        larger even ones as ``exp(n log|a|)``, larger odd ones as ``a`` times such an even power,
+        so that ``-0.0`` and infinities keep their sign too). ``minimum`` and ``maximum``
         render as the dialect's ``fmin``/``fmax`` (``tl.minimum``/``tl.maximum``), which return
         the other operand where one is NaN: a backend that must propagate NaN as torch does
         rewrites them first (each shipped backend does).
@@ -390,12 +391,11 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
         if abs(exponent) <= 4:
             product = " * ".join([base] * int(abs(exponent)))
             return f"({product})" if exponent > 0 else f"({one} / ({product}))"
-        magnitude = f"{exp_f}({float32_literal(exponent, dialect)} * {log_f}({abs_f}({base})))"
         if int(exponent) % 2 == 0:
-            return magnitude
-        if c_like:
-            return f"(({base} < {zero}) ? (-{magnitude}) : {magnitude})"
-        return f"tl.where({base} < {zero}, -{magnitude}, {magnitude})"
+            return f"{exp_f}({float32_literal(exponent, dialect)} * {log_f}({abs_f}({base})))"
+        # odd: the base times an even power keeps its sign, -0.0 and infinities included
+        even = f"{exp_f}({float32_literal(abs(exponent) - 1.0, dialect)} * {log_f}({abs_f}({base})))"
+        return f"({base} * {even})" if exponent > 0 else f"({one} / ({base} * {even}))"
 
     def go(e: Expr) -> str:
         op = e.op
@@ -422,7 +422,6 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
         if op == "pow":
             return power(go(e.args[0]), float(e.value))
         if op == "sigmoid" and c_like:
-            exp_f = "exp" if dialect == "c64" else "expf"
             return f"({one} / ({one} + {exp_f}(-{go(e.args[0])})))"
         table = _TRITON_FUNCS if dialect == "triton" else _C64_FUNCS if dialect == "c64" else _C32_FUNCS
         if op in table:
@@ -538,8 +537,8 @@ def simplify(expr: Expr, finite: frozenset[str] | set[str] = frozenset()) -> Exp
     """An equivalent, smaller tree: numbers folded and neutral elements dropped.
 
     Every rewrite is exact for every input, NaN and infinities included: ``a + 0``, ``a - 0``,
-    ``a * 1``, ``a / 1`` become ``a``; ``0 - a`` and ``a * -1`` become ``-a``; ``--a`` becomes
-    ``a``; operations on numbers are folded (in double precision). ``a * 0`` becomes 0 only when
+    ``a * 1``, ``a / 1``, ``a ** 1`` become ``a``; ``a ** 0`` becomes 1; ``0 - a`` and ``a * -1``
+    become ``-a``; ``--a`` becomes ``a``; operations on numbers are folded (in double precision). ``a * 0`` becomes 0 only when
     ``a`` cannot be NaN or infinite: a number, or a variable named in ``finite`` (e.g. a spike,
     which is 0 or 1), or a product/sum of those.
 
@@ -623,6 +622,11 @@ def _rewrite(op: str, args: tuple[Expr, ...], value: Any, is_finite: Callable[[E
                     return Expr("num", (), 0.0)
         elif op == "/" and _is_num(b, 1.0):
             return a
+    if op == "pow":
+        if value == 0.0:  # torch.pow(x, 0) is 1 for every x, NaN included
+            return Expr("num", (), 1.0)
+        if value == 1.0:
+            return args[0]
     return None
 
 
@@ -741,15 +745,18 @@ def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
     Args:
         expr: the tree.
         env: variable name -> value (tensors or numbers).
-        ops: the math namespace (default: :func:`torch_ops` of the dtype of the first floating
-            tensor in ``env``, so that constants of ``where`` have the inputs' precision).
+        ops: the math namespace (default: :func:`torch_ops` of the promoted dtype of the floating
+            tensors in ``env``, so that constants of ``where`` have the inputs' precision).
 
     Raises:
         KeyError: a variable of ``expr`` is missing from ``env``.
     """
     if ops is None:
-        floating = (v.dtype for v in env.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
-        math_ops = torch_ops(next(floating, None))
+        dtype = None
+        for value in env.values():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                dtype = value.dtype if dtype is None else torch.promote_types(dtype, value.dtype)
+        math_ops = torch_ops(dtype)
     else:
         math_ops = ops
     # a namespace may define IEEE division and power (FloatOps: Python raises where IEEE does not)

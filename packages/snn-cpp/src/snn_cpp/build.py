@@ -157,6 +157,7 @@ class Toolchain:
 _lock = threading.Lock()
 _toolchains: dict[tuple[str, ...], Toolchain | Exception] = {}
 _loaded: dict[str, ctypes.CDLL] = {}
+_warned_group_writable: set[str] = set()
 
 
 def reset() -> None:
@@ -170,9 +171,10 @@ def cache_dir() -> Path:
     """The cache directory (created on first use, private to the user).
 
     Raises:
-        KernelCacheError: it cannot be created, is not a directory, or belongs to another user
-            or is writable by group or others (a library loaded from it runs its initialisers in
-            this process before any check of its contents).
+        KernelCacheError: it cannot be created, is not a directory, belongs to another user or
+            is writable by every user (a library loaded from it runs its initialisers in
+            this process before any check of its contents). A group-writable directory (umask
+            002) is used, with a warning logged once.
     """
     configured = os.environ.get(CACHE_ENV)
     if configured:
@@ -188,11 +190,18 @@ def cache_dir() -> Path:
             f"the kernel cache {str(path)!r} cannot be created ({exc}); set {CACHE_ENV} to a writable directory"
         ) from exc
     getuid = getattr(os, "getuid", None)
-    if getuid is not None and (info.st_uid != getuid() or info.st_mode & 0o022):
+    if getuid is not None and (info.st_uid != getuid() or info.st_mode & stat.S_IWOTH):
+        whose = "belongs to another user" if info.st_uid != getuid() else "can be written by every user"
         raise KernelCacheError(
-            f"the kernel cache {str(path)!r} (mode {stat.filemode(info.st_mode)}, owner uid {info.st_uid}) can be "
-            f"written by other users, and libraries loaded from it run in this process; make it private "
-            f"(chmod 700, owned by you) or set {CACHE_ENV} to a private directory"
+            f"the kernel cache {str(path)!r} (mode {stat.filemode(info.st_mode)}, owner uid {info.st_uid}) {whose}, "
+            f"and libraries loaded from it run in this process; make it yours and not world-writable "
+            f"(chmod 700) or set {CACHE_ENV} to a private directory"
+        )
+    if getuid is not None and info.st_mode & stat.S_IWGRP and str(path) not in _warned_group_writable:
+        _warned_group_writable.add(str(path))
+        logger.warning(
+            "snn-cpp: the kernel cache %s is writable by its group (mode %s); libraries loaded from it run in "
+            "this process (chmod g-w to keep it to yourself)", path, stat.filemode(info.st_mode),
         )
     return path
 

@@ -13,7 +13,10 @@ arranges them into loops. The source is plain C99 (no torch headers) with three 
 
 Layout: the neurons are cut into blocks of ``block`` neurons (a runtime argument, at most
 :data:`MAX_BLOCK`; the last block shorter; see :func:`snn_cpp.ops.block_size`). A block
-runs the whole sequence with its states in small arrays that stay in the caches; each step's
+runs the whole sequence with its states in the block's slice of the last-state outputs (the
+backward pass: its carried gradients in the slice of the initial-state gradients), which stays in
+the caches; only the per-neuron sums of the learnable parameters' gradients are stack arrays
+(bounded by :data:`snn_cpp.ops.STACK_BYTES`); each step's
 loop over the block's neurons (in chunks of :data:`CHUNK`) is the innermost loop, written so that
 the compiler vectorises it (``restrict`` pointers, selections without branches, no calls except
 the vector math library's; the backward pass computes each chunk's surrogate gradients, whose
@@ -266,7 +269,7 @@ def _forward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]:
     out = ["SNN_INLINE void snn_forward_block(" + ", ".join(params) + ") {"]
     out += [f"    const real_t p{k} = pp[{k}];" for k in range(n_p)]
     # the block's states live in its slice of the last-state outputs (no stack buffer)
-    out += [f"    real_t *restrict st{i} = last{i} + n0;" for i in range(m)]
+    out += [f"    real_t *st{i} = last{i} + n0;" for i in range(m)]  # based on a restrict parameter
     out += ["    for (int64_t i = 0; i < len; ++i) {"]
     out += [f"        st{i}[i] = init{i}[n0 + i];" for i in range(m)]
     out += ["    }", "    for (int64_t t = 0; t < T; ++t) {", "        const int64_t row = t * N + n0;",
@@ -351,7 +354,7 @@ def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]
     out = ["SNN_INLINE void snn_backward_block(" + ", ".join(params) + ") {"]
     out += [f"    const real_t p{k} = pp[{k}];" for k in range(n_p)]
     # the carried state gradients live in the block's slice of the initial-state gradients
-    out += [f"    real_t *restrict c{i} = gu{i} + n0;" for i in range(m)]
+    out += [f"    real_t *c{i} = gu{i} + n0;" for i in range(m)]  # based on a restrict parameter
     out += [f"    real_t a{k}[len];" for k in range(n_p)]
     out += [f"    double d{k}[len];" for k in range(n_p)]
     out += ["    const int any_gq = " + " || ".join(f"has_gq{i}" for i in range(m)) + ";"]

@@ -195,7 +195,10 @@ def _check_forward_inputs(
 ) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.dtype not in DTYPE_NAMES or x.device.type != "cpu":
         what = f"a {x.device.type} {x.dtype} tensor of {x.dim()} dimensions" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x: expected a [T, N] CPU tensor of dtype {' or '.join(map(str, DTYPE_NAMES))}, got {what}")
+        wrong_kind = not isinstance(x, torch.Tensor) or x.dtype not in DTYPE_NAMES or x.device.type != "cpu"
+        raise (TypeError if wrong_kind else ValueError)(
+            f"x: expected a [T, N] CPU tensor of dtype {' or '.join(map(str, DTYPE_NAMES))}, got {what}"
+        )
     _check_count("states", states, layout.states, key)
     _check_count("learnables", learnables, layout.learnables, key)
     n = x.shape[1]
