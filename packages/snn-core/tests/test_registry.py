@@ -175,7 +175,7 @@ def test_hand_written_backend_serves_the_registered_model_not_its_name() -> None
         assert info.serves_config(_lif())
         assert not info.serves_model(impostor, "multi_step")
         assert not info.serves_config(impostor.config(surrogate.Sigmoid().spec))
-        with pytest.raises(UnsupportedOperationError, match="neuron model 'lif'"):
+        with pytest.raises(UnsupportedOperationError, match="neuron model 'lif' \\(another model than the one registered"):
             registry.check_kernel_inputs("fake", "cpu", torch.float32, impostor.config(surrogate.Sigmoid().spec))
 
 
@@ -209,3 +209,13 @@ def test_designated_probe_error_gives_its_message_as_reason() -> None:
         with pytest.raises(BackendUnavailableError, match="cannot run here: NVRTC cannot be loaded$") as caught:
             registry.backend("odd").raise_if_unavailable()
         assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_a_pickled_configuration_of_a_served_model_is_still_served() -> None:
+    """Unpickling makes a new model object holding the same functions: still the served model."""
+    import pickle
+
+    with plugins.temporary_plugin(_plugin(fake=_backend())) as registry:
+        config = pickle.loads(pickle.dumps(_lif()))
+        assert config.model is not neuron.LIFNode.model
+        assert registry.backend("fake").serves_config(config)

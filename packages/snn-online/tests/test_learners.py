@@ -323,3 +323,10 @@ def test_ottt_errors_name_the_problem() -> None:
         learner.train_sequence(model, object(), x, target, F.mse_loss)
     with pytest.raises(TypeError, match="f_loss_t"):
         learner.train_sequence(model, optimizer, x, target, "mse")
+
+
+def test_fptt_learner_takes_a_one_element_tensor_alpha() -> None:
+    model, _, _, optimizer = _fptt_setup()
+    w_ra = functional.fptt_online_training_init_w_ra(optimizer)
+    loss, _ = FPTTLearner().train_sequence(model, optimizer, FPTT_X, FPTT_TARGET, F.mse_loss, state=w_ra, alpha=torch.tensor(0.5))
+    assert torch.isfinite(loss)

@@ -204,7 +204,7 @@ class BackendInfo:
         if not isinstance(model, NeuronModel):
             return False
         if self.models is not None:
-            return model in self.served_models
+            return _is_served(model, self.served_models)
         return self.serves_config(_default_config(model))
 
     def serves_config(self, config: Any) -> bool:
@@ -212,7 +212,7 @@ class BackendInfo:
         and surrogate (a hand-written backend: the registered model it names and a surrogate it
         implements; a generating backend: every operation of the plan, surrogate included)."""
         if self.models is not None:
-            return config.model in self.served_models and self.serves_surrogate(config.surrogate)
+            return _is_served(config.model, self.served_models) and self.serves_surrogate(config.surrogate)
         return _plan_operations(config) <= (self.operations or frozenset())
 
     def serves_surrogate(self, spec: Any) -> bool:
@@ -240,6 +240,19 @@ class BackendInfo:
         from snn.surrogate import CLOSED_FORM_SURROGATES
 
         return tuple(name for name in CLOSED_FORM_SURROGATES if self.serves_surrogate(name))
+
+
+def _is_served(model: Any, served: frozenset[Any]) -> bool:
+    """Whether ``model`` is one of the ``served`` model objects, or a copy of one (a pickled
+    configuration comes back with a new model object holding the same functions)."""
+    if model in served:
+        return True
+    return any(
+        model.name == m.name and model.charge is m.charge and model.reset is m.reset
+        and (model.states, model.hyperparameters, model.learnables, model.fire, model.threshold, model.detached)
+        == (m.states, m.hyperparameters, m.learnables, m.fire, m.threshold, m.detached)
+        for m in served
+    )
 
 
 @lru_cache(maxsize=256)
@@ -411,6 +424,8 @@ class Registry:
         if not info.serves_config(config):
             others = [n for n, b in self.backends.items() if b.serves_config(config)]
             what = f"neuron model {config.model.name!r}"
+            if not info.generates and info.models is not None and config.model.name in info.models:
+                what += " (another model than the one registered under that name, which it implements)"
             if info.generates:
                 missing = sorted(_plan_operations(config) - (info.operations or frozenset()))
                 what += f" (its kernel uses operations {missing} that this backend does not render)"

@@ -234,6 +234,8 @@ class SLTTLearner(_PerStepSpatialLearner):
 
 
 def _check_alpha(alpha: Any) -> float:
+    if isinstance(alpha, torch.Tensor) and alpha.numel() == 1 and not alpha.is_complex() and alpha.dtype != torch.bool:
+        alpha = alpha.item()  # a one-element tensor, as the reference accepts
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"alpha: expected a positive float, got {type(alpha).__name__} ({alpha!r})")
     number = float(alpha)

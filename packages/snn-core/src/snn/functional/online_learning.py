@@ -101,7 +101,7 @@ def fptt_online_training(
     """
     fn = "fptt_online_training"
     _check_common(fn, model, optimizer, x_seq, f_loss_t, time_dims=1)
-    if isinstance(alpha, torch.Tensor) and alpha.numel() == 1 and alpha.is_floating_point():
+    if isinstance(alpha, torch.Tensor) and alpha.numel() == 1 and not alpha.is_complex() and alpha.dtype != torch.bool:
         alpha = alpha.item()  # the reference takes a tensor too; the regulariser needs its value only
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"{fn}: alpha: expected a positive real number, got {alpha!r}")
