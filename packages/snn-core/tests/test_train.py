@@ -309,3 +309,16 @@ def test_missing_demo_dependency_names_the_extra(monkeypatch: pytest.MonkeyPatch
     code, _, stderr = run_command([*TINY, "--out", str(tmp_path)])
     assert code == 1
     assert 'pip install "snn-core[demo]"' in stderr
+
+
+@pytest.mark.parametrize("limit", [20, 37, 300])
+def test_limit_takes_a_class_balanced_subset(limit: int) -> None:
+    """Every class gets limit // 10 images or one more, and so a test image, whatever the seed."""
+    from snn.train.data import load_digits_split
+
+    for seed in range(25):
+        split = load_digits_split(seed, limit=limit)
+        counts = torch.bincount(split.y_train, minlength=10) + torch.bincount(split.y_test, minlength=10)
+        assert int(counts.sum()) == limit
+        assert int(counts.min()) >= limit // 10 and int(counts.max()) <= -(-limit // 10)
+        assert len(torch.unique(split.y_test)) == 10

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,9 @@ def test_bad_setting_leaves_no_folder(tmp_path: Path) -> None:
         (["--batch-size", "0"], "--batch-size: expected an integer >= 1, got 0"),
         (["--epochs", "0"], "--epochs: expected an integer >= 1, got 0"),
         (["--device", "tpu"], "--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+        (["--device", "meta"], "--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'meta'"),
+        (["--device", "cpu:3"], "--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cpu:3'"),
+        (["--threads", "100000"], f"--threads: expected at most the {os.cpu_count()} CPU cores here"),
         (["--nproc", "0"], "--nproc: expected an integer >= 1, got 0"),
         (["--seed", str(2**64)], f"--seed: expected an integer in [-2**63, 2**64 - 4] (torch's seed range), got {2**64}"),
     ],
@@ -84,7 +88,8 @@ def test_bad_setting_leaves_no_folder(tmp_path: Path) -> None:
 def test_messages_name_the_command_line_options(tmp_path: Path, argv: list[str], message: str) -> None:
     code, _, stderr = run_train([*TINY, *argv, "--out", str(tmp_path / "x")])
     assert code == 2
-    assert stderr == f"snn train: error: {message}\n"
+    assert stderr.startswith(f"snn train: error: {message}") and stderr.count("\n") == 1, stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_help_shows_the_limits_the_messages_enforce() -> None:
@@ -194,3 +199,14 @@ def test_bad_export_nir_is_refused_before_any_work(tmp_path: Path, case: str, no
     assert code == 2
     assert stderr.startswith(f"snn train: error: {expected}"), stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_matplotlib_is_found_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plots are written last: without matplotlib the run must stop before it trains, not after."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import raises ImportError
+    argv = [arg for arg in TINY if arg != "--no-plots"]
+    code, _, stderr = run_train([*argv, "--out", str(tmp_path / "x")])
+    assert code == 1 and "matplotlib" in stderr and "epoch" not in stderr
+    assert not (tmp_path / "x").exists()

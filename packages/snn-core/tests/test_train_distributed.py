@@ -218,7 +218,8 @@ def test_a_learner_must_allow_data_parallel_training(tmp_path: Path, temporary_p
 
 
 def test_every_batch_needs_an_image_per_process(tmp_path: Path) -> None:
-    code, _, stderr = run_train([*SMALL, "--limit", "400", "--nproc", "2", "--out", str(tmp_path / "run")])
+    # --limit 401: 40 or 41 images per class, 321 training images, a last batch of 1 at --batch-size 32
+    code, _, stderr = run_train([*SMALL, "--limit", "401", "--nproc", "2", "--out", str(tmp_path / "run")])
     assert code == 2
     assert stderr.startswith("snn train: error: --batch-size: with 2 processes every batch needs at least 2 images")
 

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from snn.train.checkpoint import CHECKPOINT_FILE, MODEL_FILE
 from snn.train.data import ENCODINGS
-from snn.train.loop import MIN_LIMIT, EpochRecord, TrainConfig, TrainResult
+from snn.train.loop import MIN_LIMIT, EpochRecord, TrainConfig, TrainResult, resolve_device
 from snn.train.models import MODELS
 
 __all__ = ["DESCRIPTION", "RUN_OPTIONS", "add_arguments", "run", "main"]
@@ -135,6 +135,12 @@ def _check_option_values(args: argparse.Namespace) -> None:
         )
     if args.threads is not None and args.threads < 0:
         raise ValueError(f"--threads: expected an integer >= 0 (0 keeps torch's default), got {args.threads}")
+    cores = os.cpu_count() or 1
+    if args.threads is not None and args.threads > cores:
+        raise ValueError(
+            f"--threads: expected at most the {cores} CPU cores here (more threads only slow torch down), "
+            f"got {args.threads}"
+        )
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
@@ -236,6 +242,10 @@ def _plan(args: argparse.Namespace, world_size: int) -> _Plan:
     try:
         if getattr(args, "export_nir", None) is not None:
             _check_nir_export(args.export_nir, plan.config)
+        if not args.no_plots:  # found before training, not after it (plots are written last)
+            from snn.train.extras import import_demo_module
+
+            import_demo_module("matplotlib.figure")
         check_settings(plan.config, world_size=world_size)
     except BaseException:
         _remove_created(plan.created)
@@ -427,8 +437,9 @@ def _run_worker(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
             return int(payload["exit"])
         config = TrainConfig.from_dict(payload["config"])
         config.progress = bool(payload["progress"]) and context.is_main
+        # the device rank 0 checked, one GPU per process on CUDA (as a single process resolves it)
         device = torch.device("cpu")
-        if config.device != "cpu" and (config.device.startswith("cuda") or torch.cuda.is_available()):
+        if resolve_device(config.device).type == "cuda":
             device = torch.device("cuda", context.local_rank)
             torch.cuda.set_device(device)
         plan = _Plan(config, Path(payload["run_dir"]), payload["checkpoint"])

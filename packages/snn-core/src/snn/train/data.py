@@ -53,8 +53,9 @@ def load_digits_split(seed: int, test_fraction: float = 0.2, limit: int | None =
     Args:
         seed: seeds the permutation; the same seed gives the same split.
         test_fraction: share of each class that goes to the test set, in ``(0, 1)``.
-        limit: keep only this many images in total (a seeded, roughly class-balanced subset;
-            for quick runs and tests); ``None`` keeps all 1797.
+        limit: keep only this many images in total (a seeded, class-balanced subset: every
+            class gets ``limit // 10`` images or one more; for quick runs and tests); ``None``
+            keeps all 1797.
 
     Returns:
         The split, on the CPU.
@@ -75,7 +76,14 @@ def load_digits_split(seed: int, test_fraction: float = 0.2, limit: int | None =
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=generator)
     if limit is not None and limit < len(labels):
-        order = order[:limit]
+        # take the classes in turn, each in its permuted order: every class gets limit // 10
+        # images or one more (so each has a test image), the extra ones by the permutation
+        rank_in_class = torch.empty_like(order)
+        for cls in range(NUM_CLASSES):
+            in_class = labels[order] == cls
+            rank_in_class[in_class] = torch.arange(int(in_class.sum()))
+        turn = rank_in_class * len(order) + torch.arange(len(order))
+        order = order[torch.argsort(turn)][:limit]
     train_parts: list[torch.Tensor] = []
     test_parts: list[torch.Tensor] = []
     for cls in range(NUM_CLASSES):

@@ -140,14 +140,21 @@ def resolve_device(name: str) -> torch.device:
     """``"auto"`` -> CUDA when available else CPU; anything else is parsed by torch.
 
     Raises:
-        ValueError: not a device string, or CUDA asked for but not available.
+        ValueError: not a device string, a device type other than CPU and CUDA (``meta``,
+            ``mps`` ...: the training loop's generators and kernels run on those two), or CUDA
+            asked for but not available (or a ``cuda:N`` that does not exist).
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    expected = "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from exc
+        raise ValueError(f"device: {expected}, got {name!r}") from exc
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
+        raise ValueError(f"device: {expected}, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {name!r} asked for, but torch sees no CUDA device here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device: {name!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
     return device
