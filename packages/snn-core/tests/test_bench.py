@@ -173,6 +173,7 @@ def test_dtype_not_served_is_skipped(temporary_plugin) -> None:
         (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "nope"], ["device:"]),
         (["--repeats", "0"], ["repeats / warmup"]),
         (["--threads", "-1"], ["threads: expected 0"]),
+        (["--seed", str(10**23)], ["--seed: expected an integer in [-2**63, 2**64)", str(10**23)]),
         (["--models", "lif,nope"], ["models: expected registered neuron models", "'nope'"]),
         (["--baseline", "/no/such/checkout"], ["baseline: expected an snn checkout", "'/no/such/checkout'"]),
     ],

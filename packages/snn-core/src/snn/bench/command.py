@@ -198,6 +198,8 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
     try:
         if args.threads < 0:
             raise ValueError(f"threads: expected 0 (keep torch's setting) or a positive integer, got {args.threads}")
+        if not -(2**63) <= args.seed < 2**64:
+            raise ValueError(f"--seed: expected an integer in [-2**63, 2**64) (torch's seed range), got {args.seed}")
         if args.threads:
             torch.set_num_threads(args.threads)
         report = benchmark(
