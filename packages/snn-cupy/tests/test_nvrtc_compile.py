@@ -41,13 +41,15 @@ import torch
 from snn.models import NeuronModel
 from snn.surrogate import SURROGATES
 from snn_cupy.nvrtc import compile_source
+from snn_cupy.runtime import COMPILE_OPTIONS
 from snn_cupy.sources import backward_kernel_source, forward_kernel_source
 from snn_cupy.templates import KernelSource
 
 DTYPES = (torch.float32, torch.float16)
 CHUNK = 8  # sources per NVRTC program (each source's helpers are include-guarded)
-#: (architecture, NVRTC options) every compiled source is built for.
-BUILDS = (("sm_80", ()), ("sm_75", ("-G",)), ("sm_90", ("-G",)))
+#: (architecture, NVRTC options) every compiled source is built for: the runtime's own options
+#: (snn_cupy.runtime.COMPILE_OPTIONS), with device debug code (-G) on two of them.
+BUILDS = (("sm_80", COMPILE_OPTIONS), ("sm_75", (*COMPILE_OPTIONS, "-G")), ("sm_90", (*COMPILE_OPTIONS, "-G")))
 
 _HEX_LITERAL = re.compile(r"\(-?0x[0-9a-f]\.[0-9a-f]+p[+-]\d+f\)")
 _DECIMAL_LITERAL = re.compile(r"\b\d+\.\d+f\b")

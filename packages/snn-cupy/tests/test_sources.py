@@ -232,6 +232,7 @@ def test_model_names_never_reach_the_source(nvrtc: object) -> None:
     """States called ``int`` and ``i``, a hyper-parameter ``float``, a learnable ``return``: the
     sources are byte for byte those of the same model with plain names, and compile."""
     from snn_cupy.nvrtc import compile_source
+    from snn_cupy.runtime import COMPILE_OPTIONS
 
     hostile = _two_state_model("keywords", "int", "i", "float", "return")
     plain = _two_state_model("plain", "c", "v", "gain", "w")
@@ -240,7 +241,7 @@ def test_model_names_never_reach_the_source(nvrtc: object) -> None:
         b = config_sources(plain.config(surrogate.S2NN().spec, detach), dtype)
         assert a == b
     for name, text in a.items():
-        assert compile_source(text, f"{name}.cu", arch="compute_75").log.strip() == ""
+        assert compile_source(text, f"{name}.cu", arch="compute_75", options=COMPILE_OPTIONS).log.strip() == ""
 
 
 def test_only_fixed_identifiers_in_source() -> None:

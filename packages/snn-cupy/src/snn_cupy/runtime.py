@@ -34,8 +34,9 @@ __all__ = [
 #: NVRTC options. No fast math: divisions and transcendental functions stay IEEE-accurate, and
 #: no contraction of ``a * b + c`` into one fused multiply-add, so every operation rounds as the
 #: plan's expression (and the torch backend, and the host emulation) rounds it. The kernels are
-#: bound by memory traffic, so the separate multiply costs nothing measurable.
-COMPILE_OPTIONS: tuple[str, ...] = ("--std=c++14", "--fmad=false")
+#: bound by memory traffic, so the separate multiply costs nothing measurable. C++17: the sources
+#: spell every float exactly as a hexadecimal literal (``0x1.8p+0f``), which C++14 lacks.
+COMPILE_OPTIONS: tuple[str, ...] = ("--std=c++17", "--fmad=false")
 
 _lock = threading.Lock()
 _functions: dict[tuple[str, int], dict[str, Any]] = {}
