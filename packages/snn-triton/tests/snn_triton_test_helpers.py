@@ -96,8 +96,22 @@ CLIPIN = NeuronModel(
     description="test: clipped input with a learnable gain (input saved in backward)",
 )
 
+def _delays_charge(x: Any, u: Any, p: Any, ops: Any) -> dict[str, Any]:
+    # a and d copy the previous potential (a before v in the state order, d after it): the
+    # kernel must read every previous state before it writes any new one, forward and backward
+    return {"a": u.v, "v": 0.5 * u.v + x + 0.5 * u.a - 0.25 * u.d, "d": u.v}
+
+
+DELAYS = NeuronModel(
+    name="delays",
+    states=(State("a", 0.0), State("v", "v_reset"), State("d", 0.0)),
+    hyperparameters=THRESHOLD_AND_RESET,
+    charge=_delays_charge,
+    description="test: states that are other states' previous values",
+)
+
 #: The synthetic models, by name.
-SYNTHETIC_MODELS = {m.name: m for m in (TWOSTATE, EXPGAIN, CLIPIN)}
+SYNTHETIC_MODELS = {m.name: m for m in (TWOSTATE, EXPGAIN, CLIPIN, DELAYS)}
 
 
 @snn.hookimpl

@@ -153,14 +153,24 @@ def test_third_party_surrogate_class_is_encoded_by_path():
         ops.decode_config(gone)
 
 
-def test_unregistered_model_is_refused_with_a_clear_error():
+def test_unregistered_models_run_in_this_process():
+    """A model the registry does not hold under its name (another object called 'lif', or one
+    never registered) is encoded by identity: it decodes to the very configuration here, runs
+    like the torch backend, and a string naming a model this process never encoded is refused."""
     stray = NeuronModel(name="lif", states=(State("v"),), hyperparameters=model_named("if").hyperparameters,
-                        charge=lambda x, u, p, o: {"v": u.v + x})
-    with pytest.raises(ValueError, match="not the model registered"):
-        ops.encode_config(stray.config(Sigmoid().spec))
+                        charge=lambda x, u, p, o: {"v": 0.5 * u.v + x})
     unknown = NeuronModel(name="nowhere", states=(State("v"),), hyperparameters=model_named("if").hyperparameters,
-                          charge=lambda x, u, p, o: {"v": u.v + x})
-    with pytest.raises(ValueError, match="not registered"):
-        ops.encode_config(unknown.config(Sigmoid().spec))
+                          charge=lambda x, u, p, o: {"v": u.v + 2.0 * x})
+    x = torch.rand(3, 5, device=DEVICE)
+    for model in (stray, unknown):
+        config = model.config(Sigmoid().spec)
+        encoded = ops.encode_config(config)
+        assert ops.decode_config(encoded) is config
+        assert f'"{model.name}@' in encoded
+        got = multi_step(x, (torch.zeros(5, device=DEVICE),), config)
+        want = torch_multi_step(x, (torch.zeros(5, device=DEVICE),), config)
+        assert torch.equal(got[0], want[0]) and torch.allclose(got[1][0], want[1][0])
+    with pytest.raises(ValueError, match="not registered and was not encoded in this process"):
+        ops.decode_config(encoded.replace("nowhere@", "nowhere@0"))
     with pytest.raises(TypeError, match="NeuronConfig"):
         ops.encode_config(types.SimpleNamespace())

@@ -239,6 +239,24 @@ def _total(terms: Iterable[Expr]) -> Expr | None:
     return simplify(functools.reduce(lambda a, b: a + b, items))
 
 
+def _simultaneous(assignments: list[tuple[str, str]]) -> list[str]:
+    """``target = value`` lines that read every value before writing any target.
+
+    A value may be the bare name of another target (a state whose new value is another state's
+    previous one, ``d = u.v``): that name is copied to a temporary first, or the later line would
+    read the target already overwritten.
+    """
+    targets = {target for target, _ in assignments}
+    lines: list[str] = []
+    final: list[tuple[str, str]] = []
+    for index, (target, value) in enumerate(assignments):
+        if value in targets and value != target:
+            lines.append(f"previous_{index} = {value}")
+            value = f"previous_{index}"
+        final.append((target, value))
+    return lines + [f"{target} = {value}" for target, value in final]
+
+
 def _signature(parameters: list[str]) -> str:
     return f"def kernel({', '.join(parameters)}, T, N, BLOCK: tl.constexpr):"
 
@@ -317,8 +335,8 @@ def forward_source(plan: KernelPlan, storage: str, save: bool, store_seqs: bool)
     if store_seqs:
         for i in range(m):
             em.line(f"tl.store(seq_ptr_{i} + off, {em.stored(reset[i], storage)}, mask=mask)")
-    for state, text in zip(states, reset):
-        em.line(f"var_u_{state} = {text}")
+    for line in _simultaneous([(f"var_u_{state}", text) for state, text in zip(states, reset)]):
+        em.line(line)
     em.line("off += N")
     epilogue = em.begin()
     for i, state in enumerate(states):
@@ -509,14 +527,14 @@ def backward_source(plan: KernelPlan, storage: str, variant: BackwardVariant) ->
                 if total is not None:
                     em.line(f"acc_{k} = acc_{k} + {em.vector(em.value(total, names))}")
         # the gradient reaching the previous post-reset states, carried to the step before
-        updates = []
+        updates: list[tuple[str, str]] = []
         for i in range(m):
             if flows_back[i]:
                 total = _total(var(f"gH_{j}") * c for j in range(m) if (c := plan.charge_u[j][i]) is not None)
                 assert total is not None
-                updates.append(f"carry_g_{i} = {em.vector(em.value(total, names))}")
-        updates += [f"carry_h_{j} = {tag}prev_h_{j}" for j in carried_h]
-        lines += updates
+                updates.append((f"carry_g_{i}", em.vector(em.value(total, names))))
+        updates += [(f"carry_h_{j}", f"{tag}prev_h_{j}") for j in carried_h]
+        lines += _simultaneous(updates)
         return lines
 
     newest = step(last=True)

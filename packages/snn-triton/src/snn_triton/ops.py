@@ -27,6 +27,7 @@ import functools
 import json
 import sys
 import threading
+import weakref
 from typing import Any
 
 import torch
@@ -53,6 +54,8 @@ INTERPRETER_MAX_BLOCK = 1024
 
 _KNOWN_LIMIT = 4096
 _known: dict[str, NeuronConfig] = {}
+#: Unregistered models by ``"<name>@<id>"`` while they exist (see :func:`encode_config`).
+_local_models: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _known_lock = threading.Lock()
 
 
@@ -73,9 +76,11 @@ def encode_config(config: NeuronConfig) -> str:
     Returns:
         A string that :func:`decode_config` turns back into an equal configuration.
 
+    A model that is not the registered model of its name (an unregistered one) is named by its
+    identity: its string decodes in this process only.
+
     Raises:
         TypeError: ``config`` is not a NeuronConfig.
-        ValueError: the model is not the registered model of its name.
     """
     if not isinstance(config, NeuronConfig):
         raise TypeError(f"config: expected snn.models.NeuronConfig, got {type(config).__name__}")
@@ -91,19 +96,19 @@ def _encode(registry: Any, config: NeuronConfig) -> str:
     model = config.model
     try:
         registered = registry.model(model.name)
-    except RegistryEntryNotFoundError as exc:
-        raise ValueError(
-            f"config: neuron model {model.name!r} is not registered; the triton backend runs registered "
-            f"models only (add it through the snn_register_neuron_models hook): {exc}"
-        ) from None
+    except RegistryEntryNotFoundError:
+        registered = None
+    model_key = model.name
     if registered is not model:
-        raise ValueError(
-            f"config: its neuron model {model.name!r} is not the model registered under that name "
-            f"({registered!r} from the registry, {model!r} in the config)"
-        )
+        # a model the registry does not hold under its name (never registered, or another object
+        # of that name): named by its identity, for this process only, like the other backends
+        # run it (a registered model's string is rebuilt from the registry in any process)
+        model_key = f"{model.name}@{id(model):x}"
+        with _known_lock:
+            _local_models[model_key] = model
     spec = config.surrogate
     encoded = json.dumps([
-        CONFIG_FORMAT, model.name, [[name, value] for name, value in config.hyperparameters],
+        CONFIG_FORMAT, model_key, [[name, value] for name, value in config.hyperparameters],
         config.detach_reset, spec.name, [[name, float(value)] for name, value in spec.params], _class_path(spec.cls),
     ])
     with _known_lock:
@@ -156,7 +161,12 @@ def _decode(registry: Any, encoded: str) -> NeuronConfig:
         fmt, name, hyper, detach, surrogate, params, cls_path = json.loads(encoded)
         if fmt != CONFIG_FORMAT:
             raise ValueError(f"format {fmt!r}, expected {CONFIG_FORMAT!r}")
-        model = registry.model(str(name))
+        if "@" in str(name):
+            model = _local_models.get(str(name))
+            if model is None:
+                raise ValueError(f"neuron model {name!r} is not registered and was not encoded in this process")
+        else:
+            model = registry.model(str(name))
         cls = None if cls_path is None else _surrogate_class(str(cls_path))
         spec = SurrogateSpec(str(surrogate), tuple((str(k), float(v)) for k, v in params), cls)
         return model.config(spec, bool(detach), **{str(k): v for k, v in hyper})
