@@ -269,12 +269,20 @@ def _bind(
     if op == "and":
         a, b = fetch
         return lambda: torch.logical_and(a(), b(), out=out())
-    if op == "axpy":  # a + alpha * b
+    if op in ("axpy", "axmy"):  # a + alpha * b, a - alpha * b
         a, b, alpha = fetch
-        return lambda: torch.add(a(), b(), alpha=alpha(), out=out())
-    if op == "axmy":  # a - alpha * b
-        a, b, alpha = fetch
-        return lambda: torch.add(a(), b(), alpha=-alpha(), out=out())
+        sign = 1.0 if op == "axpy" else -1.0
+
+        def scaled_add() -> Any:
+            scale = sign * alpha()
+            try:
+                return torch.add(a(), b(), alpha=scale, out=out())
+            except RuntimeError:
+                # a scale beyond the dtype's range (a learnable parameter near 0 or huge), which
+                # torch refuses as alpha: the product overflows to inf, as in the plain loop
+                return torch.add(a(), torch.mul(b(), scale), out=out())
+
+        return scaled_add
     if op == "addcmul":  # a + value * b * c
         a, b, c = fetch
         value = float(ins.value)
