@@ -35,7 +35,9 @@ __all__ = [
 #: no contraction of ``a * b + c`` into one fused multiply-add, so every operation rounds as the
 #: plan's expression (and the torch backend, and the host emulation) rounds it. The kernels are
 #: bound by memory traffic, so the separate multiply costs nothing measurable. C++17: the sources
-#: spell every float exactly as a hexadecimal literal (``0x1.8p+0f``), which C++14 lacks.
+#: spell every float exactly as a hexadecimal literal (``0x1.8p+0f``), which C++14 lacks. One
+#: difference remains that no option here can undo: CuPy adds ``-ftz=true`` to every compile, so
+#: float32 values below 2**-126 (denormals) flush to zero, where torch on the CPU keeps them.
 COMPILE_OPTIONS: tuple[str, ...] = ("--std=c++17", "--fmad=false")
 
 _lock = threading.Lock()
