@@ -96,7 +96,7 @@ class BenchRow:
         backward_gbps: floor bytes of the backward / backward time.
         inference_gbps: floor bytes of inference / inference time.
         matches_torch: whether the inference spikes equal the torch backend's on the same
-            input (``None`` when torch was not measured).
+            input (``None`` when torch was not measured, and on the torch row itself).
         forward_min_ms, forward_max_ms, backward_min_ms, backward_max_ms, inference_min_ms,
             inference_max_ms: the fastest and slowest timed run of each phase (equal to the
             median with one run).
@@ -607,7 +607,10 @@ def benchmark(
                             forward_gbps=floors["forward"] / (fwd * 1e-3) / 1e9,
                             backward_gbps=floors["backward"] / (bwd * 1e-3) / 1e9,
                             inference_gbps=floors["inference"] / (inf * 1e-3) / 1e9,
-                            matches_torch=None if "torch" not in spikes else _same_spikes(spikes[label], spikes["torch"]),
+                            matches_torch=(
+                                None if "torch" not in spikes or label == "torch"  # not compared with itself
+                                else _same_spikes(spikes[label], spikes["torch"])
+                            ),
                             copy_gbps=copy_gbps,
                             **{
                                 f"{phase}_{end}_ms": value
