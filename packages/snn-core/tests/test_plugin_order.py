@@ -238,3 +238,14 @@ def test_an_entry_point_without_hook_implementations_is_a_recorded_failure(fake_
     (failure,) = registry.failures
     assert (failure.plugin, failure.stage) == ("nodeco", "validate")
     assert "implements no snn hook" in failure.error and "@snn.hookimpl" in failure.error
+
+
+def test_one_module_under_two_entry_point_names_is_a_validation_failure(fake_world: list[FakeEntryPoint]) -> None:
+    module = loss_plugin("shared_once", "twice")
+    first = FakeEntryPoint("alpha", FakeDistribution("snn-twice", "1.0", []), module)
+    second = FakeEntryPoint("beta", FakeDistribution("snn-twice", "1.0", []), module)
+    registry = build(fake_world, [first, second])
+    assert "shared_once" in registry.losses
+    (failure,) = registry.failures
+    assert (failure.plugin, failure.stage) == ("beta", "validate")
+    assert failure.error == "the object 'beta:plugin' is already registered as plugin 'alpha'"

@@ -367,10 +367,18 @@ def _load_entry_points(
             continue
         try:
             plugin = entry_point.load()
-            registered = _hashable(plugin)
-            manager.register(registered, name=name)
         except Exception as exc:
             _record(registry, PluginFailure(name, dist_name, dist_version, "import", _describe_error(exc)))
+            continue
+        registered = _hashable(plugin)
+        try:
+            manager.register(registered, name=name)
+        except Exception as exc:  # pluggy refuses it (e.g. one object under two entry-point names)
+            message = _describe_error(exc)
+            if "already registered" in message:
+                holder = manager.get_name(registered) or "?"
+                message = f"the object {entry_point.value!r} is already registered as plugin {holder!r}"
+            _record(registry, PluginFailure(name, dist_name, dist_version, "validate", message))
             continue
         if not manager.get_hookcallers(registered):
             manager.unregister(registered)
