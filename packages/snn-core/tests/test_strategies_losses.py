@@ -128,10 +128,12 @@ def test_seq_to_ann_strategies_match_per_step_application() -> None:
 
 
 def test_strategies_reject_unknown_options() -> None:
-    with pytest.raises(TypeError, match=r"forward strategy 'loop' takes no options, got \['k'\]"):
+    with pytest.raises(TypeError, match=r"forward strategy 'loop' takes no options, got unknown \['k'\]"):
         strategy("loop")(Accumulator(), torch.zeros(2, 1), k=2)
-    with pytest.raises(TypeError, match="'checkpointed' takes no options"):
+    with pytest.raises(TypeError, match=r"'checkpointed' takes only the options \['k'\], got unknown \['split_size'\]"):
         strategy("checkpointed")(Accumulator(), torch.zeros(2, 1), split_size=2)
+    with pytest.raises(TypeError, match=r"'chunked' takes only the options \['split_size'\], got unknown \['k'\]"):
+        strategy("chunked")(Accumulator(), torch.zeros(2, 1), split_size=1, k=2)
 
 
 # ---------------------------------------------------------------------------------------------

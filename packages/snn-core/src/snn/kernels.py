@@ -7,7 +7,8 @@ over a whole sequence in one call::
         -> (spike_seq, states_last, state_seqs | None)
 
 Args:
-    x_seq: ``[T, *]`` input currents, float32 / float16 / bfloat16 (float64 on torch), any
+    x_seq: ``[T, *]`` input currents, float32 / float16 / bfloat16 / float64 as the backend
+        registers them (torch: all four; cpp: float32 and float64), any
         strides (kernels make contiguous what they need; they never read wrong memory).
     states: the initial value of every state variable of the model, in the model's order
         (``(v,)`` for LIF, ``(v, w)`` for Izhikevich), each ``[*]`` with ``x_seq``'s dtype and

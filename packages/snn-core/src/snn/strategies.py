@@ -47,9 +47,11 @@ __all__ = [
 ]
 
 
-def _no_options(name: str, options: dict[str, Any]) -> None:
+def _no_options(name: str, options: dict[str, Any], known: tuple[str, ...] = ()) -> None:
+    """Raise ``TypeError`` for options the strategy does not take (``known``: the ones it does)."""
     if options:
-        raise TypeError(f"forward strategy {name!r} takes no options, got {sorted(options)}")
+        takes = f"takes only the options {list(known)}" if known else "takes no options"
+        raise TypeError(f"forward strategy {name!r} {takes}, got unknown {sorted(options)}")
 
 
 def loop_strategy(module: Callable[..., Any], x_seq: torch.Tensor, **options: Any) -> Any:
@@ -85,7 +87,7 @@ def chunked_strategy(
     Returns:
         ``[T, N, *out]``.
     """
-    _no_options("chunked", options)
+    _no_options("chunked", options, ("split_size",))
     return chunk_multi_step_forward(split_size, x_seq, module)
 
 
@@ -170,7 +172,7 @@ def checkpointed_strategy(
         TypeError: ``k`` not an int, unknown options, non-tensor ``x_seq``.
         ValueError: ``k < 1``, or ``x_seq`` with no time steps.
     """
-    _no_options("checkpointed", options)
+    _no_options("checkpointed", options, ("k",))
     if not isinstance(x_seq, torch.Tensor):
         raise TypeError(f"checkpointed: x_seq: expected a torch.Tensor [T, N, *], got {type(x_seq).__name__}")
     if x_seq.dim() == 0 or x_seq.shape[0] == 0:
