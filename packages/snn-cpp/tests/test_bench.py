@@ -25,7 +25,7 @@ def test_rows_carry_the_copy_bandwidth_and_fractions():
         assert row.copy_gbps is not None and row.copy_gbps > 0
         for phase in ("forward", "backward", "inference"):
             assert row.of_copy(phase) == pytest.approx(getattr(row, f"{phase}_gbps") / row.copy_gbps)
-        assert row.matches_torch is True
+        assert row.matches_torch is (None if row.backend == "torch" else True)  # torch: not compared with itself
     # one copy measurement per configuration, shared by its rows
     assert rows["torch", "lif"].copy_gbps == rows["cpp", "lif"].copy_gbps
 
