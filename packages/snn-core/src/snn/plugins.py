@@ -376,8 +376,8 @@ def _load_entry_points(
         except Exception as exc:  # pluggy refuses it (e.g. one object under two entry-point names)
             message = _describe_error(exc)
             if "already registered" in message:
-                holder = manager.get_name(registered) or "?"
-                message = f"the object {entry_point.value!r} is already registered as plugin {holder!r}"
+                holding = manager.get_name(registered) or "?"
+                message = f"the object {entry_point.value!r} is already registered as plugin {holding!r}"
             _record(registry, PluginFailure(name, dist_name, dist_version, "validate", message))
             continue
         if not manager.get_hookcallers(registered):
