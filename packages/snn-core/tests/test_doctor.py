@@ -136,6 +136,21 @@ def test_cli_help_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -
     assert cli.main(["doctor", "--bogus"]) == 2
 
 
+def test_usage_errors_are_one_line_naming_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    """As the subcommands' own errors: one line ``snn <command>: error: ...`` (the usage block
+    stays on --help), and with --json also a JSON object on stdout."""
+    capsys.readouterr()
+    assert cli.main(["doctor", "--bogus"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "snn doctor: error: unrecognized arguments: --bogus (see snn doctor --help)\n"
+    assert captured.out == ""
+    assert cli.main(["train", "--lr", "abc", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("snn train: error: argument --lr: invalid float value: 'abc'")
+    assert captured.err.count("\n") == 1
+    assert json.loads(captured.out) == {"error": "argument --lr: invalid float value: 'abc'", "error_type": "UsageError"}
+
+
 def test_cli_offers_only_installed_subcommands_and_reports_broken_ones(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import NoReturn
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "main"]
 
@@ -42,6 +44,21 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
 )
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line ``<prog>: error: <message>`` on stderr, as the
+    subcommands report their own errors (the usage block stays on ``--help``), plus
+    ``{"error": ..., "error_type": "UsageError"}`` on stdout when ``json_errors`` is set (the
+    command line holds ``--json``)."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+        if self.json_errors:
+            print(json.dumps({"error": message, "error_type": "UsageError"}), flush=True)
+        raise SystemExit(2)
+
+
 def _installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -51,14 +68,14 @@ def _installed(module: str) -> bool:
 
 def _build_parser(
     available: Sequence[Subcommand],
-) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+) -> tuple[_CommandParser, dict[str, _CommandParser]]:
     import snn
 
-    parser = argparse.ArgumentParser(prog="snn", description="Spiking neural networks for PyTorch: tools.")
+    parser = _CommandParser(prog="snn", description="Spiking neural networks for PyTorch: tools.")
     parser.add_argument("--version", action="version", version=f"snn {snn.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    parsers = {
+    parsers = {  # add_parser builds the parent's class (parser_class defaults to it)
         sub.name: subparsers.add_parser(sub.name, help=sub.help, description=sub.help) for sub in available
     }
     return parser, parsers
@@ -95,8 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         module.add_arguments(parsers[chosen])
 
+    for each in (parser, *parsers.values()):
+        each.json_errors = "--json" in args_list
     try:
-        args = parser.parse_args(args_list)
+        args, unknown = parser.parse_known_args(args_list)
+        if unknown:  # named by the subcommand they were given to, not by the top-level parser
+            owner = parsers.get(chosen, parser) if chosen is not None else parser
+            owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, usage errors
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)
