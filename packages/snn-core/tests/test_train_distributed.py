@@ -1,7 +1,7 @@
 """``snn train --nproc N``: data-parallel worker processes (torch.distributed, gloo on the CPU).
 
-Each scenario launches ``python -m snn train --nproc 2`` as a real command (elastic launch, two
-spawned workers) and compares its ``model.pt`` with one process trained in this process on the
+Each scenario launches ``python -m snn train --nproc 2`` as a real command (two spawned
+workers) and compares its ``model.pt`` with one process trained in this process on the
 same global batches. DDP averages the two halves' gradients, so the weights differ only by
 float32 summation order: the largest difference must stay within 1e-5. Runs are small (a few
 hundred images, T = 4, one to three epochs) and every launch has a timeout. The printed figures
@@ -225,24 +225,58 @@ def test_every_batch_needs_an_image_per_process(tmp_path: Path) -> None:
 
 
 def test_failure_report_names_the_killed_worker_first() -> None:
-    from snn.train.distributed import WorkerFailedError, _describe_failures
+    from snn.train.distributed import WorkerFailedError, _cause_order, _describe_failures, _WorkerExit
 
-    def failure(pid: int, exitcode: int, message: object) -> types.SimpleNamespace:
-        signal_name = signal.Signals(-exitcode).name if exitcode < 0 else ""
-        return types.SimpleNamespace(pid=pid, exitcode=exitcode, message=message, signal_name=lambda: signal_name)
-
-    raised = {"message": "FloatingPointError: the training loss became nan at epoch 3",
-              "extraInfo": {"py_callstack": "Traceback (most recent call last):\n  ...\nFloatingPointError: ..."}}
-    lines, tracebacks = _describe_failures({
-        0: failure(101, 1, raised),
-        1: failure(102, -signal.SIGKILL, ""),
-        2: failure(103, 2, "To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html"),
-    })
+    trace = "Traceback (most recent call last):\n  ...\nFloatingPointError: ..."
+    found = [
+        _WorkerExit(0, 101, 1, "FloatingPointError: the training loss became nan at epoch 3", trace),
+        _WorkerExit(3, 104, -signal.SIGABRT),
+        _WorkerExit(1, 102, -signal.SIGKILL),
+        _WorkerExit(2, 103, 2),
+    ]
+    lines, tracebacks = _describe_failures(sorted(found, key=_cause_order))
     assert lines == [
         "rank 1 (pid 102) was killed by signal SIGKILL",
+        "rank 3 (pid 104) was killed by signal SIGABRT",
         "rank 0 (pid 101) raised FloatingPointError: the training loss became nan at epoch 3",
         "rank 2 (pid 103) exited with status 2",
     ]
-    assert list(tracebacks) == [0] and tracebacks[0].startswith("Traceback")
+    assert tracebacks == {0: trace}
     error = WorkerFailedError(lines, tracebacks)
-    assert str(error).startswith("worker process failed: rank 1 (pid 102) was killed by signal SIGKILL; rank 0")
+    assert str(error).startswith("worker process failed: rank 1 (pid 102) was killed by signal SIGKILL; rank 3")
+
+
+def _raise_on_rank_1(message: str) -> None:
+    if os.environ["RANK"] == "1":
+        raise FloatingPointError(message)
+    time.sleep(60)  # stopped by the launcher
+
+
+def _exit_on_rank_0(code: int) -> None:
+    if os.environ["RANK"] == "0":
+        raise SystemExit(code)
+    time.sleep(60)
+
+
+def _check_environment(nproc: int) -> None:
+    rank = int(os.environ["RANK"])
+    assert os.environ["WORLD_SIZE"] == str(nproc) and os.environ["LOCAL_RANK"] == str(rank)
+    assert os.environ["MASTER_ADDR"] == "127.0.0.1" and int(os.environ["MASTER_PORT"]) > 0
+
+
+def test_the_launcher_reports_how_a_worker_ended() -> None:
+    from snn.train.distributed import WorkerFailedError
+    from snn.train.distributed import launch as launch_workers
+
+    launch_workers(3, _check_environment, 3)  # returns: every worker exited with status 0
+    started = time.monotonic()
+    with pytest.raises(WorkerFailedError) as raised:
+        launch_workers(2, _raise_on_rank_1, "the training loss became nan")
+    assert time.monotonic() - started < 30, "rank 0 was stopped, not waited for"
+    (line,) = raised.value.failures
+    assert line.startswith("rank 1 (pid ") and line.endswith(") raised FloatingPointError: the training loss became nan")
+    assert list(raised.value.tracebacks) == [1] and "_raise_on_rank_1" in raised.value.tracebacks[1]
+    with pytest.raises(WorkerFailedError, match=r"^worker process failed: rank 0 \(pid \d+\) exited with status 3$"):
+        launch_workers(2, _exit_on_rank_0, 3)
+    with pytest.raises(ValueError, match="nproc: expected an int >= 2, got 1"):
+        launch_workers(1, _check_environment, 1)

@@ -1,11 +1,12 @@
 """Data-parallel ``snn train``: worker processes under ``torch.distributed``.
 
-``snn train --nproc N`` starts ``N`` worker processes through PyTorch's elastic launcher (the
-engine behind ``torchrun``): one rendezvous on this machine, no restarts, the workers monitored
-so that one that dies ends the run. ``torchrun ... -m snn train`` starts the same workers on
-one or several machines. Each worker finds its rank in the environment that the launcher sets
-(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) and joins one
-process group: gloo for CPU tensors, plus NCCL for CUDA tensors when CUDA is available.
+``snn train --nproc N`` starts ``N`` worker processes on this machine (:func:`launch`): the
+launcher hosts the rendezvous store, waits on the workers, and ends the run with a report
+naming the cause the moment one dies; nothing is restarted. ``torchrun ... -m snn train``
+starts the same workers on one or several machines. Each worker finds its rank in the
+environment that the launcher sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+``MASTER_PORT``) and joins one process group: gloo for CPU tensors, plus NCCL for CUDA tensors
+when CUDA is available.
 
 Every worker draws the same global batches (same generators, same seed), encodes the whole
 batch and keeps its contiguous share (:func:`share`); DDP averages the gradients. Rank 0 alone
@@ -14,15 +15,23 @@ evaluates, prints and writes files.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
-import logging
+import json
+import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import socket
+import sys
 import tempfile
-import uuid
+import threading
+import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +56,10 @@ COLLECTIVE_TIMEOUT_S = 600.0
 #: Seconds the launcher waits for the remaining workers to stop after one failed, before
 #: killing them.
 SHUTDOWN_TIMEOUT_S = 10
+#: The launcher's address: ``--nproc`` workers run on this machine.
+_HOST = "127.0.0.1"
+#: ``prctl`` option: the signal a process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
 
 
 class WorkerFailedError(SNNError, RuntimeError):
@@ -183,101 +196,236 @@ def _loopback_interface() -> str | None:
     return next((name for name in ("lo", "lo0") if name in names), None)
 
 
-@contextmanager
-def _quiet_elastic_logs() -> Iterator[None]:
-    """Silence torch's launcher logs: the failure is reported once, by :func:`launch`."""
-    names = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to send this worker SIGTERM when the launcher dies (elsewhere: nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
     try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the launcher died before the request took effect
+        os._exit(1)
 
 
-def _describe_failures(failures: dict[int, Any]) -> tuple[list[str], dict[int, str]]:
+def _worker_bootstrap(
+    rank: int, nproc: int, port: int, parent_pid: int, error_file: str,
+    entrypoint: Callable[..., Any], args: tuple[Any, ...],
+) -> None:
+    """The first function of a worker process: environment, then ``entrypoint(*args)``.
+
+    When ``entrypoint`` returns or raises :class:`SystemExit` with an int status, the process
+    flushes its standard streams and exits with that status (0 on return) at once. Another
+    exception is written to ``error_file`` (JSON with its ``message`` and ``traceback``) for the
+    launcher's report and printed to stderr, and the process exits with status 1.
+    """
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the launcher, which stops the workers
+    os.environ.update({
+        "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
+        "MASTER_ADDR": _HOST, "MASTER_PORT": str(port),
+        # the launcher hosts the rendezvous store; every worker, rank 0 included, is its client
+        "TORCHELASTIC_USE_AGENT_STORE": "True",
+    })
+    interface = _loopback_interface()
+    if interface is not None:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", interface)  # one machine: talk over the loopback
+    try:
+        entrypoint(*args)
+    except SystemExit as exc:
+        if not isinstance(exc.code, int):
+            raise
+        _exit_now(exc.code)
+    except BaseException as exc:
+        report = {"message": f"{type(exc).__name__}: {exc}".strip(), "traceback": traceback.format_exc()}
+        try:
+            Path(error_file).write_text(json.dumps(report))
+        except OSError:
+            pass
+        print(report["traceback"], end="", file=sys.stderr)
+        _exit_now(1)
+    _exit_now(0)
+
+
+def _exit_now(status: int) -> None:
+    """Flush the standard streams and end the process with ``status``, skipping the
+    interpreter's teardown, where native threads of the process group's libraries may abort
+    the process (SIGABRT) while other workers are still running."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(status)
+
+
+@dataclass(frozen=True)
+class _WorkerExit:
+    """How a worker process ended: ``exitcode`` is the status, or minus the signal number."""
+
+    rank: int
+    pid: int
+    exitcode: int
+    message: str = ""
+    traceback: str = ""
+
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(-self.exitcode).name
+        except ValueError:
+            return f"signal {-self.exitcode}"
+
+
+#: Signals that only come from outside (a user, the OOM killer, a scheduler): a worker ended by
+#: one of them is the cause of a failure, never a consequence of another worker's.
+_EXTERNAL_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def _cause_order(failure: _WorkerExit) -> tuple[int, int]:
+    if failure.exitcode < 0:
+        external = -failure.exitcode in {int(s) for s in _EXTERNAL_SIGNALS}
+        return (0 if external else 1, failure.rank)
+    return (2, failure.rank)
+
+
+def _describe_failures(failures: Sequence[_WorkerExit]) -> tuple[list[str], dict[int, str]]:
+    """One line per failed worker, in the given order, and the tracebacks the workers wrote."""
     lines: list[str] = []
     tracebacks: dict[int, str] = {}
-    # a worker killed by a signal is the cause; the others fail because it vanished
-    for rank, failure in sorted(failures.items(), key=lambda item: (item[1].exitcode >= 0, item[0])):
-        who = f"rank {rank} (pid {failure.pid})"
+    for failure in failures:
+        who = f"rank {failure.rank} (pid {failure.pid})"
         if failure.exitcode < 0:
             lines.append(f"{who} was killed by signal {failure.signal_name()}")
-            continue
-        message = failure.message
-        if isinstance(message, dict):
-            text = str(message.get("message", "")).strip()
-            trace = message.get("extraInfo", {}).get("py_callstack")
-            if trace:
-                tracebacks[rank] = str(trace)
-        else:
-            text = str(message or "").strip()
-        if text and not text.startswith("To enable traceback"):
-            lines.append(f"{who} raised {text}")
+        elif failure.message:
+            lines.append(f"{who} raised {failure.message}")
         else:
             lines.append(f"{who} exited with status {failure.exitcode}")
+        if failure.traceback:
+            tracebacks[failure.rank] = failure.traceback
     return lines, tracebacks
 
 
-def _restore_environment(name: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
+def _ended(rank: int, process: Any, error_file: Path) -> _WorkerExit:
+    message = trace = ""
+    try:
+        report = json.loads(error_file.read_text())
+        message, trace = str(report.get("message", "")), str(report.get("traceback", ""))
+    except (OSError, ValueError, AttributeError):
+        pass
+    return _WorkerExit(rank, process.pid, process.exitcode, message, trace)
 
 
-def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any, monitor_interval_s: float = 0.2) -> None:
-    """Run ``entrypoint(*args)`` in ``nproc`` worker processes on this machine, as torchrun does.
+def _supervise(processes: Sequence[Any], error_files: Sequence[Path]) -> list[_WorkerExit]:
+    """Wait until every worker exited with status 0 (returns ``[]``) or one failed.
 
-    The processes are started with the ``spawn`` method by PyTorch's elastic agent, after a
-    c10d rendezvous on 127.0.0.1 at a free port; ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-    ``MASTER_ADDR`` and ``MASTER_PORT`` are set for each. The agent checks the workers every
-    ``monitor_interval_s`` seconds; when one dies or raises, the others are stopped (killed
-    after :data:`SHUTDOWN_TIMEOUT_S` seconds) and nothing is restarted.
+    Returns:
+        the failed workers: those found dead together with the first failure, the ones ended
+        by an outside signal first (the others usually fail because such a worker vanished).
+    """
+    running = {process.sentinel: rank for rank, process in enumerate(processes)}
+    while running:
+        ready = multiprocessing.connection.wait(list(running))
+        for sentinel in ready:
+            processes[running.pop(sentinel)].join()
+        # workers that died in the same instant, whether or not their sentinel was in `ready`
+        ended = [rank for rank, process in enumerate(processes) if process.exitcode not in (None, 0)]
+        if ended:
+            return sorted((_ended(rank, processes[rank], error_files[rank]) for rank in ended), key=_cause_order)
+    return []
+
+
+def _stop(processes: Sequence[Any], timeout_s: float) -> None:
+    """SIGTERM to the workers still running; SIGKILL to those alive ``timeout_s`` seconds later."""
+    alive = [process for process in processes if process.is_alive()]
+    for process in alive:
+        process.terminate()
+    deadline = time.monotonic() + timeout_s
+    for process in alive:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in alive:
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+class _LauncherSignal(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.name = signal.Signals(signum).name
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While launching from the main thread, SIGTERM and SIGHUP raise :class:`_LauncherSignal`
+    (SIGINT raises :class:`KeyboardInterrupt` as usual)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _LauncherSignal(signum)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
+    """Run ``entrypoint(*args)`` in ``nproc`` worker processes on this machine.
+
+    The workers are started with the ``spawn`` method; each finds ``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in its environment, as under
+    ``torchrun``. The launcher hosts the rendezvous store (a :class:`torch.distributed.TCPStore`
+    on 127.0.0.1 at a free port) and waits on the workers' process handles, so it sees a worker
+    die the moment it does. When one dies or raises, the others are stopped (SIGTERM, SIGKILL
+    after :data:`SHUTDOWN_TIMEOUT_S` seconds) and nothing is restarted. Each worker ignores
+    SIGINT and gets SIGTERM if the launcher dies (Linux); Ctrl-C, SIGTERM or SIGHUP sent to the
+    launcher stop the workers.
 
     Args:
         nproc: number of worker processes, >= 2.
         entrypoint: a module-level function (it is pickled by reference).
         *args: its arguments (pickled).
-        monitor_interval_s: seconds between checks of the workers.
 
     Raises:
+        ValueError: ``nproc`` below 2.
         WorkerFailedError: a worker died (signal), raised, or exited with a non-zero status;
-            lists every failed worker, the killed ones first.
+            lists the workers found failed at that moment, those ended by an outside signal
+            (SIGKILL, SIGTERM, SIGINT, SIGHUP) first, as their loss makes the others fail.
     """
-    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed import TCPStore  # type: ignore[attr-defined]  # re-exported from torch._C at run time
 
-    previous_interface = os.environ.get("GLOO_SOCKET_IFNAME")
-    interface = _loopback_interface()
-    if interface is not None and previous_interface is None:
-        os.environ["GLOO_SOCKET_IFNAME"] = interface  # one machine: the workers talk over the loopback
-    with tempfile.TemporaryDirectory(prefix="snn-train-") as logs, _quiet_elastic_logs():
-        config = LaunchConfig(
-            min_nodes=1,
-            max_nodes=1,
-            nproc_per_node=nproc,
-            run_id=f"snn-train-{uuid.uuid4().hex[:12]}",
-            rdzv_backend="c10d",
-            rdzv_endpoint="127.0.0.1:0",
-            max_restarts=0,
-            monitor_interval=monitor_interval_s,
-            start_method="spawn",
-            logs_specs=DefaultLogsSpecs(log_dir=logs),
-            local_addr="127.0.0.1",
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-        )
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 2:
+        raise ValueError(f"nproc: expected an int >= 2, got {nproc!r}")
+    context = multiprocessing.get_context("spawn")
+    store = TCPStore(_HOST, 0, world_size=nproc, is_master=True, wait_for_workers=False,
+                     timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+    processes: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="snn-train-") as folder, _signals_interrupt():
+        error_files = [Path(folder) / f"rank{rank}.json" for rank in range(nproc)]
         try:
-            elastic_launch(config, entrypoint)(*args)
-        except ChildFailedError as exc:
-            lines, tracebacks = _describe_failures(exc.failures)
-            raise WorkerFailedError(lines, tracebacks) from None
-        except SignalException as exc:  # the launcher itself was interrupted (Ctrl-C, SIGTERM)
-            raise WorkerFailedError([f"the launcher received {exc.sigval.name}; the workers were stopped"], {}) from None
+            for rank in range(nproc):
+                process = context.Process(
+                    target=_worker_bootstrap, name=f"snn-train-rank{rank}",
+                    args=(rank, nproc, store.port, os.getpid(), str(error_files[rank]), entrypoint, args),
+                )
+                process.start()
+                processes.append(process)
+            failures = _supervise(processes, error_files)
+        except KeyboardInterrupt:
+            failures, stopped_by = [], "SIGINT"
+        except _LauncherSignal as exc:
+            failures, stopped_by = [], exc.name
+        else:
+            stopped_by = ""
         finally:
-            _restore_environment("GLOO_SOCKET_IFNAME", previous_interface)
+            _stop(processes, SHUTDOWN_TIMEOUT_S)
+            del store
+    if stopped_by:
+        raise WorkerFailedError([f"the launcher received {stopped_by}; the workers were stopped"], {})
+    if failures:
+        raise WorkerFailedError(*_describe_failures(failures))
