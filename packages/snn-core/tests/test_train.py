@@ -281,6 +281,7 @@ def test_loss_from_a_plugin_is_accepted(temporary_plugin, tmp_path: Path) -> Non
         (["--backend", "nope"], ["unknown backend 'nope'", "'torch'"]),
         (["--learner", "nope"], ["unknown learner 'nope'", "'bptt'", "built in"]),
         (["--lr", "0"], ["lr: expected a finite number > 0, got 0.0"]),
+        (["--lr", "1e38"], ["lr: expected at most 3.403e+37 (Adam's first step", "got 1e+38"]),
         (["--T", "0"], ["T: expected an integer >= 1, got 0"]),
         (["--limit", "3"], ["--limit: expected an integer >= 20", "got 3"]),
     ],
@@ -294,6 +295,19 @@ def test_bad_settings_are_reported(argv: list[str], expected: list[str], tmp_pat
     error = json.loads(stdout.strip().splitlines()[-1])
     assert set(error) == {"error", "error_type"}
     assert not (tmp_path / "x").exists()
+
+
+def test_the_largest_learning_rate_is_one_adam_can_take() -> None:
+    """Adam's scalar step factor, lr / (1 - 0.9), is a float32 number at MAX_LR; torch refuses more."""
+    from snn.train.loop import MAX_LR
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    weight.grad = torch.ones(3)
+    torch.optim.Adam([weight], lr=MAX_LR).step()
+    assert torch.isfinite(weight).all() and float(weight.detach()[0]) == pytest.approx(-MAX_LR, rel=1e-6)  # a step of lr
+    weight.grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match="overflow"):
+        torch.optim.Adam([weight], lr=MAX_LR * 1.001).step()
 
 
 def test_unknown_model_is_an_argparse_error() -> None:

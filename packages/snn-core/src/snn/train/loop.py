@@ -40,6 +40,7 @@ from snn.train.runner import Runner, encode_batch, evaluate_network, surrogate_n
 __all__ = [
     "SEQUENCE_CLASSIFICATION",
     "MIN_LIMIT",
+    "MAX_LR",
     "TrainConfig",
     "EpochRecord",
     "TrainResult",
@@ -54,6 +55,9 @@ __all__ = [
 
 #: The smallest ``limit`` (two images per class, so that each class has a test image).
 MIN_LIMIT = 2 * NUM_CLASSES
+#: Largest learning rate: Adam's first step, ``lr / (1 - beta1)`` with ``beta1 = 0.9``, is
+#: applied to float32 weights and must be a float32 number.
+MAX_LR = float(torch.finfo(torch.float32).max) * (1 - 0.9)
 
 
 @dataclass
@@ -131,6 +135,11 @@ class TrainConfig:
             raise ValueError(f"seed: expected an integer in [-2**63, 2**64 - 4] (torch's seed range), got {self.seed}")
         if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: expected a finite number > 0, got {self.lr!r}")
+        if self.lr > MAX_LR:
+            raise ValueError(
+                f"lr: expected at most {MAX_LR:.4g} (Adam's first step, lr / (1 - 0.9), must be a float32 number), "
+                f"got {self.lr!r}"
+            )
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < MIN_LIMIT):
             raise ValueError(f"limit: expected None or an integer >= {MIN_LIMIT}, got {self.limit!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
