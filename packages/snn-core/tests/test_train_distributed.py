@@ -224,59 +224,114 @@ def test_every_batch_needs_an_image_per_process(tmp_path: Path) -> None:
     assert stderr.startswith("snn train: error: --batch-size: with 2 processes every batch needs at least 2 images")
 
 
-def test_failure_report_names_the_killed_worker_first() -> None:
+def test_failure_report_names_the_likeliest_cause_first() -> None:
     from snn.train.distributed import WorkerFailedError, _cause_order, _describe_failures, _WorkerExit
 
-    trace = "Traceback (most recent call last):\n  ...\nFloatingPointError: ..."
-    found = [
-        _WorkerExit(0, 101, 1, "FloatingPointError: the training loss became nan at epoch 3", trace),
+    trace = "Traceback (most recent call last):\n  ...\nRuntimeError: ..."
+    found = [  # in the order the launcher found them dead
+        _WorkerExit(4, 105, 2),
+        _WorkerExit(0, 101, 1, "RuntimeError: Connection closed by peer", trace),
         _WorkerExit(3, 104, -signal.SIGABRT),
+        _WorkerExit(5, 106, 1, "the training loss became nan at epoch 3", reported=True),
         _WorkerExit(1, 102, -signal.SIGKILL),
         _WorkerExit(2, 103, 2),
     ]
     lines, tracebacks = _describe_failures(sorted(found, key=_cause_order))
     assert lines == [
         "rank 1 (pid 102) was killed by signal SIGKILL",
+        "rank 5 (pid 106): the training loss became nan at epoch 3",
+        "rank 0 (pid 101) raised RuntimeError: Connection closed by peer",
         "rank 3 (pid 104) was killed by signal SIGABRT",
-        "rank 0 (pid 101) raised FloatingPointError: the training loss became nan at epoch 3",
+        "rank 4 (pid 105) exited with status 2",
         "rank 2 (pid 103) exited with status 2",
     ]
     assert tracebacks == {0: trace}
     error = WorkerFailedError(lines, tracebacks)
-    assert str(error).startswith("worker process failed: rank 1 (pid 102) was killed by signal SIGKILL; rank 3")
+    assert str(error).startswith("worker process failed: rank 1 (pid 102) was killed by signal SIGKILL; rank 5")
 
 
-def _raise_on_rank_1(message: str) -> None:
+#: Worker entry points for the launcher tests. Spawned workers import them by name, so they
+#: live in a module of their own (written to a folder on sys.path, which the workers inherit):
+#: pytest's importlib mode gives this test file a name no other process can import.
+LAUNCHER_CASES = """
+import os
+import time
+
+
+def raise_on_rank_1(message):
     if os.environ["RANK"] == "1":
         raise FloatingPointError(message)
     time.sleep(60)  # stopped by the launcher
 
 
-def _exit_on_rank_0(code: int) -> None:
+def exit_on_rank_0(code):
     if os.environ["RANK"] == "0":
         raise SystemExit(code)
     time.sleep(60)
 
 
-def _check_environment(nproc: int) -> None:
+def report_on_rank_0(message):
+    from snn.train.distributed import report_failure
+
+    if os.environ["RANK"] == "0":
+        time.sleep(0.5)  # the consequence exits first; the launcher waits for the cause
+        assert report_failure(message)
+        raise SystemExit(1)
+    raise SystemExit(2)  # a consequence: listed after the reported cause
+
+
+def check_environment(nproc):
     rank = int(os.environ["RANK"])
     assert os.environ["WORLD_SIZE"] == str(nproc) and os.environ["LOCAL_RANK"] == str(rank)
     assert os.environ["MASTER_ADDR"] == "127.0.0.1" and int(os.environ["MASTER_PORT"]) > 0
+"""
 
 
-def test_the_launcher_reports_how_a_worker_ended() -> None:
+def test_the_launcher_reports_how_a_worker_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
     from snn.train.distributed import WorkerFailedError
     from snn.train.distributed import launch as launch_workers
 
-    launch_workers(3, _check_environment, 3)  # returns: every worker exited with status 0
+    (tmp_path / "snn_launcher_cases.py").write_text(LAUNCHER_CASES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = importlib.import_module("snn_launcher_cases")
+
+    launch_workers(3, cases.check_environment, 3)  # returns: every worker exited with status 0
     started = time.monotonic()
     with pytest.raises(WorkerFailedError) as raised:
-        launch_workers(2, _raise_on_rank_1, "the training loss became nan")
+        launch_workers(2, cases.raise_on_rank_1, "the training loss became nan")
     assert time.monotonic() - started < 30, "rank 0 was stopped, not waited for"
     (line,) = raised.value.failures
     assert line.startswith("rank 1 (pid ") and line.endswith(") raised FloatingPointError: the training loss became nan")
-    assert list(raised.value.tracebacks) == [1] and "_raise_on_rank_1" in raised.value.tracebacks[1]
+    assert list(raised.value.tracebacks) == [1] and "raise_on_rank_1" in raised.value.tracebacks[1]
     with pytest.raises(WorkerFailedError, match=r"^worker process failed: rank 0 \(pid \d+\) exited with status 3$"):
-        launch_workers(2, _exit_on_rank_0, 3)
+        launch_workers(2, cases.exit_on_rank_0, 3)
+    with pytest.raises(WorkerFailedError) as raised:
+        launch_workers(2, cases.report_on_rank_0, "the training loss became nan at epoch 1")
+    assert raised.value.failures[0].endswith("): the training loss became nan at epoch 1")
+    assert raised.value.failures[0].startswith("rank 0 (pid ") and not raised.value.tracebacks
+    assert all(line.endswith("exited with status 2") for line in raised.value.failures[1:])
     with pytest.raises(ValueError, match="nproc: expected an int >= 2, got 1"):
-        launch_workers(1, _check_environment, 1)
+        launch_workers(1, cases.check_environment, 1)
+
+
+def test_a_worker_leaves_its_error_to_the_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `snn train --nproc`, a worker's error is printed once, by the launcher (JSON too)."""
+    from snn.train.distributed import WORKER_REPORT_ENV, report_failure
+
+    assert not report_failure("outside a worker")  # one process: nothing to leave it to
+    report = tmp_path / "rank0.json"
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv(WORKER_REPORT_ENV, str(report))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    error = FloatingPointError("the training loss became nan at epoch 1; try a smaller --lr")
+    args = argparse.Namespace(json=True)
+    assert command._fail(args, error, stdout, stderr, where="rank 0: ") == 1
+    assert stdout.getvalue() == stderr.getvalue() == ""
+    assert json.loads(report.read_text()) == {"message": str(error), "reported": True}
+    monkeypatch.setenv(WORKER_REPORT_ENV, str(tmp_path / "missing" / "rank0.json"))  # cannot be written
+    assert command._fail(args, ValueError("x: bad"), stdout, stderr, where="rank 0: ") == 2
+    assert stderr.getvalue() == "snn train: error: rank 0: x: bad\n"
+    assert json.loads(stdout.getvalue()) == {"error": "rank 0: x: bad", "error_type": "ValueError"}

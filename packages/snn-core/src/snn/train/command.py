@@ -324,16 +324,19 @@ def _cli_message(message: str) -> str:
 def _fail(
     args: argparse.Namespace, exc: BaseException, stdout: TextIO, stderr: TextIO, where: str = "", hint: str = ""
 ) -> int:
-    from snn.train.distributed import WorkerFailedError
+    from snn.train.distributed import WorkerFailedError, launched_rank, report_failure
 
     message = _cli_message(str(exc)) + hint
+    code = 1 if isinstance(exc, (ImportError, FloatingPointError, WorkerFailedError, OSError)) else 2
+    if launched_rank() is not None and report_failure(message):
+        return code  # a worker of `snn train --nproc`: the launcher prints the error once, naming the rank
     print(f"snn train: error: {where}{message}", file=stderr, flush=True)
     if isinstance(exc, WorkerFailedError):
         for rank, trace in sorted(exc.tracebacks.items()):
             print(f"traceback of rank {rank}:\n{trace.rstrip()}", file=stderr, flush=True)
     if getattr(args, "json", False):
         print(json.dumps({"error": f"{where}{message}", "error_type": type(exc).__name__}), file=stdout, flush=True)
-    return 1 if isinstance(exc, (ImportError, FloatingPointError, WorkerFailedError, OSError)) else 2
+    return code
 
 
 def _errors() -> tuple[type[BaseException], ...]:

@@ -41,13 +41,17 @@ from snn.errors import SNNError
 
 __all__ = [
     "COLLECTIVE_TIMEOUT_S",
+    "FAILURE_GRACE_S",
+    "SHUTDOWN_TIMEOUT_S",
     "DistributedContext",
     "WorkerFailedError",
     "DataParallelUnsupportedError",
     "launched_rank",
     "share",
     "init_worker",
+    "report_failure",
     "launch",
+    "WORKER_REPORT_ENV",
 ]
 
 #: Seconds a collective operation (a gradient all-reduce, the start-up broadcast) waits for the
@@ -56,10 +60,16 @@ COLLECTIVE_TIMEOUT_S = 600.0
 #: Seconds the launcher waits for the remaining workers to stop after one failed, before
 #: killing them.
 SHUTDOWN_TIMEOUT_S = 10
+#: Seconds the other workers get to end on their own after one failed, so that the report
+#: names every worker that failed (the cause is not always the first to exit).
+FAILURE_GRACE_S = 2.0
 #: The launcher's address: ``--nproc`` workers run on this machine.
 _HOST = "127.0.0.1"
 #: ``prctl`` option: the signal a process gets when its parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
+#: Environment variable that :func:`launch` sets in each worker: the file where the worker
+#: leaves the reason it fails (see :func:`report_failure`).
+WORKER_REPORT_ENV = "SNN_WORKER_REPORT_FILE"
 
 
 class WorkerFailedError(SNNError, RuntimeError):
@@ -177,6 +187,26 @@ def init_worker(timeout_s: float = COLLECTIVE_TIMEOUT_S) -> DistributedContext:
     return DistributedContext(rank, world_size, local_rank)
 
 
+def report_failure(message: str) -> bool:
+    """In a worker started by :func:`launch`, leave ``message`` as the reason this worker fails.
+
+    The launcher's :class:`WorkerFailedError` then names it (``rank 0 (pid 123): <message>``),
+    so a worker that reports its failure need not print it: the run's error appears once.
+
+    Returns:
+        Whether the message was left; ``False`` outside such a worker (one process, or a worker
+        started by ``torchrun``) or when the file cannot be written.
+    """
+    path = os.environ.get(WORKER_REPORT_ENV)
+    if not path:
+        return False
+    try:
+        Path(path).write_text(json.dumps({"message": message, "reported": True}))
+    except OSError:
+        return False
+    return True
+
+
 def shutdown_worker() -> None:
     """Leave the process group, if one was joined."""
     import torch.distributed as dist
@@ -227,6 +257,7 @@ def _worker_bootstrap(
         "MASTER_ADDR": _HOST, "MASTER_PORT": str(port),
         # the launcher hosts the rendezvous store; every worker, rank 0 included, is its client
         "TORCHELASTIC_USE_AGENT_STORE": "True",
+        WORKER_REPORT_ENV: error_file,
     })
     interface = _loopback_interface()
     if interface is not None:
@@ -269,6 +300,7 @@ class _WorkerExit:
     exitcode: int
     message: str = ""
     traceback: str = ""
+    reported: bool = False
 
     def signal_name(self) -> str:
         try:
@@ -282,11 +314,15 @@ class _WorkerExit:
 _EXTERNAL_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
-def _cause_order(failure: _WorkerExit) -> tuple[int, int]:
+def _cause_order(failure: _WorkerExit) -> int:
+    """Likelier causes first: an outside signal, then a failure the worker reported or an
+    exception it raised, then another signal (an abort when a peer vanished), then a bare
+    non-zero status (often a worker that learnt of another's failure)."""
     if failure.exitcode < 0:
-        external = -failure.exitcode in {int(s) for s in _EXTERNAL_SIGNALS}
-        return (0 if external else 1, failure.rank)
-    return (2, failure.rank)
+        return 0 if -failure.exitcode in {int(s) for s in _EXTERNAL_SIGNALS} else 3
+    if failure.message:
+        return 1 if failure.reported else 2
+    return 4
 
 
 def _describe_failures(failures: Sequence[_WorkerExit]) -> tuple[list[str], dict[int, str]]:
@@ -298,7 +334,7 @@ def _describe_failures(failures: Sequence[_WorkerExit]) -> tuple[list[str], dict
         if failure.exitcode < 0:
             lines.append(f"{who} was killed by signal {failure.signal_name()}")
         elif failure.message:
-            lines.append(f"{who} raised {failure.message}")
+            lines.append(f"{who}: {failure.message}" if failure.reported else f"{who} raised {failure.message}")
         else:
             lines.append(f"{who} exited with status {failure.exitcode}")
         if failure.traceback:
@@ -308,31 +344,43 @@ def _describe_failures(failures: Sequence[_WorkerExit]) -> tuple[list[str], dict
 
 def _ended(rank: int, process: Any, error_file: Path) -> _WorkerExit:
     message = trace = ""
+    reported = False
     try:
         report = json.loads(error_file.read_text())
         message, trace = str(report.get("message", "")), str(report.get("traceback", ""))
+        reported = report.get("reported") is True
     except (OSError, ValueError, AttributeError):
         pass
-    return _WorkerExit(rank, process.pid, process.exitcode, message, trace)
+    return _WorkerExit(rank, process.pid, process.exitcode, message, trace, reported)
 
 
-def _supervise(processes: Sequence[Any], error_files: Sequence[Path]) -> list[_WorkerExit]:
+def _supervise(processes: Sequence[Any], error_files: Sequence[Path], grace_s: float) -> list[_WorkerExit]:
     """Wait until every worker exited with status 0 (returns ``[]``) or one failed.
 
+    After the first failure the other workers get ``grace_s`` seconds to end on their own (a
+    worker usually fails soon after a peer does, and the first to exit is not always the cause).
+
     Returns:
-        the failed workers: those found dead together with the first failure, the ones ended
-        by an outside signal first (the others usually fail because such a worker vanished).
+        the failed workers, likelier causes first (:func:`_cause_order`), then in the order
+        they were found dead.
     """
     running = {process.sentinel: rank for rank, process in enumerate(processes)}
+    found: list[int] = []
+    deadline = None
     while running:
-        ready = multiprocessing.connection.wait(list(running))
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = multiprocessing.connection.wait(list(running), timeout)
         for sentinel in ready:
-            processes[running.pop(sentinel)].join()
-        # workers that died in the same instant, whether or not their sentinel was in `ready`
-        ended = [rank for rank, process in enumerate(processes) if process.exitcode not in (None, 0)]
-        if ended:
-            return sorted((_ended(rank, processes[rank], error_files[rank]) for rank in ended), key=_cause_order)
-    return []
+            rank = running.pop(sentinel)
+            processes[rank].join()
+            if processes[rank].exitcode != 0:
+                found.append(rank)
+        if found and deadline is None:
+            deadline = time.monotonic() + grace_s
+        if deadline is not None and not ready:
+            break  # the grace period is over
+    failures = [_ended(rank, processes[rank], error_files[rank]) for rank in found]
+    return sorted(failures, key=_cause_order)  # stable: the order found breaks ties
 
 
 def _stop(processes: Sequence[Any], timeout_s: float) -> None:
@@ -381,8 +429,10 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
     ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in its environment, as under
     ``torchrun``. The launcher hosts the rendezvous store (a :class:`torch.distributed.TCPStore`
     on 127.0.0.1 at a free port) and waits on the workers' process handles, so it sees a worker
-    die the moment it does. When one dies or raises, the others are stopped (SIGTERM, SIGKILL
-    after :data:`SHUTDOWN_TIMEOUT_S` seconds) and nothing is restarted. Each worker ignores
+    die the moment it does. When one dies, raises or exits with a non-zero status, the others
+    get :data:`FAILURE_GRACE_S` seconds to end on their own, then are stopped (SIGTERM, SIGKILL
+    after :data:`SHUTDOWN_TIMEOUT_S` seconds); nothing is restarted. A worker may leave the
+    reason it fails with :func:`report_failure`. Each worker ignores
     SIGINT and gets SIGTERM if the launcher dies (Linux); Ctrl-C, SIGTERM or SIGHUP sent to the
     launcher stop the workers.
 
@@ -394,8 +444,9 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
     Raises:
         ValueError: ``nproc`` below 2.
         WorkerFailedError: a worker died (signal), raised, or exited with a non-zero status;
-            lists the workers found failed at that moment, those ended by an outside signal
-            (SIGKILL, SIGTERM, SIGINT, SIGHUP) first, as their loss makes the others fail.
+            lists every worker that failed by the end of the grace period, likelier causes
+            first: one ended by an outside signal (SIGKILL, SIGTERM, SIGINT, SIGHUP), then a
+            reported failure or a raised exception, then another signal, then a bare status.
     """
     from torch.distributed import TCPStore  # type: ignore[attr-defined]  # re-exported from torch._C at run time
 
@@ -415,7 +466,7 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
                 )
                 process.start()
                 processes.append(process)
-            failures = _supervise(processes, error_files)
+            failures = _supervise(processes, error_files, FAILURE_GRACE_S)
         except KeyboardInterrupt:
             failures, stopped_by = [], "SIGINT"
         except _LauncherSignal as exc:
