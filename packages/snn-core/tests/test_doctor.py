@@ -151,6 +151,37 @@ def test_usage_errors_are_one_line_naming_the_subcommand(capsys: pytest.CaptureF
     assert json.loads(captured.out) == {"error": "argument --lr: invalid float value: 'abc'", "error_type": "UsageError"}
 
 
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                      "you tried to allocate 256000000000 bytes. Error code 12 (Cannot allocate memory)"),
+         "can't allocate memory: you tried to allocate 256000000000 bytes. Error code 12 (Cannot allocate memory)"),
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore lines"),
+         "CUDA out of memory. Tried to allocate 20.00 GiB"),
+        (MemoryError(), "MemoryError"),
+    ],
+    ids=["cpu-allocator", "cuda", "python"],
+)
+def test_an_allocation_failure_is_one_line(
+    error: BaseException, reason: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import snn.bench
+
+    def run(args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(snn.bench, "run", run)
+    assert cli.main(["bench", "--json"]) == 1
+    captured = capsys.readouterr()
+    message = f"out of memory: {reason}; try smaller sizes"
+    assert captured.err == f"snn bench: error: {message}\n"
+    assert json.loads(captured.out) == {"error": message, "error_type": "OutOfMemoryError"}
+    monkeypatch.setattr(snn.bench, "run", lambda args: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # any other error keeps its traceback
+        cli.main(["bench"])
+
+
 def test_cli_offers_only_installed_subcommands_and_reports_broken_ones(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

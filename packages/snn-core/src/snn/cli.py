@@ -123,4 +123,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     assert module is not None  # argparse requires a known subcommand
-    return int(module.run(args))
+    try:
+        return int(module.run(args))
+    except (MemoryError, RuntimeError) as exc:
+        reason = _out_of_memory(exc)
+        if reason is None:
+            raise
+        message = f"out of memory: {reason}; try smaller sizes"
+        print(f"snn {chosen}: error: {message}", file=sys.stderr, flush=True)
+        if "--json" in args_list:
+            print(json.dumps({"error": message, "error_type": "OutOfMemoryError"}), flush=True)
+        return 1
+
+
+def _out_of_memory(exc: BaseException) -> str | None:
+    """What an allocation failure says, in one line; ``None`` for any other error.
+
+    PyTorch reports a failed CPU allocation as a :class:`RuntimeError` (``DefaultCPUAllocator:
+    can't allocate memory: you tried to allocate ... bytes``) and a failed GPU allocation as
+    ``torch.OutOfMemoryError`` (a :class:`RuntimeError`); Python raises :class:`MemoryError`.
+    """
+    text = str(exc).strip()
+    first_line = text.splitlines()[0] if text else ""
+    if isinstance(exc, MemoryError):
+        return first_line or "MemoryError"
+    if type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in text:
+        marker = "DefaultCPUAllocator: "  # after torch's "[enforce fail at alloc_cpu.cpp:N] err == 0. "
+        return first_line[first_line.index(marker) + len(marker):] if marker in first_line else first_line
+    return None
