@@ -270,14 +270,32 @@ def exit_on_rank_0(code):
     time.sleep(60)
 
 
-def report_on_rank_0(message):
+def report_on_rank_0(message, flag):
     from snn.train.distributed import report_failure
 
     if os.environ["RANK"] == "0":
-        time.sleep(0.5)  # the consequence exits first; the launcher waits for the cause
         assert report_failure(message)
+        open(flag, "w").close()
+        time.sleep(0.3)  # the consequence exits first; the launcher waits for the cause
         raise SystemExit(1)
+    while not os.path.exists(flag):
+        time.sleep(0.01)
     raise SystemExit(2)  # a consequence: listed after the reported cause
+
+
+def exit_with_a_message_on_rank_1(message):
+    if os.environ["RANK"] == "1":
+        raise SystemExit(message)
+    time.sleep(60)
+
+
+def fork_then_raise_on_rank_1():
+    if os.environ["RANK"] == "1":
+        if os.fork() == 0:  # a child holding the worker's end of the launcher's sentinel pipe
+            time.sleep(20)
+            os._exit(0)
+        raise RuntimeError("failed while a forked child lives on")
+    time.sleep(60)
 
 
 def check_environment(nproc):
@@ -308,10 +326,12 @@ def test_the_launcher_reports_how_a_worker_ended(tmp_path: Path, monkeypatch: py
     with pytest.raises(WorkerFailedError, match=r"^worker process failed: rank 0 \(pid \d+\) exited with status 3$"):
         launch_workers(2, cases.exit_on_rank_0, 3)
     with pytest.raises(WorkerFailedError) as raised:
-        launch_workers(2, cases.report_on_rank_0, "the training loss became nan at epoch 1")
+        launch_workers(2, cases.report_on_rank_0, "the training loss became nan at epoch 1", str(tmp_path / "flag"))
     assert raised.value.failures[0].endswith("): the training loss became nan at epoch 1")
     assert raised.value.failures[0].startswith("rank 0 (pid ") and not raised.value.tracebacks
-    assert all(line.endswith("exited with status 2") for line in raised.value.failures[1:])
+    assert len(raised.value.failures) == 2 and raised.value.failures[1].endswith("exited with status 2")
+    with pytest.raises(WorkerFailedError, match=r"^worker process failed: rank 1 \(pid \d+\): no data$"):
+        launch_workers(2, cases.exit_with_a_message_on_rank_1, "no data")
     with pytest.raises(ValueError, match="nproc: expected an int >= 2, got 1"):
         launch_workers(1, cases.check_environment, 1)
 
@@ -335,3 +355,48 @@ def test_a_worker_leaves_its_error_to_the_launcher(tmp_path: Path, monkeypatch: 
     assert command._fail(args, ValueError("x: bad"), stdout, stderr, where="rank 0: ") == 2
     assert stderr.getvalue() == "snn train: error: rank 0: x: bad\n"
     assert json.loads(stdout.getvalue()) == {"error": "rank 0: x: bad", "error_type": "ValueError"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_failure_is_found_while_a_forked_child_holds_the_sentinel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from snn.train.distributed import FAILURE_GRACE_S, WorkerFailedError
+    from snn.train.distributed import launch as launch_workers
+
+    (tmp_path / "snn_launcher_cases_fork.py").write_text(LAUNCHER_CASES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = importlib.import_module("snn_launcher_cases_fork")
+    started = time.monotonic()
+    with pytest.raises(WorkerFailedError, match="failed while a forked child lives on"):
+        launch_workers(2, cases.fork_then_raise_on_rank_1)
+    elapsed = time.monotonic() - started
+    print(f"\n[forked child] failure reported after {elapsed:.1f} s")
+    assert elapsed < 15, "found by polling the exit status, not when the forked child ended (20 s)"
+    assert FAILURE_GRACE_S < 15
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_launcher_signals_keep_what_was_ignored_and_restore_the_rest() -> None:
+    from snn.train.distributed import _LauncherSignal, _LauncherSignals
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        with _LauncherSignals() as signals:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            with pytest.raises(_LauncherSignal) as raised:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)  # the handler runs between bytecodes
+            assert raised.value.name == "SIGTERM"
+            with signals.sigint_ignored():
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGINT) is before[signal.SIGINT]
+            signals.ignore_all()  # while stopping the workers: a second signal is ignored
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        assert signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)

@@ -1,8 +1,8 @@
 """Data-parallel ``snn train``: worker processes under ``torch.distributed``.
 
 ``snn train --nproc N`` starts ``N`` worker processes on this machine (:func:`launch`): the
-launcher hosts the rendezvous store, waits on the workers, and ends the run with a report
-naming the cause the moment one dies; nothing is restarted. ``torchrun ... -m snn train``
+launcher hosts the rendezvous store, watches the workers, and ends the run with a report
+naming the cause when one fails; nothing is restarted. ``torchrun ... -m snn train``
 starts the same workers on one or several machines. Each worker finds its rank in the
 environment that the launcher sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
 ``MASTER_PORT``) and joins one process group: gloo for CPU tensors, plus NCCL for CUDA tensors
@@ -63,6 +63,8 @@ SHUTDOWN_TIMEOUT_S = 10
 #: Seconds the other workers get to end on their own after one failed, so that the report
 #: names every worker that failed (the cause is not always the first to exit).
 FAILURE_GRACE_S = 2.0
+#: Seconds between the launcher's checks of the workers' exit statuses.
+_POLL_S = 0.1
 #: The launcher's address: ``--nproc`` workers run on this machine.
 _HOST = "127.0.0.1"
 #: ``prctl`` option: the signal a process gets when its parent dies (linux/prctl.h).
@@ -245,10 +247,11 @@ def _worker_bootstrap(
 ) -> None:
     """The first function of a worker process: environment, then ``entrypoint(*args)``.
 
-    When ``entrypoint`` returns or raises :class:`SystemExit` with an int status, the process
-    flushes its standard streams and exits with that status (0 on return) at once. Another
-    exception is written to ``error_file`` (JSON with its ``message`` and ``traceback``) for the
-    launcher's report and printed to stderr, and the process exits with status 1.
+    When ``entrypoint`` returns or raises :class:`SystemExit` with an int status (or
+    ``None``), the process flushes its standard streams and exits with that status (0 on
+    return) at once. Another exception, or a :class:`SystemExit` with a message, is written to
+    ``error_file`` (JSON: ``message``, and the ``traceback``) for the launcher, which prints it,
+    and the process exits with status 1.
     """
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the launcher, which stops the workers
@@ -257,6 +260,7 @@ def _worker_bootstrap(
         "MASTER_ADDR": _HOST, "MASTER_PORT": str(port),
         # the launcher hosts the rendezvous store; every worker, rank 0 included, is its client
         "TORCHELASTIC_USE_AGENT_STORE": "True",
+        "TORCHELASTIC_RESTART_COUNT": "0",  # read alongside it by some torch versions
         WORKER_REPORT_ENV: error_file,
     })
     interface = _loopback_interface()
@@ -265,18 +269,23 @@ def _worker_bootstrap(
     try:
         entrypoint(*args)
     except SystemExit as exc:
-        if not isinstance(exc.code, int):
-            raise
-        _exit_now(exc.code)
+        if exc.code is None or isinstance(exc.code, int):
+            _exit_now(exc.code or 0)
+        _fail_now(error_file, {"message": str(exc.code), "reported": True}, str(exc.code))  # SystemExit("why")
     except BaseException as exc:
-        report = {"message": f"{type(exc).__name__}: {exc}".strip(), "traceback": traceback.format_exc()}
-        try:
-            Path(error_file).write_text(json.dumps(report))
-        except OSError:
-            pass
-        print(report["traceback"], end="", file=sys.stderr)
-        _exit_now(1)
+        trace = traceback.format_exc()
+        _fail_now(error_file, {"message": f"{type(exc).__name__}: {exc}".strip(), "traceback": trace}, trace)
     _exit_now(0)
+
+
+def _fail_now(error_file: str, report: dict[str, Any], text: str) -> None:
+    """Leave ``report`` for the launcher, which prints it; print ``text`` here only if the
+    report cannot be left. Then exit with status 1."""
+    try:
+        Path(error_file).write_text(json.dumps(report))
+    except OSError:
+        print(text.rstrip(), file=sys.stderr)
+    _exit_now(1)
 
 
 def _exit_now(status: int) -> None:
@@ -311,7 +320,9 @@ class _WorkerExit:
 
 #: Signals that only come from outside (a user, the OOM killer, a scheduler): a worker ended by
 #: one of them is the cause of a failure, never a consequence of another worker's.
-_EXTERNAL_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+_EXTERNAL_SIGNALS = frozenset(
+    int(getattr(signal, name)) for name in ("SIGKILL", "SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def _cause_order(failure: _WorkerExit) -> int:
@@ -319,7 +330,7 @@ def _cause_order(failure: _WorkerExit) -> int:
     exception it raised, then another signal (an abort when a peer vanished), then a bare
     non-zero status (often a worker that learnt of another's failure)."""
     if failure.exitcode < 0:
-        return 0 if -failure.exitcode in {int(s) for s in _EXTERNAL_SIGNALS} else 3
+        return 0 if -failure.exitcode in _EXTERNAL_SIGNALS else 3
     if failure.message:
         return 1 if failure.reported else 2
     return 4
@@ -364,21 +375,23 @@ def _supervise(processes: Sequence[Any], error_files: Sequence[Path], grace_s: f
         the failed workers, likelier causes first (:func:`_cause_order`), then in the order
         they were found dead.
     """
-    running = {process.sentinel: rank for rank, process in enumerate(processes)}
+    running = set(range(len(processes)))
     found: list[int] = []
     deadline = None
     while running:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = multiprocessing.connection.wait(list(running), timeout)
-        for sentinel in ready:
-            rank = running.pop(sentinel)
-            processes[rank].join()
-            if processes[rank].exitcode != 0:
-                found.append(rank)
+        # the sentinels wake this loop at once; the poll below also finds a worker whose
+        # sentinel stays open because a child it forked holds it
+        timeout = _POLL_S if deadline is None else min(_POLL_S, max(0.0, deadline - time.monotonic()))
+        multiprocessing.connection.wait([processes[rank].sentinel for rank in running], timeout)
+        for rank in sorted(running):
+            if processes[rank].exitcode is not None:
+                running.discard(rank)
+                if processes[rank].exitcode != 0:
+                    found.append(rank)
         if found and deadline is None:
             deadline = time.monotonic() + grace_s
-        if deadline is not None and not ready:
-            break  # the grace period is over
+        elif deadline is not None and time.monotonic() >= deadline:
+            break
     failures = [_ended(rank, processes[rank], error_files[rank]) for rank in found]
     return sorted(failures, key=_cause_order)  # stable: the order found breaks ties
 
@@ -403,22 +416,55 @@ class _LauncherSignal(Exception):
         self.name = signal.Signals(signum).name
 
 
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """While launching from the main thread, SIGTERM and SIGHUP raise :class:`_LauncherSignal`
-    (SIGINT raises :class:`KeyboardInterrupt` as usual)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _LauncherSignals:
+    """The launcher's signal handling, from the main thread (elsewhere it does nothing).
 
-    def interrupt(signum: int, frame: Any) -> None:
+    While active, SIGTERM and SIGHUP raise :class:`_LauncherSignal` and SIGINT raises
+    :class:`KeyboardInterrupt` as usual; a signal the launcher inherited as ignored (``nohup``)
+    stays ignored. On exit every handler is restored.
+    """
+
+    _SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+    _RAISING = tuple(signum for signum in _SIGNALS if signum != signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.active = threading.current_thread() is threading.main_thread()
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _LauncherSignals:
+        if self.active:
+            self.previous = {signum: signal.getsignal(signum) for signum in self._SIGNALS}
+            for signum in self._RAISING:
+                if self.previous[signum] is not signal.SIG_IGN:
+                    signal.signal(signum, self._interrupt)
+        return self
+
+    @staticmethod
+    def _interrupt(signum: int, frame: Any) -> None:
         raise _LauncherSignal(signum)
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
+    @contextmanager
+    def sigint_ignored(self) -> Iterator[None]:
+        """Ignore SIGINT for a moment: a worker started meanwhile inherits the ignored SIGINT
+        and so never prints a KeyboardInterrupt traceback, even while it imports."""
+        if not self.active:
+            yield
+            return
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, handler)
+
+    def ignore_all(self) -> None:
+        """Ignore the three signals (while the workers are being stopped: a second Ctrl-C or
+        SIGTERM must not cut that short)."""
+        if self.active:
+            for signum in self._SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 
 
@@ -428,13 +474,15 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
     The workers are started with the ``spawn`` method; each finds ``RANK``, ``WORLD_SIZE``,
     ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in its environment, as under
     ``torchrun``. The launcher hosts the rendezvous store (a :class:`torch.distributed.TCPStore`
-    on 127.0.0.1 at a free port) and waits on the workers' process handles, so it sees a worker
-    die the moment it does. When one dies, raises or exits with a non-zero status, the others
-    get :data:`FAILURE_GRACE_S` seconds to end on their own, then are stopped (SIGTERM, SIGKILL
-    after :data:`SHUTDOWN_TIMEOUT_S` seconds); nothing is restarted. A worker may leave the
-    reason it fails with :func:`report_failure`. Each worker ignores
-    SIGINT and gets SIGTERM if the launcher dies (Linux); Ctrl-C, SIGTERM or SIGHUP sent to the
-    launcher stop the workers.
+    on 127.0.0.1 at a free port) and watches the workers (their process handles wake it at
+    once; it also checks their exit statuses every 0.1 s). When one dies, raises or exits with
+    a non-zero status, the others get :data:`FAILURE_GRACE_S` seconds to end on their own, then
+    are stopped (SIGTERM, SIGKILL after :data:`SHUTDOWN_TIMEOUT_S` seconds); nothing is
+    restarted. A worker may leave the reason it fails with :func:`report_failure`; the
+    launcher's error carries the workers' messages and tracebacks, which they do not print.
+    Workers ignore SIGINT and, on Linux, get SIGTERM if the launcher dies. Called from the main
+    thread, the launcher stops the workers on Ctrl-C, SIGTERM or SIGHUP (one it inherited as
+    ignored stays ignored); from another thread it leaves signals alone.
 
     Args:
         nproc: number of worker processes, >= 2.
@@ -456,7 +504,7 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
     store = TCPStore(_HOST, 0, world_size=nproc, is_master=True, wait_for_workers=False,
                      timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     processes: list[Any] = []
-    with tempfile.TemporaryDirectory(prefix="snn-train-") as folder, _signals_interrupt():
+    with tempfile.TemporaryDirectory(prefix="snn-train-") as folder, _LauncherSignals() as signals:
         error_files = [Path(folder) / f"rank{rank}.json" for rank in range(nproc)]
         try:
             for rank in range(nproc):
@@ -464,7 +512,8 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
                     target=_worker_bootstrap, name=f"snn-train-rank{rank}",
                     args=(rank, nproc, store.port, os.getpid(), str(error_files[rank]), entrypoint, args),
                 )
-                process.start()
+                with signals.sigint_ignored():
+                    process.start()
                 processes.append(process)
             failures = _supervise(processes, error_files, FAILURE_GRACE_S)
         except KeyboardInterrupt:
@@ -474,6 +523,7 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
         else:
             stopped_by = ""
         finally:
+            signals.ignore_all()
             _stop(processes, SHUTDOWN_TIMEOUT_S)
             del store
     if stopped_by:
