@@ -246,8 +246,15 @@ def test_failure_report_names_the_likeliest_cause_first() -> None:
         "rank 2 (pid 103) exited with status 2",
     ]
     assert tracebacks == {0: trace}
-    error = WorkerFailedError(lines, tracebacks)
+    error = WorkerFailedError(lines, tracebacks, cause_rank=1)
     assert str(error).startswith("worker process failed: rank 1 (pid 102) was killed by signal SIGKILL; rank 5")
+    # snn train prints the traceback of the likeliest cause alone: here none (a SIGKILL)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert command._fail(argparse.Namespace(json=False), error, stdout, stderr) == 1
+    assert "traceback" not in stderr.getvalue() and stderr.getvalue().count("\n") == 1
+    stderr = io.StringIO()
+    command._fail(argparse.Namespace(json=False), WorkerFailedError(lines[2:], tracebacks, cause_rank=0), stdout, stderr)
+    assert stderr.getvalue().splitlines()[1:] == ["traceback of rank 0:", *trace.splitlines()]
 
 
 #: Worker entry points for the launcher tests. Spawned workers import them by name, so they
@@ -323,6 +330,7 @@ def test_the_launcher_reports_how_a_worker_ended(tmp_path: Path, monkeypatch: py
     (line,) = raised.value.failures
     assert line.startswith("rank 1 (pid ") and line.endswith(") raised FloatingPointError: the training loss became nan")
     assert list(raised.value.tracebacks) == [1] and "raise_on_rank_1" in raised.value.tracebacks[1]
+    assert raised.value.cause_rank == 1
     with pytest.raises(WorkerFailedError, match=r"^worker process failed: rank 0 \(pid \d+\) exited with status 3$"):
         launch_workers(2, cases.exit_on_rank_0, 3)
     with pytest.raises(WorkerFailedError) as raised:

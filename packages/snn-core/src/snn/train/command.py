@@ -331,9 +331,9 @@ def _fail(
     if launched_rank() is not None and report_failure(message):
         return code  # a worker of `snn train --nproc`: the launcher prints the error once, naming the rank
     print(f"snn train: error: {where}{message}", file=stderr, flush=True)
-    if isinstance(exc, WorkerFailedError):
-        for rank, trace in sorted(exc.tracebacks.items()):
-            print(f"traceback of rank {rank}:\n{trace.rstrip()}", file=stderr, flush=True)
+    if isinstance(exc, WorkerFailedError) and exc.cause_rank in exc.tracebacks:
+        # the likeliest cause's alone: the others' usually say a peer vanished
+        print(f"traceback of rank {exc.cause_rank}:\n{exc.tracebacks[exc.cause_rank].rstrip()}", file=stderr, flush=True)
     if getattr(args, "json", False):
         print(json.dumps({"error": f"{where}{message}", "error_type": type(exc).__name__}), file=stdout, flush=True)
     return code

@@ -78,13 +78,17 @@ class WorkerFailedError(SNNError, RuntimeError):
     """A worker process of a data-parallel run died or raised.
 
     Attributes:
-        failures: one line per failed worker (rank, pid, signal or error).
+        failures: one line per failed worker (rank, pid, signal or error), the likeliest
+            cause first.
         tracebacks: the Python tracebacks the workers recorded, by rank.
+        cause_rank: the rank of the first line's worker (``None`` when no worker failed, e.g.
+            the launcher was interrupted).
     """
 
-    def __init__(self, failures: Sequence[str], tracebacks: dict[int, str]) -> None:
+    def __init__(self, failures: Sequence[str], tracebacks: dict[int, str], cause_rank: int | None = None) -> None:
         self.failures = tuple(failures)
         self.tracebacks = dict(tracebacks)
+        self.cause_rank = cause_rank
         super().__init__("worker process failed: " + "; ".join(self.failures))
 
 
@@ -479,7 +483,8 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
     a non-zero status, the others get :data:`FAILURE_GRACE_S` seconds to end on their own, then
     are stopped (SIGTERM, SIGKILL after :data:`SHUTDOWN_TIMEOUT_S` seconds); nothing is
     restarted. A worker may leave the reason it fails with :func:`report_failure`; the
-    launcher's error carries the workers' messages and tracebacks, which they do not print.
+    launcher's error carries the workers' messages and tracebacks, which they do not print
+    (``snn train`` prints the traceback of the likeliest cause only).
     Workers ignore SIGINT and, on Linux, get SIGTERM if the launcher dies. Called from the main
     thread, the launcher stops the workers on Ctrl-C, SIGTERM or SIGHUP (one it inherited as
     ignored stays ignored); from another thread it leaves signals alone.
@@ -529,4 +534,4 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
     if stopped_by:
         raise WorkerFailedError([f"the launcher received {stopped_by}; the workers were stopped"], {})
     if failures:
-        raise WorkerFailedError(*_describe_failures(failures))
+        raise WorkerFailedError(*_describe_failures(failures), cause_rank=failures[0].rank)
