@@ -399,3 +399,23 @@ def test_non_finite_gradients_follow_the_contract_equations(kind, v_reset, detac
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, equal_nan=True)
     if detach and v_reset is not None:
         assert torch.isfinite(grad_got[0][:, 0]).all()  # the neuron charged to NaN at step 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", ["Sigmoid", "ATan"])
+def test_surrogate_parameters_beyond_float32_overflow_as_the_plain_loop(kind, name):
+    """alpha = 1e39 on float32 inputs: the products overflow, as in a plain float32 loop (torch
+    refuses such a number as the ``alpha``/``value`` scale of ``add``/``addcmul``)."""
+    spec = surrogate.SURROGATES[name](alpha=1e39).spec
+    hyper = {"v_reset": 0.0, "v_threshold": 1.0, **({} if kind == "if" else {"decay_input": True})}
+    if kind == "lif":
+        hyper["tau"] = 2.5
+    config = MODELS[kind].config(spec, False, **hyper)
+    x, v0, w = inputs(kind, dtype=torch.float32)
+    got = run(kind, x, v0, config, w=w)
+    want = plain_loop(kind, x, v0, config, w)
+    assert torch.equal(got[0], want[0])
+    leaves = [t for t in (x, v0, w) if t is not None]
+    for a, b in zip(torch.autograd.grad(got[0].sum(), leaves), torch.autograd.grad(want[0].sum(), leaves)):
+        assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.isinf(), b.isinf())
+        torch.testing.assert_close(a, b, equal_nan=True)

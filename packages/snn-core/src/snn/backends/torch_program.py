@@ -230,7 +230,14 @@ def _bind(
         if alpha == 1.0:
             return lambda: torch.add(a(), beta, out=out())
         offset = constant(beta)
-        return lambda: torch.add(offset, a(), alpha=alpha, out=out())
+
+        def affine() -> Any:
+            try:
+                return torch.add(offset, a(), alpha=alpha, out=out())
+            except RuntimeError:  # alpha beyond the dtype's range: overflow as the plain loop does
+                return torch.add(offset, torch.mul(a(), alpha), out=out())
+
+        return affine
     if op == "tmt":  # value t (1 - t), as (value (1 - t)) t
         (a,) = fetch
         scale = constant(float(ins.value))
@@ -238,7 +245,14 @@ def _bind(
     if op == "scaledmul":  # (value t) q
         a, b = fetch
         zero, value = constant(0.0), float(ins.value)
-        return lambda: torch.addcmul(zero, a(), b(), value=value, out=out())
+
+        def scaled_product() -> Any:
+            try:
+                return torch.addcmul(zero, a(), b(), value=value, out=out())
+            except RuntimeError:  # value beyond the dtype's range (see affine)
+                return torch.mul(torch.mul(a(), value), b(), out=out())
+
+        return scaled_product
     if op == "where":
         def branch(kind: str, f: Callable[[], Any]) -> Callable[[], Any]:
             if kind == "num":  # constant branches become 0-dim tensors of the compute dtype
@@ -288,8 +302,15 @@ def _bind(
         value = float(ins.value)
         if kinds[0] == "num":  # a number base: a 0-dim tensor of the compute dtype
             base = constant(float(ins.args[0][1]))
-            return lambda: torch.addcmul(base, b(), c(), value=value, out=out())
-        return lambda: torch.addcmul(a(), b(), c(), value=value, out=out())
+            a = lambda: base  # noqa: E731  # the same fetcher shape as the other operands
+
+        def add_scaled_product() -> Any:
+            try:
+                return torch.addcmul(a(), b(), c(), value=value, out=out())
+            except RuntimeError:  # value beyond the dtype's range (see affine)
+                return torch.add(a(), torch.mul(torch.mul(b(), value), c()), out=out())
+
+        return add_scaled_product
     if op == "lerp":  # a + w * (b - a)
         a, b, w = fetch
 
