@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 
 import pytest
@@ -124,6 +125,34 @@ def test_auto_prefers_priority_and_skips_emulated_and_unavailable(in_tree_only: 
     with plugins.temporary_plugin(_plugin(**backends)) as registry:
         assert registry.auto_backend(_lif(), "multi_step", "cpu", torch.float32) == "fast"
         assert registry.auto_backend(_lif(surrogate.ATan()), "multi_step", "cpu", torch.float32) == "torch"
+
+
+def test_generated_float32_source_must_hold_the_constants(in_tree_only: None) -> None:
+    """A constant beyond float32's range has no float32 literal: a generating backend refuses the
+    layer naming the parameter, and 'auto' passes it by (the torch backend computes it as a plain
+    loop does)."""
+    backends = {
+        "generating": _backend(models=None, operations=torch_backend.OPERATIONS, surrogates=None,
+                               dtypes=(torch.float32, torch.float64), auto_priority=5),
+    }
+    with plugins.temporary_plugin(_plugin(**backends)) as registry:
+        for config, name in [
+            (neuron.IFNode(v_threshold=1e39).neuron_config(), "v_threshold=1e+39"),
+            (_lif(surrogate.Sigmoid(alpha=1e39)), "Sigmoid.alpha=1e+39"),
+        ]:
+            with pytest.raises(UnsupportedOperationError, match=re.escape(
+                f"backend 'generating' does not support {name} with torch.float32 inputs: its kernels compute in "
+                "float32, which cannot hold the value; backends that do: 'torch'"
+            )):
+                registry.check_kernel_inputs("generating", "cpu", torch.float32, config)
+            registry.check_kernel_inputs("generating", "cpu", torch.float64, config)  # double literals
+            registry.check_kernel_inputs("torch", "cpu", torch.float32, config)
+            assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "torch"
+            assert registry.auto_backend(config, "multi_step", "cpu", torch.float64) == "generating"
+        largest = float(torch.finfo(torch.float32).max)  # fits, as does an infinite threshold
+        for config in (neuron.IFNode(v_threshold=largest).neuron_config(), _lif(surrogate.Sigmoid(alpha=largest))):
+            registry.check_kernel_inputs("generating", "cpu", torch.float32, config)
+            assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "generating"
 
 
 def test_registrar_validates_arguments_and_refuses_duplicates() -> None:

@@ -133,3 +133,19 @@ def test_inline_exp_without_the_vector_math_library(name, monkeypatch, tmp_path)
             assert_same_nonfinite(a, e, "output or gradient", 2e-5, 1e-6)
     finally:
         build.reset()
+
+
+def test_constants_beyond_float32_need_float64_inputs() -> None:
+    """v_threshold = 1e39 has no float32 literal: float32 inputs are refused naming it, float64
+    inputs run (double literals) and equal the torch backend, and 'auto' takes torch for float32."""
+    from snn import neuron
+    from snn.errors import UnsupportedOperationError
+
+    x = torch.randn(5, 7, dtype=torch.float64) * 1e39
+    with pytest.raises(UnsupportedOperationError, match=r"'cpp' does not support v_threshold=1e\+39 with torch\.float32"):
+        neuron.IFNode(v_threshold=1e39, step_mode="m", backend="cpp")(x.float())
+    got = neuron.IFNode(v_threshold=1e39, step_mode="m", backend="cpp")(x)
+    want = neuron.IFNode(v_threshold=1e39, step_mode="m", backend="torch")(x)
+    assert torch.equal(got, want) and got.sum() > 0
+    auto = neuron.IFNode(v_threshold=1e39, step_mode="m", backend="auto")
+    assert torch.equal(auto(x.float()), neuron.IFNode(v_threshold=1e39, step_mode="m", backend="torch")(x.float()))

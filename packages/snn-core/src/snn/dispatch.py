@@ -12,8 +12,8 @@ Rules:
   (:class:`~snn.errors.UnsupportedOperationError` naming the backends that would serve the
   call); it never falls back silently;
 - ``"auto"`` picks the available backend with the highest priority that serves the kernel mode,
-  model, surrogate, device (natively, never an interpreter) and dtype
-  (:meth:`snn.registry.Registry.auto_backend`);
+  model, surrogate, device (natively, never an interpreter) and dtype, and whose generated
+  source can hold the layer's constants (:meth:`snn.registry.Registry.auto_backend`);
 - in step mode ``'s'`` a backend without a ``"single_step"`` kernel runs the torch single-step
   kernel (kernel backends are built for whole sequences).
 

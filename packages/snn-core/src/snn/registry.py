@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
+import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -269,6 +271,32 @@ def _plan_operations(config: Any) -> frozenset[str]:
     return kernel_plan(config).operations
 
 
+def _float32_overflow(info: Any, config: Any, dtype: torch.dtype) -> str | None:
+    """``name=value`` of a constant that ``info``'s generated float32 source cannot hold.
+
+    A backend that generates source folds the hyper-parameters and surrogate parameters into it
+    as literals, in float32 for every input dtype but float64; a finite value beyond float32's
+    range (``v_threshold=1e39``) has no such literal. ``None`` when all fit, when the backend has
+    hand-written kernels or computes in float64, and for the torch backend (its programs pass
+    the constants to torch as Python numbers, as a plain loop does).
+    """
+    if not info.generates or info.name == "torch" or dtype == torch.float64:
+        return None
+    surrogate = config.surrogate
+    named = [*config.hyperparameters, *((f"{surrogate.name}.{name}", value) for name, value in surrogate.params)]
+    for name, value in named:
+        if isinstance(value, float) and math.isfinite(value) and not math.isfinite(_as_float32(value)):
+            return f"{name}={value!r}"
+    return None
+
+
+def _as_float32(value: float) -> float:
+    try:
+        return float(struct.unpack("f", struct.pack("f", value))[0])
+    except OverflowError:  # beyond float32's range after rounding
+        return math.copysign(math.inf, value)
+
+
 @lru_cache(maxsize=256)
 def _surrogate_operations(spec: Any) -> frozenset[str] | None:
     """The operations of a surrogate's derivative, or ``None`` when it has no closed form."""
@@ -430,12 +458,23 @@ class Registry:
                 missing = sorted(_plan_operations(config) - (info.operations or frozenset()))
                 what += f" (its kernel uses operations {missing} that this backend does not render)"
             raise UnsupportedOperationError(backend, what, others)
+        beyond = _float32_overflow(info, config, dtype)
+        if beyond is not None:
+            others = [
+                n for n, b in self.backends.items()
+                if dtype in b.dtypes and b.serves_config(config) and _float32_overflow(b, config, dtype) is None
+            ]
+            raise UnsupportedOperationError(
+                backend, f"{beyond} with {dtype} inputs: its kernels compute in float32, which cannot hold the value", others
+            )
 
     def auto_backend(self, config: Any, mode: str, device_type: str, dtype: torch.dtype) -> str:
         """The backend ``"auto"`` picks for this configuration and kernel mode; decided and logged once.
 
         The highest ``auto_priority`` among available backends that serve the kernel mode, model,
-        surrogate, device natively (never an interpreter) and dtype; torch when none does.
+        surrogate, device natively (never an interpreter) and dtype, and whose kernels can hold
+        the layer's constants (a finite value beyond float32's range needs float64 arithmetic);
+        torch when none does.
         """
         key = (config, mode, device_type, dtype)
         chosen = self._auto.get(key)
@@ -446,6 +485,8 @@ class Registry:
             if not info.serves_mode(mode) or device_type not in info.devices or dtype not in info.dtypes:
                 continue
             if not info.serves_surrogate(config.surrogate) or not info.serves_config(config):
+                continue
+            if _float32_overflow(info, config, dtype) is not None:
                 continue
             if info.unavailable_reason() is not None:
                 continue
