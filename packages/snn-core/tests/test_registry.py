@@ -149,7 +149,7 @@ def test_generated_float32_source_must_hold_the_constants(in_tree_only: None) ->
             registry.check_kernel_inputs("torch", "cpu", torch.float32, config)
             assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "torch"
             assert registry.auto_backend(config, "multi_step", "cpu", torch.float64) == "generating"
-        largest = float(torch.finfo(torch.float32).max)  # fits, as does an infinite threshold
+        largest = float(torch.finfo(torch.float32).max)  # fits (infinite values are refused by the models)
         for config in (neuron.IFNode(v_threshold=largest).neuron_config(), _lif(surrogate.Sigmoid(alpha=largest))):
             registry.check_kernel_inputs("generating", "cpu", torch.float32, config)
             assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "generating"

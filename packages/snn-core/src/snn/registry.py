@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -280,21 +279,19 @@ def _float32_overflow(info: Any, config: Any, dtype: torch.dtype) -> str | None:
     hand-written kernels or computes in float64, and for the torch backend (its programs pass
     the constants to torch as Python numbers, as a plain loop does).
     """
+    from snn.expr import float32_literal  # the renderers' own rule for float32 literals
+
     if not info.generates or info.name == "torch" or dtype == torch.float64:
         return None
     surrogate = config.surrogate
     named = [*config.hyperparameters, *((f"{surrogate.name}.{name}", value) for name, value in surrogate.params)]
     for name, value in named:
-        if isinstance(value, float) and math.isfinite(value) and not math.isfinite(_as_float32(value)):
-            return f"{name}={value!r}"
+        if isinstance(value, float) and math.isfinite(value):
+            try:
+                float32_literal(value, "c")
+            except ValueError:
+                return f"{name}={value!r}"
     return None
-
-
-def _as_float32(value: float) -> float:
-    try:
-        return float(struct.unpack("f", struct.pack("f", value))[0])
-    except OverflowError:  # beyond float32's range after rounding
-        return math.copysign(math.inf, value)
 
 
 @lru_cache(maxsize=256)
