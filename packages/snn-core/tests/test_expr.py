@@ -128,3 +128,19 @@ def test_simplify_folds_zeroth_and_first_powers() -> None:
     x = var()
     assert simplify(x**0.0).op == "num" and simplify(x**0.0).value == 1.0
     assert simplify(x**1.0) is x
+
+
+def test_variables_of_every_node_of_a_deep_tree() -> None:
+    # a chain deeper than Python's recursion limit, sharing one subtree, asked root first and
+    # then link by link (the answers kept on the nodes must be each node's own)
+    from snn.expr import variables
+
+    shared = var("a") * var("b")
+    chain = [var("x")]
+    for i in range(5000):
+        chain.append(chain[-1] + (shared if i == 2500 else 1.0))
+    assert variables(chain[-1]) == {"x", "a", "b"}
+    for k, link in enumerate(chain):
+        assert variables(link) == ({"x", "a", "b"} if k > 2500 else {"x"})
+    assert variables(shared) == {"a", "b"}
+    assert variables(shared + 2.0) == {"a", "b"}

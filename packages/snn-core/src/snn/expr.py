@@ -459,8 +459,29 @@ def nodes(expr: Expr) -> Iterator[Expr]:
 
 
 def variables(expr: Expr) -> frozenset[str]:
-    """The names of the variables in ``expr``."""
-    return frozenset(e.value for e in nodes(expr) if e.op == "var")
+    """The names of the variables in ``expr``.
+
+    The answer is kept on every node it visits (expressions are immutable), so that asking
+    for each node of a tree in turn, as the compilers do, costs time linear in its size.
+    """
+    known = expr.__dict__.get("_variables")
+    if known is not None:
+        return known
+    stack: list[tuple[Expr, bool]] = [(expr, False)]
+    while stack:
+        e, children_known = stack.pop()
+        if "_variables" in e.__dict__:
+            continue
+        if not children_known:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if "_variables" not in a.__dict__)
+            continue
+        if e.op == "var":
+            found: frozenset[str] = frozenset((e.value,))
+        else:
+            found = frozenset().union(*(a.__dict__["_variables"] for a in e.args))
+        object.__setattr__(e, "_variables", found)  # a cache, not a field: equality ignores it
+    return expr.__dict__["_variables"]
 
 
 def operations(expr: Expr) -> frozenset[str]:
