@@ -314,9 +314,29 @@ def test_t_last_seq_to_ann_forward_calls_sequential_once() -> None:
     torch.testing.assert_close(out, expected)
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap's max_unpool2d fallback
+def test_t_last_seq_to_ann_forward_tuple_inputs_feed_max_unpool() -> None:
+    # SpikingJelly's rule for every helper: a tuple is splatted into the first module
+    pool = nn.MaxPool2d(2, return_indices=True)
+    unpool = nn.MaxUnpool2d(2)
+    x_seq = torch.randn(2, 1, 4, 4, 3)  # [N, C, H, W, T]
+    pooled, indices = t_last_seq_to_ann_forward(x_seq, pool)
+    out = t_last_seq_to_ann_forward((pooled, indices), unpool)
+    expected = torch.stack([unpool(*pool(x_seq[..., t])) for t in range(3)], dim=-1)
+    assert torch.equal(out, expected)
+    a, b = torch.randn(2, 3, 5), torch.randn(2, 3, 5)
+    assert torch.equal(t_last_seq_to_ann_forward((a, b), lambda x, y: x * 2 - y), a * 2 - b)
+
+
 def test_t_last_seq_to_ann_forward_errors() -> None:
     with pytest.raises(TypeError, match="x_seq: expected a torch.Tensor"):
-        t_last_seq_to_ann_forward((torch.randn(2, 3),), nn.Identity())  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+        t_last_seq_to_ann_forward([torch.randn(2, 3)], nn.Identity())  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(TypeError, match=r"x_seq\[1\]: expected a torch.Tensor"):
+        t_last_seq_to_ann_forward((torch.randn(2, 3), 3), lambda x, y: x)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(ValueError, match=r"share their last \(time\) dimension, got T = \[3, 2\]"):
+        t_last_seq_to_ann_forward((torch.randn(2, 3), torch.randn(2, 2)), lambda x, y: x + y)
+    with pytest.raises(ValueError, match="empty tuple"):
+        t_last_seq_to_ann_forward((), nn.Identity())
     with pytest.raises(ValueError, match="x_seq: expected a tensor"):
         t_last_seq_to_ann_forward(torch.tensor(1.0), nn.Identity())
     with pytest.raises(TypeError, match=r"stateless_module\[1\]: expected a callable"):

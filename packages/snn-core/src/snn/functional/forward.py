@@ -367,15 +367,17 @@ def seq_to_ann_forward(
 
 
 def t_last_seq_to_ann_forward(
-    x_seq: torch.Tensor, stateless_module: ModuleSpec
+    x_seq: torch.Tensor | tuple[torch.Tensor, ...], stateless_module: ModuleSpec
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Run a stateless module over every time step of a time-last sequence, vectorised.
 
     Computes ``torch.vmap(lambda x: apply_modules(x, stateless_module), in_dims=-1,
     out_dims=-1)(x_seq)``: the module sees one step ``[N, *]`` at a time as far as shapes go,
     but all steps run in one batched call. The output has the layout :func:`torch.vmap`
-    produces (time moved to the last dimension, usually as a view). Tuple outputs are
-    supported.
+    produces (time moved to the last dimension, usually as a view). A tuple ``x_seq = (a, b,
+    ...)`` of tensors with the same ``T`` is splatted into the first module step by step (e.g.
+    ``(pooled, indices)`` into ``nn.MaxUnpool2d``), as :func:`seq_to_ann_forward` does; tuple
+    outputs are supported.
 
     Modules that update buffers in place during the forward pass (``BatchNorm`` in training
     mode) cannot be vectorised; :func:`torch.vmap` raises for them. Use
@@ -383,7 +385,8 @@ def t_last_seq_to_ann_forward(
     :func:`seq_to_ann_forward` instead.
 
     Args:
-        x_seq: the input sequence, shape ``[N, *, T]``.
+        x_seq: the input sequence, shape ``[N, *, T]``, or a tuple of such tensors with equal
+            ``T``.
         stateless_module: a callable or a list / tuple of callables mapping ``[N, *]`` to
             ``[N, *out]``; it must be a pure function of its input.
 
@@ -391,11 +394,23 @@ def t_last_seq_to_ann_forward(
         ``[N, *out, T]``, or a tuple of such tensors when the module returns a tuple.
 
     Raises:
-        TypeError: ``x_seq`` is not a tensor, a module is not callable, or the module returns
-            something other than a tensor or a tuple of tensors.
-        ValueError: ``x_seq`` is 0-dimensional.
+        TypeError: ``x_seq`` is neither a tensor nor a tuple of tensors, a module is not
+            callable, or the module returns something other than a tensor or a tuple of tensors.
+        ValueError: ``x_seq`` (or an item) is 0-dimensional, the tuple is empty or its items
+            differ in ``T``.
     """
-    _check_tensor(x_seq, "x_seq", 1, "[N, *, T]")
+    if isinstance(x_seq, tuple):
+        if not x_seq:
+            raise ValueError(
+                "x_seq: expected a tensor or a non-empty tuple of tensors, got an empty tuple"
+            )
+        for index, item in enumerate(x_seq):
+            _check_tensor(item, f"x_seq[{index}]", 1, "[N, *, T]")
+        lengths = [item.shape[-1] for item in x_seq]
+        if any(length != lengths[0] for length in lengths):
+            raise ValueError(f"x_seq: tuple inputs must share their last (time) dimension, got T = {lengths}")
+    else:
+        _check_tensor(x_seq, "x_seq", 1, "[N, *, T]")
     callables = _as_callables(stateless_module, "stateless_module")
     step = functools.partial(_apply_returning_tensors, callables=callables)
     return torch.vmap(step, in_dims=-1, out_dims=-1)(x_seq)
