@@ -92,8 +92,40 @@ def test_kernel_dot_product_validation() -> None:
         functional.kernel_dot_product(x, x.double())
     with pytest.raises(TypeError, match="x: expected a torch.Tensor, got list"):
         functional.kernel_dot_product([[1.0]], x)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
-    with pytest.raises(TypeError, match="alpha: expected a real number"):
+    with pytest.raises(TypeError, match="alpha: expected a real number or a one-element tensor, got 'big' \\(str\\)"):
         functional.kernel_dot_product(x, x, "sigmoid", "big")
+    with pytest.raises(TypeError, match="x: expected a floating or integer dtype, got torch.bool"):
+        functional.kernel_dot_product(x > 0, x > 0)
+
+
+def test_kernel_dot_product_takes_numpy_and_tensor_parameters() -> None:
+    np = pytest.importorskip("numpy")
+    x = torch.randn(3, 2)
+    for kernel, value, like in (
+        ("polynomial", np.int64(2), 2),
+        ("sigmoid", np.float32(0.5), 0.5),
+        ("gaussian", np.float64(1.5), 1.5),
+        ("gaussian", torch.tensor(1.5), 1.5),
+    ):
+        expected = functional.kernel_dot_product(x, x, kernel, like)
+        torch.testing.assert_close(functional.kernel_dot_product(x, x, kernel, value), expected)
+
+
+def test_kernel_dot_product_integer_inputs_follow_torch_arithmetic() -> None:
+    # as SpikingJelly (x @ y.T on the integers): exact integer kernels, floating ones where a
+    # floating parameter or the exponential enters
+    x = torch.tensor([[1, 2, 0], [0, 1, 3]])
+    y = torch.tensor([[2, 0, 1], [1, 1, 1]])
+    linear = functional.kernel_dot_product(x, y)
+    assert linear.dtype == torch.int64 and torch.equal(linear, torch.tensor([[2, 3], [3, 4]]))
+    cubic = functional.kernel_dot_product(x, y, "polynomial", 3)
+    assert cubic.dtype == torch.int64 and torch.equal(cubic, torch.tensor([[8, 27], [27, 64]]))
+    sig = functional.kernel_dot_product(x, y, "sigmoid", 0.5)
+    torch.testing.assert_close(sig, torch.sigmoid(0.5 * torch.tensor([[2.0, 3.0], [3.0, 4.0]])))
+    gauss = functional.kernel_dot_product(x, y, "gaussian", 2.0)
+    assert gauss.dtype == torch.get_default_dtype()
+    distance = torch.tensor([[(1 - 2) ** 2 + 2**2 + 1**2, 0 + 1 + 1], [4 + 1 + 4, 1 + 0 + 4]], dtype=gauss.dtype)
+    torch.testing.assert_close(gauss, torch.exp(-distance / 8.0))
 
 
 # ---------------------------------------------------------------------------------------------

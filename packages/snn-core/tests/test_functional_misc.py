@@ -162,7 +162,7 @@ def test_set_threshold_margin_validation() -> None:
         functional.set_threshold_margin(nn.Linear(1, 1), torch.zeros(1, 1))
     with pytest.raises(TypeError, match="label_one_hot: expected a torch.Tensor"):
         functional.set_threshold_margin(Thresholded(), [[0, 1]])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
-    with pytest.raises(TypeError, match="threshold1: expected a real number"):
+    with pytest.raises(TypeError, match=r"threshold1: expected a real number or a one-element tensor, got 'high' \(str\)"):
         functional.set_threshold_margin(Thresholded(), torch.zeros(1, 2), threshold1="high")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     for name in ("eval_threshold", "threshold0", "threshold1"):
         for value in (float("nan"), float("inf"), -float("inf"), 10**400):
@@ -227,3 +227,15 @@ def test_kaiming_normal_statistics() -> None:
     assert abs(std - 1.0 / math.sqrt(900)) < 0.02 / math.sqrt(900) * 10
     with pytest.raises(TypeError, match="net: expected a torch.nn.Module"):
         functional.kaiming_normal_conv_linear_weight("net")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+
+
+def test_set_threshold_margin_takes_numpy_numbers_and_one_element_tensors() -> None:
+    np = pytest.importorskip("numpy")
+    labels = torch.tensor([[0.0, 1.0]])
+    layer = Thresholded()
+    functional.set_threshold_margin(layer, labels, threshold0=np.float32(0.5), threshold1=torch.tensor(2.0))
+    assert isinstance(layer.v_threshold, torch.Tensor)
+    torch.testing.assert_close(layer.v_threshold, torch.tensor([[0.5, 2.0]]))
+    layer.eval()
+    functional.set_threshold_margin(layer, labels, eval_threshold=np.int64(1))
+    assert layer.v_threshold == 1.0 and type(layer.v_threshold) is float

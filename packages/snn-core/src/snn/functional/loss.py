@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
@@ -32,10 +33,14 @@ def _require_tensor(value: Any, function: str, name: str) -> torch.Tensor:
 
 
 def _require_number(value: Any, function: str, name: str) -> Any:
+    """``value`` if it is a real number (Python, NumPy) or a one-element real tensor."""
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{function}: {name}: expected a real number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{function}: {name}: expected a real number or a one-element tensor, got {value!r} "
+            f"({type(value).__name__})"
+        )
     return value
 
 
@@ -52,17 +57,20 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
       values never exceed 1.
 
     Args:
-        x: ``[N, M]`` floating tensor.
-        y: ``[N', M]`` floating tensor, same dtype and device as ``x``.
+        x: ``[N, M]`` floating or integer tensor.
+        y: ``[N', M]`` tensor, same dtype and device as ``x``.
         kernel: one of ``'linear'``, ``'polynomial'``, ``'sigmoid'``, ``'gaussian'``.
         *args: the kernel's parameter (see above); further arguments are ignored, as the
             reference ignores them.
 
     Returns:
-        ``[N, N']`` tensor in the dtype of ``x``; differentiable.
+        ``[N, N']`` tensor; differentiable. Its dtype is what torch's arithmetic gives: that of
+        ``x`` for floating inputs, for integer inputs with ``'linear'`` and with an integer
+        ``d``; the default floating dtype for integer inputs otherwise.
 
     Raises:
-        TypeError: non-tensor inputs, non-floating dtypes, or a missing kernel parameter.
+        TypeError: non-tensor inputs, bool or complex dtypes, a kernel parameter that is not a
+            real number (Python or NumPy) or a one-element tensor, or a missing one.
         ValueError: wrong ranks or feature sizes, unknown ``kernel``, ``sigma <= 0`` or
             (gaussian) different row counts.
     """
@@ -72,8 +80,8 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
     for name, t in (("x", x), ("y", y)):
         if t.dim() != 2:
             raise ValueError(f"{fn}: {name}: expected a 2-D tensor [N, M], got shape {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise TypeError(f"{fn}: {name}: expected a floating dtype, got {t.dtype}")
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"{fn}: {name}: expected a floating or integer dtype, got {t.dtype}")
     if x.shape[1] != y.shape[1]:
         raise ValueError(
             f"{fn}: y: expected {x.shape[1]} features per row (like x), got shape {tuple(y.shape)}"
@@ -107,7 +115,10 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
         )
     # torch.cdist: direct differences for small inputs, the matrix-product expansion (clamped at
     # 0, exact for binary spikes) for large ones. Half types are measured in float32 (the CPU
-    # has no half cdist) and the kernel cast back.
+    # has no half cdist) and the kernel cast back; integer inputs in the default floating
+    # dtype, which the kernel keeps (as exp of an integer distance gives).
+    if not x.is_floating_point():
+        x, y = x.to(torch.get_default_dtype()), y.to(torch.get_default_dtype())
     wide = x.dtype in (torch.float16, torch.bfloat16)
     distance = (torch.cdist(x.float(), y.float(), p=2.0) if wide else torch.cdist(x, y, p=2.0)).square()
     return torch.exp(distance / (-2.0 * sigma * sigma)).to(x.dtype)

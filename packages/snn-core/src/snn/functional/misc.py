@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from typing import Any
 
@@ -38,8 +39,15 @@ def _require_int(value: Any, function: str, name: str, minimum: int) -> int:
 
 
 def _require_real(value: Any, function: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{function}: {name}: expected a real number, got {value!r}")
+    """``value`` as a float: a real number (Python, NumPy) or a one-element real tensor."""
+    is_scalar_tensor = (
+        isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
+    )
+    if not is_scalar_tensor and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise TypeError(
+            f"{function}: {name}: expected a real number or a one-element tensor, got {value!r} "
+            f"({type(value).__name__})"
+        )
     try:
         number = float(value)
     except OverflowError:
@@ -72,7 +80,7 @@ def set_threshold_margin(
 
     Raises:
         TypeError: ``output_layer`` has no ``v_threshold``, ``label_one_hot`` is not a tensor,
-            or a threshold is not a real number.
+            or a threshold is not a real number (Python or NumPy) or a one-element tensor.
         ValueError: a threshold is NaN or infinite (as the neurons' own ``v_threshold``).
     """
     fn = "set_threshold_margin"
