@@ -363,11 +363,14 @@ def test_set_step_mode_is_quiet_where_plain_modules_are_fine() -> None:
         neuron.LIFNode(),
         nn.Flatten(start_dim=-1),  # counts from the end: the same in both modes
         nn.Linear(8, 4), nn.ReLU(), nn.Dropout(0.1), nn.LayerNorm(4), nn.Softmax(dim=-1),
+        # written for [T, N, ...]: dimensions from 2 on, or T merged with N
+        nn.Unflatten(2, (2, 2)), nn.Flatten(2), nn.Softmax(dim=2), nn.LogSoftmax(dim=2),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", StepModeWarning)
         functional.set_step_mode(fine, "m")
         assert fine(torch.rand(3, 2, 1, 4, 4)).shape == (3, 2, 4)
+        functional.set_step_mode(nn.Sequential(nn.Flatten(0, 1), neuron.LIFNode()), "m")  # T and N merged
         # single-step mode: plain modules get [N, ...], as they expect
         functional.set_step_mode(nn.Sequential(nn.Flatten(), nn.Conv1d(1, 1, 1), neuron.LIFNode()), "s")
 
@@ -375,11 +378,13 @@ def test_set_step_mode_is_quiet_where_plain_modules_are_fine() -> None:
 @pytest.mark.parametrize(
     ("module", "replacement"),
     [
-        (nn.Conv1d(1, 1, 1), "snn.layer.Conv1d"),
-        (nn.MaxPool2d(2), "snn.layer.MaxPool2d"),
-        (nn.AdaptiveAvgPool2d(1), "snn.layer.AdaptiveAvgPool2d"),
-        (nn.GroupNorm(1, 2), "snn.layer.GroupNorm"),
-        (nn.Upsample(scale_factor=2), "snn.layer.Upsample"),
+        (nn.Conv1d(1, 1, 1), "use snn.layer.Conv1d"),
+        (nn.MaxPool2d(2), "use snn.layer.MaxPool2d"),
+        (nn.AdaptiveAvgPool2d(1), "use snn.layer.AdaptiveAvgPool2d"),
+        (nn.GroupNorm(1, 2), "use snn.layer.GroupNorm"),
+        (nn.Upsample(scale_factor=2), "use snn.layer.Upsample"),
+        (nn.Flatten(1, 2), "use snn.layer.Flatten"),
+        (nn.Softmax(dim=None), "wrap it in snn.layer.SeqToANNContainer"),
         (nn.Dropout2d(0.1), "wrap it in snn.layer.SeqToANNContainer"),
         (nn.AdaptiveMaxPool2d(1), "wrap it in snn.layer.SeqToANNContainer"),
         (nn.Softmax(dim=1), "wrap it in snn.layer.SeqToANNContainer"),
@@ -390,8 +395,9 @@ def test_set_step_mode_is_quiet_where_plain_modules_are_fine() -> None:
 def test_set_step_mode_replacement_advice(module: nn.Module, replacement: str) -> None:
     from snn.errors import StepModeWarning
 
-    with pytest.warns(StepModeWarning, match=rf"'0' \(torch\.nn\.{type(module).__name__}\): use {re.escape(replacement)}"):
+    with pytest.warns(StepModeWarning, match=rf"'0' \(torch\.nn\.{type(module).__name__}\): {re.escape(replacement)}") as caught:
         functional.set_step_mode(nn.Sequential(module), "m")
+    assert "use wrap" not in str(caught[0].message)
 
 
 def test_set_step_mode_validates_before_changing_anything() -> None:

@@ -222,12 +222,17 @@ def _misreads_time(module: nn.Module) -> bool:
     """Whether a plain (step-mode-unaware) ``module`` misreads a ``[T, N, ...]`` input."""
     if hasattr(module, "step_mode") or not isinstance(module, _BATCH_LAYOUT_LAYERS):
         return False
+    # dimensions counted from the end, or from 2 on (past [T, N]), mean the same in both modes
     if isinstance(module, nn.Flatten):
-        return module.start_dim >= 0 or module.end_dim >= 0
+        start, end = module.start_dim, module.end_dim
+        if start < 0:
+            return end >= 0
+        # merging T or N into the features misreads; merging T with N (0, 1) is deliberate
+        return start < 2 and (end < 0 or end >= 2)
     if isinstance(module, nn.Unflatten):
-        return isinstance(module.dim, int) and module.dim >= 0
+        return isinstance(module.dim, int) and 0 <= module.dim < 2
     if isinstance(module, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
-        return module.dim is None or module.dim >= 0
+        return module.dim is None or 0 <= module.dim < 2
     return True
 
 
@@ -238,7 +243,7 @@ def _replacement(module: nn.Module) -> str:
     cls = type(module)
     wrapper = getattr(snn.layer, cls.__name__, None)
     if cls.__module__.startswith("torch.nn") and isinstance(wrapper, type) and issubclass(wrapper, cls):
-        return f"snn.layer.{cls.__name__} (or wrap it in snn.layer.SeqToANNContainer)"
+        return f"use snn.layer.{cls.__name__} (or wrap it in snn.layer.SeqToANNContainer)"
     return "wrap it in snn.layer.SeqToANNContainer"
 
 
@@ -260,7 +265,7 @@ def _warn_plain_modules(net: nn.Module) -> None:
         seen.add(id(module))
         if _misreads_time(module):
             where = names.get(id(module)) or "the network itself"
-            found.append(f"'{where}' (torch.nn.{type(module).__name__}): use {_replacement(module)}")
+            found.append(f"'{where}' (torch.nn.{type(module).__name__}): {_replacement(module)}")
         if not isinstance(module, keep):
             stack.extend(reversed(list(module.children())))
     if found:
