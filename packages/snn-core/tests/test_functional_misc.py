@@ -239,3 +239,24 @@ def test_set_threshold_margin_takes_numpy_numbers_and_one_element_tensors() -> N
     layer.eval()
     functional.set_threshold_margin(layer, labels, eval_threshold=np.int64(1))
     assert layer.v_threshold == 1.0 and type(layer.v_threshold) is float
+
+
+@pytest.mark.parametrize("v_reset", [0.0, None])
+@pytest.mark.parametrize("kind", ["lif", "qif", "izhikevich"])
+def test_a_threshold_margin_does_not_change_the_dtype_of_spikes_and_states(kind: str, v_reset: float | None) -> None:
+    from snn.neuron import node_class
+
+    cls = node_class(kind)
+    assert cls is not None
+    labels = torch.eye(3)[[0, 1]]
+    for threshold_dtype, input_dtype in ((torch.float32, torch.float16), (torch.float64, torch.float32)):
+        node = cls(step_mode="m", v_reset=v_reset)
+        functional.set_threshold_margin(node, labels.to(threshold_dtype))
+        x_seq = torch.rand(4, 2, 3, dtype=input_dtype) * 2.5
+        spikes = node(x_seq)
+        assert spikes.dtype == input_dtype and node.v.dtype == input_dtype
+        # the same as the threshold given in the input's dtype
+        same = cls(step_mode="m", v_reset=v_reset)
+        functional.set_threshold_margin(same, labels.to(input_dtype))
+        assert torch.equal(same(x_seq), spikes)
+        assert torch.equal(same.v, node.v)

@@ -69,7 +69,8 @@ def set_threshold_margin(
     In training mode the threshold becomes a ``[B, C]`` tensor: ``threshold1`` where
     ``label_one_hot == 1`` (the neuron of the true class must fire more strongly) and
     ``threshold0`` elsewhere. In evaluation mode it is ``eval_threshold``. Tensor thresholds are
-    served by the torch backend only.
+    served by the torch backend only; the neuron compares and resets in its input's dtype (a
+    float32 threshold does not turn float16 spikes and states into float32).
 
     Args:
         output_layer: the output spiking neuron layer (has ``v_threshold``).

@@ -89,6 +89,16 @@ def _check_surrogate(value: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     return value
 
 
+def _in_dtype_of(value: Any, like: torch.Tensor | None) -> Any:
+    """A floating tensor ``value`` in ``like``'s floating dtype; anything else unchanged."""
+    if (
+        like is not None and isinstance(value, torch.Tensor) and value.is_floating_point()
+        and like.is_floating_point() and value.dtype != like.dtype
+    ):
+        return value.to(like.dtype)
+    return value
+
+
 class BaseNode(MemoryModule):
     """Base class of spiking neurons.
 
@@ -213,10 +223,12 @@ class BaseNode(MemoryModule):
 
     # -- configuration ---------------------------------------------------------------------------
 
-    def _hyperparameter_values(self) -> dict[str, Any]:
+    def _hyperparameter_values(self, like: torch.Tensor | None = None) -> dict[str, Any]:
+        """The hyper-parameters by name; tensor ones (a per-sample threshold) in ``like``'s
+        floating dtype, so that they do not promote the states and spikes of a step."""
         model = type(self).model
         assert model is not None
-        return {name: getattr(self, name) for name in model.hyperparameter_names}
+        return {name: _in_dtype_of(getattr(self, name), like) for name in model.hyperparameter_names}
 
     def _learnables(self) -> tuple[torch.Tensor, ...]:
         model = type(self).model
@@ -284,14 +296,15 @@ class BaseNode(MemoryModule):
             raise NotImplementedError(f"{type(self).__name__} has no model: override neuronal_charge")
         states = {name: getattr(self, name) for name in model.state_names}
         learnables = dict(zip(model.learnables, self._learnables()))
-        for name, value in evaluate_charge(model, self._hyperparameter_values(), x, states, learnables).items():
+        for name, value in evaluate_charge(model, self._hyperparameter_values(x), x, states, learnables).items():
             setattr(self, name, value)
 
     def neuronal_fire(self) -> torch.Tensor:
         """Fire: the spikes of the charged firing state (``surrogate(v - v_threshold)``)."""
         model = type(self).model
         fire, threshold = ("v", "v_threshold") if model is None else (model.fire, model.threshold)
-        return self.surrogate_function(getattr(self, fire) - getattr(self, threshold))
+        charged = getattr(self, fire)
+        return self.surrogate_function(charged - _in_dtype_of(getattr(self, threshold), charged))
 
     def neuronal_reset(self, spike: torch.Tensor) -> None:
         """Reset every state after ``spike`` (the model's reset; without a model the hard or
@@ -300,13 +313,13 @@ class BaseNode(MemoryModule):
         if model is None:
             spike_d = spike.detach() if self.detach_reset else spike
             if self.v_reset is None:
-                self.v = self.v - spike_d * self.v_threshold
+                self.v = self.v - spike_d * _in_dtype_of(self.v_threshold, spike_d)
             else:
                 self.v = spike_d * self.v_reset + (1.0 - spike_d) * self.v
             return
         charged = {name: getattr(self, name) for name in model.state_names}
         learnables = dict(zip(model.learnables, self._learnables()))
-        values = evaluate_reset(model, self._hyperparameter_values(), self.detach_reset, charged, spike, learnables)
+        values = evaluate_reset(model, self._hyperparameter_values(spike), self.detach_reset, charged, spike, learnables)
         for name, value in values.items():
             setattr(self, name, value)
 
