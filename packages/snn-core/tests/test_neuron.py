@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import pytest
 import torch
@@ -172,7 +173,7 @@ def test_state_is_cast_to_input_dtype():
         (lambda: neuron.LIFNode(tau=1.0), ValueError, "tau"),
         (lambda: neuron.LIFNode(tau=0.5), ValueError, "tau"),
         (lambda: neuron.LIFNode(tau="2"), TypeError, "tau"),
-        (lambda: neuron.LIFNode(decay_input=1), TypeError, "decay_input"),
+        (lambda: neuron.LIFNode(decay_input=2), TypeError, "decay_input"),
         (lambda: neuron.ParametricLIFNode(init_tau=1.0), ValueError, "init_tau"),
         (lambda: neuron.LIFNode(backend="no-such-backend"), BackendNotFoundError, "no-such-backend"),
     ],
@@ -476,7 +477,7 @@ def test_setting_store_v_seq_forgets_the_kept_sequence():
     node.store_v_seq = True
     assert node.v_seq is None
     with pytest.raises(TypeError, match="store_v_seq: expected a bool"):
-        node.store_v_seq = 1  # type: ignore[assignment]  # a wrong type on purpose: the error is under test
+        node.store_v_seq = "yes"  # type: ignore[assignment]  # a wrong type on purpose: the error is under test
 
 
 def test_a_reset_value_the_input_dtype_cannot_hold_is_named():
@@ -484,3 +485,36 @@ def test_a_reset_value_the_input_dtype_cannot_hold_is_named():
     with pytest.raises(ValueError, match=r"IFNode: the state v starts at -70000.0, which the input's dtype torch.float16 cannot hold"):
         node(torch.rand(2, 3).half())
     assert node(torch.rand(2, 3)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("make", [
+    lambda *a: neuron.IFNode(1.0, None, surrogate.ATan(), True, "m", *a),
+    lambda *a: neuron.LIFNode(2.0, True, 1.0, None, surrogate.ATan(), True, "m", *a),
+    lambda *a: neuron.ParametricLIFNode(2.0, True, 1.0, None, surrogate.ATan(), True, "m", *a),
+], ids=["IF", "LIF", "PLIF"])
+def test_both_spikingjelly_positional_orders(make: Any) -> None:
+    # development version (and snn): (..., step_mode, backend, store_v_seq); 2.0.0: (..., step_mode, store_v_seq)
+    released = make(True)
+    assert released.store_v_seq is True and released.backend == "torch"
+    assert make(False).store_v_seq is False
+    development = make("torch", True)
+    assert development.store_v_seq is True and development.backend == "torch"
+    with pytest.raises(TypeError, match="backend: expected a backend name, got True .* store_v_seq=True"):
+        make(True, True)
+    x_seq = torch.rand(3, 2)
+    released(x_seq)
+    assert released.v_seq is not None and released.v_seq.shape == (3, 2)
+
+
+def test_flags_take_the_integers_0_and_1_as_spikingjelly_does() -> None:
+    assert neuron.LIFNode(decay_input=0).decay_input is False
+    assert neuron.ParametricLIFNode(decay_input=1).decay_input is True
+    node = neuron.IFNode(store_v_seq=1)
+    assert node.store_v_seq is True
+    for bad in (None, 2, 0.0, "yes"):
+        with pytest.raises(TypeError, match=r"decay_input: expected a bool \(or the integer 0 or 1\)"):
+            neuron.LIFNode(decay_input=bad)
+    with pytest.raises(TypeError, match=r"store_v_seq: expected a bool \(or the integer 0 or 1\), got NoneType"):
+        neuron.IFNode(store_v_seq=None)
+    with pytest.raises(TypeError, match="detach_reset: expected a bool, got int"):  # the reference asserts a bool
+        neuron.IFNode(detach_reset=1)

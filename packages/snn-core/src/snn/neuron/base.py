@@ -22,6 +22,7 @@ trained network (saliency maps, adversarial examples) sees the same gradient as 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -33,7 +34,7 @@ from snn.errors import UnsupportedOperationError
 from snn.models import NeuronConfig, NeuronModel, check_hyperparameter, evaluate_charge, evaluate_reset
 from snn.surrogate import Sigmoid, SurrogateFunctionBase
 
-__all__ = ["BaseNode", "check_real", "check_flag", "check_time_constant"]
+__all__ = ["BaseNode", "backend_and_store_v_seq", "check_real", "check_flag", "check_time_constant"]
 
 _DYNAMICS_METHODS = ("neuronal_charge", "neuronal_fire", "neuronal_reset")
 #: Whether a torch.func transform (grad, vmap, jacrev ...) is running: fused kernels write into
@@ -50,11 +51,36 @@ def check_real(name: str, value: Any) -> float:
     return number
 
 
-def check_flag(name: str, value: Any) -> bool:
-    """``value`` if it is a bool; raises ``TypeError`` otherwise."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
-    return value
+def check_flag(name: str, value: Any, integers: bool = False) -> bool:
+    """``value`` if it is a bool (with ``integers``, also the integer 0 or 1, as a bool);
+    raises ``TypeError`` otherwise."""
+    if isinstance(value, bool):
+        return value
+    if integers and isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    expected = "a bool (or the integer 0 or 1)" if integers else "a bool"
+    raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
+
+
+def backend_and_store_v_seq(backend: Any, store_v_seq: Any) -> tuple[Any, Any]:
+    """The ``backend`` and ``store_v_seq`` arguments of IF, LIF and parametric LIF neurons, read
+    in both of SpikingJelly's positional orders.
+
+    SpikingJelly's development version (and snn) have ``(..., step_mode, backend, store_v_seq)``;
+    its 2.0.0 release dropped ``backend``: ``(..., step_mode, store_v_seq)``. A bool where the
+    backend name goes is therefore 2.0.0's ``store_v_seq``.
+
+    Raises:
+        TypeError: a bool in ``backend``'s place and ``store_v_seq`` given too.
+    """
+    if isinstance(backend, bool):
+        if store_v_seq is not False:
+            raise TypeError(
+                f"backend: expected a backend name, got {backend!r} (SpikingJelly 2.0.0's positional "
+                f"store_v_seq?) together with store_v_seq={store_v_seq!r}"
+            )
+        return "torch", backend
+    return backend, store_v_seq
 
 
 def check_time_constant(name: str, value: Any) -> float:
@@ -117,7 +143,9 @@ class BaseNode(MemoryModule):
             runs on the torch autograd path).
         detach_reset: cut the gradient through the spike in the reset.
         step_mode: ``'s'`` (input ``[N, *]``) or ``'m'`` (input ``[T, N, *]``).
-        backend: kernel backend name (``"torch"``, ``"auto"``, or one a plugin provides).
+        backend: kernel backend name (``"torch"``, ``"auto"``, or one a plugin provides). A
+            bool here is taken for ``store_v_seq`` (SpikingJelly 2.0.0's positional order,
+            which has no ``backend``).
         store_v_seq: keep the post-reset potentials in ``self.v_seq``: in step mode ``'m'`` the
             whole sequence ``[T, N, *]`` of the last call; in step mode ``'s'`` every step since
             the last reset, appended (``[t, N, *]``). When off, ``v_seq`` is never written.
@@ -148,6 +176,7 @@ class BaseNode(MemoryModule):
         store_v_seq: bool = False,
     ) -> None:
         super().__init__(step_mode)
+        backend, store_v_seq = backend_and_store_v_seq(backend, store_v_seq)
         self.v_threshold: float | torch.Tensor = check_real("v_threshold", v_threshold)
         self.v_reset: float | None = None if v_reset is None else check_real("v_reset", v_reset)
         self.detach_reset = check_flag("detach_reset", detach_reset)
@@ -169,7 +198,7 @@ class BaseNode(MemoryModule):
 
     @store_v_seq.setter
     def store_v_seq(self, value: bool) -> None:
-        self._store_v_seq = check_flag("store_v_seq", value)
+        self._store_v_seq = check_flag("store_v_seq", value, integers=True)
         self.v_seq = None
 
     def register_model_states(self) -> None:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from snn.models import THRESHOLD_AND_RESET, HyperParameter, ModelParameters, NeuronModel, State, StateValues
-from snn.neuron.base import BaseNode, check_flag, check_time_constant
+from snn.neuron.base import BaseNode, backend_and_store_v_seq, check_flag, check_time_constant
 
 __all__ = ["IF_MODEL", "LIF_MODEL", "PLIF_MODEL", "IFNode", "LIFNode", "ParametricLIFNode"]
 
@@ -135,7 +135,8 @@ class LIFNode(BaseNode):
         store_v_seq: bool = False,
     ) -> None:
         tau = check_time_constant("tau", tau)
-        decay_input = check_flag("decay_input", decay_input)
+        decay_input = check_flag("decay_input", decay_input, integers=True)
+        backend, store_v_seq = backend_and_store_v_seq(backend, store_v_seq)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, "torch", store_v_seq)
         self.tau = tau
         self.decay_input = decay_input
@@ -178,7 +179,8 @@ class ParametricLIFNode(BaseNode):
         store_v_seq: bool = False,
     ) -> None:
         init_tau = check_time_constant("init_tau", init_tau)
-        decay_input = check_flag("decay_input", decay_input)
+        decay_input = check_flag("decay_input", decay_input, integers=True)
+        backend, store_v_seq = backend_and_store_v_seq(backend, store_v_seq)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, "torch", store_v_seq)
         self.decay_input = decay_input
         w = torch.as_tensor(-math.log(init_tau - 1.0))
