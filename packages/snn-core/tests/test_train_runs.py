@@ -296,6 +296,15 @@ def _write_pickled_object(path: Path) -> None:
     torch.save({"format": "snn-train-model", "object": types.SimpleNamespace(a=1)}, path)
 
 
+class _CallsOnLoad:
+    """Pickles as a call of a function of a module torch's restricted unpickler blocks."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        import os
+
+        return (os.getpid, ())
+
+
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
@@ -303,6 +312,8 @@ def _write_pickled_object(path: Path) -> None:
         ("corrupt", "not a readable model file"),
         ("empty", "the file is truncated or corrupted"),
         ("pickled", "holds pickled Python objects"),
+        ("pickled-call", "holds pickled Python objects"),
+        ("bare-pickle", "not a readable model file: it is corrupted (Unsupported operand 149)"),
         ("foreign", "not an snn train model file: expected format 'snn-train-model', found None"),
         ("misshapen", "the weights do not fit the network"),
     ],
@@ -321,6 +332,12 @@ def test_broken_model_files_get_a_clear_error(tmp_path: Path, damage: str, expec
         path.write_bytes(b"")
     elif damage == "pickled":
         _write_pickled_object(path)
+    elif damage == "pickled-call":
+        torch.save({"format": "snn-train-model", "object": _CallsOnLoad()}, path)
+    elif damage == "bare-pickle":  # not a torch.save archive, in a protocol torch warns about
+        import pickle
+
+        path.write_bytes(pickle.dumps({"format": "snn-train-model"}, protocol=4))
     elif damage == "foreign":
         torch.save({"weights": torch.zeros(3)}, path)
     else:
@@ -331,6 +348,7 @@ def test_broken_model_files_get_a_clear_error(tmp_path: Path, damage: str, expec
     assert code == 2 and stdout == ""
     assert stderr.startswith(f"snn evaluate: error: {path}") and expected in stderr, stderr
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert "likely succeed" not in stderr and "False" not in stderr  # torch's advice: weights_only=False
     with pytest.raises(RunFileError, match=str(path)):
         load_model(path)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -217,10 +218,16 @@ def load_run_file(path: Path, expected_format: str, what: str) -> dict[str, Any]
     if not path.is_file():
         raise RunFileError(f"{path}: no such {what}" + (" (it is a folder)" if path.is_dir() else ""))
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # the restricted unpickler warns about pickle protocols it was not written for; the
+            # file is refused below if it cannot read it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message opens with advice to load the file with weights_only=False, which for
+        # an untrusted file means running its code: only the reason is passed on
         text = str(exc)
-        if "Unsupported global" in text:
+        if "unsupported global" in text.lower() or "allowed global" in text.lower():
             raise RunFileError(
                 f"{path}: not loaded: the file holds pickled Python objects, and snn loads only tensors "
                 f"and plain data (torch.load(..., weights_only=True)); it was not written by snn train"
@@ -228,7 +235,7 @@ def load_run_file(path: Path, expected_format: str, what: str) -> dict[str, Any]
         # a damaged stream: the restricted unpickler's own reason ("Unsupported operand 50" ...)
         marker = "WeightsUnpickler error:"
         reason = text.split(marker, 1)[1].strip() if marker in text else ""
-        detail = reason.splitlines()[0] if reason else _first_line(exc)
+        detail = reason.splitlines()[0] if reason else "the restricted unpickler could not read it"
         raise RunFileError(f"{path}: not a readable {what}: it is corrupted ({detail})") from exc
     except Exception as exc:  # torch reports a damaged archive with many exception types
         raise RunFileError(
