@@ -690,3 +690,61 @@ def test_import_refuses_edges_whose_declared_shapes_cannot_meet() -> None:
     scale = graph({"input": nir.Input(input_type=np.array([3])), "a": nir.Scale(scale=np.array([2.0])),
                    "output": nir.Output(output_type=np.array([3]))}, ["input", "a", "output"])
     torch.testing.assert_close(import_from_nir(scale)(torch.ones(2, 3)), torch.full((2, 3), 2.0))
+
+
+def _affine_lif_graph(metadata: dict | None = None) -> object:
+    lif = nir.LIF(tau=np.full(3, 2e-3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3), metadata=metadata or {})
+    return nir.NIRGraph(
+        nodes={"in": nir.Input(np.array([4])), "aff": nir.Affine(np.ones((3, 4)), np.zeros(3)), "lif": lif,
+               "out": nir.Output(np.array([3]))},
+        edges=[("in", "aff"), ("aff", "lif"), ("lif", "out")],
+    )
+
+
+def test_import_refuses_a_plif_w_whose_tau_overflows() -> None:
+    # 1 + exp(1000) is beyond float64: an infinite tau is not close to tau / dt = 20
+    graph = _affine_lif_graph({"snn": {"module": "ParametricLIFNode", "w": -1000.0}})
+    with pytest.raises(ValueError, match=r"node 'lif' \(LIF\): metadata 'snn': w = -1000.0 gives tau inf, but tau / dt = 20"):
+        import_from_nir(graph)
+
+
+def test_import_checks_the_device() -> None:
+    with pytest.raises(ValueError, match="device: expected a device such as 'cpu' or 'cuda:0', got 'bogus'"):
+        import_from_nir(_affine_lif_graph(), device="bogus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device: 'cuda' asked for, but torch sees 0 CUDA device\(s\)"):
+            import_from_nir(_affine_lif_graph(), device="cuda")
+    assert import_from_nir(_affine_lif_graph(), device=torch.device("cpu")) is not None
+
+
+def test_imported_network_names_an_input_of_another_dtype() -> None:
+    net = import_from_nir(_affine_lif_graph())
+    for dtype in (torch.bool, torch.int64, torch.float64):
+        with pytest.raises(TypeError, match=rf"input 'in': expected the network's dtype torch.float32 .*got {dtype}"):
+            net(torch.ones(2, 4, dtype=dtype))
+    assert net(torch.ones(2, 4)).shape == (2, 3)
+    double = import_from_nir(_affine_lif_graph(), dtype=torch.float64)
+    assert double(torch.ones(2, 4, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_export_names_an_example_input_the_network_cannot_run(tmp_path: Path) -> None:
+    net = nn.Sequential(layer.Linear(4, 3), neuron.LIFNode())
+    with pytest.raises(ValueError, match=r"example_input: the network cannot run an input of shape \[1, 7\] \(expected \[N, \*\] "
+                                         r"in step mode 's'\): mat1 and mat2 shapes cannot be multiplied"):
+        export_to_nir(net, torch.randn(1, 7))
+    multi = nn.Sequential(layer.Linear(4, 3, step_mode="m"), neuron.LIFNode(step_mode="m"))
+    with pytest.raises(NIRConversionError, match=r"step mode 'm', so example_input is read as \[T, N, \*\]"):
+        export_to_nir(multi, torch.randn(2, 4))
+    with pytest.raises(ValueError, match=r"save_path: the folder '.*missing' does not exist"):
+        export_to_nir(net, torch.randn(1, 4), tmp_path / "missing" / "x.nir")
+    with pytest.raises(ValueError, match="save_path: .* is a folder"):
+        export_to_nir(net, torch.randn(1, 4), tmp_path)
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("kind", ["qif", "eif", "izhikevich", "klif"])
+def test_export_names_the_model_nir_has_no_node_for(kind: str) -> None:
+    cls = neuron.node_class(kind)
+    assert cls is not None
+    with pytest.raises(NIRConversionError, match=rf"1 \({cls.__name__}\): NIR has no node for the '{kind}' neuron model"):
+        export_to_nir(nn.Sequential(layer.Linear(4, 3), cls()), torch.randn(1, 4))

@@ -40,11 +40,18 @@ def check_dt(function: str, dt: Any) -> float:
 
 
 def close(a: float, b: float) -> bool:
-    """``a == b`` up to :data:`RTOL` (relative to the larger magnitude; exact at zero)."""
+    """``a == b`` up to :data:`RTOL` (relative to the larger magnitude; exact at zero and for
+    infinities, which no tolerance relative to an infinite magnitude may bring close)."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return a == b
     return abs(a - b) <= RTOL * max(abs(a), abs(b))
 
 
 def all_close(values: np.ndarray, target: float) -> bool:
+    """Every element of ``values`` is :func:`close` to ``target``."""
+    values = np.asarray(values, dtype=np.float64)
+    if not (math.isfinite(target) and bool(np.all(np.isfinite(values)))):
+        return bool(np.all(values == target))
     scale = np.maximum(np.abs(values), abs(target))
     return bool(np.all(np.abs(values - target) <= RTOL * scale))
 

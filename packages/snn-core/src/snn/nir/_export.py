@@ -6,6 +6,7 @@ import itertools
 import operator
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,9 @@ def export_to_nir(
     Raises:
         ImportError: the ``nir`` package is not installed (``pip install "snn-core[nir]"``).
         TypeError: an argument of the wrong type.
-        ValueError: a bad ``dt``, or step modes that differ between modules.
+        ValueError: a bad ``dt``, step modes that differ between modules, an
+            ``example_input`` the network cannot run, or a ``save_path`` in a folder that does
+            not exist.
         snn.errors.NIRConversionError: something NIR cannot express (the message names the
             module and why).
     """
@@ -78,6 +81,8 @@ def export_to_nir(
         raise TypeError(f"{fn}: example_input: expected a tensor or a sequence of tensors, got {type(example_input).__name__}")
     if save_path is not None and not isinstance(save_path, (str, os.PathLike)):
         raise TypeError(f"{fn}: save_path: expected a path or None, got {type(save_path).__name__}")
+    if save_path is not None:
+        _check_save_path(save_path)
     dt = check_dt(fn, dt)
     nir = require_nir()
     lead = _lead_dims(net)
@@ -91,7 +96,7 @@ def export_to_nir(
     for qualname, module in net.named_modules():
         if isinstance(module, neuron.BaseNode):
             checker._surrogate(module.surrogate_function, _where(qualname, module))
-    calls = _record_calls(net, tuple(inputs))
+    calls = _record_calls(net, tuple(inputs), lead)
     builder = _Builder(nir, dt, calls)
     names = ["input"] if len(inputs) == 1 else [f"input_{i}" for i in range(len(inputs))]
     sources = []
@@ -114,6 +119,15 @@ def export_to_nir(
     return graph
 
 
+def _check_save_path(save_path: str | os.PathLike[str]) -> None:
+    """Raise ``ValueError`` when ``save_path`` cannot be a new file (before any work is done)."""
+    path = Path(save_path)
+    if path.is_dir():
+        raise ValueError(f"export_to_nir: save_path: {str(path)!r} is a folder; expected a file path")
+    if not path.parent.is_dir():
+        raise ValueError(f"export_to_nir: save_path: the folder {str(path.parent)!r} does not exist")
+
+
 def _lead_dims(net: nn.Module) -> int:
     """1 when the network runs single steps ``[N, *]``, 2 for sequences ``[T, N, *]``."""
     modes: set[str] = set()
@@ -131,8 +145,12 @@ def _lead_dims(net: nn.Module) -> int:
     return 2 if modes == {"m"} else 1
 
 
-def _record_calls(net: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[int, list[tuple[Shape, Shape]]]:
-    """Run ``net`` once and record each module's ``(input shape, output shape)`` per call."""
+def _record_calls(net: nn.Module, inputs: tuple[torch.Tensor, ...], lead: int) -> dict[int, list[tuple[Shape, Shape]]]:
+    """Run ``net`` once and record each module's ``(input shape, output shape)`` per call.
+
+    Raises:
+        ValueError: the network cannot run ``inputs`` (torch's reason, as a shape mismatch).
+    """
     from snn.base import extract_memories, load_memories
 
     calls: dict[int, list[tuple[Shape, Shape]]] = {}
@@ -149,7 +167,16 @@ def _record_calls(net: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[int,
         load_memories(net, at_rest)  # a fresh state fits example_input's batch size
         net.eval()
         with torch.no_grad():
-            net(*inputs)
+            try:
+                net(*inputs)
+            except RuntimeError as exc:  # torch's own shape and dtype checks, deep in a layer
+                layout = "[N, *]" if lead == 1 else "[T, N, *]"
+                shapes = ", ".join(str(list(x.shape)) for x in inputs)
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(
+                    f"export_to_nir: example_input: the network cannot run an input of shape {shapes} "
+                    f"(expected {layout} in step mode {'s' if lead == 1 else 'm'!r}): {reason}"
+                ) from exc
     finally:
         for handle in handles:
             handle.remove()

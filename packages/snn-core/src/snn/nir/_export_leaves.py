@@ -75,7 +75,11 @@ class LeafMapper:
 
     def linear(self, module: nn.Linear, where: str, in_shape: Shape, out_shape: Shape, lead: int) -> Any:
         if len(in_shape) != 1:
-            raise NIRConversionError(where, f"NIR's Affine takes one-dimensional samples, got {list(in_shape)}")
+            hint = (
+                " (the network is in step mode 'm', so example_input is read as [T, N, *])"
+                if lead == 2 and not in_shape else ""
+            )
+            raise NIRConversionError(where, f"NIR's Affine takes one-dimensional samples, got {list(in_shape)}{hint}")
         weight = as_numpy(module.weight).astype(np.float64)
         if module.bias is None:
             return self.nir.Linear(weight)
@@ -250,7 +254,11 @@ def no_node_reason(module: nn.Module) -> str:
     kind = type(module)
     if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):
         return "NIR has no normalisation node; fold it into the preceding convolution or linear layer before export"
-    if isinstance(module, neuron.BaseNode) or isinstance(module, (LINode, CubaLINode)):
+    if isinstance(module, (neuron.BaseNode, LINode, CubaLINode)):
+        model = getattr(kind, "model", None)
+        if kind.__module__.startswith("snn.") and model is not None:
+            # one of snn's own neurons (QIF, EIF, Izhikevich, KLIF): its dynamics are known
+            return f"NIR has no node for the {model.name!r} neuron model of {kind.__name__}"
         return (
             f"{kind.__name__} is a subclass of an snn neuron; snn cannot tell whether its dynamics are its base's, "
             "so it has no NIR node"

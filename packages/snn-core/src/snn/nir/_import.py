@@ -66,8 +66,8 @@ def import_from_nir(
         FileNotFoundError: ``graph`` is a path that does not exist.
         ValueError: ``graph`` is not a valid NIR graph (a truncated or malformed file, edges
             to unknown nodes or between declared shapes that cannot meet, parameters of the
-            wrong shape or non-finite ...), or a bad
-            ``dt`` / ``step_mode``.
+            wrong shape or non-finite ...), or a bad ``dt`` / ``step_mode`` / ``device`` (a
+            CUDA device this machine does not have).
         snn.errors.NIRConversionError: a node snn has no module for, or parameters no snn
             module reproduces exactly (the message names the node and why).
     """
@@ -79,6 +79,7 @@ def import_from_nir(
         raise TypeError(f"{fn}: dtype: expected a floating torch.dtype, got {dtype!r}")
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"{fn}: device: expected a str or torch.device, got {type(device).__name__}")
+    device = _check_device(fn, device)
     nir = require_nir()
     root = "graph"  # how messages name the graph: with its file, when it came from one
     if isinstance(graph, (str, os.PathLike)):
@@ -90,6 +91,20 @@ def import_from_nir(
     net.to(device=device, dtype=dtype)
     set_step_mode(net, step_mode)
     return net
+
+
+def _check_device(fn: str, device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``; ``ValueError`` for a malformed name or a CUDA device
+    this machine does not have (torch would fail inside ``Module.to``)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{fn}: device: expected a device such as 'cpu' or 'cuda:0', got {device!r}") from exc
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index is not None and parsed.index >= count):
+            raise ValueError(f"{fn}: device: {str(parsed)!r} asked for, but torch sees {count} CUDA device(s)")
+    return parsed
 
 
 def _read(nir: Any, path: Path) -> Any:
@@ -402,8 +417,12 @@ class _Importer:
         return _with_gain(gain, neuron.LIFNode(tau=tau, decay_input=False, **kwargs))
 
     def _plif(self, where: str, w: float, tau: float, gain: np.ndarray, kwargs: dict[str, Any]) -> nn.Module:
-        if not close(1.0 + math.exp(-w), tau):
-            raise ValueError(f"{where}: metadata 'snn': w = {w!r} gives tau {1.0 + math.exp(-w)!r}, but tau / dt = {tau!r}")
+        try:
+            tau_of_w = 1.0 + math.exp(-w)
+        except OverflowError:  # w below about -709: 1 / sigmoid(w) is beyond float64
+            tau_of_w = math.inf
+        if not close(tau_of_w, tau):
+            raise ValueError(f"{where}: metadata 'snn': w = {w!r} gives tau {tau_of_w!r}, but tau / dt = {tau!r}")
         decay_input = all_close(gain * tau, 1.0) and not all_close(gain, 1.0)
         plif = neuron.ParametricLIFNode(init_tau=tau, decay_input=decay_input, **kwargs)
         with torch.no_grad():

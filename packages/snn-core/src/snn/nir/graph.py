@@ -24,6 +24,7 @@ a time, with their members called on length-1 sequences.
 
 from __future__ import annotations
 
+import itertools
 import keyword
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -317,9 +318,16 @@ class NIRGraphModule(MemoryModule):
             raise TypeError(
                 f"NIRGraphModule: expected {len(self.inputs)} input tensor(s) (Input nodes {self.inputs}), got {len(xs)}"
             )
+        dtype = next((p.dtype for p in itertools.chain(self.parameters(), self.buffers()) if p.is_floating_point()), None)
         for name, x in zip(self.inputs, xs):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"NIRGraphModule: input {name!r}: expected a tensor, got {type(x).__name__}")
+            if not x.is_floating_point() or (dtype is not None and x.dtype != dtype):
+                expected = f"the network's dtype {dtype}" if dtype is not None else "a floating dtype"
+                raise TypeError(
+                    f"NIRGraphModule: input {name!r}: expected {expected} (set it with import_from_nir(..., dtype=) "
+                    f"or net.to()), got {x.dtype}"
+                )
             shape = self._input_shapes.get(name)
             sample = tuple(x.shape[lead:])
             # some writers (nirtorch's tracer) include a batch dimension of 1 in the Input's shape
