@@ -370,3 +370,19 @@ def test_snn_evaluate_is_a_subcommand(tmp_path: Path, capsys: pytest.CaptureFixt
     assert json.loads(capsys.readouterr().out)["test_accuracy"] == recorded
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_load_model_checks_its_arguments(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run_train([*TINY, "--out", str(out)])[0] == 0
+    with pytest.raises(TypeError, match="load_model: path: expected a path"):
+        load_model(None)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(TypeError, match="load_model: device: expected a str or torch.device, got int 5"):
+        load_model(out, device=5)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(ValueError, match="device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'bogus'"):
+        load_model(out, device="bogus")
+    if not torch.cuda.is_available():
+        for device in ("cuda", torch.device("cuda")):
+            with pytest.raises(ValueError, match="device: 'cuda' asked for, but torch sees no CUDA device here"):
+                load_model(out, device=device)
+    assert load_model(out, device=torch.device("cpu")).network is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,12 +121,15 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", backend:
             network its configuration describes.
         snn.train.resolve.LearnerNotFoundError: it was trained by an online learner that is not
             installed here.
+        TypeError: ``path`` is not a path, ``device`` neither a str nor a ``torch.device``.
         ValueError: ``device`` is not available.
         snn.errors.BackendNotFoundError: unknown ``backend`` (and the other errors of
             :func:`snn.train.resolve.resolve_backend`).
     """
     from snn.train.checkpoint import load_model_file
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_model: path: expected a path (str or os.PathLike), got {type(path).__name__}")
     file = _model_path(Path(path))
     return _rebuild(load_model_file(file), file, device, backend)
 
@@ -141,7 +145,11 @@ def _rebuild(content: dict[str, Any], file: Path, device: str | torch.device, ba
         config = TrainConfig.from_dict(content["config"])
     except (TypeError, ValueError) as exc:
         raise RunFileError(f"{file}: malformed model file: {exc}") from exc
-    target = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    if isinstance(device, torch.device):
+        device = str(device)  # checked as its name: a CUDA device this machine lacks is named
+    if not isinstance(device, str):
+        raise TypeError(f"load_model: device: expected a str or torch.device, got {type(device).__name__} {device!r}")
+    target = resolve_device(device)
     network, step_mode = build_network(config, resolve_learner(config.learner))
     if step_mode != content["step_mode"]:
         raise RunFileError(f"{file}: malformed model file: step_mode {content['step_mode']!r} does not fit learner {config.learner!r}")
