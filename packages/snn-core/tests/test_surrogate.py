@@ -214,6 +214,23 @@ def test_poisson_pass_is_bernoulli():
     assert abs(spikes.mean().item() - 0.3) < 0.02
 
 
+def test_poisson_pass_names_inputs_that_are_not_probabilities():
+    from snn import neuron
+
+    poisson = surrogate.PoissonPass()
+    for x, shown in (
+        (torch.tensor([0.5, 1.5]), "from 0.5 to 1.5"),
+        (torch.tensor([-0.25, 0.5]), "from -0.25 to 0.5"),
+        (torch.tensor([0.5, float("nan")]), "from nan to nan"),
+    ):
+        with pytest.raises(ValueError, match=rf"PoissonPass: x: expected firing probabilities in \[0, 1\], got values {shown}"):
+            poisson(x)
+    with pytest.raises(ValueError, match="receives v - v_threshold, which is not a probability"):
+        neuron.LIFNode(surrogate_function=poisson)(torch.full((2, 3), 10.0))  # v - 1 = 4
+    assert poisson(torch.empty(0)).shape == (0,)
+    assert poisson(torch.tensor([0.0, 1.0])).tolist() == [0.0, 1.0]
+
+
 def test_super_spike_golden():
     x = torch.linspace(-2.0, 2.0, 17, dtype=torch.float64)
     _, grad = spiking_grad(surrogate.SuperSpike(1.5), x)

@@ -40,7 +40,11 @@ class DeterministicPass(SurrogateFunctionBase):
 class PoissonPass(SurrogateFunctionBase):
     """Stochastic firing: forward ``bernoulli(x)``, straight-through gradient ``g(x) = 1``.
 
-    The spikes keep ``x``'s floating dtype (the reference converts to float32).
+    The spikes keep ``x``'s floating dtype (the reference converts to float32). ``x`` is a
+    firing probability: values outside ``[0, 1]`` (or NaN) raise :class:`ValueError` naming
+    their range, where the reference stops inside ``torch.bernoulli`` (on a GPU, with a
+    device-side assert). A neuron passes its surrogate ``v - v_threshold``, which is not a
+    probability: use this surrogate on inputs that are.
 
     Args:
         spiking: spiking mode (Bernoulli samples; ``x`` must lie in ``[0, 1]``) or identity.
@@ -54,6 +58,13 @@ class PoissonPass(SurrogateFunctionBase):
 
     @staticmethod
     def spike(x: torch.Tensor) -> torch.Tensor:
+        if x.numel():
+            low, high = (float(v) for v in torch.aminmax(x.detach()))
+            if not (low >= 0.0 and high <= 1.0):  # NaN fails both
+                raise ValueError(
+                    f"PoissonPass: x: expected firing probabilities in [0, 1], got values from {low} to {high}"
+                    " (a neuron's surrogate receives v - v_threshold, which is not a probability)"
+                )
         return torch.bernoulli(x)
 
     @staticmethod
