@@ -73,7 +73,9 @@ def test_bad_setting_leaves_no_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--limit", "5"], "--limit: expected an integer >= 20 (two images per class), got 5; leave it out to use all 1797 images"),
+        (["--limit", "5"], "--limit: expected an integer from 20 (two images per class) to 1797 (all of them), got 5; "
+                           "leave it out to use all 1797 images"),
+        (["--limit", "1798"], "--limit: expected an integer from 20 (two images per class) to 1797 (all of them), got 1798"),
         (["--threads", "-2"], "--threads: expected an integer >= 0 (0 keeps torch's default), got -2"),
         (["--batch-size", "0"], "--batch-size: expected an integer >= 1, got 0"),
         (["--epochs", "0"], "--epochs: expected an integer >= 1, got 0"),
@@ -96,7 +98,7 @@ def test_help_shows_the_limits_the_messages_enforce() -> None:
     parser = argparse.ArgumentParser(prog="snn train")
     command.add_arguments(parser)
     text = " ".join(parser.format_help().split())
-    assert "N >= 20" in text  # --limit
+    assert "20 <= N <= 1797" in text  # --limit
     assert ">= 0; 0 keeps torch's default" in text  # --threads
 
 
@@ -210,3 +212,21 @@ def test_a_missing_matplotlib_is_found_before_training(tmp_path: Path, monkeypat
     code, _, stderr = run_train([*argv, "--out", str(tmp_path / "x")])
     assert code == 1 and "matplotlib" in stderr and "epoch" not in stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("option", ["--out", "--resume", "--export-nir"])
+def test_an_empty_path_is_refused(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Path("") is the current folder: a run would be written (or looked for) there
+    parser = argparse.ArgumentParser(prog="snn train")
+    command.add_arguments(parser)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args([option, ""])
+    assert exit_info.value.code == 2
+    assert f"argument {option}: expected a path, got ''" in capsys.readouterr().err
+
+
+def test_resume_of_a_file_says_it_is_not_a_folder(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, _, stderr = run_train(["--resume", str(afile)])
+    assert code == 2 and f"--resume {afile}: not a folder (a run folder of snn train)" in stderr

@@ -386,3 +386,12 @@ def test_load_model_checks_its_arguments(tmp_path: Path) -> None:
             with pytest.raises(ValueError, match="device: 'cuda' asked for, but torch sees no CUDA device here"):
                 load_model(out, device=device)
     assert load_model(out, device=torch.device("cpu")).network is not None
+
+
+def test_python_m_snn_train_evaluate_runs_without_warnings() -> None:
+    # importing snn.train must not import snn.train.evaluate (runpy would warn that it runs a
+    # module already imported)
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "snn.train.evaluate", "--help"],
+                          capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    assert done.returncode == 0 and "RUN_DIR" in done.stdout, done.stderr
+    assert "RuntimeWarning" not in done.stderr

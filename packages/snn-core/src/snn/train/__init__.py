@@ -15,9 +15,19 @@ The command lines live in :mod:`snn.train.command` (``snn train --help``) and
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from snn.train.checkpoint import RunFileError, load_checkpoint
-from snn.train.evaluate import Evaluation, TrainedModel, evaluate_model, load_model
 from snn.train.loop import EpochRecord, TrainConfig, TrainResult, train
+
+if TYPE_CHECKING:
+    from snn.train.evaluate import Evaluation, TrainedModel, evaluate_model, load_model
+
+#: Names of :mod:`snn.train.evaluate`, imported on first use: importing that module with the
+#: package would make ``python -m snn.train.evaluate`` run a module already imported (runpy
+#: warns about it).
+_FROM_EVALUATE = frozenset({"Evaluation", "TrainedModel", "evaluate_model", "load_model"})
 
 __all__ = [
     "TrainConfig",
@@ -31,3 +41,11 @@ __all__ = [
     "Evaluation",
     "RunFileError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_EVALUATE:
+        value = getattr(importlib.import_module("snn.train.evaluate"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'snn.train' has no attribute {name!r}")

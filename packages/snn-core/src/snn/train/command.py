@@ -31,6 +31,7 @@ from snn.train.checkpoint import CHECKPOINT_FILE, MODEL_FILE
 from snn.train.data import ENCODINGS
 from snn.train.loop import MIN_LIMIT, EpochRecord, TrainConfig, TrainResult, resolve_device
 from snn.train.models import MODELS
+from snn.train.resolve import path_argument
 
 __all__ = ["DESCRIPTION", "RUN_OPTIONS", "add_arguments", "run", "main"]
 
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--encoding", choices=ENCODINGS,
                        help=f"input coding: the analogue image at every step, or Bernoulli/Poisson spikes ({_default('encoding')})")
     model.add_argument("--limit", type=int, metavar="N",
-                       help=f"use only N of the {_IMAGES} images, N >= {MIN_LIMIT} (quick runs; default: all)")
+                       help=f"use only N of the {_IMAGES} images, {MIN_LIMIT} <= N <= {_IMAGES} (quick runs; default: all)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, help=f"passes over the training set ({_default('epochs')})")
     training.add_argument("--batch-size", type=int,
@@ -88,14 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     runs.add_argument("--nproc", type=int, default=1, metavar="N",
                       help="train with N data-parallel worker processes on this machine (torch.distributed: gloo on "
                            "CPU, NCCL on CUDA); leave it out under torchrun (default: %(default)s)")
-    runs.add_argument("--resume", type=Path, metavar="RUN_DIR",
+    runs.add_argument("--resume", type=path_argument, metavar="RUN_DIR",
                       help="continue the run in RUN_DIR from its last checkpoint, with its settings (--epochs, "
                            "--threads and --nproc may change; other settings given must match the run's)")
     output = parser.add_argument_group("output")
-    output.add_argument("--out", type=Path, metavar="DIR",
+    output.add_argument("--out", type=path_argument, metavar="DIR",
                         help="folder for model.pt, checkpoint.pt, metrics.json and the PNG plots, checked and created "
                              "before training (default: runs/train-<date>-<time>)")
-    output.add_argument("--export-nir", type=Path, metavar="PATH", default=None,
+    output.add_argument("--export-nir", type=path_argument, metavar="PATH", default=None,
                         help="also write the trained network as a NIR graph (HDF5) to PATH, for neuromorphic "
                              "hardware and other libraries; needs pip install \"snn-core[nir]\"; checked before "
                              "training")
@@ -128,10 +129,10 @@ def _config_value(name: str, value: Any) -> Any:
 def _check_option_values(args: argparse.Namespace) -> None:
     if args.nproc < 1:
         raise ValueError(f"--nproc: expected an integer >= 1, got {args.nproc}")
-    if args.limit is not None and args.limit < MIN_LIMIT:
+    if args.limit is not None and not MIN_LIMIT <= args.limit <= _IMAGES:
         raise ValueError(
-            f"--limit: expected an integer >= {MIN_LIMIT} (two images per class), got {args.limit}; "
-            f"leave it out to use all {_IMAGES} images"
+            f"--limit: expected an integer from {MIN_LIMIT} (two images per class) to {_IMAGES} (all of them), "
+            f"got {args.limit}; leave it out to use all {_IMAGES} images"
         )
     if args.threads is not None and args.threads < 0:
         raise ValueError(f"--threads: expected an integer >= 0 (0 keeps torch's default), got {args.threads}")
@@ -153,7 +154,7 @@ def _resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, An
 
     run_dir: Path = args.resume
     if not run_dir.is_dir():
-        raise ValueError(f"--resume {run_dir}: no such folder")
+        raise ValueError(f"--resume {run_dir}: " + ("not a folder (a run folder of snn train)" if run_dir.exists() else "no such folder"))
     if not (run_dir / CHECKPOINT_FILE).exists():
         raise ValueError(f"--resume {run_dir}: no {CHECKPOINT_FILE} in it (the run stopped before its first epoch ended)")
     if args.out is not None and args.out.resolve() != run_dir.resolve():

@@ -61,7 +61,8 @@ def load_digits_split(seed: int, test_fraction: float = 0.2, limit: int | None =
         The split, on the CPU.
 
     Raises:
-        ValueError: ``test_fraction`` is outside ``(0, 1)`` or ``limit`` is below 20.
+        ValueError: ``test_fraction`` is outside ``(0, 1)`` or ``limit`` is below 20 or above
+            the number of images.
         DemoDependencyError: scikit-learn is not installed.
     """
     if not 0.0 < test_fraction < 1.0:
@@ -72,6 +73,8 @@ def load_digits_split(seed: int, test_fraction: float = 0.2, limit: int | None =
     digits = datasets.load_digits()
     images = torch.as_tensor(digits.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
     labels = torch.as_tensor(digits.target, dtype=torch.int64)
+    if limit is not None and limit > len(labels):
+        raise ValueError(f"limit: expected at most the {len(labels)} images there are, got {limit!r}")
 
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=generator)

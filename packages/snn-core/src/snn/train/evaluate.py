@@ -198,7 +198,9 @@ def evaluate_model(model: TrainedModel) -> Evaluation:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``snn evaluate`` to ``parser``."""
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder of snn train, or its model.pt")
+    from snn.train.resolve import path_argument
+
+    parser.add_argument("run_dir", type=path_argument, metavar="RUN_DIR", help="a run folder of snn train, or its model.pt")
     parser.add_argument("--device", default=None, help="where to evaluate (default: the run's device)")
     parser.add_argument("--backend", default=None, help="neuron backend (default: the run's backend)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")

@@ -1,5 +1,5 @@
-"""The names ``snn train`` resolves: loss, backend and learner through the plugin registry, and the
-device.
+"""The names ``snn train`` resolves: loss, backend and learner through the plugin registry, the
+device, and the paths its options name.
 
 Each resolver returns what the training loop needs or raises a typed error that lists the names
 that would have worked (:mod:`snn.errors`).
@@ -7,6 +7,8 @@ that would have worked (:mod:`snn.errors`).
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +23,7 @@ __all__ = [
     "resolve_backend",
     "resolve_learner",
     "resolve_device",
+    "path_argument",
 ]
 
 #: The loss signature ``snn train --loss`` accepts: ``loss(y_seq [T, N, C], target [N])``.
@@ -158,3 +161,15 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"device: {name!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def path_argument(text: str) -> Path:
+    """A command-line path: ``Path(text)``, refusing an empty one (``Path("")`` is the current
+    folder, where a run would silently be written or looked for).
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is empty or blank.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return Path(text)
