@@ -344,12 +344,7 @@ def seq_to_ann_forward(
     """
     callables = _as_callables(stateless_module, "stateless_module")
     if isinstance(x_seq, tuple):
-        if not x_seq:
-            raise ValueError(
-                "x_seq: expected a tensor or a non-empty tuple of tensors, got an empty tuple"
-            )
-        for index, item in enumerate(x_seq):
-            _check_tensor(item, f"x_seq[{index}]", 2, "[T, N, *]")
+        _check_tuple_items(x_seq, 2, "[T, N, *]")
         leading = x_seq[0].shape[:2]
         mismatched = [list(item.shape[:2]) for item in x_seq if item.shape[:2] != leading]
         if mismatched:
@@ -400,12 +395,7 @@ def t_last_seq_to_ann_forward(
             differ in ``T``.
     """
     if isinstance(x_seq, tuple):
-        if not x_seq:
-            raise ValueError(
-                "x_seq: expected a tensor or a non-empty tuple of tensors, got an empty tuple"
-            )
-        for index, item in enumerate(x_seq):
-            _check_tensor(item, f"x_seq[{index}]", 1, "[N, *, T]")
+        _check_tuple_items(x_seq, 1, "[N, *, T]")
         lengths = [item.shape[-1] for item in x_seq]
         if any(length != lengths[0] for length in lengths):
             raise ValueError(f"x_seq: tuple inputs must share their last (time) dimension, got T = {lengths}")
@@ -414,6 +404,15 @@ def t_last_seq_to_ann_forward(
     callables = _as_callables(stateless_module, "stateless_module")
     step = functools.partial(_apply_returning_tensors, callables=callables)
     return torch.vmap(step, in_dims=-1, out_dims=-1)(x_seq)
+
+
+def _check_tuple_items(x_seq: tuple[Any, ...], min_dim: int, layout: str) -> None:
+    """Raise unless the tuple ``x_seq`` is non-empty and holds tensors of ``min_dim`` or more
+    dimensions (errors name ``x_seq[i]``)."""
+    if not x_seq:
+        raise ValueError("x_seq: expected a tensor or a non-empty tuple of tensors, got an empty tuple")
+    for index, item in enumerate(x_seq):
+        _check_tensor(item, f"x_seq[{index}]", min_dim, layout)
 
 
 def _apply_returning_tensors(x: torch.Tensor, callables: tuple[Callable[..., Any], ...]) -> Any:
