@@ -557,11 +557,17 @@ def _fold(op: str, values: tuple[float, ...], exponent: Any) -> float | None:
 def simplify(expr: Expr, finite: frozenset[str] | set[str] = frozenset()) -> Expr:
     """An equivalent, smaller tree: numbers folded and neutral elements dropped.
 
-    Every rewrite is exact for every input, NaN and infinities included: ``a + 0``, ``a - 0``,
-    ``a * 1``, ``a / 1``, ``a ** 1`` become ``a``; ``a ** 0`` becomes 1; ``0 - a`` and ``a * -1``
-    become ``-a``; ``--a`` becomes ``a``; operations on numbers are folded (in double precision). ``a * 0`` becomes 0 only when
-    ``a`` cannot be NaN or infinite: a number, or a variable named in ``finite`` (e.g. a spike,
-    which is 0 or 1), or a product/sum of those.
+    Every rewrite gives the same value for every input, NaN and infinities included, except
+    for the sign of a zero: ``a + 0``, ``a - 0``, ``a * 1``, ``a / 1``, ``a ** 1`` become ``a``;
+    ``a ** 0`` becomes 1; ``0 - a`` and ``a * -1`` become ``-a``; ``--a`` becomes ``a``;
+    operations on numbers are folded (in double precision). ``a * 0`` becomes 0 only when ``a``
+    cannot be NaN or infinite: a number, or a variable named in ``finite`` (e.g. a spike, which
+    is 0 or 1), or a product/sum of those. IEEE arithmetic gives ``-0 + 0 = +0``, ``0 - 0 = +0``
+    and ``-2 * 0 = -0``, where the rewritten trees give ``-0``, ``-0`` and ``+0``: a state can
+    hold ``-0`` where a plain loop holds ``+0`` (equal values; comparisons, spikes and
+    gradients do not see the sign, a division by that zero would). Keeping the operations
+    instead would cost every backend an extra pass where a reset potential or a
+    hyper-parameter is 0.
 
     Args:
         expr: the tree.
