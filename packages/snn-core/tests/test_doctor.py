@@ -268,3 +268,22 @@ def test_no_learner_hint_works_from_a_checkout(in_tree_only: None) -> None:
     learners = table[table.index("\nOnline learners\n"):]
     assert 'pip install "snn-core[online]"' in learners
     assert "from a checkout of the snn repository, at its root: pip install -e packages/snn-online" in learners
+
+
+@pytest.mark.parametrize("when", ["import", "run"])
+def test_ctrl_c_prints_one_line_and_exits_130(when: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from snn import cli
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    if when == "import":  # while the subcommand's module (and torch) is still being imported
+        monkeypatch.setattr(cli.importlib, "import_module", interrupted)
+    else:
+        import snn.doctor
+
+        monkeypatch.setattr(snn.doctor, "run", interrupted)
+    assert cli.main(["doctor", "--json"]) == 130
+    out, err = capsys.readouterr()
+    assert err == "snn doctor: interrupted\n"
+    assert json.loads(out) == {"error": "interrupted", "error_type": "KeyboardInterrupt"}

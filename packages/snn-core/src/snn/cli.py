@@ -95,9 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name (default ``sys.argv[1:]``).
 
     Returns:
-        The exit status (0 on success).
+        The exit status (0 on success; 130 after Ctrl-C, which prints one line instead of a
+        traceback, also while a subcommand still imports torch).
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args_list)
+    except KeyboardInterrupt:
+        chosen = _selected(args_list, {sub.name for sub in SUBCOMMANDS})
+        print(f"snn{'' if chosen is None else ' ' + chosen}: interrupted", file=sys.stderr, flush=True)
+        if "--json" in args_list:
+            print(json.dumps({"error": "interrupted", "error_type": "KeyboardInterrupt"}), flush=True)
+        return 130
+
+
+def _main(args_list: list[str]) -> int:
     available = [sub for sub in SUBCOMMANDS if _installed(sub.module)]
     parser, parsers = _build_parser(available)
 
