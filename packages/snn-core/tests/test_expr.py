@@ -42,13 +42,11 @@ def test_rendered_triton_matches_torch_evaluation() -> None:
     torch.testing.assert_close(got, expected)
 
 
-@pytest.mark.parametrize("exponent", [0.0, 1.0, 2.0, 3.0, -3.0, 4.0, 5.0, -5.0, 6.0, 7.0, -8.0, 2.5])
+@pytest.mark.parametrize("exponent", [0.0, 1.0, 2.0, 3.0, -3.0, 4.0, 5.0, -5.0, 6.0, 7.0, -8.0, 2.5, -2.5, 0.5])
 def test_rendered_powers_follow_torch_pow(exponent: float) -> None:
     """Negative bases with integer exponents keep their sign, and x ** 0 is 1 (NaN included):
     exp(n log x) alone would give NaN for every negative x."""
     x = torch.tensor([-2.5, -1.0, -0.5, -0.0, 0.0, 0.5, 1.5, 3.0, -math.inf, math.inf, math.nan], dtype=torch.float64)
-    if not exponent.is_integer():
-        x = x[x != -math.inf]  # (-inf) ** 2.5: NaN through exp(n log x), inf by C's pow rules
     expected = torch.pow(x, exponent)
     got = torch.as_tensor(eval(render(var() ** exponent, "triton"), {"tl": _TritonShim, "x": x}), dtype=x.dtype)
     torch.testing.assert_close(got.expand_as(x), expected, rtol=1e-12, atol=0.0, equal_nan=True)

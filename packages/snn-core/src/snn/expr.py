@@ -363,7 +363,10 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
         stays NaN, as ``torch.relu`` keeps it). ``a ** n`` follows ``torch.pow``: ``a ** 0`` is 1,
         and an integer ``n`` keeps the sign of a negative ``a`` (small ``|n|`` as a product,
         larger even ones as ``exp(n log|a|)``, larger odd ones as ``a`` times such an even power,
-        so that ``-0.0`` and infinities keep their sign too). ``minimum`` and ``maximum``
+        so that ``-0.0`` and infinities keep their sign too); ``a ** 0.5`` and ``a ** -0.5``
+        render with ``sqrt``, as torch computes them; other non-integer ``n`` as
+        ``exp(n log a)`` (NaN for a negative ``a``), with ``(-inf) ** n`` taken as
+        ``inf ** n``. ``minimum`` and ``maximum``
         render as the dialect's ``fmin``/``fmax`` (``tl.minimum``/``tl.maximum``), which return
         the other operand where one is NaN: a backend that must propagate NaN as torch does
         rewrites them first (each shipped backend does).
@@ -377,17 +380,24 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
     one = {"triton": "1.0", "cuda": "1.0f", "c": "1.0f", "c64": "1.0"}.get(dialect, "1.0")
     zero = {"triton": "0.0", "cuda": "0.0f", "c": "0.0f", "c64": "0.0"}.get(dialect, "0.0")
 
-    exp_f, log_f, abs_f = {
-        "triton": ("tl.exp", "tl.log", "tl.abs"), "c64": ("exp", "log", "fabs")
-    }.get(dialect, ("expf", "logf", "fabsf"))
+    exp_f, log_f, abs_f, sqrt_f = {
+        "triton": ("tl.exp", "tl.log", "tl.abs", "tl.sqrt"), "c64": ("exp", "log", "fabs", "sqrt")
+    }.get(dialect, ("expf", "logf", "fabsf", "sqrtf"))
 
     def power(base: str, exponent: float) -> str:
         # torch.pow semantics: x ** 0 is 1 (NaN included); a negative base with an integer
         # exponent keeps its sign, where exp(n log x) would be NaN.
         if exponent == 0:
             return one
+        if abs(exponent) == 0.5:  # torch.pow takes sqrt here: NaN at -inf, and -0.0 stays -0.0
+            root = f"{sqrt_f}({base})"
+            return root if exponent > 0 else f"({one} / {root})"
         if not exponent.is_integer():
-            return f"{exp_f}({float32_literal(exponent, dialect)} * {log_f}({base}))"
+            # -inf to a non-integer power is +inf (positive) or +0 (negative), as for +inf, where
+            # log(-inf) is NaN: -inf, the one negative x with x + x == x, is taken as +inf
+            negative_inf = f"(({base} + {base}) == {base}) {'&&' if c_like else '&'} ({base} < {zero})"
+            magnitude = f"({negative_inf} ? (-{base}) : {base})" if c_like else f"tl.where({negative_inf}, -{base}, {base})"
+            return f"{exp_f}({float32_literal(exponent, dialect)} * {log_f}({magnitude}))"
         if abs(exponent) <= 4:
             product = " * ".join([base] * int(abs(exponent)))
             return f"({product})" if exponent > 0 else f"({one} / ({product}))"
