@@ -123,6 +123,29 @@ def test_fptt_restores_the_advanced_state_between_forwards() -> None:
     torch.testing.assert_close(lif.v, after[4])
 
 
+def test_fptt_keeps_one_potential_per_step_in_v_seq() -> None:
+    # the discarded second forward of each step must not leave its potentials in v_seq either
+    torch.manual_seed(0)
+    x_seq, target_seq = torch.rand(4, 5, 3) * 3, torch.rand(4, 5, 2)
+    lif = LIFNode(store_v_seq=True)
+    model = nn.Sequential(nn.Linear(3, 2), lif)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    w_ra = functional.fptt_online_training_init_w_ra(optimizer)
+    recorded: list[torch.Tensor] = []
+    original_forward = lif.single_step_forward
+
+    def recording_forward(x: torch.Tensor) -> Any:
+        out = original_forward(x)
+        recorded.append(lif.v.detach().clone())
+        return out
+
+    lif.single_step_forward = recording_forward  # type: ignore[method-assign]  # a recording stand-in on purpose
+    functional.fptt_online_training(model, optimizer, x_seq, target_seq, F.mse_loss, 0.5, w_ra)
+    assert lif.v_seq is not None and lif.v_seq.shape == (4, 5, 2)
+    # the first forward of each step: recorded[0], [2], [4], [6]
+    torch.testing.assert_close(lif.v_seq, torch.stack(recorded[0::2]))
+
+
 def test_fptt_errors_name_the_problem() -> None:
     model, _, _, optimizer = _fptt_setup()
     learner = FPTTLearner()

@@ -402,6 +402,9 @@ class FPTTLearner(OnlineLearner):
             optimizer.step()
             _detach_net(model)
             saved_memories = [copy.deepcopy(m._memories) for m in memory_modules]
+            # the potentials a neuron with store_v_seq appends are state too (appending makes a
+            # new tensor, so keeping the reference keeps the sequence)
+            saved_v_seqs = [(m, m.v_seq) for m in memory_modules if hasattr(m, "v_seq")]
             optimizer.zero_grad()
 
             try:
@@ -424,6 +427,8 @@ class FPTTLearner(OnlineLearner):
                 optimizer.zero_grad()
                 for module, memories in zip(memory_modules, saved_memories):
                     object.__setattr__(module, "_memories", memories)
+                for module, v_seq in saved_v_seqs:
+                    module.v_seq = v_seq
 
             total_loss = total_loss + loss.detach()
             outputs.append(_spikes_of(y_t).detach())
