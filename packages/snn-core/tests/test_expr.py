@@ -142,3 +142,13 @@ def test_variables_of_every_node_of_a_deep_tree() -> None:
         assert variables(link) == ({"x", "a", "b"} if k > 2500 else {"x"})
     assert variables(shared) == {"a", "b"}
     assert variables(shared + 2.0) == {"a", "b"}
+
+
+def test_symbolic_where_takes_truth_values_only() -> None:
+    from snn.expr import SYMBOLIC_OPS
+
+    u = var("u")
+    assert SYMBOLIC_OPS.where((u > 0) & (u < 1), u, 0.0).op == "where"
+    for cond, shown in ((u, "operation 'var'"), (u * 2.0, "operation '\\*'"), (1.0, "float 1.0")):
+        with pytest.raises(TypeError, match=rf"ops.where: cond: expected a comparison .* got .*{shown}"):
+            SYMBOLIC_OPS.where(cond, u, 0.0)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from snn.expr._tree import _FUNCTIONS, Expr, Operand, _wrap
+from snn.expr._tree import _BOOLEAN_OPS, _FUNCTIONS, Expr, Operand, _wrap
 
 __all__ = ["TorchOps", "SymbolicOps", "FloatOps", "TORCH_OPS", "SYMBOLIC_OPS", "FLOAT_OPS", "torch_ops"]
 
@@ -115,7 +115,19 @@ class SymbolicOps:
 
     @staticmethod
     def where(cond: Expr, a: Operand, b: Operand) -> Expr:
-        return Expr("where", (_wrap(cond), _wrap(a), _wrap(b)))
+        """``a`` where ``cond`` holds, else ``b``.
+
+        Raises:
+            TypeError: ``cond`` is not a truth value (a comparison, or ``&`` of comparisons):
+                backends disagree on what a number as a condition means (torch refuses it, C
+                and Triton read non-zero as true).
+        """
+        if not isinstance(cond, Expr) or cond.op not in _BOOLEAN_OPS:
+            shown = f"an expression of operation {cond.op!r}" if isinstance(cond, Expr) else f"{type(cond).__name__} {cond!r}"
+            raise TypeError(
+                f"ops.where: cond: expected a comparison (<, <=, >, >=) or an & of comparisons, got {shown}"
+            )
+        return Expr("where", (cond, _wrap(a), _wrap(b)))
 
 
 class FloatOps:
