@@ -155,6 +155,20 @@ def test_generated_float32_source_must_hold_the_constants(in_tree_only: None) ->
             assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "generating"
 
 
+def test_a_model_s_node_class_must_run_it() -> None:
+    # snn bench and snn.neuron.node_class build the node= class for the model's name
+    registry = Registry()
+    register = NeuronModelRegistrar(registry, Provenance("plugin"))
+    lif = neuron.LIFNode.model
+    with pytest.raises(TypeError, match=r"model 'lif': node: IFNode runs model 'if', not this one"):
+        register(lif, node=neuron.IFNode)
+    with pytest.raises(TypeError, match=r"model 'lif': node: expected a subclass of snn.neuron.BaseNode, got <class 'int'>"):
+        register(lif, node=int)
+    assert "lif" not in registry.models  # nothing claimed by a refused call
+    register(lif, node=neuron.LIFNode)
+    assert registry.models["lif"].metadata["node"] is neuron.LIFNode
+
+
 def test_registrar_validates_arguments_and_refuses_duplicates() -> None:
     registry = Registry()
     NeuronModelRegistrar(registry, Provenance("first"))(neuron.LIFNode.model)

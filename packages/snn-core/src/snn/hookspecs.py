@@ -71,6 +71,9 @@ def snn_register_neuron_models(register: NeuronModelRegistrar) -> None:
           learnable parameters, charge, firing state and threshold, reset), written with
           :mod:`snn.expr`. Its ``name`` is the registry key (e.g. ``"izhikevich"``).
         - ``description`` (str, optional): one line for ``snn doctor`` (default: the model's).
+        - ``node`` (class, optional): the module class that runs the model, for ``snn bench``
+          and :func:`snn.neuron.node_class` (default: the :class:`snn.neuron.BaseNode` subclass
+          whose ``model`` it is); a class whose ``model`` is another raises :class:`TypeError`.
 
     :returns: nothing.
 

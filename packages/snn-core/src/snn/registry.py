@@ -680,11 +680,25 @@ class NeuronModelRegistrar(_Registrar):
 
         if not isinstance(model, NeuronModel):
             raise TypeError(f"model: expected an snn.models.NeuronModel, got {type(model).__name__}")
+        if "node" in metadata:
+            _check_node_class(model, metadata["node"])
         checked = self._claim(model.name)
         _check_model_builds(model)
         # the model's own line (never the NeuronModel class docstring of an instance)
         metadata.setdefault("description", model.description)
         self._registry.models[checked] = RegisteredItem(checked, model, dict(metadata), self._provenance)
+
+
+def _check_node_class(model: NeuronModel, node: Any) -> None:
+    """Raise ``TypeError`` unless ``node`` (the ``node=`` metadata) is a neuron class that runs
+    ``model``: ``snn bench`` and :func:`snn.neuron.node_class` build it for the model's name."""
+    from snn.neuron.base import BaseNode
+
+    if not (isinstance(node, type) and issubclass(node, BaseNode)):
+        raise TypeError(f"model {model.name!r}: node: expected a subclass of snn.neuron.BaseNode, got {node!r}")
+    if node.model is not model:
+        runs = "no model" if node.model is None else f"model {node.model.name!r}"
+        raise TypeError(f"model {model.name!r}: node: {node.__name__} runs {runs}, not this one (its class attribute model)")
 
 
 def _check_model_builds(model: NeuronModel) -> None:
