@@ -154,6 +154,23 @@ def test_a_raising_plugin_is_isolated_recorded_and_seen_by_monitoring(recorder: 
     }
 
 
+def test_a_hook_that_returns_its_entries_is_recorded(temporary_plugin: Any) -> None:
+    # a hook registers through its registrar; returned entries would otherwise vanish silently
+    def returning_losses(register: LossRegistrar) -> Any:
+        register("registered_then_returned", lambda y_seq, target: y_seq.sum())
+        return [("returned_loss", lambda y_seq, target: y_seq.sum())]
+
+    registry: Registry = temporary_plugin(_namespace(snn_register_losses=returning_losses), name="returner")
+    assert "returned_loss" not in registry.losses and "registered_then_returned" not in registry.losses
+    [failure] = [f for f in registry.failures if f.plugin == "returner"]
+    assert failure.stage == "hook"
+    assert failure.error.startswith(
+        "snn_register_losses: TypeError: the hook returned [('returned_loss', <function"
+    )
+    assert "a hook registers by calling register(...) and returns None" in failure.error
+    assert failure.error.endswith("(withdrawn: what it registered before, ['registered_then_returned'])")
+
+
 def test_a_clash_is_recorded_against_the_later_plugin_as_before(temporary_plugin: Any) -> None:
     def take_loop(register: StrategyRegistrar) -> None:
         register("loop", lambda module, x_seq: x_seq)

@@ -439,6 +439,12 @@ def _hashable(plugin: object) -> object:
     return plugin
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut to one short line for a failure message."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _call_hooks(
     manager: pluggy.PluginManager, registry: Registry, provenance: dict[str, Provenance]
 ) -> None:
@@ -464,7 +470,12 @@ def _call_hooks(
             one_plugin = manager.subset_hook_caller(hook_name, remove_plugins=others)
             registrar = registrar_type(registry, origin)
             try:
-                one_plugin(register=registrar)
+                returned = one_plugin(register=registrar)  # pluggy lists the results that are not None
+                if returned:
+                    raise TypeError(
+                        f"the hook returned {_shown(returned[0])}; a hook registers by calling "
+                        "register(...) and returns None"
+                    )
             except Exception as exc:
                 clash = getattr(exc, "first_plugin", None)
                 withdrawn = registrar.withdraw()
