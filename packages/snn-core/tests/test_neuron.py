@@ -518,3 +518,17 @@ def test_flags_take_the_integers_0_and_1_as_spikingjelly_does() -> None:
         neuron.IFNode(store_v_seq=None)
     with pytest.raises(TypeError, match="detach_reset: expected a bool, got int"):  # the reference asserts a bool
         neuron.IFNode(detach_reset=1)
+
+
+def test_a_backend_chosen_before_the_hyper_parameters_is_named() -> None:
+    class EarlyNode(neuron.BaseNode):
+        model = neuron.LIFNode.model
+
+        def __init__(self, backend: str = "torch") -> None:
+            super().__init__(step_mode="m", backend=backend)  # the backend is checked here
+            self.tau = 2.0
+            self.decay_input = True
+
+    with pytest.raises(TypeError, match="EarlyNode: backend: chosen before the hyper-parameters tau, decay_input were set"):
+        EarlyNode(backend="auto")
+    assert EarlyNode().backend == "torch"

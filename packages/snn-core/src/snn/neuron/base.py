@@ -246,6 +246,12 @@ class BaseNode(MemoryModule):
                 )
             self._backend = value
             return
+        unset = [name for name in model.hyperparameter_names if not hasattr(self, name)]
+        if unset:
+            raise TypeError(
+                f"{type(self).__name__}: backend: chosen before the hyper-parameters {', '.join(unset)} were set; "
+                "pass backend='torch' to BaseNode.__init__ and set self.backend = backend at the end of __init__"
+            )
         config = self._kernel_config()
         check_backend(value, config if config is not None else model, self.step_mode, type(self).__name__)
         self._backend = value
