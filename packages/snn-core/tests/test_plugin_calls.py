@@ -304,6 +304,19 @@ def test_a_model_that_cannot_build_a_kernel_is_refused_at_registration(
     assert "broken" not in [row["name"] for row in report["neurons"]]
 
 
+def test_a_neuron_class_of_a_model_that_cannot_build_names_the_model() -> None:
+    # used directly, without registering (or after registration refused it)
+    from snn.neuron import BaseNode
+
+    class TanhNode(BaseNode):
+        model = _model_with_charge("tanh_lif", lambda x, u, p, ops: {"v": u.v + ops.tanh(x)})
+
+    for make in (lambda: TanhNode(step_mode="m").supported_backends, lambda: TanhNode(step_mode="m")(torch.ones(2, 3))):
+        with pytest.raises(TypeError, match="tanh_lif: its description does not build an expression: AttributeError: "
+                                            "expression language has no function 'tanh'"):
+            make()
+
+
 def test_a_model_whose_example_cannot_build_is_refused(temporary_plugin: Any) -> None:
     def models(register: Any) -> None:
         register(_model_with_charge("badexample", lambda x, u, p, ops: {"v": u.v + x}, examples=({"v_threshold": "high"},)))

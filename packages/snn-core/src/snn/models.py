@@ -532,13 +532,20 @@ def _symbolic_forward(model: NeuronModel, config: NeuronConfig) -> tuple[tuple[E
     names = model.state_names
     p = ModelParameters(config.hyper, {k: _state_var("p", k) for k in model.learnables})
     u = StateValues({n: _state_var("u", n) for n in names})
-    charged = _as_state_mapping(model, "charge", model.charge(var(INPUT), u, p, SYMBOLIC_OPS))
     h = StateValues({n: _state_var("h", n) for n in names})
     spike = var(SPIKE)
-    if model.reset is None:
-        changed = {model.fire: p.reset(h[model.fire], spike)}
-    else:
-        changed = dict(model.reset(h, spike, p, SYMBOLIC_OPS))
+    try:  # the model's own functions: name the model when they fail (an operation snn.expr lacks)
+        charged = _as_state_mapping(model, "charge", model.charge(var(INPUT), u, p, SYMBOLIC_OPS))
+        changed = (
+            {model.fire: p.reset(h[model.fire], spike)} if model.reset is None
+            else dict(model.reset(h, spike, p, SYMBOLIC_OPS))
+        )
+    except (AttributeError, TypeError, ValueError, ArithmeticError) as exc:
+        if str(exc).startswith(f"{model.name}:"):
+            raise
+        kind = ValueError if isinstance(exc, (ValueError, ArithmeticError)) else TypeError
+        raise kind(f"{model.name}: its description does not build an expression: {type(exc).__name__}: {exc}") from exc
+    if model.reset is not None:
         unknown = set(changed) - set(names)
         if unknown:
             raise ValueError(f"{model.name}: reset returned values for unknown states {sorted(unknown)}")
