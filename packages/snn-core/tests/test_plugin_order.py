@@ -154,7 +154,8 @@ def test_entry_point_names_clash_the_same_way(fake_world: list[FakeEntryPoint]) 
         assert registry.plugins["zeta"].distribution == "snn-zeta"
         assert "a" in registry.losses and "b" not in registry.losses
         (failure,) = registry.failures
-        assert (failure.distribution, failure.stage, failure.clash_with) == ("aaa-impostor", "clash", "snn-zeta")
+        assert (failure.distribution, failure.stage, failure.clash_with) == ("aaa-impostor", "clash", "zeta")
+        assert "already taken by plugin 'zeta': entry-point name 'zeta' is already used by distribution snn-zeta" in failure.describe()
 
 
 def test_in_tree_names_win_against_a_sibling(fake_world: list[FakeEntryPoint]) -> None:

@@ -362,7 +362,7 @@ def _load_entry_points(
                 name, dist_name, dist_version, "clash",
                 f"entry-point name {name!r} is already used by distribution {owner or '?'}; "
                 "this one was not loaded",
-                name, owner or name,
+                name, name,  # the plugin holding the name is the one of that name
             ))
             continue
         try:
