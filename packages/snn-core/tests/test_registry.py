@@ -182,6 +182,9 @@ def test_registrar_validates_arguments_and_refuses_duplicates() -> None:
         register("c", **_backend(kernels={("lif", "multi_step"): KERNEL}))
     with pytest.raises(ValueError, match="module:attribute"):
         register("d", **_backend(kernels={"multi_step": "no_colon"}))
+    for devices in (("gpu",), ("cuda:0",)):
+        with pytest.raises(ValueError, match=rf"devices: expected torch device types such as 'cpu' or 'cuda', got '{devices[0]}'"):
+            register("e", **_backend(devices=devices))
     with pytest.raises(TypeError, match="exactly one"):
         register("f", **_backend(operations=("+",)))
     with pytest.raises(TypeError, match="exactly one"):

@@ -619,8 +619,8 @@ class BackendRegistrar(_Registrar):
                     f"surrogates: expected names of snn.surrogate classes, got unknown {unknown} "
                     f"(known: {sorted(SURROGATES)})"
                 )
-        device_set = frozenset(_check_names("devices", devices))
-        emulated_set = frozenset(_check_names("emulated_devices", emulated_devices))
+        device_set = frozenset(_check_device_types("devices", devices))
+        emulated_set = frozenset(_check_device_types("emulated_devices", emulated_devices))
         dtype_set = frozenset(dtypes)
         if not all(isinstance(d, torch.dtype) for d in dtype_set):
             raise TypeError(f"dtypes: expected torch.dtype values, got {sorted(map(str, dtype_set))}")
@@ -661,6 +661,20 @@ def _check_names(what: str, values: Iterable[str]) -> list[str]:
     names = list(values)
     if not all(isinstance(v, str) and v for v in names):
         raise TypeError(f"{what}: expected non-empty strings, got {names!r}")
+    return names
+
+
+def _check_device_types(what: str, values: Iterable[str]) -> list[str]:
+    """Names of torch device types (``"cpu"``, ``"cuda"``, ``"xpu"`` ...): what ``tensor.device.type``
+    says; ``ValueError`` for a name torch does not know (``"gpu"``) or one with an index."""
+    names = _check_names(what, values)
+    for name in names:
+        try:
+            parsed = torch.device(name)
+        except RuntimeError:
+            parsed = None
+        if parsed is None or parsed.index is not None:
+            raise ValueError(f"{what}: expected torch device types such as 'cpu' or 'cuda', got {name!r}")
     return names
 
 
