@@ -148,6 +148,12 @@ def test_naming_what_the_backend_does_not_serve_is_an_error(attributes: dict[str
         _suite(backend="torch", **attributes).conformance_cases("dynamics")
 
 
+@pytest.mark.parametrize(("name", "value"), [("size", 3), ("size", (5, 0)), ("large_size", [3, 1031]), ("size", ())])
+def test_sizes_must_be_tuples_of_positive_integers(name: str, value: Any) -> None:
+    with pytest.raises(TypeError, match=rf"Suite.{name}: expected a tuple \(T, \*\) of positive integers, got "):
+        _suite(backend="torch", **{name: value}).conformance_cases("dynamics")
+
+
 def test_naming_a_model_a_hand_written_backend_lacks_is_an_error() -> None:
     @snn.hookimpl
     def snn_register_backends(register: BackendRegistrar) -> None:

@@ -225,7 +225,15 @@ class BackendConformance:
 
     def _check_requested(self, info: Any, registry: Any) -> None:
         """Raise ``ValueError`` when a model, surrogate, dtype or device named on the class is
-        not served by the backend: naming it asks for its tests, which must not vanish."""
+        not served by the backend: naming it asks for its tests, which must not vanish; and
+        ``TypeError`` for sizes that are not tuples of positive integers."""
+        for name in ("size", "large_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, tuple) and len(value) >= 1
+                    and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value)):
+                raise TypeError(
+                    f"{type(self).__name__}.{name}: expected a tuple (T, *) of positive integers, got {value!r}"
+                )
         requested = {
             "models": [n for n in self.models or () if not info.serves_model(registry.model(n), "multi_step")],
             "surrogates": [n for n in self.surrogates or () if not info.serves_surrogate(n)],
