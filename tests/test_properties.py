@@ -483,8 +483,10 @@ def test_invalid_neuron_hyper_parameters_raise_typed_errors(data: st.DataObject)
         bad = draw(st.sampled_from([float("nan"), -float("inf"), False, "0"]))
         expect_typed_error(lambda: neuron.IFNode(v_reset=bad), "v_reset")
     elif case == "flag":
-        name = draw(st.sampled_from(["detach_reset", "store_v_seq"]))
-        bad = draw(st.sampled_from([1, 0, "yes", None]))
+        name = draw(st.sampled_from(["detach_reset", "store_v_seq", "decay_input"]))
+        # store_v_seq and decay_input take the integers 0 and 1 as SpikingJelly does; detach_reset
+        # is a bool there too (the reference asserts it)
+        bad = draw(st.sampled_from([1, 0, "yes", None] if name == "detach_reset" else [2, -1, "yes", None, 0.5]))
         expect_typed_error(lambda: neuron.LIFNode(**{name: bad}), name)
     else:
         bad = draw(st.sampled_from(["", "x", "single", 1, None]))

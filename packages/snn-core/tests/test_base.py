@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from snn import base
+from snn.base import MemoryModule
 
 
 class Accumulator(base.MemoryModule):
@@ -122,3 +123,72 @@ def test_non_neuron_memory_module_supports_torch_only() -> None:
     module = Accumulator()
     assert module.supported_backends == ("torch",)
     assert "step_mode=s" in module.extra_repr()
+
+
+class _Accumulator(MemoryModule):
+    """SpikingJelly 2.0.0's explicit-state contract: no single_step_forward of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_memory("s", 0.0)
+
+    def materialize_states(self, inputs: tuple, states: tuple, step_mode: str) -> tuple:
+        reference = inputs[0] if step_mode == "s" else inputs[0][0]
+        return (torch.zeros_like(reference) if not torch.is_tensor(states[0]) else states[0],)
+
+    def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs: object) -> tuple:
+        total = states[0] + inputs[0]
+        return (total * 2,), (total,)
+
+
+def test_a_module_written_as_a_functional_forward_runs_in_both_step_modes() -> None:
+    acc = _Accumulator()
+    assert acc(torch.ones(2)).tolist() == [2.0, 2.0]
+    assert acc(torch.ones(2)).tolist() == [4.0, 4.0] and acc.s.tolist() == [2.0, 2.0]
+    acc.reset()
+    acc.step_mode = "m"
+    assert acc(torch.ones(3, 2)).tolist() == [[2.0, 2.0], [4.0, 4.0], [6.0, 6.0]]
+    assert acc.s.tolist() == [3.0, 3.0]
+    state = torch.ones(2)
+    (out,), (new,) = acc.functional_forward((torch.ones(2, 2),), (state,))
+    assert out.tolist() == [[4.0, 4.0], [6.0, 6.0]] and new.tolist() == [3.0, 3.0]
+    assert state.tolist() == [1.0, 1.0] and acc.s.tolist() == [3.0, 3.0]  # neither touched
+
+
+def test_every_neuron_has_a_functional_forward_equal_to_its_stateful_forward() -> None:
+    from snn import neuron
+
+    x_seq = torch.tensor([[1.5, 0.5, 3.0], [1.5, 0.5, 3.0]])
+    for step_mode, x in (("s", x_seq[0]), ("m", x_seq)):
+        lif = neuron.LIFNode(step_mode=step_mode)
+        (spikes,), (v,) = lif.functional_forward((x,), (0.0,))
+        assert lif.v == 0.0  # the module's memory is untouched
+        expected_spikes = lif(x)
+        assert torch.equal(spikes, expected_spikes) and torch.equal(v, lif.v)
+    # golden values (SpikingJelly 2.0.0 gives the same): v after one step = x / 2, reset where it fired
+    (spikes,), (v,) = neuron.LIFNode().functional_forward((x_seq[0],), (0.0,))
+    assert spikes.tolist() == [0.0, 0.0, 1.0] and v.tolist() == [0.75, 0.25, 0.0]
+
+
+def test_functional_forward_errors_name_the_problem() -> None:
+    class WrongCount(_Accumulator):
+        def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs: object) -> tuple:
+            return (inputs[0],), ()
+
+    with pytest.raises(ValueError, match=r"WrongCount: single_step_functional_forward returned 0 states for the 1 memories \['s'\]"):
+        WrongCount()(torch.ones(2))
+    with pytest.raises(NotImplementedError, match="implements neither single_step_forward nor single_step_functional_forward"):
+        MemoryModule()(torch.ones(2))
+
+    class Outer(MemoryModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = _Accumulator()
+
+        def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    with pytest.raises(NotImplementedError, match="stateful submodules.*snn.functional.to_functional_forward"):
+        Outer().functional_forward((torch.ones(2),), ())
+    with pytest.raises(TypeError, match="functional_forward: states: expected a tuple, got float"):
+        _Accumulator().functional_forward((torch.ones(2),), 0.0)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test

@@ -13,6 +13,12 @@ written as plain attributes, and return to their reset values on :meth:`MemoryMo
 A subclass implements :meth:`MemoryModule.single_step_forward`; the default
 :meth:`MemoryModule.multi_step_forward` loops it over time, so a single-step implementation
 works in both modes. Neurons override ``multi_step_forward`` with a fused kernel.
+
+SpikingJelly 2.0.0's explicit-state contract works too: a subclass may implement
+:meth:`MemoryModule.single_step_functional_forward` (``(inputs, states) -> (outputs,
+new_states)``, optionally :meth:`MemoryModule.materialize_states` and
+:meth:`MemoryModule.multi_step_functional_forward`) instead, and every memory module without
+stateful submodules offers :meth:`MemoryModule.functional_forward`.
 """
 
 from __future__ import annotations
@@ -263,11 +269,19 @@ class MemoryModule(nn.Module, StepModule):
     # -- forward -------------------------------------------------------------------------------
 
     def single_step_forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        """One step: ``x`` is ``[N, *]``. Subclasses implement this."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement single_step_forward")
+        """One step: ``x`` is ``[N, *]``. Subclasses implement this, or
+        :meth:`single_step_functional_forward` (then this runs it on the memories and writes the
+        new states back)."""
+        if self._overrides("single_step_functional_forward"):
+            return self._through_functional("s", (x, *args), kwargs)
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither single_step_forward nor single_step_functional_forward"
+        )
 
     def multi_step_forward(self, x_seq: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        """A sequence ``[T, N, *]``: by default :meth:`single_step_forward` looped over time and stacked.
+        """A sequence ``[T, N, *]``: by default :meth:`single_step_forward` looped over time and
+        stacked (or, for a subclass with a functional forward, :meth:`multi_step_functional_forward`
+        on the memories, the new states written back).
 
         Raises:
             TypeError: ``x_seq`` is not a tensor.
@@ -277,8 +291,112 @@ class MemoryModule(nn.Module, StepModule):
             raise TypeError(f"x_seq: expected a torch.Tensor [T, N, *], got {type(x_seq).__name__}")
         if x_seq.dim() == 0 or x_seq.shape[0] == 0:
             raise ValueError(f"x_seq: expected shape [T, N, *] with T >= 1, got {tuple(x_seq.shape)}")
+        if self._overrides("multi_step_functional_forward") or self._overrides("single_step_functional_forward"):
+            return self._through_functional("m", (x_seq, *args), kwargs)
         outputs = [self.single_step_forward(x_seq[t], *args, **kwargs) for t in range(x_seq.shape[0])]
         return torch.stack(outputs)
+
+    # -- explicit state (SpikingJelly's functional forward) ------------------------------------
+
+    def materialize_states(self, inputs: tuple[Any, ...], states: tuple[Any, ...], step_mode: str) -> tuple[Any, ...]:
+        """The ``states`` a functional forward of ``inputs`` in ``step_mode`` starts from: by
+        default ``states`` unchanged. A subclass may turn numbers (a fresh memory's ``0.0``)
+        into tensors shaped after the inputs; it must not modify ``states`` or the memories."""
+        return tuple(states)
+
+    def single_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """One step with explicit state: ``(outputs, new_states)``, states in the order of this
+        module's own memories; neither ``states`` nor the memories are modified.
+
+        A subclass may implement this instead of :meth:`single_step_forward` (SpikingJelly 2.0.0's
+        contract). By default it runs :meth:`single_step_forward` with ``states`` loaded into the
+        memories and puts them back (:func:`snn.functional.to_functional_forward`).
+
+        Raises:
+            NotImplementedError: the module implements no single-step forward, or it has stateful
+                submodules (their states belong in the explicit state too: use
+                :func:`snn.functional.to_functional_forward` on the module).
+        """
+        if not self._overrides("single_step_forward"):
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither single_step_forward nor single_step_functional_forward"
+            )
+        return self._with_states(self.single_step_forward, inputs, states, kwargs)
+
+    def multi_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """A sequence with explicit state (time is dimension 0 of each input): ``(outputs
+        stacked over time, new_states)``. By default :meth:`single_step_functional_forward` step
+        by step when the subclass implements it, else :meth:`multi_step_forward` (a neuron's
+        fused kernel) with ``states`` loaded and put back."""
+        if self._overrides("multi_step_forward") or not self._overrides("single_step_functional_forward"):
+            return self._with_states(self.multi_step_forward, inputs, states, kwargs)
+        steps: list[tuple[Any, ...]] = []
+        for t in range(inputs[0].shape[0]):
+            outputs, states = self.single_step_functional_forward(tuple(x[t] for x in inputs), states, **kwargs)
+            steps.append(tuple(outputs))
+        return tuple(torch.stack(sequence) for sequence in zip(*steps)), tuple(states)
+
+    def functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """:meth:`materialize_states`, then the single- or multi-step functional forward of the
+        current step mode.
+
+        Args:
+            inputs: the forward's positional arguments as a tuple (``(x,)``).
+            states: one value per memory of this module, in registration order.
+
+        Returns:
+            ``(outputs, new_states)``: the outputs as a tuple, the states after the call.
+
+        Raises:
+            TypeError: ``inputs`` or ``states`` is not a tuple or list.
+        """
+        for name, value in (("inputs", inputs), ("states", states)):
+            if not isinstance(value, (tuple, list)):
+                raise TypeError(f"{type(self).__name__}.functional_forward: {name}: expected a tuple, got {type(value).__name__}")
+        mode = self._step_mode
+        states = self.materialize_states(tuple(inputs), tuple(states), mode)
+        if mode == "s":
+            return self.single_step_functional_forward(tuple(inputs), states, **kwargs)
+        return self.multi_step_functional_forward(tuple(inputs), states, **kwargs)
+
+    def _overrides(self, method: str) -> bool:
+        return getattr(type(self), method) is not getattr(MemoryModule, method)
+
+    def _through_functional(self, mode: str, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The stateful forward of a subclass that implements the functional one."""
+        names = list(self._memories)
+        states = self.materialize_states(inputs, tuple(self._memories.values()), mode)
+        step = self.single_step_functional_forward if mode == "s" else self.multi_step_functional_forward
+        outputs, new_states = step(inputs, states, **kwargs)
+        new_states = tuple(new_states)
+        if len(new_states) != len(names):
+            raise ValueError(
+                f"{type(self).__name__}: {step.__name__} returned {len(new_states)} states for the "
+                f"{len(names)} memories {names}"
+            )
+        for name, value in zip(names, new_states):
+            self._memories[name] = value
+        outputs = tuple(outputs)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _with_states(
+        self, forward: Callable[..., Any], inputs: tuple[Any, ...], states: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """``forward`` as a function of this module's own states (loaded, then put back)."""
+        if any(isinstance(sub, MemoryModule) for sub in self.modules() if sub is not self):
+            raise NotImplementedError(
+                f"{type(self).__name__} has stateful submodules, whose states an explicit-state forward must "
+                "carry too: use snn.functional.to_functional_forward(module)"
+            )
+        from snn.functional.explicit_state import to_functional_forward
+
+        return to_functional_forward(self, forward)(inputs, states, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self._step_mode == "s":
