@@ -192,3 +192,27 @@ def test_functional_forward_errors_name_the_problem() -> None:
         Outer().functional_forward((torch.ones(2),), ())
     with pytest.raises(TypeError, match="functional_forward: states: expected a tuple, got float"):
         _Accumulator().functional_forward((torch.ones(2),), 0.0)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+
+
+def test_to_and_half_convert_tensor_reset_values_too() -> None:
+    class Trace(MemoryModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_memory("h", torch.full((2,), 0.1))
+
+        def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.h = self.h + x
+            return self.h
+
+    for convert, dtype in ((lambda m: m.half(), torch.float16), (lambda m: m.to(torch.float64), torch.float64)):
+        trace = convert(Trace())
+        trace(torch.zeros(2, dtype=dtype))
+        trace.reset()
+        assert trace.get_reset_value("h").dtype == dtype
+        assert trace(torch.zeros(2, dtype=dtype)).dtype == dtype  # not the float32 of the reset value
+
+
+def test_load_memories_takes_the_reference_s_argument_name() -> None:
+    acc = _Accumulator()
+    base.load_memories(acc, memory_list=[torch.ones(2)])
+    assert acc.s.tolist() == [1.0, 1.0]

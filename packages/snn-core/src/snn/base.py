@@ -231,9 +231,13 @@ class MemoryModule(nn.Module, StepModule):
         return state
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> MemoryModule:
+        """``.to()``, ``.half()``, ``.cuda()`` ...: the tensor memories and tensor reset values
+        follow the parameters, so a reset does not bring back the old dtype or device."""
         super()._apply(fn, recurse)
         for name, value in self._memories.items():
             self._memories[name] = _map_tensors(value, fn)
+        for name, value in self._memories_rv.items():
+            self._memories_rv[name] = _map_tensors(value, fn)
         return self
 
     def _replicate_for_data_parallel(self) -> MemoryModule:
@@ -423,12 +427,13 @@ def extract_memories(module: nn.Module) -> list[Any]:
     return list(memories(module))
 
 
-def load_memories(module: nn.Module, values: list[Any]) -> None:
-    """Write ``values`` (from :func:`extract_memories`) back into ``module``'s memories.
+def load_memories(module: nn.Module, memory_list: list[Any]) -> None:
+    """Write ``memory_list`` (from :func:`extract_memories`) back into ``module``'s memories.
 
     Raises:
-        ValueError: ``values`` does not have one entry per memory.
+        ValueError: ``memory_list`` does not have one entry per memory.
     """
+    values = memory_list
     targets = [
         (sub, name)
         for sub in module.modules()
@@ -437,7 +442,7 @@ def load_memories(module: nn.Module, values: list[Any]) -> None:
     ]
     if len(values) != len(targets):
         raise ValueError(
-            f"values: Memory length mismatch: expected {len(targets)} memories, got {len(values)}"
+            f"memory_list: Memory length mismatch: expected {len(targets)} memories, got {len(values)}"
         )
     for (sub, name), value in zip(targets, values):
         sub._memories[name] = value
