@@ -182,6 +182,7 @@ def test_step_mode_container_argument_errors() -> None:
         layer.StepModeContainer(True, nn.Linear(2, 2))  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="stateful: expected a bool"):
         layer.StepModeContainer("yes", "s")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    assert layer.StepModeContainer(1, "m", nn.ReLU()).stateful is True  # 0 and 1 as in SpikingJelly
     with pytest.raises(ValueError, match="step_mode"):
         layer.StepModeContainer(True, "x", nn.ReLU())
     with pytest.raises(ValueError, match=r"RunningSum\.step_mode must be 's'"):

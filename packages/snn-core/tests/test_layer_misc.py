@@ -99,8 +99,11 @@ def test_synapse_filter_arguments() -> None:
         layer.SynapseFilter(tau=1.0)
     with pytest.raises(TypeError, match="tau: expected a real number > 1, got str"):
         layer.SynapseFilter(tau="2")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
-    with pytest.raises(TypeError, match="learnable: expected a bool"):
-        layer.SynapseFilter(learnable=1)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(TypeError, match=r"learnable: expected a bool \(or the integer 0 or 1\), got int 2"):
+        layer.SynapseFilter(learnable=2)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    # SpikingJelly tests the flag's truth: 0 and 1 work as False and True
+    assert layer.SynapseFilter(learnable=1).learnable is True and layer.SynapseFilter(learnable=0).learnable is False
+    assert layer.WSLinear(2, 2, gain=0).gain is None and layer.WSConv2d(2, 2, 3, gain=1).gain is not None
     with pytest.raises(TypeError, match="x: expected a floating-point tensor"):
         layer.SynapseFilter()(torch.ones(2, dtype=torch.int64))
 

@@ -136,6 +136,7 @@ def test_default_instance_is_the_network_type_and_bad_arguments() -> None:
         monitor.OutputMonitor(net, neuron.LIFNode, function_on_output=3)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="pre_forward: expected a bool"):
         monitor.AttributeMonitor("v", "yes", net, neuron.LIFNode)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    assert monitor.AttributeMonitor("v", 1, net, neuron.LIFNode).pre_forward is True  # 0 and 1 as in SpikingJelly
 
 
 def _hook_count(net: nn.Module) -> int:

@@ -48,6 +48,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from snn.neuron.base import check_flag
+
 __all__ = [
     "BaseMonitor",
     "OutputMonitor",
@@ -266,7 +268,7 @@ class AttributeMonitor(BaseMonitor):
         function_on_attribute: applied to each value before it is recorded.
 
     Raises:
-        TypeError: ``attribute_name`` is not a str, ``pre_forward`` not a bool, or as
+        TypeError: ``attribute_name`` is not a str, ``pre_forward`` not a bool (or 0 or 1), or as
             :class:`OutputMonitor`.
     """
 
@@ -281,8 +283,7 @@ class AttributeMonitor(BaseMonitor):
         super().__init__()
         if not isinstance(attribute_name, str):
             raise TypeError(f"attribute_name: expected a str, got {type(attribute_name).__name__}")
-        if not isinstance(pre_forward, bool):
-            raise TypeError(f"pre_forward: expected a bool, got {type(pre_forward).__name__} {pre_forward!r}")
+        pre_forward = check_flag("pre_forward", pre_forward, integers=True)
         self.attribute_name = attribute_name
         self.pre_forward = pre_forward
         self.function_on_attribute = _check_callable("function_on_attribute", function_on_attribute)

@@ -30,6 +30,7 @@ from snn.functional.forward import (
     t_last_multi_step_forward,
     t_last_seq_to_ann_forward,
 )
+from snn.neuron.base import check_flag
 
 __all__ = [
     "check_single_step_children",
@@ -290,14 +291,13 @@ class StepModeContainer(_SingleStepSequence, StepModule):
         *modules: the single-step modules.
 
     Raises:
-        TypeError: ``stateful`` is not a bool, or a module was passed where ``step_mode`` goes.
+        TypeError: ``stateful`` is not a bool (or 0 or 1), or a module was passed where ``step_mode`` goes.
         ValueError: ``step_mode`` is not ``'s'`` / ``'m'``, or a child is not in step mode
             ``'s'``.
     """
 
     def __init__(self, stateful: bool, step_mode: str = "s", *modules: Any) -> None:
-        if not isinstance(stateful, bool):
-            raise TypeError(f"stateful: expected a bool, got {type(stateful).__name__}")
+        stateful = check_flag("stateful", stateful, integers=True)
         if isinstance(step_mode, nn.Module):
             raise TypeError(
                 f"step_mode: expected 's' or 'm', got a module ({type(step_mode).__name__}); the "

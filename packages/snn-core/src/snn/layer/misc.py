@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snn.base import MemoryModule, StepModule
+from snn.neuron.base import check_flag
 
 __all__ = ["SynapseFilter", "VotingLayer", "Delay"]
 
@@ -69,7 +70,7 @@ class SynapseFilter(MemoryModule):
             step (the input's dtype and device).
 
     Raises:
-        TypeError: ``tau`` is not a real number or ``learnable`` not a bool.
+        TypeError: ``tau`` is not a real number or ``learnable`` not a bool (or 0 or 1).
         ValueError: ``tau <= 1`` (or not finite).
 
     Example:
@@ -93,8 +94,7 @@ class SynapseFilter(MemoryModule):
             raise TypeError(f"tau: expected a real number > 1, got {type(tau).__name__} {tau!r}")
         if not (math.isfinite(tau) and tau > 1.0):
             raise ValueError(f"tau: expected a finite time constant > 1, got {tau!r}")
-        if not isinstance(learnable, bool):
-            raise TypeError(f"learnable: expected a bool, got {type(learnable).__name__} {learnable!r}")
+        learnable = check_flag("learnable", learnable, integers=True)
         self.learnable = learnable
         if learnable:
             self.w = nn.Parameter(torch.as_tensor(-math.log(float(tau) - 1.0)))

@@ -23,6 +23,7 @@ from torch import nn
 
 from snn.functional.forward import seq_to_ann_forward
 from snn.layer.wrappers import Conv2d, Linear
+from snn.neuron.base import check_flag
 
 __all__ = ["WSConv2d", "WSLinear", "standardize_weight"]
 
@@ -48,8 +49,7 @@ def standardize_weight(weight: torch.Tensor, gain: torch.Tensor | None, eps: flo
 
 
 def _check_options(gain: Any, eps: Any, fan_in: int) -> float:
-    if not isinstance(gain, bool):
-        raise TypeError(f"gain: expected a bool, got {type(gain).__name__} {gain!r}")
+    gain = check_flag("gain", gain, integers=True)
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps: expected a real number >= 0, got {type(eps).__name__} {eps!r}")
     number = float(eps)
@@ -77,7 +77,7 @@ class WSConv2d(Conv2d):
         device, dtype: factory keywords of the parameters.
 
     Raises:
-        TypeError: ``gain`` is not a bool or ``eps`` not a real number.
+        TypeError: ``gain`` is not a bool (or 0 or 1) or ``eps`` not a real number.
         ValueError: ``eps`` is negative, or a kernel holds fewer than 2 weights
             (``in_channels / groups * kH * kW < 2``).
     """
@@ -138,7 +138,7 @@ class WSLinear(Linear):
         device, dtype: factory keywords of the parameters.
 
     Raises:
-        TypeError: ``gain`` is not a bool or ``eps`` not a real number.
+        TypeError: ``gain`` is not a bool (or 0 or 1) or ``eps`` not a real number.
         ValueError: ``eps`` is negative or ``in_features < 2``.
     """
 
