@@ -155,17 +155,31 @@ def test_a_module_written_as_a_functional_forward_runs_in_both_step_modes() -> N
     assert state.tolist() == [1.0, 1.0] and acc.s.tolist() == [3.0, 3.0]  # neither touched
 
 
-def test_every_neuron_has_a_functional_forward_equal_to_its_stateful_forward() -> None:
+@pytest.mark.parametrize("kind", ["if", "lif", "plif", "qif", "eif", "izhikevich", "klif", "cubalif"])
+def test_every_neuron_has_a_functional_forward_equal_to_its_stateful_forward(kind: str) -> None:
+    from snn import neuron
+
+    cls = neuron.node_class(kind)
+    assert cls is not None
+    x_seq = torch.tensor([[1.5, 0.5, 3.0], [1.5, 0.5, 3.0]])
+    for step_mode, x in (("s", x_seq[0]), ("m", x_seq)):
+        node = cls(step_mode=step_mode)
+        names = [name for name, _ in node.named_memories()]
+        initial = tuple(node.get_reset_value(name) for name in names)
+        outputs, states = node.functional_forward((x,), initial)
+        assert tuple(value for _, value in node.named_memories()) == initial  # memories untouched
+        expected = node(x)  # the stateful forward from the same (reset) states
+        assert len(outputs) == 1 and torch.equal(outputs[0], expected)
+        assert len(states) == len(names)
+        for name, state in zip(names, states):
+            assert torch.equal(state, getattr(node, name)), (kind, step_mode, name)
+
+
+def test_the_lif_functional_forward_golden_values() -> None:
     from snn import neuron
 
     x_seq = torch.tensor([[1.5, 0.5, 3.0], [1.5, 0.5, 3.0]])
-    for step_mode, x in (("s", x_seq[0]), ("m", x_seq)):
-        lif = neuron.LIFNode(step_mode=step_mode)
-        (spikes,), (v,) = lif.functional_forward((x,), (0.0,))
-        assert lif.v == 0.0  # the module's memory is untouched
-        expected_spikes = lif(x)
-        assert torch.equal(spikes, expected_spikes) and torch.equal(v, lif.v)
-    # golden values (SpikingJelly 2.0.0 gives the same): v after one step = x / 2, reset where it fired
+    # SpikingJelly 2.0.0 gives the same: v after one step = x / 2, reset where it fired
     (spikes,), (v,) = neuron.LIFNode().functional_forward((x_seq[0],), (0.0,))
     assert spikes.tolist() == [0.0, 0.0, 1.0] and v.tolist() == [0.75, 0.25, 0.0]
 
@@ -216,3 +230,49 @@ def test_load_memories_takes_the_reference_s_argument_name() -> None:
     acc = _Accumulator()
     base.load_memories(acc, memory_list=[torch.ones(2)])
     assert acc.s.tolist() == [1.0, 1.0]
+
+
+def test_functional_results_must_be_two_tuples() -> None:
+    class BareTensor(_Accumulator):
+        def single_step_functional_forward(self, inputs: tuple, states: tuple, **kwargs: object) -> tuple:
+            total = states[0] + inputs[0]
+            return total * 2, (total,)  # outputs not wrapped: tuple() would split its rows
+
+    for step_mode, x in (("s", torch.ones(3, 4)), ("m", torch.ones(5, 1, 4))):
+        with pytest.raises(TypeError, match=r"BareTensor.single_step_functional_forward: expected to return "
+                                            r"\(outputs, new_states\), two tuples, got \(Tensor, tuple\)"):
+            BareTensor()(x) if step_mode == "s" else _multi(BareTensor())(x)
+
+
+def _multi(module: MemoryModule) -> MemoryModule:
+    module.step_mode = "m"
+    return module
+
+
+def test_a_functional_module_may_wrap_the_default_multi_step_forward() -> None:
+    class Checked(_Accumulator):
+        def multi_step_forward(self, x_seq: torch.Tensor, *args: object, **kwargs: object) -> object:
+            assert x_seq.dim() >= 2
+            return super().multi_step_forward(x_seq, *args, **kwargs)  # no recursion through the functional path
+
+    assert _multi(Checked())(torch.ones(3, 2)).tolist() == [[2.0, 2.0], [4.0, 4.0], [6.0, 6.0]]
+
+
+def test_to_empty_keeps_the_reset_values() -> None:
+    class Trace(MemoryModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_memory("h", torch.full((2,), 0.25))
+
+    trace = Trace().to_empty(device="cpu")
+    assert trace.get_reset_value("h").tolist() == [0.25, 0.25]
+
+
+def test_load_memories_keeps_its_earlier_argument_name() -> None:
+    acc = _Accumulator()
+    base.load_memories(acc, values=[torch.ones(2)])
+    assert acc.s.tolist() == [1.0, 1.0]
+    with pytest.raises(TypeError, match="exactly one of them"):
+        base.load_memories(acc, [0.0], values=[0.0])
+    with pytest.raises(TypeError, match="exactly one of them"):
+        base.load_memories(acc)

@@ -122,6 +122,12 @@ def test_kernel_dot_product_integer_inputs_follow_torch_arithmetic() -> None:
     assert cubic.dtype == torch.int64 and torch.equal(cubic, torch.tensor([[8, 27], [27, 64]]))
     sig = functional.kernel_dot_product(x, y, "sigmoid", 0.5)
     torch.testing.assert_close(sig, torch.sigmoid(0.5 * torch.tensor([[2.0, 3.0], [3.0, 4.0]])))
+    # small integer types are summed in int64: 300 ones in uint8 would wrap around to 44
+    ones = torch.ones(2, 300, dtype=torch.uint8)
+    assert functional.kernel_dot_product(ones, ones).tolist() == [[300, 300], [300, 300]]
+    assert functional.kernel_dot_product(ones.to(torch.int8), ones.to(torch.int8), "polynomial", 2)[0, 0] == 90000
+    with pytest.raises(ValueError, match="d: integer inputs take no negative integer power, got -1"):
+        functional.kernel_dot_product(x, y, "polynomial", -1)
     gauss = functional.kernel_dot_product(x, y, "gaussian", 2.0)
     assert gauss.dtype == torch.get_default_dtype()
     distance = torch.tensor([[(1 - 2) ** 2 + 2**2 + 1**2, 0 + 1 + 1], [4 + 1 + 4, 1 + 0 + 4]], dtype=gauss.dtype)

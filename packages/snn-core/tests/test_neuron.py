@@ -496,7 +496,7 @@ def test_both_spikingjelly_positional_orders(make: Any) -> None:
     # development version (and snn): (..., step_mode, backend, store_v_seq); 2.0.0: (..., step_mode, store_v_seq)
     released = make(True)
     assert released.store_v_seq is True and released.backend == "torch"
-    assert make(False).store_v_seq is False
+    assert make(False).store_v_seq is False and make(1).store_v_seq is True
     development = make("torch", True)
     assert development.store_v_seq is True and development.backend == "torch"
     with pytest.raises(TypeError, match="backend: expected a backend name, got True .* store_v_seq=True"):

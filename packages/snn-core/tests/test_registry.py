@@ -182,9 +182,11 @@ def test_registrar_validates_arguments_and_refuses_duplicates() -> None:
         register("c", **_backend(kernels={("lif", "multi_step"): KERNEL}))
     with pytest.raises(ValueError, match="module:attribute"):
         register("d", **_backend(kernels={"multi_step": "no_colon"}))
-    for devices in (("gpu",), ("cuda:0",)):
+    for devices in (("gpu",), ("cuda:0",), ("CUDA",)):
         with pytest.raises(ValueError, match=rf"devices: expected torch device types such as 'cpu' or 'cuda', got '{devices[0]}'"):
             register("e", **_backend(devices=devices))
+    register("npu_backend", **_backend(devices=("npu",)))  # a device type torch learns from its library's import
+    del registry.backends["npu_backend"]
     with pytest.raises(TypeError, match="exactly one"):
         register("f", **_backend(operations=("+",)))
     with pytest.raises(TypeError, match="exactly one"):

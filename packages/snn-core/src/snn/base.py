@@ -237,7 +237,7 @@ class MemoryModule(nn.Module, StepModule):
         for name, value in self._memories.items():
             self._memories[name] = _map_tensors(value, fn)
         for name, value in self._memories_rv.items():
-            self._memories_rv[name] = _map_tensors(value, fn)
+            self._memories_rv[name] = _map_tensors(value, lambda t: _like_applied(t, fn))
         return self
 
     def _replicate_for_data_parallel(self) -> MemoryModule:
@@ -276,7 +276,7 @@ class MemoryModule(nn.Module, StepModule):
         """One step: ``x`` is ``[N, *]``. Subclasses implement this, or
         :meth:`single_step_functional_forward` (then this runs it on the memories and writes the
         new states back)."""
-        if self._overrides("single_step_functional_forward"):
+        if _overridden(type(self), "single_step_functional_forward"):
             return self._through_functional("s", (x, *args), kwargs)
         raise NotImplementedError(
             f"{type(self).__name__} implements neither single_step_forward nor single_step_functional_forward"
@@ -295,7 +295,8 @@ class MemoryModule(nn.Module, StepModule):
             raise TypeError(f"x_seq: expected a torch.Tensor [T, N, *], got {type(x_seq).__name__}")
         if x_seq.dim() == 0 or x_seq.shape[0] == 0:
             raise ValueError(f"x_seq: expected shape [T, N, *] with T >= 1, got {tuple(x_seq.shape)}")
-        if self._overrides("multi_step_functional_forward") or self._overrides("single_step_functional_forward"):
+        cls = type(self)
+        if _overridden(cls, "multi_step_functional_forward") or _overridden(cls, "single_step_functional_forward"):
             return self._through_functional("m", (x_seq, *args), kwargs)
         outputs = [self.single_step_forward(x_seq[t], *args, **kwargs) for t in range(x_seq.shape[0])]
         return torch.stack(outputs)
@@ -323,7 +324,7 @@ class MemoryModule(nn.Module, StepModule):
                 submodules (their states belong in the explicit state too: use
                 :func:`snn.functional.to_functional_forward` on the module).
         """
-        if not self._overrides("single_step_forward"):
+        if not _overridden(type(self), "single_step_forward"):
             raise NotImplementedError(
                 f"{type(self).__name__} implements neither single_step_forward nor single_step_functional_forward"
             )
@@ -336,13 +337,16 @@ class MemoryModule(nn.Module, StepModule):
         stacked over time, new_states)``. By default :meth:`single_step_functional_forward` step
         by step when the subclass implements it, else :meth:`multi_step_forward` (a neuron's
         fused kernel) with ``states`` loaded and put back."""
-        if self._overrides("multi_step_forward") or not self._overrides("single_step_functional_forward"):
+        if not _overridden(type(self), "single_step_functional_forward"):
             return self._with_states(self.multi_step_forward, inputs, states, kwargs)
         steps: list[tuple[Any, ...]] = []
         for t in range(inputs[0].shape[0]):
-            outputs, states = self.single_step_functional_forward(tuple(x[t] for x in inputs), states, **kwargs)
-            steps.append(tuple(outputs))
-        return tuple(torch.stack(sequence) for sequence in zip(*steps)), tuple(states)
+            outputs, states = _checked_result(
+                self, "single_step_functional_forward",
+                self.single_step_functional_forward(tuple(x[t] for x in inputs), states, **kwargs),
+            )
+            steps.append(outputs)
+        return tuple(torch.stack(sequence) for sequence in zip(*steps)), states
 
     def functional_forward(
         self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
@@ -369,16 +373,12 @@ class MemoryModule(nn.Module, StepModule):
             return self.single_step_functional_forward(tuple(inputs), states, **kwargs)
         return self.multi_step_functional_forward(tuple(inputs), states, **kwargs)
 
-    def _overrides(self, method: str) -> bool:
-        return getattr(type(self), method) is not getattr(MemoryModule, method)
-
     def _through_functional(self, mode: str, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The stateful forward of a subclass that implements the functional one."""
         names = list(self._memories)
         states = self.materialize_states(inputs, tuple(self._memories.values()), mode)
         step = self.single_step_functional_forward if mode == "s" else self.multi_step_functional_forward
-        outputs, new_states = step(inputs, states, **kwargs)
-        new_states = tuple(new_states)
+        outputs, new_states = _checked_result(self, step.__name__, step(inputs, states, **kwargs))
         if len(new_states) != len(names):
             raise ValueError(
                 f"{type(self).__name__}: {step.__name__} returned {len(new_states)} states for the "
@@ -386,7 +386,6 @@ class MemoryModule(nn.Module, StepModule):
             )
         for name, value in zip(names, new_states):
             self._memories[name] = value
-        outputs = tuple(outputs)
         return outputs[0] if len(outputs) == 1 else outputs
 
     def _with_states(
@@ -408,6 +407,30 @@ class MemoryModule(nn.Module, StepModule):
         return self.multi_step_forward(*args, **kwargs)
 
 
+def _like_applied(tensor: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``tensor`` moved to the dtype and device ``fn`` gives, its values kept (``fn`` itself may
+    not keep them: ``Module.to_empty`` applies ``empty_like``)."""
+    target = fn(torch.empty(0, dtype=tensor.dtype, device=tensor.device))
+    return tensor.to(dtype=target.dtype, device=target.device)
+
+
+def _overridden(cls: type, method: str) -> bool:
+    """Whether ``cls`` defines ``method`` other than :class:`MemoryModule`'s default."""
+    return getattr(cls, method) is not getattr(MemoryModule, method)
+
+
+def _checked_result(module: MemoryModule, method: str, result: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """``(outputs, new_states)`` of a functional forward, each a tuple; ``TypeError`` for another
+    shape of result (a bare tensor would be split into its rows by ``tuple()``)."""
+    if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(r, (tuple, list)) for r in result)):
+        shown = type(result).__name__ if not isinstance(result, tuple) else f"({', '.join(type(r).__name__ for r in result)})"
+        raise TypeError(
+            f"{type(module).__name__}.{method}: expected to return (outputs, new_states), two tuples, got {shown}"
+        )
+    outputs, new_states = result
+    return tuple(outputs), tuple(new_states)
+
+
 def named_memories(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """``(dotted name, value)`` of every memory in ``module`` and its submodules (e.g. ``"0.v"``)."""
     for module_name, sub in module.named_modules(prefix=prefix):
@@ -427,13 +450,19 @@ def extract_memories(module: nn.Module) -> list[Any]:
     return list(memories(module))
 
 
-def load_memories(module: nn.Module, memory_list: list[Any]) -> None:
+def load_memories(module: nn.Module, memory_list: list[Any] | None = None, *, values: list[Any] | None = None) -> None:
     """Write ``memory_list`` (from :func:`extract_memories`) back into ``module``'s memories.
 
+    ``values`` is the same argument under snn's earlier name.
+
     Raises:
+        TypeError: neither or both of ``memory_list`` and ``values`` given.
         ValueError: ``memory_list`` does not have one entry per memory.
     """
-    values = memory_list
+    if (memory_list is None) == (values is None):
+        raise TypeError("load_memories: expected memory_list (or its earlier name values), exactly one of them")
+    values = memory_list if memory_list is not None else values
+    assert values is not None
     targets = [
         (sub, name)
         for sub in module.modules()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -664,17 +665,20 @@ def _check_names(what: str, values: Iterable[str]) -> list[str]:
     return names
 
 
+#: Names people write for a device type that torch calls otherwise.
+_DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "amd": "cuda", "apple": "mps", "intel": "xpu"}
+
+
 def _check_device_types(what: str, values: Iterable[str]) -> list[str]:
     """Names of torch device types (``"cpu"``, ``"cuda"``, ``"xpu"`` ...): what ``tensor.device.type``
-    says; ``ValueError`` for a name torch does not know (``"gpu"``) or one with an index."""
+    says. ``ValueError`` for a device with an index (``"cuda:0"``), a name that is not a lowercase
+    identifier, or a common alias (``"gpu"``). Other names pass: torch learns some device types
+    only when their library is imported (``"npu"``), which a plugin module should not do."""
     names = _check_names(what, values)
     for name in names:
-        try:
-            parsed = torch.device(name)
-        except RuntimeError:
-            parsed = None
-        if parsed is None or parsed.index is not None:
-            raise ValueError(f"{what}: expected torch device types such as 'cpu' or 'cuda', got {name!r}")
+        hint = f" (torch calls it {_DEVICE_ALIASES[name]!r})" if name in _DEVICE_ALIASES else ""
+        if hint or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"{what}: expected torch device types such as 'cpu' or 'cuda', got {name!r}{hint}")
     return names
 
 

@@ -65,8 +65,9 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
 
     Returns:
         ``[N, N']`` tensor; differentiable. Its dtype is what torch's arithmetic gives: that of
-        ``x`` for floating inputs, for integer inputs with ``'linear'`` and with an integer
-        ``d``; the default floating dtype for integer inputs otherwise.
+        ``x`` for floating inputs; for integer inputs (summed in int64, so that small integer
+        types do not wrap around) int64 with ``'linear'`` and an integer ``d``, the default
+        floating dtype otherwise.
 
     Raises:
         TypeError: non-tensor inputs, bool or complex dtypes, a kernel parameter that is not a
@@ -98,10 +99,16 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
             f"{fn}: kernel={kernel!r} needs the extra positional argument {needed[0]!r}, got none"
         )
 
+    if not x.is_floating_point():
+        # integer products are summed in int64 (as torch sums integers elsewhere): a uint8 or
+        # int8 matrix product would wrap around silently
+        x, y = x.long(), y.long()
     if kernel == "linear":
         return x @ y.T
     if kernel == "polynomial":
         d = _require_number(args[0], fn, "d")
+        if not x.is_floating_point() and not isinstance(d, torch.Tensor) and float(d) < 0 and float(d).is_integer():
+            raise ValueError(f"{fn}: d: integer inputs take no negative integer power, got {d!r} (use floating inputs)")
         return (x @ y.T) ** d
     if kernel == "sigmoid":
         alpha = _require_number(args[0], fn, "alpha")

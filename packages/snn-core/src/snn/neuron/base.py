@@ -67,13 +67,13 @@ def backend_and_store_v_seq(backend: Any, store_v_seq: Any) -> tuple[Any, Any]:
     in both of SpikingJelly's positional orders.
 
     SpikingJelly's development version (and snn) have ``(..., step_mode, backend, store_v_seq)``;
-    its 2.0.0 release dropped ``backend``: ``(..., step_mode, store_v_seq)``. A bool where the
-    backend name goes is therefore 2.0.0's ``store_v_seq``.
+    its 2.0.0 release dropped ``backend``: ``(..., step_mode, store_v_seq)``. A bool (or the
+    integer 0 or 1) where the backend name goes is therefore 2.0.0's ``store_v_seq``.
 
     Raises:
         TypeError: a bool in ``backend``'s place and ``store_v_seq`` given too.
     """
-    if isinstance(backend, bool):
+    if isinstance(backend, bool) or (isinstance(backend, int) and backend in (0, 1)):
         if store_v_seq is not False:
             raise TypeError(
                 f"backend: expected a backend name, got {backend!r} (SpikingJelly 2.0.0's positional "

@@ -15,7 +15,7 @@ from torch import fx, nn
 
 from snn import layer, neuron
 from snn.base import MemoryModule, StepModule
-from snn.errors import NIRConversionError
+from snn.errors import NIRConversionError, SNNError
 from snn.nir._common import check_dt, require_nir
 from snn.nir._export_leaves import LeafMapper, Shape, as_numpy, no_node_reason
 from snn.nir.graph import NIRGraphModule
@@ -169,6 +169,8 @@ def _record_calls(net: nn.Module, inputs: tuple[torch.Tensor, ...], lead: int) -
         with torch.no_grad():
             try:
                 net(*inputs)
+            except (SNNError, NotImplementedError, torch.OutOfMemoryError):
+                raise  # typed errors of snn and its backends, and memory: not about the input's shape
             except RuntimeError as exc:  # torch's own shape and dtype checks, deep in a layer
                 layout = "[N, *]" if lead == 1 else "[T, N, *]"
                 shapes = ", ".join(str(list(x.shape)) for x in inputs)

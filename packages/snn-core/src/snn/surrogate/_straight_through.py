@@ -7,6 +7,8 @@ module's own autograd function.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,6 +16,9 @@ import torch
 from snn.surrogate._base import Number, SurrogateFunctionBase, check_integer, check_real
 
 __all__ = ["DeterministicPass", "PoissonPass", "MultiLevelSpikeCount"]
+
+#: Whether a torch.func transform (vmap, grad ...) is running.
+_functorch_active: Callable[[], bool] = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
 class DeterministicPass(SurrogateFunctionBase):
@@ -58,9 +63,13 @@ class PoissonPass(SurrogateFunctionBase):
 
     @staticmethod
     def spike(x: torch.Tensor) -> torch.Tensor:
-        if x.numel():
+        # the check reads two numbers back (a device sync on a GPU); under torch.func transforms
+        # (vmap) values cannot be read, and torch.bernoulli checks the range itself
+        if x.numel() and not _functorch_active():
             low, high = (float(v) for v in torch.aminmax(x.detach()))
-            if not (low >= 0.0 and high <= 1.0):  # NaN fails both
+            if math.isnan(low) or math.isnan(high):
+                raise ValueError("PoissonPass: x: expected firing probabilities in [0, 1], got NaN")
+            if not (low >= 0.0 and high <= 1.0):
                 raise ValueError(
                     f"PoissonPass: x: expected firing probabilities in [0, 1], got values from {low} to {high}"
                     " (a neuron's surrogate receives v - v_threshold, which is not a probability)"
