@@ -530,7 +530,7 @@ def test_set_spiking_mode():
     module.set_spiking_mode(True)
     assert module(x).tolist() == [0.0, 1.0]
     with pytest.raises(TypeError, match="spiking"):
-        module.set_spiking_mode(1)
+        module.set_spiking_mode(2)
 
 
 def test_grad_helper_and_pickle():
@@ -621,9 +621,10 @@ def test_grad_refuses_integer_tensors() -> None:
 
 def test_spiking_assignment_is_checked() -> None:
     s = surrogate.Sigmoid()
-    with pytest.raises(TypeError, match="spiking: expected a bool, got str 'no'"):
+    with pytest.raises(TypeError, match=r"Sigmoid: spiking: expected a bool \(or the integer 0 or 1\), got str 'no'"):
         s.spiking = "no"  # type: ignore[assignment]  # the wrong type on purpose
     assert s.spiking is True
+    assert surrogate.Sigmoid(spiking=0).spiking is False  # 0 and 1 as in SpikingJelly
     s.spiking = False
     x = torch.tensor([0.3])
     assert torch.equal(s(x), torch.sigmoid(4.0 * x))
@@ -664,3 +665,20 @@ def test_float_ops_propagate_nan_as_torch() -> None:
     assert math.isnan(ops.minimum(1.0, math.nan)) and math.isnan(ops.minimum(math.nan, 1.0))
     assert math.isnan(ops.maximum(1.0, math.nan)) and math.isnan(ops.maximum(math.nan, 1.0))
     assert expr.TORCH_OPS.sqrt(4.0) == 2.0 and expr.TORCH_OPS.divide(1.0, 0.0) == math.inf
+
+
+def test_log_tailed_relu_gradient_at_nan_is_one_as_in_the_reference() -> None:
+    # alpha for x <= 0, 1/x for x > 1, 1 otherwise: NaN is neither of the first two
+    x = torch.tensor([math.nan, -0.5, 0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(surrogate.LogTailedReLU(0.25)(x).sum(), x)
+    assert grad.tolist() == [1.0, 0.25, 1.0, 0.5]
+
+
+def test_multi_level_spike_count_takes_an_open_gradient_window() -> None:
+    counts = surrogate.MultiLevelSpikeCount(2, grad_window=(-math.inf, math.inf))
+    x = torch.tensor([-1.0, 0.4, 5.0], requires_grad=True)
+    y = counts(x)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert y.tolist() == [0.0, 0.0, 2.0] and grad.tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="MultiLevelSpikeCount: grad_min: expected a finite number, got nan"):
+        surrogate.MultiLevelSpikeCount(2, grad_window=(math.nan, 1.0))

@@ -391,10 +391,15 @@ class SurrogateFunctionBase(nn.Module):
         """Switch between spiking (Heaviside + surrogate gradient) and primitive mode.
 
         Raises:
-            TypeError: ``spiking`` is not a bool.
+            TypeError: ``spiking`` is not a bool (or 0 or 1).
         """
+        if isinstance(spiking, int) and not isinstance(spiking, bool) and spiking in (0, 1):
+            spiking = bool(spiking)  # SpikingJelly tests the flag's truth
         if not isinstance(spiking, bool):
-            raise TypeError(f"spiking: expected a bool, got {type(spiking).__name__} {spiking!r}")
+            raise TypeError(
+                f"{type(self).__name__}: spiking: expected a bool (or the integer 0 or 1), "
+                f"got {type(spiking).__name__} {spiking!r}"
+            )
         object.__setattr__(self, "spiking", spiking)
 
     def _float_params(self) -> tuple[tuple[str, float], ...]:

@@ -204,7 +204,8 @@ class LogTailedReLU(SurrogateFunctionBase):
 
     @staticmethod
     def derivative(x: Any, ops: Any, alpha: Number = 0.0) -> Any:
-        return ops.where(x <= 0.0, alpha, 1.0 / ops.maximum(x, 1.0))
+        # NaN falls in neither x <= 0 nor x > 1: its gradient is 1, as the reference's is
+        return ops.where(x > 1.0, 1.0 / ops.maximum(x, 1.0), ops.where(x <= 0.0, alpha, 1.0))
 
     @staticmethod
     def primitive(x: torch.Tensor, alpha: Number = 0.0) -> torch.Tensor:

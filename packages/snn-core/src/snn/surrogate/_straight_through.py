@@ -85,6 +85,13 @@ class PoissonPass(SurrogateFunctionBase):
         return x
 
 
+def _window_end(owner: str, name: str, value: Any) -> float:
+    """An end of the gradient window: a real number, infinities included (an open window)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isinf(value):
+        return float(value)
+    return check_real(owner, name, value)
+
+
 class MultiLevelSpikeCount(SurrogateFunctionBase):
     """Multi-level spikes: forward ``round(clamp(x, 0, max_spike_count))``.
 
@@ -99,7 +106,8 @@ class MultiLevelSpikeCount(SurrogateFunctionBase):
     Args:
         max_spike_count: the largest spike count, an integer ``>= 1``.
         spiking: spiking mode (rounded counts) or the clamped primitive.
-        grad_window: ``(grad_min, grad_max)`` with ``grad_min <= grad_max``, or ``None``.
+        grad_window: ``(grad_min, grad_max)`` with ``grad_min <= grad_max`` (infinite ends
+            allowed: an open window), or ``None``.
 
     Raises:
         TypeError: ``max_spike_count`` is not an integer, or ``grad_window`` is not a pair.
@@ -130,8 +138,8 @@ class MultiLevelSpikeCount(SurrogateFunctionBase):
         name = cls.__name__
         checked: dict[str, Number] = {
             "max_spike_count": check_integer(name, "max_spike_count", params["max_spike_count"], lower=1),
-            "grad_min": check_real(name, "grad_min", params["grad_min"]),
-            "grad_max": check_real(name, "grad_max", params["grad_max"]),
+            "grad_min": _window_end(name, "grad_min", params["grad_min"]),
+            "grad_max": _window_end(name, "grad_max", params["grad_max"]),
         }
         if checked["grad_min"] > checked["grad_max"]:
             raise ValueError(
