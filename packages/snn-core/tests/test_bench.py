@@ -173,6 +173,10 @@ def test_dtype_not_served_is_skipped(temporary_plugin) -> None:
         (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "nope"], ["device:"]),
         (["--repeats", "0"], ["repeats / warmup"]),
         (["--threads", "-1"], ["threads: expected 0"]),
+        (["--threads", "100000"], ["threads: expected 0 (keep torch's setting) or at most the"]),
+        (["--device", "mps"], ["device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'mps'"]),
+        (["--device", "cpu:1"], ["device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'cpu:1'"]),
+        (["--device", "meta"], ["device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'meta'"]),
         (["--seed", str(10**23)], ["--seed: expected an integer in [-2**63, 2**64)", str(10**23)]),
         (["--models", "lif,nope"], ["models: expected registered neuron models", "'nope'"]),
         (["--baseline", "/no/such/checkout"], ["baseline: expected an snn checkout", "'/no/such/checkout'"]),
@@ -256,3 +260,11 @@ def test_json_mode_prints_the_warnings_on_stderr(monkeypatch: pytest.MonkeyPatch
     assert report["rows"][0]["forward_max_ms"] == 125.0 and len(report["warnings"]) == 1
     assert stderr.startswith("snn bench: warning: 1 of 1 measurements spread widely")
     assert "forward 9.00-125 ms" in stderr
+
+
+def test_repeated_values_are_measured_once() -> None:
+    # as --backends torch,torch: every list keeps each value once, in the order given
+    code, stdout, _ = run_command([*TINY, "--models", "lif,lif", "--T", "4,4", "--N", "64,64", "--backends", "torch,torch", "--json"])
+    assert code == 0
+    rows = json.loads(stdout.strip().splitlines()[-1])["rows"]
+    assert len([r for r in rows if r["backend"] == "torch"]) == 1

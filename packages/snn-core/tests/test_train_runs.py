@@ -212,8 +212,10 @@ def test_resume_refuses_conflicting_options(tmp_path: Path, extra: list[str], na
 @pytest.mark.parametrize(
     ("damage", "named"),
     [
-        ("weights", "size mismatch for"),
+        ("weights", "expected torch.float32 ["),
+        ("integer-weights", "expected torch.float32 ["),
         ("optimizer", "KeyError: 'param_groups'"),
+        ("moment", "exp_avg of parameter 0: expected a floating tensor"),
         ("rng", "KeyError: 'order'"),
     ],
 )
@@ -227,8 +229,13 @@ def test_resume_of_a_checkpoint_that_does_not_fit_its_run(tmp_path: Path, damage
     if damage == "weights":
         name = next(iter(content["model"]))
         content["model"][name] = torch.zeros(3, 3)
+    elif damage == "integer-weights":  # load_state_dict would truncate them to integers silently
+        name = next(iter(content["model"]))
+        content["model"][name] = content["model"][name].to(torch.int32)
     elif damage == "optimizer":
         del content["optimizer"]["param_groups"]
+    elif damage == "moment":  # Adam would load it and fail inside its next step
+        content["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
     else:
         content["rng"]["generators"] = {}
     torch.save(content, path)
@@ -314,6 +321,7 @@ class _CallsOnLoad:
         ("pickled", "holds pickled Python objects"),
         ("pickled-call", "holds pickled Python objects"),
         ("bare-pickle", "not a readable model file: it is corrupted (Unsupported operand 149)"),
+        ("integer-weights", "the weights do not fit the network its configuration describes (state_dict: "),
         ("foreign", "not an snn train model file: expected format 'snn-train-model', found None"),
         ("misshapen", "the weights do not fit the network"),
     ],
@@ -340,6 +348,11 @@ def test_broken_model_files_get_a_clear_error(tmp_path: Path, damage: str, expec
         path.write_bytes(pickle.dumps({"format": "snn-train-model"}, protocol=4))
     elif damage == "foreign":
         torch.save({"weights": torch.zeros(3)}, path)
+    elif damage == "integer-weights":  # would load as truncated weights and evaluate wrongly
+        content = torch.load(path, weights_only=True)
+        name = next(iter(content["state_dict"]))
+        content["state_dict"][name] = content["state_dict"][name].to(torch.int64)
+        torch.save(content, path)
     else:
         content = torch.load(path, weights_only=True)
         content["config"]["hidden"] = 16
@@ -395,3 +408,32 @@ def test_python_m_snn_train_evaluate_runs_without_warnings() -> None:
                           capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
     assert done.returncode == 0 and "RUN_DIR" in done.stdout, done.stderr
     assert "RuntimeWarning" not in done.stderr
+
+
+def test_weights_that_become_nan_end_the_run(tmp_path: Path) -> None:
+    # lr just below MAX_LR: Adam's steps overflow the weights, and silent neurons keep the loss finite
+    out = tmp_path / "run"
+    code, _, stderr = run_train([
+        "--epochs", "2", "--limit", "200", "--T", "4", "--hidden", "32", "--no-plots", "--encoding", "rate",
+        "--batch-size", "16", "--lr", "3e37", "--out", str(out),
+    ])
+    assert code == 1 and "became NaN or infinite in epoch 1; try a smaller --lr" in stderr, stderr
+    assert not (out / MODEL_FILE).exists()
+
+
+def test_train_api_checks_its_arguments(tmp_path: Path) -> None:
+    config = TrainConfig(epochs=1, T=2, limit=200, hidden=8)
+    with pytest.raises(TypeError, match="config: expected a TrainConfig, got dict"):
+        train({"epochs": 1})  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(TypeError, match="on_epoch: expected a callable or None, got int"):
+        train(config, on_epoch=5)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(TypeError, match="checkpoint: expected a checkpoint from snn.train.load_checkpoint"):
+        train(config, checkpoint={})
+    with pytest.raises(ValueError, match="run_dir: expected a folder path, got ''"):
+        train(config, run_dir="")
+    assert run_train([*TINY, "--out", str(tmp_path / "run")])[0] == 0
+    with pytest.raises(ValueError, match=r"run_dir: .* already holds a training run \(checkpoint.pt, model.pt\)"):
+        train(config, run_dir=tmp_path / "run")
+    for threads, error in ((True, TypeError), (100000, ValueError), (0, ValueError)):
+        with pytest.raises(error, match="threads: expected None or an integer"):
+            TrainConfig(epochs=1, threads=threads).validate()

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -152,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-reference", action="store_true", help="do not time the reference library")
     parser.add_argument("--seed", type=int, default=0, help="seeds the inputs (default: 0)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for torch during the run; 0 keeps torch's setting (default: 0)")
+                        help="CPU threads for torch during the run, at most the cores; 0 keeps torch's setting (default: 0)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object (the last stdout line)")
 
 
@@ -196,8 +197,11 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
     logging.getLogger("snn").debug("snn bench: %s", vars(args))
     previous_threads = torch.get_num_threads()
     try:
-        if args.threads < 0:
-            raise ValueError(f"threads: expected 0 (keep torch's setting) or a positive integer, got {args.threads}")
+        cores = os.cpu_count() or 1
+        if not 0 <= args.threads <= cores:
+            raise ValueError(
+                f"threads: expected 0 (keep torch's setting) or at most the {cores} CPU cores here, got {args.threads}"
+            )
         if not -(2**63) <= args.seed < 2**64:
             raise ValueError(f"--seed: expected an integer in [-2**63, 2**64) (torch's seed range), got {args.seed}")
         if args.threads:

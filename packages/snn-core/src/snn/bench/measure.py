@@ -549,8 +549,15 @@ def benchmark(
         torch_device = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+    if torch_device.type not in ("cpu", "cuda") or (torch_device.type == "cpu" and torch_device.index not in (None, 0)):
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device here")
+    if torch_device.type == "cuda" and (torch_device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device: {device!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    # each value once, in the order given (as for the backends)
+    kinds, dtypes = list(dict.fromkeys(kinds)), list(dict.fromkeys(dtypes))
+    Ts, Ns = list(dict.fromkeys(Ts)), list(dict.fromkeys(Ns))
     if baseline is not None:
         from snn.bench.baseline import checkout_source
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from snn.train.checkpoint import CHECKPOINT_FILE, MODEL_FILE
-from snn.train.data import ENCODINGS
+from snn.train.data import ENCODINGS, NUM_IMAGES
 from snn.train.loop import MIN_LIMIT, EpochRecord, TrainConfig, TrainResult, resolve_device
 from snn.train.models import MODELS
 from snn.train.resolve import path_argument
@@ -48,7 +48,7 @@ RUN_OPTIONS: dict[str, str] = {
 }
 
 _DEFAULTS = TrainConfig()
-_IMAGES = 1797
+_IMAGES = NUM_IMAGES
 
 
 def _default(name: str) -> str:

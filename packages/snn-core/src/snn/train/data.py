@@ -16,12 +16,14 @@ import torch
 
 from snn.train.extras import import_demo_module
 
-__all__ = ["ENCODINGS", "NUM_CLASSES", "IMAGE_SHAPE", "DigitsSplit", "load_digits_split", "encode", "batch_indices"]
+__all__ = ["ENCODINGS", "NUM_CLASSES", "NUM_IMAGES", "IMAGE_SHAPE", "DigitsSplit", "load_digits_split", "encode", "batch_indices"]
 
 #: The input codings ``snn train --encoding`` accepts.
 ENCODINGS = ("direct", "rate")
 #: Number of digit classes.
 NUM_CLASSES = 10
+#: Images in scikit-learn's digits data set.
+NUM_IMAGES = 1797
 #: Shape of one image: one channel of 8x8 pixels.
 IMAGE_SHAPE = (1, 8, 8)
 

@@ -139,7 +139,7 @@ def _rebuild(content: dict[str, Any], file: Path, device: str | torch.device, ba
     from snn.train.checkpoint import RunFileError
     from snn.train.loop import TrainConfig
     from snn.train.resolve import resolve_backend, resolve_device, resolve_learner
-    from snn.train.runner import build_network, surrogate_name
+    from snn.train.runner import build_network, check_state_fits, surrogate_name
 
     try:
         config = TrainConfig.from_dict(content["config"])
@@ -150,12 +150,20 @@ def _rebuild(content: dict[str, Any], file: Path, device: str | torch.device, ba
     if not isinstance(device, str):
         raise TypeError(f"load_model: device: expected a str or torch.device, got {type(device).__name__} {device!r}")
     target = resolve_device(device)
-    network, step_mode = build_network(config, resolve_learner(config.learner))
+    try:
+        network, step_mode = build_network(config, resolve_learner(config.learner))
+    except (MemoryError, RuntimeError) as exc:  # a configuration too large for this machine
+        if not isinstance(exc, MemoryError) and "alloc" not in str(exc):
+            raise
+        raise RunFileError(
+            f"{file}: the network its configuration describes (hidden={config.hidden}) does not fit in memory"
+        ) from exc
     if step_mode != content["step_mode"]:
         raise RunFileError(f"{file}: malformed model file: step_mode {content['step_mode']!r} does not fit learner {config.learner!r}")
     try:
+        check_state_fits(network, content["state_dict"], "state_dict")
         network.load_state_dict(content["state_dict"])
-    except RuntimeError as exc:  # missing, unexpected or misshapen weights
+    except (RuntimeError, ValueError) as exc:  # missing, unexpected, misshapen or mistyped weights
         detail = " ".join(str(exc).replace("Error(s) in loading state_dict for", "").split())
         raise RunFileError(f"{file}: the weights do not fit the network its configuration describes ({detail})") from exc
     network.to(target).eval()
@@ -215,7 +223,7 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
         ``snn evaluate: error: ...`` (plus ``{"error": ...}`` with ``--json``).
     """
     from snn.errors import SNNError
-    from snn.train.checkpoint import load_model_file
+    from snn.train.checkpoint import RunFileError, load_model_file
 
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
@@ -224,7 +232,13 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
         content = load_model_file(file)
         device = args.device if args.device is not None else str(content.get("device", "cpu"))
         backend = args.backend if args.backend is not None else str(content.get("backend", "torch"))
-        model = _rebuild(content, file, device, backend)
+        try:
+            model = _rebuild(content, file, device, backend)
+        except (SNNError, ValueError) as exc:
+            if args.device is not None and args.backend is not None or isinstance(exc, RunFileError):
+                raise
+            # the run's own device or backend, from the file: say so
+            raise RunFileError(f"{file}: the run's device {device!r} / backend {backend!r} cannot be used here: {exc}") from exc
         result = evaluate_model(model)
     except (SNNError, ValueError, TypeError, ImportError) as exc:
         print(f"snn evaluate: error: {exc}", file=stderr)

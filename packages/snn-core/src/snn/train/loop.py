@@ -13,6 +13,7 @@ process of a data-parallel group.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from snn.train.data import ENCODINGS, NUM_CLASSES, DigitsSplit, batch_indices, load_digits_split
+from snn.train.data import ENCODINGS, NUM_CLASSES, NUM_IMAGES, DigitsSplit, batch_indices, load_digits_split
 from snn.train.distributed import DataParallelUnsupportedError, DistributedContext
 from snn.train.models import MODELS, record_spikes
 from snn.train.resolve import (
@@ -41,6 +42,7 @@ __all__ = [
     "SEQUENCE_CLASSIFICATION",
     "MIN_LIMIT",
     "MAX_LR",
+    "MAX_THREADS",
     "TrainConfig",
     "EpochRecord",
     "TrainResult",
@@ -58,6 +60,9 @@ MIN_LIMIT = 2 * NUM_CLASSES
 #: Largest learning rate: Adam's first step, ``lr / (1 - beta1)`` with ``beta1 = 0.9``, is
 #: applied to float32 weights and must be a float32 number.
 MAX_LR = float(torch.finfo(torch.float32).max) * (1 - 0.9)
+#: The most intra-op threads a configuration may ask for (``snn train --threads`` allows this
+#: machine's cores only).
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -140,10 +145,18 @@ class TrainConfig:
                 f"lr: expected at most {MAX_LR:.4g} (Adam's first step, lr / (1 - 0.9), must be a float32 number), "
                 f"got {self.lr!r}"
             )
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < MIN_LIMIT):
-            raise ValueError(f"limit: expected None or an integer >= {MIN_LIMIT}, got {self.limit!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ValueError(f"threads: expected None or an integer >= 1, got {self.threads!r}")
+        if self.limit is not None and (
+            not isinstance(self.limit, int) or isinstance(self.limit, bool) or not MIN_LIMIT <= self.limit <= NUM_IMAGES
+        ):
+            raise ValueError(f"limit: expected None or an integer from {MIN_LIMIT} to the {NUM_IMAGES} images, got {self.limit!r}")
+        if self.threads is not None:
+            if not isinstance(self.threads, int) or isinstance(self.threads, bool):
+                raise TypeError(f"threads: expected None or an integer, got {type(self.threads).__name__} {self.threads!r}")
+            # a bound for files from other machines (more cores are fine); a huge count would
+            # exhaust the process limits (OpenMP and OpenBLAS start a thread each), and snn
+            # train's --threads keeps to this machine's cores
+            if not 1 <= self.threads <= MAX_THREADS:
+                raise ValueError(f"threads: expected None or an integer from 1 to {MAX_THREADS}, got {self.threads}")
 
     def to_dict(self) -> dict[str, Any]:
         """The saved fields as plain data (what run files store)."""
@@ -371,7 +384,8 @@ def train(
         config: the run's settings.
         on_epoch: called after each epoch with its record (``snn train`` prints a line).
         run_dir: a folder (created if needed) that receives ``checkpoint.pt`` after every epoch
-            and ``model.pt`` at the end; ``None`` writes nothing.
+            and ``model.pt`` at the end; ``None`` writes nothing. A folder that already holds a
+            run is refused unless ``checkpoint`` continues it.
         checkpoint: a checkpoint (:func:`snn.train.checkpoint.load_checkpoint`) to continue
             from: weights, optimizer, learner state, random states and history are restored
             and training resumes with the next epoch, giving the same weights and metrics as a
@@ -384,8 +398,8 @@ def train(
         The :class:`TrainResult` (the trained model included).
 
     Raises:
-        ValueError: a setting is out of range, the device is not available, or ``config``
-            differs from the checkpoint's.
+        ValueError: a setting is out of range, the device is not available, ``config``
+            differs from the checkpoint's, or ``run_dir`` is empty, not a folder, or holds a run.
         snn.errors.RegistryEntryNotFoundError: unknown loss.
         snn.errors.BackendNotFoundError: unknown backend.
         snn.errors.BackendUnavailableError: the backend cannot run here.
@@ -393,14 +407,42 @@ def train(
         LearnerNotFoundError: unknown learner.
         DataParallelUnsupportedError: several processes with a learner that does not allow it.
         snn.train.extras.DemoDependencyError: scikit-learn or tqdm is missing.
-        FloatingPointError: the loss became NaN or infinite.
+        FloatingPointError: the loss or the weights became NaN or infinite.
+        TypeError: ``config`` is not a :class:`TrainConfig`, ``on_epoch`` not callable, or
+            ``checkpoint`` not a checkpoint.
         OSError: ``run_dir`` cannot be created or written.
     """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
     config.validate()
+    if on_epoch is not None and not callable(on_epoch):
+        raise TypeError(f"on_epoch: expected a callable or None, got {type(on_epoch).__name__}")
     if checkpoint is not None:
+        if not isinstance(checkpoint, Mapping) or not {"config", "epoch"} <= set(checkpoint):
+            raise TypeError("checkpoint: expected a checkpoint from snn.train.load_checkpoint (a mapping with its config)")
         _check_resumable(config, checkpoint)
+    folder = None if run_dir is None else _run_folder(run_dir, resuming=checkpoint is not None)
     with _threads(config.threads):
-        return _train(config, on_epoch, None if run_dir is None else Path(run_dir), checkpoint, distributed)
+        return _train(config, on_epoch, folder, checkpoint, distributed)
+
+
+def _run_folder(run_dir: Path | str, resuming: bool) -> Path:
+    """``run_dir`` as a path, refusing an empty one and (unless resuming) a folder that already
+    holds a run, which a new run would overwrite."""
+    from snn.train import checkpoint as files
+
+    if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir).strip():
+        raise ValueError(f"run_dir: expected a folder path, got {run_dir!r}")
+    folder = Path(run_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"run_dir: {str(folder)!r} is not a folder")
+    held = [name for name in (files.CHECKPOINT_FILE, files.MODEL_FILE) if (folder / name).exists()]
+    if held and not resuming:
+        raise ValueError(
+            f"run_dir: {str(folder)!r} already holds a training run ({', '.join(held)}); give its checkpoint "
+            "to continue it, or another folder"
+        )
+    return folder
 
 
 def _check_resumable(config: TrainConfig, checkpoint: Mapping[str, Any]) -> None:
@@ -526,6 +568,11 @@ def _train(
             eval_generator = torch.Generator(device=device).manual_seed(eval_seed)
             test_right, _ = evaluate_network(runner.model, runner.step_mode, config, data, eval_generator)
             test_accuracy = test_right / max(n_test, 1)
+        broken = [name for name, p in runner.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:  # silent neurons can hide NaN weights from the loss
+            raise FloatingPointError(
+                f"the weights {', '.join(broken)} became NaN or infinite in epoch {epoch}; try a smaller --lr"
+            )
         record = EpochRecord(epoch, loss_sum / max(batches, 1), right / max(seen, 1), test_accuracy,
                              time.perf_counter() - epoch_start)
         history.append(record)

@@ -27,6 +27,7 @@ __all__ = [
     "LossFn",
     "Runner",
     "build_network",
+    "check_state_fits",
     "encode_batch",
     "network_outputs",
     "evaluate_network",
@@ -197,7 +198,15 @@ class Runner:
         self._functional = functional
 
     def restore(self, model_state: Mapping[str, Any], optimizer_state: Mapping[str, Any], learner_state: Any) -> None:
-        """Load saved weights, optimizer state and learner state (call before :meth:`distribute`)."""
+        """Load saved weights, optimizer state and learner state (call before :meth:`distribute`).
+
+        Raises:
+            ValueError: weights or optimizer moments of another name, shape or dtype (torch
+                would convert a dtype silently, and meet a moment's shape only at the next
+                step).
+        """
+        check_state_fits(self.model, model_state, "model")
+        _check_optimizer_state(self.optimizer, optimizer_state)
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(dict(optimizer_state))
         if self.learner is not None:
@@ -262,3 +271,39 @@ def _to_device(value: Any, device: torch.device) -> Any:
     if isinstance(value, dict):
         return {k: _to_device(v, device) for k, v in value.items()}
     return value
+
+
+def check_state_fits(module: nn.Module, state: Mapping[str, Any], what: str) -> None:
+    """Raise ``ValueError`` unless ``state`` has exactly ``module``'s state-dict entries, each a
+    tensor of the same shape and dtype (``load_state_dict`` would convert another dtype,
+    integer weights included, without a word)."""
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{what}: missing entries {missing}, unexpected entries {unexpected}")
+    for name, want in expected.items():
+        got = state[name]
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+            shown = f"{got.dtype} {list(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ValueError(f"{what}: {name}: expected {want.dtype} {list(want.shape)}, found {shown}")
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` for a saved moment (``exp_avg`` ...) whose shape or dtype is not its
+    parameter's: the optimizer would load it and fail inside its next step."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    state = saved.get("state", {}) if isinstance(saved, Mapping) else {}
+    if not isinstance(state, Mapping):
+        raise ValueError(f"optimizer: 'state' should map parameter indices to their moments, found {type(state).__name__}")
+    for index, moments in state.items():
+        if not isinstance(index, int) or not 0 <= index < len(parameters) or not isinstance(moments, Mapping):
+            raise ValueError(f"optimizer: state of parameter {index!r}: expected one of {len(parameters)} parameters' moments")
+        parameter = parameters[index]
+        for key, value in moments.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and (
+                value.shape != parameter.shape or not value.is_floating_point()
+            ):
+                raise ValueError(
+                    f"optimizer: {key} of parameter {index}: expected a floating tensor {list(parameter.shape)}, "
+                    f"found {value.dtype} {list(value.shape)}"
+                )
