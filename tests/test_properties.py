@@ -37,8 +37,13 @@ import torch
 import torch.nn.functional as F
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    assume,
+    given,
+    settings,
+    strategies as st,
+)
 from if_lif_plif import FamilyConfig, family_kernel, family_serves  # noqa: E402
 
 from snn import functional, surrogate  # noqa: E402

@@ -16,8 +16,7 @@ import torch
 
 import snn
 from snn import plugins
-from snn.backends.torch import OPERATIONS
-from snn.backends.torch import multi_step as torch_multi_step
+from snn.backends.torch import OPERATIONS, multi_step as torch_multi_step
 from snn.registry import BackendRegistrar
 from snn.surrogate import Sigmoid, SurrogateFunctionBase
 from snn.testing.conformance import BackendConformance, ConformanceCase

@@ -720,7 +720,7 @@ def test_klif_k_gradient_reads_the_charged_potential_alone():
     ``k = 0`` (``relu'(0) = 0``; ``h / k`` would be NaN there, and a Python float division by
     zero raised); with a term without ``k`` inside the rectifier the selection stays."""
     from snn.expr import FLOAT_OPS, Expr, evaluate, var, variables
-    from snn.models import _scaled_parameter_derivative
+    from snn.models._plan import _scaled_parameter_derivative
 
     plan = kernel_plan(neuron.KLIFNode(step_mode="m").neuron_config())
     (coefficient,) = plan.charge_p[0]

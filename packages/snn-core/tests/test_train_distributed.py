@@ -315,8 +315,7 @@ def check_environment(nproc):
 def test_the_launcher_reports_how_a_worker_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    from snn.train.distributed import WorkerFailedError
-    from snn.train.distributed import launch as launch_workers
+    from snn.train.distributed import WorkerFailedError, launch as launch_workers
 
     (tmp_path / "snn_launcher_cases.py").write_text(LAUNCHER_CASES)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -369,8 +368,7 @@ def test_a_worker_leaves_its_error_to_the_launcher(tmp_path: Path, monkeypatch: 
 def test_a_failure_is_found_while_a_forked_child_holds_the_sentinel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    from snn.train.distributed import FAILURE_GRACE_S, WorkerFailedError
-    from snn.train.distributed import launch as launch_workers
+    from snn.train.distributed import FAILURE_GRACE_S, WorkerFailedError, launch as launch_workers
 
     (tmp_path / "snn_launcher_cases_fork.py").write_text(LAUNCHER_CASES)
     monkeypatch.syspath_prepend(str(tmp_path))

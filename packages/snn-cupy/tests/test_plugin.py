@@ -18,8 +18,7 @@ from snn import doctor, neuron
 from snn.errors import BackendUnavailableError, UnsupportedOperationError
 from snn.models import NeuronModel
 from snn.surrogate import CLOSED_FORM_SURROGATES, Sigmoid
-from snn_cupy import kernels, plugin
-from snn_cupy import probe as probe_module
+from snn_cupy import kernels, plugin, probe as probe_module
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the backend is available")
 

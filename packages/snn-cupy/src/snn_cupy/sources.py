@@ -16,8 +16,12 @@ import torch
 
 from snn.models import NeuronConfig, SurrogateSpec, kernel_plan
 from snn_cupy._codegen import DTYPE_TAGS
-from snn_cupy.templates import KernelSource, backward_source, forward_source
-from snn_cupy.templates import surrogate_body as _render_surrogate
+from snn_cupy.templates import (
+    KernelSource,
+    backward_source,
+    forward_source,
+    surrogate_body as _render_surrogate,
+)
 
 __all__ = [
     "SUPPORTED_DTYPES",

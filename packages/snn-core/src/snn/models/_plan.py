@@ -1,0 +1,278 @@
+"""A model description compiled to a kernel plan, its backward pass derived (:mod:`snn.models`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from snn.expr import SYMBOLIC_OPS, Expr, diff, operations, replace_nodes, simplify, substitute, var, variables
+from snn.models._description import (
+    INPUT,
+    SPIKE,
+    SURROGATE_INPUT,
+    KernelPlan,
+    ModelParameters,
+    NeuronConfig,
+    NeuronModel,
+    StateValues,
+)
+
+__all__ = ["kernel_plan"]
+
+
+def _state_var(prefix: str, name: str) -> Expr:
+    return var(f"{prefix}_{name}")
+
+
+def _symbolic_forward(model: NeuronModel, config: NeuronConfig) -> tuple[tuple[Expr, ...], tuple[Expr, ...]]:
+    """``(charge, reset)`` expressions of every state, simplified."""
+    names = model.state_names
+    p = ModelParameters(config.hyper, {k: _state_var("p", k) for k in model.learnables})
+    u = StateValues({n: _state_var("u", n) for n in names})
+    h = StateValues({n: _state_var("h", n) for n in names})
+    spike = var(SPIKE)
+    try:  # the model's own functions: name the model when they fail (an operation snn.expr lacks)
+        charged = _as_state_mapping(model, "charge", model.charge(var(INPUT), u, p, SYMBOLIC_OPS))
+        changed = (
+            {model.fire: p.reset(h[model.fire], spike)} if model.reset is None
+            else dict(model.reset(h, spike, p, SYMBOLIC_OPS))
+        )
+    except (AttributeError, TypeError, ValueError, ArithmeticError) as exc:
+        if str(exc).startswith(f"{model.name}:"):
+            raise
+        kind = ValueError if isinstance(exc, (ValueError, ArithmeticError)) else TypeError
+        raise kind(f"{model.name}: its description does not build an expression: {type(exc).__name__}: {exc}") from exc
+    if model.reset is not None:
+        unknown = set(changed) - set(names)
+        if unknown:
+            raise ValueError(f"{model.name}: reset returned values for unknown states {sorted(unknown)}")
+    finite = {SPIKE}
+    charge = tuple(simplify(_as_expr(model, "charge", charged[n]), finite) for n in names)
+    reset = tuple(simplify(_as_expr(model, "reset", changed.get(n, h[n])), finite) for n in names)
+    return charge, reset
+
+
+def _as_state_mapping(model: NeuronModel, what: str, values: Any) -> Mapping[str, Any]:
+    if not isinstance(values, Mapping):
+        if len(model.states) == 1:
+            return {model.fire: values}
+        raise TypeError(f"{model.name}: {what} must return a mapping state -> value, got {type(values).__name__}")
+    missing = set(model.state_names) - set(values)
+    extra = set(values) - set(model.state_names)
+    if missing or extra:
+        raise ValueError(f"{model.name}: {what} must return every state {model.state_names}, got {tuple(values)}")
+    return values
+
+
+def _as_expr(model: NeuronModel, what: str, value: Any) -> Expr:
+    if isinstance(value, Expr):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Expr("num", (), float(value))
+    raise TypeError(f"{model.name}: {what} must build expressions with the ops namespace, got {type(value).__name__}")
+
+
+def _is_affine_in(expr: Expr, name: str) -> bool:
+    """Whether ``expr`` is ``a + b * name`` with ``a`` and ``b`` free of ``name`` (polynomial of
+    degree at most one, built with ``+ - * /`` and negation only)."""
+    if name not in variables(expr):
+        return True
+    op = expr.op
+    if op == "var":
+        return True
+    if op in ("+", "-"):
+        return all(_is_affine_in(a, name) for a in expr.args)
+    if op == "neg":
+        return _is_affine_in(expr.args[0], name)
+    if op == "*":
+        a, b = expr.args
+        return (name not in variables(a) and _is_affine_in(b, name)) or (
+            name not in variables(b) and _is_affine_in(a, name)
+        )
+    if op == "/":
+        return name not in variables(expr.args[1]) and _is_affine_in(expr.args[0], name)
+    return False
+
+
+def _affine_recovery(charge: Expr, x_coefficient: Expr | None, h_name: str) -> Expr | None:
+    """``x`` recovered from ``h = charge`` when ``charge`` is affine in ``x``: ``(h - c0) / c1``."""
+    if x_coefficient is None or not _is_affine_in(charge, INPUT):
+        return None
+    if x_coefficient.op == "num" and x_coefficient.value == 0.0:
+        return None
+    offset = simplify(substitute(charge, {INPUT: 0.0}))
+    return simplify((var(h_name) - offset) / x_coefficient)
+
+
+def _additive_terms(expr: Expr, sign: float = 1.0) -> list[tuple[float, Expr]]:
+    """``expr`` as a signed sum of terms (through ``+``, ``-`` and negation)."""
+    if expr.op == "+":
+        return _additive_terms(expr.args[0], sign) + _additive_terms(expr.args[1], sign)
+    if expr.op == "-":
+        return _additive_terms(expr.args[0], sign) + _additive_terms(expr.args[1], -sign)
+    if expr.op == "neg":
+        return _additive_terms(expr.args[0], -sign)
+    return [(sign, expr)]
+
+
+def _vanishes_with_derivative(g: Expr) -> bool:
+    """Whether ``g' = 0`` wherever ``g = 0`` (``sigmoid`` and ``exp`` of anything, times a
+    number): positive in exact arithmetic, they reach 0 only by underflow, and their derivative
+    (``g (1 - g)``, ``g``, times the inner derivative) then does too."""
+    if g.op in ("sigmoid", "exp"):
+        return True
+    if g.op == "*":
+        a, b = g.args
+        return (a.op == "num" and _vanishes_with_derivative(b)) or (b.op == "num" and _vanishes_with_derivative(a))
+    return False
+
+
+def _scaled_parameter_derivative(charge: Expr, param: str, h_name: str, under_relu: bool = False) -> Expr | None:
+    """``d charge / d param`` without the input, when ``charge = A + B g(param)`` (or ``relu`` of it).
+
+    If exactly one additive term of ``charge`` depends on ``param`` and it is ``B * g`` with
+    ``g`` a function of ``param`` alone and ``B`` free of it, then ``B = (h - A) / g`` and the
+    derivative ``B g'`` is ``(h - A) g' / g``, which reads the charged value ``h`` instead of
+    the input ``x`` inside ``B`` (PLIF: ``(h - v) (1 - k)``). ``None`` when the shape differs.
+
+    Where ``g`` is 0 (a KLIF ``k`` of 0, a PLIF ``sigmoid(w)`` that underflows) ``B`` cannot be
+    read from ``h``: the factor ``g' / g`` is then taken as 0, which is the derivative when ``g``
+    sits under a ``relu`` (``under_relu``: ``relu'(0) = 0``) or when ``g'`` vanishes with ``g``
+    (:func:`_vanishes_with_derivative`); for other ``g`` the rule does not apply (``None``).
+    """
+    if charge.op == "relu":
+        # relu(A + B g): where h > 0, h is the inner value, so the rule above applies there;
+        # elsewhere the gradient is 0 (autograd's relu passes it where the result is > 0),
+        # also where g = 0 (B g = 0 there, and relu'(0) = 0)
+        inner = _scaled_parameter_derivative(charge.args[0], param, h_name, under_relu=True)
+        if inner is None:
+            return None
+        if all(param in variables(t) for _, t in _additive_terms(charge.args[0])):
+            # relu(B g): the derivative h g' / g is already 0 where the rectifier is off (h = 0)
+            # and NaN where h is (autograd's relu passes a gradient at a NaN result too)
+            return inner
+        return simplify(Expr("where", (var(h_name) > 0.0, inner, Expr("num", (), 0.0))))
+    terms = _additive_terms(charge)
+    dependent = [(sign, t) for sign, t in terms if param in variables(t)]
+    if len(dependent) != 1:
+        return None
+    sign, term = dependent[0]
+    if term.op != "*":
+        return None
+    a, b = term.args
+    for factor, scale in ((a, b), (b, a)):
+        if variables(scale) <= {param} and param not in variables(factor):
+            g_prime = diff(scale, param)
+            if g_prime is None:
+                return None
+            rest: Expr | None = None
+            for other_sign, other in terms:
+                if other is term:
+                    continue
+                signed = other if other_sign > 0 else -other
+                rest = signed if rest is None else rest + signed
+            if not (under_relu or _vanishes_with_derivative(scale)):
+                return None
+            h_minus_rest = var(h_name) if rest is None else var(h_name) - rest
+            # d/dp = sign F g' and F g = sign (h - rest), so d/dp = (h - rest) g' / g either way
+            ratio = Expr("where", (Expr("abs", (scale,)) > 0.0, g_prime / scale, Expr("num", (), 0.0)))
+            return simplify(h_minus_rest * ratio)
+    return None
+
+
+@lru_cache(maxsize=512)
+def kernel_plan(config: NeuronConfig) -> KernelPlan:
+    """The :class:`KernelPlan` of ``config`` (cached per configuration).
+
+    Raises:
+        TypeError, ValueError: the model's functions return something that is not an expression
+            of the states, or the surrogate has no closed-form derivative.
+    """
+    from snn.surrogate import derivative_expression
+
+    model = config.model
+    names = model.state_names
+    n = len(names)
+    charge, reset = _symbolic_forward(model, config)
+    detached = set(model.detached) if config.detach_reset else set()
+    h_names = [f"h_{name}" for name in names]
+    u_names = [f"u_{name}" for name in names]
+    p_names = [f"p_{name}" for name in model.learnables]
+    reset_h = tuple(tuple(diff(reset[i], h_names[j]) for j in range(n)) for i in range(n))
+    reset_s = tuple(None if names[i] in detached else diff(reset[i], SPIKE) for i in range(n))
+    reset_p = tuple(tuple(diff(reset[i], pn) for pn in p_names) for i in range(n))
+    # derivatives of a charge may read the charged value itself (relu, exp at the root)
+    as_h = [{id(charge[j]): var(h_names[j])} for j in range(n)]
+
+    def charge_diff(j: int, name: str) -> Expr | None:
+        d = diff(charge[j], name)
+        return None if d is None else replace_nodes(d, as_h[j])
+
+    charge_u = tuple(tuple(charge_diff(j, u_names[i]) for i in range(n)) for j in range(n))
+    charge_x = tuple(charge_diff(j, INPUT) for j in range(n))
+    charge_p_list = [[charge_diff(j, pn) for pn in p_names] for j in range(n)]
+    for j in range(n):
+        for k, pn in enumerate(p_names):
+            d = charge_p_list[j][k]
+            if d is not None and INPUT in variables(d):
+                rewritten = _scaled_parameter_derivative(charge[j], pn, h_names[j])
+                if rewritten is not None:
+                    charge_p_list[j][k] = rewritten
+    charge_p = tuple(tuple(row) for row in charge_p_list)
+    surrogate = derivative_expression(config.surrogate, SURROGATE_INPUT)
+    fire_index = names.index(model.fire)
+    threshold = float(config.hyper[model.threshold])
+
+    # what the backward pass reads, and so what training keeps
+    def used(exprs: Iterable[Expr | None]) -> set[str]:
+        found: set[str] = set()
+        for e in exprs:
+            if e is not None:
+                found |= variables(e)
+        return found
+
+    reset_terms = [e for row in reset_h for e in row] + list(reset_s) + [e for row in reset_p for e in row]
+    charge_terms = [e for row in charge_u for e in row] + list(charge_x) + [e for row in charge_p for e in row]
+    needed = used(reset_terms) | used(charge_terms) | {h_names[fire_index]}  # s and sg read h_fire
+    recovery = None
+    save_input = False
+    if INPUT in needed:
+        for j in range(n):
+            recovery = _affine_recovery(charge[j], charge_x[j], h_names[j])
+            if recovery is not None:
+                needed |= variables(recovery)
+                break
+        save_input = recovery is None
+    needs_u = {i for i in range(n) if u_names[i] in needed}
+    # a previous state u_i is the reset of the step before: it reads the h its reset reads
+    for i in needs_u:
+        needed |= variables(reset[i])
+    saved = tuple(j for j in range(n) if h_names[j] in needed)
+    ops: set[str] = set()
+    for e in (*charge, *reset, surrogate, *reset_terms, *charge_terms, recovery):
+        if e is not None:
+            ops |= operations(e)
+    ops |= {">=", "-"}  # the firing comparison and z = h - threshold
+    return KernelPlan(
+        model=model,
+        config=config,
+        states=names,
+        learnables=model.learnables,
+        fire_index=fire_index,
+        threshold=threshold,
+        charge=charge,
+        reset=reset,
+        surrogate=surrogate,
+        reset_h=reset_h,
+        reset_s=reset_s,
+        reset_p=reset_p,
+        charge_u=charge_u,
+        charge_x=charge_x,
+        charge_p=charge_p,
+        saved_states=saved,
+        save_input=save_input,
+        input_recovery=recovery,
+        initial_states_needed=tuple(sorted(needs_u)),
+        operations=frozenset(ops),
+    )
