@@ -61,6 +61,7 @@ from snn.models._description import (
     State,
     StateValues,
     SurrogateSpec,
+    check_flag as check_flag,
     check_hyperparameter,
 )
 from snn.models._evaluate import autograd_step, evaluate_charge, evaluate_reset

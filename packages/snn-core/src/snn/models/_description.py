@@ -19,6 +19,7 @@ __all__ = [
     "SURROGATE_INPUT",
     "SurrogateSpec",
     "check_hyperparameter",
+    "check_flag",
     "HyperParameter",
     "State",
     "THRESHOLD_AND_RESET",
@@ -65,6 +66,17 @@ class SurrogateSpec:
         return f"SurrogateSpec(name={self.name!r}, params={self.params!r}{extra})"
 
 
+def check_flag(name: str, value: Any, integers: bool = False) -> bool:
+    """``value`` if it is a bool (with ``integers``, also the integer 0 or 1, as a bool);
+    raises ``TypeError`` otherwise."""
+    if isinstance(value, bool):
+        return value
+    if integers and isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    expected = "a bool (or the integer 0 or 1)" if integers else "a bool"
+    raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
+
+
 def check_hyperparameter(name: str, kind: str, value: Any) -> float | bool | None:
     """``value`` checked against ``kind`` and normalised (floats as ``float``).
 
@@ -76,9 +88,7 @@ def check_hyperparameter(name: str, kind: str, value: Any) -> float | bool | Non
         ValueError: a number that is not finite or out of range; an unknown kind.
     """
     if kind == "flag":
-        if not isinstance(value, bool):
-            raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
-        return value
+        return check_flag(name, value)
     if kind == "optional_real" and value is None:
         return None
     if kind not in HYPERPARAMETER_KINDS:

@@ -22,7 +22,6 @@ trained network (saliency maps, adversarial examples) sees the same gradient as 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -31,7 +30,14 @@ import torch
 from snn.base import MemoryModule
 from snn.dispatch import KernelDispatch, check_backend, supported_backends
 from snn.errors import UnsupportedOperationError
-from snn.models import NeuronConfig, NeuronModel, check_hyperparameter, evaluate_charge, evaluate_reset
+from snn.models import (
+    NeuronConfig,
+    NeuronModel,
+    check_flag,
+    check_hyperparameter,
+    evaluate_charge,
+    evaluate_reset,
+)
 from snn.surrogate import Sigmoid, SurrogateFunctionBase
 
 __all__ = ["BaseNode", "backend_and_store_v_seq", "check_real", "check_flag", "check_time_constant"]
@@ -49,17 +55,6 @@ def check_real(name: str, value: Any) -> float:
     number = check_hyperparameter(name, "real", value)
     assert isinstance(number, float)
     return number
-
-
-def check_flag(name: str, value: Any, integers: bool = False) -> bool:
-    """``value`` if it is a bool (with ``integers``, also the integer 0 or 1, as a bool);
-    raises ``TypeError`` otherwise."""
-    if isinstance(value, bool):
-        return value
-    if integers and isinstance(value, numbers.Integral) and value in (0, 1):
-        return bool(value)
-    expected = "a bool (or the integer 0 or 1)" if integers else "a bool"
-    raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
 
 
 def backend_and_store_v_seq(backend: Any, store_v_seq: Any) -> tuple[Any, Any]:

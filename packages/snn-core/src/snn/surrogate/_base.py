@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from snn.expr import torch_ops
-from snn.models import SurrogateSpec, check_hyperparameter
+from snn.models import SurrogateSpec, check_flag, check_hyperparameter
 
 __all__ = [
     "SurrogateFunctionBase",
@@ -393,14 +393,8 @@ class SurrogateFunctionBase(nn.Module):
         Raises:
             TypeError: ``spiking`` is not a bool (or 0 or 1).
         """
-        if isinstance(spiking, int) and not isinstance(spiking, bool) and spiking in (0, 1):
-            spiking = bool(spiking)  # SpikingJelly tests the flag's truth
-        if not isinstance(spiking, bool):
-            raise TypeError(
-                f"{type(self).__name__}: spiking: expected a bool (or the integer 0 or 1), "
-                f"got {type(spiking).__name__} {spiking!r}"
-            )
-        object.__setattr__(self, "spiking", spiking)
+        # 0 and 1 too: SpikingJelly tests the flag's truth
+        object.__setattr__(self, "spiking", check_flag(f"{type(self).__name__}: spiking", spiking, integers=True))
 
     def _float_params(self) -> tuple[tuple[str, float], ...]:
         return tuple((name, float(getattr(self, name))) for name in self.param_names)

@@ -8,17 +8,13 @@ module's own autograd function.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from snn.surrogate._base import Number, SurrogateFunctionBase, check_integer, check_real
+from snn.surrogate._base import Number, SurrogateFunctionBase, _functorch_active, check_integer, check_real
 
 __all__ = ["DeterministicPass", "PoissonPass", "MultiLevelSpikeCount"]
-
-#: Whether a torch.func transform (vmap, grad ...) is running.
-_functorch_active: Callable[[], bool] = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
 class DeterministicPass(SurrogateFunctionBase):

@@ -153,7 +153,9 @@ def _rebuild(content: dict[str, Any], file: Path, device: str | torch.device, ba
     try:
         network, step_mode = build_network(config, resolve_learner(config.learner))
     except (MemoryError, RuntimeError) as exc:  # a configuration too large for this machine
-        if not isinstance(exc, MemoryError) and "alloc" not in str(exc):
+        from snn.cli import _out_of_memory  # the rule snn's commands use for allocation failures
+
+        if _out_of_memory(exc) is None:
             raise
         raise RunFileError(
             f"{file}: the network its configuration describes (hidden={config.hidden}) does not fit in memory"
