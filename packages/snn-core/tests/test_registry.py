@@ -48,7 +48,7 @@ def test_kernel_is_imported_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> 
     with plugins.temporary_plugin(_plugin(fake=_backend()), name="fake-plugin") as registry:
         first = registry.kernel("fake", "multi_step")
         calls = []
-        monkeypatch.setattr("snn.registry._import_target", lambda target: calls.append(target))
+        monkeypatch.setattr("snn.registry._tables._import_target", lambda target: calls.append(target))
         assert registry.kernel("fake", "multi_step") is first
         assert calls == []
         info = registry.backend("fake")
@@ -130,10 +130,12 @@ def test_auto_prefers_priority_and_skips_emulated_and_unavailable(in_tree_only: 
 def test_generated_float32_source_must_hold_the_constants(in_tree_only: None) -> None:
     """A constant beyond float32's range has no float32 literal: a generating backend refuses the
     layer naming the parameter, and 'auto' passes it by (the torch backend computes it as a plain
-    loop does)."""
+    loop does, and so does any backend registered with literal_constants=False)."""
     backends = {
         "generating": _backend(models=None, operations=torch_backend.OPERATIONS, surrogates=None,
                                dtypes=(torch.float32, torch.float64), auto_priority=5),
+        "runtime_numbers": _backend(models=None, operations=torch_backend.OPERATIONS, surrogates=None,
+                                    literal_constants=False, dtypes=(torch.float32,), auto_priority=1),
     }
     with plugins.temporary_plugin(_plugin(**backends)) as registry:
         for config, name in [
@@ -142,17 +144,24 @@ def test_generated_float32_source_must_hold_the_constants(in_tree_only: None) ->
         ]:
             with pytest.raises(UnsupportedOperationError, match=re.escape(
                 f"backend 'generating' does not support {name} with torch.float32 inputs: its kernels compute in "
-                "float32, which cannot hold the value; backends that do: 'torch'"
+                "float32, which cannot hold the value; backends that do: 'runtime_numbers', 'torch'"
             )):
                 registry.check_kernel_inputs("generating", "cpu", torch.float32, config)
             registry.check_kernel_inputs("generating", "cpu", torch.float64, config)  # double literals
             registry.check_kernel_inputs("torch", "cpu", torch.float32, config)
-            assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "torch"
+            registry.check_kernel_inputs("runtime_numbers", "cpu", torch.float32, config)
+            assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "runtime_numbers"
             assert registry.auto_backend(config, "multi_step", "cpu", torch.float64) == "generating"
         largest = float(torch.finfo(torch.float32).max)  # fits (infinite values are refused by the models)
         for config in (neuron.IFNode(v_threshold=largest).neuron_config(), _lif(surrogate.Sigmoid(alpha=largest))):
             registry.check_kernel_inputs("generating", "cpu", torch.float32, config)
             assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "generating"
+
+
+def test_literal_constants_must_be_a_bool() -> None:
+    registrar = BackendRegistrar(Registry(), Provenance("p"))
+    with pytest.raises(TypeError, match=re.escape("literal_constants: expected True or False, got 'no'")):
+        registrar(name="b", literal_constants="no", **_backend(models=None, operations=("add",), surrogates=None))
 
 
 def test_a_model_s_node_class_must_run_it() -> None:

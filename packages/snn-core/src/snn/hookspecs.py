@@ -134,6 +134,11 @@ def snn_register_backends(register: BackendRegistrar) -> None:
           interpreter or emulation (kept for tests; ``"auto"`` never picks them).
         - ``auto_priority`` (int, optional): larger wins when ``backend="auto"`` chooses
           among backends that serve the input. The torch backend has priority 0.
+        - ``literal_constants`` (bool, optional, default ``True``): for generating backends,
+          whether the kernels hold hyper-parameters and surrogate parameters as float32 literals
+          when the inputs are not float64; a finite value beyond float32's range (``1e39``) is
+          then refused with such inputs. ``False`` where the kernels receive them as Python
+          numbers at run time (the torch backend).
         - ``description`` (str, optional): one line for ``snn doctor``.
 
     :returns: nothing; the registrar keeps the data.

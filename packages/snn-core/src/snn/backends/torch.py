@@ -81,6 +81,7 @@ def snn_register_backends(register: BackendRegistrar) -> None:
         operations=OPERATIONS,
         probe=probe,
         auto_priority=0,
+        literal_constants=False,  # hyper-parameters reach torch as Python numbers
         description="reference PyTorch kernels: every model, fused in-place steps, derived backward",
     )
 

@@ -1,0 +1,38 @@
+"""The registry: what plugins registered, and fast lookups of it.
+
+Plugins never touch this data directly; each hook of :mod:`snn.hookspecs` receives a
+*registrar* bound to the plugin, which validates the arguments, records provenance (plugin
+name, distribution and version) and refuses names that are already taken. After the plugin
+manager has been built (see :mod:`snn.plugins`), lookups are plain dictionary reads; kernels
+are imported on first use and cached, so a forward pass costs at most one dict lookup.
+
+The names live in three modules, imported here: ``_entries`` (what is stored:
+:class:`BackendInfo`, :class:`RegisteredItem`, provenance and failures), ``_tables``
+(:class:`Registry`) and ``_registrars`` (what the hooks receive).
+"""
+
+from __future__ import annotations
+
+from snn.registry._entries import KERNEL_MODES, BackendInfo, PluginFailure, Provenance, RegisteredItem
+from snn.registry._registrars import (
+    BackendRegistrar,
+    LearnerRegistrar,
+    LossRegistrar,
+    NeuronModelRegistrar,
+    StrategyRegistrar,
+)
+from snn.registry._tables import Registry
+
+__all__ = [
+    "KERNEL_MODES",
+    "Provenance",
+    "PluginFailure",
+    "BackendInfo",
+    "RegisteredItem",
+    "Registry",
+    "BackendRegistrar",
+    "StrategyRegistrar",
+    "LossRegistrar",
+    "LearnerRegistrar",
+    "NeuronModelRegistrar",
+]

@@ -1,0 +1,293 @@
+"""The registrars handed to the hooks of :mod:`snn.hookspecs`: each validates what one plugin
+registers, records its provenance and refuses names that are already taken."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from snn.errors import DuplicateRegistrationError
+from snn.registry._entries import KERNEL_MODES, BackendInfo, Provenance, RegisteredItem
+from snn.registry._tables import Registry
+
+if TYPE_CHECKING:
+    from snn.models import NeuronModel
+
+__all__ = [
+    "BackendRegistrar",
+    "NeuronModelRegistrar",
+    "StrategyRegistrar",
+    "LossRegistrar",
+    "LearnerRegistrar",
+]
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise TypeError(f"name: expected a non-empty string without surrounding spaces, got {name!r}")
+    return name
+
+
+class _Registrar:
+    """Base of the registrars handed to hooks: bound to one plugin and one table."""
+
+    what = "entry"
+
+    def __init__(self, registry: Registry, provenance: Provenance) -> None:
+        self._registry = registry
+        self._provenance = provenance
+        self._before = set(self._table())
+
+    def withdraw(self) -> list[str]:
+        """Remove what this registrar registered (its hook raised: a plugin provides all of a
+        hook's entries or none); returns the names removed."""
+        table = self._table()
+        added = [name for name in table if name not in self._before]
+        for name in added:
+            del table[name]
+        return added
+
+    def __repr__(self) -> str:  # shown by pluggy's hook tracing
+        return f"{type(self).__name__}(plugin={self._provenance.plugin!r})"
+
+    def _table(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _claim(self, name: object) -> str:
+        checked = _check_name(name)
+        existing = self._table().get(checked)
+        if existing is not None:
+            raise DuplicateRegistrationError(
+                self.what, checked, existing.provenance.plugin, self._provenance.plugin
+            )
+        return checked
+
+
+class BackendRegistrar(_Registrar):
+    """``register(name, kernels, *, devices, dtypes, probe, models | operations, ...)``.
+
+    See :func:`snn.hookspecs.snn_register_backends` for the meaning of each argument.
+    """
+
+    what = "backend"
+
+    def _table(self) -> dict[str, Any]:
+        return self._registry.backends
+
+    def __call__(
+        self,
+        name: str,
+        kernels: Mapping[str, str],
+        *,
+        devices: Iterable[str],
+        dtypes: Iterable[torch.dtype],
+        probe: Callable[[], str | None],
+        models: Iterable[str] | None = None,
+        operations: Iterable[str] | None = None,
+        surrogates: Iterable[str] | None = None,
+        emulated_devices: Iterable[str] = (),
+        auto_priority: int = 0,
+        literal_constants: bool = True,
+        description: str = "",
+    ) -> None:
+        checked = self._claim(name)
+        if not isinstance(kernels, Mapping) or not kernels:
+            raise TypeError(f"kernels: expected a non-empty mapping kernel mode -> 'module:attribute', got {kernels!r}")
+        for key, target in kernels.items():
+            if key not in KERNEL_MODES:
+                hint = (
+                    " (kernels are no longer keyed by neuron kind: one kernel per kernel mode serves every "
+                    "model; name hand-written models with models=...)"
+                    if isinstance(key, tuple) else ""
+                )
+                raise ValueError(f"kernels: expected keys in {KERNEL_MODES}, got {key!r}{hint}")
+            if not isinstance(target, str) or target.count(":") != 1:
+                raise ValueError(f"kernels[{key!r}]: expected a 'module:attribute' string, got {target!r}")
+        if (models is None) == (operations is None):
+            raise TypeError(
+                "models / operations: give exactly one: models=(names...) for hand-written kernels, "
+                "operations=(snn.expr operations...) for kernels generated from the models' expressions"
+            )
+        model_set = None if models is None else frozenset(_check_names("models", models))
+        served_models = frozenset(self._registered_models(model_set or ()))
+        op_set = None if operations is None else frozenset(_check_names("operations", operations))
+        if surrogates is None and op_set is None:
+            raise TypeError("surrogates: a backend with hand-written kernels must name the surrogates it implements")
+        surrogate_set = None if surrogates is None else frozenset(_check_names("surrogates", surrogates))
+        if surrogate_set is not None:
+            from snn.surrogate import SURROGATES
+
+            unknown = sorted(surrogate_set - set(SURROGATES))
+            if unknown:
+                raise ValueError(
+                    f"surrogates: expected names of snn.surrogate classes, got unknown {unknown} "
+                    f"(known: {sorted(SURROGATES)})"
+                )
+        device_set = frozenset(_check_device_types("devices", devices))
+        emulated_set = frozenset(_check_device_types("emulated_devices", emulated_devices))
+        dtype_set = frozenset(dtypes)
+        if not all(isinstance(d, torch.dtype) for d in dtype_set):
+            raise TypeError(f"dtypes: expected torch.dtype values, got {sorted(map(str, dtype_set))}")
+        if not isinstance(literal_constants, bool):
+            raise TypeError(f"literal_constants: expected True or False, got {literal_constants!r}")
+        if not callable(probe):
+            raise TypeError(f"probe: expected a callable returning None or a reason, got {probe!r}")
+        self._registry.backends[checked] = BackendInfo(
+            name=checked,
+            kernels=dict(kernels),
+            devices=device_set,
+            emulated_devices=emulated_set,
+            dtypes=dtype_set,
+            models=model_set,
+            operations=op_set,
+            surrogates=surrogate_set,
+            probe=probe,
+            auto_priority=int(auto_priority),
+            description=description,
+            provenance=self._provenance,
+            served_models=served_models,
+            literal_constants=literal_constants,
+        )
+
+    def _registered_models(self, names: Iterable[str]) -> list[Any]:
+        """The registered models called ``names`` (models are registered before backends)."""
+        known = self._registry.models
+        missing = sorted(set(names) - set(known))
+        if missing:
+            raise ValueError(
+                f"models: expected names of registered neuron models, got unknown {missing} "
+                f"(registered: {sorted(known)}; a hand-written backend's own model is registered "
+                "with snn_register_neuron_models)"
+            )
+        return [known[name].implementation for name in names]
+
+
+def _check_names(what: str, values: Iterable[str]) -> list[str]:
+    if isinstance(values, str):
+        raise TypeError(f"{what}: expected a collection of strings, got the string {values!r}")
+    names = list(values)
+    if not all(isinstance(v, str) and v for v in names):
+        raise TypeError(f"{what}: expected non-empty strings, got {names!r}")
+    return names
+
+
+#: Names people write for a device type that torch calls otherwise.
+_DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "amd": "cuda", "apple": "mps", "intel": "xpu"}
+
+
+def _check_device_types(what: str, values: Iterable[str]) -> list[str]:
+    """Names of torch device types (``"cpu"``, ``"cuda"``, ``"xpu"`` ...): what ``tensor.device.type``
+    says. ``ValueError`` for a device with an index (``"cuda:0"``), a name that is not a lowercase
+    identifier, or a common alias (``"gpu"``). Other names pass: torch learns some device types
+    only when their library is imported (``"npu"``), which a plugin module should not do."""
+    names = _check_names(what, values)
+    for name in names:
+        hint = f" (torch calls it {_DEVICE_ALIASES[name]!r})" if name in _DEVICE_ALIASES else ""
+        if hint or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"{what}: expected torch device types such as 'cpu' or 'cuda', got {name!r}{hint}")
+    return names
+
+
+class NeuronModelRegistrar(_Registrar):
+    """``register(model, **metadata)``; see :func:`snn.hookspecs.snn_register_neuron_models`.
+
+    The name is the model's own (:attr:`snn.models.NeuronModel.name`).
+    """
+
+    what = "neuron model"
+
+    def _table(self) -> dict[str, Any]:
+        return self._registry.models
+
+    def __call__(self, model: NeuronModel, **metadata: Any) -> None:
+        from snn.models import NeuronModel
+
+        if not isinstance(model, NeuronModel):
+            raise TypeError(f"model: expected an snn.models.NeuronModel, got {type(model).__name__}")
+        if "node" in metadata:
+            _check_node_class(model, metadata["node"])
+        checked = self._claim(model.name)
+        _check_model_builds(model)
+        # the model's own line (never the NeuronModel class docstring of an instance)
+        metadata.setdefault("description", model.description)
+        self._registry.models[checked] = RegisteredItem(checked, model, dict(metadata), self._provenance)
+
+
+def _check_node_class(model: NeuronModel, node: Any) -> None:
+    """Raise ``TypeError`` unless ``node`` (the ``node=`` metadata) is a neuron class that runs
+    ``model``: ``snn bench`` and :func:`snn.neuron.node_class` build it for the model's name."""
+    from snn.neuron.base import BaseNode
+
+    if not (isinstance(node, type) and issubclass(node, BaseNode)):
+        raise TypeError(f"model {model.name!r}: node: expected a subclass of snn.neuron.BaseNode, got {node!r}")
+    if node.model is not model:
+        runs = "no model" if node.model is None else f"model {node.model.name!r}"
+        raise TypeError(f"model {model.name!r}: node: {node.__name__} runs {runs}, not this one (its class attribute model)")
+
+
+def _check_model_builds(model: NeuronModel) -> None:
+    """Build the model's kernel plan (default hyper-parameters and each example, Sigmoid
+    surrogate), so that a description that cannot run fails at registration, naming the model,
+    rather than in ``snn doctor`` or a user's first forward."""
+    from snn.models import kernel_plan
+    from snn.surrogate import Sigmoid
+
+    spec = Sigmoid().spec
+    for settings in ({}, *model.examples):
+        what = "its default hyper-parameters" if not settings else f"its example {dict(settings)!r}"
+        try:
+            kernel_plan(model.config(spec, **dict(settings)))
+        except Exception as exc:
+            raise ValueError(
+                f"model {model.name!r}: its description does not build a kernel with {what}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+
+class _ItemRegistrar(_Registrar):
+    table_name = ""
+
+    def _table(self) -> dict[str, Any]:
+        return getattr(self._registry, self.table_name)
+
+    def __call__(self, name: str, implementation: Any, **metadata: Any) -> None:
+        checked = self._claim(name)
+        self._validate(implementation)
+        self._table()[checked] = RegisteredItem(checked, implementation, dict(metadata), self._provenance)
+
+    def _validate(self, implementation: Any) -> None:
+        if not callable(implementation):
+            raise TypeError(f"implementation of {self.what}: expected a callable, got {implementation!r}")
+
+
+class StrategyRegistrar(_ItemRegistrar):
+    """``register(name, strategy, **metadata)``; see :func:`snn.hookspecs.snn_register_forward_strategies`."""
+
+    what = "forward strategy"
+    table_name = "strategies"
+
+
+class LossRegistrar(_ItemRegistrar):
+    """``register(name, loss, **metadata)``; see :func:`snn.hookspecs.snn_register_losses`."""
+
+    what = "loss"
+    table_name = "losses"
+
+
+class LearnerRegistrar(_ItemRegistrar):
+    """``register(name, learner, **metadata)``; see :func:`snn.hookspecs.snn_register_online_learners`."""
+
+    what = "online learner"
+    table_name = "learners"
+
+    def _validate(self, implementation: Any) -> None:
+        from snn.learning import OnlineLearner
+
+        if not isinstance(implementation, OnlineLearner):
+            raise TypeError(
+                f"implementation of online learner: expected an snn.learning.OnlineLearner instance, "
+                f"got {type(implementation).__name__}"
+            )
