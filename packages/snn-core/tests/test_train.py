@@ -299,7 +299,7 @@ def test_bad_settings_are_reported(argv: list[str], expected: list[str], tmp_pat
 
 def test_the_largest_learning_rate_is_one_adam_can_take() -> None:
     """Adam's scalar step factor, lr / (1 - 0.9), is a float32 number at MAX_LR; torch refuses more."""
-    from snn.train.loop import MAX_LR
+    from snn.train.config import MAX_LR
 
     weight = torch.nn.Parameter(torch.zeros(3))
     weight.grad = torch.ones(3)

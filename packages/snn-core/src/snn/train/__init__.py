@@ -19,7 +19,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from snn.train.checkpoint import RunFileError, load_checkpoint
-from snn.train.loop import EpochRecord, TrainConfig, TrainResult, train
+from snn.train.config import EpochRecord, TrainConfig, TrainResult
+from snn.train.loop import train
 
 if TYPE_CHECKING:
     from snn.train.evaluate import Evaluation, TrainedModel, evaluate_model, load_model

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from snn.train.checkpoint import CHECKPOINT_FILE, MODEL_FILE
+from snn.train.config import MIN_LIMIT, EpochRecord, TrainConfig, TrainResult
 from snn.train.data import ENCODINGS, NUM_IMAGES
-from snn.train.loop import MIN_LIMIT, EpochRecord, TrainConfig, TrainResult, resolve_device
 from snn.train.models import MODELS
-from snn.train.resolve import path_argument
+from snn.train.resolve import path_argument, resolve_device
 
 __all__ = ["DESCRIPTION", "RUN_OPTIONS", "add_arguments", "run", "main"]
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from snn.train.loop import TrainConfig
+    from snn.train.config import TrainConfig
 
 __all__ = ["DESCRIPTION", "TrainedModel", "Evaluation", "load_model", "evaluate_model", "add_arguments", "run", "main"]
 
@@ -137,7 +137,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", backend:
 def _rebuild(content: dict[str, Any], file: Path, device: str | torch.device, backend: str) -> TrainedModel:
     from snn import functional
     from snn.train.checkpoint import RunFileError
-    from snn.train.loop import TrainConfig
+    from snn.train.config import TrainConfig
     from snn.train.resolve import resolve_backend, resolve_device, resolve_learner
     from snn.train.runner import build_network, check_state_fits, surrogate_name
 

@@ -19,8 +19,8 @@ from snn.train.data import DigitsSplit, batch_indices, encode
 from snn.train.models import build_layers, default_neuron_factory, spiking_layers
 
 if TYPE_CHECKING:
+    from snn.train.config import TrainConfig
     from snn.train.distributed import DistributedContext
-    from snn.train.loop import TrainConfig
 
 __all__ = [
     "EVAL_BATCH",
