@@ -18,17 +18,8 @@ from typing import Any, TextIO
 
 import torch
 
-from snn.bench.measure import (
-    DESCRIPTION,
-    DTYPES,
-    KINDS,
-    REFERENCE_NAME,
-    WIDE_SPREAD,
-    BenchReport,
-    BenchRow,
-    benchmark,
-    format_ms,
-)
+from snn.bench.measure import DESCRIPTION, DTYPES, KINDS, REFERENCE_NAME, benchmark
+from snn.bench.report import WIDE_SPREAD, BenchReport, BenchRow, format_ms
 
 __all__ = ["format_table", "add_arguments", "run", "main"]
 
