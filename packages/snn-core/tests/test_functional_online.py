@@ -127,9 +127,23 @@ def test_argument_validation(learners: dict[str, RecordingLearner]) -> None:
         functional.ottt_online_training(model, optimizer, x, torch.randn(3, 2, 1), loss_fn, True)
     with pytest.raises(ValueError, match=r"got shape \(2, 2, 1\)"):
         functional.ottt_online_training(model, optimizer, x, torch.randn(2, 2, 1), loss_fn, True)
-    with pytest.raises(TypeError, match="online: expected a bool, got 1"):
-        functional.ottt_online_training(model, optimizer, x, t, loss_fn, 1)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(TypeError, match=r"ottt_online_training: online: expected a bool \(or the integer 0 or 1\), got int 2"):
+        functional.ottt_online_training(model, optimizer, x, t, loss_fn, 2)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(TypeError, match="online: expected a bool .* got NoneType None"):
+        functional.ottt_online_training(model, optimizer, x, t, loss_fn, None)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     assert learners["fptt"].calls == [] and learners["ottt"].calls == []
+
+
+def test_online_takes_what_the_reference_tests_for_truth(learners: dict[str, RecordingLearner]) -> None:
+    """SpikingJelly tests ``online`` for truth: 0 / 1, NumPy bools and a boolean tensor pass, as bools."""
+    import numpy as np
+
+    model, optimizer = _setup()
+    x, t = torch.randn(2, 3, 2), torch.randn(2, 3, 1)
+    loss_fn = torch.nn.functional.mse_loss
+    for flag, expected in [(1, True), (0, False), (np.True_, True), (np.False_, False), (torch.tensor(True), True)]:
+        functional.ottt_online_training(model, optimizer, x, t, loss_fn, flag)  # type: ignore[arg-type]  # other flag types on purpose
+        assert learners["ottt"].calls[-1][2]["online"] is expected
 
 
 def test_alpha_takes_any_real_number_and_one_element_tensors(learners: dict[str, RecordingLearner]) -> None:

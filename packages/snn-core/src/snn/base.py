@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -101,20 +101,27 @@ class MemoryModule(nn.Module, StepModule):
     Memories are registered with :meth:`register_memory` and then used as attributes
     (``self.v``). Their reset values are deep copies taken at registration.
 
-    A memory module runs on plain PyTorch; its ``backend`` is ``"torch"``. Neurons
-    (:class:`snn.neuron.BaseNode`) override :attr:`backend` and :attr:`supported_backends` to run
-    on kernel backends.
+    A memory module runs on plain PyTorch; its ``backend`` is ``"torch"`` unless a subclass
+    stores another name for its own forward to read (as SpikingJelly modules do, with their own
+    :attr:`supported_backends`). Neurons (:class:`snn.neuron.BaseNode`) override both to run on
+    kernel backends.
 
     Args:
-        step_mode: ``'s'`` or ``'m'``.
+        step_mode: ``'s'`` or ``'m'``, checked against :meth:`supported_step_mode`; ``None``
+            (the default) starts in ``'s'`` unchecked, as SpikingJelly's ``MemoryModule`` does,
+            so that a subclass that runs only whole sequences (``MultiStepModule``) sets
+            ``self.step_mode = 'm'`` after this constructor.
     """
 
-    def __init__(self, step_mode: str = "s") -> None:
+    def __init__(self, step_mode: str | None = None) -> None:
         super().__init__()
         object.__setattr__(self, "_memories", {})
         object.__setattr__(self, "_memories_rv", {})
         self._backend = "torch"
-        self.step_mode = step_mode
+        if step_mode is None:
+            self._step_mode = "s"
+        else:
+            self.step_mode = step_mode
 
     # -- memories ------------------------------------------------------------------------------
 
@@ -249,22 +256,29 @@ class MemoryModule(nn.Module, StepModule):
 
     @property
     def supported_backends(self) -> tuple[str, ...]:
-        """``("torch",)``: a plain memory module runs on PyTorch only (neurons override this)."""
-        return ("torch",)
+        """The backends :func:`snn.functional.set_backend` may give this module: ``("torch",)``
+        unless the module assigned its own (``self.supported_backends = ("torch", "cupy")``, as
+        SpikingJelly modules do); neurons list the kernel backends serving their model."""
+        return self.__dict__.get("_supported_backends", ("torch",))
+
+    @supported_backends.setter
+    def supported_backends(self, value: Iterable[str]) -> None:
+        names = tuple(value) if not isinstance(value, str) else None
+        if not names or not all(isinstance(name, str) and name for name in names):
+            raise TypeError(f"supported_backends: expected a non-empty tuple of backend names, got {value!r}")
+        self.__dict__["_supported_backends"] = names
 
     @property
     def backend(self) -> str:
-        """``"torch"`` (neurons override this with a choice of kernel backends)."""
+        """The backend name: ``"torch"``, or what the module (or ``set_backend``, within
+        :attr:`supported_backends`) stored for its own forward to read. snn's kernel backends
+        serve neurons only, which override this."""
         return self._backend
 
     @backend.setter
     def backend(self, value: str) -> None:
-        if not isinstance(value, str):
-            raise TypeError(f"backend: expected a string, got {type(value).__name__}")
-        if value != "torch":
-            from snn.errors import UnsupportedOperationError
-
-            raise UnsupportedOperationError(value, f"{type(self).__name__} (a memory module, not a neuron)", ("torch",))
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"backend: expected a backend name (a non-empty string), got {value!r}")
         self._backend = value
 
     def extra_repr(self) -> str:

@@ -149,6 +149,22 @@ class BaseMonitor:
 
         return hook
 
+    def create_hook(self, name: str) -> Callable[..., None]:
+        """The torch hook installed on the monitored layer ``name``.
+
+        It records this monitor's value (the output, input, attribute or gradient) while the
+        monitor lives and is enabled. A subclass overrides this to record something else, as in
+        SpikingJelly: the returned hook receives torch's hook arguments (``(module, args,
+        output)`` for a forward hook, ``(module, args)`` for a pre-hook, ``(module, grad_input,
+        grad_output)`` for a backward hook) and records with ``self._record(name, value)`` (or
+        by appending to :attr:`records` and ``name_records_index[name]``).
+        """
+        return self._hook(name, type(self)._value)
+
+    def _value(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
+        """The value a hook records, from the hook's arguments after the module."""
+        raise NotImplementedError
+
     def _record(self, name: str, value: Any) -> None:
         self.name_records_index[name].append(len(self.records))
         self.records.append(value)
@@ -215,9 +231,9 @@ class OutputMonitor(BaseMonitor):
         super().__init__()
         self.function_on_output = _check_callable("function_on_output", function_on_output)
         for name, module in self._monitor_modules(net, instance):
-            self.hooks.append(module.register_forward_hook(self._hook(name, OutputMonitor._on_output)))
+            self.hooks.append(module.register_forward_hook(self.create_hook(name)))
 
-    def _on_output(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
+    def _value(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
         return self.function_on_output(_unpack_single(args[1]))
 
 
@@ -246,9 +262,9 @@ class InputMonitor(BaseMonitor):
         super().__init__()
         self.function_on_input = _check_callable("function_on_input", function_on_input)
         for name, module in self._monitor_modules(net, instance):
-            self.hooks.append(module.register_forward_pre_hook(self._hook(name, InputMonitor._on_input)))
+            self.hooks.append(module.register_forward_pre_hook(self.create_hook(name)))
 
-    def _on_input(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
+    def _value(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
         return self.function_on_input(_unpack_single(args[0]))
 
 
@@ -288,11 +304,11 @@ class AttributeMonitor(BaseMonitor):
         self.pre_forward = pre_forward
         self.function_on_attribute = _check_callable("function_on_attribute", function_on_attribute)
         for name, module in self._monitor_modules(net, instance):
-            hook = self._hook(name, AttributeMonitor._on_call)
+            hook = self.create_hook(name)
             handle = module.register_forward_pre_hook(hook) if pre_forward else module.register_forward_hook(hook)
             self.hooks.append(handle)
 
-    def _on_call(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
+    def _value(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
         return self.function_on_attribute(getattr(module, self.attribute_name))
 
 
@@ -322,9 +338,9 @@ class GradInputMonitor(BaseMonitor):
         super().__init__()
         self.function_on_grad_input = _check_callable("function_on_grad_input", function_on_grad_input)
         for name, module in self._monitor_modules(net, instance):
-            self.hooks.append(module.register_full_backward_hook(self._hook(name, GradInputMonitor._on_grad)))
+            self.hooks.append(module.register_full_backward_hook(self.create_hook(name)))
 
-    def _on_grad(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
+    def _value(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
         return self.function_on_grad_input(_unpack_single(args[0]))
 
 
@@ -353,9 +369,9 @@ class GradOutputMonitor(BaseMonitor):
         super().__init__()
         self.function_on_grad_output = _check_callable("function_on_grad_output", function_on_grad_output)
         for name, module in self._monitor_modules(net, instance):
-            self.hooks.append(module.register_full_backward_hook(self._hook(name, GradOutputMonitor._on_grad)))
+            self.hooks.append(module.register_full_backward_hook(self.create_hook(name)))
 
-    def _on_grad(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
+    def _value(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
         return self.function_on_grad_output(_unpack_single(args[1]))
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snn.learning import OnlineLearner
+from snn.models import check_flag
 
 __all__ = ["OTTTLearner", "SLTTLearner", "FPTTLearner", "DEFAULT_FPTT_ALPHA"]
 
@@ -142,8 +143,7 @@ class _PerStepSpatialLearner(OnlineLearner):
         """
         _no_options(self.name, options, "online=")
         _check_common(model, optimizer, f_loss_t)
-        if not isinstance(online, bool):
-            raise TypeError(f"online: expected a bool, got {type(online).__name__} ({online!r})")
+        online = check_flag("online", online, integers=True)
         if not isinstance(x_seq, torch.Tensor):
             raise TypeError(f"x_seq: expected a tensor [N, T, *], got {type(x_seq).__name__}")
         if not isinstance(target_seq, torch.Tensor):

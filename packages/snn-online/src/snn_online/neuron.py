@@ -18,6 +18,7 @@ detach). They run one step at a time: asking for ``step_mode='m'`` raises :class
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -52,6 +53,10 @@ class _OnlineLIFNode(LIFNode):
     def supported_backends(self) -> tuple[str, ...]:
         """``("torch",)``: single-step neurons run on the reference backend."""
         return ("torch",)
+
+    @supported_backends.setter
+    def supported_backends(self, value: Iterable[str]) -> None:
+        raise AttributeError(f"supported_backends: {type(self).__name__} runs on the torch backend only (got {value!r})")
 
     def _spike_step(self, x: torch.Tensor) -> torch.Tensor:
         """One LIF step; in training the previous potential is detached first."""

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from snn.learning import OnlineLearner
+from snn.models import check_flag
 
 __all__ = [
     "fptt_online_training",
@@ -156,8 +157,10 @@ def ottt_online_training(
             f"{fn}: target_seq: expected leading dims [B, T'] with B = {x_seq.shape[0]} and T' >= "
             f"T = {x_seq.shape[1]} like x_seq (step t reads target_seq[:, t]), got shape {tuple(target_seq.shape)}"
         )
-    if not isinstance(online, bool):
-        raise TypeError(f"{fn}: online: expected a bool, got {online!r}")
+    try:
+        online = check_flag("online", online, integers=True)
+    except TypeError as exc:
+        raise TypeError(f"{fn}: {exc}") from None
     loss, y_all = _learner("ottt").train_sequence(model, optimizer, x_seq, target_seq, f_loss_t, online=online)
     if y_all is None:
         raise TypeError(f"{fn}: the learner registered as 'ottt' returned no outputs (y_all is None)")

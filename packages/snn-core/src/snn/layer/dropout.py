@@ -44,21 +44,39 @@ class Dropout(MemoryModule):
         self.p = float(p)
         self.register_memory("mask", None)
 
-    def _mask_for(self, step_shape: torch.Size, x: torch.Tensor, name: str) -> torch.Tensor:
-        """The current mask for steps of shape ``step_shape``, sampled (like ``x``) if there is none."""
+    def create_mask(self, x: torch.Tensor) -> None:
+        """Sample a new :attr:`mask` shaped like one step ``x`` ``[N, *]`` (its dtype and device):
+        each element ``1 / (1 - p)`` with probability ``1 - p``, else ``0``.
+
+        The forward calls this when there is no mask; a subclass overrides it to drop other
+        patterns (whole channels, as SpikingJelly's ``Dropout2d`` does), setting ``self.mask``
+        to a tensor of the step's shape.
+        """
+        if self.p == 1.0:
+            self.mask = torch.zeros_like(x)
+        else:
+            keep = 1.0 - self.p
+            self.mask = torch.empty_like(x).bernoulli_(keep).div_(keep)
+
+    def _mask_for(self, step: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
+        """The current mask for steps shaped like ``step``, sampled by :meth:`create_mask` if
+        there is none."""
         if not x.is_floating_point():
             raise TypeError(
                 f"{name}: expected a floating tensor in training (the mask scales kept elements by "
                 f"1 / (1 - p)), got dtype {x.dtype}; convert spikes with .float()"
             )
+        step_shape = step.shape
         mask = self.mask
         if mask is None:
-            if self.p == 1.0:
-                mask = x.new_zeros(step_shape)
-            else:
-                keep = 1.0 - self.p
-                mask = x.new_empty(step_shape).bernoulli_(keep).div_(keep)
-            self.mask = mask
+            self.create_mask(step.detach())
+            mask = self.mask
+            if not isinstance(mask, torch.Tensor) or mask.shape != step_shape:
+                got = f"shape {list(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+                raise ValueError(
+                    f"{type(self).__name__}.create_mask: expected it to set self.mask to a tensor of the "
+                    f"step's shape {list(step_shape)}, got {got}"
+                )
         elif mask.shape != step_shape:
             raise ValueError(
                 f"x: the dropout mask was sampled for steps of shape {list(mask.shape)} but this "
@@ -78,7 +96,7 @@ class Dropout(MemoryModule):
             raise TypeError(f"x: expected a torch.Tensor with shape [N, *], got {type(x).__name__}")
         if not self.training or self.p == 0.0:
             return x
-        return x * self._mask_for(x.shape, x, "x")
+        return x * self._mask_for(x, x, "x")
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         """A sequence ``x_seq`` ``[T, N, *]``: every step multiplied by the same mask ``[N, *]``.
@@ -94,8 +112,8 @@ class Dropout(MemoryModule):
             raise ValueError(f"x_seq: expected a tensor with shape [T, N, *], got shape {list(x_seq.shape)}")
         if not self.training or self.p == 0.0:
             return x_seq
-        step_shape = x_seq.shape[1:]
-        return x_seq * self._mask_for(step_shape, x_seq, "x_seq")
+        step = x_seq[0] if x_seq.shape[0] else x_seq.new_zeros(x_seq.shape[1:])
+        return x_seq * self._mask_for(step, x_seq, "x_seq")
 
     def extra_repr(self) -> str:
         return f"p={self.p}, step_mode={self.step_mode}"

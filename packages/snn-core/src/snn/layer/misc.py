@@ -216,6 +216,12 @@ class VotingLayer(nn.Module, StepModule):
         pooled = F.avg_pool1d(x.reshape(-1, 1, x.shape[-1]), self.voting_size, self.voting_size)
         return pooled.reshape(*leading, x.shape[-1] // self.voting_size)
 
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The class scores of one step ``x`` ``[N, C * voting_size]`` -> ``[N, C]`` (the same
+        computation as :meth:`forward`, which serves both step modes; kept for code written
+        against SpikingJelly, whose ``forward`` calls it per step)."""
+        return self.forward(x)
+
     def extra_repr(self) -> str:
         return f"voting_size={self.voting_size}, step_mode={self.step_mode}"
 

@@ -23,9 +23,14 @@ __all__ = [
 
 
 def _check_sub_module(sub_module: Any) -> None:
+    """``sub_module`` and every module inside it in step mode ``'s'``: checked at construction
+    and again at every step, since a step mode can change in between (a module in ``'m'`` would
+    read each step ``[N, *]`` as a sequence and answer wrongly)."""
     if not isinstance(sub_module, nn.Module):
         raise TypeError(f"sub_module: expected an nn.Module, got {type(sub_module).__name__}")
-    check_single_step_children([("sub_module", sub_module)])
+    check_single_step_children(
+        (f"sub_module.{name}" if name else "sub_module", module) for name, module in sub_module.named_modules()
+    )
 
 
 def _reset_hint(module: nn.Module, state_shape: torch.Size, step_shape: torch.Size) -> ValueError:
@@ -52,7 +57,8 @@ class ElementWiseRecurrentContainer(MemoryModule):
 
     Raises:
         TypeError: ``sub_module`` is not a module or ``element_wise_function`` not callable.
-        ValueError: ``sub_module`` is not in step mode ``'s'``.
+        ValueError: ``sub_module`` or a module inside it is not in step mode ``'s'`` (checked
+            at construction and at every step).
 
     Example:
         >>> import torch
@@ -87,10 +93,12 @@ class ElementWiseRecurrentContainer(MemoryModule):
 
         Raises:
             TypeError: ``x`` is not a tensor.
-            ValueError: the previous output has another shape (call ``reset_net``).
+            ValueError: the previous output has another shape (call ``reset_net``), or a
+                module of ``sub_module`` is no longer in step mode ``'s'``.
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x: expected a torch.Tensor [N, *], got {type(x).__name__}")
+        _check_sub_module(self.sub_module)
         if self.y is None:
             self.y = torch.zeros_like(x)
         elif self.y.shape != x.shape:
@@ -126,8 +134,8 @@ class LinearRecurrentContainer(MemoryModule):
 
     Raises:
         TypeError: ``sub_module`` is not a module; the feature sizes are not ints.
-        ValueError: a feature size is not positive, or ``sub_module`` is not in step mode
-            ``'s'``.
+        ValueError: a feature size is not positive, or ``sub_module`` or a module inside it is
+            not in step mode ``'s'`` (checked at construction and at every step).
     """
 
     # memories (registered with register_memory); declared for the type checker
@@ -161,7 +169,8 @@ class LinearRecurrentContainer(MemoryModule):
             TypeError: ``x`` is not a tensor.
             ValueError: ``x``'s last dimension is not ``in_features``, ``sub_module``'s
                 output's last dimension is not ``out_features``, or the previous output was
-                for inputs of another shape (call ``reset_net``).
+                for inputs of another shape (call ``reset_net``), or a module of ``sub_module``
+                is no longer in step mode ``'s'``.
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x: expected a torch.Tensor [N, *, {self.in_features}], got {type(x).__name__}")
@@ -170,6 +179,7 @@ class LinearRecurrentContainer(MemoryModule):
                 f"x: expected shape [N, *, {self.in_features}] (in_features = {self.in_features}), "
                 f"got {list(x.shape)}"
             )
+        _check_sub_module(self.sub_module)
         if self.y is None:
             self.y = torch.zeros(*x.shape[:-1], self.out_features, dtype=x.dtype, device=x.device)
         elif self.y.shape[:-1] != x.shape[:-1]:

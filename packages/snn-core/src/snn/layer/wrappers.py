@@ -191,6 +191,12 @@ class StepModeWrapper(StepModule):
             return torch_forward(x)
         return seq_to_ann_forward(x, torch_forward)
 
+    def super_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The torch layer's own forward on ``x`` (one step, e.g. ``[N, C, H, W]``), whatever the
+        step mode (SpikingJelly's batch-norm subclasses call it)."""
+        torch_forward = super().forward  # type: ignore[misc]  # the torch layer's (after this mixin in the MRO)
+        return torch_forward(x)
+
     def extra_repr(self) -> str:
         text = super().extra_repr()  # type: ignore[misc]  # the torch layer's (after this mixin in the MRO)
         return f"{text}, step_mode={self.step_mode}" if text else f"step_mode={self.step_mode}"

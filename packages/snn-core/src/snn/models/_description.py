@@ -67,12 +67,20 @@ class SurrogateSpec:
 
 
 def check_flag(name: str, value: Any, integers: bool = False) -> bool:
-    """``value`` if it is a bool (with ``integers``, also the integer 0 or 1, as a bool);
-    raises ``TypeError`` otherwise."""
+    """``value`` if it is a bool; raises ``TypeError`` otherwise.
+
+    With ``integers`` (the flags SpikingJelly tests for truth) also the integer 0 or 1 (NumPy's
+    included), a NumPy bool and a one-element boolean tensor, as a bool.
+    """
     if isinstance(value, bool):
         return value
-    if integers and isinstance(value, numbers.Integral) and value in (0, 1):
-        return bool(value)
+    if integers:
+        if isinstance(value, numbers.Integral) and value in (0, 1):
+            return bool(value)
+        if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+            return bool(value)
+        if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.numel() == 1:
+            return bool(value)
     expected = "a bool (or the integer 0 or 1)" if integers else "a bool"
     raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
 

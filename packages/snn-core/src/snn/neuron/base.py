@@ -22,7 +22,7 @@ trained network (saliency maps, adversarial examples) sees the same gradient as 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -220,6 +220,13 @@ class BaseNode(MemoryModule):
             return ("torch",)
         config = self._kernel_config()
         return supported_backends(config if config is not None else model, self.step_mode)
+
+    @supported_backends.setter
+    def supported_backends(self, value: Iterable[str]) -> None:
+        raise AttributeError(
+            f"supported_backends: {type(self).__name__} lists the installed backends serving its model "
+            f"in its step mode; it cannot be assigned (got {value!r})"
+        )
 
     @property
     def backend(self) -> str:
