@@ -276,3 +276,57 @@ def test_a_pickled_configuration_of_a_served_model_is_still_served() -> None:
         config = pickle.loads(pickle.dumps(_lif()))
         assert config.model is not neuron.LIFNode.model
         assert registry.backend("fake").serves_config(config)
+
+
+def test_registrars_take_their_documented_options_only() -> None:
+    """A misspelt option is a TypeError naming it (it used to land silently in the metadata)."""
+    from snn.learning import OnlineLearner
+    from snn.registry import LearnerRegistrar, LossRegistrar, StrategyRegistrar
+
+    class Learner(OnlineLearner):
+        name = "mine"
+
+        def train_sequence(self, *args: object, **options: object) -> None:
+            raise AssertionError("not called here")
+
+    registry = Registry()
+    losses = LossRegistrar(registry, Provenance("p"))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'descripton'"):
+        losses("zero", lambda y, t: 0, descripton="typo")  # type: ignore[call-arg]  # a misspelt option on purpose
+    with pytest.raises(TypeError, match="signature: expected None or a non-empty string"):
+        losses("zero", lambda y, t: 0, signature=3)  # type: ignore[arg-type]  # a wrong type on purpose
+    with pytest.raises(TypeError, match="description: expected a string"):
+        StrategyRegistrar(registry, Provenance("p"))("s", lambda *a: None, description=["x"])  # type: ignore[arg-type]  # a wrong type on purpose
+    learners = LearnerRegistrar(registry, Provenance("p"))
+    with pytest.raises(TypeError, match="data_parallel: expected True or False, got 1"):
+        learners("mine", Learner(), data_parallel=1)  # type: ignore[arg-type]  # a wrong type on purpose
+    assert registry.losses == {} and registry.strategies == {} and registry.learners == {}
+    losses("zero", lambda y, t: 0, signature="sequence_classification")
+    learners("mine", Learner(), data_parallel=True)
+    learners("plain", Learner())
+    assert dict(registry.losses["zero"].metadata) == {"signature": "sequence_classification"}
+    assert dict(registry.learners["mine"].metadata) == {"data_parallel": True}
+    assert dict(registry.learners["plain"].metadata) == {}
+    models = NeuronModelRegistrar(registry, Provenance("p"))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nodes'"):
+        models(neuron.LIFNode.model, nodes=neuron.LIFNode)  # type: ignore[call-arg]  # a misspelt option on purpose
+    models(neuron.LIFNode.model, node=neuron.LIFNode)
+    assert dict(registry.models["lif"].metadata) == {"node": neuron.LIFNode, "description": neuron.LIFNode.model.description}
+
+
+def test_a_neuron_class_that_forgot_its_model_states_is_told_so() -> None:
+    class Forgot(neuron.BaseNode):
+        model = neuron.IzhikevichNode.model
+
+        def __init__(self, step_mode: str) -> None:
+            super().__init__(step_mode=step_mode)
+            reference = neuron.IzhikevichNode()
+            for name in ("tau", "v_c", "a0", "v_rest", "tau_w", "a", "b"):
+                setattr(self, name, getattr(reference, name))
+
+    for step_mode, x in (("s", torch.rand(3)), ("m", torch.rand(4, 3))):
+        with pytest.raises(TypeError, match=re.escape(
+            "Forgot: the state 'w' of model 'izhikevich' is not a memory of this neuron; call "
+            "self.register_model_states() at the end of __init__"
+        )):
+            Forgot(step_mode)(x)

@@ -8,8 +8,9 @@ known through an entry point in the group ``snn``::
     myname = "snn_myname.plugin"
 
 Each hook receives a *registrar*: a callable that the plugin calls once per thing it provides,
-as ``register(name, implementation, **metadata)``; its class in :mod:`snn.registry` is the
-annotation of the hook's ``register`` argument below. The core owns the data; the plugin never
+as ``register(name, implementation, **options)`` with the keyword options listed per hook below
+(another keyword is a ``TypeError``, and a type checker flags it); its class in
+:mod:`snn.registry` is the annotation of the hook's ``register`` argument below. The core owns the data; the plugin never
 returns anything. Hooks are called when the plugin manager is first built (lazily, on first
 use; nothing happens at ``import snn``): once per plugin, through pluggy's hook relay (so
 pluggy's tracing and monitoring see each call), with a registrar bound to that plugin. A hook
@@ -63,7 +64,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 def snn_register_neuron_models(register: NeuronModelRegistrar) -> None:
     """Register neuron models: descriptions that kernel backends run.
 
-    Call ``register(model, **metadata)`` once per model:
+    Call ``register(model, *, description=None, node=None)`` once per model:
 
     :param register: the neuron-model registrar. Its arguments:
 
@@ -77,7 +78,7 @@ def snn_register_neuron_models(register: NeuronModelRegistrar) -> None:
 
     :returns: nothing.
 
-    Backends that generate their kernels (torch, Triton, CuPy) serve every registered model
+    Backends that generate their kernels (torch, Triton, CuPy, cpp) serve every registered model
     whose expressions use only the operations they render; nothing else is needed. Give the model
     a module class too (subclass :class:`snn.neuron.BaseNode` with ``model = ...``) so users can
     put it in a network. Built in: ``if``, ``lif``, ``plif``, ``qif``, ``eif``, ``izhikevich``,
@@ -100,7 +101,7 @@ def snn_register_neuron_models(register: NeuronModelRegistrar) -> None:
 def snn_register_backends(register: BackendRegistrar) -> None:
     """Register neuron-kernel backends.
 
-    Call ``register(name, kernels, **metadata)`` once per backend:
+    Call ``register(name, kernels, *, devices, dtypes, probe, ...)`` once per backend:
 
     :param register: the backend registrar. Its arguments:
 
@@ -168,7 +169,7 @@ def snn_register_backends(register: BackendRegistrar) -> None:
 def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
     """Register named ways of running a module over a sequence.
 
-    Call ``register(name, strategy, **metadata)`` once per strategy:
+    Call ``register(name, strategy, *, description=None)`` once per strategy:
 
     :param register: the strategy registrar. Its arguments:
 
@@ -200,7 +201,7 @@ def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
 def snn_register_losses(register: LossRegistrar) -> None:
     """Register named losses.
 
-    Call ``register(name, loss, **metadata)`` once per loss:
+    Call ``register(name, loss, *, signature=None, description=None)`` once per loss:
 
     :param register: the loss registrar. Its arguments:
 
@@ -233,7 +234,7 @@ def snn_register_losses(register: LossRegistrar) -> None:
 def snn_register_online_learners(register: LearnerRegistrar) -> None:
     """Register online learning rules.
 
-    Call ``register(name, learner, **metadata)`` once per learner:
+    Call ``register(name, learner, *, description=None, data_parallel=False)`` once per learner:
 
     :param register: the learner registrar. Its arguments:
 
@@ -243,6 +244,10 @@ def snn_register_online_learners(register: LearnerRegistrar) -> None:
           ``fptt_online_training`` and ``fptt_online_training_init_w_ra`` to the learners
           named ``ottt`` and ``fptt``.
         - ``description`` (str, optional): one line for ``snn doctor``.
+        - ``data_parallel`` (bool, optional, default ``False``): ``True`` when the learner may
+          train one replica per process of a data-parallel group (``snn train --nproc``):
+          every call of the network it trains is followed by the backward of a loss, so that
+          gradient synchronisation happens once per call (see :doc:`/distributed`).
 
     :returns: nothing.
 

@@ -370,6 +370,13 @@ class BaseNode(MemoryModule):
         """Every state as a tensor shaped like one step ``x`` (numbers materialised)."""
         out = []
         for name in self._state_names():
+            if name not in self._memories:
+                model = type(self).model
+                raise TypeError(
+                    f"{type(self).__name__}: the state {name!r} of model {getattr(model, 'name', None)!r} is not a "
+                    "memory of this neuron; call self.register_model_states() at the end of __init__ (after the "
+                    "hyper-parameters are set)"
+                )
             value = self._memories[name]
             if isinstance(value, torch.Tensor):
                 if value.shape != x.shape:

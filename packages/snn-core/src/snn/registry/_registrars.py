@@ -192,7 +192,7 @@ def _check_device_types(what: str, values: Iterable[str]) -> list[str]:
 
 
 class NeuronModelRegistrar(_Registrar):
-    """``register(model, **metadata)``; see :func:`snn.hookspecs.snn_register_neuron_models`.
+    """``register(model, *, description=None, node=None)``; see :func:`snn.hookspecs.snn_register_neuron_models`.
 
     The name is the model's own (:attr:`snn.models.NeuronModel.name`).
     """
@@ -202,18 +202,26 @@ class NeuronModelRegistrar(_Registrar):
     def _table(self) -> dict[str, Any]:
         return self._registry.models
 
-    def __call__(self, model: NeuronModel, **metadata: Any) -> None:
+    def __call__(self, model: NeuronModel, *, description: str | None = None, node: type | None = None) -> None:
         from snn.models import NeuronModel
 
         if not isinstance(model, NeuronModel):
             raise TypeError(f"model: expected an snn.models.NeuronModel, got {type(model).__name__}")
-        if "node" in metadata:
-            _check_node_class(model, metadata["node"])
+        metadata: dict[str, Any] = {}
+        if node is not None:
+            _check_node_class(model, node)
+            metadata["node"] = node
         checked = self._claim(model.name)
         _check_model_builds(model)
         # the model's own line (never the NeuronModel class docstring of an instance)
-        metadata.setdefault("description", model.description)
+        metadata["description"] = model.description if description is None else _check_description(description)
         self._registry.models[checked] = RegisteredItem(checked, model, dict(metadata), self._provenance)
+
+
+def _check_description(description: object) -> str:
+    if not isinstance(description, str):
+        raise TypeError(f"description: expected a string (one line for snn doctor), got {description!r}")
+    return description
 
 
 def _check_node_class(model: NeuronModel, node: Any) -> None:
@@ -253,10 +261,14 @@ class _ItemRegistrar(_Registrar):
     def _table(self) -> dict[str, Any]:
         return getattr(self._registry, self.table_name)
 
-    def __call__(self, name: str, implementation: Any, **metadata: Any) -> None:
+    def _add(self, name: str, implementation: Any, metadata: dict[str, Any]) -> None:
+        """Claim ``name`` and store ``implementation`` with the metadata given (``None`` values left out)."""
         checked = self._claim(name)
         self._validate(implementation)
-        self._table()[checked] = RegisteredItem(checked, implementation, dict(metadata), self._provenance)
+        if metadata.get("description") is not None:
+            _check_description(metadata["description"])
+        given = {key: value for key, value in metadata.items() if value is not None}
+        self._table()[checked] = RegisteredItem(checked, implementation, given, self._provenance)
 
     def _validate(self, implementation: Any) -> None:
         if not callable(implementation):
@@ -264,24 +276,40 @@ class _ItemRegistrar(_Registrar):
 
 
 class StrategyRegistrar(_ItemRegistrar):
-    """``register(name, strategy, **metadata)``; see :func:`snn.hookspecs.snn_register_forward_strategies`."""
+    """``register(name, strategy, *, description=None)``; see :func:`snn.hookspecs.snn_register_forward_strategies`."""
 
     what = "forward strategy"
     table_name = "strategies"
 
+    def __call__(self, name: str, strategy: Callable[..., Any], *, description: str | None = None) -> None:
+        self._add(name, strategy, {"description": description})
+
 
 class LossRegistrar(_ItemRegistrar):
-    """``register(name, loss, **metadata)``; see :func:`snn.hookspecs.snn_register_losses`."""
+    """``register(name, loss, *, signature=None, description=None)``; see :func:`snn.hookspecs.snn_register_losses`."""
 
     what = "loss"
     table_name = "losses"
 
+    def __call__(
+        self, name: str, loss: Callable[..., Any], *, signature: str | None = None, description: str | None = None
+    ) -> None:
+        if signature is not None and not (isinstance(signature, str) and signature):
+            raise TypeError(f"signature: expected None or a non-empty string such as 'sequence_classification', got {signature!r}")
+        self._add(name, loss, {"signature": signature, "description": description})
+
 
 class LearnerRegistrar(_ItemRegistrar):
-    """``register(name, learner, **metadata)``; see :func:`snn.hookspecs.snn_register_online_learners`."""
+    """``register(name, learner, *, description=None, data_parallel=False)``; see
+    :func:`snn.hookspecs.snn_register_online_learners`."""
 
     what = "online learner"
     table_name = "learners"
+
+    def __call__(self, name: str, learner: Any, *, description: str | None = None, data_parallel: bool = False) -> None:
+        if not isinstance(data_parallel, bool):
+            raise TypeError(f"data_parallel: expected True or False, got {data_parallel!r}")
+        self._add(name, learner, {"description": description, "data_parallel": data_parallel or None})
 
     def _validate(self, implementation: Any) -> None:
         from snn.learning import OnlineLearner
