@@ -68,6 +68,18 @@ class Expr:
     def __bool__(self) -> bool:
         raise TypeError("an expression has no truth value: use ops.where(condition, a, b)")
 
+    def __eq__(self, other: object) -> bool:
+        """Structural equality of two trees. With a number it raises ``TypeError``: ``v == 0``
+        would be a Python bool (a constant in the model's math), not an element-wise test."""
+        if isinstance(other, Expr):
+            return (self.op, self.value, self.args) == (other.op, other.value, other.args)
+        if isinstance(other, (int, float)):
+            raise TypeError(
+                "expression ==/!= number: expressions compare element-wise with <, <=, > and >= only "
+                "(== would give a Python bool, a constant); write ops.where((a >= b) & (a <= b), 1.0, 0.0)"
+            )
+        return NotImplemented
+
     __hash__ = object.__hash__
 
 
