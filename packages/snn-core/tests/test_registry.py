@@ -330,3 +330,38 @@ def test_a_neuron_class_that_forgot_its_model_states_is_told_so() -> None:
             "self.register_model_states() at the end of __init__"
         )):
             Forgot(step_mode)(x)
+
+
+def test_constants_the_plan_derives_must_fit_float32_too(in_tree_only: None) -> None:
+    """Rect(alpha=1e-40) is a float32 number, but its derivative's 1 / (2 alpha) = 5e39 is not:
+    refused up front naming the constant (it failed at the first backward, inside code
+    generation), and 'auto' passes the backend by."""
+    backends = {
+        "generating": _backend(models=None, operations=torch_backend.OPERATIONS, surrogates=None, auto_priority=5),
+    }
+    with plugins.temporary_plugin(_plugin(**backends)) as registry:
+        for config, constant in [
+            (_lif(surrogate.Rect(alpha=1e-40)), "5e+39"),
+            (_lif(surrogate.PiecewiseQuadratic(alpha=1e20)), "1e+40"),
+            (neuron.EIFNode(delta_T=1e-39).neuron_config(), "1.0000000000000001e+39"),
+        ]:
+            with pytest.raises(UnsupportedOperationError, match=re.escape(
+                f"backend 'generating' does not support the constant {constant} that its kernel derives from the "
+                "layer's parameters ("
+            )):
+                registry.check_kernel_inputs("generating", "cpu", torch.float32, config)
+            assert registry.auto_backend(config, "multi_step", "cpu", torch.float32) == "torch"
+        assert registry.auto_backend(_lif(surrogate.Rect(alpha=1e-3)), "multi_step", "cpu", torch.float32) == "generating"
+
+
+def test_dtype_and_device_refusals_suggest_backends_that_run_the_layer(in_tree_only: None) -> None:
+    backends = {
+        "narrow": _backend(),  # lif, float32
+        "lif_double": _backend(dtypes=(torch.float64,)),
+    }
+    with plugins.temporary_plugin(_plugin(**backends)) as registry:
+        plif = neuron.ParametricLIFNode().neuron_config()
+        with pytest.raises(UnsupportedOperationError, match=r"dtype torch.float64; backends that do: 'torch'$"):
+            registry.check_kernel_inputs("narrow", "cpu", torch.float64, plif)
+        with pytest.raises(UnsupportedOperationError, match=r"dtype torch.float64; backends that do: 'lif_double', 'torch'$"):
+            registry.check_kernel_inputs("narrow", "cpu", torch.float64, _lif())

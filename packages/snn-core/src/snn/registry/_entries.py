@@ -249,9 +249,32 @@ def float32_overflow(info: Any, config: Any, dtype: torch.dtype) -> str | None:
         if isinstance(value, float) and math.isfinite(value):
             try:
                 float32_literal(value, "c")
-            except ValueError:
+            except (ValueError, OverflowError):
                 return f"{name}={value!r}"
+    for number in sorted(plan_numbers(config), key=abs, reverse=True):
+        try:
+            float32_literal(number, "c")
+        except (ValueError, OverflowError):
+            given = ", ".join(f"{name}={value!r}" for name, value in named if isinstance(value, float))
+            return f"the constant {number!r} that its kernel derives from the layer's parameters ({given})"
     return None
+
+
+@lru_cache(maxsize=1024)
+def plan_numbers(config: Any) -> frozenset[float]:
+    """Every number of ``config``'s kernel plan (forward, surrogate and backward coefficients,
+    threshold): the hyper-parameters folded into constants such as ``1 / (2 alpha)``."""
+    from snn.expr import nodes
+    from snn.models import kernel_plan
+
+    plan = kernel_plan(config)
+    rows = (*plan.reset_h, *plan.reset_p, *plan.charge_u, *plan.charge_p)
+    expressions = [
+        *plan.charge, *plan.reset, plan.surrogate, *plan.reset_s, *plan.charge_x, plan.input_recovery,
+        *(e for row in rows for e in row),
+    ]
+    found = {node.value for e in expressions if e is not None for node in nodes(e) if node.op == "num"}
+    return frozenset({*found, float(plan.threshold)})
 
 
 @lru_cache(maxsize=256)

@@ -135,11 +135,17 @@ class Registry:
                 checked), or ``None`` to check only the device and dtype.
         """
         info = self.backend(backend)
+
+        def serves_layer(b: BackendInfo) -> bool:  # the backends worth suggesting run the layer's model too
+            return config is None or (b.serves_surrogate(config.surrogate) and b.serves_config(config))
+
         if not info.serves_device(device_type):
-            others = [n for n, b in self.backends.items() if b.serves_device(device_type)]
+            others = [n for n, b in self.backends.items() if b.serves_device(device_type) and serves_layer(b)]
             raise UnsupportedOperationError(backend, f"tensors on device {device_type!r}", others)
         if dtype not in info.dtypes:
-            others = [n for n, b in self.backends.items() if dtype in b.dtypes and b.serves_device(device_type)]
+            others = [
+                n for n, b in self.backends.items() if dtype in b.dtypes and b.serves_device(device_type) and serves_layer(b)
+            ]
             raise UnsupportedOperationError(backend, f"dtype {dtype}", others)
         if config is None:
             return
