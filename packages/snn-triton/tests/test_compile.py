@@ -174,3 +174,25 @@ def test_unregistered_models_run_in_this_process():
         ops.decode_config(encoded.replace("nowhere@", "nowhere@0"))
     with pytest.raises(TypeError, match="NeuronConfig"):
         ops.encode_config(types.SimpleNamespace())
+
+
+def test_a_surrogate_class_defined_in_a_function_survives_cache_eviction():
+    """Its class path cannot be followed back (``<locals>``): it is encoded by identity, so the
+    string still decodes after the encoded-config table was cleared (it failed after 4096
+    other configurations)."""
+
+    def make_local():
+        class LocalSigmoid(Sigmoid):
+            pass
+
+        return LocalSigmoid
+
+    local = make_local()
+    config = model_named("lif").config(local(alpha=2.5).spec)
+    encoded = ops.encode_config(config)
+    assert "<locals>.LocalSigmoid@" in encoded
+    ops._known.clear()  # what 4096 other configurations do
+    assert ops._decode(get_registry(), encoded) == config
+    assert ops.decode_config(encoded) == config
+    with pytest.raises(ValueError, match="was defined in a function and not encoded in this process"):
+        ops._decode(get_registry(), encoded.replace("LocalSigmoid@", "LocalSigmoid@0"))

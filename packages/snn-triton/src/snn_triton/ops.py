@@ -56,6 +56,8 @@ _KNOWN_LIMIT = 4096
 _known: dict[str, NeuronConfig] = {}
 #: Unregistered models by ``"<name>@<id>"`` while they exist (see :func:`encode_config`).
 _local_models: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+#: Surrogate classes no path reaches (defined in a function) by ``"<module>:<qualname>@<id>"``.
+_local_surrogates: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
 _known_lock = threading.Lock()
 
 
@@ -76,8 +78,9 @@ def encode_config(config: NeuronConfig) -> str:
     Returns:
         A string that :func:`decode_config` turns back into an equal configuration.
 
-    A model that is not the registered model of its name (an unregistered one) is named by its
-    identity: its string decodes in this process only.
+    A model that is not the registered model of its name (an unregistered one), and a surrogate
+    class that no ``"module:qualname"`` path reaches (one defined in a function), are named by
+    their identity: such a string decodes in this process only, while they exist.
 
     Raises:
         TypeError: ``config`` is not a NeuronConfig.
@@ -107,9 +110,16 @@ def _encode(registry: Any, config: NeuronConfig) -> str:
         with _known_lock:
             _local_models[model_key] = model
     spec = config.surrogate
+    cls_key = _class_path(spec.cls)
+    if spec.cls is not None and not _reaches(cls_key, spec.cls):
+        # a class defined in a function (or replaced since): named by its identity, for this
+        # process only, as unregistered models are
+        cls_key = f"{cls_key}@{id(spec.cls):x}"
+        with _known_lock:
+            _local_surrogates[cls_key] = spec.cls
     encoded = json.dumps([
         CONFIG_FORMAT, model_key, [[name, value] for name, value in config.hyperparameters],
-        config.detach_reset, spec.name, [[name, float(value)] for name, value in spec.params], _class_path(spec.cls),
+        config.detach_reset, spec.name, [[name, float(value)] for name, value in spec.params], cls_key,
     ])
     with _known_lock:
         if len(_known) >= _KNOWN_LIMIT:
@@ -118,9 +128,22 @@ def _encode(registry: Any, config: NeuronConfig) -> str:
     return encoded
 
 
+def _reaches(path: str | None, cls: type) -> bool:
+    """Whether ``path`` leads back to ``cls`` (false for a class defined in a function)."""
+    try:
+        return path is not None and _surrogate_class(path) is cls
+    except ValueError:
+        return False
+
+
 def _surrogate_class(path: str) -> type:
-    """The class at ``"module:qualname"``; its module must be imported already (no import from a
-    string)."""
+    """The class at ``"module:qualname"`` (its module must be imported already: no import from a
+    string), or a class encoded by identity in this process (``"...@<id>"``)."""
+    if "@" in path:
+        local = _local_surrogates.get(path)
+        if local is None:
+            raise ValueError(f"surrogate class {path!r} was defined in a function and not encoded in this process")
+        return local
     module_name, _, qualname = path.partition(":")
     module = sys.modules.get(module_name)
     if module is None:
