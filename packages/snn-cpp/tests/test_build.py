@@ -309,3 +309,30 @@ def test_build_errors_are_snn_errors():
 
     for error in (build.CompilerNotFoundError, build.KernelBuildError, build.KernelCacheError):
         assert issubclass(error, SNNError) and issubclass(error, RuntimeError)
+
+
+@needs_compiler
+def test_a_write_that_fails_midway_is_a_typed_error(isolated, monkeypatch):
+    """A full disk (ENOSPC from writing the source) is a KernelCacheError naming the file and the
+    variable, not a bare OSError."""
+    import errno
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(build, "_write_atomic", full_disk)
+    with pytest.raises(build.KernelCacheError, match=f"writing the kernel .*No space left on device.*{build.CACHE_ENV}"):
+        build.load_library("int snn_full_disk_test(void) { return 3; }\n", None)
+
+
+def test_a_malformed_compiler_variable_is_named(monkeypatch):
+    monkeypatch.setenv(build.COMPILER_ENV, 'gcc "')
+    build.reset()
+    try:
+        with pytest.raises(build.CompilerNotFoundError, match=rf"\${build.COMPILER_ENV}: expected a compiler command .*got 'gcc \"'"):
+            build.compiler_command()
+        reason = build.probe()
+        assert reason is not None and build.COMPILER_ENV in reason
+    finally:
+        monkeypatch.undo()
+        build.reset()

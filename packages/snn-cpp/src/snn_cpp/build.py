@@ -216,7 +216,13 @@ def compiler_command() -> tuple[str, ...]:
         configured = os.environ.get(variable)
         if configured is None or not configured.strip():
             continue
-        words = shlex.split(configured)
+        try:
+            words = shlex.split(configured)
+        except ValueError as exc:
+            raise CompilerNotFoundError(
+                f"${variable}: expected a compiler command (a program and its options, quoted as in a shell), "
+                f"got {configured!r} ({exc}); {INSTALL_HINT}"
+            ) from None
         program = shutil.which(words[0])
         if program is None:
             raise CompilerNotFoundError(
@@ -482,6 +488,11 @@ def load_library(source: str, ident: str | None, chain: Toolchain | None = None)
         except (PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
             raise KernelCacheError(
                 f"the kernel cache {str(directory)!r} is not writable ({exc}); set {CACHE_ENV} to a writable directory"
+            ) from exc
+        except OSError as exc:  # a full disk, a quota, a file-size limit ...
+            raise KernelCacheError(
+                f"writing the kernel {path.name} into the cache {str(directory)!r} failed ({exc}); free space there "
+                f"or set {CACHE_ENV} to another directory"
             ) from exc
     with _lock:
         library = _loaded.setdefault(name, library)
