@@ -293,3 +293,29 @@ def test_threads_with_small_stacks_run_the_kernels():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stdout, done.stderr[-2000:])
+
+
+def test_openmp_threads_with_64_kib_stacks_run_the_backward():
+    """Worker threads of ``OMP_STACKSIZE=64K`` run the float64 backward of models with learnable
+    parameters (their sums, chunk buffers and frames stay under 64 KiB; at 72K it crashed)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import torch
+        from snn import neuron
+        torch.set_num_threads(2)
+        for cls in (neuron.ParametricLIFNode, neuron.KLIFNode):
+            layer = cls(step_mode="m", backend="cpp").double()
+            x = torch.randn(4, 70000, dtype=torch.float64, requires_grad=True)
+            layer(x).sum().backward()
+            assert torch.isfinite(x.grad).all()
+        print("ok")
+        """
+    )
+    environment = {**os.environ, "OMP_STACKSIZE": "64K"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=environment)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stdout, done.stderr[-2000:])

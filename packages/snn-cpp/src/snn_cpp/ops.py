@@ -49,8 +49,10 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 #: Below this many neuron-steps a call runs on one thread (a parallel region costs more).
 SERIAL_WORK = 1 << 15
 
-#: Stack bytes a block's buffers may take (see :func:`block_size`): small, so that threads with
-#: small stacks (``OMP_STACKSIZE``, ``threading.stack_size``) run the kernels too.
+#: Stack bytes a kernel's buffers may take (see :func:`block_size`): small, so that threads with
+#: small stacks (``OMP_STACKSIZE``, ``threading.stack_size``) run the kernels too. Half of it
+#: bounds the per-neuron sums of the learnable parameters' gradients; the rest holds the
+#: per-chunk buffers (a few of :data:`~snn_cpp.codegen.CHUNK` values each) and the frames.
 STACK_BYTES = 64 << 10
 
 #: ``[T, N]`` outputs of at least this many bytes are written with non-temporal stores (see
@@ -139,12 +141,12 @@ def block_size(n: int, layout: KernelLayout, *, backward: bool = False) -> int:
     """Neurons per block for ``n`` neurons: about a sixteenth of them (so that up to 16 threads
     share the work evenly), a multiple of 64, between 1024 and :data:`~snn_cpp.codegen.MAX_BLOCK`,
     and, for the ``backward`` pass of a model with learnable parameters, small enough that the
-    per-neuron sums of their gradients (the only buffers on the stack: states and carried
-    gradients live in the outputs' slices) stay within :data:`STACK_BYTES`. It depends on ``n``,
-    the model and the pass only, never on the number of threads, so sums over blocks are
-    reproducible."""
+    per-neuron sums of their gradients (states and carried gradients live in the outputs'
+    slices) stay within half of :data:`STACK_BYTES`, leaving the rest to the chunk buffers. It
+    depends on ``n``, the model and the pass only, never on the number of threads, so sums over
+    blocks are reproducible."""
     per_neuron = 16 * layout.learnables if backward else 0
-    cap = max(64, (STACK_BYTES // per_neuron) // 64 * 64) if per_neuron else MAX_BLOCK
+    cap = max(64, (STACK_BYTES // 2 // per_neuron) // 64 * 64) if per_neuron else MAX_BLOCK
     wanted = -(-n // 16)
     wanted = -(-wanted // 64) * 64
     return max(64, min(MAX_BLOCK, cap, max(1024, wanted)))
