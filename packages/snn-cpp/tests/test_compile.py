@@ -110,3 +110,26 @@ def test_opcheck_forward_and_backward():
         torch.ops.snn_cpp.backward.default,
         (saved, None, [s.detach() for s in states], [p.detach() for p in learnables], *grads, key),
     )
+
+
+def test_fullgraph_compile_as_the_first_use_in_a_process():
+    """A fresh process whose first call is the compiled network: the kernel was imported inside
+    the traced code (importlib cannot be traced) and fullgraph=True failed; the backend choice
+    now imports it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import torch
+        from snn import neuron
+        layer = neuron.LIFNode(step_mode="m", backend="cpp")
+        x = torch.randn(4, 3, 5, requires_grad=True)
+        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+        compiled(x).sum().backward()
+        print("ok", bool(torch.isfinite(x.grad).all()))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok True"), (done.returncode, done.stderr[-2000:])

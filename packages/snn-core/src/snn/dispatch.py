@@ -106,7 +106,8 @@ def supported_backends(model: Any, step_mode: str) -> tuple[str, ...]:
 
 
 def check_backend(name: Any, model: Any, step_mode: str, owner: str) -> None:
-    """Check that backend ``name`` can run ``model`` in ``step_mode``; ``"auto"`` always can.
+    """Check that backend ``name`` can run ``model`` in ``step_mode``, and import its kernels;
+    ``"auto"`` always can (it chooses per input, at the first forward).
 
     Raises:
         TypeError: ``name`` is not a string.
@@ -132,3 +133,8 @@ def check_backend(name: Any, model: Any, step_mode: str, owner: str) -> None:
             name, f"{owner} (model {model_name!r}{with_surrogate}) in step mode {step_mode!r} ({mode})", supported
         )
     info.raise_if_unavailable()
+    registry = get_registry()
+    for kernel_mode in info.kernels:
+        # imported now, not at the first forward: an import there cannot be traced by
+        # torch.compile(fullgraph=True), and a kernel that fails to import is named here
+        registry.kernel(name, kernel_mode)
