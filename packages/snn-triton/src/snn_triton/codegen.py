@@ -17,9 +17,11 @@ one launch, one program per ``BLOCK`` neurons, the states carried in float32 reg
   that were not given (no gradient of the spikes, of a last state or of a state sequence) and
   structurally zero coefficients are left out, never multiplied by zero; the gradients of the
   charged values are carried from step to step (zero where no term reaches them), as in the
-  torch backend, so NaN and infinities propagate as there. Learnable parameters' gradients are
-  summed per program into a ``[K, programs]`` float32 buffer that the caller reduces
-  (deterministic, no atomics).
+  torch backend, so NaN propagates as there; infinite gradients too, except where one meets a
+  state-dependent coefficient (the terms are summed one by one, as autograd and the cpp kernels
+  do, giving NaN where the torch backend keeps ``inf``: see the cpp backend's page). Learnable
+  parameters' gradients are summed per program into a ``[K, programs]`` float32 buffer that the
+  caller reduces (deterministic, no atomics).
 
 Every expression is emitted as straight-line statements, one per operation, each rendered by
 :func:`snn.expr.render` (dialect ``"triton"``) with its operands named by temporaries; equal
