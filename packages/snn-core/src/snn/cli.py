@@ -13,6 +13,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,11 +103,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args_list)
     except KeyboardInterrupt:
+        if _other_rank():
+            return 130  # rank 0 of a torchrun group reports the interruption once
         chosen = _selected(args_list, {sub.name for sub in SUBCOMMANDS})
         print(f"snn{'' if chosen is None else ' ' + chosen}: interrupted", file=sys.stderr, flush=True)
         if "--json" in args_list:
             print(json.dumps({"error": "interrupted", "error_type": "KeyboardInterrupt"}), flush=True)
         return 130
+
+
+def _other_rank() -> bool:
+    """Whether this process is a data-parallel worker other than rank 0 (read from the launcher's
+    environment without importing torch: Ctrl-C may arrive while it imports)."""
+    rank = os.environ.get("RANK", "").strip()
+    world_size = os.environ.get("WORLD_SIZE", "").strip()
+    return rank not in ("", "0") and world_size not in ("", "0", "1")
 
 
 def _main(args_list: list[str]) -> int:

@@ -226,6 +226,7 @@ def _prepare_out_dir(path: Path) -> list[Path]:
 
 def _plan(args: argparse.Namespace, world_size: int) -> _Plan:
     """Check every option, create the output folder and check the settings; no training."""
+    from snn.train.distributed import local_world_size
     from snn.train.loop import check_settings
 
     _check_option_values(args)
@@ -247,7 +248,7 @@ def _plan(args: argparse.Namespace, world_size: int) -> _Plan:
             from snn.train.extras import import_demo_module
 
             import_demo_module("matplotlib.figure")
-        check_settings(plan.config, world_size=world_size)
+        check_settings(plan.config, world_size=world_size, local_world_size=local_world_size(world_size))
     except BaseException:
         _remove_created(plan.created)
         raise
@@ -325,11 +326,16 @@ def _cli_message(message: str) -> str:
 def _fail(
     args: argparse.Namespace, exc: BaseException, stdout: TextIO, stderr: TextIO, where: str = "", hint: str = ""
 ) -> int:
-    from snn.train.distributed import WorkerFailedError, launched_rank, report_failure
+    from snn.train.distributed import ProcessGroupError, WorkerFailedError, launched_rank, report_failure
 
     message = _cli_message(str(exc)) + hint
-    code = 1 if isinstance(exc, (ImportError, FloatingPointError, WorkerFailedError, OSError)) else 2
-    if launched_rank() is not None and report_failure(message):
+    failed = (ImportError, FloatingPointError, WorkerFailedError, ProcessGroupError, OSError)
+    code = 1 if isinstance(exc, failed) else 2
+    try:
+        worker = launched_rank() is not None
+    except ValueError:  # the rendezvous variables are what failed
+        worker = False
+    if worker and report_failure(message):
         return code  # a worker of `snn train --nproc`: the launcher prints the error once, naming the rank
     print(f"snn train: error: {where}{message}", file=stderr, flush=True)
     if isinstance(exc, WorkerFailedError) and exc.cause_rank in exc.tracebacks:
@@ -421,7 +427,10 @@ def _run_worker(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     from snn.train import distributed as dist
 
     lines = stderr if args.json else stdout
-    context = dist.init_worker()
+    try:
+        context = dist.init_worker()
+    except (ValueError, dist.ProcessGroupError) as exc:
+        return _fail(args, exc, stdout, stderr)
     try:
         payload: dict[str, Any] = {}
         if context.is_main:
@@ -451,9 +460,29 @@ def _run_worker(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
             _train_and_report(args, plan, stdout, lines, context.on(device))
         except _errors() as exc:
             return _fail(args, exc, stdout, stderr, where=f"rank {context.rank}: ")
+        except RuntimeError as exc:
+            if not _peer_lost(exc):
+                raise
+            first_line = str(exc).strip().splitlines()[0]
+            lost = dist.ProcessGroupError(
+                f"another process of the group failed or stopped ({first_line}); its error says why"
+            )
+            return _fail(args, lost, stdout, stderr, where=f"rank {context.rank}: ")
         return 0
     finally:
         dist.shutdown_worker()
+
+
+def _peer_lost(exc: RuntimeError) -> bool:
+    """Whether ``exc`` says a peer of the process group went away (the secondary failure of a
+    data-parallel run whose first failure another rank reports)."""
+    import torch.distributed
+
+    distributed_error = getattr(torch.distributed, "DistError", ())
+    text = str(exc)
+    return isinstance(exc, distributed_error) or any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+    )
 
 
 def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -482,7 +511,11 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
 
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
-    if dist.launched_rank() is not None:
+    try:
+        launched = dist.launched_rank()
+    except ValueError as exc:
+        return _fail(args, exc, stdout, stderr)
+    if launched is not None:
         return _run_worker(args, stdout, stderr)
     lines = stderr if args.json else stdout
     try:

@@ -46,7 +46,9 @@ __all__ = [
     "DistributedContext",
     "WorkerFailedError",
     "DataParallelUnsupportedError",
+    "ProcessGroupError",
     "launched_rank",
+    "local_world_size",
     "share",
     "init_worker",
     "report_failure",
@@ -90,6 +92,10 @@ class WorkerFailedError(SNNError, RuntimeError):
         self.tracebacks = dict(tracebacks)
         self.cause_rank = cause_rank
         super().__init__("worker process failed: " + "; ".join(self.failures))
+
+
+class ProcessGroupError(SNNError, RuntimeError):
+    """A worker could not join its process group (a port in use, rank 0 unreachable ...)."""
 
 
 class DataParallelUnsupportedError(SNNError, ValueError):
@@ -160,17 +166,45 @@ def share(n: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
+def _environment_int(name: str, low: int, high: int | None = None, default: int | None = None) -> int:
+    """The integer in environment variable ``name``, in ``[low, high)``; ``ValueError`` naming it."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        if default is not None:
+            return default
+        raise ValueError(f"{name}: expected an integer set by the launcher (torchrun sets it), got nothing")
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    expected = f"an integer >= {low}" if high is None else f"an integer from {low} to {high - 1}"
+    if value is None or value < low or (high is not None and value >= high):
+        raise ValueError(f"{name}: expected {expected}, got {text!r}")
+    return value
+
+
 def launched_rank() -> tuple[int, int, int] | None:
     """``(rank, world_size, local_rank)`` when a launcher started this process as one of
-    several workers (``torchrun``, ``snn train --nproc``), else ``None``."""
-    try:
-        world_size = int(os.environ["WORLD_SIZE"])
-        rank = int(os.environ["RANK"])
-    except (KeyError, ValueError):
+    several workers (``torchrun``, ``snn train --nproc``), else ``None``.
+
+    Raises:
+        ValueError: ``WORLD_SIZE`` or ``RANK`` is set but the other is missing, or a value is not
+            an integer in range (``0 <= RANK < WORLD_SIZE``, ``LOCAL_RANK >= 0``), naming the
+            variable: otherwise every process would train alone into the same folder.
+    """
+    if not os.environ.get("WORLD_SIZE", "").strip() and not os.environ.get("RANK", "").strip():
         return None
-    if world_size <= 1:
+    world_size = _environment_int("WORLD_SIZE", 1)
+    rank = _environment_int("RANK", 0, world_size)
+    if world_size == 1:
         return None
-    return rank, world_size, int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, world_size, _environment_int("LOCAL_RANK", 0, default=0)
+
+
+def local_world_size(world_size: int) -> int:
+    """Worker processes on this machine: ``LOCAL_WORLD_SIZE`` when a launcher set it (torchrun
+    on several machines), else ``world_size``."""
+    return min(world_size, _environment_int("LOCAL_WORLD_SIZE", 1, default=world_size))
 
 
 def init_worker(timeout_s: float = COLLECTIVE_TIMEOUT_S) -> DistributedContext:
@@ -180,7 +214,11 @@ def init_worker(timeout_s: float = COLLECTIVE_TIMEOUT_S) -> DistributedContext:
         The context, on the CPU (:meth:`DistributedContext.on` moves it to the training device).
 
     Raises:
-        RuntimeError: not started by a launcher, or the group cannot be formed.
+        ValueError: a rendezvous variable (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
+            ``MASTER_ADDR``, ``MASTER_PORT``) is missing or malformed, naming it.
+        RuntimeError: not started by a launcher.
+        ProcessGroupError: the group cannot be formed (one line: the address and torch's first
+            line).
     """
     import torch.distributed as dist
 
@@ -188,8 +226,16 @@ def init_worker(timeout_s: float = COLLECTIVE_TIMEOUT_S) -> DistributedContext:
     if where is None:
         raise RuntimeError("init_worker: this process was not started as one of several workers (WORLD_SIZE)")
     rank, world_size, local_rank = where
+    if not os.environ.get("MASTER_ADDR", "").strip():
+        raise ValueError("MASTER_ADDR: expected the address of rank 0's machine (torchrun sets it), got nothing")
+    _environment_int("MASTER_PORT", 1, 65536)
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    except (RuntimeError, ValueError) as exc:  # DistNetworkError (a port in use, an unreachable rank 0) ...
+        where_to = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ProcessGroupError(f"rank {rank} could not join the process group at {where_to}: {first_line}") from exc
     return DistributedContext(rank, world_size, local_rank)
 
 
@@ -486,8 +532,9 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
     launcher's error carries the workers' messages and tracebacks, which they do not print
     (``snn train`` prints the traceback of the likeliest cause only).
     Workers ignore SIGINT and, on Linux, get SIGTERM if the launcher dies. Called from the main
-    thread, the launcher stops the workers on Ctrl-C, SIGTERM or SIGHUP (one it inherited as
-    ignored stays ignored); from another thread it leaves signals alone.
+    thread, the launcher stops the workers on Ctrl-C (then raises :class:`KeyboardInterrupt`),
+    SIGTERM or SIGHUP (one it inherited as ignored stays ignored); from another thread it leaves
+    signals alone.
 
     Args:
         nproc: number of worker processes, >= 2.
@@ -496,6 +543,7 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
 
     Raises:
         ValueError: ``nproc`` below 2.
+        KeyboardInterrupt: Ctrl-C (SIGINT) reached the launcher; the workers were stopped.
         WorkerFailedError: a worker died (signal), raised, or exited with a non-zero status;
             lists every worker that failed by the end of the grace period, likelier causes
             first: one ended by an outside signal (SIGKILL, SIGTERM, SIGINT, SIGHUP), then a
@@ -531,6 +579,8 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
             signals.ignore_all()
             _stop(processes, SHUTDOWN_TIMEOUT_S)
             del store
+    if stopped_by == "SIGINT":
+        raise KeyboardInterrupt  # Ctrl-C: the workers are stopped; the caller reports an interruption
     if stopped_by:
         raise WorkerFailedError([f"the launcher received {stopped_by}; the workers were stopped"], {})
     if failures:

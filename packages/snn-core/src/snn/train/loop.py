@@ -93,7 +93,7 @@ def _prepare(config: TrainConfig, device: torch.device, world_size: int) -> _Set
     return _Setup(device, data, runner)
 
 
-def check_settings(config: TrainConfig, *, world_size: int = 1) -> None:
+def check_settings(config: TrainConfig, *, world_size: int = 1, local_world_size: int | None = None) -> None:
     """Everything :func:`train` checks before its first epoch, without training.
 
     Validates the fields, resolves the device, loss, learner and backend, loads the data and
@@ -102,6 +102,8 @@ def check_settings(config: TrainConfig, *, world_size: int = 1) -> None:
     Args:
         config: the settings.
         world_size: number of data-parallel processes that will train.
+        local_world_size: how many of them run on this machine (one GPU each on CUDA; default
+            ``world_size``).
 
     Raises:
         The errors of :func:`train`, and
@@ -117,9 +119,11 @@ def check_settings(config: TrainConfig, *, world_size: int = 1) -> None:
                 f"device: {config.device!r} names one GPU, but each of the {world_size} processes uses the GPU of "
                 "its local rank; ask for 'cuda' or 'auto'"
             )
-        if torch.cuda.device_count() < world_size:
+        local = world_size if local_world_size is None else local_world_size
+        if torch.cuda.device_count() < local:
+            on_machine = "" if local == world_size else f" on this machine (of {world_size} in all)"
             raise ValueError(
-                f"device: {world_size} processes need {world_size} GPUs (one each), torch sees "
+                f"device: {local} processes{on_machine} need {local} GPUs (one each), torch sees "
                 f"{torch.cuda.device_count()}; use fewer processes or device 'cpu'"
             )
         device = torch.device("cuda", 0)
