@@ -365,3 +365,20 @@ def test_dtype_and_device_refusals_suggest_backends_that_run_the_layer(in_tree_o
             registry.check_kernel_inputs("narrow", "cpu", torch.float64, plif)
         with pytest.raises(UnsupportedOperationError, match=r"dtype torch.float64; backends that do: 'lif_double', 'torch'$"):
             registry.check_kernel_inputs("narrow", "cpu", torch.float64, _lif())
+
+
+def test_model_names_a_neuron_module_uses_are_refused() -> None:
+    """A hyper-parameter called step_mode registered fine and failed at the first forward with
+    'step_mode: expected a real number, got str'."""
+    from snn.models import THRESHOLD_AND_RESET, HyperParameter, NeuronModel, State
+
+    registrar = NeuronModelRegistrar(Registry(), Provenance("p"))
+    for hyper, learnables in [("step_mode", ()), ("backend", ()), ("reset", ()), ("gain", ("forward",))]:
+        model = NeuronModel(
+            name="clash", states=(State("v", initial="v_reset"),), learnables=learnables,
+            hyperparameters=(HyperParameter(hyper, 2.0, "real"), *THRESHOLD_AND_RESET),
+            charge=lambda x, u, p, ops: {"v": u.v + x},
+        )
+        taken = learnables[0] if learnables else hyper
+        with pytest.raises(ValueError, match=f"model 'clash': .* '{taken}': expected a name a neuron module does not use"):
+            registrar(model)

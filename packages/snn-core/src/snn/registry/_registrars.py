@@ -207,6 +207,7 @@ class NeuronModelRegistrar(_Registrar):
 
         if not isinstance(model, NeuronModel):
             raise TypeError(f"model: expected an snn.models.NeuronModel, got {type(model).__name__}")
+        _check_free_names(model)
         metadata: dict[str, Any] = {}
         if node is not None:
             _check_node_class(model, node)
@@ -222,6 +223,27 @@ def _check_description(description: object) -> str:
     if not isinstance(description, str):
         raise TypeError(f"description: expected a string (one line for snn doctor), got {description!r}")
     return description
+
+
+def _check_free_names(model: NeuronModel) -> None:
+    """Refuse hyper-parameter, learnable and state names that a neuron module already uses for
+    something else (``step_mode``, ``backend``, ``training``, a method ...): the module stores
+    its hyper-parameters as attributes of those names."""
+    from snn.neuron.base import BaseNode
+
+    taken = (set(dir(BaseNode)) | {"detach_reset", "surrogate_function", "v_seq", "training"}) - {"v_threshold", "v_reset"}
+    declared = [
+        *(("hyper-parameter", h.name) for h in model.hyperparameters),
+        *(("learnable parameter", name) for name in model.learnables),
+        *(("state", name) for name in model.state_names),
+    ]
+    for kind, name in declared:
+        if name in taken or name.startswith("_"):
+            raise ValueError(
+                f"model {model.name!r}: {kind} {name!r}: expected a name a neuron module does not use already "
+                "(not a BaseNode attribute or method such as step_mode, backend or detach_reset, and not private); "
+                "rename it"
+            )
 
 
 def _check_node_class(model: NeuronModel, node: Any) -> None:
