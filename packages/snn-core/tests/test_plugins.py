@@ -142,6 +142,9 @@ def test_disable_autoload_switch_keeps_only_in_tree_plugins(fake_dist: str, monk
     assert set(registry.plugins) == {"neurons", "torch", "strategies", "losses"}
     assert "fake_strategy" not in registry.strategies and "loop" in registry.strategies
     assert fake_dist not in sys.modules  # the plugin module was not even imported
+    # an "unknown" error says why an installed plugin's names may be missing, beside the install hint
+    with pytest.raises(RegistryEntryNotFoundError, match="installed plugins are not loaded: SNN_DISABLE_PLUGIN_AUTOLOAD is set"):
+        registry.strategy("fake_strategy")
 
 
 def test_disabled_plugins_switch_blocks_named_entry_points(
@@ -156,6 +159,8 @@ def test_disabled_plugins_switch_blocks_named_entry_points(
     # In-tree plugins are essential: named, but still loaded, with a warning.
     assert "torch" in registry.backends
     assert any("'torch' is essential" in r.getMessage() for r in caplog.records)
+    with pytest.raises(RegistryEntryNotFoundError, match=r"plugins disabled by SNN_DISABLED_PLUGINS: 'fakeplug'$"):
+        registry.strategy("fake_strategy")
     monkeypatch.setenv("SNN_DISABLED_PLUGINS", "someone-else")
     plugins.reset()
     assert "fake_strategy" in plugins.get_registry().strategies

@@ -240,6 +240,11 @@ def _build() -> tuple[pluggy.PluginManager, Registry]:
 
     if not _env_flag("SNN_DISABLE_PLUGIN_AUTOLOAD"):
         _load_entry_points(manager, registry, provenance)
+    else:
+        registry.switches.append("installed plugins are not loaded: SNN_DISABLE_PLUGIN_AUTOLOAD is set")
+    disabled = sorted(blocked - set(IN_TREE_PLUGINS))
+    if disabled:
+        registry.switches.append(f"plugins disabled by SNN_DISABLED_PLUGINS: {', '.join(map(repr, disabled))}")
 
     core_version = _distribution_version(CORE_DISTRIBUTION)
     for name, module_name in IN_TREE_PLUGINS.items():

@@ -65,7 +65,7 @@ def snn_register_online_learners() -> None:  # an implementation may take fewer 
 class WrongRegistrar:
     @snn.hookimpl  # expect: snn-hookimpl
     def snn_register_backends(self, register: LossRegistrar) -> None:
-        register("loss-not-backend", {"multi_step": "typed_kernels:multi_step"})
+        register("loss-not-backend", lambda y_seq, target: y_seq.sum())
 
     @snn.hookimpl  # expect: snn-hookimpl
     def snn_register_losses(self, register: LearnerRegistrar) -> None:
@@ -132,3 +132,12 @@ def snn_register_neuron_models(register: LossRegistrar) -> None:
 wrong_namespace_plugin = types.SimpleNamespace(
     snn_register_neuron_models=snn.hookimpl(snn_register_neuron_models),  # expect: snn-hookimpl
 )
+
+
+# -- wrong: a registrar option that does not exist (it used to land in **metadata) -------------
+
+
+class MisspeltOption:
+    @snn.hookimpl
+    def snn_register_losses(self, register: LossRegistrar) -> None:
+        register("typo", lambda y_seq, target: y_seq.sum(), descripton="x")  # expect: call-arg

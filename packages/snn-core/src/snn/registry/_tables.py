@@ -53,6 +53,9 @@ class Registry:
         self.learners: dict[str, RegisteredItem] = {}
         self.plugins: dict[str, Provenance] = {}
         self.failures: list[PluginFailure] = []
+        #: Why installed plugins may be missing: the switches set when it was built
+        #: (``SNN_DISABLED_PLUGINS``, ``SNN_DISABLE_PLUGIN_AUTOLOAD``), as sentences.
+        self.switches: list[str] = []
         self._kernels: dict[tuple[str, str], Callable[..., Any]] = {}
         self._auto: dict[tuple[Any, ...], str] = {}
         self._lock = threading.Lock()
@@ -60,10 +63,12 @@ class Registry:
     # -- failures ----------------------------------------------------------------------------
 
     def failure_hint(self) -> str:
-        """A sentence listing recorded plugin failures, or ``""`` when there are none."""
-        if not self.failures:
-            return ""
-        return "recorded plugin failures: " + "; ".join(f.describe() for f in self.failures)
+        """Sentences listing recorded plugin failures and the switches that keep installed
+        plugins out, or ``""`` when there are none."""
+        parts = list(self.switches)
+        if self.failures:
+            parts.append("recorded plugin failures: " + "; ".join(f.describe() for f in self.failures))
+        return ". ".join(parts)
 
     # -- neuron models -----------------------------------------------------------------------
 
