@@ -30,7 +30,9 @@ are computed once before the loop. Four operations are written here instead, to 
 torch semantics on GPUs: ``a / b`` as ``tl.div_rn`` and ``sqrt`` as ``tl.sqrt_rn`` (correctly
 rounded, as torch computes them; Triton's ``/`` and ``tl.sqrt`` are approximate there), and
 ``minimum`` / ``maximum`` with ``propagate_nan=ALL`` (torch propagates NaN; Triton's default
-drops it).
+drops it). Kernels are launched with ``enable_fp_fusion=False`` (:mod:`snn_triton.ops`): a
+product and a sum stay two roundings, as in torch's element-wise operations, where a fused
+multiply-add (Triton's default) can move a potential across the threshold by one rounding.
 
 Sources are generated per storage dtype (float32, float16, bfloat16: loads are converted to
 float32, results rounded to nearest even, bfloat16 with integer arithmetic because Triton's CPU

@@ -256,7 +256,8 @@ def _launch(kernel: Any, parameters: tuple[str, ...], arguments: dict[str, Any],
     block, warps = launch_config(n, device)
     args = [arguments[name] for name in parameters]
     with _device_guard(device):
-        kernel[(triton.cdiv(n, block),)](*args, steps, n, BLOCK=block, num_warps=warps)
+        # no contraction into fused multiply-adds: every operation rounds once, as torch's do
+        kernel[(triton.cdiv(n, block),)](*args, steps, n, BLOCK=block, num_warps=warps, enable_fp_fusion=False)
 
 
 # ---------------------------------------------------------------------------------------------
