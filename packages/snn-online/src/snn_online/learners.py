@@ -136,8 +136,9 @@ class _PerStepSpatialLearner(OnlineLearner):
             0-dim tensor; and the detached outputs stacked on dimension 1, ``[N, T, *out]``.
 
         Raises:
-            TypeError: an argument of the wrong type (``online`` not a bool, ``x_seq`` or
-                ``target_seq`` not a tensor, a non-scalar loss, an unknown option).
+            TypeError: an argument of the wrong type (``online`` not a bool, 0, 1, NumPy bool
+                or one-element boolean tensor; ``x_seq`` or ``target_seq`` not a tensor; a
+                non-scalar loss; an unknown option).
             ValueError: ``x_seq`` without a time dimension or with no steps, or
                 ``target_seq`` shorter than ``x_seq`` in time.
         """

@@ -136,7 +136,8 @@ def ottt_online_training(
         x_seq: ``[B, T, *]`` inputs, **batch first**.
         target_seq: ``[B, T', *]`` targets, batch first, ``T' >= T`` (step ``t`` reads ``target_seq[:, t]``).
         f_loss_t: ``f_loss_t(y_t, target_t) -> 0-dim tensor``.
-        online: update the weights at every step (True) or once per sequence (False).
+        online: update the weights at every step (True) or once per sequence (False); 0, 1,
+            a NumPy bool and a one-element boolean tensor are taken as that bool.
 
     Returns:
         ``(batch_loss, y_all)``: the 0-dim sum of the per-step losses and the detached outputs
