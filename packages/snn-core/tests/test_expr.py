@@ -158,7 +158,11 @@ def test_equality_with_a_number_is_refused_not_a_constant() -> None:
     """``v == 0`` used as a number in a model's charge was ``False`` (a constant 0 in the math)."""
     v = var("v")
     assert v == var("v") and v != var("w") and (v + 1) == (v + 1)
-    for compare in (lambda: v == 0.0, lambda: v != 1, lambda: 0.0 == v, lambda: 1.0 * (v == 0.0)):
+    from fractions import Fraction
+
+    comparisons = (lambda: v == 0.0, lambda: v != 1, lambda: 0.0 == v, lambda: 1.0 * (v == 0.0),
+                   lambda: v == Fraction(0), lambda: v == torch.tensor(0.0))
+    for compare in comparisons:
         with pytest.raises(TypeError, match="expressions compare element-wise with <, <=, > and >= only"):
             compare()
     assert (v == "v") is False  # other objects: not equal, as before

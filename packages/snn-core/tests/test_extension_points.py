@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snn import base, functional, layer, monitor, neuron
+from snn.errors import UnsupportedOperationError
 
 
 class _SequenceSum(base.MemoryModule, base.MultiStepModule):
@@ -47,6 +48,9 @@ def test_an_explicit_step_mode_is_still_checked() -> None:
     assert SequenceOnly("m").step_mode == "m"
     with pytest.raises(ValueError, match=r"step_mode: expected one of \('m',\), got 's'"):
         SequenceOnly("s")
+    for make in (lambda: neuron.LIFNode(step_mode=None), lambda: layer.Dropout(step_mode=None)):  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+        with pytest.raises(ValueError, match="step_mode: expected one of"):
+            make()
 
 
 class _Cell(base.MemoryModule):
@@ -55,8 +59,11 @@ class _Cell(base.MemoryModule):
     def __init__(self, backend: str = "torch") -> None:
         super().__init__()
         self.backend = backend
-        self.supported_backends = ("torch", "mine")
         self.register_memory("h", 0.0)
+
+    @property
+    def supported_backends(self) -> tuple[str, ...]:
+        return ("torch", "mine")
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
         self.h = self.h + (2 * x if self.backend == "mine" else x)
@@ -70,10 +77,18 @@ def test_a_memory_module_keeps_its_own_backend_and_supported_backends() -> None:
     functional.set_backend(nn.Sequential(cell), "torch")  # within its supported backends
     assert cell.backend == "torch"
     assert "backend=torch" in repr(cell)
-    plain = _Cell()
-    assert base.MemoryModule().supported_backends == ("torch",)
-    with pytest.raises(TypeError, match="supported_backends: expected a non-empty tuple of backend names, got 'torch'"):
-        plain.supported_backends = "torch"  # type: ignore[assignment]  # a wrong type on purpose: the error is under test
+    with pytest.raises(UnsupportedOperationError, match=r"backend 'other' does not support _Cell"):
+        cell.backend = "other"
+    plain = base.MemoryModule()
+    assert plain.supported_backends == ("torch",)
+    with pytest.raises(UnsupportedOperationError, match=r"backend 'triton' does not support MemoryModule"):
+        plain.backend = "triton"
+    plain.supported_backends = ["torch", "mine"]  # assigned, as some SpikingJelly modules do
+    plain.backend = "mine"
+    assert plain.supported_backends == ("torch", "mine") and plain.backend == "mine"
+    for bad in ("torch", 5, ()):
+        with pytest.raises(TypeError, match="supported_backends: expected a non-empty tuple of backend names, got"):
+            plain.supported_backends = bad  # type: ignore[assignment]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="backend: expected a backend name"):
         plain.backend = 3  # type: ignore[assignment]  # a wrong type on purpose: the error is under test
     with pytest.raises(AttributeError, match="supported_backends: LIFNode lists the installed backends"):

@@ -127,7 +127,7 @@ def test_argument_validation(learners: dict[str, RecordingLearner]) -> None:
         functional.ottt_online_training(model, optimizer, x, torch.randn(3, 2, 1), loss_fn, True)
     with pytest.raises(ValueError, match=r"got shape \(2, 2, 1\)"):
         functional.ottt_online_training(model, optimizer, x, torch.randn(2, 2, 1), loss_fn, True)
-    with pytest.raises(TypeError, match=r"ottt_online_training: online: expected a bool \(or the integer 0 or 1\), got int 2"):
+    with pytest.raises(TypeError, match=r"ottt_online_training: online: expected a bool \(or the integer 0 or 1, a NumPy bool, a one-element boolean tensor\), got int 2"):
         functional.ottt_online_training(model, optimizer, x, t, loss_fn, 2)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(TypeError, match="online: expected a bool .* got NoneType None"):
         functional.ottt_online_training(model, optimizer, x, t, loss_fn, None)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test

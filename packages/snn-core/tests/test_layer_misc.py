@@ -99,7 +99,7 @@ def test_synapse_filter_arguments() -> None:
         layer.SynapseFilter(tau=1.0)
     with pytest.raises(TypeError, match="tau: expected a real number > 1, got str"):
         layer.SynapseFilter(tau="2")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
-    with pytest.raises(TypeError, match=r"learnable: expected a bool \(or the integer 0 or 1\), got int 2"):
+    with pytest.raises(TypeError, match=r"learnable: expected a bool \(or the integer 0 or 1, a NumPy bool, a one-element boolean tensor\), got int 2"):
         layer.SynapseFilter(learnable=2)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     # SpikingJelly tests the flag's truth: 0 and 1 work as False and True
     assert layer.SynapseFilter(learnable=1).learnable is True and layer.SynapseFilter(learnable=0).learnable is False

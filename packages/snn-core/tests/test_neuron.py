@@ -512,9 +512,9 @@ def test_flags_take_the_integers_0_and_1_as_spikingjelly_does() -> None:
     node = neuron.IFNode(store_v_seq=1)
     assert node.store_v_seq is True
     for bad in (None, 2, 0.0, "yes"):
-        with pytest.raises(TypeError, match=r"decay_input: expected a bool \(or the integer 0 or 1\)"):
+        with pytest.raises(TypeError, match=r"decay_input: expected a bool \(or the integer 0 or 1, a NumPy bool, a one-element boolean tensor\)"):
             neuron.LIFNode(decay_input=bad)
-    with pytest.raises(TypeError, match=r"store_v_seq: expected a bool \(or the integer 0 or 1\), got NoneType"):
+    with pytest.raises(TypeError, match=r"store_v_seq: expected a bool \(or the integer 0 or 1, a NumPy bool, a one-element boolean tensor\), got NoneType"):
         neuron.IFNode(store_v_seq=None)
     with pytest.raises(TypeError, match="detach_reset: expected a bool, got int"):  # the reference asserts a bool
         neuron.IFNode(detach_reset=1)

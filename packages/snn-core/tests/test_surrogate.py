@@ -621,7 +621,7 @@ def test_grad_refuses_integer_tensors() -> None:
 
 def test_spiking_assignment_is_checked() -> None:
     s = surrogate.Sigmoid()
-    with pytest.raises(TypeError, match=r"Sigmoid: spiking: expected a bool \(or the integer 0 or 1\), got str 'no'"):
+    with pytest.raises(TypeError, match=r"Sigmoid: spiking: expected a bool \(or the integer 0 or 1, a NumPy bool, a one-element boolean tensor\), got str 'no'"):
         s.spiking = "no"  # type: ignore[assignment]  # the wrong type on purpose
     assert s.spiking is True
     assert surrogate.Sigmoid(spiking=0).spiking is False  # 0 and 1 as in SpikingJelly

@@ -54,6 +54,11 @@ def test_launched_rank_reads_and_checks_the_launcher_variables(clean_environment
     env.delenv("RANK")  # WORLD_SIZE alone: every process would train alone into one folder
     with pytest.raises(ValueError, match="RANK: expected an integer set by the launcher"):
         distributed.launched_rank()
+    env.setenv("WORLD_SIZE", "1")  # one process: a missing or stray RANK does not matter
+    assert distributed.launched_rank() is None
+    env.delenv("WORLD_SIZE")
+    env.setenv("RANK", "7")
+    assert distributed.launched_rank() is None
 
 
 def test_local_world_size(clean_environment: pytest.MonkeyPatch) -> None:
@@ -148,6 +153,9 @@ def test_only_rank_0_reports_an_interruption(monkeypatch: pytest.MonkeyPatch, ca
 def test_a_vanished_peer_is_recognised() -> None:
     assert command._peer_lost(RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer [10.0.0.2]:4123"))
     assert not command._peer_lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
-    dist_error = getattr(torch.distributed, "DistError", None)
-    if dist_error is not None:
-        assert command._peer_lost(dist_error("timed out"))
+    network_error = getattr(torch.distributed, "DistNetworkError", None)
+    if network_error is not None:
+        assert command._peer_lost(network_error("connection refused"))
+    backend_error = getattr(torch.distributed, "DistBackendError", None)
+    if backend_error is not None:  # a timeout or this rank's own collective failure: not relabelled
+        assert not command._peer_lost(backend_error("Watchdog caught collective operation timeout"))

@@ -328,7 +328,7 @@ def test_ottt_errors_name_the_problem() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     learner = OTTTLearner()
     x, target = torch.rand(2, 3, 2), torch.rand(2, 3, 1)
-    with pytest.raises(TypeError, match=r"online: expected a bool \(or the integer 0 or 1\), got int 2"):
+    with pytest.raises(TypeError, match=r"online: expected a bool \(or the integer 0 or 1, a NumPy bool, a one-element boolean tensor\), got int 2"):
         learner.train_sequence(model, optimizer, x, target, F.mse_loss, online=2)
     with pytest.raises(TypeError, match="online"):
         functional.ottt_online_training(model, optimizer, x, target, F.mse_loss, "yes")

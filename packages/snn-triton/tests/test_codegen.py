@@ -195,25 +195,26 @@ def test_kernels_are_launched_without_fused_multiply_adds(monkeypatch):
     ops._launch(FakeKernel(), ("a",), {"a": None}, 3, 5, torch.device("cpu"))
     assert launched["enable_fp_fusion"] is False
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # a compilable kernel, not the interpreter's
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from snn.models import kernel_plan
+    from snn.plugins import get_registry
+    from snn.surrogate import Sigmoid
+    from snn_triton.codegen import forward_source
+    from snn_triton.source_cache import load_generated
+
+    config = get_registry().model("lif").config(Sigmoid().spec, False, tau=3.0, v_reset=None, decay_input=False)
+    generated = forward_source(kernel_plan(config), "float32", False, False)
+    fn = load_generated(generated.source + "\n# compiled for the fma check\n", "fmacheck").kernel
+    signature = {p: "*fp32" for p in generated.parameters} | {"T": "i32", "N": "i32", "BLOCK": "constexpr"}
+    source = ASTSource(fn, signature, constexprs={"BLOCK": 128})
+    target = GPUTarget("cuda", 90, 32)
     try:
-        import triton
-        from triton.backends.compiler import GPUTarget
-        from triton.compiler import ASTSource
-
-        from snn.models import kernel_plan
-        from snn.plugins import get_registry
-        from snn.surrogate import Sigmoid
-        from snn_triton.codegen import forward_source
-        from snn_triton.source_cache import load_generated
-
-        config = get_registry().model("lif").config(Sigmoid().spec, False, tau=3.0, v_reset=None, decay_input=False)
-        generated = forward_source(kernel_plan(config), "float32", False, False)
-        fn = load_generated(generated.source + "\n# compiled for the fma check\n", "fmacheck").kernel
-        signature = {p: "*fp32" for p in generated.parameters} | {"T": "i32", "N": "i32", "BLOCK": "constexpr"}
-        source = ASTSource(fn, signature, constexprs={"BLOCK": 128})
-        fused = triton.compile(source, target=GPUTarget("cuda", 90, 32)).asm["ptx"]
-        plain = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"enable_fp_fusion": False}).asm["ptx"]
-    except Exception as exc:  # no NVPTX toolchain in this Triton build
+        fused = triton.compile(source, target=target).asm["ptx"]
+    except (RuntimeError, OSError, ImportError) as exc:  # a Triton build without the NVPTX toolchain
         pytest.skip(f"cannot compile for a GPU here: {type(exc).__name__}: {exc}")
+    plain = triton.compile(source, target=target, options={"enable_fp_fusion": False}).asm["ptx"]
     assert re.search(r"\bfma\.rn\.f32\b", fused)  # the default would contract
     assert not re.search(r"\bfma\.", plain)

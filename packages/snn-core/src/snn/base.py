@@ -95,6 +95,17 @@ def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     return value
 
 
+class _StepModeNotGiven(str):
+    """The default of ``MemoryModule(step_mode=...)``: ``'s'``, told apart from an explicit
+    ``'s'`` (which is checked) by identity."""
+
+    def __repr__(self) -> str:
+        return "'s'"
+
+
+_STEP_MODE_NOT_GIVEN = _StepModeNotGiven("s")
+
+
 class MemoryModule(nn.Module, StepModule):
     """Base of every stateful module.
 
@@ -107,18 +118,18 @@ class MemoryModule(nn.Module, StepModule):
     kernel backends.
 
     Args:
-        step_mode: ``'s'`` or ``'m'``, checked against :meth:`supported_step_mode`; ``None``
-            (the default) starts in ``'s'`` unchecked, as SpikingJelly's ``MemoryModule`` does,
-            so that a subclass that runs only whole sequences (``MultiStepModule``) sets
+        step_mode: ``'s'`` or ``'m'``, checked against :meth:`supported_step_mode`. Left out,
+            the module starts in ``'s'`` unchecked, as SpikingJelly's ``MemoryModule`` does, so
+            that a subclass that runs only whole sequences (``MultiStepModule``) sets
             ``self.step_mode = 'm'`` after this constructor.
     """
 
-    def __init__(self, step_mode: str | None = None) -> None:
+    def __init__(self, step_mode: str = _STEP_MODE_NOT_GIVEN) -> None:
         super().__init__()
         object.__setattr__(self, "_memories", {})
         object.__setattr__(self, "_memories_rv", {})
         self._backend = "torch"
-        if step_mode is None:
+        if step_mode is _STEP_MODE_NOT_GIVEN:
             self._step_mode = "s"
         else:
             self.step_mode = step_mode
@@ -263,22 +274,29 @@ class MemoryModule(nn.Module, StepModule):
 
     @supported_backends.setter
     def supported_backends(self, value: Iterable[str]) -> None:
-        names = tuple(value) if not isinstance(value, str) else None
+        names = tuple(value) if isinstance(value, Iterable) and not isinstance(value, str) else None
         if not names or not all(isinstance(name, str) and name for name in names):
             raise TypeError(f"supported_backends: expected a non-empty tuple of backend names, got {value!r}")
         self.__dict__["_supported_backends"] = names
 
     @property
     def backend(self) -> str:
-        """The backend name: ``"torch"``, or what the module (or ``set_backend``, within
-        :attr:`supported_backends`) stored for its own forward to read. snn's kernel backends
-        serve neurons only, which override this."""
+        """The backend name: ``"torch"``, or another of :attr:`supported_backends` that the
+        module (or :func:`~snn.functional.set_backend`) stored for its own forward to read.
+        snn's kernel backends serve neurons only, which override this."""
         return self._backend
 
     @backend.setter
     def backend(self, value: str) -> None:
         if not isinstance(value, str) or not value:
             raise TypeError(f"backend: expected a backend name (a non-empty string), got {value!r}")
+        supported = self.supported_backends
+        if value not in supported:
+            from snn.errors import UnsupportedOperationError
+
+            raise UnsupportedOperationError(
+                value, f"{type(self).__name__} (a memory module whose supported_backends are {supported})", supported
+            )
         self._backend = value
 
     def extra_repr(self) -> str:

@@ -58,6 +58,10 @@ __all__ = [
     "check_kernel_arguments",
 ]
 
+#: What a kernel returns: ``(spike_seq, states_last, state_seqs)``, the spikes ``[T, *]``, the
+#: states after the last step (a tuple, one ``[*]`` per state) and, with ``store_state_seqs``,
+#: every state's post-reset values (a tuple, one ``[T, *]`` per state), else ``None``; in the
+#: dtype of ``x_seq`` (a single-step kernel: ``(spike, states, None)``).
 KernelResult = tuple[torch.Tensor, tuple[torch.Tensor, ...], "tuple[torch.Tensor, ...] | None"]
 
 

@@ -163,7 +163,7 @@ class BaseMonitor:
 
     def _value(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
         """The value a hook records, from the hook's arguments after the module."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: a monitor records through create_hook or _value")
 
     def _record(self, name: str, value: Any) -> None:
         self.name_records_index[name].append(len(self.records))

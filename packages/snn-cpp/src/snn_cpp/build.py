@@ -443,7 +443,10 @@ def _compile(source: str, path: Path, chain: Toolchain, ident: str | None) -> ct
             diagnostics = (done.stderr or done.stdout).strip()[-4000:]
             raise KernelBuildError(f"{' '.join(command)} failed (exit {done.returncode}):\n{diagnostics}")
         checksum = _sha256(tmp)
-        library = _open_checked(tmp, None, ident)
+        try:
+            library = _open_checked(tmp, None, ident)
+        except OSError as exc:  # an undefined symbol, a cache on a noexec mount ...
+            raise KernelBuildError(f"the library built from {source_path} cannot be loaded: {exc}") from exc
         if library is None:
             raise KernelBuildError(f"the library built from {source_path} does not carry its source id")
         os.replace(tmp, path)

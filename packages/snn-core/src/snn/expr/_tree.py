@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
@@ -73,7 +74,7 @@ class Expr:
         would be a Python bool (a constant in the model's math), not an element-wise test."""
         if isinstance(other, Expr):
             return (self.op, self.value, self.args) == (other.op, other.value, other.args)
-        if isinstance(other, (int, float)):
+        if isinstance(other, numbers.Number) or type(other).__module__.startswith("torch"):  # a tensor too
             raise TypeError(
                 "expression ==/!= number: expressions compare element-wise with <, <=, > and >= only "
                 "(== would give a Python bool, a constant); write ops.where((a >= b) & (a <= b), 1.0, 0.0)"

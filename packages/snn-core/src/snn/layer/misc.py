@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snn.base import MemoryModule, StepModule
+from snn.functional.forward import seq_to_ann_forward
 from snn.neuron.base import check_flag
 
 __all__ = ["SynapseFilter", "VotingLayer", "Delay"]
@@ -193,14 +194,9 @@ class VotingLayer(nn.Module, StepModule):
         self.voting_size = voting_size
         self.step_mode = step_mode
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The class scores of ``x``.
-
-        Args:
-            x: ``[..., C * voting_size]``, floating.
-
-        Returns:
-            ``[..., C]`` in ``x``'s dtype.
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The class scores of ``x`` ``[..., C * voting_size]`` -> ``[..., C]`` in ``x``'s dtype
+        (one step ``[N, C * voting_size]``, or any leading dimensions).
 
         Raises:
             TypeError: ``x`` is not a tensor.
@@ -216,11 +212,23 @@ class VotingLayer(nn.Module, StepModule):
         pooled = F.avg_pool1d(x.reshape(-1, 1, x.shape[-1]), self.voting_size, self.voting_size)
         return pooled.reshape(*leading, x.shape[-1] // self.voting_size)
 
-    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The class scores of one step ``x`` ``[N, C * voting_size]`` -> ``[N, C]`` (the same
-        computation as :meth:`forward`, which serves both step modes; kept for code written
-        against SpikingJelly, whose ``forward`` calls it per step)."""
-        return self.forward(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The class scores of ``x``: :meth:`single_step_forward` in step mode ``'s'``, and on
+        the ``[T * N, ...]`` view of ``x`` ``[T, N, ..., C * voting_size]`` in step mode ``'m'``
+        (as SpikingJelly calls it, so a subclass overriding :meth:`single_step_forward` serves
+        both modes).
+
+        Raises:
+            TypeError: ``x`` is not a tensor.
+            ValueError: ``x`` has too few dimensions for the step mode, or its last dimension
+                is not a multiple of ``voting_size``.
+        """
+        if self.step_mode == "s":
+            return self.single_step_forward(x)
+        _check_tensor("x", x, "[T, N, ..., C * voting_size]")
+        if x.dim() < 2:
+            raise ValueError(f"x: expected shape [T, N, ..., C * voting_size] in step mode 'm', got {list(x.shape)}")
+        return seq_to_ann_forward(x, self.single_step_forward)  # type: ignore[return-value]  # one tensor out
 
     def extra_repr(self) -> str:
         return f"voting_size={self.voting_size}, step_mode={self.step_mode}"

@@ -43,6 +43,8 @@ The names live in three modules, imported here: ``_description`` (the descriptio
 
 from __future__ import annotations
 
+from snn.models import _description
+
 # the names re-exported "as" themselves are not in __all__ but importable from here (backends and
 # tests use the plan's variable names)
 from snn.models._description import (
@@ -50,7 +52,6 @@ from snn.models._description import (
     INPUT as INPUT,
     SPIKE as SPIKE,
     SURROGATE_INPUT as SURROGATE_INPUT,
-    THRESHOLD_AND_RESET,
     ChargeFunction as ChargeFunction,
     HyperParameter,
     KernelPlan,
@@ -66,6 +67,10 @@ from snn.models._description import (
 )
 from snn.models._evaluate import autograd_step, evaluate_charge, evaluate_reset
 from snn.models._plan import kernel_plan
+
+#: The threshold and reset hyper-parameters most spiking models share: ``v_threshold`` (a real
+#: number, default 1.0) and ``v_reset`` (a real number or ``None`` for a soft reset, default 0.0).
+THRESHOLD_AND_RESET = _description.THRESHOLD_AND_RESET
 
 __all__ = [
     "SurrogateSpec",

@@ -81,7 +81,7 @@ def check_flag(name: str, value: Any, integers: bool = False) -> bool:
             return bool(value)
         if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.numel() == 1:
             return bool(value)
-    expected = "a bool (or the integer 0 or 1)" if integers else "a bool"
+    expected = "a bool (or the integer 0 or 1, a NumPy bool, a one-element boolean tensor)" if integers else "a bool"
     raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
 
 
@@ -175,7 +175,7 @@ class State:
             raise ValueError(f"State {self.name!r}: initial: expected a finite number, got {self.initial!r}")
 
 
-#: The threshold and reset hyper-parameters most spiking models share.
+# documented where it is public: snn.models.THRESHOLD_AND_RESET
 THRESHOLD_AND_RESET = (
     HyperParameter("v_threshold", 1.0, "real", "firing threshold"),
     HyperParameter("v_reset", 0.0, "optional_real", "potential after a spike (None: soft reset)"),

@@ -13,7 +13,8 @@ The names live in three modules, imported here: ``_entries`` (what is stored:
 
 from __future__ import annotations
 
-from snn.registry._entries import KERNEL_MODES, BackendInfo, PluginFailure, Provenance, RegisteredItem
+from snn.registry import _entries
+from snn.registry._entries import BackendInfo, PluginFailure, Provenance, RegisteredItem
 from snn.registry._registrars import (
     BackendRegistrar,
     LearnerRegistrar,
@@ -22,6 +23,11 @@ from snn.registry._registrars import (
     StrategyRegistrar,
 )
 from snn.registry._tables import Registry
+
+#: The kernel modes, the keys of a backend's kernels: ``"single_step"`` runs neurons in step mode
+#: ``'s'``, ``"multi_step"`` in step mode ``'m'`` (:data:`snn.dispatch.KERNEL_MODE` maps one to the
+#: other). Users see step modes only; kernel modes are the backend author's word.
+KERNEL_MODES = _entries.KERNEL_MODES
 
 __all__ = [
     "KERNEL_MODES",

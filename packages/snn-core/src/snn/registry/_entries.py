@@ -18,9 +18,7 @@ from snn.errors import BackendProbeError, BackendUnavailableError
 
 __all__ = ["KERNEL_MODES", "Provenance", "PluginFailure", "BackendInfo", "RegisteredItem"]
 
-#: The kernel modes, the keys of a backend's kernels: ``"single_step"`` runs neurons in step mode
-#: ``'s'``, ``"multi_step"`` in step mode ``'m'`` (:data:`snn.dispatch.KERNEL_MODE` maps one to the
-#: other). Users see step modes only; kernel modes are the backend author's word.
+# documented where it is public: snn.registry.KERNEL_MODES
 KERNEL_MODES = ("single_step", "multi_step")
 
 

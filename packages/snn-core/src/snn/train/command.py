@@ -224,9 +224,12 @@ def _prepare_out_dir(path: Path) -> list[Path]:
     return created
 
 
-def _plan(args: argparse.Namespace, world_size: int) -> _Plan:
-    """Check every option, create the output folder and check the settings; no training."""
-    from snn.train.distributed import local_world_size
+def _plan(args: argparse.Namespace, world_size: int, local_world_size: int | None = None) -> _Plan:
+    """Check every option, create the output folder and check the settings; no training.
+
+    ``local_world_size`` is the number of processes on this machine (default: all of them, as
+    ``snn train --nproc`` starts them).
+    """
     from snn.train.loop import check_settings
 
     _check_option_values(args)
@@ -248,7 +251,7 @@ def _plan(args: argparse.Namespace, world_size: int) -> _Plan:
             from snn.train.extras import import_demo_module
 
             import_demo_module("matplotlib.figure")
-        check_settings(plan.config, world_size=world_size, local_world_size=local_world_size(world_size))
+        check_settings(plan.config, world_size=world_size, local_world_size=local_world_size)
     except BaseException:
         _remove_created(plan.created)
         raise
@@ -440,7 +443,7 @@ def _run_worker(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
                         f"--nproc {args.nproc}: this process is one of {context.world_size} workers started by a "
                         "launcher (torchrun); leave --nproc out"
                     )
-                plan = _plan(args, context.world_size)
+                plan = _plan(args, context.world_size, dist.local_world_size(context.world_size))
                 payload = {"config": plan.config.to_dict(), "progress": plan.config.progress,
                            "run_dir": str(plan.run_dir), "checkpoint": plan.checkpoint}
             except _errors() as exc:
@@ -478,9 +481,9 @@ def _peer_lost(exc: RuntimeError) -> bool:
     data-parallel run whose first failure another rank reports)."""
     import torch.distributed
 
-    distributed_error = getattr(torch.distributed, "DistError", ())
+    network_error = getattr(torch.distributed, "DistNetworkError", ())
     text = str(exc)
-    return isinstance(exc, distributed_error) or any(
+    return isinstance(exc, network_error) or any(
         sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
     )
 

@@ -187,17 +187,19 @@ def launched_rank() -> tuple[int, int, int] | None:
     """``(rank, world_size, local_rank)`` when a launcher started this process as one of
     several workers (``torchrun``, ``snn train --nproc``), else ``None``.
 
+    ``WORLD_SIZE`` decides: unset or 1 means one process (a stray ``RANK`` is ignored).
+
     Raises:
-        ValueError: ``WORLD_SIZE`` or ``RANK`` is set but the other is missing, or a value is not
-            an integer in range (``0 <= RANK < WORLD_SIZE``, ``LOCAL_RANK >= 0``), naming the
-            variable: otherwise every process would train alone into the same folder.
+        ValueError: ``WORLD_SIZE`` is not a positive integer, or above 1 with ``RANK`` missing
+            or out of range (``0 <= RANK < WORLD_SIZE``) or a malformed ``LOCAL_RANK``, naming
+            the variable: otherwise every process would train alone into the same folder.
     """
-    if not os.environ.get("WORLD_SIZE", "").strip() and not os.environ.get("RANK", "").strip():
+    if not os.environ.get("WORLD_SIZE", "").strip():
         return None
     world_size = _environment_int("WORLD_SIZE", 1)
-    rank = _environment_int("RANK", 0, world_size)
     if world_size == 1:
         return None
+    rank = _environment_int("RANK", 0, world_size)
     return rank, world_size, _environment_int("LOCAL_RANK", 0, default=0)
 
 
