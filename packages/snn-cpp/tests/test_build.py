@@ -336,3 +336,16 @@ def test_a_malformed_compiler_variable_is_named(monkeypatch):
     finally:
         monkeypatch.undo()
         build.reset()
+
+
+@needs_compiler
+def test_a_library_that_cannot_load_is_a_build_error(isolated, monkeypatch):
+    """dlopen failing on the fresh library (an undefined symbol, a noexec mount) is not a cache
+    write failure."""
+
+    def cannot_load(path, checksum, ident):
+        raise OSError(f"{path}: undefined symbol: snn_missing")
+
+    monkeypatch.setattr(build, "_open_checked", cannot_load)
+    with pytest.raises(build.KernelBuildError, match="cannot be loaded: .*undefined symbol"):
+        build.load_library("int snn_load_failure_test(void) { return 5; }\n", None)
