@@ -346,6 +346,7 @@ def test_a_library_that_cannot_load_is_a_build_error(isolated, monkeypatch):
     def cannot_load(path, checksum, ident):
         raise OSError(f"{path}: undefined symbol: snn_missing")
 
+    chain = build.toolchain()  # probed before the loader is broken
     monkeypatch.setattr(build, "_open_checked", cannot_load)
     with pytest.raises(build.KernelBuildError, match="cannot be loaded: .*undefined symbol"):
-        build.load_library("int snn_load_failure_test(void) { return 5; }\n", None)
+        build.load_library("int snn_load_failure_test(void) { return 5; }\n", None, chain)
