@@ -168,15 +168,17 @@ def test_logistic_derivative_is_one_operation_in_backward_programs(dtype):
 
 def test_lerp_result_never_overwrites_its_operand():
     """``a + (b - a) w`` with ``w >= 0.5`` runs in two steps that read ``a`` twice: its result
-    must not take ``a``'s buffer (it did when ``a`` was a scratch value used last there)."""
-    u, x = var("u"), var("x")
+    must not take ``a``'s buffer (it did when ``a`` was a scratch value used last there).
+    Backward programs only: a forward program rounds every operation as the expression does."""
+    u, x, k = var("u"), var("x"), var("k")
     v = Expr("exp", (u,))
-    e = (v + (x - v) * 0.7) * 2.0 + u
-    program = compile_program([e], ["u", "x"])
+    e = (v + (x - v) * k) * 2.0 + u
+    assert "lerp" not in _ops(compile_program([e], ["u", "x"], ["k"]))
+    program = compile_program([e], ["u", "x"], ["k"], affine=True)
     assert "lerp" in _ops(program)
     uu, xx = torch.randn(64), torch.randn(64)
-    want = evaluate(e, {"u": uu, "x": xx}, TORCH_OPS)
-    torch.testing.assert_close(_run(program, (uu, xx))[0], want, rtol=1e-6, atol=1e-6)
+    want = evaluate(e, {"u": uu, "x": xx, "k": 0.7}, TORCH_OPS)
+    torch.testing.assert_close(_run(program, (uu, xx), (0.7,))[0], want, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("given", [True, False])

@@ -227,18 +227,14 @@ def fuse_sum(
     """A fused form of ``a + b`` / ``a - b``: ``(op, operands, value, absorbed node ids)``.
 
     With ``exact`` (``exact(p, q)``: the product ``p q`` is exact) a product is fused only where
-    it is exact, ``lerp`` aside, so the sum is rounded once, as the expression rounds it.
+    it is exact, so every operation is rounded as the expression rounds it.
     """
     candidates = ((a, b),) if op == "-" else ((a, b), (b, a))
     for base, term in candidates:
         if scalarish(base) or not fusable(term):
             continue
         if exact is not None and term.op == "*" and not exact(*term.args):
-            # lerp only (the leaky charge's contract: torch.lerp rounds w (y - base) + base once)
-            lerp = _lerp(op, base, term, fusable, scalarish)
-            if lerp is not None:
-                return lerp
-            continue
+            continue  # torch.lerp, addcmul, add(alpha=) would round the product and the sum once
         if term.op == "affine" and term.value[1] == 0.0 and not scalarish(term.args[0]):
             scale = Expr("num", (), term.value[0])
             return ("axpy" if op == "+" else "axmy"), (base, term.args[0], scale), None, (id(term),)

@@ -9,7 +9,7 @@ torch operations:
 
 - ``a + c * b`` and ``a - c * b`` with a number or parameter ``c`` -> ``torch.add(a, b, alpha=c)``;
 - ``a + (b - a) * w`` -> ``torch.lerp(a, b, w)`` when ``w < 1/2`` (where torch defines lerp as
-  ``a + w (b - a)``), else a subtraction and an ``add``;
+  ``a + w (b - a)``), else a subtraction and an ``add`` (backward programs only);
 - ``a + b * c``, ``a - b * c``, ``a + (-b) * c`` on tensors -> ``torch.addcmul``;
 - ``where(t > c, t, c)`` with a number ``c`` -> ``torch.clamp`` and ``nan_to_num_`` (ops
   ``atleast`` / ``atmost``, from :func:`~snn.backends.torch_lowering.lower`).
@@ -19,9 +19,11 @@ torch operations:
 expression in the last bit for about one element in seven on the project's machine). A forward
 program, whose spikes must match a reference that rounds every operation, therefore fuses a
 product into a sum only where the product is exact (a 0/1 factor such as a spike or a mask,
-or a number that is zero or a power of two), except ``lerp``, the leaky charge's contract
-(LIF's and PLIF's ``v + (x - v) k``). Backward programs (``affine=True``) fuse every such
-shape, and also ``b + (alpha t) q`` and ``alpha (p q) + beta`` into one ``torch.addcmul``.
+or a number that is zero or a power of two); ``lerp`` only in backward (PLIF's ``v + (x - v) k``
+as ``torch.lerp`` gave other spikes than SpikingJelly's two roundings for about one input in
+ten within two units in the last place of the threshold). Backward programs (``affine=True``)
+fuse every such shape, and also ``b + (alpha t) q`` and ``alpha (p q) + beta`` into one
+``torch.addcmul``.
 
 Structurally equal sub-expressions are computed once (:func:`~snn.backends.torch_lowering.lower`), and a selection between
 constants, ``where(cond, c, 0)``, becomes the product of ``c`` and a 0/1 mask that the comparison
@@ -32,7 +34,7 @@ Sub-expressions of parameters only (a learnable ``w`` in ``sigmoid(w)``) are eva
 call on Python floats, not per element. Other operations mirror the tensor operators
 (``number - t`` as ``torch.rsub``, ``number / t`` as ``reciprocal(t) * number`` like
 ``Tensor.__rtruediv__``, ``minimum(t, c)`` as ``clamp``), so a forward program computes what
-the plain torch evaluation of the same tree computes, bit for bit (``lerp`` aside).
+the plain torch evaluation of the same tree computes, bit for bit.
 
 Example:
     >>> import torch
@@ -376,7 +378,7 @@ def compile_program(
     """Compile ``outputs`` into a :class:`Program`.
 
     Without ``affine`` the program rounds as the plain torch evaluation of ``outputs`` does
-    (``lerp`` aside, see the module docstring): ``torch.addcmul`` and ``torch.add(alpha=)``
+    (see the module docstring): ``torch.lerp``, ``torch.addcmul`` and ``torch.add(alpha=)``
     round the product and the sum once (a fused multiply-add on CPUs that have one), so a
     product is fused into a sum only where it is exact, with a factor of 0/1 values (a variable
     of ``binary_vars``, ``1 -`` one, a comparison mask) or a number that is zero or a power of two.

@@ -1,12 +1,16 @@
 """Integrate-and-fire, leaky integrate-and-fire and parametric LIF: models and modules.
 
 Each neuron's math is written once, as a :class:`~snn.models.NeuronModel`, beside the module
-class that runs it. With ``vr = v_reset`` (0 for soft reset) and ``k = 1 / tau`` (LIF) or
-``sigmoid(w)`` (PLIF), the charge of the membrane potential is:
+class that runs it. With ``vr = v_reset`` (0 for soft reset), the charge of the membrane
+potential is:
 
 - IF: ``h = v + x``;
-- LIF / PLIF with ``decay_input``: ``h = v + (x - (v - vr)) k``;
-- LIF / PLIF without it: ``h = v - (v - vr) k + x``;
+- LIF with ``decay_input``: ``h = v + (x - (v - vr)) / tau``; without it:
+  ``h = v - (v - vr) / tau + x``;
+- PLIF: the same with ``/ tau`` replaced by ``* sigmoid(w)``;
+
+each operation rounded on its own, in SpikingJelly's order (a division by ``tau`` and a product
+with ``1 / tau`` round differently), so that potentials at the threshold fire as there;
 
 then ``s = H(h - v_threshold)`` (``H(0) = 1``) and the hard (``v = s vr + (1 - s) h``) or soft
 (``v = h - s v_threshold``) reset. Training saves only the charged potentials (plus PLIF's
@@ -43,19 +47,21 @@ def _if_charge(x: Any, u: StateValues, p: ModelParameters, ops: Any) -> dict[str
     return {"v": u.v + x}
 
 
-def _leaky_charge(v: Any, x: Any, k: Any, p: ModelParameters) -> Any:
+def _leaky_charge(v: Any, x: Any, decay: Callable[[Any], Any], p: ModelParameters) -> Any:
+    """``decay(d)`` scales a difference ``d`` by the leak, rounded as SpikingJelly rounds it."""
     vr = p.reset_potential
     if p.decay_input:
-        return v + (x - (v - vr)) * k
-    return v - (v - vr) * k + x
+        return v + decay(x - (v - vr))
+    return v - decay(v - vr) + x
 
 
 def _lif_charge(x: Any, u: StateValues, p: ModelParameters, ops: Any) -> dict[str, Any]:
-    return {"v": _leaky_charge(u.v, x, 1.0 / p.tau, p)}
+    # divided by tau, not multiplied by 1 / tau: the two round differently unless tau is a power of two
+    return {"v": _leaky_charge(u.v, x, lambda d: d / p.tau, p)}
 
 
 def _plif_charge(x: Any, u: StateValues, p: ModelParameters, ops: Any) -> dict[str, Any]:
-    return {"v": _leaky_charge(u.v, x, ops.sigmoid(p.w), p)}
+    return {"v": _leaky_charge(u.v, x, lambda d: d * ops.sigmoid(p.w), p)}
 
 
 #: Integrate-and-fire: ``h = v + x``.
