@@ -382,3 +382,13 @@ def test_model_names_a_neuron_module_uses_are_refused() -> None:
         taken = learnables[0] if learnables else hyper
         with pytest.raises(ValueError, match=f"model 'clash': .* '{taken}': expected a name a neuron module does not use"):
             registrar(model)
+
+
+def test_constant_beyond_float32_names_what_does_not_fit() -> None:
+    from snn.models import constant_beyond_float32
+
+    assert constant_beyond_float32(_lif()) is None
+    assert constant_beyond_float32(neuron.LIFNode(v_reset=-1e39).neuron_config()) == "v_reset=-1e+39"
+    found = constant_beyond_float32(_lif(surrogate.Rect(alpha=1e-40)))
+    assert found is not None and found.startswith("the constant 5e+39 that its kernel derives from the layer's parameters (")
+    assert "Rect.alpha=1e-40" in found

@@ -90,7 +90,8 @@ def test_kernel_sources_follow_the_neuron() -> None:
     for other in (sc, sd):
         assert [k for k in sa if "_fwd_" in k] == [k for k in other if "_fwd_" in k]
         assert [k for k in sa if "_bwd_" in k] != [k for k in other if "_bwd_" in k]
-    assert literal(1.0 / 3.0, "tau") in next(v for k, v in sb.items() if "_fwd_train_" in k)
+    # LIF divides by tau, as SpikingJelly does (a product with 1 / tau rounds differently)
+    assert literal(3.0, "tau") in next(v for k, v in sb.items() if "_fwd_train_" in k)
 
 
 def test_learnable_values_are_runtime_arguments() -> None:
@@ -167,7 +168,7 @@ def test_numbers_are_exact_float32_literals() -> None:
     values = _hex_literals(text)
     assert _f32(0.1) in values  # the threshold
     assert _f32(-0.3) in values
-    assert _f32(1.0 / 3.0) in values
+    assert _f32(3.0) in values  # tau: LIF divides by it
     assert all(v == _f32(v) for v in values)
 
 
@@ -178,6 +179,17 @@ def test_numbers_beyond_float32_are_refused(bad: float) -> None:
         forward_kernel_source(config, torch.float32, True)
     with pytest.raises(ValueError, match="finite"):
         backward_kernel_source(config, torch.float16)
+
+
+def test_kernel_sources_name_the_parameter_beyond_float32() -> None:
+    for node, named in [
+        (neuron.LIFNode(v_reset=1e39), "v_reset=1e+39"),
+        (neuron.LIFNode(v_threshold=1e39), "v_threshold=1e+39"),
+        (neuron.LIFNode(surrogate_function=surrogate.Sigmoid(alpha=1e39)), "Sigmoid.alpha=1e+39"),
+        (neuron.IFNode(surrogate_function=surrogate.Rect(alpha=1e-40)), "the constant 5e+39 that its kernel derives"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(named) + ".*the cupy kernels compute in float32"):
+            snn_cupy.kernel_sources(node, torch.float32)
 
 
 def test_non_finite_surrogate_parameters_are_refused() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from snn.models import NeuronConfig, SurrogateSpec, kernel_plan
+from snn.models import NeuronConfig, SurrogateSpec, constant_beyond_float32, kernel_plan
 from snn_cupy._codegen import DTYPE_TAGS
 from snn_cupy.templates import (
     KernelSource,
@@ -187,4 +187,8 @@ def kernel_sources(neuron: Any, dtype: torch.dtype) -> dict[str, str]:
         >>> sorted(name.split("_")[1] for name in sources)
         ['bwd', 'fwd', 'fwd']
     """
-    return config_sources(neuron_config(neuron), dtype)
+    config = neuron_config(neuron)
+    beyond = constant_beyond_float32(config)
+    if beyond is not None:
+        raise ValueError(f"{beyond}: the cupy kernels compute in float32, which cannot hold the value")
+    return config_sources(config, dtype)

@@ -66,7 +66,7 @@ from snn.models._description import (
     check_hyperparameter,
 )
 from snn.models._evaluate import autograd_step, evaluate_charge, evaluate_reset
-from snn.models._plan import kernel_plan
+from snn.models._plan import constant_beyond_float32, kernel_plan
 
 #: The threshold and reset hyper-parameters most spiking models share: ``v_threshold`` (a real
 #: number, default 1.0) and ``v_reset`` (a real number or ``None`` for a soft reset, default 0.0).
@@ -83,6 +83,7 @@ __all__ = [
     "KernelPlan",
     "THRESHOLD_AND_RESET",
     "kernel_plan",
+    "constant_beyond_float32",
     "autograd_step",
     "evaluate_charge",
     "evaluate_reset",

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from snn.expr import SYMBOLIC_OPS, Expr, diff, operations, replace_nodes, simplify, substitute, var, variables
+from snn.expr import (
+    SYMBOLIC_OPS,
+    Expr,
+    diff,
+    nodes,
+    operations,
+    replace_nodes,
+    simplify,
+    substitute,
+    var,
+    variables,
+)
 from snn.models._description import (
     INPUT,
     SPIKE,
@@ -18,7 +30,7 @@ from snn.models._description import (
     StateValues,
 )
 
-__all__ = ["kernel_plan"]
+__all__ = ["kernel_plan", "constant_beyond_float32"]
 
 
 def _state_var(prefix: str, name: str) -> Expr:
@@ -276,3 +288,50 @@ def kernel_plan(config: NeuronConfig) -> KernelPlan:
         initial_states_needed=tuple(sorted(needs_u)),
         operations=frozenset(ops),
     )
+
+
+def constant_beyond_float32(config: NeuronConfig) -> str | None:
+    """What of ``config`` a float32 kernel source cannot hold as a literal, or ``None``.
+
+    A backend that writes the hyper-parameters and surrogate parameters into float32 source (every
+    input dtype but float64) needs each finite value, and each constant its plan derives from them
+    (``1 / (2 alpha)`` of ``Rect(alpha=1e-40)``), to be a finite float32 number.
+
+    Returns:
+        ``"name=value"`` of a parameter beyond float32's range, or ``"the constant <value> that its
+        kernel derives from the layer's parameters (<name=value, ...>)"``, or ``None`` when all fit.
+    """
+    from snn.expr import float32_literal  # the renderers' own rule for float32 literals
+
+    surrogate = config.surrogate
+    named = [*config.hyperparameters, *((f"{surrogate.name}.{name}", value) for name, value in surrogate.params)]
+    for name, value in named:
+        if isinstance(value, float) and math.isfinite(value) and not _fits_float32(value, float32_literal):
+            return f"{name}={value!r}"
+    for number in sorted(_plan_numbers(config), key=abs, reverse=True):
+        if not _fits_float32(number, float32_literal):
+            given = ", ".join(f"{name}={value!r}" for name, value in named if isinstance(value, float))
+            return f"the constant {number!r} that its kernel derives from the layer's parameters ({given})"
+    return None
+
+
+def _fits_float32(value: float, literal: Callable[[float, str], str]) -> bool:
+    try:
+        literal(value, "c")
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+@lru_cache(maxsize=1024)
+def _plan_numbers(config: NeuronConfig) -> frozenset[float]:
+    """Every number of ``config``'s kernel plan (forward, surrogate and backward coefficients,
+    threshold): the hyper-parameters folded into constants such as ``1 / (2 alpha)``."""
+    plan = kernel_plan(config)
+    rows = (*plan.reset_h, *plan.reset_p, *plan.charge_u, *plan.charge_p)
+    expressions = [
+        *plan.charge, *plan.reset, plan.surrogate, *plan.reset_s, *plan.charge_x, plan.input_recovery,
+        *(e for row in rows for e in row),
+    ]
+    found = {node.value for e in expressions if e is not None for node in nodes(e) if node.op == "num"}
+    return frozenset({*found, float(plan.threshold)})

@@ -6,7 +6,6 @@ serves (for a generating backend, from the operations its kernels render).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -228,51 +227,17 @@ def plan_operations(config: Any) -> frozenset[str]:
 
 
 def float32_overflow(info: Any, config: Any, dtype: torch.dtype) -> str | None:
-    """``name=value`` of a constant that ``info``'s generated float32 source cannot hold.
-
-    A backend that generates source folds the hyper-parameters and surrogate parameters into it
-    as literals, in float32 for every input dtype but float64; a finite value beyond float32's
-    range (``v_threshold=1e39``) has no such literal. ``None`` when all fit, when the backend has
-    hand-written kernels or computes in float64, and when its kernels take the constants as
-    Python numbers at run time (``literal_constants=False``: the torch backend, whose products
-    then overflow as a plain loop's do).
+    """What ``info``'s generated float32 source cannot hold for ``config`` at ``dtype``
+    (:func:`snn.models.constant_beyond_float32`), or ``None``: also when the backend has
+    hand-written kernels, computes in float64, or takes the constants as Python numbers at run
+    time (``literal_constants=False``: the torch backend, whose products then overflow as a
+    plain loop's do).
     """
-    from snn.expr import float32_literal  # the renderers' own rule for float32 literals
+    from snn.models import constant_beyond_float32
 
     if not info.generates or not info.literal_constants or dtype == torch.float64:
         return None
-    surrogate = config.surrogate
-    named = [*config.hyperparameters, *((f"{surrogate.name}.{name}", value) for name, value in surrogate.params)]
-    for name, value in named:
-        if isinstance(value, float) and math.isfinite(value):
-            try:
-                float32_literal(value, "c")
-            except (ValueError, OverflowError):
-                return f"{name}={value!r}"
-    for number in sorted(plan_numbers(config), key=abs, reverse=True):
-        try:
-            float32_literal(number, "c")
-        except (ValueError, OverflowError):
-            given = ", ".join(f"{name}={value!r}" for name, value in named if isinstance(value, float))
-            return f"the constant {number!r} that its kernel derives from the layer's parameters ({given})"
-    return None
-
-
-@lru_cache(maxsize=1024)
-def plan_numbers(config: Any) -> frozenset[float]:
-    """Every number of ``config``'s kernel plan (forward, surrogate and backward coefficients,
-    threshold): the hyper-parameters folded into constants such as ``1 / (2 alpha)``."""
-    from snn.expr import nodes
-    from snn.models import kernel_plan
-
-    plan = kernel_plan(config)
-    rows = (*plan.reset_h, *plan.reset_p, *plan.charge_u, *plan.charge_p)
-    expressions = [
-        *plan.charge, *plan.reset, plan.surrogate, *plan.reset_s, *plan.charge_x, plan.input_recovery,
-        *(e for row in rows for e in row),
-    ]
-    found = {node.value for e in expressions if e is not None for node in nodes(e) if node.op == "num"}
-    return frozenset({*found, float(plan.threshold)})
+    return constant_beyond_float32(config)
 
 
 @lru_cache(maxsize=256)
