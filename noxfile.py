@@ -1,7 +1,7 @@
 """Task runner for snn: ``nox -s demo``, ``bench``, ``docs``, ``lint``, ``wheels``; ``gpu`` on a GPU machine.
 
 Sessions that install packages use pip-based virtualenvs and the pins of
-``.ci/constraints.txt`` (override with ``SNN_CONSTRAINTS``). ``wheels`` builds the four
+``.ci/constraints.txt`` (override with ``SNN_CONSTRAINTS``). ``wheels`` builds the five
 distributions into ``dist/``, after which ``pip install --find-links dist "snn-core[all]"``
 installs them like published packages (``tox -e pkg`` tests exactly that). The ``gpu`` session
 is off by default and runs in the current environment (GPU machines often have no package

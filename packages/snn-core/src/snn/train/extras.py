@@ -45,6 +45,6 @@ def import_demo_module(name: str) -> ModuleType:
         top = name.partition(".")[0]
         distribution = _DISTRIBUTIONS.get(top, top)
         raise DemoDependencyError(
-            f"snn train needs {distribution} (module {name!r} could not be imported: {exc}); "
+            f"snn's training commands need {distribution} (module {name!r} could not be imported: {exc}); "
             f"install the demo extra with: {DEMO_INSTALL_HINT}"
         ) from exc
