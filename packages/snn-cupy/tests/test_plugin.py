@@ -214,3 +214,16 @@ def test_plugin_constants() -> None:
     assert plugin.BACKEND_NAME == "cupy"
     assert plugin.DTYPES == (torch.float32, torch.float16)
     assert plugin.KERNELS == {"multi_step": "snn_cupy.kernels:multi_step"}
+
+
+def test_kernels_reached_directly_name_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calling the kernels without choosing the backend through a neuron: no CuPy, or no device,
+    is the probe's reason as a BackendUnavailableError, not ModuleNotFoundError or CUDARuntimeError."""
+    from snn.errors import BackendUnavailableError
+    from snn_cupy import probe as probe_module, runtime
+
+    monkeypatch.setattr(runtime, "_runtime_checked", [])
+    monkeypatch.setattr(probe_module, "probe", lambda: 'cupy is not installed: pip install "snn-cupy[cuda12]"')
+    with pytest.raises(BackendUnavailableError, match=r'cupy is not installed: pip install "snn-cupy\[cuda12\]"'):
+        runtime._cupy()
+    assert runtime._runtime_checked == []  # asked again next time

@@ -314,5 +314,7 @@ def multi_step(
             learnables, not a CUDA tensor.
         snn.errors.UnsupportedOperationError: a dtype, model or surrogate the backend does not
             serve (e.g. bfloat16).
+        snn.errors.BackendUnavailableError: CuPy or a CUDA device is missing here (the probe's
+            reason, e.g. the install command), when this function is called directly.
     """
     return run_multi_step(x_seq, states, config, learnables, store_state_seqs, runtime.CUPY)

@@ -49,7 +49,28 @@ class Int32(int):
     """A kernel argument passed as a 32-bit ``int`` (plain Python ints are passed as 64-bit)."""
 
 
+_runtime_checked: list[bool] = []
+
+
 def _cupy() -> Any:
+    """The ``cupy`` module, after the backend's probe found it usable (once per process).
+
+    Raises:
+        snn.errors.BackendUnavailableError: CuPy or a CUDA device is missing (the probe's reason,
+            e.g. the install command), for a caller that reached the kernels without choosing
+            the backend through a neuron, which checks this first.
+    """
+    if not _runtime_checked:
+        from snn.errors import BackendProbeError, BackendUnavailableError
+        from snn_cupy.probe import probe
+
+        try:
+            reason = probe()
+        except BackendProbeError as exc:
+            raise BackendUnavailableError("cupy", str(exc)) from (exc.__cause__ or exc)
+        if reason is not None:
+            raise BackendUnavailableError("cupy", reason)
+        _runtime_checked.append(True)
     import cupy
 
     return cupy
