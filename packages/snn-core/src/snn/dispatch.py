@@ -122,7 +122,8 @@ def check_backend(name: Any, model: Any, step_mode: str, owner: str) -> None:
     from snn.errors import UnsupportedOperationError
     from snn.plugins import get_registry
 
-    info = get_registry().backend(name)
+    registry = get_registry()
+    info = registry.backend(name)
     supported = supported_backends(model, step_mode)
     if name not in supported:
         mode = KERNEL_MODE[step_mode]
@@ -133,7 +134,6 @@ def check_backend(name: Any, model: Any, step_mode: str, owner: str) -> None:
             name, f"{owner} (model {model_name!r}{with_surrogate}) in step mode {step_mode!r} ({mode})", supported
         )
     info.raise_if_unavailable()
-    registry = get_registry()
     for kernel_mode in info.kernels:
         # imported now, not at the first forward: an import there cannot be traced by
         # torch.compile(fullgraph=True), and a kernel that fails to import is named here

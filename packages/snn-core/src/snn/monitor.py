@@ -42,7 +42,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,9 +83,6 @@ def _remove_handles(handles: list[RemovableHandle]) -> None:
     for handle in handles:
         handle.remove()
     handles.clear()
-
-
-_Monitor = TypeVar("_Monitor", bound="BaseMonitor")
 
 
 class BaseMonitor:
@@ -138,28 +135,25 @@ class BaseMonitor:
             self.name_records_index[name] = []
         return modules
 
-    def _hook(self: _Monitor, name: str, record: Callable[[_Monitor, nn.Module, tuple[Any, ...]], Any]) -> Callable[..., None]:
-        """A hook calling ``record(monitor, module, hook_args)`` while the monitor lives and is enabled."""
+    def create_hook(self, name: str) -> Callable[..., None]:
+        """The torch hook installed on the monitored layer ``name``.
+
+        It records this monitor's value (the output, input, attribute or gradient) while the
+        monitor lives and is enabled; it holds the monitor through a weak reference. A subclass
+        overrides this to record something else, as in SpikingJelly: the returned hook receives
+        torch's hook arguments (``(module, args, output)`` for a forward hook, ``(module, args)``
+        for a pre-hook, ``(module, grad_input, grad_output)`` for a backward hook) and records
+        with ``self._record(name, value)`` (or by appending to :attr:`records` and
+        ``name_records_index[name]``).
+        """
         monitor_ref = weakref.ref(self)
 
         def hook(module: nn.Module, *args: Any) -> None:
             monitor = monitor_ref()
             if monitor is not None and monitor._enable:
-                monitor._record(name, record(monitor, module, args))
+                monitor._record(name, monitor._value(module, args))
 
         return hook
-
-    def create_hook(self, name: str) -> Callable[..., None]:
-        """The torch hook installed on the monitored layer ``name``.
-
-        It records this monitor's value (the output, input, attribute or gradient) while the
-        monitor lives and is enabled. A subclass overrides this to record something else, as in
-        SpikingJelly: the returned hook receives torch's hook arguments (``(module, args,
-        output)`` for a forward hook, ``(module, args)`` for a pre-hook, ``(module, grad_input,
-        grad_output)`` for a backward hook) and records with ``self._record(name, value)`` (or
-        by appending to :attr:`records` and ``name_records_index[name]``).
-        """
-        return self._hook(name, type(self)._value)
 
     def _value(self, module: nn.Module, args: tuple[Any, ...]) -> Any:
         """The value a hook records, from the hook's arguments after the module."""

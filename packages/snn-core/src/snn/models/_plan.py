@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -11,6 +11,7 @@ from snn.expr import (
     SYMBOLIC_OPS,
     Expr,
     diff,
+    float32_literal,
     nodes,
     operations,
     replace_nodes,
@@ -301,23 +302,22 @@ def constant_beyond_float32(config: NeuronConfig) -> str | None:
         ``"name=value"`` of a parameter beyond float32's range, or ``"the constant <value> that its
         kernel derives from the layer's parameters (<name=value, ...>)"``, or ``None`` when all fit.
     """
-    from snn.expr import float32_literal  # the renderers' own rule for float32 literals
-
     surrogate = config.surrogate
     named = [*config.hyperparameters, *((f"{surrogate.name}.{name}", value) for name, value in surrogate.params)]
     for name, value in named:
-        if isinstance(value, float) and math.isfinite(value) and not _fits_float32(value, float32_literal):
+        if isinstance(value, float) and math.isfinite(value) and not _fits_float32(value):
             return f"{name}={value!r}"
     for number in sorted(_plan_numbers(config), key=abs, reverse=True):
-        if not _fits_float32(number, float32_literal):
+        if not _fits_float32(number):
             given = ", ".join(f"{name}={value!r}" for name, value in named if isinstance(value, float))
             return f"the constant {number!r} that its kernel derives from the layer's parameters ({given})"
     return None
 
 
-def _fits_float32(value: float, literal: Callable[[float, str], str]) -> bool:
+def _fits_float32(value: float) -> bool:
+    """Whether ``value`` has a float32 literal (the renderers' own rule)."""
     try:
-        literal(value, "c")
+        float32_literal(value, "c")
     except (ValueError, OverflowError):
         return False
     return True
