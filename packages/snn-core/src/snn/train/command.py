@@ -466,7 +466,7 @@ def _run_worker(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         except RuntimeError as exc:
             if not _peer_lost(exc):
                 raise
-            first_line = str(exc).strip().splitlines()[0]
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             lost = dist.ProcessGroupError(
                 f"another process of the group failed or stopped ({first_line}); its error says why"
             )

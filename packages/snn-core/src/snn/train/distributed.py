@@ -236,7 +236,7 @@ def init_worker(timeout_s: float = COLLECTIVE_TIMEOUT_S) -> DistributedContext:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     except (RuntimeError, ValueError) as exc:  # DistNetworkError (a port in use, an unreachable rank 0) ...
         where_to = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ProcessGroupError(f"rank {rank} could not join the process group at {where_to}: {first_line}") from exc
     return DistributedContext(rank, world_size, local_rank)
 
