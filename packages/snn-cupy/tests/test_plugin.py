@@ -220,10 +220,16 @@ def test_kernels_reached_directly_name_what_is_missing(monkeypatch: pytest.Monke
     """Calling the kernels without choosing the backend through a neuron: no CuPy, or no device,
     is the probe's reason as a BackendUnavailableError, not ModuleNotFoundError or CUDARuntimeError."""
     from snn.errors import BackendUnavailableError
-    from snn_cupy import probe as probe_module, runtime
+    from snn.plugins import get_registry
+    from snn_cupy import runtime
 
     monkeypatch.setattr(runtime, "_runtime_checked", [])
-    monkeypatch.setattr(probe_module, "probe", lambda: 'cupy is not installed: pip install "snn-cupy[cuda12]"')
-    with pytest.raises(BackendUnavailableError, match=r'cupy is not installed: pip install "snn-cupy\[cuda12\]"'):
-        runtime._cupy()
+    info = get_registry().backend("cupy")
+    probed = list(info._probe_result)
+    info._probe_result[:] = [('cupy is not installed: pip install "snn-cupy[cuda12]"', None)]  # as the probe says it
+    try:
+        with pytest.raises(BackendUnavailableError, match=r'cupy is not installed: pip install "snn-cupy\[cuda12\]"'):
+            runtime._cupy()
+    finally:
+        info._probe_result[:] = probed
     assert runtime._runtime_checked == []  # asked again next time

@@ -53,7 +53,8 @@ _runtime_checked: list[bool] = []
 
 
 def _cupy() -> Any:
-    """The ``cupy`` module, after the backend's probe found it usable (once per process).
+    """The ``cupy`` module, after the registered backend's probe found it usable (once per
+    process).
 
     Raises:
         snn.errors.BackendUnavailableError: CuPy or a CUDA device is missing (the probe's reason,
@@ -61,15 +62,9 @@ def _cupy() -> Any:
             the backend through a neuron, which checks this first.
     """
     if not _runtime_checked:
-        from snn.errors import BackendProbeError, BackendUnavailableError
-        from snn_cupy.probe import probe
+        from snn.plugins import get_registry
 
-        try:
-            reason = probe()
-        except BackendProbeError as exc:
-            raise BackendUnavailableError("cupy", str(exc)) from (exc.__cause__ or exc)
-        if reason is not None:
-            raise BackendUnavailableError("cupy", reason)
+        get_registry().backend("cupy").raise_if_unavailable()  # the probe, run and worded once
         _runtime_checked.append(True)
     import cupy
 
