@@ -165,6 +165,7 @@ def test_cpu_tiles_match_plain_loop(monkeypatch, case):
     from snn.backends import torch_kernels
 
     monkeypatch.setattr(torch_kernels, "TILE_ELEMENTS", 8)
+    monkeypatch.setattr(torch_kernels, "BACKWARD_TILE_ELEMENTS", 8)
     assert torch_kernels.tiles(8, 15, torch.device("cpu"))[1] < 15
     check_against_plain_loop(case, torch.float64, "m")
 
@@ -186,8 +187,8 @@ def test_backward_paths_agree(monkeypatch, case):
     # tiles of two steps: both ways carry gradients across tile boundaries
     monkeypatch.setattr(torch_kernels, "BACKWARD_ROWS", 2)
     monkeypatch.setattr(torch_kernels, "BACKWARD_ROWS_ONE_PROGRAM", 2)
-    monkeypatch.setattr(torch_kernels, "TILE_ELEMENTS", 2 * 15)
-    assert torch_kernels.tiles(8, 15, torch.device("cpu"), 2) == (2, 15)
+    monkeypatch.setattr(torch_kernels, "BACKWARD_TILE_ELEMENTS", 2 * 15)
+    assert torch_kernels.tiles(8, 15, torch.device("cpu"), 2, torch_kernels.BACKWARD_TILE_ELEMENTS) == (2, 15)
     results = []
     for general in (False, True):
         if general:
@@ -236,6 +237,8 @@ def test_tiles_with_some_initial_states_constant(monkeypatch, case):
 
     monkeypatch.setattr(torch_kernels, "BACKWARD_ROWS", 2)
     monkeypatch.setattr(torch_kernels, "BACKWARD_ROWS_ONE_PROGRAM", 2)
+    monkeypatch.setattr(torch_kernels, "BACKWARD_TILE_ELEMENTS", 2 * 15)
+    assert torch_kernels.tiles(8, 15, torch.device("cpu"), 2, torch_kernels.BACKWARD_TILE_ELEMENTS) == (2, 15)
     name = case[0]
     first = STATES[name][0]
     x, states, weights = inputs(name, torch.float64, seed=5)

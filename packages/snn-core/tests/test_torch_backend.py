@@ -341,6 +341,7 @@ def test_cpu_tiles_of_steps_and_neurons(monkeypatch, tile, expected, kind, v_res
 
     shape = (7, 3, 4)  # 12 neurons: several tiles over time and / or neurons, the last ones partial
     monkeypatch.setattr(torch_kernels, "TILE_ELEMENTS", tile)
+    monkeypatch.setattr(torch_kernels, "BACKWARD_TILE_ELEMENTS", tile)
     assert torch_kernels.tiles(7, 12, torch.device("cpu")) == expected
     config = make_config(kind, v_reset, detach, decay_input)
     x, v0, w = inputs(kind, shape=shape)

@@ -23,44 +23,61 @@ from snn.backends.torch_backward import backward
 from snn.backends.torch_plan import CompiledPlan, bound_program, compiled_plan
 from snn.models import NeuronConfig
 
-__all__ = ["BACKWARD_ROWS", "BACKWARD_ROWS_ONE_PROGRAM", "TILE_ELEMENTS", "compute_dtype", "run_sequence", "tiles"]
+__all__ = [
+    "BACKWARD_ROWS",
+    "BACKWARD_ROWS_ONE_PROGRAM",
+    "BACKWARD_TILE_ELEMENTS",
+    "TILE_ELEMENTS",
+    "compute_dtype",
+    "run_sequence",
+    "tiles",
+]
 
 _R = TypeVar("_R")
 
-#: On CPU, work is cut into tiles of at most this many elements (1 MiB in float32): neurons in
-#: column chunks, and in backward several time steps per tile when the chunk is narrower, so
-#: that the few rows a step touches stay in the core's cache while each operation is still
-#: large enough for PyTorch's intra-op threads to share.
+#: On CPU, the forward pass works on column chunks of at most this many neurons (1 MiB in
+#: float32), so that the few rows a step touches stay in the core's cache while each operation
+#: is still large enough for PyTorch's intra-op threads to share.
 TILE_ELEMENTS = 1 << 18
 
+#: On CPU, the backward pass works on tiles of at most this many elements (4 MiB in float32):
+#: several time steps of a column chunk. Its operations cover a whole tile, so larger tiles
+#: mean fewer of them; beyond this size they leave the cache. Measured with T=16 on 2 threads
+#: (medians, the same process taking turns), against tiles of ``1 << 18``: LIF backward 11.9 ->
+#: 10.5 ms, PLIF 21.3 -> 17.9, QIF 15.2 -> 13.0, KLIF 18.6 -> 16.8 at N=2^18; LIF 186 -> 161 ms
+#: and EIF 247 -> 212 at N=2^22; ``1 << 21`` was slower than both.
+BACKWARD_TILE_ELEMENTS = 1 << 20
 
-def tiles(steps: int, n: int, device: torch.device, min_rows: int = 1) -> tuple[int, int]:
+
+def tiles(steps: int, n: int, device: torch.device, min_rows: int = 1, elements: int | None = None) -> tuple[int, int]:
     """``(time steps, neurons)`` per tile; one tile covers everything off the CPU.
 
     On CPU the neurons are split into equal chunks (a multiple of 64 wide when there are
-    several) of at most :data:`TILE_ELEMENTS`, narrower when needed so that a tile holds at
-    least ``min_rows`` steps (the backward pass reads one step around each tile: taller tiles
-    read it less often).
+    several) of at most ``elements`` (default :data:`TILE_ELEMENTS`; the backward pass passes
+    :data:`BACKWARD_TILE_ELEMENTS`), narrower when needed so that a tile holds at least
+    ``min_rows`` steps (the backward pass reads one step around each tile: taller tiles read it
+    less often).
     """
-    if device.type != "cpu" or n <= TILE_ELEMENTS:
+    limit = TILE_ELEMENTS if elements is None else elements
+    if device.type != "cpu" or n <= limit:
         cols = max(n, 1)
     else:
-        chunks = -(-n // TILE_ELEMENTS)  # ceil
+        chunks = -(-n // limit)  # ceil
         per_chunk = -(-n // chunks)
-        cols = min(TILE_ELEMENTS, -(-per_chunk // 64) * 64)
+        cols = min(limit, -(-per_chunk // 64) * 64)
     if device.type != "cpu":
         return steps, cols
     want = min(steps, max(1, min_rows))
-    if cols * want > TILE_ELEMENTS and cols > 64:
-        cols = max(64, (TILE_ELEMENTS // want) // 64 * 64)
-    return max(1, min(steps, TILE_ELEMENTS // cols)), cols
+    if cols * want > limit and cols > 64:
+        cols = max(64, (limit // want) // 64 * 64)
+    return max(1, min(steps, limit // cols)), cols
 
 
 #: Steps per backward tile the CPU tiling aims for: the two-program tiles read one row past
 #: the tile (taller tiles read it less often); the one-program tiles of
 #: :attr:`~snn.backends.torch_plan.CompiledPlan.tile_next` read none, and their wider rows let
 #: both intra-op threads share the recursion's row operations (QIF backward at T=16, N=2^18 on
-#: 2 threads: 14.4 ms with 8 rows, 13.3 ms with 4).
+#: 2 threads, tiles of ``1 << 18`` elements: 14.4 ms with 8 rows, 13.3 ms with 4).
 BACKWARD_ROWS = 8
 
 #: Steps per backward tile of :attr:`~snn.backends.torch_plan.CompiledPlan.tile_next` (see
@@ -202,7 +219,7 @@ class _SequenceFunction(torch.autograd.Function):
         like = saved_h[cp.plan.fire_index]
         assert like is not None
         min_rows = BACKWARD_ROWS if cp.tile_next is None else BACKWARD_ROWS_ONE_PROGRAM
-        rows_per_tile, cols = tiles(steps, n, like.device, min_rows)
+        rows_per_tile, cols = tiles(steps, n, like.device, min_rows, BACKWARD_TILE_ELEMENTS)
         grad_x, grad_u0, grad_p = backward(
             cp, saved_h, x, states0, ctx.raw, grad_spikes, grad_last, grad_seqs, need_learnables, steps, n, like,
             rows_per_tile, cols, [bool(needs[n_fixed + i]) for i in range(m)],
