@@ -166,3 +166,125 @@ def test_equality_with_a_number_is_refused_not_a_constant() -> None:
         with pytest.raises(TypeError, match="expressions compare element-wise with <, <=, > and >= only"):
             compare()
     assert (v == "v") is False  # other objects: not equal, as before
+
+
+def _ulps(got: torch.Tensor, want64: torch.Tensor) -> torch.Tensor:
+    """|got - want| in units of the float32 spacing at ``want`` (float64 reference)."""
+    want32 = want64.to(torch.float32)
+    spacing = (torch.nextafter(want32.abs(), torch.tensor(math.inf)) - want32.abs()).to(torch.float64)
+    return (got.to(torch.float64) - want64).abs() / spacing
+
+
+@pytest.mark.parametrize("exponent", [4.0, 5.0, 6.0, 7.0, 12.0, -3.0, -5.0, -11.0])
+def test_rendered_triton_integer_powers_are_products_within_a_few_ulp(exponent: float) -> None:
+    """Triton (no pow in its interpreter) renders integer powers up to 64 by repeated squaring:
+    a few float32 roundings, where exp(n log|a|) lost up to about 135 units in the last place."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(20000, generator=g, dtype=torch.float64) * 6.0 - 3.0).to(torch.float32)
+    x = x[x.abs() > 1e-2]
+    source = render(var() ** exponent, "triton")
+    assert "tl.exp" not in source and "tl.log" not in source
+    got = eval(source, {"tl": _TritonShim, "x": x})
+    assert got.dtype == torch.float32
+    want = torch.pow(x.to(torch.float64), exponent)
+    assert float(_ulps(got, want).max()) <= 8.0
+
+
+def _compile_c_power(tmp_path, exponent: float, dialect: str):
+    """A shared library ``power(n, x, out)`` computing ``x ** exponent`` as rendered in ``dialect``."""
+    import ctypes
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the rendered C")
+    real = "double" if dialect == "c64" else "float"
+    body = render(var() ** exponent, dialect)
+    source = tmp_path / "power.c"
+    source.write_text(
+        "#include <math.h>\n#include <stdint.h>\n"
+        f"void power(int64_t n, const {real} *xs, {real} *out) {{\n"
+        f"    for (int64_t i = 0; i < n; ++i) {{ const {real} x = xs[i]; out[i] = {body}; }}\n}}\n"
+    )
+    library = tmp_path / "power.so"
+    subprocess.run([compiler, "-O1", "-ffp-contract=off", "-fPIC", "-shared", str(source), "-o", str(library), "-lm"],
+                   check=True, capture_output=True)
+    return ctypes.CDLL(str(library)).power, body
+
+
+@pytest.mark.parametrize("dialect", ["c", "c64"])
+@pytest.mark.parametrize("exponent", [4.0, 5.0, -3.0, -11.0, 2.5, -1.5, 31.0])
+def test_rendered_c_powers_match_torch_pow(tmp_path, dialect: str, exponent: float) -> None:
+    """The C dialects render exponents torch does not compute as products with C's pow: within
+    an ulp of torch.pow, the same at zeros, infinities, NaN and negative bases, and no tiny
+    result lost (a reciprocal of a product gave 0 where the power is subnormal)."""
+    import ctypes
+
+    dtype = torch.float64 if dialect == "c64" else torch.float32
+    power, body = _compile_c_power(tmp_path, exponent, dialect)
+    assert ("pow(" if dialect == "c64" else "powf(") in body
+    g = torch.Generator().manual_seed(5)
+    specials = [0.0, -0.0, math.inf, -math.inf, math.nan, -1.0, 1.0, -2.5, 7.2e12, -7.2e12, 1e-30, -3.16e-4]
+    x = torch.cat([torch.tensor(specials, dtype=dtype), torch.rand(4000, generator=g, dtype=dtype) * 8.0 - 4.0])
+    out = torch.empty_like(x)
+    pointer = ctypes.POINTER(ctypes.c_double if dialect == "c64" else ctypes.c_float)
+    power(ctypes.c_int64(x.numel()), ctypes.cast(x.data_ptr(), pointer), ctypes.cast(out.data_ptr(), pointer))
+    want = torch.pow(x, exponent)
+    assert torch.equal(out.isnan(), want.isnan())
+    finite = want.isfinite()
+    assert torch.equal(out[~finite & ~want.isnan()], want[~finite & ~want.isnan()])
+    assert torch.equal(torch.signbit(out)[~want.isnan()], torch.signbit(want)[~want.isnan()])
+    smallest_subnormal = math.ulp(0.0) if dialect == "c64" else 2.0**-149
+    torch.testing.assert_close(out[finite], want[finite], rtol=4 * torch.finfo(dtype).eps, atol=2 * smallest_subnormal)
+    assert torch.equal(out[finite] == 0, want[finite] == 0)
+
+
+def test_derivative_of_a_quotient_by_tiny_or_huge_divisors_stays_finite() -> None:
+    """d(x / y) / dy is computed as autograd does, ((x / y) / y): x / (y y) overflowed to inf
+    (or underflowed to 0) in float32 where the derivative itself is an ordinary number."""
+    from snn.expr import diff, evaluate
+
+    x, y = var("x"), var("y")
+    derivative = diff(x / y, "y")
+    assert derivative is not None
+    xs = torch.tensor([1e-30, 0.0, 1e20, 3.0], dtype=torch.float32, requires_grad=True)
+    ys = torch.tensor([1e-25, 1e-25, 1e20, -2.0], dtype=torch.float32, requires_grad=True)
+    (want,) = torch.autograd.grad((xs / ys).sum(), ys)
+    got = evaluate(derivative, {"x": xs.detach(), "y": ys.detach()})
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0.0)
+
+
+def test_simplify_keeps_comparisons_that_arithmetic_made_numbers() -> None:
+    """``(x > 0) * 1.0`` is a number, ``x > 0`` a truth value: simplifying must not turn the
+    one into the other (torch would then add or negate booleans)."""
+    from snn.expr import evaluate, simplify
+
+    x, y = var("x"), var("y")
+    values = {"x": torch.tensor([-1.0, 2.0]), "y": torch.tensor([3.0, 4.0])}
+    for expression, expected in [
+        ((x > 0.0) * 1.0, [0.0, 1.0]),
+        (0.0 - (x > 0.0) * 1.0, [0.0, -1.0]),
+        ((x > 0.0) * 1.0 + (y > 0.0) * 1.0, [1.0, 2.0]),
+        ((x > 0.0) / 1.0 + 0.0, [0.0, 1.0]),
+    ]:
+        got = evaluate(simplify(expression), values)
+        assert got.dtype == torch.float32 and got.tolist() == expected
+    assert simplify((x > 0.0) * 0.0).op == "num"
+
+
+def test_derivative_of_a_minimum_with_a_constant_expression_clamps() -> None:
+    """A bound without variables (``sqrt(4.0)``) is a number to torch, which clamps: at a tie
+    the gradient passes whole, as for a literal bound."""
+    from snn.expr import diff, evaluate
+
+    x = var("x")
+    derivative = diff(SYMBOLIC_OPS.minimum(x, SYMBOLIC_OPS.sqrt(_constant(4.0))), "x")
+    assert derivative is not None
+    assert evaluate(derivative, {"x": torch.tensor([2.0, 1.0, 3.0])}).tolist() == [1.0, 1.0, 0.0]
+
+
+def _constant(value: float):
+    from snn.expr import Expr
+
+    return Expr("num", (), value)

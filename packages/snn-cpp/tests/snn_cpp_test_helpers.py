@@ -76,7 +76,7 @@ RELU_MODEL = NeuronModel(
 
 
 def _power_charge(x: Any, u: Any, p: Any, ops: Any) -> dict[str, Any]:
-    # odd and even integer powers above 4 (rendered as exp(n log|a|) with the sign put back) of
+    # odd and even integer powers above 3 (rendered as C's powf, which keeps the sign) of
     # quantities that are often negative; the clamp keeps the powers of v bounded
     c = ops.minimum(ops.maximum(u.v, -1.5), 1.5)
     return {"v": 0.6 * u.v + x + 0.05 * c**5 - 0.02 * c**6 + 0.01 * (x - 1.0) ** 7}

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from snn.expr._ops import FLOAT_OPS, torch_ops
-from snn.expr._tree import _BOOLEAN_OPS, Expr, _is_num, _wrap
+from snn.expr._tree import _BOOLEAN_OPS, Expr, _is_num, _wrap, variables
 
 __all__ = ["simplify", "diff", "evaluate"]
 
@@ -98,11 +98,20 @@ def simplify(expr: Expr, finite: frozenset[str] | set[str] = frozenset()) -> Exp
 
 
 def _rewrite(op: str, args: tuple[Expr, ...], value: Any, is_finite: Callable[[Expr], bool]) -> Expr | None:
-    """One exact local rewrite of ``op(args)`` (children already simplified), or ``None``."""
+    """One exact local rewrite of ``op(args)`` (children already simplified), or ``None``.
+
+    A comparison is a truth value until arithmetic makes it a number (``(x > 0) * 1.0``
+    evaluates to 0.0 / 1.0, ``x > 0`` to a bool): a rewrite that would leave a comparison where
+    a number was is not made.
+    """
     if op == "neg" and args[0].op == "neg":
         return args[0].args[0]
     if op in ("+", "-", "*", "/"):
         a, b = args
+        if a.op in _BOOLEAN_OPS or b.op in _BOOLEAN_OPS:
+            if op == "*" and ((_is_num(a, 0.0) and is_finite(b)) or (_is_num(b, 0.0) and is_finite(a))):
+                return Expr("num", (), 0.0)
+            return None
         if op == "+":
             if _is_num(b, 0.0):
                 return a
@@ -128,7 +137,7 @@ def _rewrite(op: str, args: tuple[Expr, ...], value: Any, is_finite: Callable[[E
     if op == "pow":
         if value == 0.0:  # torch.pow(x, 0) is 1 for every x, NaN included
             return Expr("num", (), 1.0)
-        if value == 1.0:
+        if value == 1.0 and args[0].op not in _BOOLEAN_OPS:
             return args[0]
     return None
 
@@ -139,7 +148,7 @@ def diff(expr: Expr, name: str) -> Expr | None:
     Follows what autograd computes for the same torch operations, so that a kernel built from
     the derivative matches autograd through the torch evaluation: a term that does not depend on
     ``name`` contributes nothing (not ``0 * term``, which would turn a NaN into a NaN gradient
-    where autograd has none); ``a / b`` gives ``da / b - a db / (b b)``; ``relu(a)`` passes the
+    where autograd has none); ``a / b`` gives ``da / b - db (a / b) / b``; ``relu(a)`` passes the
     gradient where ``a > 0``; ``maximum(a, c)`` with a number ``c`` (``clamp``) where ``a >= c``;
     comparisons have no gradient; ``where(c, a, b)`` routes it. The result is simplified.
 
@@ -181,7 +190,9 @@ def diff(expr: Expr, name: str) -> Expr | None:
                 out = add(mul(d[0], b), None if d[1] is None else a * d[1])
             elif op == "/":
                 b = e.args[1]
-                out = add(None if d[0] is None else d[0] / b, None if d[1] is None else -(a * d[1]) / (b * b))
+                # d (a / b) / db as autograd computes it, (a / b) / b: a / (b b) overflows or
+                # underflows where |b| is beyond about 1e19 or below 1e-19 in float32
+                out = add(None if d[0] is None else d[0] / b, None if d[1] is None else -(d[1] * (e / b)))
             elif op == "pow":
                 n = float(e.value)
                 # x ** 0 is the constant 1 (torch.pow), whose derivative is 0 even at x = 0.
@@ -226,8 +237,10 @@ def _diff_extremum(op: str, args: tuple[Expr, ...], d: list[Expr | None]) -> Exp
     a, b = args
     da, db = d
     zero = _wrap(0.0)
-    if b.op == "num" or a.op == "num":  # clamp: the gradient passes where the bound holds
-        t, dt, c = (a, da, b) if b.op == "num" else (b, db, a)
+    # clamp (a bound without variables, which torch evaluates as a number): the gradient passes
+    # where the bound holds
+    if not variables(b) or not variables(a):
+        t, dt, c = (a, da, b) if not variables(b) else (b, db, a)
         if dt is None:
             return None
         keep = (t <= c) if op == "minimum" else (t >= c)

@@ -39,6 +39,9 @@ def float32_literal(value: float, dialect: str) -> str:
     return repr(rounded)
 
 
+#: Integer powers up to this magnitude render for Triton as products (repeated squaring); larger
+#: ones as ``exp(n log|a|)`` (Triton's interpreter has no ``pow``).
+_TRITON_PRODUCT_POWERS = 64
 _TRITON_FUNCS = {f: f"tl.{f}" for f in _FUNCTIONS if f not in ("relu",)}
 _C32_FUNCS = {
     "exp": "expf", "log": "logf", "abs": "fabsf", "sqrt": "sqrtf", "cos": "cosf", "sin": "sinf",
@@ -62,13 +65,18 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
 
     Returns:
         A fully parenthesised expression string. ``relu(a)`` renders as ``a < 0 ? 0 : a`` (a NaN
-        stays NaN, as ``torch.relu`` keeps it). ``a ** n`` follows ``torch.pow``: ``a ** 0`` is 1,
-        and an integer ``n`` keeps the sign of a negative ``a`` (small ``|n|`` as a product,
-        larger even ones as ``exp(n log|a|)``, larger odd ones as ``a`` times such an even power,
-        so that ``-0.0`` and infinities keep their sign too); ``a ** 0.5`` and ``a ** -0.5``
-        render with ``sqrt``, as torch computes them; other non-integer ``n`` as
-        ``exp(n log a)`` (NaN for a negative ``a``), with ``(-inf) ** n`` taken as
-        ``inf ** n``. ``minimum`` and ``maximum``
+        stays NaN, as ``torch.relu`` keeps it). ``a ** n`` follows ``torch.pow``: ``a ** 0`` is 1 (NaN
+        included); ``n`` of 1, 2, 3, -1 and -2 render as the products and reciprocals torch
+        computes, ``a ** 0.5`` and ``a ** -0.5`` with ``sqrt``. Other exponents render as C's
+        ``pow`` / ``powf`` in the C and CUDA dialects, which gives torch's values at zeros,
+        infinities, NaN and negative bases. Triton's interpreter has no ``pow``: there an
+        integer ``n`` up to 64 in magnitude is a product by repeated squaring (a few units in
+        the last place; a negative ``n`` as the reciprocal, so a result below the smallest
+        normal number of the dtype can come out as zero), a larger even one
+        ``exp(n log|a|)`` and an odd one ``a`` times such an even power (so that signs, ``-0.0``
+        and infinities come out as torch's), and a non-integer ``n`` ``exp(n log a)`` (NaN for
+        a negative ``a``, ``(-inf) ** n`` taken as ``inf ** n``); these lose up to about 150
+        units in the last place in float32. ``minimum`` and ``maximum``
         render as the dialect's ``fmin``/``fmax`` (``tl.minimum``/``tl.maximum``), which return
         the other operand where one is NaN: a backend that must propagate NaN as torch does
         rewrites them first (each shipped backend does).
@@ -86,6 +94,18 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
         "triton": ("tl.exp", "tl.log", "tl.abs", "tl.sqrt"), "c64": ("exp", "log", "fabs", "sqrt")
     }.get(dialect, ("expf", "logf", "fabsf", "sqrtf"))
 
+    pow_f = {"triton": None, "c64": "pow"}.get(dialect, "powf")
+
+    def integer_power(base: str, n: int) -> str:
+        # repeated squaring: about log2(n) roundings, where exp(n log|a|) loses over 100 ulp in
+        # float32; signs, -0.0 and infinities come out of the products as torch.pow gives them
+        if n == 1:
+            return base
+        if n % 2:
+            return f"({base} * {integer_power(base, n - 1)})"
+        half = integer_power(base, n // 2)
+        return f"({half} * {half})"
+
     def power(base: str, exponent: float) -> str:
         # torch.pow semantics: x ** 0 is 1 (NaN included); a negative base with an integer
         # exponent keeps its sign, where exp(n log x) would be NaN.
@@ -94,15 +114,22 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
         if abs(exponent) == 0.5:  # torch.pow takes sqrt here: NaN at -inf, and -0.0 stays -0.0
             root = f"{sqrt_f}({base})"
             return root if exponent > 0 else f"({one} / {root})"
+        if exponent in (1.0, 2.0, 3.0, -1.0, -2.0):  # torch.pow's own products and reciprocals
+            product = " * ".join([base] * int(abs(exponent)))
+            return f"({product})" if exponent > 0 else f"({one} / ({product}))"
+        if pow_f is not None:
+            # C's pow follows torch.pow (a C pow underneath) at zeros, infinities, NaN and
+            # negative bases, within an ulp
+            return f"{pow_f}({base}, {float32_literal(exponent, dialect)})"
+        if exponent.is_integer() and abs(exponent) <= _TRITON_PRODUCT_POWERS:
+            product = integer_power(base, int(abs(exponent)))
+            return product if exponent > 0 else f"({one} / {product})"
         if not exponent.is_integer():
             # -inf to a non-integer power is +inf (positive) or +0 (negative), as for +inf, where
             # log(-inf) is NaN: -inf, the one negative x with x + x == x, is taken as +inf
-            negative_inf = f"(({base} + {base}) == {base}) {'&&' if c_like else '&'} ({base} < {zero})"
-            magnitude = f"({negative_inf} ? (-{base}) : {base})" if c_like else f"tl.where({negative_inf}, -{base}, {base})"
+            negative_inf = f"(({base} + {base}) == {base}) & ({base} < {zero})"
+            magnitude = f"tl.where({negative_inf}, -{base}, {base})"
             return f"{exp_f}({float32_literal(exponent, dialect)} * {log_f}({magnitude}))"
-        if abs(exponent) <= 4:
-            product = " * ".join([base] * int(abs(exponent)))
-            return f"({product})" if exponent > 0 else f"({one} / ({product}))"
         if int(exponent) % 2 == 0:
             return f"{exp_f}({float32_literal(exponent, dialect)} * {log_f}({abs_f}({base})))"
         # odd: the base times an even power keeps its sign, -0.0 and infinities included
