@@ -152,6 +152,13 @@ def diff(expr: Expr, name: str) -> Expr | None:
     gradient where ``a > 0``; ``maximum(a, c)`` with a number ``c`` (``clamp``) where ``a >= c``;
     comparisons have no gradient; ``where(c, a, b)`` routes it. The result is simplified.
 
+    Two differences from autograd remain, both where values are not finite. The derivative is
+    a product built from the leaves up, where autograd masks from the root down: where a
+    branch that ``where`` or ``relu`` masks out has an infinite derivative (``sqrt(relu(x))``
+    at ``x <= 0``) the product is NaN where autograd gives 0 (and ``where(x > 0, sqrt(x), 0)``
+    the other way round). And at a NaN operand ``relu`` passes no gradient, and
+    ``minimum`` / ``maximum`` of two expressions split it, where autograd passes it whole.
+
     Raises:
         ValueError: an operation without a derivative rule.
     """
