@@ -353,3 +353,52 @@ def test_fptt_learner_takes_a_one_element_tensor_alpha() -> None:
     w_ra = functional.fptt_online_training_init_w_ra(optimizer)
     loss, _ = FPTTLearner().train_sequence(model, optimizer, FPTT_X, FPTT_TARGET, F.mse_loss, state=w_ra, alpha=torch.tensor(0.5))
     assert torch.isfinite(loss)
+
+
+class _DictOutput(nn.Module):
+    """The FPTT setup's network with its output in a dict (reference 4.2: FPTT only hands
+    ``y`` to ``f_loss_t``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _fptt_setup()[0]
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.inner(x)}
+
+
+def test_fptt_trains_models_whose_outputs_are_not_one_tensor_shape() -> None:
+    """A dict output, or one whose shape changes from step to step, trains as the tensor does
+    (the outputs used to be stacked, which raised after the first optimizer step); the learner
+    then returns no output sequence."""
+    wrapped = _DictOutput()
+    optimizer = torch.optim.SGD(wrapped.parameters(), lr=0.1)
+    w_ra = functional.fptt_online_training_init_w_ra(optimizer)
+    functional.fptt_online_training(
+        wrapped, optimizer, FPTT_X, FPTT_TARGET, lambda y, t: F.mse_loss(y["out"], t), 0.5, w_ra
+    )
+    model, linear, _, plain_optimizer = _fptt_setup()
+    plain_w_ra = functional.fptt_online_training_init_w_ra(plain_optimizer)
+    functional.fptt_online_training(model, plain_optimizer, FPTT_X, FPTT_TARGET, F.mse_loss, 0.5, plain_w_ra)
+    torch.testing.assert_close(wrapped.inner[0].weight, linear.weight, rtol=0, atol=0)
+
+    class Alternating(nn.Module):
+        """Outputs whose width changes from step to step (a selection by a mask)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return self.linear(x)[..., : 1 + (self.calls // 2) % 2]  # first forwards: calls 1, 3, 5
+
+    alternating = Alternating()
+    optimizer = torch.optim.SGD(alternating.parameters(), lr=0.1)
+    learner = FPTTLearner()
+    loss, y_seq = learner.train_sequence(
+        alternating, optimizer, FPTT_X, FPTT_TARGET, lambda y, t: (y**2).mean(),
+        state=learner.init_state(alternating, optimizer), alpha=0.5,
+    )
+    assert y_seq is None and torch.isfinite(loss)

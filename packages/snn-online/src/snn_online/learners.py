@@ -344,7 +344,9 @@ class FPTTLearner(OnlineLearner):
         Returns:
             ``(loss, y_seq)``: the sum over steps of ``f_loss_t`` at the first forward (without
             the regulariser), detached 0-dim; and the detached first-forward outputs stacked on
-            dimension 0, ``[T, N, *out]`` (``None`` when ``T == 0``).
+            dimension 0, ``[T, N, *out]`` (``None`` when ``T == 0``, or when the outputs are not
+            tensors of one shape: any output ``f_loss_t`` takes is trained on, as in
+            SpikingJelly).
 
         Raises:
             TypeError: an argument of the wrong type, ``w_ra`` missing or not a list, ``alpha``
@@ -385,7 +387,9 @@ class FPTTLearner(OnlineLearner):
         previous_gradients: list[Any] = [0.0] * len(parameters)
         memory_modules = tuple(m for m in model.modules() if isinstance(m, MemoryModule))
         total_loss: Any = 0.0
-        outputs: list[torch.Tensor] = []
+        # None once a step's output is not a tensor of the first one's shape (a dict, a masked
+        # selection): FPTT itself only hands the outputs to f_loss_t
+        outputs: list[torch.Tensor] | None = []
         for t in range(steps):
             x_t = x_seq[t]
             try:
@@ -432,8 +436,13 @@ class FPTTLearner(OnlineLearner):
                     module.v_seq = v_seq
 
             total_loss = total_loss + loss.detach()
-            outputs.append(_spikes_of(y_t).detach())
+            spikes = _spikes_of(y_t)
+            if outputs is not None:
+                if isinstance(spikes, torch.Tensor) and (not outputs or spikes.shape == outputs[0].shape):
+                    outputs.append(spikes.detach())
+                else:
+                    outputs = None
 
-        if not outputs:
+        if steps == 0:
             return torch.zeros(()), None
-        return total_loss, torch.stack(outputs, dim=0)
+        return total_loss, None if outputs is None else torch.stack(outputs, dim=0)
