@@ -167,6 +167,23 @@ def test_spike_similar_loss_matches_cosine_reference_and_backpropagates(
     assert spikes.grad is not None and torch.isfinite(spikes.grad).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_spike_similar_loss_of_half_spikes_is_float32(dtype: torch.dtype) -> None:
+    """The reference takes the labels as float32 (``labels.float()``): half-precision spikes
+    give a float32 loss, compared in float32 (a loss in the spikes' dtype rounded it)."""
+    g = torch.Generator().manual_seed(2)
+    spikes = (torch.rand(6, 5, 4, generator=g) > 0.5).to(dtype)
+    labels = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 1], [0, 1, 0], [1, 1, 0]])
+    loss = functional.spike_similar_loss(spikes, labels, "linear", "mse")
+    assert loss.dtype == torch.float32
+    # the similarities are computed in the spikes' dtype, then compared in float32
+    flat = spikes.flatten(1)
+    norms = flat.norm(p=2, dim=1, keepdim=True)
+    similarity = ((flat @ flat.T) / (norms @ norms.T + 1e-8)).clamp(-1.0, 1.0).float()
+    target = (labels.float() @ labels.float().T).clamp_max(1.0)
+    torch.testing.assert_close(loss, F.mse_loss(similarity, target), rtol=0, atol=0)
+
+
 def test_spike_similar_loss_bce_with_sigmoid_kernel() -> None:
     spikes = torch.rand(4, 6)
     labels = torch.tensor([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
@@ -207,7 +224,7 @@ def test_kernel_dot_product_gaussian_half_types_against_float32(dtype: torch.dty
     expected = torch.exp(-((x.float()[:, None, :] - y.float()[None, :, :]) ** 2).sum(-1) / 8.0)
     torch.testing.assert_close(k.float(), expected, atol=1e-2, rtol=1e-2)
     loss = functional.spike_similar_loss(x, torch.eye(5), "gaussian", "mse", 2.0)
-    assert loss.dtype == dtype and torch.isfinite(loss)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)  # labels as float32, as the reference
 
 
 def test_spike_similar_loss_validation() -> None:

@@ -153,7 +153,9 @@ def spike_similar_loss(
         *args: the kernel's parameter.
 
     Returns:
-        0-dim tensor in the dtype of ``spikes``.
+        0-dim tensor: float64 for float64 ``spikes``, else float32 (the labels are taken as
+        float32, as the reference's ``labels.float()``; float16 and bfloat16 similarities are
+        compared with them in float32).
 
     Raises:
         TypeError: non-tensor inputs or non-floating ``spikes``.
@@ -183,7 +185,10 @@ def spike_similar_loss(
     if kernel_type == "linear":
         norms = flat.norm(p=2, dim=1, keepdim=True)
         similarity = (similarity / (norms @ norms.T + 1e-8)).clamp(-1.0, 1.0)
-    labels_f = labels.to(device=similarity.device, dtype=similarity.dtype)
+    # the reference casts the labels with .float(): half-precision spikes give a float32 loss
+    dtype = torch.promote_types(similarity.dtype, torch.float32)
+    similarity = similarity.to(dtype)
+    labels_f = labels.to(device=similarity.device, dtype=dtype)
     target = (labels_f @ labels_f.T).clamp_max(1.0)
     if loss_type == "mse":
         return F.mse_loss(similarity, target)
