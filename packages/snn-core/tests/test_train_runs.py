@@ -214,8 +214,13 @@ def test_resume_refuses_conflicting_options(tmp_path: Path, extra: list[str], na
     [
         ("weights", "expected torch.float32 ["),
         ("integer-weights", "expected torch.float32 ["),
-        ("optimizer", "KeyError: 'param_groups'"),
+        ("optimizer", "'param_groups' should be a list of 1 group(s)"),
         ("moment", "exp_avg of parameter 0: expected a floating tensor"),
+        ("scalar-moment", "exp_avg of parameter 0: expected a floating tensor"),
+        ("list-moment", "exp_avg_sq of parameter 0: expected a floating tensor"),
+        ("missing-moment", "state of parameter 0 lacks ['exp_avg']"),
+        ("lr", "param_groups[0]['lr']: expected the run's"),
+        ("betas", "param_groups[0]['betas']: expected the run's"),
         ("rng", "KeyError: 'order'"),
     ],
 )
@@ -236,6 +241,16 @@ def test_resume_of_a_checkpoint_that_does_not_fit_its_run(tmp_path: Path, damage
         del content["optimizer"]["param_groups"]
     elif damage == "moment":  # Adam would load it and fail inside its next step
         content["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
+    elif damage == "scalar-moment":
+        content["optimizer"]["state"][0]["exp_avg"] = torch.tensor(1.0)
+    elif damage == "list-moment":
+        content["optimizer"]["state"][0]["exp_avg_sq"] = [1.0]
+    elif damage == "missing-moment":
+        del content["optimizer"]["state"][0]["exp_avg"]
+    elif damage == "lr":  # would override the configuration's learning rate, or fail inside Adam
+        content["optimizer"]["param_groups"][0]["lr"] = "x"
+    elif damage == "betas":
+        content["optimizer"]["param_groups"][0]["betas"] = "x"
     else:
         content["rng"]["generators"] = {}
     torch.save(content, path)
@@ -243,6 +258,45 @@ def test_resume_of_a_checkpoint_that_does_not_fit_its_run(tmp_path: Path, damage
     assert code == 2
     assert stderr.startswith(f"snn train: error: {path}: the checkpoint does not fit the run"), stderr
     assert named in stderr and stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("history-keys", "history entry 0: has the keys ['a']"),
+        ("history-value", "history entry 0: 'test_accuracy' should be a number, found str"),
+        ("history-epoch", "history entry 0: 'epoch' should be 1, found 7"),
+        ("numpy-keys", "the random states: 'numpy' should be None or hold numpy's legacy state"),
+        ("python-state", "the random states: 'python' should hold random.getstate()"),
+    ],
+)
+def test_resume_of_a_malformed_checkpoint_names_the_file(tmp_path: Path, damage: str, named: str) -> None:
+    """History records and random states of another layout: refused when the checkpoint is
+    read, in one line naming the file, before anything is trained or written (they used to
+    fail in the middle of the run with a traceback or a message without the file)."""
+    run_dir = tmp_path / "run"
+    assert run_train([*TINY, "--epochs", "1", "--out", str(run_dir)])[0] == 0
+    path = run_dir / CHECKPOINT_FILE
+    content = torch.load(path, weights_only=True)
+    if damage == "history-keys":
+        content["history"][0] = {"a": 1}
+    elif damage == "history-value":
+        content["history"][0]["test_accuracy"] = "x"
+    elif damage == "history-epoch":
+        content["history"][0]["epoch"] = 7
+    elif damage == "numpy-keys":
+        if content["rng"]["numpy"] is None:
+            pytest.skip("the run recorded no numpy state")
+        content["rng"]["numpy"]["keys"] = 5
+    else:
+        content["rng"]["python"]["state"] = "x"
+    torch.save(content, path)
+    before = path.read_bytes()
+    code, _, stderr = run_train(["--resume", str(run_dir), "--epochs", "2", "--no-plots"])
+    assert code == 2
+    assert stderr.startswith(f"snn train: error: {path}: malformed checkpoint: {named}"), stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert path.read_bytes() == before
 
 
 def test_resume_of_a_missing_or_broken_run(tmp_path: Path) -> None:
@@ -437,3 +491,18 @@ def test_train_api_checks_its_arguments(tmp_path: Path) -> None:
     for threads, error in ((True, TypeError), (100000, ValueError), (0, ValueError)):
         with pytest.raises(error, match="threads: expected None or an integer"):
             TrainConfig(epochs=1, threads=threads).validate()
+
+
+def test_resume_of_a_learner_state_of_another_layout(tmp_path: Path) -> None:
+    """FPTT's running average (one tensor per parameter) of another shape: refused on resume,
+    naming the file, instead of failing at the first step with a message about w_ra."""
+    run_dir = tmp_path / "run"
+    assert run_train([*TINY, "--learner", "fptt", "--epochs", "1", "--out", str(run_dir)])[0] == 0
+    path = run_dir / CHECKPOINT_FILE
+    content = torch.load(path, weights_only=True)
+    content["learner_state"][0] = torch.zeros(3)
+    torch.save(content, path)
+    code, _, stderr = run_train(["--resume", str(run_dir), "--epochs", "2", "--no-plots"])
+    assert code == 2
+    assert stderr.startswith(f"snn train: error: {path}: the checkpoint does not fit the run"), stderr
+    assert "learner_state[0]: expected torch.float32" in stderr and stderr.count("\n") == 1

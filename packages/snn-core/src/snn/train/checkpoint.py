@@ -304,8 +304,71 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise RunFileError(f"{path}: malformed checkpoint: epoch {epoch} with {len(history)} history entries")
     _check_state_dict(_require(content, path, what, "model", dict), path, what, "model")
     _require(content, path, what, "optimizer", dict)
+    for index, entry in enumerate(history):
+        problem = _history_entry_problem(index, entry)
+        if problem is not None:
+            raise RunFileError(f"{path}: malformed checkpoint: history entry {index}: {problem}")
     rng = _require(content, path, what, "rng", dict)
-    for key in ("torch", "python", "generators"):
-        if key not in rng:
-            raise RunFileError(f"{path}: malformed checkpoint: the random states lack {key!r}")
+    problem = _rng_states_problem(rng)
+    if problem is not None:
+        raise RunFileError(f"{path}: malformed checkpoint: the random states: {problem}")
     return content
+
+
+#: The entries of one epoch's record in a checkpoint's history (:class:`snn.train.config.EpochRecord`).
+_HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "seconds")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _history_entry_problem(index: int, entry: Mapping[str, Any]) -> str | None:
+    """What is wrong with the record of epoch ``index + 1``, or ``None``."""
+    if sorted(entry) != sorted(_HISTORY_KEYS):
+        return f"has the keys {sorted(map(str, entry))}, expected {sorted(_HISTORY_KEYS)}"
+    if entry["epoch"] != index + 1 or not isinstance(entry["epoch"], int) or isinstance(entry["epoch"], bool):
+        return f"'epoch' should be {index + 1}, found {entry['epoch']!r}"
+    for key in _HISTORY_KEYS[1:]:
+        value = entry[key]
+        if not _is_real(value):
+            return f"{key!r} should be a number, found {type(value).__name__}"
+        if key.endswith("accuracy") and not 0.0 <= value <= 1.0 or key == "seconds" and not value >= 0.0:
+            return f"{key!r} is out of range: {value!r}"
+    return None
+
+
+def _byte_state(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+
+
+def _rng_states_problem(rng: Mapping[str, Any]) -> str | None:
+    """What is wrong with the recorded random states (the layout of :func:`capture_rng_states`), or ``None``."""
+    if not _byte_state(rng.get("torch")):
+        return "'torch' should be a uint8 state tensor"
+    cuda = rng.get("cuda", [])
+    if not isinstance(cuda, list) or not all(_byte_state(c) for c in cuda):
+        return "'cuda' should be a list of uint8 state tensors"
+    generators = rng.get("generators")
+    if not isinstance(generators, dict) or not all(isinstance(k, str) and _byte_state(v) for k, v in generators.items()):
+        return "'generators' should map names to uint8 state tensors"
+    python = rng.get("python")
+    if not (
+        isinstance(python, dict)
+        and isinstance(python.get("version"), int)
+        and isinstance(python.get("state"), (list, tuple))
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in python["state"])
+        and (python.get("gauss_next") is None or _is_real(python.get("gauss_next")))
+    ):
+        return "'python' should hold random.getstate()'s version, state integers and gauss_next"
+    numpy_state = rng.get("numpy")
+    if numpy_state is not None and not (
+        isinstance(numpy_state, dict)
+        and isinstance(numpy_state.get("name"), str)
+        and isinstance(numpy_state.get("keys"), torch.Tensor)
+        and numpy_state["keys"].dtype == torch.int64
+        and numpy_state["keys"].dim() == 1
+        and all(_is_real(numpy_state.get(k)) for k in ("position", "has_gauss", "cached_gaussian"))
+    ):
+        return "'numpy' should be None or hold numpy's legacy state (name, int64 keys, position, has_gauss, cached_gaussian)"
+    return None

@@ -239,8 +239,15 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
         except (SNNError, ValueError) as exc:
             if args.device is not None and args.backend is not None or isinstance(exc, RunFileError):
                 raise
-            # the run's own device or backend, from the file: say so
-            raise RunFileError(f"{file}: the run's device {device!r} / backend {backend!r} cannot be used here: {exc}") from exc
+            # the run's own device or backend (from the file, not the command line): say so
+            from_run = [
+                f"{what} {value!r}" for what, value, given in (("device", device, args.device), ("backend", backend, args.backend))
+                if given is None
+            ]
+            raise RunFileError(
+                f"{file}: with the run's {' and '.join(from_run)} (give --device / --backend to choose others), "
+                f"the model cannot be built here: {exc}"
+            ) from exc
         result = evaluate_model(model)
     except (SNNError, ValueError, TypeError, ImportError) as exc:
         print(f"snn evaluate: error: {exc}", file=stderr)

@@ -203,10 +203,15 @@ class Runner:
         Raises:
             ValueError: weights or optimizer moments of another name, shape or dtype (torch
                 would convert a dtype silently, and meet a moment's shape only at the next
-                step).
+                step), optimizer settings other than the run's, or a learner state of
+                another layout than ``init_state``'s.
         """
         check_state_fits(self.model, model_state, "model")
         _check_optimizer_state(self.optimizer, optimizer_state)
+        if self.learner is not None:
+            # the learner's state as init_state makes it (FPTT's running average: one tensor
+            # per parameter), which the learner reads only at its next step
+            _check_same_layout(learner_state, self.state, "learner_state")
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(dict(optimizer_state))
         if self.learner is not None:
@@ -288,22 +293,93 @@ def check_state_fits(module: nn.Module, state: Mapping[str, Any], what: str) -> 
             raise ValueError(f"{what}: {name}: expected {want.dtype} {list(want.shape)}, found {shown}")
 
 
+def _same_setting(saved: Any, current: Any) -> bool:
+    """Whether a saved optimizer hyper-parameter equals the run's (numbers by value, bool as bool)."""
+    if isinstance(current, bool) or current is None or isinstance(current, str):
+        return type(saved) is type(current) and saved == current
+    if isinstance(current, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and saved == current
+    if isinstance(current, (tuple, list)):
+        return (
+            isinstance(saved, (tuple, list)) and len(saved) == len(current)
+            and all(_same_setting(a, b) for a, b in zip(saved, current))
+        )
+    if isinstance(current, torch.Tensor):
+        return isinstance(saved, torch.Tensor) and saved.shape == current.shape and bool((saved == current).all())
+    return bool(saved == current)
+
+
+#: The moments Adam keeps per parameter (``max_exp_avg_sq`` too with ``amsgrad``).
+_ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
 def _check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` for a saved moment (``exp_avg`` ...) whose shape or dtype is not its
-    parameter's: the optimizer would load it and fail inside its next step."""
+    """Raise ``ValueError`` unless ``saved`` is a state of ``optimizer`` as the run built it.
+
+    Every hyper-parameter of ``param_groups`` both have must equal the run's (the checkpoint's
+    configuration made them: a different ``lr`` would silently override it), and every
+    parameter's moments must be floating tensors of its shape, with Adam's all present (the
+    optimizer would load anything and fail inside its next step).
+    """
+    current = optimizer.state_dict()
+    groups = saved.get("param_groups") if isinstance(saved, Mapping) else None
+    if not isinstance(groups, list) or len(groups) != len(current["param_groups"]):
+        raise ValueError(
+            f"optimizer: 'param_groups' should be a list of {len(current['param_groups'])} group(s), found {groups!r:.80}"
+        )
+    for g, (group, want) in enumerate(zip(groups, current["param_groups"])):
+        if not isinstance(group, Mapping):
+            raise ValueError(f"optimizer: param_groups[{g}] should be a dict, found {type(group).__name__}")
+        for key, value in want.items():
+            if key in group and not _same_setting(group[key], value):
+                raise ValueError(
+                    f"optimizer: param_groups[{g}][{key!r}]: expected the run's {value!r}, found {group[key]!r:.80}"
+                )
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    state = saved.get("state", {}) if isinstance(saved, Mapping) else {}
+    amsgrad = [bool(group.get("amsgrad", False)) for group in optimizer.param_groups for _ in group["params"]]
+    state = saved.get("state", {})
     if not isinstance(state, Mapping):
         raise ValueError(f"optimizer: 'state' should map parameter indices to their moments, found {type(state).__name__}")
     for index, moments in state.items():
         if not isinstance(index, int) or not 0 <= index < len(parameters) or not isinstance(moments, Mapping):
             raise ValueError(f"optimizer: state of parameter {index!r}: expected one of {len(parameters)} parameters' moments")
         parameter = parameters[index]
+        if isinstance(optimizer, torch.optim.Adam):
+            needed = (*_ADAM_MOMENTS, "step") + (("max_exp_avg_sq",) if amsgrad[index] else ())
+            missing = [key for key in needed if key not in moments]
+            if missing:
+                raise ValueError(f"optimizer: state of parameter {index} lacks {missing}")
         for key, value in moments.items():
-            if isinstance(value, torch.Tensor) and value.dim() > 0 and (
-                value.shape != parameter.shape or not value.is_floating_point()
-            ):
+            if key == "step":
+                number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+                if not isinstance(number, (int, float)) or isinstance(number, bool) or not number >= 0:
+                    raise ValueError(f"optimizer: step of parameter {index}: expected a count >= 0, found {value!r:.80}")
+            elif not isinstance(value, torch.Tensor) or value.shape != parameter.shape or not value.is_floating_point():
+                found = f"{value.dtype} {list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
                 raise ValueError(
-                    f"optimizer: {key} of parameter {index}: expected a floating tensor {list(parameter.shape)}, "
-                    f"found {value.dtype} {list(value.shape)}"
+                    f"optimizer: {key} of parameter {index}: expected a floating tensor {list(parameter.shape)}, found {found}"
                 )
+
+
+def _check_same_layout(saved: Any, template: Any, where: str) -> None:
+    """Raise ``ValueError`` unless ``saved`` has ``template``'s layout: the same container types,
+    lengths and keys, tensors of the same shape and dtype, numbers for numbers."""
+    if isinstance(template, torch.Tensor):
+        if not isinstance(saved, torch.Tensor) or saved.shape != template.shape or saved.dtype != template.dtype:
+            found = f"{saved.dtype} {list(saved.shape)}" if isinstance(saved, torch.Tensor) else type(saved).__name__
+            raise ValueError(f"{where}: expected {template.dtype} {list(template.shape)}, found {found}")
+    elif isinstance(template, (list, tuple)):
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(template):
+            raise ValueError(f"{where}: expected a sequence of {len(template)}, found {type(saved).__name__}")
+        for i, (a, b) in enumerate(zip(saved, template)):
+            _check_same_layout(a, b, f"{where}[{i}]")
+    elif isinstance(template, Mapping):
+        if not isinstance(saved, Mapping) or set(saved) != set(template):
+            raise ValueError(f"{where}: expected the keys {sorted(map(str, template))}")
+        for key in template:
+            _check_same_layout(saved[key], template[key], f"{where}[{key!r}]")
+    elif isinstance(template, (int, float)) and not isinstance(template, bool):
+        if not isinstance(saved, (int, float)) or isinstance(saved, bool):
+            raise ValueError(f"{where}: expected a number, found {type(saved).__name__}")
+    elif type(saved) is not type(template):
+        raise ValueError(f"{where}: expected {type(template).__name__}, found {type(saved).__name__}")
