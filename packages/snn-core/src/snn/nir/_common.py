@@ -65,7 +65,7 @@ def read_snn_metadata(where: str, metadata: Any) -> dict[str, Any]:
     """The checked ``snn`` entry of a node's metadata (``{}`` when absent).
 
     Returns a dict with any of ``module`` (str), ``surrogate`` (an instance), ``detach_reset``
-    (bool) and ``w`` (float).
+    (bool), ``decay_input`` (bool, a parametric LIF's) and ``w`` (float).
 
     Raises:
         ValueError: the entry is present but malformed.
@@ -95,12 +95,13 @@ def read_snn_metadata(where: str, metadata: Any) -> dict[str, Any]:
             result["surrogate"] = cls(**values)  # type: ignore[arg-type]  # surrogate parameters by name (never spiking)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: metadata {METADATA_KEY!r}: surrogate {name}: {exc}") from exc
-    if "detach_reset" in entry:
-        flag = entry["detach_reset"]
-        if isinstance(flag, (bool, np.bool_)) or (isinstance(flag, (int, np.integer)) and int(flag) in (0, 1)):
-            result["detach_reset"] = bool(flag)
-        else:
-            raise ValueError(f"{where}: metadata {METADATA_KEY!r}: detach_reset: expected a bool, got {flag!r}")
+    for key in ("detach_reset", "decay_input"):
+        if key in entry:
+            flag = entry[key]
+            if isinstance(flag, (bool, np.bool_)) or (isinstance(flag, (int, np.integer)) and int(flag) in (0, 1)):
+                result[key] = bool(flag)
+            else:
+                raise ValueError(f"{where}: metadata {METADATA_KEY!r}: {key}: expected a bool, got {flag!r}")
     if "w" in entry:
         try:
             result["w"] = _metadata_real(entry["w"])

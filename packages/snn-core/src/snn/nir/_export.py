@@ -18,6 +18,7 @@ from snn.base import MemoryModule, StepModule
 from snn.errors import NIRConversionError, SNNError
 from snn.nir._common import check_dt, require_nir
 from snn.nir._export_leaves import LeafMapper, Shape, as_numpy, no_node_reason
+from snn.nir._export_loops import RestFn, back_edges, leaf_at_rest, rest_values
 from snn.nir.graph import NIRGraphModule
 
 __all__ = ["export_to_nir"]
@@ -38,15 +39,17 @@ def export_to_nir(
     """Describe an snn network as a NIR graph (and optionally write it to a file).
 
     The network is walked module by module: ``nn.Sequential`` and the per-step containers in
-    order, recurrent containers as cycles, :class:`snn.nir.NIRGraphModule` edge by edge, and any
-    other module by tracing its ``forward`` with :mod:`torch.fx` (calls of submodules, ``+``
-    between branches, ``torch.flatten``). Each leaf becomes one NIR node, named after its
-    qualified name; see the parameter mapping on the "Interoperability" page of the
-    documentation. Nothing NIR cannot state is dropped: a module, a soft reset, a non-Heaviside
-    spike or a custom surrogate raises :class:`snn.errors.NIRConversionError`. What NIR's
-    dynamics leave out but snn needs to rebuild the same module (the surrogate gradient,
-    ``detach_reset``, a parametric LIF's ``w``) is kept in each node's ``metadata["snn"]``,
-    which :func:`import_from_nir` reads and other tools ignore.
+    order, recurrent containers as cycles (through a zero ``Delay`` when the loop's source is
+    not zero at rest, so that it starts from zero as the container does),
+    :class:`snn.nir.NIRGraphModule` edge by edge, and any other module by tracing its
+    ``forward`` with :mod:`torch.fx` (calls of submodules, ``+`` between branches,
+    ``torch.flatten``). Each leaf becomes one NIR node, named after its qualified name; see the
+    parameter mapping on the "Interoperability" page of the documentation. Nothing NIR cannot
+    state is dropped: a module, a soft reset, a non-Heaviside spike or a custom surrogate raises
+    :class:`snn.errors.NIRConversionError`. What NIR's dynamics leave out but snn needs to
+    rebuild the same module (the surrogate gradient, ``detach_reset``, a parametric LIF's ``w``
+    and ``decay_input``) is kept in each node's ``metadata["snn"]``, which
+    :func:`import_from_nir` reads and other tools ignore.
 
     ``example_input`` is run through the network once (from reset memories, under
     :func:`torch.no_grad`, in eval mode) to learn the shapes; the memories and train/eval modes
@@ -70,7 +73,8 @@ def export_to_nir(
         ValueError: a bad ``dt``, step modes that differ between modules, an
             ``example_input`` the network cannot run, or a ``save_path`` in a folder that does
             not exist.
-        snn.errors.NIRConversionError: something NIR cannot express (the message names the
+        snn.errors.NIRConversionError: something NIR cannot express, or a recurrent container
+            whose loop snn's importer would delay at another edge (the message names the
             module and why).
     """
     fn = "export_to_nir"
@@ -103,6 +107,7 @@ def export_to_nir(
     for name, x in zip(names, inputs):
         shape = tuple(x.shape[lead:])
         builder.add(name, nir.Input(input_type=np.array(shape, dtype=np.int64)), [], shape)
+        builder.inputs[name] = x.new_zeros((1, *shape))
         sources.append([name])
     outs = builder.root(net, sources, lead)
     for i, out in enumerate(outs):
@@ -201,6 +206,11 @@ class _Builder(LeafMapper):
         self.used: dict[int, int] = {}
         self.pending: dict[str, list[str]] = {}  # placeholder -> the sources it stands for
         self._placeholders = itertools.count()
+        # for the loops (see _export_loops): each Input's value at rest, each node's output at rest
+        # (None: stateful, zero; no entry: an Output, its sum), each recurrent container's loop
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.at_rest: dict[str, RestFn | None] = {}
+        self.loops: list[tuple[str, str, str]] = []  # (placeholder, qualname, where)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -234,24 +244,71 @@ class _Builder(LeafMapper):
                     return shape
         raise NIRConversionError(what, "its shape is unknown (it only feeds back on itself)")
 
-    def resolve(self, token: str, seen: frozenset[str] = frozenset()) -> list[str]:
+    def resolve(self, token: str, seen: frozenset[str] = frozenset()) -> list[tuple[str, frozenset[str]]]:
+        """The nodes ``token`` stands for, each with the placeholders passed on the way."""
         if token not in self.pending:
-            return [token]
+            return [(token, seen)]
         if token in seen:
             raise NIRConversionError("a recurrent connection", "it passes through no module (an empty loop)")
         return [n for source in self.pending[token] for n in self.resolve(source, seen | {token})]
 
-    def finish(self) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    def resolved_edges(self) -> tuple[list[tuple[str, str]], dict[str, set[tuple[str, str]]]]:
+        """The edges between nodes, and each loop's feedback edges (those through its placeholder)."""
         edges: list[tuple[str, str]] = []
+        feedback: dict[str, set[tuple[str, str]]] = {token: set() for token, _, _ in self.loops}
         seen: set[tuple[str, str]] = set()
         for source, target in self.edges:
-            for resolved in self.resolve(source):
+            for resolved, via in self.resolve(source):
                 if (resolved, target) in seen:
                     raise NIRConversionError(
                         f"node {target!r}", f"receives {resolved!r} twice (e.g. x + x); NIR sums distinct edges only"
                     )
                 seen.add((resolved, target))
                 edges.append((resolved, target))
+                for token in via & feedback.keys():
+                    feedback[token].add((resolved, target))
+        return edges, feedback
+
+    def finish(self) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """The nodes and edges, each recurrent container's loop made to start from zero.
+
+        A loop whose source is not zero at rest (see :mod:`snn.nir._export_loops`) is routed
+        through a zero ``Delay``; then every feedback edge must be one the importer delays.
+
+        Raises:
+            NIRConversionError: the importer would delay another edge of some loop.
+        """
+        edges, feedback = self.resolved_edges()
+        if not self.loops:
+            return self.nodes, edges
+        back = back_edges(list(self.inputs), self.nodes, edges)
+        try:
+            with torch.no_grad():
+                rest = rest_values(self.nodes, edges, back, self.inputs, self.at_rest, self.shapes)
+        except Exception:  # a layer that cannot run one sample at rest: assume the worst
+            rest = {}
+        changed = False
+        for token, qualname, _ in self.loops:
+            sources = {source for source, _ in feedback[token]}
+            if any(source not in rest or _nonzero(rest[source]) for source in sources):
+                shape = self.shape_of(self.pending[token], _join(qualname, "feedback"))
+                delay = self.nir.Delay(np.zeros(shape, dtype=np.float64))
+                name = self.add(_join(qualname, "feedback"), delay, self.pending[token], shape)
+                self.at_rest[name] = None  # stateful: zero at rest
+                self.pending[token] = [name]
+                changed = True
+        if changed:
+            edges, feedback = self.resolved_edges()
+            back = back_edges(list(self.inputs), self.nodes, edges)
+        for token, _, where in self.loops:
+            missed = sorted(feedback[token] - back)
+            if missed:
+                raise NIRConversionError(
+                    where,
+                    f"its feedback edges {missed} would not be delayed by one step when the graph is read back: "
+                    "snn's importer delays the edges that close a cycle in a depth-first walk from the inputs "
+                    "(successors in name order); a sub_module whose input feeds a single module exports exactly",
+                )
         return self.nodes, edges
 
     def call(self, module: nn.Module, qualname: str) -> tuple[Shape, Shape]:
@@ -294,7 +351,9 @@ class _Builder(LeafMapper):
             own = lead if not isinstance(module, StepModule) else (1 if module.step_mode == "s" else 2)
             where = _where(qualname, module)
             node = mapper(module, where, in_shape[own:], out_shape[own:], own)
-            return [self.add(qualname, node, sources, out_shape[own:])]
+            name = self.add(qualname, node, sources, out_shape[own:])
+            self.at_rest[name] = None if isinstance(module, MemoryModule) else leaf_at_rest(module, own)
+            return [name]
         kind = type(module)
         if kind in (nn.Identity, nn.Dropout, layer.Dropout):
             return sources  # dropout is the identity at inference, which is what NIR describes
@@ -384,8 +443,10 @@ class _Builder(LeafMapper):
         if not (isinstance(start, int) and isinstance(end, int)):
             raise NIRConversionError(where, f"{node.format_node()}: flatten with non-constant dimensions")
         shape = self.shape_of(sources, where)
-        nir_flatten = self.flatten_node(where, shape, start, end, lead)
-        return [self.add(_join(qualname, node.name), nir_flatten[0], sources, nir_flatten[1])]
+        nir_flatten, out_shape = self.flatten_node(where, shape, start, end, lead)
+        name = self.add(_join(qualname, node.name), nir_flatten, sources, out_shape)
+        self.at_rest[name] = lambda x: x.reshape(1, *out_shape)
+        return [name]
 
     # -- structural modules ------------------------------------------------------------------
 
@@ -401,9 +462,13 @@ class _Builder(LeafMapper):
         bias = module.rc.bias
         node = nir.Affine(w_in, as_numpy(bias).astype(np.float64)) if bias is not None else nir.Linear(w_in)
         entry = self.add(_join(qualname, "rc"), node, sources, step_shape)
+        split = module.in_features
+        self.at_rest[entry] = lambda x: nn.functional.linear(x, module.rc.weight[:, :split], module.rc.bias)
         loop = self.placeholder()
+        self.loops.append((loop, qualname, where))
         outs = self.emit(module.sub_module, _join(qualname, "sub_module"), [entry, loop], 1)
         back = self.add(_join(qualname, "rc_recurrent"), nir.Linear(w_rec), outs, step_shape)
+        self.at_rest[back] = lambda x: nn.functional.linear(x, module.rc.weight[:, split:])
         self.pending[loop] = [back]
         return outs
 
@@ -417,6 +482,7 @@ class _Builder(LeafMapper):
             )
         self.call(module, qualname)
         loop = self.placeholder()
+        self.loops.append((loop, qualname, _where(qualname, module)))
         outs = self.emit(module.sub_module, _join(qualname, "sub_module"), [*sources, loop], 1)
         if loop in outs:
             raise NIRConversionError(_where(qualname, module), "its sub_module passes its input through unchanged")
@@ -448,6 +514,10 @@ class _ShallowTracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return True
+
+
+def _nonzero(value: torch.Tensor | None) -> bool:
+    return value is not None and bool((value != 0).any())
 
 
 def _join(prefix: str, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -98,15 +99,20 @@ class LeafMapper:
         bias = as_numpy(module.bias).astype(np.float64) if module.bias is not None else np.zeros(weight.shape[0])
         padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
         if isinstance(module, nn.Conv1d):
-            return self.nir.Conv1d(
+            node = self.nir.Conv1d(
                 input_shape=int(in_shape[-1]), weight=weight, stride=int(module.stride[0]),
                 padding=padding if isinstance(padding, str) else int(padding[0]),
                 dilation=int(module.dilation[0]), groups=int(module.groups), bias=bias,
             )
-        return self.nir.Conv2d(
-            input_shape=tuple(int(d) for d in in_shape[-2:]), weight=weight, stride=tuple(module.stride),
-            padding=padding, dilation=tuple(module.dilation), groups=int(module.groups), bias=bias,
-        )
+        else:
+            node = self.nir.Conv2d(
+                input_shape=tuple(int(d) for d in in_shape[-2:]), weight=weight, stride=tuple(module.stride),
+                padding=padding, dilation=tuple(module.dilation), groups=int(module.groups), bias=bias,
+            )
+        # nir (1.0.8) computes a Conv2d's output size from weight.shape[2] in both dimensions, which
+        # is wrong for a non-square kernel: state the size the example run produced instead
+        node.output_type = {"output": np.array(out_shape, dtype=np.int64)}
+        return node
 
     def avgpool2d(self, module: nn.AvgPool2d, where: str, in_shape: Shape, out_shape: Shape, lead: int) -> Any:
         pair = nn.modules.utils._pair
@@ -217,7 +223,12 @@ class LeafMapper:
 
     def plif(self, module: neuron.ParametricLIFNode, where: str, in_shape: Shape, out_shape: Shape, lead: int) -> Any:
         w = float(module.w.detach())
-        return self._lif(module, 1.0 + float(np.exp(-w)), where, out_shape, {"w": w})
+        try:
+            tau = 1.0 + math.exp(-w)
+        except OverflowError as exc:  # w below about -709
+            raise NIRConversionError(where, f"w = {w!r}: the time constant 1 / sigmoid(w) is beyond float64") from exc
+        # decay_input is recorded: when w is large, tau rounds to 1 and r = 1 no longer tells it apart
+        return self._lif(module, tau, where, out_shape, {"w": w, "decay_input": bool(module.decay_input)})
 
     def cuba_lif(self, module: nn.Module, where: str, in_shape: Shape, out_shape: Shape, lead: int) -> Any:
         levels, metadata = self._neuron(module, where, out_shape)  # type: ignore[arg-type]  # a CUBALIFNode, which is a BaseNode

@@ -18,15 +18,15 @@ from snn import layer, neuron
 from snn.errors import NIRConversionError
 from snn.functional import set_step_mode
 from snn.nir._common import all_close, check_dt, close, read_snn_metadata, require_nir
-from snn.nir.graph import NIRGraphModule
+from snn.nir._import_checks import SUPPORTED, check_edge_shapes, input_shape, ints, read_file
+from snn.nir.graph import NIRGraphModule, port_order
 from snn.nir.modules import CubaLINode, Delay, LINode, Scale, SumPool2d, Threshold
 
-__all__ = ["import_from_nir"]
+__all__ = ["import_from_nir", "MAX_DELAY_STEPS"]
 
-_SUPPORTED = (
-    "Input, Output, Affine, Linear, Conv1d, Conv2d, Flatten, AvgPool2d, SumPool2d, Scale, Delay, "
-    "Threshold, IF, LIF, LI, CubaLIF, CubaLI and nested NIRGraph"
-)
+#: The longest delay :func:`import_from_nir` accepts, in steps of ``dt``: a :class:`Delay` keeps
+#: one input per step of delay in memory, and a file is untrusted input.
+MAX_DELAY_STEPS = 100_000
 
 
 def import_from_nir(
@@ -57,8 +57,8 @@ def import_from_nir(
 
     Returns:
         The network, a :class:`snn.nir.NIRGraphModule`, in train mode. It takes one tensor per
-        ``Input`` node (in name order) and returns one per ``Output`` node (a tuple when there
-        are several, in name order).
+        ``Input`` node and returns one per ``Output`` node (a tuple when there are several), in
+        name order with runs of digits compared as numbers (``input_2`` before ``input_10``).
 
     Raises:
         ImportError: the ``nir`` package is not installed (``pip install "snn-core[nir]"``).
@@ -68,8 +68,9 @@ def import_from_nir(
             to unknown nodes or between declared shapes that cannot meet, parameters of the
             wrong shape or non-finite ...), or a bad ``dt`` / ``step_mode`` / ``device`` (a
             CUDA device this machine does not have).
-        snn.errors.NIRConversionError: a node snn has no module for, or parameters no snn
-            module reproduces exactly (the message names the node and why).
+        snn.errors.NIRConversionError: a node snn has no module for (in a file, also a type
+            ``nir`` does not know), parameters no snn module reproduces exactly, or a delay of
+            more than 100 000 steps (the message names the node and why).
     """
     fn = "import_from_nir"
     dt = check_dt(fn, dt)
@@ -84,7 +85,7 @@ def import_from_nir(
     root = "graph"  # how messages name the graph: with its file, when it came from one
     if isinstance(graph, (str, os.PathLike)):
         root = f"graph {str(graph)!r}"
-        graph = _read(nir, Path(graph))
+        graph = read_file(nir, Path(graph))
     elif not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"{fn}: graph: expected a nir.NIRGraph or a file path, got {type(graph).__name__}")
     net = _Importer(nir, dt).graph(graph, root)
@@ -105,26 +106,6 @@ def _check_device(fn: str, device: str | torch.device) -> torch.device:
         if count == 0 or (parsed.index is not None and parsed.index >= count):
             raise ValueError(f"{fn}: device: {str(parsed)!r} asked for, but torch sees {count} CUDA device(s)")
     return parsed
-
-
-def _read(nir: Any, path: Path) -> Any:
-    """``nir.read`` with every failure of a malformed file turned into a :class:`ValueError`."""
-    if not path.exists():
-        raise FileNotFoundError(f"import_from_nir: graph: no such file: {str(path)!r}")
-    if not path.is_file():
-        raise ValueError(f"import_from_nir: graph: {str(path)!r} is not a file")
-    try:
-        graph = nir.read(path, type_check=False)
-    except MemoryError:
-        raise
-    except Exception as exc:  # h5py / nir raise OSError, KeyError, AssertionError, TypeError ... on bad files
-        reason = f"{type(exc).__name__}: {exc}" if str(exc).strip() else f"{type(exc).__name__} in nir.read, without a message"
-        raise ValueError(f"import_from_nir: graph: {str(path)!r} is not a readable NIR file ({reason})") from exc
-    if not isinstance(graph, nir.NIRGraph):
-        raise ValueError(
-            f"import_from_nir: graph: {str(path)!r} holds a {type(graph).__name__}, expected a NIRGraph"
-        )
-    return graph
 
 
 # -- parameter checks ----------------------------------------------------------------------------
@@ -155,17 +136,6 @@ def _uniform(where: str, field: str, array: np.ndarray) -> float:
             "takes one value per layer",
         )
     return first
-
-
-def _ints(where: str, field: str, value: Any, count: int, minimum: int) -> tuple[int, ...]:
-    """``value`` (an int or ``count`` ints) as a tuple of ``count`` ints ``>= minimum``."""
-    array = np.asarray(value)
-    if array.dtype.kind not in "iuf" or array.ndim > 1 or (array.ndim == 1 and array.size not in (1, count)):
-        raise ValueError(f"{where}: {field}: expected an int or {count} ints, got {value!r}")
-    flat = [float(v) for v in np.broadcast_to(array.reshape(-1), (count,))] if array.ndim else [float(array)] * count
-    if not all(math.isfinite(v) and v == int(v) and v >= minimum for v in flat):
-        raise ValueError(f"{where}: {field}: expected integers >= {minimum}, got {value!r}")
-    return tuple(int(v) for v in flat)
 
 
 def _same_shape(where: str, arrays: Mapping[str, np.ndarray]) -> tuple[int, ...]:
@@ -237,7 +207,7 @@ class _Importer:
             here = f"{where}: node {name!r} ({type(node).__name__})"
             if isinstance(node, nir.Input):
                 inputs.append(name)
-                shape = _input_shape(getattr(node, "input_type", None))
+                shape = input_shape(getattr(node, "input_type", None))
                 if shape is not None:
                     input_shapes[name] = shape
             elif isinstance(node, nir.Output):
@@ -252,11 +222,11 @@ class _Importer:
             else:
                 mapper = self.mappers.get(type(node))
                 if mapper is None:
-                    raise NIRConversionError(here, f"snn has no module for this node type; supported: {_SUPPORTED}")
+                    raise NIRConversionError(here, f"snn has no module for this node type; supported: {SUPPORTED}")
                 modules[name] = mapper(here, node)
-        _check_edge_shapes(where, nodes, pairs)
+        check_edge_shapes(nir, where, nodes, pairs)
         try:
-            return NIRGraphModule(modules, pairs, sorted(inputs), sorted(outputs), input_shapes)
+            return NIRGraphModule(modules, pairs, port_order(inputs), port_order(outputs), input_shapes)
         except ValueError as exc:  # NIRGraphModule names its argument, "graph: ..."
             raise ValueError(f"{where}: {str(exc).removeprefix('graph: ')}") from exc
 
@@ -290,7 +260,7 @@ class _Importer:
         bias = _array(where, "bias", getattr(node, "bias", None))
         if bias.shape != weight.shape[:1]:
             raise ValueError(f"{where}: bias: expected shape {list(weight.shape[:1])}, got {list(bias.shape)}")
-        groups = _ints(where, "groups", getattr(node, "groups", 1), 1, 1)[0]
+        groups = ints(where, "groups", getattr(node, "groups", 1), 1, 1)[0]
         padding: Any = getattr(node, "padding", 0)
         if isinstance(padding, bytes):
             padding = padding.decode("utf-8", "replace")
@@ -298,16 +268,18 @@ class _Importer:
             if padding not in ("same", "valid"):
                 raise ValueError(f"{where}: padding: expected 'same', 'valid' or ints, got {padding!r}")
         else:
-            padding = _ints(where, "padding", padding, dims, 0)
+            padding = ints(where, "padding", padding, dims, 0)
+        stride = ints(where, "stride", getattr(node, "stride", 1), dims, 1)
+        dilation = ints(where, "dilation", getattr(node, "dilation", 1), dims, 1)
         cls = layer.Conv1d if dims == 1 else layer.Conv2d
         try:
             module = cls(
                 weight.shape[1] * groups,
                 weight.shape[0],
                 tuple(weight.shape[2:]),
-                stride=_ints(where, "stride", getattr(node, "stride", 1), dims, 1),
+                stride=stride,
                 padding=padding,
-                dilation=_ints(where, "dilation", getattr(node, "dilation", 1), dims, 1),
+                dilation=dilation,
                 groups=groups,
                 bias=True,
             )
@@ -329,9 +301,9 @@ class _Importer:
         return layer.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
 
     def _pool_args(self, where: str, node: Any) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        kernel = _ints(where, "kernel_size", getattr(node, "kernel_size", None), 2, 1)
-        stride = _ints(where, "stride", getattr(node, "stride", None), 2, 1)
-        padding = _ints(where, "padding", getattr(node, "padding", 0), 2, 0)
+        kernel = ints(where, "kernel_size", getattr(node, "kernel_size", None), 2, 1)
+        stride = ints(where, "stride", getattr(node, "stride", None), 2, 1)
+        padding = ints(where, "padding", getattr(node, "padding", 0), 2, 0)
         if any(2 * p > k for p, k in zip(padding, kernel)):
             raise NIRConversionError(where, f"padding {padding} is more than half the kernel {kernel}")
         return (kernel[0], kernel[1]), (stride[0], stride[1]), (padding[0], padding[1])
@@ -353,12 +325,19 @@ class _Importer:
 
     def delay(self, where: str, node: Any) -> nn.Module:
         seconds = _array(where, "delay", getattr(node, "delay", None))
-        steps = seconds / self.dt
+        with np.errstate(over="ignore"):
+            steps = seconds / self.dt
+        longest = float(steps.max()) if steps.size else 0.0
+        if not longest < MAX_DELAY_STEPS + 0.5:  # checked before the cast to int64 (which 1e19 steps overflow)
+            raise NIRConversionError(
+                where,
+                f"a delay of {float(seconds.max())!r} s is {longest:.6g} steps of dt = {self.dt} s; snn keeps one "
+                f"input per step of delay in memory and accepts at most {MAX_DELAY_STEPS} steps",
+            )
         rounded = np.rint(steps)
         if np.any(rounded < 0) or not np.all(np.abs(steps - rounded) <= 1e-6 * np.maximum(1.0, np.abs(steps))):
-            raise NIRConversionError(
-                where, f"delays must be whole numbers of steps of dt = {self.dt} s, got {seconds.tolist()} s"
-            )
+            shown = seconds.tolist() if seconds.size <= 8 else f"values from {seconds.min()!r} to {seconds.max()!r}"
+            raise NIRConversionError(where, f"delays must be whole numbers of steps of dt = {self.dt} s, got {shown} s")
         return Delay(torch.from_numpy(rounded.astype(np.int64, copy=True)))
 
     # -- neurons -------------------------------------------------------------------------------
@@ -400,34 +379,47 @@ class _Importer:
         arrays = {f: _array(where, f, getattr(node, f, None)) for f in ("tau", "r", "v_leak")}
         shape = _same_shape(where, arrays)
         kwargs = self._neuron_kwargs(where, node, shape)
-        tau = self._steps(where, "tau", _uniform(where, "tau", arrays["tau"]), strict=True)
+        tau_seconds = _uniform(where, "tau", arrays["tau"])
         v_leak = _uniform(where, "v_leak", arrays["v_leak"])
         if not close(v_leak, kwargs["v_reset"]):
             raise NIRConversionError(
                 where,
                 f"v_leak = {v_leak!r} differs from v_reset = {kwargs['v_reset']!r}; snn's LIFNode leaks to its reset potential",
             )
-        # NIR: tau dv/dt = (v_leak - v) + r I; one Euler step: v += (v_leak - v) / (tau/dt) + (dt r / tau) I
-        gain = self.dt * arrays["r"] / (tau * self.dt)
         meta = read_snn_metadata(where, getattr(node, "metadata", None))
         if meta.get("module") == "ParametricLIFNode" and "w" in meta:
-            return self._plif(where, meta["w"], tau, gain, kwargs)
+            return self._plif(where, meta, tau_seconds / self.dt, arrays["r"], kwargs)
+        tau = self._steps(where, "tau", tau_seconds, strict=True)
+        # NIR: tau dv/dt = (v_leak - v) + r I; one Euler step: v += (v_leak - v) / (tau/dt) + (dt r / tau) I
+        gain = self.dt * arrays["r"] / (tau * self.dt)
         if all_close(arrays["r"], 1.0) and not all_close(gain, 1.0):
             return neuron.LIFNode(tau=tau, decay_input=True, **kwargs)
         return _with_gain(gain, neuron.LIFNode(tau=tau, decay_input=False, **kwargs))
 
-    def _plif(self, where: str, w: float, tau: float, gain: np.ndarray, kwargs: dict[str, Any]) -> nn.Module:
+    def _plif(
+        self, where: str, meta: dict[str, Any], tau: float, r: np.ndarray, kwargs: dict[str, Any]
+    ) -> nn.Module:
+        """A ParametricLIFNode with the ``w`` of the metadata (``tau`` in steps). Its ``w`` is set
+        after construction: ``init_tau = 1 / sigmoid(w)`` is not representable for large ``w``
+        (sigmoid rounds to 1 from w = 17 in float32), while the module runs with any ``w``."""
+        w = meta["w"]
         try:
             tau_of_w = 1.0 + math.exp(-w)
         except OverflowError:  # w below about -709: 1 / sigmoid(w) is beyond float64
             tau_of_w = math.inf
         if not close(tau_of_w, tau):
-            raise ValueError(f"{where}: metadata 'snn': w = {w!r} gives tau {tau_of_w!r}, but tau / dt = {tau!r}")
-        decay_input = all_close(gain * tau, 1.0) and not all_close(gain, 1.0)
-        plif = neuron.ParametricLIFNode(init_tau=tau, decay_input=decay_input, **kwargs)
+            raise ValueError(
+                f"{where}: metadata 'snn': w = {w!r} gives tau {tau_of_w!r}, but tau / dt = {tau!r} (import with the "
+                "dt the graph was written for)"
+            )
+        decay_input = meta.get("decay_input")
+        if decay_input is None:  # written before snn recorded it: r = 1 with decay_input, r = tau without
+            decay_input = all_close(r, 1.0) and not all_close(r / tau, 1.0)
+        plif = neuron.ParametricLIFNode(init_tau=2.0, decay_input=decay_input, **kwargs)
         with torch.no_grad():
             plif.w.fill_(w)
-        return plif if decay_input else _with_gain(gain, plif)
+        # with decay_input the module scales its input by sigmoid(w) = dt / tau, NIR by dt r / tau
+        return _with_gain(r if decay_input else r / tau, plif)
 
     def li(self, where: str, node: Any) -> nn.Module:
         arrays = {f: _array(where, f, getattr(node, f, None)) for f in ("tau", "r", "v_leak")}
@@ -474,51 +466,3 @@ def _int(where: str, field: str, value: Any) -> int:
     return int(array)
 
 
-def _without_leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
-    index = 0
-    while index < len(shape) - 1 and shape[index] == 1:
-        index += 1
-    return shape[index:]
-
-
-def _check_edge_shapes(where: str, nodes: Mapping[str, Any], pairs: list[tuple[str, str]]) -> None:
-    """Refuse (``ValueError``: not valid NIR) an edge whose source declares an output shape that
-    cannot meet the target's declared input shape (a 5-neuron LIF fed 3 values would otherwise
-    run on 3, its uniform parameters broadcast). Leading sizes of 1 are ignored and sizes of 1
-    broadcast; edges with a side that declares no shape, or several, are left to the modules."""
-    for source, target in pairs:
-        if source not in nodes or target not in nodes:
-            continue  # NIRGraphModule names unknown nodes
-        produced = _input_shape(getattr(nodes[source], "output_type", None))
-        expected = _input_shape(getattr(nodes[target], "input_type", None))
-        if not produced or not expected or 0 in produced or 0 in expected:
-            continue  # undeclared, or declared without sizes
-        # writers differ on a leading batch dimension of 1 (Norse: Input [1, 4] into Affine [4]),
-        # and one-element parameters broadcast (a Scale of [1]): only shapes that cannot meet fail
-        try:
-            np.broadcast_shapes(_without_leading_ones(produced), _without_leading_ones(expected))
-            fits = True
-        except ValueError:
-            fits = False
-        if not fits:
-            raise ValueError(
-                f"{where}: edge {source!r} -> {target!r}: {source!r} ({type(nodes[source]).__name__}) produces "
-                f"shape {list(produced)} but {target!r} ({type(nodes[target]).__name__}) takes shape {list(expected)}"
-            )
-
-
-def _input_shape(types: Any) -> tuple[int, ...] | None:
-    """The shape a node's ``input_type`` / ``output_type`` declares, when it declares one, as a
-    plain list of sizes; ``None`` otherwise."""
-    if not isinstance(types, Mapping) or len(types) != 1:
-        return None
-    value = next(iter(types.values()))
-    if value is None:
-        return None
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):  # a ragged or foreign value
-        return None
-    if array.ndim != 1 or array.dtype.kind not in "iu" or np.any(array < 0):
-        return None
-    return tuple(int(v) for v in array)

@@ -15,7 +15,9 @@ Before the first step after a reset, a back edge carries its source's value at r
 is evaluated once on zero inputs, with every stateful node (neurons, integrators, delays)
 giving zero and every stateless node (``Affine``, convolutions, ``Scale`` ...) computing its
 output; so the ``Affine`` above contributes ``b`` at the first step, as in snnTorch's
-``RLeaky``, and a recurrent connection without bias contributes zero.
+``RLeaky``, and a recurrent connection without bias contributes zero. (snn's recurrent
+containers feed back zero instead; :func:`snn.nir.export_to_nir` routes a loop whose source is
+not zero at rest through a zero ``Delay``, a stateful node, so the two agree.)
 
 In step mode ``'m'`` the acyclic parts run each node once over the whole sequence (fused
 kernels); only the strongly connected parts (the cycles) are stepped through time, one step at
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import keyword
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +39,22 @@ from torch import nn
 from snn.base import MemoryModule, StepModule
 
 __all__ = ["NIRGraphModule"]
+
+
+def port_order(names: Sequence[str]) -> list[str]:
+    """``names`` in name order with runs of digits compared as numbers (``input_2`` before
+    ``input_10``): the order of a graph's ``Input`` and ``Output`` nodes.
+
+    :func:`snn.nir.export_to_nir` names the ports of a network with several inputs or outputs
+    ``input_0``, ``input_1`` ... in argument order; plain string order would put ``input_10``
+    before ``input_2``. Names without digits keep plain string order.
+    """
+
+    def key(name: str) -> tuple[Any, ...]:
+        parts = re.split(r"(\d+)", name)  # text at even positions, digit runs at odd ones
+        return tuple((int(part), part) if i % 2 else part for i, part in enumerate(parts))
+
+    return sorted(names, key=key)
 
 
 @dataclass(frozen=True)

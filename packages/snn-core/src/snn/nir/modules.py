@@ -14,7 +14,9 @@ package.
 
 Shapes: ``[N, *]`` in step mode ``'s'``, ``[T, N, *]`` in step mode ``'m'``; the parameter
 tensors of :class:`Scale`, :class:`Threshold` and :class:`Delay` have the shape of one sample
-(``*``) or broadcast to it from the right (size-1 dimensions included).
+(``*``) or broadcast to it from the right (size-1 dimensions included); past leading sizes of 1
+they never have more dimensions than a sample (they would reach into the batch and treat its
+samples differently), which the modules check on every call.
 """
 
 from __future__ import annotations
@@ -66,8 +68,19 @@ def _state(module: MemoryModule, name: str, x: torch.Tensor) -> torch.Tensor:
     return torch.full(x.shape, float(value), dtype=x.dtype, device=x.device)
 
 
-def _check_trailing(owner: str, x: torch.Tensor, shape: torch.Size) -> None:
-    """A per-sample parameter of ``shape`` must broadcast to ``x`` without changing ``x``'s shape."""
+def _check_trailing(owner: str, x: torch.Tensor, shape: torch.Size, lead: int) -> None:
+    """A per-sample parameter of ``shape`` must broadcast to ``x`` without changing ``x``'s shape,
+    and from one sample only: past its leading sizes of 1 it may not reach into the ``lead``
+    batch (and time) dimensions, where it would treat the samples of a batch differently."""
+    sizes = list(shape)
+    while sizes and sizes[0] == 1:
+        sizes.pop(0)
+    if len(sizes) > x.dim() - lead:
+        layout = "[N, *]" if lead == 1 else "[T, N, *]"
+        raise ValueError(
+            f"{owner}: the parameter's shape {list(shape)} has more dimensions than one sample * of the input "
+            f"{layout}, got shape {list(x.shape)}; it would treat the samples of a batch differently"
+        )
     try:
         fits = torch.broadcast_shapes(x.shape, shape) == x.shape
     except RuntimeError:
@@ -252,10 +265,11 @@ class Scale(nn.Module, StepModule):
 
         Raises:
             TypeError: ``x`` is not a floating tensor.
-            ValueError: ``x``'s last dimensions are not ``scale``'s shape.
+            ValueError: ``x``'s last dimensions are not ``scale``'s shape, or ``scale`` has more
+                dimensions than one sample (it would scale the samples of a batch differently).
         """
         _check_floating("Scale", "x", x)
-        _check_trailing("Scale", x, self.scale.shape)
+        _check_trailing("Scale", x, self.scale.shape, 2 if self.step_mode == "m" else 1)
         return x * self.scale
 
     def extra_repr(self) -> str:
@@ -302,10 +316,11 @@ class Threshold(nn.Module, StepModule):
 
         Raises:
             TypeError: ``x`` is not a floating tensor.
-            ValueError: ``x``'s last dimensions are not ``threshold``'s shape.
+            ValueError: ``x``'s last dimensions are not ``threshold``'s shape, or ``threshold``
+                has more dimensions than one sample.
         """
         _check_floating("Threshold", "x", x)
-        _check_trailing("Threshold", x, self.threshold.shape)
+        _check_trailing("Threshold", x, self.threshold.shape, 2 if self.step_mode == "m" else 1)
         return self.surrogate_function(x - self.threshold)
 
     def extra_repr(self) -> str:
@@ -375,7 +390,8 @@ class Delay(MemoryModule):
 
         Raises:
             TypeError: ``x`` is not a floating tensor.
-            ValueError: ``x``'s last dimensions do not match ``delay_steps``.
+            ValueError: ``x``'s last dimensions do not match ``delay_steps`` (or it has more
+                dimensions than one sample).
         """
         _check_floating("Delay", "x", x)
         return self.multi_step_forward(x.unsqueeze(0))[0]
@@ -386,12 +402,12 @@ class Delay(MemoryModule):
         Raises:
             TypeError: ``x_seq`` is not a floating tensor.
             ValueError: ``x_seq`` has no time dimension or its last dimensions do not match
-                ``delay_steps``.
+                ``delay_steps`` (or it has more dimensions than one sample).
         """
         _check_floating("Delay", "x_seq", x_seq)
         if x_seq.dim() < 2:
             raise ValueError(f"Delay: x_seq: expected shape [T, N, *], got {list(x_seq.shape)}")
-        _check_trailing("Delay", x_seq[0], self.delay_steps.shape)
+        _check_trailing("Delay", x_seq[0], self.delay_steps.shape, 1)
         if self.max_delay == 0:
             return x_seq
         steps = x_seq.shape[0]
