@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -495,7 +496,10 @@ def test_train_api_checks_its_arguments(tmp_path: Path) -> None:
 
 def test_resume_of_a_learner_state_of_another_layout(tmp_path: Path) -> None:
     """FPTT's running average (one tensor per parameter) of another shape: refused on resume,
-    naming the file, instead of failing at the first step with a message about w_ra."""
+    naming the file, instead of failing at the first step with a message about w_ra (the
+    layout check itself: test_learner_state_layout_check, which needs no plugin)."""
+    if not has_learner("fptt"):
+        pytest.skip("learner 'fptt' needs snn-online")
     run_dir = tmp_path / "run"
     assert run_train([*TINY, "--learner", "fptt", "--epochs", "1", "--out", str(run_dir)])[0] == 0
     path = run_dir / CHECKPOINT_FILE
@@ -506,3 +510,22 @@ def test_resume_of_a_learner_state_of_another_layout(tmp_path: Path) -> None:
     assert code == 2
     assert stderr.startswith(f"snn train: error: {path}: the checkpoint does not fit the run"), stderr
     assert "learner_state[0]: expected torch.float32" in stderr and stderr.count("\n") == 1
+
+
+def test_learner_state_layout_check() -> None:
+    """A saved learner state must have the layout of the run's own ``init_state``: containers,
+    lengths, keys, tensor shapes and dtypes, numbers for numbers."""
+    from snn.train.runner import _check_same_layout
+
+    template = [torch.zeros(2, 3), {"count": 0, "trace": torch.zeros(4)}, None]
+    _check_same_layout([torch.ones(2, 3), {"count": 5.0, "trace": torch.ones(4)}, None], template, "learner_state")
+    for saved, named in [
+        ([torch.zeros(3), {"count": 0, "trace": torch.zeros(4)}, None], "learner_state[0]: expected torch.float32 [2, 3]"),
+        ([torch.zeros(2, 3, dtype=torch.float64), {"count": 0, "trace": torch.zeros(4)}, None], "learner_state[0]"),
+        ([torch.zeros(2, 3), {"count": "x", "trace": torch.zeros(4)}, None], "learner_state[1]['count']: expected a number"),
+        ([torch.zeros(2, 3), {"trace": torch.zeros(4)}, None], "learner_state[1]: expected the keys"),
+        ([torch.zeros(2, 3)], "learner_state: expected a sequence of 3"),
+        ([torch.zeros(2, 3), {"count": 0, "trace": torch.zeros(4)}, 1], "learner_state[2]: expected NoneType"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(named)):
+            _check_same_layout(saved, template, "learner_state")
