@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
 from snn import neuron, plugins
 from snn.testing.plugins import fresh_plugin_manager, temporary_plugin  # noqa: F401  (fixtures)
+
+# shared helpers (snn_core_test_helpers.py) are imported by name
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True)

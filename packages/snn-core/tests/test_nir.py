@@ -19,6 +19,8 @@ from torch import nn
 
 nir = pytest.importorskip("nir")
 
+from snn_core_test_helpers import run_sequence  # noqa: E402
+
 import snn.functional as F  # noqa: E402
 from snn import base, layer, neuron, surrogate  # noqa: E402
 from snn.errors import NIRConversionError  # noqa: E402
@@ -37,14 +39,6 @@ from snn.nir import (  # noqa: E402
 T = 16
 
 
-def _run(net: nn.Module, x_seq: torch.Tensor, step_mode: str) -> torch.Tensor:
-    F.reset_net(net)
-    with torch.no_grad():
-        if step_mode == "m":
-            return net(x_seq)
-        return torch.stack([net(x) for x in x_seq])
-
-
 def _round_trip(net: nn.Module, sample_shape: tuple[int, ...], tmp_path: Path, step_mode: str, scale: float = 2.0):
     """Export ``net`` to a file, import it back; run both on the same random sequence."""
     F.set_step_mode(net, step_mode)
@@ -52,7 +46,7 @@ def _round_trip(net: nn.Module, sample_shape: tuple[int, ...], tmp_path: Path, s
     path = tmp_path / "net.nir"
     export_to_nir(net, x_seq if step_mode == "m" else x_seq[0], save_path=path)
     imported = import_from_nir(path, step_mode=step_mode)
-    return _run(net, x_seq, step_mode), _run(imported, x_seq, step_mode), imported
+    return run_sequence(net, x_seq, step_mode), run_sequence(imported, x_seq, step_mode), imported
 
 
 class Residual(nn.Module):
@@ -306,7 +300,7 @@ def test_import_follows_nir_equations(case: str, step_mode: str) -> None:
     graph = nir.NIRGraph.from_list(nir.Affine(weight, bias), node)
     net = import_from_nir(graph, dt=dt, dtype=torch.float64, step_mode=step_mode)
     x_seq = rng.normal(size=(40, 2, 3)) * 1.5
-    actual = _run(net, torch.from_numpy(x_seq), step_mode).numpy()
+    actual = run_sequence(net, torch.from_numpy(x_seq), step_mode).numpy()
 
     v0 = node.v_reset if hasattr(node, "v_reset") else node.v_leak  # snn starts at rest
     state = {"v": np.broadcast_to(v0, (2, n)).copy(), "i": np.zeros((2, n))}
@@ -323,7 +317,7 @@ def test_import_of_scale_threshold_delay_follows_nir() -> None:
     )
     net = import_from_nir(graph, dt=dt, dtype=torch.float64)
     x_seq = np.random.default_rng(2).normal(size=(10, 4, 3))
-    actual = _run(net, torch.from_numpy(x_seq), "s").numpy()
+    actual = run_sequence(net, torch.from_numpy(x_seq), "s").numpy()
     steps = np.array([0, 2, 1])
     scaled = x_seq * scale
     delayed = np.stack([[scaled[t - d, :, j] if t >= d else np.zeros(4) for j, d in enumerate(steps)] for t in range(10)])
@@ -351,7 +345,7 @@ def test_import_of_a_cycle_delays_the_back_edge_and_starts_from_rest(step_mode: 
     assert net.delayed_edges == [("rec", "lif")]
     x_seq = rng.normal(size=(30, 3, 2)) * 2
     for _ in range(2):  # the second run checks that reset_net restores the rest values
-        actual = _run(net, torch.from_numpy(x_seq), step_mode).numpy()
+        actual = run_sequence(net, torch.from_numpy(x_seq), step_mode).numpy()
         state, spikes, expected = {"v": np.zeros((3, n))}, np.zeros((3, n)), []
         for x in x_seq:
             # I[t] = W_in x[t] + b_in + W_rec s[t-1] + b_rec, with s[-1] = 0 (b_rec from the first step)
@@ -498,7 +492,7 @@ def test_cuba_lif_follows_nir_equations_and_round_trips(cuba_lif_class: type) ->
     net = import_from_nir(nir.NIRGraph.from_list(nir.Linear(weight), node), dt=dt, dtype=torch.float64)
     assert any(type(m) is cuba_lif_class for m in net.modules())
     x_seq = rng.normal(size=(30, 2, 3))
-    actual = _run(net, torch.from_numpy(x_seq), "s").numpy()
+    actual = run_sequence(net, torch.from_numpy(x_seq), "s").numpy()
     # the neuron starts at rest: v_leak = 0 (snn's CUBALIFNode starts at 0, where its leak goes)
     i, v, expected = np.zeros((2, n)), np.zeros((2, n)), []
     for x in x_seq:
@@ -518,7 +512,7 @@ def test_cuba_lif_follows_nir_equations_and_round_trips(cuba_lif_class: type) ->
     np.testing.assert_allclose(cuba.r, np.full(n, 4.0))  # tau_mem / dt
     back = import_from_nir(graph, dt=dt)
     x = torch.randn(T, 2, 3) * 2
-    torch.testing.assert_close(_run(back, x, "s"), _run(original, x, "s"), rtol=0, atol=0)
+    torch.testing.assert_close(run_sequence(back, x, "s"), run_sequence(original, x, "s"), rtol=0, atol=0)
     with pytest.raises(NIRConversionError, match="v_leak = 0.5"):
         bad = nir.CubaLIF(tau_syn=np.full(n, 2e-3), tau_mem=np.full(n, 4e-3), r=np.ones(n), v_leak=np.full(n, 0.5),
                           v_threshold=np.ones(n))
@@ -647,7 +641,7 @@ def test_a_stateless_module_used_twice_is_exported_twice(step_mode: str) -> None
     imported = import_from_nir(graph, step_mode=step_mode)
     F.set_step_mode(net, step_mode)
     x_seq = torch.rand(T, 3, 4) * 3
-    torch.testing.assert_close(_run(imported, x_seq, step_mode), _run(net, x_seq, step_mode))
+    torch.testing.assert_close(run_sequence(imported, x_seq, step_mode), run_sequence(net, x_seq, step_mode))
 
 
 def test_import_copies_the_graphs_arrays() -> None:

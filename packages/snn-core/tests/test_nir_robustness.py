@@ -18,20 +18,14 @@ from torch import nn
 
 nir = pytest.importorskip("nir")
 
+from snn_core_test_helpers import run_sequence  # noqa: E402
+
 import snn.functional as F  # noqa: E402
 from snn import layer, neuron  # noqa: E402
 from snn.errors import NIRConversionError  # noqa: E402
 from snn.nir import Delay, Scale, Threshold, export_to_nir, import_from_nir  # noqa: E402
 
 T = 12
-
-
-def _run(net: nn.Module, x_seq: torch.Tensor, step_mode: str) -> torch.Tensor:
-    F.reset_net(net)
-    with torch.no_grad():
-        if step_mode == "m":
-            return net(x_seq)
-        return torch.stack([net(x) for x in x_seq])
 
 
 def _graph(nodes: dict, edges: list) -> object:
@@ -127,12 +121,12 @@ def test_recurrent_containers_start_their_feedback_at_zero_after_a_round_trip(
     assert not graph.nodes[feedback[0]].delay.any()
     imported = import_from_nir(path, step_mode=step_mode)
     assert [source for source, _ in imported.delayed_edges] == feedback
-    expected = _run(net, x_seq, step_mode)
+    expected = run_sequence(net, x_seq, step_mode)
     # the container multiplies [x, y] by one matrix, NIR sums two Affine nodes: BLAS may round differently
-    torch.testing.assert_close(_run(imported, x_seq, step_mode), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(run_sequence(imported, x_seq, step_mode), expected, rtol=1e-5, atol=1e-5)
     assert expected.abs().sum() > 0
     again = import_from_nir(export_to_nir(imported, x_seq if step_mode == "m" else x_seq[0]), step_mode=step_mode)
-    torch.testing.assert_close(_run(again, x_seq, step_mode), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(run_sequence(again, x_seq, step_mode), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_loop_that_is_zero_at_rest_is_written_without_a_delay() -> None:
@@ -172,8 +166,8 @@ def test_conv2d_with_a_non_square_kernel_round_trips(kernel: tuple, stride: obje
         out_shape = net[0](x[0]).shape[1:]
     assert list(graph.nodes["0"].output_type["output"]) == list(out_shape)
     imported = import_from_nir(path)
-    expected = _run(net, x, "s")
-    assert torch.equal(_run(imported, x, "s"), expected) and expected.sum() > 0
+    expected = run_sequence(net, x, "s")
+    assert torch.equal(run_sequence(imported, x, "s"), expected) and expected.sum() > 0
 
 
 def test_import_computes_a_non_square_convolution_shape_itself(tmp_path: Path) -> None:
@@ -241,8 +235,8 @@ def test_plif_with_a_large_w_round_trips(w: float, decay_input: bool, tmp_path: 
     back = imported.nodes["1"]
     assert isinstance(back, neuron.ParametricLIFNode) and back.w.item() == w and back.decay_input is decay_input
     x = torch.rand(T, 2, 4) * 2
-    expected = _run(net, x, "s")
-    assert torch.equal(_run(imported, x, "s"), expected) and expected.sum() > 0
+    expected = run_sequence(net, x, "s")
+    assert torch.equal(run_sequence(imported, x, "s"), expected) and expected.sum() > 0
 
 
 @pytest.mark.parametrize(("r", "decay_input"), [(1.0, True), (4.0, False)])
