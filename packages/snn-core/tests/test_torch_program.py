@@ -329,3 +329,49 @@ def test_forward_programs_round_as_the_expression(dtype):
         assert torch.equal(_run(program, tuple(values[n] for n in ("u", "x", "c", "s")))[0], want), e
     # without the spike declared binary its product is rounded apart too
     assert "addcmul" not in _ops(compile_program([s * -0.1 + (1.0 - s) * u], ["u", "s"]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hard_resets_keep_the_potential_in_one_pass_bit_for_bit(dtype):
+    """``(1 - s) h`` with a 0/1 spike ``s`` is one ``keep`` (``tanh_backward(h, s)``, ``h (1 - s s)``),
+    and a hard reset ``s c + (1 - s) h`` is ``keep`` then ``add(alpha=c)``: two passes instead
+    of three, with the plain evaluation's value for every input, infinities, NaN and signed
+    zeros included (``0 * inf`` is NaN where the neuron fires)."""
+    s, h = var("s"), var("h")
+    hh = _values(dtype)
+    hh = torch.cat([hh, hh])
+    ss = torch.cat([torch.zeros(hh.numel() // 2, dtype=dtype), torch.ones(hh.numel() // 2, dtype=dtype)])
+    env = {"h": hh, "s": ss}
+    cases = [
+        (s * -0.1 + (1.0 - s) * h, ["h", "s"], ["keep", "axpy"]),
+        (h * (1.0 - s) + s * 0.3, ["h", "s"], ["keep", "axpy"]),
+        ((1.0 - s) * h, ["h", "s"], ["keep"]),
+        (s * var("c") + (1.0 - s) * h, ["c", "h", "s"], ["keep", "addcmul"]),
+    ]
+    for expr, names, ops in cases:
+        program = compile_program([expr], names, binary_vars=("s",))
+        assert _ops(program) == ops, expr
+        inputs = {**env, "c": torch.full_like(hh, 0.25)}
+        got = _run(program, tuple(inputs[n] for n in program.tensor_vars))[0]
+        want = evaluate(expr, inputs, TORCH_OPS)
+        assert torch.equal(torch.isnan(got), torch.isnan(want))
+        finite = ~torch.isnan(want)
+        assert torch.equal(got[finite], want[finite])
+        assert torch.equal(torch.signbit(got[finite]), torch.signbit(want[finite]))
+
+
+def test_keep_needs_a_binary_factor_used_once():
+    """``1 - t`` of a tensor that is not 0/1 stays a subtraction and a product; a ``1 - s``
+    that two products share is computed once and stays shared."""
+    s, h, g = var("s"), var("h"), var("g")
+    plain = compile_program([(1.0 - h) * g], ["g", "h"], binary_vars=("s",))
+    assert "keep" not in _ops(plain)
+    complement = 1.0 - s
+    shared = compile_program([complement * h + complement * g], ["g", "h", "s"], binary_vars=("s",))
+    assert "keep" not in _ops(shared)
+    ss = (torch.rand(308) > 0.5).to(torch.float32)
+    hh, gg = _values(), torch.randn(308)
+    for program, expr in ((plain, (1.0 - h) * g), (shared, complement * h + complement * g)):
+        inputs = {"s": ss, "h": hh, "g": gg}
+        got = _run(program, tuple(inputs[n] for n in program.tensor_vars))[0]
+        torch.testing.assert_close(got, evaluate(expr, inputs, TORCH_OPS), equal_nan=True, rtol=0, atol=0)

@@ -128,7 +128,8 @@ def _forward(
     scratch = [torch.empty((n,), **like) if h_seq[j] is None else None for j in range(m)]
     charge_scalars = cp.charge.scalar_values(raw)
     reset_scalars = cp.reset.scalar_values(raw)
-    theta = plan.threshold
+    # the threshold as a 0-dim tensor of the dtype: the value torch compares with either way
+    theta = torch.tensor(plan.threshold, **like)
     fire = plan.fire_index
 
     def chunk(c0: int, c1: int) -> None:

@@ -24,7 +24,10 @@ from typing import Any
 
 from snn.expr import Expr, variables
 
-__all__ = ["FLIPPED", "MASK_OF", "fuse_sum", "is_power_of_two", "lower", "number_times_tensor", "split_scalar_factor"]
+__all__ = [
+    "FLIPPED", "MASK_OF", "fuse_sum", "is_power_of_two", "keep_products", "lower", "number_times_tensor",
+    "split_scalar_factor",
+]
 
 #: A comparison with its operands swapped (``c < t`` is ``t > c``).
 FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -170,6 +173,64 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
         return e
 
     return [plain(go(e)) for e in outputs]
+
+
+def _complement_of(e: Expr, binary: Callable[[Expr], bool], scalarish: Callable[[Expr], bool]) -> Expr | None:
+    """``b`` when ``e`` is ``1 - b`` (or ``affine(b)`` of value ``(-1, 1)``) with ``b`` a 0/1 tensor."""
+    if e.op == "-" and e.args[0].op == "num" and e.args[0].value == 1.0:
+        b = e.args[1]
+    elif e.op == "affine" and e.value == (-1.0, 1.0):
+        b = e.args[0]
+    else:
+        return None
+    return b if binary(b) and not scalarish(b) else None
+
+
+def keep_products(outputs: Sequence[Expr], binary: Callable[[Expr], bool], scalarish: Callable[[Expr], bool]) -> list[Expr]:
+    """``outputs`` with every product ``(1 - b) t`` as the node ``keep(t, b)``.
+
+    ``b`` is a tensor of 0/1 values (``binary``: a spike, a mask), ``t`` a tensor, and the
+    ``1 - b`` node is used by this product only. ``keep(t, b)`` is computed in one pass as
+    ``torch.ops.aten.tanh_backward(t, b)``, ``t (1 - b b)``: for ``b`` of 0 or 1, ``b b = b``
+    and ``1 - b`` are exact, so it is ``(1 - b) t`` bit for bit, special values included
+    (``t`` where ``b = 0``, ``0 t`` (NaN for an infinite ``t``) where ``b = 1``). A hard reset
+    ``s c + (1 - s) h`` then costs two passes (``keep``, then ``add(alpha=c)``) instead of three
+    (``s c``, ``1 - s``, ``addcmul``), and ``(1 - s) h`` one instead of two.
+    """
+    uses: dict[int, int] = {}
+    seen: set[int] = set()
+
+    def count(e: Expr) -> None:
+        if id(e) in seen:
+            return
+        seen.add(id(e))
+        for child in e.args:
+            uses[id(child)] = uses.get(id(child), 0) + 1
+            count(child)
+
+    for e in outputs:
+        uses[id(e)] = uses.get(id(e), 0) + 1
+        count(e)
+    memo: dict[int, Expr] = {}
+
+    def go(e: Expr) -> Expr:
+        found = memo.get(id(e))
+        if found is not None:
+            return found
+        out: Expr | None = None
+        if e.op == "*":
+            for complement, t in (e.args, e.args[::-1]):
+                b = _complement_of(complement, binary, scalarish)
+                if b is not None and uses.get(id(complement), 0) == 1 and not scalarish(t):
+                    out = Expr("keep", (go(t), go(b)))
+                    break
+        if out is None:
+            args = tuple(go(a) for a in e.args)
+            out = e if all(a is b for a, b in zip(args, e.args)) else Expr(e.op, args, e.value)
+        memo[id(e)] = out
+        return out
+
+    return [go(e) for e in outputs]
 
 
 def split_scalar_factor(expr: Expr, scalar_vars: Iterable[str]) -> tuple[Expr | None, Expr | None]:

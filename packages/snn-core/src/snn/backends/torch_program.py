@@ -12,7 +12,11 @@ torch operations:
   ``a + w (b - a)``), else a subtraction and an ``add`` (backward programs only);
 - ``a + b * c``, ``a - b * c``, ``a + (-b) * c`` on tensors -> ``torch.addcmul``;
 - ``where(t > c, t, c)`` with a number ``c`` -> ``torch.clamp`` and ``nan_to_num_`` (ops
-  ``atleast`` / ``atmost``, from :func:`~snn.backends.torch_lowering.lower`).
+  ``atleast`` / ``atmost``, from :func:`~snn.backends.torch_lowering.lower`);
+- ``(1 - s) t`` with ``s`` of 0/1 values (a spike, a mask) -> ``tanh_backward(t, s)``, which is
+  ``t (1 - s s)``, the same value bit for bit (op ``keep``, from
+  :func:`~snn.backends.torch_lowering.keep_products`): a hard reset ``s c + (1 - s) h`` is two
+  passes, ``keep`` and ``add(alpha=c)``.
 
 ``torch.addcmul``, ``torch.add(alpha=)`` and ``torch.lerp`` round the product and the sum once
 (a fused multiply-add where the CPU has one: ``x + u * u`` differed from the unfused
@@ -31,7 +35,8 @@ writes straight in the compute dtype: on CPU a comparison into a ``bool`` tensor
 ``torch.where`` reading one, each cost about three plain arithmetic passes.
 
 Sub-expressions of parameters only (a learnable ``w`` in ``sigmoid(w)``) are evaluated once per
-call on Python floats, not per element. Other operations mirror the tensor operators
+call on Python floats, not per element; numbers in tensor operations are 0-dim tensors of the
+compute dtype made once per binding (a Python number costs a conversion on every call). Other operations mirror the tensor operators
 (``number - t`` as ``torch.rsub``, ``number / t`` as ``reciprocal(t) * number`` like
 ``Tensor.__rtruediv__``, ``minimum(t, c)`` as ``clamp``), so a forward program computes what
 the plain torch evaluation of the same tree computes, bit for bit.
@@ -61,6 +66,7 @@ from snn.backends.torch_lowering import (
     MASK_OF,
     fuse_sum,
     is_power_of_two,
+    keep_products,
     lower,
     number_times_tensor,
 )
@@ -134,12 +140,13 @@ class Program:
             torch.empty(shape, dtype=torch.bool if is_bool else dtype, device=device)
             for is_bool in self.slot_is_bool
         ]
-        zero_dim: dict[float, torch.Tensor] = {}
+        zero_dim: dict[tuple[float, float], torch.Tensor] = {}
 
         def constant(value: float) -> torch.Tensor:
-            found = zero_dim.get(value)
+            key = (value, math.copysign(1.0, value))  # -0.0 apart from 0.0 (they compare equal)
+            found = zero_dim.get(key)
             if found is None:
-                found = zero_dim[value] = torch.tensor(value, dtype=dtype, device=device)
+                found = zero_dim[key] = torch.tensor(value, dtype=dtype, device=device)
             return found
 
         env: list[Any] = [None, None, None]  # inputs, scalars, outs
@@ -240,6 +247,9 @@ def _bind(
                 return torch.add(offset, torch.mul(a(), alpha), out=out())
 
         return affine
+    if op == "keep":  # t (1 - b) for b of 0/1 values, as t (1 - b b): bit for bit (see keep_products)
+        t, b = fetch
+        return lambda: torch.ops.aten.tanh_backward.grad_input(t(), b(), grad_input=out())
     if op == "tmt":  # value t (1 - t), as (value (1 - t)) t
         (a,) = fetch
         scale = constant(float(ins.value))
@@ -327,6 +337,15 @@ def _bind(
         return lerp
     a, b = fetch
     left, right = kinds[0] in ("num", "sc"), kinds[1] in ("num", "sc")
+    if op not in ("minimum", "maximum"):  # (clamp takes numbers)
+        # a number operand as a 0-dim tensor of the compute dtype: the same value (a Python
+        # number is cast to the dtype too), without converting a wrapped number on every call
+        if kinds[0] == "num":
+            number_a = constant(float(ins.args[0][1]))
+            a = lambda: number_a  # noqa: E731  # the same fetcher shape as the other operands
+        if kinds[1] == "num":
+            number_b = constant(float(ins.args[1][1]))
+            b = lambda: number_b  # noqa: E731
     if op in _MASKS:  # the comparison, written as 0/1 into a tensor of the compute dtype
         op = _MASKS[op]
     if op in _COMPARE:
@@ -403,7 +422,27 @@ def compile_program(
         if unknown:
             raise ValueError(f"expression: variables {sorted(unknown)} are not inputs of the program")
     scalar_set = frozenset(scalar_names)
-    outputs = lower(outputs, scalar_names, affine)
+    binary_set = frozenset(binary_vars)
+
+    def binary(e: Expr) -> bool:
+        """Values 0 or 1 only."""
+        if e.op == "var":
+            return e.value in binary_set
+        if e.op == "num":
+            return e.value in (0.0, 1.0)
+        if e.op in _MASKS:
+            return True
+        if e.op == "-" and e.args[0].op == "num" and e.args[0].value == 1.0:
+            return binary(e.args[1])
+        if e.op == "affine" and e.value == (-1.0, 1.0):
+            return binary(e.args[0])
+        if e.op == "keep":  # t (1 - b)
+            return binary(e.args[0])
+        return e.op == "*" and all(binary(a) for a in e.args)
+
+    outputs = keep_products(
+        lower(outputs, scalar_names, affine), binary, lambda e: e.op == "num" or variables(e) <= scalar_set
+    )
 
     def is_scalar(e: Expr) -> bool:
         return e.op != "num" and variables(e) <= scalar_set
@@ -452,19 +491,6 @@ def compile_program(
     def scalarish(e: Expr) -> bool:
         return e.op == "num" or is_scalar(e) or (e.op == "var" and e.value in scalar_set)
 
-    binary_set = frozenset(binary_vars)
-
-    def binary(e: Expr) -> bool:
-        """Values 0 or 1 only."""
-        if e.op == "var":
-            return e.value in binary_set
-        if e.op == "num":
-            return e.value in (0.0, 1.0)
-        if e.op in _MASKS:
-            return True
-        if e.op == "-" and e.args[0].op == "num" and e.args[0].value == 1.0:
-            return binary(e.args[1])
-        return e.op == "*" and all(binary(a) for a in e.args)
 
     def exact_product(p: Expr, q: Expr) -> bool:
         """``p q`` is exact: a 0/1 factor, or a number that is zero or a power of two."""
