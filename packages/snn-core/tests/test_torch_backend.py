@@ -420,3 +420,26 @@ def test_surrogate_parameters_beyond_float32_overflow_as_the_plain_loop(kind, na
     for a, b in zip(torch.autograd.grad(got[0].sum(), leaves), torch.autograd.grad(want[0].sum(), leaves)):
         assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.isinf(), b.isinf())
         torch.testing.assert_close(a, b, equal_nan=True)
+
+
+def test_the_product_of_an_offset_coefficient_is_one_addcmul():
+    """A single state's ``C[t + 1] = alpha q + beta`` (EIF's ``0.5 exp(u - 0.8) + 0.5``) comes
+    as ``(q, alpha, beta)``: ``C A`` is ``addcmul(A, A, q, alpha / beta)`` times ``beta``, with
+    no pass for ``C``; times a number ``A`` (a detached soft reset) ``C`` is computed first."""
+    from snn.backends.torch_backward import _mixing
+    from snn.backends.torch_plan import compiled_plan
+    from snn.neuron import EIFNode
+
+    generator = torch.Generator().manual_seed(5)
+    q, a = (torch.randn(4, 50, dtype=torch.float64, generator=generator) for _ in range(2))
+    zero = torch.zeros((), dtype=torch.float64)
+    for shift in (0, 1):
+        work = torch.empty(4, 50, dtype=torch.float64)
+        (tensor, factor), = _mixing([(a, 3.0)], [(q, 0.5, 0.25)], 1, 3, work, [], zero, shift)[0]
+        torch.testing.assert_close(tensor[:3] * factor, 3.0 * a[:3] * (0.5 * q[shift : 3 + shift] + 0.25))
+        (tensor, factor), = _mixing([2.0], [(q, 0.5, 0.25)], 1, 3, work, [], zero, shift)[0]
+        torch.testing.assert_close(tensor[:3] * factor, 2.0 * (0.5 * q[shift : 3 + shift] + 0.25))
+    plan = compiled_plan(EIFNode(step_mode="m").neuron_config())
+    assert plan.tile_next is not None
+    assert plan.tile_next.offsets[2] == 0.5  # C = 0.5 exp(u - 0.8) + 0.5
+    assert "affine" not in [i.op for i in plan.tile_next.program.instructions][-1:]

@@ -110,9 +110,9 @@ def backward(
     plan = cp.plan
     m = len(plan.states)
     fire = plan.fire_index
-    theta = plan.threshold
     device = like_tensor.device
     like: dict[str, Any] = {"dtype": like_tensor.dtype, "device": device}
+    theta = torch.tensor(plan.threshold, **like)  # a 0-dim tensor: no wrapped number per call
     grad_x = empty((steps, n), **like)  # huge pages: its first write faults far less
     wanted_u0 = [True] * m if need_u0 is None else list(need_u0)
     grad_u0 = [torch.zeros((n,), **like) if wanted_u0[i] else None for i in range(m)]
@@ -418,10 +418,54 @@ def _mixing(
     A single product of a number and a coefficient stays a (tensor, factor) pair or a float, so
     the recursion folds it into one ``addcmul``; other products are computed into ``work`` and
     then into flat buffers of ``spare`` (grown as needed, kept for the next tiles); ``zero`` is a
-    0-dim zero of the compute dtype.
+    0-dim zero of the compute dtype. A ``C`` given as ``(q, alpha, beta)`` (``alpha q + beta``,
+    see :class:`~snn.backends.torch_plan.Coefficients`) times a tensor ``A`` is the one
+    operation ``addcmul(A, A, q, value=alpha / beta)`` with the factor ``beta``; anywhere else it
+    is computed first.
     """
     mix: list[list[Coefficient]] = [[None] * m for _ in range(m)]
     used = 0
+
+    def buffer() -> torch.Tensor:
+        nonlocal used
+        if used == 0:
+            out = work
+        else:
+            if len(spare) < used:
+                spare.append(torch.empty((work.numel(),), dtype=work.dtype, device=work.device))
+            out = spare[used - 1][: work.numel()].view(work.shape)
+        used += 1
+        return out
+
+    def folded(ci: Coefficient, ai: Coefficient) -> Coefficient:
+        """``C A`` as one addcmul for ``C = (q, alpha, beta)`` and a tensor ``A``, else ``None``."""
+        if not (isinstance(ci, tuple) and len(ci) == 3 and isinstance(ai, tuple)):
+            return None
+        q, alpha, beta = ci
+        tensor, factor = ai
+        ratio = alpha / beta
+        if not math.isfinite(ratio):
+            return None
+        target = buffer()[:span]
+        a_rows = tensor[:span]
+        try:
+            torch.addcmul(a_rows, a_rows, q[c_shift : span + c_shift], value=ratio, out=target)
+        except RuntimeError:  # a ratio beyond the dtype's range
+            return None
+        return (target, beta * (1.0 if factor is None else factor))
+
+    def computed(ci: Coefficient) -> Coefficient:
+        """``C = (q, alpha, beta)`` as ``(alpha q + beta, None)`` in a buffer; others unchanged."""
+        if not (isinstance(ci, tuple) and len(ci) == 3):
+            return ci
+        q, alpha, beta = ci
+        target = buffer()[: q.shape[0]]
+        try:
+            torch.add(torch.full((), beta, dtype=q.dtype, device=q.device), q, alpha=alpha, out=target)
+        except RuntimeError:  # alpha beyond the dtype's range: the product overflows, as autograd's
+            torch.mul(q, alpha, out=target).add_(beta)
+        return (target, None)
+
     for k in range(m):
         for j in range(m):
             if live is not None and not (live[k] and live[j]):
@@ -433,6 +477,10 @@ def _mixing(
                     terms.append((ci, ai))
             if not terms:
                 continue
+            if len(terms) == 1 and (product := folded(*terms[0])) is not None:
+                mix[k][j] = product
+                continue
+            terms = [(computed(ci), ai) for ci, ai in terms]
             if len(terms) == 1:
                 ci, ai = terms[0]
                 if isinstance(ci, float) and isinstance(ai, float):
@@ -446,14 +494,7 @@ def _mixing(
                     tensor, factor = ci
                     mix[k][j] = (tensor[c_shift : span + c_shift], ai * (1.0 if factor is None else factor))
                     continue
-            if used == 0:
-                out = work
-            else:
-                if len(spare) < used:
-                    spare.append(torch.empty((work.numel(),), dtype=work.dtype, device=work.device))
-                out = spare[used - 1][: work.numel()].view(work.shape)
-            used += 1
-            target = out[:span]
+            target = buffer()[:span]
             products = [_product_terms(((ci, c_shift), (ai, 0)), span) for ci, ai in terms]
             if len(products) == 1 and len(products[0][1]) == 2:  # the factor stays apart
                 value, (p, q) = products[0]

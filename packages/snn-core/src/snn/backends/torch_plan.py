@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -74,6 +74,12 @@ class Coefficients:
     times the number zero, counts as structurally zero too: a coupling switched off (an
     Izhikevich neuron's default ``a = 0``) passes no gradient, where autograd multiplies the
     incoming gradient by zero (NaN for an infinite or NaN one).
+
+    The entries listed in ``offsets`` (with ``split``) whose lowered expression is an affine
+    ``alpha t + beta`` of a tensor ``t`` with ``beta`` not zero keep the offset apart too: the
+    program computes ``t`` alone and the coefficient at run time is ``(t, alpha, beta)``, for a
+    consumer that folds the offset into its own operation (the backward's ``C[t + 1] A[t]`` as
+    one ``addcmul``, :func:`snn.backends.torch_backward._mixing`).
     """
 
     def __init__(
@@ -84,15 +90,25 @@ class Coefficients:
         affine: bool = False,
         binary_vars: tuple[str, ...] = (SPIKE,),
         zero_is_none: bool = False,
+        offsets: Collection[int] = (),
     ) -> None:
         self.scalar_names = scalar_names
         self.entries: list[tuple[str, Any, Expr | None]] = []
+        #: per entry, the offset kept apart (see ``offsets``) or ``None``
+        self.offsets: list[float | None] = []
         tensor_exprs: list[Expr] = []
         lowered = iter(lower([e for e in exprs if e is not None], scalar_names, affine))
-        for given in exprs:
+        for index, given in enumerate(exprs):
             e = next(lowered) if given is not None else None
+            self.offsets.append(None)
             if e is None:
                 self.entries.append(("none", None, None))
+                continue
+            if (split and index in offsets and e.op == "affine" and e.value[0] != 0.0 and e.value[1] != 0.0
+                    and not variables(e.args[0]) <= set(scalar_names)):
+                self.offsets[-1] = float(e.value[1])
+                self.entries.append(("tensor", len(tensor_exprs), Expr("num", (), float(e.value[0]))))
+                tensor_exprs.append(e.args[0])
                 continue
             tensor_part, factor = split_scalar_factor(e, scalar_names) if split else (
                 (None, e) if variables(e) <= set(scalar_names) else (e, None)
@@ -156,7 +172,8 @@ class Coefficients:
         like: torch.Tensor,
         into: dict[int, torch.Tensor] | None = None,
     ) -> list[Coefficient]:
-        """Every coefficient over the tile of ``like``'s shape: None, float or (tensor, factor).
+        """Every coefficient over the tile of ``like``'s shape: None, float, (tensor, factor) or,
+        for the entries with an offset kept apart, (tensor, factor, offset).
 
         ``into`` maps entry indices to tensors the program writes those entries into (no copy).
         """
@@ -171,7 +188,7 @@ class Coefficients:
                     outs[item] = target
             outputs = bound([tensors[name] for name in self.tensor_vars], program_scalars, outs)
         result: list[Coefficient] = []
-        for (kind, item, _), value, factor in zip(self.entries, values, factors):
+        for (kind, item, _), value, factor, offset in zip(self.entries, values, factors, self.offsets):
             if kind == "none":
                 result.append(None)
             elif kind == "scalar":
@@ -180,7 +197,7 @@ class Coefficients:
                 out = outputs[item]
                 if not isinstance(out, torch.Tensor):
                     out = torch.full_like(like, float(out))
-                result.append((out, factor))
+                result.append((out, factor) if offset is None else (out, factor, offset))
         return result
 
 
@@ -273,9 +290,16 @@ def _factored_hard_reset(reset: Expr, parameters: set[str]) -> Expr:
     return reset
 
 
-def _derivatives(exprs: Sequence[Expr | None], scalar_names: tuple[str, ...], binary_vars: tuple[str, ...] = (SPIKE,)) -> Coefficients:
+def _derivatives(
+    exprs: Sequence[Expr | None],
+    scalar_names: tuple[str, ...],
+    binary_vars: tuple[str, ...] = (SPIKE,),
+    offsets: Collection[int] = (),
+) -> Coefficients:
     """Backward coefficients: split into tensor and factor, affine chains folded, zeros as none."""
-    return Coefficients(exprs, scalar_names, split=True, affine=True, binary_vars=binary_vars, zero_is_none=True)
+    return Coefficients(
+        exprs, scalar_names, split=True, affine=True, binary_vars=binary_vars, zero_is_none=True, offsets=offsets
+    )
 
 
 #: Operations whose value is NaN where one operand is NaN (``pow`` with a zero exponent aside).
@@ -316,7 +340,11 @@ def _complement_spike(expr: Expr) -> Expr:
 
 
 def _reading_not_spike(
-    exprs: Sequence[Expr | None], fire_var: str, scalar_names: tuple[str, ...], than: Coefficients
+    exprs: Sequence[Expr | None],
+    fire_var: str,
+    scalar_names: tuple[str, ...],
+    than: Coefficients,
+    offsets: Collection[int] = (),
 ) -> Coefficients | None:
     """The coefficients ``exprs`` reading ``1 - s`` (:data:`NOT_SPIKE`) instead of ``s``, where
     that is allowed and makes a shorter program than ``than`` (their ``s``-reading version).
@@ -330,7 +358,9 @@ def _reading_not_spike(
     """
     if any(e is not None and SPIKE in variables(e) and not _nan_follows(e, fire_var) for e in exprs):
         return None
-    variant = _derivatives([None if e is None else _complement_spike(e) for e in exprs], scalar_names, (NOT_SPIKE,))
+    variant = _derivatives(
+        [None if e is None else _complement_spike(e) for e in exprs], scalar_names, (NOT_SPIKE,), offsets
+    )
     return variant if variant.size < than.size else None
 
 
@@ -378,9 +408,12 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
         next_u = {u_vars[i]: _factored_hard_reset(plan.reset[i], parameters) for i in range(n)}
         c_next = [substitute(e, next_u) if e is not None else None for e in c_exprs]
         next_exprs = [sg, *a_exprs, *c_next, *plan.charge_x]
-        tile_next = _derivatives(next_exprs, scalar_names)
+        # a single state's C[t + 1] = alpha q + beta keeps beta apart: C A is then one addcmul
+        # (A + (alpha / beta) A q, times beta) instead of the affine and a product (EIF, QIF)
+        offsets = range(1 + n * n, 1 + 2 * n * n) if n == 1 else ()
+        tile_next = _derivatives(next_exprs, scalar_names, offsets=offsets)
         initial = _derivatives(c_exprs, scalar_names)
-        variant = _reading_not_spike(next_exprs, fire_var, scalar_names, tile_next)
+        variant = _reading_not_spike(next_exprs, fire_var, scalar_names, tile_next, offsets)
         if variant is not None:
             tile_next = variant
     elif not plan.initial_states_needed:  # the spikes feed the tile program alone (no `previous`)
