@@ -888,3 +888,36 @@ def test_descriptions_check_their_defaults(make, error, match):
     that every neuron built from it would refuse (or run with NaN states)."""
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize("cls", [neuron.KLIFNode, neuron.ParametricLIFNode])
+def test_learnable_gradients_over_column_chunks_of_several_steps(monkeypatch, cls):
+    """A learnable parameter's gradient sums ``G * d charge / dp`` over each tile; tiles of a
+    column chunk (rows that are contiguous, the tile not) take a dot product per row. The same
+    gradients as one tile over everything."""
+    from snn.backends import torch_kernels
+
+    calls = []
+    dot = torch.dot
+
+    def counting_dot(a, b):
+        calls.append(a.shape)
+        return dot(a, b)
+
+    generator = torch.Generator().manual_seed(3)
+    x0 = torch.rand(8, 200, dtype=torch.float64, generator=generator) * 2
+    g = torch.randn(8, 200, dtype=torch.float64, generator=generator)
+    grads = []
+    for elements in (1 << 20, 256):
+        monkeypatch.setattr(torch_kernels, "BACKWARD_TILE_ELEMENTS", elements)
+        node = cls(step_mode="m", backend="torch").double()
+        x = x0.clone().requires_grad_(True)
+        monkeypatch.setattr(torch, "dot", counting_dot)
+        node(x).backward(g)
+        monkeypatch.setattr(torch, "dot", dot)
+        grads.append((x.grad, [p.grad for p in node.parameters()]))
+    assert torch_kernels.tiles(8, 200, torch.device("cpu"), torch_kernels.BACKWARD_ROWS, 256) == (4, 64)
+    assert (64,) in calls  # the per-row dots of the chunked tiles
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-12, atol=1e-12)
+    for tiled, whole in zip(grads[1][1], grads[0][1]):
+        torch.testing.assert_close(tiled, whole, rtol=1e-10, atol=1e-12)

@@ -546,6 +546,11 @@ def _sum_into(sums: list[torch.Tensor], g: torch.Tensor, coefficient: Coefficien
     t = tensor[:rows]
     if g.is_contiguous() and t.is_contiguous():
         total = torch.dot(g.reshape(-1), t.reshape(-1))
+    elif g.dim() == 2 and g.stride(-1) == 1 and t.stride(-1) == 1:
+        # rows of a column chunk: a dot per row reads them in place (a product into ``work`` and
+        # its sum write and read the tile once more: KLIF's k at N=2^18, 8 x 131072 tiles,
+        # 334 -> 200 us per tile)
+        total = torch.stack([torch.dot(g_row, t_row) for g_row, t_row in zip(g.unbind(0), t.unbind(0))]).sum()
     else:
         total = torch.mul(g, t, out=work[:rows]).sum()
     sums.append(total if factor is None else total * factor)
