@@ -375,3 +375,36 @@ def test_keep_needs_a_binary_factor_used_once():
         inputs = {"s": ss, "h": hh, "g": gg}
         got = _run(program, tuple(inputs[n] for n in program.tensor_vars))[0]
         torch.testing.assert_close(got, evaluate(expr, inputs, TORCH_OPS), equal_nan=True, rtol=0, atol=0)
+
+
+def test_numbers_become_0_dim_tensors_on_cpu_only(monkeypatch):
+    """On CPU a number operand is a 0-dim tensor of the compute dtype made when the program is
+    bound (a Python number is converted on every call); on another device it stays a number, as a
+    device tensor per binding would be a host-to-device copy. The whole kernel, forward and
+    backward, runs on the ``meta`` device that way."""
+    from snn.backends.torch_kernels import run_sequence
+    from snn.neuron import EIFNode
+
+    u = var("u")
+    program = compile_program([(u - 0.8) * 3.0], ["u"])
+    made: list[torch.device] = []
+    tensor = torch.tensor
+
+    def recording_tensor(*args, **kwargs):
+        made.append(torch.device(kwargs.get("device", "cpu")))
+        return tensor(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "tensor", recording_tensor)
+    run = program.bind((5,), torch.float32, torch.device("cpu"))
+    assert made == [torch.device("cpu")] * 2
+    uu = _values()[:5]
+    assert torch.equal(run((uu,), (), (None,))[0], (uu - 0.8) * 3.0)
+    made.clear()
+    program.bind((5,), torch.float32, torch.device("meta"))
+    assert made == []
+    monkeypatch.setattr(torch, "tensor", tensor)
+    config = EIFNode(step_mode="m").neuron_config()
+    x = torch.empty(4, 8, device="meta", requires_grad=True)
+    spikes, _, _ = run_sequence(config, x, [torch.empty(8, device="meta")], [], False)
+    spikes.backward(torch.empty(4, 8, device="meta"))
+    assert spikes.shape == x.grad.shape == (4, 8)

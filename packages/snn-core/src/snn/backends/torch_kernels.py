@@ -128,8 +128,9 @@ def _forward(
     scratch = [torch.empty((n,), **like) if h_seq[j] is None else None for j in range(m)]
     charge_scalars = cp.charge.scalar_values(raw)
     reset_scalars = cp.reset.scalar_values(raw)
-    # the threshold as a 0-dim tensor of the dtype: the value torch compares with either way
-    theta = torch.tensor(plan.threshold, **like)
+    # on CPU the threshold as a 0-dim tensor of the dtype, the value torch compares with either
+    # way (a Python number is converted on every call); elsewhere a number (no device copy)
+    theta: Any = torch.tensor(plan.threshold, **like) if x.device.type == "cpu" else plan.threshold
     fire = plan.fire_index
 
     def chunk(c0: int, c1: int) -> None:

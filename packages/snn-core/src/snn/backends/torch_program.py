@@ -184,7 +184,12 @@ class Program:
             number = float(arg[1])
             return lambda: number
 
-        steps = [_bind(ins, [fetch(a) for a in ins.args], target(ins.out), constant) for ins in self.instructions]
+        # on CPU, number operands become 0-dim tensors made here (elsewhere a new device tensor
+        # per binding would be a host-to-device copy; a Python number is passed by value there)
+        on_cpu = torch.device(device).type == "cpu"
+        steps = [
+            _bind(ins, [fetch(a) for a in ins.args], target(ins.out), constant, on_cpu) for ins in self.instructions
+        ]
         results = [fetch(r) for r in self.results]
         copies = [
             (k, fetch(r), r[0] in ("num", "sc")) for k, r in enumerate(self.results) if not (r[0] == "out" and r[1] == k)
@@ -213,8 +218,11 @@ def _bind(
     fetch: list[Callable[[], Any]],
     out: Callable[[], torch.Tensor],
     constant: Callable[[float], torch.Tensor],
+    numbers_as_tensors: bool = True,
 ) -> Callable[[], Any]:
-    """One instruction as a closure over its operand fetchers and output."""
+    """One instruction as a closure over its operand fetchers and output (with
+    ``numbers_as_tensors``, number operands of arithmetic and comparisons as ``constant``'s
+    0-dim tensors)."""
     op = ins.op
     kinds = [a[0] for a in ins.args]
     fn: Callable[..., torch.Tensor]
@@ -337,7 +345,7 @@ def _bind(
         return lerp
     a, b = fetch
     left, right = kinds[0] in ("num", "sc"), kinds[1] in ("num", "sc")
-    if op not in ("minimum", "maximum"):  # (clamp takes numbers)
+    if numbers_as_tensors and op not in ("minimum", "maximum"):  # (clamp takes numbers)
         # a number operand as a 0-dim tensor of the compute dtype: the same value (a Python
         # number is cast to the dtype too), without converting a wrapped number on every call
         if kinds[0] == "num":
