@@ -42,6 +42,7 @@ import torch
 
 from snn.backends.memory import empty
 from snn.backends.torch_plan import NOT_SPIKE, Coefficient, CompiledPlan, live_states
+from snn.backends.torch_program import number_operand
 from snn.models import INPUT, SPIKE
 
 __all__ = ["backward"]
@@ -112,8 +113,7 @@ def backward(
     fire = plan.fire_index
     device = like_tensor.device
     like: dict[str, Any] = {"dtype": like_tensor.dtype, "device": device}
-    # on CPU a 0-dim tensor (no wrapped number converted per call), elsewhere a number (no device copy)
-    theta: Any = torch.tensor(plan.threshold, **like) if device.type == "cpu" else plan.threshold
+    theta = number_operand(plan.threshold, like_tensor.dtype, device)
     grad_x = empty((steps, n), **like)  # huge pages: its first write faults far less
     wanted_u0 = [True] * m if need_u0 is None else list(need_u0)
     grad_u0 = [torch.zeros((n,), **like) if wanted_u0[i] else None for i in range(m)]

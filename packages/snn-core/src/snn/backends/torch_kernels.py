@@ -21,6 +21,7 @@ import torch
 from snn.backends.memory import empty
 from snn.backends.torch_backward import backward
 from snn.backends.torch_plan import CompiledPlan, bound_program, compiled_plan
+from snn.backends.torch_program import number_operand
 from snn.models import NeuronConfig
 
 __all__ = [
@@ -128,9 +129,7 @@ def _forward(
     scratch = [torch.empty((n,), **like) if h_seq[j] is None else None for j in range(m)]
     charge_scalars = cp.charge.scalar_values(raw)
     reset_scalars = cp.reset.scalar_values(raw)
-    # on CPU the threshold as a 0-dim tensor of the dtype, the value torch compares with either
-    # way (a Python number is converted on every call); elsewhere a number (no device copy)
-    theta: Any = torch.tensor(plan.threshold, **like) if x.device.type == "cpu" else plan.threshold
+    theta = number_operand(plan.threshold, x.dtype, x.device)
     fire = plan.fire_index
 
     def chunk(c0: int, c1: int) -> None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from snn.expr import Expr, variables
+from snn.expr import Expr, nodes, variables
 
 __all__ = [
     "FLIPPED", "MASK_OF", "fuse_sum", "is_power_of_two", "keep_products", "lower", "number_times_tensor",
@@ -197,20 +198,9 @@ def keep_products(outputs: Sequence[Expr], binary: Callable[[Expr], bool], scala
     ``s c + (1 - s) h`` then costs two passes (``keep``, then ``add(alpha=c)``) instead of three
     (``s c``, ``1 - s``, ``addcmul``), and ``(1 - s) h`` one instead of two.
     """
-    uses: dict[int, int] = {}
-    seen: set[int] = set()
-
-    def count(e: Expr) -> None:
-        if id(e) in seen:
-            return
-        seen.add(id(e))
-        for child in e.args:
-            uses[id(child)] = uses.get(id(child), 0) + 1
-            count(child)
-
-    for e in outputs:
-        uses[id(e)] = uses.get(id(e), 0) + 1
-        count(e)
+    # references to each node from its distinct parents (a root holding the outputs: an output
+    # counts as used by the caller)
+    uses = Counter(id(child) for e in nodes(Expr("outputs", tuple(outputs))) for child in e.args)
     memo: dict[int, Expr] = {}
 
     def go(e: Expr) -> Expr:

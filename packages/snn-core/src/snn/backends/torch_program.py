@@ -35,11 +35,11 @@ writes straight in the compute dtype: on CPU a comparison into a ``bool`` tensor
 ``torch.where`` reading one, each cost about three plain arithmetic passes.
 
 Sub-expressions of parameters only (a learnable ``w`` in ``sigmoid(w)``) are evaluated once per
-call on Python floats, not per element; numbers in tensor operations are 0-dim tensors of the
-compute dtype made once per binding (a Python number costs a conversion on every call). Other operations mirror the tensor operators
-(``number - t`` as ``torch.rsub``, ``number / t`` as ``reciprocal(t) * number`` like
-``Tensor.__rtruediv__``, ``minimum(t, c)`` as ``clamp``), so a forward program computes what
-the plain torch evaluation of the same tree computes, bit for bit.
+call on Python floats, not per element; on CPU, numbers in tensor operations are 0-dim tensors
+of the compute dtype made once per binding (:func:`number_operand`). Other operations mirror the
+tensor operators (``number - t`` as ``torch.rsub``, ``number / t`` as ``reciprocal(t) * number``
+like ``Tensor.__rtruediv__``, ``minimum(t, c)`` as ``clamp``), so a forward program computes
+what the plain torch evaluation of the same tree computes, bit for bit.
 
 Example:
     >>> import torch
@@ -72,7 +72,7 @@ from snn.backends.torch_lowering import (
 )
 from snn.expr import FLOAT_OPS, Expr, evaluate, variables
 
-__all__ = ["Program", "compile_program"]
+__all__ = ["Program", "compile_program", "number_operand"]
 
 # typed Callable[..., Tensor]: the entries are overloaded torch functions called with out=
 _COMPARE: dict[str, Callable[..., torch.Tensor]] = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge}
@@ -87,6 +87,24 @@ _MASKS = {mask: op for op, mask in MASK_OF.items()}
 
 # An operand: ("in", i) input tensor, ("slot", i) scratch, ("num", v) number, ("sc", i) scalar.
 Operand = tuple[Any, ...]
+
+
+def number_operand(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor | float:
+    """A number operand of a torch operation on tensors of ``dtype`` on ``device``.
+
+    On CPU a 0-dim tensor of ``dtype``: the same value as the Python number (both are cast to
+    the dtype), without the conversion of a wrapped number that torch makes on every call
+    (``torch.ge(h, 1.0)``). Elsewhere the number itself: a new device tensor would be a
+    host-to-device copy, which synchronises from pageable memory.
+    """
+    if _numbers_as_tensors(device):
+        return torch.tensor(value, dtype=dtype, device=device)
+    return value
+
+
+def _numbers_as_tensors(device: torch.device) -> bool:
+    """Whether number operands on ``device`` are 0-dim tensors (see :func:`number_operand`)."""
+    return device.type == "cpu"
 
 
 @dataclass(frozen=True)
@@ -184,11 +202,11 @@ class Program:
             number = float(arg[1])
             return lambda: number
 
-        # on CPU, number operands become 0-dim tensors made here (elsewhere a new device tensor
-        # per binding would be a host-to-device copy; a Python number is passed by value there)
-        on_cpu = torch.device(device).type == "cpu"
+        # number operands as the cached 0-dim tensors where number_operand gives tensors (CPU)
+        as_tensors = _numbers_as_tensors(torch.device(device))
         steps = [
-            _bind(ins, [fetch(a) for a in ins.args], target(ins.out), constant, on_cpu) for ins in self.instructions
+            _bind(ins, [fetch(a) for a in ins.args], target(ins.out), constant, as_tensors)
+            for ins in self.instructions
         ]
         results = [fetch(r) for r in self.results]
         copies = [
@@ -448,12 +466,13 @@ def compile_program(
             return binary(e.args[0])
         return e.op == "*" and all(binary(a) for a in e.args)
 
-    outputs = keep_products(
-        lower(outputs, scalar_names, affine), binary, lambda e: e.op == "num" or variables(e) <= scalar_set
-    )
-
     def is_scalar(e: Expr) -> bool:
         return e.op != "num" and variables(e) <= scalar_set
+
+    def scalarish(e: Expr) -> bool:
+        return e.op == "num" or is_scalar(e) or (e.op == "var" and e.value in scalar_set)
+
+    outputs = keep_products(lower(outputs, scalar_names, affine), binary, scalarish)
 
     # post-order over the tensor part of the DAG, with use counts
     order: list[Expr] = []
@@ -495,10 +514,6 @@ def compile_program(
     def fusable(e: Expr) -> bool:
         """A child that may be folded into its parent: a tensor node used once, not an output."""
         return e.op not in ("num", "var") and not is_scalar(e) and uses.get(id(e), 0) == 1 and id(e) not in output_ids
-
-    def scalarish(e: Expr) -> bool:
-        return e.op == "num" or is_scalar(e) or (e.op == "var" and e.value in scalar_set)
-
 
     def exact_product(p: Expr, q: Expr) -> bool:
         """``p q`` is exact: a 0/1 factor, or a number that is zero or a power of two."""
