@@ -273,6 +273,26 @@ def test_simplify_keeps_comparisons_that_arithmetic_made_numbers() -> None:
     assert simplify((x > 0.0) * 0.0).op == "num"
 
 
+def test_times_zero_folds_only_what_cannot_overflow_in_float32() -> None:
+    """``a * 0`` is 0 only where ``a`` is finite: a spike times huge numbers overflows to
+    infinity in float32, and infinity times 0 is NaN, as the plain evaluation gives."""
+    from snn.expr import evaluate, simplify
+
+    s = var("s")
+    spikes = {"s": torch.tensor([0.0, 1.0])}
+    kept = [(s * 1e30 * 1e30) * 0.0, 0.0 * (s * 3e38 + s * 3e38), (s + 1e39) * 0.0]
+    for expression in kept:
+        simplified = simplify(expression, finite={"s"})
+        assert simplified.op != "num", expression
+        got, want = evaluate(simplified, spikes), evaluate(expression, spikes)
+        assert torch.equal(got.isnan(), want.isnan()) and bool(want.isnan().any()), expression
+    for expression in [(s * 2.0 + s) * 0.0, 0.0 * -(s * 1e30), ((s > 0.5) * 1e20) * 0.0]:
+        simplified = simplify(expression, finite={"s"})
+        assert simplified.op == "num" and simplified.value == 0.0, expression
+        assert evaluate(expression, spikes).tolist() == [0.0, 0.0]
+    assert simplify(var("v") * 0.0).op != "num"  # a potential can be infinite
+
+
 def test_derivative_of_a_minimum_with_a_constant_expression_clamps() -> None:
     """A bound without variables (``sqrt(4.0)``) is a number to torch, which clamps: at a tie
     the gradient passes whole, as for a literal bound."""

@@ -14,6 +14,10 @@ from snn.expr._tree import _BOOLEAN_OPS, Expr, _is_num, _wrap, variables
 
 __all__ = ["simplify", "diff", "evaluate"]
 
+#: Bounds at most this large cannot round to infinity in float32 (its largest value is
+#: ``(2 - 2**-23) * 2**127``; each rounding moves a value by at most half an ulp).
+_FLOAT32_SAFE = 2.0**127
+
 
 def _fold(op: str, values: tuple[float, ...], exponent: Any) -> float | None:
     """The value of ``op`` on numbers (in double precision), or ``None`` when it is not a finite
@@ -37,9 +41,11 @@ def simplify(expr: Expr, finite: frozenset[str] | set[str] = frozenset()) -> Exp
     for the sign of a zero: ``a + 0``, ``a - 0``, ``a * 1``, ``a / 1``, ``a ** 1`` become ``a``;
     ``a ** 0`` becomes 1; ``0 - a`` and ``a * -1`` become ``-a``; ``--a`` becomes ``a``;
     operations on numbers are folded (in double precision). ``a * 0`` becomes 0 only when ``a``
-    cannot be NaN or infinite: a number, or a variable named in ``finite`` (e.g. a spike, which
-    is 0 or 1), or a product/sum of those. IEEE arithmetic gives ``-0 + 0 = +0``, ``0 - 0 = +0``
-    and ``-2 * 0 = -0``, where the rewritten trees give ``-0``, ``-0`` and ``+0``: a state can
+    cannot be NaN or infinite in float32 or float64: when a bound on ``|a|`` below float32's
+    largest value follows from its numbers, the variables named in ``finite`` (each at most 1 in
+    magnitude, e.g. a spike, 0 or 1) and truth values, through negations, selections, sums and
+    products (``(s * 1e30 * 1e30) * 0`` stays: the product overflows to infinity in float32).
+    IEEE arithmetic gives ``-0 + 0 = +0``, ``0 - 0 = +0`` and ``-2 * 0 = -0``, where the rewritten trees give ``-0``, ``-0`` and ``+0``: a state can
     hold ``-0`` where a plain loop holds ``+0`` (equal values; comparisons, spikes and
     gradients do not see the sign, a division by that zero would). Keeping the operations
     instead would cost every backend an extra pass where a reset potential or a
@@ -47,31 +53,43 @@ def simplify(expr: Expr, finite: frozenset[str] | set[str] = frozenset()) -> Exp
 
     Args:
         expr: the tree.
-        finite: names of variables known to be finite.
+        finite: names of variables whose values lie in ``[-1, 1]`` (spikes, masks).
     """
     finite_names = frozenset(finite)
     memo: dict[int, Expr] = {}
-    finite_memo: dict[int, bool] = {}
+    bound_memo: dict[int, float] = {}
+
+    def bound(e: Expr) -> float:
+        """An upper bound on ``|e|`` for every input (``inf`` where none is known): numbers,
+        truth values (1) and the ``finite`` variables (1), through negations, selections, sums,
+        differences and products."""
+        found = bound_memo.get(id(e))
+        if found is None:
+            if e.op == "num":
+                found = abs(float(e.value)) if math.isfinite(float(e.value)) else math.inf
+            elif e.op in _BOOLEAN_OPS:
+                found = 1.0
+            elif e.op == "var":
+                found = 1.0 if e.value in finite_names else math.inf
+            elif e.op == "neg":
+                found = bound(e.args[0])
+            elif e.op == "where":
+                found = max(bound(e.args[1]), bound(e.args[2]))
+            elif e.op in ("+", "-"):
+                found = bound(e.args[0]) + bound(e.args[1])
+            elif e.op == "*":
+                found = bound(e.args[0]) * bound(e.args[1])
+                if math.isnan(found):  # 0 times an unbounded operand: unbounded (inf * 0 is NaN)
+                    found = math.inf
+            else:
+                found = math.inf
+            bound_memo[id(e)] = found
+        return found
 
     def is_finite(e: Expr) -> bool:
-        """Whether ``e`` is surely finite: numbers, finite variables, truth values, and
-        negations, selections and sums/products of at most one such non-number with numbers."""
-        found = finite_memo.get(id(e))
-        if found is None:
-            if e.op == "num" or e.op in _BOOLEAN_OPS:
-                found = True
-            elif e.op == "var":
-                found = e.value in finite_names
-            elif e.op == "neg":
-                found = is_finite(e.args[0])
-            elif e.op == "where":
-                found = is_finite(e.args[1]) and is_finite(e.args[2])
-            elif e.op in ("+", "-", "*"):
-                found = all(is_finite(a) for a in e.args) and sum(a.op != "num" for a in e.args) <= 1
-            else:
-                found = False
-            finite_memo[id(e)] = found
-        return found
+        """Whether ``e`` is surely finite when evaluated in float32 (and so in float64): its
+        bound is below float32's largest value with room for the rounding of every step."""
+        return bound(e) <= _FLOAT32_SAFE
 
     def go(e: Expr) -> Expr:
         found = memo.get(id(e))
