@@ -13,8 +13,9 @@ threads, glibc's vector math library so that loops calling ``exp`` vectorise, ``
 and falls back to fewer of them; without any working compiler :func:`probe` returns the reason
 and the install hint.
 
-Cache: ``$SNN_CPP_CACHE_DIR``, else ``$XDG_CACHE_HOME/snn-cpp``, else ``~/.cache/snn-cpp``. A
-library is stored as ``<source id>-<toolchain id>.so`` with its SHA-256 in ``<name>.so.sha256``
+Cache: ``$SNN_CPP_CACHE_DIR``, else ``$XDG_CACHE_HOME/snn-cpp``, else ``~/.cache/snn-cpp``,
+pruned after a process first compiles into it (:mod:`snn_cpp.cache_pruning`: libraries unused
+for a month go, and the least recently used beyond 256 MiB). A library is stored as ``<source id>-<toolchain id>.so`` with its SHA-256 in ``<name>.so.sha256``
 and its source in ``<name>.c``. Every file is written to a unique temporary name and renamed
 into place (atomic on POSIX), builders of the same library take an advisory lock on
 ``<name>.lock`` so concurrent processes compile it once, and a library is loaded only after its
@@ -157,6 +158,7 @@ class Toolchain:
 _lock = threading.Lock()
 _toolchains: dict[tuple[str, ...], Toolchain | Exception] = {}
 _loaded: dict[str, ctypes.CDLL] = {}
+_pruned: set[str] = set()  # cache directories this process pruned
 _warned_group_writable: set[str] = set()
 
 
@@ -165,6 +167,7 @@ def reset() -> None:
     with _lock:
         _toolchains.clear()
         _loaded.clear()
+        _pruned.clear()
 
 
 def cache_dir() -> Path:
@@ -482,12 +485,14 @@ def load_library(source: str, ident: str | None, chain: Toolchain | None = None)
     directory = cache_dir()
     path = directory / f"{name}.so"
     library = _try_cached(path, ident)
+    compiled = False
     if library is None:
         try:
             with _file_lock(directory / f"{name}.lock"):
                 library = _try_cached(path, ident)  # another process may have built it meanwhile
                 if library is None:
                     library = _compile(source, path, chain, ident)
+                    compiled = True
         except (PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
             raise KernelCacheError(
                 f"the kernel cache {str(directory)!r} is not writable ({exc}); set {CACHE_ENV} to a writable directory"
@@ -497,7 +502,34 @@ def load_library(source: str, ident: str | None, chain: Toolchain | None = None)
                 f"writing the kernel {path.name} into the cache {str(directory)!r} failed ({exc}); free space there "
                 f"or set {CACHE_ENV} to another directory"
             ) from exc
+    if not compiled:
+        with _suppress_os_error():
+            os.utime(path)  # used now: pruning keeps recently used libraries
     with _lock:
         library = _loaded.setdefault(name, library)
+    if compiled:
+        _prune_once(directory)
     return library
+
+
+def _prune_once(directory: Path) -> None:
+    """Prune the cache (:func:`snn_cpp.cache_pruning.prune_cache`) once per process and directory,
+    after this process first compiled a library into it; housekeeping, so failures are only logged."""
+    key = str(directory)
+    with _lock:
+        if key in _pruned:
+            return
+        _pruned.add(key)
+    from snn_cpp.cache_pruning import prune_cache
+
+    try:
+        report = prune_cache(directory)
+    except OSError as exc:
+        logger.debug("snn-cpp: pruning the kernel cache %s failed: %s", directory, exc)
+        return
+    if report.removed:
+        logger.debug(
+            "snn-cpp: removed %d cache entries (%d bytes) from %s; %d left (%d bytes)",
+            report.removed, report.freed_bytes, directory, report.kept, report.kept_bytes,
+        )
 
