@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import snn
-from snn import layer
+from snn import layer, neuron
 from snn.base import MemoryModule
 from snn.errors import RegistryEntryNotFoundError
 
@@ -95,6 +95,31 @@ def test_multi_step_container_runs_third_party_strategy(temporary_plugin: Any) -
     out = net(x_seq)
     assert out.flatten().tolist() == [6.0, 5.0, 3.0]  # summed from the last step backwards
     assert calls[0][0] is child and calls[0][1] == {"scale": 1}
+
+
+def test_multi_step_container_refuses_strategies_that_cannot_run_its_children(temporary_plugin: Any) -> None:
+    """``chunked`` runs a multi-step module and ``seq_to_ann`` all steps at once: single-step
+    neurons under them would read time as the batch and answer wrongly, without an error."""
+    with pytest.raises(ValueError, match="'chunked' runs a multi-step module.*chunk_multi_step_forward"):
+        layer.MultiStepContainer(neuron.IFNode(), strategy="chunked", split_size=2)
+    with pytest.raises(ValueError, match=r"'seq_to_ann' runs all time steps at once.*children \['1'\] are stateful"):
+        layer.MultiStepContainer(nn.Linear(2, 2), neuron.IFNode(), strategy="seq_to_ann")
+    stateless = layer.MultiStepContainer(nn.Linear(2, 3), nn.ReLU(), strategy="seq_to_ann")
+    x_seq = torch.randn(4, 5, 2)
+    torch.testing.assert_close(stateless(x_seq), torch.stack([stateless[1](stateless[0](x)) for x in x_seq]))
+    stateless.append(neuron.IFNode())  # children can change after construction: checked per call
+    with pytest.raises(ValueError, match="children \\['2'\\] are stateful"):
+        stateless(x_seq)
+
+    @snn.hookimpl
+    def snn_register_forward_strategies(register: Any) -> None:
+        register("whole_sequence", lambda module, x_seq: module(x_seq), module="multi_step")
+        with pytest.raises(ValueError, match=r"module: expected what the strategy runs, one of \['single_step'"):
+            register("bad_kind", lambda module, x_seq: module(x_seq), module="sequence")
+
+    temporary_plugin(types.SimpleNamespace(snn_register_forward_strategies=snn_register_forward_strategies), name="whole")
+    with pytest.raises(ValueError, match="'whole_sequence' runs a multi-step module"):
+        layer.MultiStepContainer(nn.ReLU(), strategy="whole_sequence")
 
 
 def test_multi_step_container_t_last_strategy() -> None:

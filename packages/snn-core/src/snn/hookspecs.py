@@ -169,7 +169,8 @@ def snn_register_backends(register: BackendRegistrar) -> None:
 def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
     """Register named ways of running a module over a sequence.
 
-    Call ``register(name, strategy, *, description=None)`` once per strategy:
+    Call ``register(name, strategy, *, description=None, module="single_step")`` once per
+    strategy:
 
     :param register: the strategy registrar. Its arguments:
 
@@ -178,6 +179,11 @@ def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
           ``strategy(module, x_seq, **options)`` with ``x_seq`` of shape ``[T, N, *]`` (time
           first) and returns the stacked outputs ``[T, N, *]``.
         - ``description`` (str, optional): one line for ``snn doctor``.
+        - ``module`` (str, optional): what ``module`` must be: ``"single_step"`` (default; run
+          one step at a time, its state carried), ``"multi_step"`` (given whole sequences) or
+          ``"stateless"`` (all steps at once, no state between them).
+          :class:`snn.layer.MultiStepContainer` refuses a ``"multi_step"`` strategy, and a
+          ``"stateless"`` one while a child holds state.
 
     :returns: nothing.
 

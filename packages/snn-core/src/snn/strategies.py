@@ -221,12 +221,15 @@ def snn_register_forward_strategies(register: StrategyRegistrar) -> None:
     """Register the built-in strategies."""
     register("loop", loop_strategy, description="single-step module once per step of [T, N, *]")
     register("t_last", t_last_strategy, description="single-step module once per step of [N, *, T]")
-    register("chunked", chunked_strategy, description="multi-step module over chunks (option split_size)")
-    register("seq_to_ann", seq_to_ann_strategy, description="stateless module once over [T*N, *]")
+    register(
+        "chunked", chunked_strategy, description="multi-step module over chunks (option split_size)", module="multi_step"
+    )
+    register("seq_to_ann", seq_to_ann_strategy, description="stateless module once over [T*N, *]", module="stateless")
     register(
         "t_last_seq_to_ann",
         t_last_seq_to_ann_strategy,
         description="stateless module vectorised over time-last",
+        module="stateless",
     )
     register(
         "checkpointed",

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from snn.base import MultiStepModule, StepModule
+from snn.base import MemoryModule, MultiStepModule, StepModule
 from snn.functional.forward import (
     multi_step_forward,
     seq_to_ann_forward,
@@ -111,7 +111,10 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
             ``k=4`` for ``"checkpointed"``).
 
     Raises:
-        ValueError: a child is not in step mode ``'s'``.
+        ValueError: a child is not in step mode ``'s'``; ``strategy`` runs a multi-step module
+            (``"chunked"``), or runs all steps at once (``"seq_to_ann"``) while a child is
+            stateful: the container's children could not run that way (checked again at every
+            call, as children can change).
         TypeError: ``strategy`` is not a string.
         snn.errors.RegistryEntryNotFoundError: no plugin registered ``strategy`` (lists the
             known names); raised here, at construction.
@@ -130,12 +133,9 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
         self.step_mode = "m"
         if not isinstance(strategy, str):
             raise TypeError(f"strategy: expected a registered strategy name (str), got {type(strategy).__name__}")
-        if not self._uses_loop_fast_path(strategy, strategy_options):
-            from snn.plugins import get_registry
-
-            get_registry().strategy(strategy)
         self.strategy = strategy
         self.strategy_options = dict(strategy_options)
+        self._check_strategy()
 
     def _with_children(self, children: OrderedDict[str, nn.Module]) -> MultiStepContainer:
         return type(self)(children, strategy=self.strategy, **self.strategy_options)
@@ -143,6 +143,32 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
     @staticmethod
     def _uses_loop_fast_path(strategy: str, options: dict[str, Any]) -> bool:
         return strategy == "loop" and not options
+
+    def _check_strategy(self) -> Callable[..., Any] | None:
+        """The strategy's implementation (``None`` for the plain loop), after checking that it
+        runs what the container holds: single-step children, or for a strategy that runs each
+        step on its own (``module="stateless"``) children without state. A strategy that runs a
+        multi-step module cannot run them at all."""
+        if self._uses_loop_fast_path(self.strategy, self.strategy_options):
+            return None
+        from snn.plugins import get_registry
+
+        entry = get_registry().strategy(self.strategy)
+        runs = entry.metadata.get("module", "single_step")
+        if runs == "multi_step":
+            raise ValueError(
+                f"strategy {self.strategy!r} runs a multi-step module, but MultiStepContainer runs single-step "
+                "children; put the multi-step modules in an nn.Sequential and call "
+                "snn.functional.chunk_multi_step_forward, or choose a single-step strategy such as 'loop'"
+            )
+        if runs == "stateless":
+            stateful = [name for name, m in self.named_modules() if m is not self and isinstance(m, MemoryModule)]
+            if stateful:
+                raise ValueError(
+                    f"strategy {self.strategy!r} runs all time steps at once and keeps no state between them, "
+                    f"but children {stateful} are stateful; use a strategy that runs one step at a time, such as 'loop'"
+                )
+        return cast(Callable[..., Any], entry.implementation)
 
     def step_module(self) -> nn.Module:
         """The module a strategy runs per step: the only child, or a Sequential of the children."""
@@ -159,11 +185,9 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
             ``[T, N, *out]``: the per-step outputs stacked along time.
         """
         self._check_children()
-        if self._uses_loop_fast_path(self.strategy, self.strategy_options):
+        implementation = self._check_strategy()
+        if implementation is None:
             return multi_step_forward(x_seq, self._children_callables())
-        from snn.plugins import get_registry
-
-        implementation = get_registry().strategy(self.strategy).implementation
         return implementation(self.step_module(), x_seq, **self.strategy_options)
 
     def extra_repr(self) -> str:

@@ -297,14 +297,25 @@ class _ItemRegistrar(_Registrar):
             raise TypeError(f"implementation of {self.what}: expected a callable, got {implementation!r}")
 
 
+#: What a forward strategy runs (``module=`` of :class:`StrategyRegistrar`).
+_STRATEGY_MODULES = ("single_step", "multi_step", "stateless")
+
+
 class StrategyRegistrar(_ItemRegistrar):
-    """``register(name, strategy, *, description=None)``; see :func:`snn.hookspecs.snn_register_forward_strategies`."""
+    """``register(name, strategy, *, description=None, module="single_step")``; see
+    :func:`snn.hookspecs.snn_register_forward_strategies`."""
 
     what = "forward strategy"
     table_name = "strategies"
 
-    def __call__(self, name: str, strategy: Callable[..., Any], *, description: str | None = None) -> None:
-        self._add(name, strategy, {"description": description})
+    def __call__(
+        self, name: str, strategy: Callable[..., Any], *, description: str | None = None, module: str = "single_step"
+    ) -> None:
+        if module not in _STRATEGY_MODULES:
+            raise ValueError(
+                f"module: expected what the strategy runs, one of {list(_STRATEGY_MODULES)}, got {module!r}"
+            )
+        self._add(name, strategy, {"description": description, "module": module})
 
 
 class LossRegistrar(_ItemRegistrar):
