@@ -170,18 +170,27 @@ def test_spike_similar_loss_matches_cosine_reference_and_backpropagates(
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_spike_similar_loss_of_half_spikes_is_float32(dtype: torch.dtype) -> None:
     """The reference takes the labels as float32 (``labels.float()``): half-precision spikes
-    give a float32 loss, compared in float32 (a loss in the spikes' dtype rounded it)."""
+    give a float32 loss, with similarities computed in float32 (in float16 the cosine's 1e-8
+    guard is 0 and large spike counts overflow: NaN)."""
     g = torch.Generator().manual_seed(2)
     spikes = (torch.rand(6, 5, 4, generator=g) > 0.5).to(dtype)
+    spikes[3] = 0.0  # a silent sample: 0 / (0 + 1e-8) = 0 in float32, 0 / 0 in float16
     labels = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 1], [0, 1, 0], [1, 1, 0]])
     loss = functional.spike_similar_loss(spikes, labels, "linear", "mse")
     assert loss.dtype == torch.float32
-    # the similarities are computed in the spikes' dtype, then compared in float32
-    flat = spikes.flatten(1)
+    flat = spikes.flatten(1).float()
     norms = flat.norm(p=2, dim=1, keepdim=True)
     similarity = ((flat @ flat.T) / (norms @ norms.T + 1e-8)).clamp(-1.0, 1.0).float()
     target = (labels.float() @ labels.float().T).clamp_max(1.0)
     torch.testing.assert_close(loss, F.mse_loss(similarity, target), rtol=0, atol=0)
+    half_spikes = spikes.detach().requires_grad_(True)
+    functional.spike_similar_loss(half_spikes, labels, "linear", "mse").backward()
+    assert half_spikes.grad is not None and half_spikes.grad.dtype == dtype
+    # NaN nowhere (the silent sample's gradient, about y / 1e-8, may exceed float16's range)
+    assert not half_spikes.grad.isnan().any()
+    many = torch.zeros(2, 140_000, dtype=dtype)  # 70000 spikes a sample: x . x overflows float16
+    many[0, :70_000], many[1, 70_000:] = 1.0, 1.0
+    assert functional.spike_similar_loss(many, torch.tensor([[1, 0], [0, 1]])).item() == 0.0
 
 
 def test_spike_similar_loss_bce_with_sigmoid_kernel() -> None:

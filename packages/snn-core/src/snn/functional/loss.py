@@ -154,8 +154,9 @@ def spike_similar_loss(
 
     Returns:
         0-dim tensor: float64 for float64 ``spikes``, else float32 (the labels are taken as
-        float32, as the reference's ``labels.float()``; float16 and bfloat16 similarities are
-        compared with them in float32).
+        float32, as the reference's ``labels.float()``; for float16 and bfloat16 spikes the
+        similarities are computed in float32 too, where the reference gives NaN for a sample
+        without spikes or with 65505 spikes or more).
 
     Raises:
         TypeError: non-tensor inputs or non-floating ``spikes``.
@@ -181,6 +182,10 @@ def spike_similar_loss(
         raise ValueError(f"{fn}: loss_type: expected one of {list(SIMILARITY_LOSSES)}, got {loss_type!r}")
 
     flat = spikes.flatten(start_dim=1)
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        # in float32: in float16 the 1e-8 below rounds to 0 (a silent sample gives 0 / 0) and
+        # 65505 spikes in a sample overflow x . x (inf / inf); both NaN in the reference
+        flat = flat.float()
     similarity = kernel_dot_product(flat, flat, kernel_type, *args)
     if kernel_type == "linear":
         norms = flat.norm(p=2, dim=1, keepdim=True)
