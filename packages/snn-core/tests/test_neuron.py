@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 from typing import Any
 
@@ -52,6 +53,28 @@ def test_golden_plif(step_mode):
     assert spikes.flatten().tolist() == [0.0, 0.0, 1.0]
     torch.testing.assert_close(node.w.grad, torch.tensor(0.466804), atol=1e-6, rtol=0)
     torch.testing.assert_close(x.grad.flatten(), torch.tensor([0.465492, 0.352388, 0.172516]), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_plif_decay_is_the_float32_sigmoid_of_w_at_the_threshold(step_mode):
+    """The decay is ``w.sigmoid()`` in the parameter's float32, as SpikingJelly computes it: in
+    float64 it differs in the last bit for about a third of the values of ``w``, and a
+    potential that close to the threshold spiked where the reference does not."""
+    g = torch.Generator().manual_seed(5)
+    w = torch.rand(48, generator=g) * 6.0 - 3.0
+    for value in w.tolist():
+        node = neuron.ParametricLIFNode(step_mode=step_mode)
+        node.w.data.fill_(value)
+        decay = torch.sigmoid(node.w.detach())  # float32, as the reference
+        crossing = 1.0 / decay  # inputs within a few ulp of the threshold crossing
+        x = torch.nextafter(crossing.expand(9).clone(), torch.tensor(0.0))
+        for _ in range(4):
+            x = torch.nextafter(x, torch.tensor(0.0))
+        for i in range(1, 9):
+            x[i:] = torch.nextafter(x[i:], torch.tensor(math.inf))
+        x_seq = x.view(1, 9)
+        spikes = node(x_seq) if step_mode == "m" else node(x_seq[0]).unsqueeze(0)
+        assert torch.equal(spikes, (x_seq * decay >= 1.0).float()), value
 
 
 # -- an independent loop (plain autograd) ---------------------------------------------------------

@@ -127,8 +127,8 @@ def _forward(
     seqs = [empty((steps, n), **like) for _ in range(m)] if store_seqs else None
     state = None if store_seqs else [torch.empty((n,), **like) for _ in range(m)]
     scratch = [torch.empty((n,), **like) if h_seq[j] is None else None for j in range(m)]
-    charge_scalars = cp.charge.scalar_values(raw)
-    reset_scalars = cp.reset.scalar_values(raw)
+    charge_scalars = cp.charge.scalar_values(raw, x.dtype)
+    reset_scalars = cp.reset.scalar_values(raw, x.dtype)
     theta = number_operand(plan.threshold, x.dtype, x.device)
     fire = plan.fire_index
 

@@ -70,7 +70,7 @@ from snn.backends.torch_lowering import (
     lower,
     number_times_tensor,
 )
-from snn.expr import FLOAT_OPS, Expr, evaluate, variables
+from snn.expr import FLOAT_OPS, Expr, evaluate, torch_ops, variables
 
 __all__ = ["Program", "compile_program", "number_operand"]
 
@@ -135,12 +135,27 @@ class Program:
     slot_is_bool: tuple[bool, ...]
     results: tuple[Operand, ...]
 
-    def scalar_values(self, values: Sequence[float]) -> tuple[float, ...]:
+    def scalar_values(self, values: Sequence[float], dtype: torch.dtype | None = None) -> tuple[float, ...]:
         """The scalar operands of a run: the scalar inputs, then the parameter-only
-        sub-expressions evaluated on them (once per kernel call)."""
+        sub-expressions evaluated on them (once per kernel call).
+
+        Args:
+            values: the scalar inputs (learnable parameters' values).
+            dtype: the compute dtype. The sub-expressions are evaluated by torch on 0-dim
+                tensors of it, as a module computes ``self.w.sigmoid()`` on its float32
+                parameter (SpikingJelly's PLIF): in float64 the decay can differ in the last
+                bit, and a potential that close to the threshold spike differently. ``None``:
+                in Python floats (double precision).
+        """
         raw = tuple(float(v) for v in values)
-        env = dict(zip(self.scalar_vars, raw))
-        return raw + tuple(float(evaluate(e, env, FLOAT_OPS)) for e in self.scalars)
+        if not self.scalars:
+            return raw
+        if dtype is None:
+            env: dict[str, Any] = dict(zip(self.scalar_vars, raw))
+            return raw + tuple(float(evaluate(e, env, FLOAT_OPS)) for e in self.scalars)
+        env = {name: torch.tensor(value, dtype=dtype) for name, value in zip(self.scalar_vars, raw)}
+        ops = torch_ops(dtype)
+        return raw + tuple(float(evaluate(e, env, ops)) for e in self.scalars)
 
     def bind(
         self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
