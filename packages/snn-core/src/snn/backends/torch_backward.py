@@ -49,13 +49,42 @@ __all__ = ["backward"]
 
 
 
+# torch refuses an ``alpha`` or ``value`` beyond the dtype's range (a learnable near 0 gives a
+# factor 1 / k of 1e39 in float32), where autograd's products overflow to infinity: the
+# fallbacks below multiply first, so the gradients become non-finite as autograd's do.
+
+
+def _add_scaled_(out: torch.Tensor, tensor: torch.Tensor, alpha: float) -> None:
+    """``out += alpha tensor``."""
+    try:
+        out.add_(tensor, alpha=alpha)
+    except RuntimeError:
+        out.add_(torch.mul(tensor, alpha))
+
+
+def _addcmul_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, value: float) -> None:
+    """``out += value a b``."""
+    try:
+        out.addcmul_(a, b, value=value)
+    except RuntimeError:
+        out.add_(torch.mul(a, value).mul_(b))
+
+
+def _scaled_product(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, value: float, zero: torch.Tensor) -> None:
+    """``out = value a b`` in one pass (``zero``: a 0-dim zero of ``out``'s dtype)."""
+    try:
+        torch.addcmul(zero, a, b, value=value, out=out)
+    except RuntimeError:
+        torch.mul(a, value, out=out).mul_(b)
+
+
 def _accumulate(out: torch.Tensor, value: torch.Tensor, coefficient: Coefficient) -> None:
     """``out += value * coefficient`` (coefficient: float or (tensor, factor))."""
     if isinstance(coefficient, float):
-        out.add_(value, alpha=coefficient)
+        _add_scaled_(out, value, coefficient)
         return
     tensor, factor = coefficient
-    out.addcmul_(value, tensor, value=1.0 if factor is None else factor)
+    _addcmul_(out, value, tensor, 1.0 if factor is None else factor)
 
 
 def _assign(out: torch.Tensor, value: torch.Tensor, coefficient: Coefficient, zero: torch.Tensor) -> None:
@@ -67,7 +96,7 @@ def _assign(out: torch.Tensor, value: torch.Tensor, coefficient: Coefficient, ze
     if factor is None:
         torch.mul(value, tensor, out=out)
     else:
-        torch.addcmul(zero, value, tensor, value=factor, out=out)
+        _scaled_product(out, value, tensor, factor, zero)
 
 
 def backward(
@@ -505,14 +534,14 @@ def _mixing(
             for index, (value, tensors) in enumerate(products):
                 if len(tensors) == 2:
                     if index == 0:
-                        torch.addcmul(zero, tensors[0], tensors[1], value=value, out=target)
+                        _scaled_product(target, tensors[0], tensors[1], value, zero)
                     else:
-                        target.addcmul_(tensors[0], tensors[1], value=value)
+                        _addcmul_(target, tensors[0], tensors[1], value)
                 elif tensors:
                     if index == 0:
                         torch.mul(tensors[0], value, out=target)
                     else:
-                        target.add_(tensors[0], alpha=value)
+                        _add_scaled_(target, tensors[0], value)
                 elif index == 0:
                     target.fill_(value)
                 else:
