@@ -766,6 +766,22 @@ def test_klif_with_k_zero_matches_the_plain_loop(case, dtype, step_mode):
     check_against_plain_loop(case, dtype, step_mode)
 
 
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_klif_with_a_subnormal_k_and_scaled_reset_gives_non_finite_gradients(step_mode, detach_reset):
+    """``k = 1e-39``: the backward's factor ``1 / k`` is beyond float32's range, which torch
+    refuses as an ``addcmul`` value; the products overflow instead, as autograd's do (it was a
+    RuntimeError)."""
+    node = neuron.KLIFNode(scale_reset=True, detach_reset=detach_reset, step_mode=step_mode)
+    with torch.no_grad():
+        node.k.fill_(1e-39)
+    x = torch.full((2, 1), 0.5, requires_grad=True)
+    spikes = node(x) if step_mode == "m" else torch.stack([node(x[t]) for t in range(2)])
+    (spikes.sum() + node.v.sum()).backward()
+    assert x.grad is not None and node.k.grad is not None
+    assert not x.grad.isfinite().all() and not node.k.grad.isfinite()
+
+
 @pytest.mark.parametrize("w", [-800.0, 800.0])
 def test_plif_with_a_saturated_sigmoid_matches_autograd(w):
     """``sigmoid(w)`` of 0 (in double precision) or 1: the gradients are the plain loop's
@@ -843,6 +859,34 @@ def test_torch_backend_runs_relu_in_a_charge():
     spikes, (v,), _ = multi_step(x, (torch.zeros(1),), config)
     assert spikes.flatten().tolist() == [0.0, 0.0, 1.0]
     assert v.tolist() == [0.0]
+
+
+def test_an_input_coefficient_that_reads_a_state_saves_the_input():
+    """``x (1 + 0.1 v)`` is 0 at ``v = -10``: recovering ``x`` as ``(h - c0) / c1`` gave NaN
+    there, so such a model saves ``x``; its gradients equal autograd's through the state."""
+    model = NeuronModel(
+        name="input_times_state", states=(State("v", 0.0),), hyperparameters=THRESHOLD_AND_RESET,
+        charge=lambda x, u, p, ops: {"v": u.v * 0.7 + x * u.v * 0.1 + x},
+    )
+    config = model.config(surrogate.Sigmoid().spec)
+    plan = kernel_plan(config)
+    assert plan.save_input and plan.input_recovery is None
+    for v0 in (-10.0, -9.9999, 0.3):
+        x = torch.full((2, 1), 0.5, dtype=torch.float64, requires_grad=True)
+        u0 = torch.tensor([v0], dtype=torch.float64, requires_grad=True)
+        _, (v,), _ = multi_step(x, (u0,), config)
+        got = torch.autograd.grad(v.sum(), (x, u0))
+        x_ref = x.detach().requires_grad_(True)
+        u_ref = u0.detach().requires_grad_(True)
+        u = u_ref
+        for t in range(2):  # the plain loop: threshold 1, Sigmoid(4) surrogate, hard reset to 0
+            h = u * 0.7 + x_ref[t] * u * 0.1 + x_ref[t]
+            smooth = torch.sigmoid(4.0 * (h - 1.0))
+            s = smooth + ((h >= 1.0).to(h.dtype) - smooth).detach()
+            u = h * (1.0 - s)
+        want = torch.autograd.grad(u.sum(), (x_ref, u_ref))
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
 
 
 def test_factored_hard_reset_matches_the_reset_for_both_spike_values():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -108,11 +108,20 @@ def _is_affine_in(expr: Expr, name: str) -> bool:
     return False
 
 
-def _affine_recovery(charge: Expr, x_coefficient: Expr | None, h_name: str) -> Expr | None:
-    """``x`` recovered from ``h = charge`` when ``charge`` is affine in ``x``: ``(h - c0) / c1``."""
+def _affine_recovery(
+    charge: Expr, x_coefficient: Expr | None, h_name: str, parameters: Collection[str]
+) -> Expr | None:
+    """``x`` recovered from ``h = charge`` when ``charge`` is affine in ``x``: ``(h - c0) / c1``.
+
+    Only for a coefficient ``c1`` of learnable ``parameters`` and numbers (the same for every
+    neuron and step): one that reads a state can be 0 for some neurons (``x (1 + 0.1 v)`` at
+    ``v = -10``), where the division gives NaN instead of the input; such models save ``x``.
+    """
     if x_coefficient is None or not _is_affine_in(charge, INPUT):
         return None
     if x_coefficient.op == "num" and x_coefficient.value == 0.0:
+        return None
+    if not variables(x_coefficient) <= set(parameters):
         return None
     offset = simplify(substitute(charge, {INPUT: 0.0}))
     return simplify((var(h_name) - offset) / x_coefficient)
@@ -252,7 +261,7 @@ def kernel_plan(config: NeuronConfig) -> KernelPlan:
     save_input = False
     if INPUT in needed:
         for j in range(n):
-            recovery = _affine_recovery(charge[j], charge_x[j], h_names[j])
+            recovery = _affine_recovery(charge[j], charge_x[j], h_names[j], p_names)
             if recovery is not None:
                 needed |= variables(recovery)
                 break
