@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -102,9 +103,79 @@ def test_bad_limits_are_named(tmp_path, arguments, error, words):
         prune_cache(tmp_path, **arguments)
 
 
+def test_entries_holding_a_directory_or_a_link_are_left_alone(tmp_path):
+    odd = tmp_path / f"{7:032x}-{'ab' * 8}.so"
+    odd.mkdir()
+    target = tmp_path / "elsewhere.so"
+    target.write_bytes(b"\0" * 100)
+    link = tmp_path / f"{8:032x}-{'ab' * 8}.so"
+    link.symlink_to(target)
+    os.utime(link, (NOW - 400 * DAY,) * 2, follow_symlinks=False)
+    stale = [_entry(tmp_path, i, MAX_AGE_DAYS + 1) for i in range(3)]
+    report = prune_cache(tmp_path, now=NOW)
+    assert report.removed == 3 and not any(p.exists() for files in stale for p in files)
+    assert odd.is_dir() and link.is_symlink() and target.exists()
+
+
+def test_an_entry_used_after_the_scan_stays(tmp_path, monkeypatch):
+    """The decision is checked again under the entry's lock: a library loaded (and so marked
+    used) between the scan and the removal stays."""
+    from snn_cpp import cache_pruning
+
+    files = _entry(tmp_path, 1, MAX_AGE_DAYS + 1)
+    library = next(p for p in files if p.suffix == ".so")
+    scan = cache_pruning._entries
+
+    def scan_then_use(directory):
+        found = scan(directory)
+        os.utime(library, (NOW,) * 2)  # another process loads it now
+        return found
+
+    monkeypatch.setattr(cache_pruning, "_entries", scan_then_use)
+    report = prune_cache(tmp_path, now=NOW)
+    assert report.removed == 0 and all(p.exists() for p in files)
+
+
 def test_a_missing_directory_prunes_nothing(tmp_path):
     report = prune_cache(tmp_path / "absent")
     assert (report.removed, report.kept) == (0, 0)
+
+
+@pytest.mark.skipif(build.probe() is not None, reason=f"cpp backend unavailable: {build.probe()}")
+def test_a_builder_that_waited_on_a_removed_lock_file_still_excludes_pruning(tmp_path):
+    """Pruning removes an entry's lock file while it holds it. A builder waiting on that file
+    must not then compile under a lock that no one else can see: a second prune would delete
+    its source midway (the build failed with "No such file")."""
+    from snn_cpp.file_locks import exclusive_lock
+
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    slow = tmp_path / "slowcc"
+    slow.write_text(f'#!/bin/sh\nsleep 1\nexec "{build.compiler_command()[0]}" "$@"\n')
+    slow.chmod(0o755)
+    chain = f"snn_cpp.build.Toolchain(({str(slow)!r},), 'slow', ('-shared', '-fPIC', '-O0'), (), False, False, '{'0' * 16}')"
+    source = '__attribute__((visibility("default"))) int snn_seven(void) { return 7; }\n'
+    name = f"{hashlib.sha256(source.encode()).hexdigest()[:32]}-{'0' * 16}"
+    builder = textwrap.dedent(f"""
+        import snn_cpp.build
+        print("start", flush=True)
+        print(snn_cpp.build.load_library({source!r}, None, {chain}).snn_seven(), flush=True)
+    """)
+    env = {**os.environ, build.CACHE_ENV: str(cache)}
+    lock = cache / f"{name}.lock"
+    with exclusive_lock(lock) as held:  # a pruner inside its removal
+        assert held
+        process = subprocess.Popen([sys.executable, "-c", builder], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert process.stdout is not None and process.stdout.readline().strip() == "start"
+        time.sleep(0.5)  # the builder found no library and waits on the lock file
+        lock.unlink()
+    deadline = time.time() + 60
+    while not (cache / f"{name}.c").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    prune_cache(cache, max_bytes=0)  # while the builder compiles (1 s)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0 and out.strip() == "7", err
 
 
 @pytest.mark.skipif(build.probe() is not None, reason=f"cpp backend unavailable: {build.probe()}")

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from snn.errors import SNNError
 from snn_cpp.codegen import ABI_VERSION
+from snn_cpp.file_locks import exclusive_lock
 
 __all__ = [
     "CACHE_ENV",
@@ -386,18 +387,10 @@ def _suppress_os_error() -> Iterator[None]:
 
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    """An advisory exclusive lock on ``path`` (no-op where ``fcntl`` does not exist)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
+    """An advisory exclusive lock on ``path`` (no-op where ``fcntl`` does not exist), on the
+    file the path names once it is held (pruning may remove a lock file while we wait)."""
+    with exclusive_lock(path):
         yield
-        return
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _open_checked(path: Path, checksum: str | None, ident: str | None) -> ctypes.CDLL | None:

@@ -15,7 +15,9 @@ the cache grow):
   every removal holds the entry's lock, so a builder never sees half an entry. A library that a
   running process has loaded stays mapped there; the next process to need it compiles it again.
 
-Only files named like cache entries (``<32 hex>-<16 hex>.<suffix>``) are touched.
+Only regular files named like cache entries (``<32 hex>-<16 hex>.<suffix>``) are touched; an
+entry holding a directory or a symbolic link is left alone. Pruning decides from one scan of the
+directory, and under the entry's lock checks again that its library was not used meanwhile.
 
 Example:
     >>> from snn_cpp.cache_pruning import prune_cache
@@ -26,11 +28,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from snn_cpp.file_locks import exclusive_lock
 
 __all__ = ["MAX_AGE_DAYS", "MAX_BYTES", "PruneReport", "prune_cache"]
 
@@ -69,6 +72,7 @@ class _Entry:
     size: int
     last_used: float
     has_library: bool
+    foreign: bool  # holds something other than regular files (a directory, a link): left alone
 
 
 def _entries(directory: Path) -> list[_Entry]:
@@ -85,7 +89,10 @@ def _entries(directory: Path) -> list[_Entry]:
             info = item.stat(follow_symlinks=False)
         except OSError:  # removed meanwhile
             continue
-        entry = grouped.setdefault(match.group(1), _Entry(match.group(1), [], 0, 0.0, False))
+        entry = grouped.setdefault(match.group(1), _Entry(match.group(1), [], 0, 0.0, False, False))
+        if not stat.S_ISREG(info.st_mode):
+            entry.foreign = True
+            continue
         entry.files.append(Path(item.path))
         entry.size += info.st_size
         if item.name == f"{entry.name}.so":
@@ -96,48 +103,45 @@ def _entries(directory: Path) -> list[_Entry]:
     return list(grouped.values())
 
 
-@contextmanager
-def _try_lock(path: Path) -> Iterator[bool]:
-    """Hold the advisory lock on ``path`` if nobody else does (yields whether it is held)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: nothing can be held, remove as is
-        yield True
-        return
-    try:
-        handle = open(path, "a+b")
-    except OSError:
-        yield False
-        return
-    with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def _remove(entry: _Entry, directory: Path) -> int | None:
+    """Remove the entry's files under its lock, the lock file last.
 
-
-def _remove(entry: _Entry, directory: Path) -> bool:
-    """Remove the entry's files under its lock; ``False`` if another process holds the lock."""
+    Returns:
+        The bytes removed (0: nothing left to remove, e.g. another process pruned it, or its
+        library was used since the scan), or ``None`` when another process holds the lock.
+    """
     lock = directory / f"{entry.name}.lock"
-    with _try_lock(lock) as held:
-        if not held:
-            return False
-        for path in entry.files:
-            if path != lock:
+    library = directory / f"{entry.name}.so"
+    try:
+        with exclusive_lock(lock, blocking=False) as held:
+            if not held:
+                return None
+            if entry.has_library:
                 try:
-                    path.unlink()
+                    if os.lstat(library).st_mtime != entry.last_used:
+                        return 0  # used (or rebuilt) since the scan
                 except FileNotFoundError:
+                    return 0  # another process pruned it
+            freed = 0
+            for path in entry.files:
+                if path == lock:
+                    continue
+                try:
+                    info = os.lstat(path)
+                    if stat.S_ISREG(info.st_mode):
+                        path.unlink()
+                        freed += info.st_size
+                except OSError:  # gone meanwhile, or not ours to remove
                     pass
-        try:
-            lock.unlink()  # while held: a builder waiting on it finds the entry gone and rebuilds
-        except FileNotFoundError:
-            pass
-    return True
+            try:
+                size = os.lstat(lock).st_size
+                lock.unlink()  # while held: a process waiting on it locks the next lock file
+                freed += size
+            except OSError:
+                pass
+            return freed
+    except OSError:  # the lock file cannot be created or locked (a read-only cache, no flock)
+        return None
 
 
 def prune_cache(
@@ -183,15 +187,20 @@ def prune_cache(
 
     def gone(entry: _Entry) -> bool:
         nonlocal removed, freed
-        if _remove(entry, path):
-            removed += 1
-            freed += entry.size
-            return True
-        busy.add(entry.name)
-        return False
+        outcome = _remove(entry, path)
+        if outcome is None:
+            busy.add(entry.name)
+            return False
+        if outcome == 0 and entry.size > 0:
+            return False  # used since the scan, or already gone: not counted
+        removed += 1
+        freed += outcome
+        return True
 
     kept = []
     for entry in _entries(path):
+        if entry.foreign:
+            continue
         limit = max_age_days * 86400.0 if entry.has_library else min(max_age_days * 86400.0, _LEFTOVER_SECONDS)
         if not (current - entry.last_used > limit and gone(entry)):
             kept.append(entry)
