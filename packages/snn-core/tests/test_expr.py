@@ -20,6 +20,11 @@ class _TritonShim:
     """Evaluates rendered Triton expressions with torch (tl.* -> torch)."""
 
     exp, log, abs, sqrt, sigmoid, cos = torch.exp, torch.log, torch.abs, torch.sqrt, torch.sigmoid, torch.cos
+    sqrt_rn = staticmethod(torch.sqrt)
+
+    @staticmethod
+    def div_rn(a, b):
+        return torch.as_tensor(a) / b
 
     @staticmethod
     def where(c, a, b):

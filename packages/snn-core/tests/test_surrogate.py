@@ -88,8 +88,13 @@ def triton_shim_eval(source: str, x: torch.Tensor) -> torch.Tensor:
         log = staticmethod(torch.log)
         abs = staticmethod(torch.abs)
         sqrt = staticmethod(torch.sqrt)
+        sqrt_rn = staticmethod(torch.sqrt)
         sigmoid = staticmethod(torch.sigmoid)
         cos = staticmethod(torch.cos)
+
+        @staticmethod
+        def div_rn(a, b):
+            return as_tensor(a) / b
 
         @staticmethod
         def where(cond, a, b):

@@ -9,6 +9,7 @@ import sys
 import pytest
 from snn_triton_test_helpers import SYNTHETIC_MODELS, all_model_names
 
+from snn.expr import render, var
 from snn.models import kernel_plan
 from snn.plugins import get_registry
 from snn.surrogate import CLOSED_FORM_SURROGATES, SURROGATES, ATan, Sigmoid
@@ -90,6 +91,22 @@ def test_float32_literals_are_exact_and_ieee_operations_are_used():
     extrema = text.count("tl.minimum(") + text.count("tl.maximum(")
     assert extrema >= 2 and text.count("propagate_nan=tl.PropagateNan.ALL") == extrema
     assert "tl.div_rn(" in text and " / " not in text
+
+
+@pytest.mark.parametrize("alpha", [2.0, 3.0, 7.0])
+def test_powers_divide_and_take_roots_correctly_rounded(alpha):
+    """QPseudoSpike's derivative is a power ``(1 + c z^2) ** -alpha``: its reciprocals and
+    square roots are ``tl.div_rn`` and ``tl.sqrt_rn`` too (``/`` and ``tl.sqrt`` are
+    approximate on NVIDIA GPUs)."""
+    from snn.surrogate import QPseudoSpike
+
+    plan = kernel_plan(model_named("lif").config(QPseudoSpike(alpha=alpha).spec))
+    text = backward_source(plan, "float32", full_variant(1)).source
+    assert " / " not in text and "tl.sqrt(" not in text
+    assert "tl.div_rn(" in text
+    x = var("x")
+    assert render(x**-0.5, "triton") == "tl.div_rn(1.0, tl.sqrt_rn(x))"
+    assert render(x**0.5 / x, "triton") == "tl.div_rn(tl.sqrt_rn(x), x)"
 
 
 def test_bfloat16_results_are_rounded_with_integer_arithmetic():

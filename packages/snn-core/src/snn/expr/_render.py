@@ -42,7 +42,8 @@ def float32_literal(value: float, dialect: str) -> str:
 #: Integer powers up to this magnitude render for Triton as products (repeated squaring); larger
 #: ones as ``exp(n log|a|)`` (Triton's interpreter has no ``pow``).
 _TRITON_PRODUCT_POWERS = 64
-_TRITON_FUNCS = {f: f"tl.{f}" for f in _FUNCTIONS if f not in ("relu",)}
+# Triton's sqrt and ``/`` are approximate on NVIDIA GPUs; sqrt_rn and div_rn round correctly
+_TRITON_FUNCS = {f: f"tl.{f}" for f in _FUNCTIONS if f not in ("relu",)} | {"sqrt": "tl.sqrt_rn"}
 _C32_FUNCS = {
     "exp": "expf", "log": "logf", "abs": "fabsf", "sqrt": "sqrtf", "cos": "cosf", "sin": "sinf",
     "minimum": "fminf", "maximum": "fmaxf",
@@ -64,7 +65,9 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
             backend chooses identifiers.
 
     Returns:
-        A fully parenthesised expression string. ``relu(a)`` renders as ``a < 0 ? 0 : a`` (a NaN
+        A fully parenthesised expression string. In Triton, divisions and square roots are
+        the correctly rounded ``tl.div_rn`` and ``tl.sqrt_rn`` (``/`` and ``tl.sqrt`` are
+        approximate on NVIDIA GPUs), as C's and CUDA's ``/`` and ``sqrtf`` are. ``relu(a)`` renders as ``a < 0 ? 0 : a`` (a NaN
         stays NaN, as ``torch.relu`` keeps it). ``a ** n`` follows ``torch.pow``: ``a ** 0`` is 1 (NaN
         included); ``n`` of 1, 2, 3, -1 and -2 render as the products and reciprocals torch
         computes, ``a ** 0.5`` and ``a ** -0.5`` with ``sqrt``. Other exponents render as C's
@@ -91,8 +94,12 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
     zero = {"triton": "0.0", "cuda": "0.0f", "c": "0.0f", "c64": "0.0"}.get(dialect, "0.0")
 
     exp_f, log_f, abs_f, sqrt_f = {
-        "triton": ("tl.exp", "tl.log", "tl.abs", "tl.sqrt"), "c64": ("exp", "log", "fabs", "sqrt")
+        "triton": ("tl.exp", "tl.log", "tl.abs", "tl.sqrt_rn"), "c64": ("exp", "log", "fabs", "sqrt")
     }.get(dialect, ("expf", "logf", "fabsf", "sqrtf"))
+
+    def quotient(a: str, b: str) -> str:
+        # Triton's ``/`` is approximate on NVIDIA GPUs; C's and CUDA's round correctly
+        return f"tl.div_rn({a}, {b})" if dialect == "triton" else f"({a} / {b})"
 
     pow_f = {"triton": None, "c64": "pow"}.get(dialect, "powf")
 
@@ -113,17 +120,17 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
             return one
         if abs(exponent) == 0.5:  # torch.pow takes sqrt here: NaN at -inf, and -0.0 stays -0.0
             root = f"{sqrt_f}({base})"
-            return root if exponent > 0 else f"({one} / {root})"
+            return root if exponent > 0 else quotient(one, root)
         if exponent in (1.0, 2.0, 3.0, -1.0, -2.0):  # torch.pow's own products and reciprocals
             product = " * ".join([base] * int(abs(exponent)))
-            return f"({product})" if exponent > 0 else f"({one} / ({product}))"
+            return f"({product})" if exponent > 0 else quotient(one, f"({product})")
         if pow_f is not None:
             # C's pow follows torch.pow (a C pow underneath) at zeros, infinities, NaN and
             # negative bases, within an ulp
             return f"{pow_f}({base}, {float32_literal(exponent, dialect)})"
         if exponent.is_integer() and abs(exponent) <= _TRITON_PRODUCT_POWERS:
             product = integer_power(base, int(abs(exponent)))
-            return product if exponent > 0 else f"({one} / {product})"
+            return product if exponent > 0 else quotient(one, product)
         if not exponent.is_integer():
             # -inf to a non-integer power is +inf (positive) or +0 (negative), as for +inf, where
             # log(-inf) is NaN: -inf, the one negative x with x + x == x, is taken as +inf
@@ -134,7 +141,7 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
             return f"{exp_f}({float32_literal(exponent, dialect)} * {log_f}({abs_f}({base})))"
         # odd: the base times an even power keeps its sign, -0.0 and infinities included
         even = f"{exp_f}({float32_literal(abs(exponent) - 1.0, dialect)} * {log_f}({abs_f}({base})))"
-        return f"({base} * {even})" if exponent > 0 else f"({one} / ({base} * {even}))"
+        return f"({base} * {even})" if exponent > 0 else quotient(one, f"({base} * {even})")
 
     def go(e: Expr) -> str:
         op = e.op
@@ -147,7 +154,9 @@ def render(expr: Expr, dialect: str, variables: dict[str, str] | None = None) ->
             return str(ident)
         if op == "neg":
             return f"(-{go(e.args[0])})"
-        if op in {"+", "-", "*", "/", "<", "<=", ">", ">="}:
+        if op == "/":
+            return quotient(go(e.args[0]), go(e.args[1]))
+        if op in {"+", "-", "*", "<", "<=", ">", ">="}:
             return f"({go(e.args[0])} {op} {go(e.args[1])})"
         if op == "and":
             joiner = "&&" if c_like else "&"
