@@ -285,3 +285,44 @@ def test_encoders_copy_and_pickle_with_their_state() -> None:
         assert clone.t == 1
         assert torch.equal(clone.spike, encoder.spike)
         assert [clone(torch.tensor([0.0])).item() for _ in range(3)] == [0.0, 1.0, 0.0]
+
+
+def test_weighted_phase_in_half_precision_does_not_fire_for_weights_that_underflow() -> None:
+    """2 ** -25 is 0 in float16: ``remainder >= 0`` fired for every element, 0 included."""
+    encoder = encoding.WeightedPhaseEncoder(26)
+    x = torch.tensor([0.0, 0.5, 0.75], dtype=torch.float16)
+    spikes = torch.stack([encoder(x) for _ in range(26)])
+    assert spikes.dtype == torch.float16
+    assert spikes.sum(0).tolist() == [0.0, 1.0, 2.0]
+    x64 = torch.rand(300, dtype=torch.float64) * 0.99
+    kept = x64.clone()
+    encoding.WeightedPhaseEncoder(8, step_mode="m")(x64.unsqueeze(0).expand(8, -1))
+    assert torch.equal(x64, kept)  # the input is not written
+
+
+def test_latency_linear_steps_of_half_inputs_are_computed_in_float32() -> None:
+    assert encoding.LatencyEncoder(70000).firing_step(torch.zeros(1, dtype=torch.float16)).item() == 69999
+    x = torch.tensor([0.3], dtype=torch.bfloat16)  # 0.30078125
+    assert encoding.LatencyEncoder(1001).firing_step(x).item() == round(1000 * (1 - 0.30078125))
+
+
+def test_poisson_spikes_carry_no_graph() -> None:
+    x = torch.rand(3, requires_grad=True)
+    spikes = encoding.PoissonEncoder()(x)
+    assert not spikes.requires_grad and spikes.grad_fn is None
+
+
+def test_stateful_encoders_refuse_non_tensor_inputs_after_storing_a_train() -> None:
+    encoder = encoding.LatencyEncoder(3)
+    encoder(torch.rand(2, 3))
+    with pytest.raises(TypeError, match="x: expected a tensor .* got str"):
+        encoder("garbage")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+
+
+def test_detach_net_leaves_a_replayed_pattern_of_the_user_untouched() -> None:
+    pattern = torch.rand(3, 2, requires_grad=True)
+    encoder = encoding.PeriodicEncoder(pattern)
+    encoder()
+    functional.detach_net(encoder)
+    assert pattern.requires_grad
+    assert not encoder.spike.requires_grad and torch.equal(encoder.spike, pattern.detach())

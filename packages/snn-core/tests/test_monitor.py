@@ -205,3 +205,9 @@ def test_firing_rate_helpers_equal_manual_means() -> None:
         monitor.firing_rates(shapes)
     with pytest.raises(TypeError, match="monitor: expected an snn.monitor monitor"):
         monitor.firing_rates(net)  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(TypeError, match="layers: expected an iterable of layer names .* the string '13'"):
+        monitor.firing_rates(spikes, "13")  # one name is not a list of its characters
+    empty = monitor.OutputMonitor(net, neuron.BaseNode, function_on_output=lambda s: s[:, :0])
+    net(second)
+    with pytest.raises(ValueError, match="the records of layer '1' hold no elements"):
+        monitor.firing_rates(empty, ["1"])

@@ -194,9 +194,14 @@ class MemoryModule(nn.Module, StepModule):
 
     def detach(self) -> None:
         """Cut every tensor memory, and the tensors of list / tuple memories, from the autograd
-        graph (truncated BPTT); tensors in place where possible."""
+        graph (truncated BPTT); tensors in place where possible. A leaf tensor that requires
+        grad (one the user handed in: an initial state, a pattern to replay) is replaced by a
+        detached alias instead: detaching it in place would clear the user's ``requires_grad``."""
         for name, value in self._memories.items():
             if isinstance(value, torch.Tensor):
+                if value.is_leaf and value.requires_grad:
+                    self._memories[name] = value.detach()
+                    continue
                 try:
                     value.detach_()
                 except RuntimeError:

@@ -146,6 +146,8 @@ class StatefulEncoder(MemoryModule):
         """The stored spike train, encoded from ``x`` first if there is none."""
         spike = self.spike
         if spike is not None:
+            if x is not None and not isinstance(x, torch.Tensor):
+                raise TypeError(f"x: expected a tensor (or None to replay the stored train), got {type(x).__name__}")
             if isinstance(x, torch.Tensor) and x.shape != self._input_shape(spike):
                 raise ValueError(
                     f"{type(self).__name__}: the stored spike train encodes inputs of shape "
@@ -243,7 +245,8 @@ class PoissonEncoder(StatelessEncoder):
             TypeError: ``x`` is not a floating-point tensor.
         """
         _check_floating("x", x, "of firing probabilities")
-        return torch.rand_like(x).le_(x).to(x.dtype)
+        # sampling has no gradient: the spikes carry no graph, as the reference's out-of-place le
+        return torch.rand_like(x).le_(x.detach()).to(x.dtype)
 
 
 class LatencyEncoder(StatefulEncoder):
@@ -292,7 +295,10 @@ class LatencyEncoder(StatefulEncoder):
         _check_floating("x", x, "of intensities in [0, 1]")
         _check_range(x, 1.0, type(self).__name__)
         if self.enc_function == "linear":
-            return ((self.T - 1.0) * (1.0 - x)).round().long()
+            # half types in float32: in float16 (T - 1) overflows from T = 65506, and bfloat16
+            # rounds 1 - x and the product to 8 bits (T = 1001, x = 0.30078125: 700, not 699)
+            wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+            return ((self.T - 1.0) * (1.0 - wide)).round().long()
         x64 = x.double()
         floor = math.exp(1.0 - self.T)  # exp(-(T - 1)); it underflows to 0.0 for T > 746
         # -ln(x + (1 - x) * exp(1 - T)) <= T - 1; the clamp only catches ln(0) at x = 0
@@ -349,8 +355,11 @@ class WeightedPhaseEncoder(StatefulEncoder):
             ValueError: an element of ``x`` is outside ``[0, 1 - 2 ** -K]`` (or NaN).
         """
         _check_floating("x", x, "of values in [0, 1 - 2 ** -K]")
-        _check_range(x, 1.0 - 2.0 ** (-self.T), type(self).__name__)
-        remainder = x.clone()
+        # in float64: the weights 2 ** -k underflow to 0 in float16 from k = 25 (float32 from
+        # k = 150), where remainder >= 0 would fire for every element, x = 0 included; for the
+        # values a float32 input can hold the subtractions are exact, so its spikes do not change
+        remainder = x.to(torch.float64 if x.device.type != "mps" else torch.float32, copy=True)
+        _check_range(remainder, 1.0 - 2.0 ** (-self.T), type(self).__name__)
         spike = torch.empty((self.T, *x.shape), dtype=x.dtype, device=x.device)
         weight = 0.5
         for phase in range(self.T):

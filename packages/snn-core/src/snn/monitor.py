@@ -427,12 +427,15 @@ def firing_rates(monitor: BaseMonitor, layers: Iterable[str] | None = None) -> d
         ``name -> 0-dim tensor`` (float64, on the records' device), in monitoring order.
 
     Raises:
-        TypeError: ``monitor`` is not a monitor, or a record is not a floating or bool tensor.
+        TypeError: ``monitor`` is not a monitor, ``layers`` is a string, or a record is not a
+            floating or bool tensor.
         KeyError: a name in ``layers`` is not monitored.
-        ValueError: a requested layer has no records.
+        ValueError: a requested layer has no records, or only empty ones.
     """
     if not isinstance(monitor, BaseMonitor):
         raise TypeError(f"monitor: expected an snn.monitor monitor, got {type(monitor).__name__}")
+    if isinstance(layers, str):
+        raise TypeError(f"layers: expected an iterable of layer names (e.g. [{layers!r}]), got the string {layers!r}")
     names = [n for n in monitor.monitored_layers if monitor.name_records_index[n]] if layers is None else list(layers)
     rates: dict[str, torch.Tensor] = {}
     for name in names:
@@ -449,5 +452,7 @@ def firing_rates(monitor: BaseMonitor, layers: Iterable[str] | None = None) -> d
             total = part if total is None else total + part.to(total.device)
             count += record.numel()
         assert total is not None
-        rates[name] = total / max(count, 1)
+        if count == 0:
+            raise ValueError(f"layers: the records of layer {name!r} hold no elements")
+        rates[name] = total / count
     return rates
