@@ -179,6 +179,12 @@ def test_firing_rate_helpers_equal_manual_means() -> None:
         monitor.firing_rate(s.long())
     with pytest.raises(ValueError, match="spikes: expected a non-empty tensor"):
         monitor.firing_rate(torch.empty(0))
+    for dim in (0.0, True, "0", [0, 1.0]):
+        with pytest.raises(TypeError, match="dim: expected None, an int or a sequence of ints"):
+            monitor.firing_rate(torch.ones(2, 2), dim)  # type: ignore[arg-type]  # wrong types on purpose
+    with pytest.raises(TypeError, match="keepdim: expected a bool, got NoneType"):
+        monitor.firing_rate(torch.ones(2, 2), None, None)  # type: ignore[arg-type]  # a wrong type on purpose
+    assert monitor.firing_rate(torch.ones(2, 3), [0], True).shape == (1, 3)
 
     net = _net("m")
     spikes = monitor.OutputMonitor(net, neuron.BaseNode)

@@ -114,6 +114,11 @@ def test_firing_rate_histogram_counts() -> None:
         visualizing.plot_firing_rate_histogram(rates, bins=0)
     with pytest.raises(ValueError, match="empty mapping"):
         visualizing.plot_firing_rate_histogram({})
+    # a key 0 is a label like any other; NumPy integers are bin counts
+    fig, ax = visualizing.plot_firing_rate_histogram({0: rates, 1: rates}, bins=np.int64(2))
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["0", "1"]
+    with pytest.raises(ValueError, match=r"rates\[0\]: expected firing rates"):
+        visualizing.plot_firing_rate_histogram({0: rates + 1.0, 1: rates})
 
 
 def test_inputs_are_checked() -> None:

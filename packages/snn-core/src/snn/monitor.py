@@ -388,7 +388,8 @@ def firing_rate(spikes: torch.Tensor, dim: int | Sequence[int] | None = None, ke
         The mean, in ``spikes``' dtype (the default floating dtype for bool spikes).
 
     Raises:
-        TypeError: ``spikes`` is not a floating or bool tensor.
+        TypeError: ``spikes`` is not a floating or bool tensor, ``dim`` not ints, ``keepdim``
+            not a bool.
         ValueError: ``spikes`` is empty.
 
     Example:
@@ -406,9 +407,16 @@ def firing_rate(spikes: torch.Tensor, dim: int | Sequence[int] | None = None, ke
         raise TypeError(f"spikes: expected a floating or bool tensor, got dtype {spikes.dtype}")
     if spikes.numel() == 0:
         raise ValueError(f"spikes: expected a non-empty tensor, got shape {list(spikes.shape)}")
+    if not isinstance(keepdim, bool):
+        raise TypeError(f"keepdim: expected a bool, got {type(keepdim).__name__}")
     if dim is None:
         return spikes.mean(dim=tuple(range(spikes.dim())), keepdim=keepdim) if keepdim else spikes.mean()
-    return spikes.mean(dim=dim if isinstance(dim, int) else tuple(dim), keepdim=keepdim)
+    if isinstance(dim, int) and not isinstance(dim, bool):
+        return spikes.mean(dim=dim, keepdim=keepdim)
+    dims = tuple(dim) if isinstance(dim, Iterable) and not isinstance(dim, (str, bytes)) else None
+    if dims is None or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        raise TypeError(f"dim: expected None, an int or a sequence of ints, got {dim!r}")
+    return spikes.mean(dim=dims, keepdim=keepdim)
 
 
 def firing_rates(monitor: BaseMonitor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:

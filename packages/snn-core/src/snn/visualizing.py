@@ -26,6 +26,7 @@ imported on the first call, so ``import snn.visualizing`` works without it and a
 from __future__ import annotations
 
 import importlib
+import numbers
 from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -408,16 +409,18 @@ def plot_firing_rate_histogram(
         ImportError: matplotlib is not installed.
     """
     np = _numpy()
-    if isinstance(bins, bool) or not isinstance(bins, int):
+    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral):
         raise TypeError(f"bins: expected an int >= 1, got {type(bins).__name__} {bins!r}")
+    bins = int(bins)
     if bins < 1:
         raise ValueError(f"bins: expected an int >= 1, got {bins}")
-    series = dict(rates) if isinstance(rates, Mapping) else {"": rates}
+    single = not isinstance(rates, Mapping)
+    series = {"": rates} if single else dict(rates)
     if not series:
         raise ValueError("rates: expected at least one layer, got an empty mapping")
-    flat: dict[str, Any] = {}  # numpy arrays (``np`` is the module imported on first call here)
+    flat: dict[Any, Any] = {}  # numpy arrays (``np`` is the module imported on first call here)
     for label, values in series.items():
-        name = f"rates[{label!r}]" if label else "rates"
+        name = "rates" if single else f"rates[{label!r}]"  # a key 0 is a label too
         if isinstance(values, torch.Tensor):
             values = values.reshape(-1)
         elif isinstance(values, np.ndarray):
@@ -431,7 +434,8 @@ def plot_firing_rate_histogram(
     edges = np.linspace(0.0, 1.0, bins + 1)
     several = len(flat) > 1
     for label, array in flat.items():
-        ax.hist(array, bins=edges, histtype="step" if several else "bar", linewidth=1.5, label=label or None)
+        ax.hist(array, bins=edges, histtype="step" if several else "bar", linewidth=1.5,
+                label=None if single else str(label))
     ax.set_xlim(0.0, 1.0)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
