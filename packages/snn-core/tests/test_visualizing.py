@@ -126,6 +126,8 @@ def test_inputs_are_checked() -> None:
         visualizing.plot_2d_heatmap(torch.ones(3), "", "", "")
     with pytest.raises(TypeError, match="spikes: expected a numpy array or a torch.Tensor, got list"):
         visualizing.plot_1d_spikes([[1.0]], "", "", "")  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
+    with pytest.raises(ValueError, match=r"spikes: expected a non-empty array, got shape \[4, 0\]"):
+        visualizing.plot_1d_spikes(torch.zeros(4, 0), "", "", "")
     # half-precision tensors are drawn as float32
     fig, ax = visualizing.plot_2d_heatmap(torch.ones(2, 2, dtype=torch.bfloat16), "", "", "", dpi=50)
     assert ax.get_images()[0].get_array().dtype == np.float32

@@ -88,6 +88,8 @@ def _to_numpy(name: str, x: Any, ndim: int) -> np.ndarray:
         raise TypeError(f"{name}: expected a numpy array or a torch.Tensor, got {type(x).__name__}")
     if array.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {list(array.shape)}")
+    if array.size == 0:  # nothing to draw; numpy's reductions would fail later with its own words
+        raise ValueError(f"{name}: expected a non-empty array, got shape {list(array.shape)}")
     return array
 
 
