@@ -844,7 +844,7 @@ def test_training_saves(case):
     plan = kernel_plan(build(case).neuron_config())
     saved, save_input, initial = SAVED[case[0]]
     assert tuple(plan.states[i] for i in plan.saved_states) == saved
-    assert plan.save_input is save_input and plan.input_recovery is None
+    assert plan.save_input is save_input
     assert tuple(plan.states[i] for i in plan.initial_states_needed) == initial
 
 
@@ -863,14 +863,14 @@ def test_torch_backend_runs_relu_in_a_charge():
 
 def test_an_input_coefficient_that_reads_a_state_saves_the_input():
     """``x (1 + 0.1 v)`` is 0 at ``v = -10``: recovering ``x`` as ``(h - c0) / c1`` gave NaN
-    there, so such a model saves ``x``; its gradients equal autograd's through the state."""
+    there; the input is saved, and the gradients equal autograd's through the state."""
     model = NeuronModel(
         name="input_times_state", states=(State("v", 0.0),), hyperparameters=THRESHOLD_AND_RESET,
         charge=lambda x, u, p, ops: {"v": u.v * 0.7 + x * u.v * 0.1 + x},
     )
     config = model.config(surrogate.Sigmoid().spec)
     plan = kernel_plan(config)
-    assert plan.save_input and plan.input_recovery is None
+    assert plan.save_input
     for v0 in (-10.0, -9.9999, 0.3):
         x = torch.full((2, 1), 0.5, dtype=torch.float64, requires_grad=True)
         u0 = torch.tensor([v0], dtype=torch.float64, requires_grad=True)

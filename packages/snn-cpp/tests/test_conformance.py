@@ -5,7 +5,7 @@ a change here), each model's examples, every reset and ``detach_reset``, every c
 surrogate, float32 and float64, ``T = 1``, non-contiguous inputs, inference, gradients through
 the states only, against a float64 autograd loop of the model descriptions. A second suite runs
 the same checks on a two-state model with two learnable parameters defined below (a reset that
-depends on a learnable parameter, an input recovered from the charged value, the previous
+depends on a learnable parameter, an input gain the backward pass reads, the previous
 states read by the backward pass) and on a one-state model with ``relu``, ``exp``, ``sqrt`` and
 ``abs`` in its charge.
 """

@@ -16,7 +16,7 @@ the generator beyond the built-ins:
   ``maximum``, ``relu``, ``where`` with ``&``, ``abs``, ``sqrt``, ``log``, ``sin``, ``cos``, an
   odd power above 4) and is not affine in the input, so training saves ``x``;
 - ``test_recover``: the input enters scaled by ``exp(-|v| g)`` (``g`` learnable), so the backward
-  pass recovers ``x`` from the charged potential and the rebuilt previous potential.
+  pass reads ``x`` (saved) and the rebuilt previous potential.
 
 A test that takes an argument ``model`` runs once per model (ids: the model names); the
 fixture ``models`` gives the helpers below (test modules cannot import this file).

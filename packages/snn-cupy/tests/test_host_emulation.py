@@ -21,8 +21,7 @@ References:
   models) and the contract's backward recursion written out here in float32 torch operations
   on the plan's expressions (:func:`_plan_reference`): NaN for NaN, for every combination of
   upstream gradients (absent ones must not turn ``0 * inf`` into NaN). Not autograd: its
-  ``torch.where`` backward multiplies a zero into the branch not taken (``0 * sin(inf)`` is NaN)
-  and it knows the input where the plan recovers it from ``h`` (NaN for an infinite state),
+  ``torch.where`` backward multiplies a zero into the branch not taken (``0 * sin(inf)`` is NaN),
   where the plan's derivatives, the torch backend and the kernels agree with each other.
 """
 
@@ -319,9 +318,6 @@ class _PlanFunction(torch.autograd.Function):
             envs.append(env)
             spikes.append(env["s"])
             seqs.append(u)
-        if not plan.save_input and plan.input_recovery is not None:
-            for env in envs:  # the backward pass reads x back as the kernels do
-                env["x"] = _tensor(evaluate(plan.input_recovery, env), x[0])
         ctx.plan, ctx.envs, ctx.m, ctx.n_p = plan, envs, m, len(plan.learnables)
         ctx.set_materialize_grads(False)
         return (torch.stack(spikes), *u, *(torch.stack([step[i] for step in seqs]) for i in range(m)))

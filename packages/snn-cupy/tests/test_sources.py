@@ -292,13 +292,13 @@ def test_surrogate_function_is_the_rendered_derivative() -> None:
 
 
 def test_plan_without_x_for_backward_is_refused() -> None:
-    """A plan whose backward reads ``x`` without saving or recovering it is inconsistent."""
+    """A plan whose backward reads ``x`` without saving it is inconsistent."""
     from dataclasses import replace
 
     from snn.expr import var
 
     plan = kernel_plan(PLIF_MODEL.config(surrogate.Sigmoid().spec))
 
-    broken = replace(plan, charge_x=(var("x"), *plan.charge_x[1:]), save_input=False, input_recovery=None)
+    broken = replace(plan, charge_x=(var("x"), *plan.charge_x[1:]), save_input=False)
     with pytest.raises(ValueError, match="reads x"):
         backward_source(broken, "f32")

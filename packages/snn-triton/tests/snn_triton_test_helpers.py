@@ -11,8 +11,8 @@ the generator beyond the built-in models:
 - ``twostate``: a current-based LIF with two states (``c`` charged first, ``v`` reading ``c``'s
   charge), a learnable ``a`` in the charge and in the reset of ``c`` (so ``reset_p`` and a
   second state's ``reset_s`` are used); ``detach_reset`` detaches only ``v``'s reset;
-- ``expgain``: ``h = v leak + x exp(-|v| gain)``: the backward reads ``x``, recovered from ``h``
-  (:attr:`~snn.models.KernelPlan.input_recovery`) and the recomputed previous state;
+- ``expgain``: ``h = v leak + x exp(-|v| gain)``: the backward reads ``x`` (saved) and the
+  recomputed previous state;
 - ``clipin``: ``h = v + max(x, -0.5) k + min(v, 0.3) / 10`` with a learnable ``k``: the input is
   saved (:attr:`~snn.models.KernelPlan.save_input`), ``minimum`` / ``maximum`` carry NaN.
 """
@@ -83,7 +83,7 @@ EXPGAIN = NeuronModel(
         HyperParameter("leak", 0.9, "positive"), HyperParameter("gain", 0.2, "real"), *THRESHOLD_AND_RESET,
     ),
     charge=_expgain_charge,
-    description="test: input gain depending on the potential (input recovered in backward)",
+    description="test: input gain depending on the potential (input read in backward)",
     examples=({"gain": -0.3, "leak": 0.5},),
 )
 

@@ -54,7 +54,7 @@ def test_parameters_follow_what_the_plan_and_variant_need():
     forward = forward_source(plan, "float32", save=True, store_seqs=False)
     assert forward.parameters == ("x_ptr", "state0_ptr_0", "param_ptr", "spike_ptr", "charged_ptr_0", "last_ptr_0")
     backward = backward_source(plan, "float32", BackwardVariant(False, (True,), (False,), True, False))
-    # PLIF's w gradient reads the initial potential: it is an argument; no x (recovered nowhere)
+    # PLIF's w gradient reads the initial potential: it is an argument; no x (not saved)
     assert backward.parameters == (
         "charged_ptr_0", "state0_ptr_0", "param_ptr", "grad_last_ptr_0", "grad_x_ptr", "grad_state0_ptr_0"
     )

@@ -5,7 +5,7 @@ through Triton's CPU interpreter at the suite's small sizes (``[5, 3, 7]`` and a
 ``[3, 1031]`` that crosses a 1024-neuron block boundary) and compared with a float64 autograd
 loop of the model's description: every reset variant, ``detach_reset``, the model's example
 settings, every claimed surrogate, every dtype and the layouts. The same suite runs on the
-synthetic test models (two states with a learnable reset, input recovery, saved input). The
+synthetic test models (two states with a learnable reset, input gains, saved input). The
 CUDA runs are in ``test_gpu.py``.
 """
 
@@ -26,8 +26,8 @@ class TestTritonConformance(BackendConformance):
 class TestSyntheticModelsConformance(BackendConformance):
     """The synthetic models of snn_triton_test_helpers, registered by the suite itself.
 
-    They exercise the generator's structure (several states, learnable resets, recovered and
-    saved inputs), so three surrogates suffice here: Sigmoid, ATan (a division) and
+    They exercise the generator's structure (several states, learnable resets, inputs the
+    backward pass reads), so three surrogates suffice here: Sigmoid, ATan (a division) and
     PiecewiseQuadratic (abs and maximum). Every claimed surrogate meets every registered model
     in the class above and the two-state model in test_kernels.py.
     """

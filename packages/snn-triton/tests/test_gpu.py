@@ -40,7 +40,7 @@ class TestTritonConformanceOnCuda(BackendConformance):
 
 
 class TestSyntheticModelsConformanceOnCuda(BackendConformance):
-    """The synthetic models of the tests (two states, input recovery, saved input) on CUDA."""
+    """The synthetic models of the tests (two states, input gains, saved input) on CUDA."""
 
     backend = "triton"
     devices = ("cuda",)

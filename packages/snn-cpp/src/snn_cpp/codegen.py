@@ -394,8 +394,6 @@ def _backward(plan: KernelPlan, r: _Renderer, layout: KernelLayout) -> list[str]
                 ]
         if layout.save_input:
             lines.append("const real_t xv = xr[i];")
-        elif plan.input_recovery is not None:
-            lines.append(f"const real_t xv = {r(plan.input_recovery, h_vars | u_vars | p_vars)};")
         lines += [f"const real_t g{i} = c{i}[i]{f' + qr{i}[i]' if with_gq else ''};" for i in range(m)]
         spike = ["gsr[i]"] + [
             f"snn_keep(mpres{i}, g{i} * {r(e, step_vars)})" for i, e in _present(plan.reset_s)

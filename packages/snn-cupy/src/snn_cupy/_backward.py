@@ -59,12 +59,8 @@ class BackwardBuilder:
         coefficients = [*self.rs, *(e for r in self.rh for e in r), *(e for r in self.rp for e in r), *self.cx,
                         *(e for r in self.cu for e in r), *(e for r in self.cp for e in r)]
         used = used_variables(coefficients)
-        self.recovery = None
         if INPUT in used and not plan.save_input:
-            if plan.input_recovery is None:
-                raise ValueError(f"{plan.model.name}: the backward pass reads x, which is neither saved nor recoverable")
-            self.recovery = lower(plan.input_recovery)
-            used |= used_variables([self.recovery])
+            raise ValueError(f"{plan.model.name}: the backward pass reads x, which the plan does not save")
         self.previous = {i: lower(plan.reset[i]) for i in plan.initial_states_needed}
         self.lane_vars = used
         self.previous_vars = used_variables(self.previous.values())
@@ -208,7 +204,7 @@ class BackwardBuilder:
             if f"u_{states[i]}" in v:
                 c(f"const float u{i} = up{i}[lane];")
         if INPUT in v:
-            c("const float xin = " + ("xs[lane];" if self.recovery is None else f"{self._r(self.recovery)};"))
+            c("const float xin = xs[lane];")
         if SPIKE in v:
             c(f"const float spk = h{fire} >= {theta} ? 1.0f : 0.0f;")
         for i in range(m):

@@ -13,8 +13,8 @@ otherwise) and, in training, the charged states the plan saves (float32).
 Backward, newest step first, with the plan's coefficients (``None`` ones leave no code):
 
 - previous states ``u_i`` (those the plan reads) are recomputed from the step before's saved
-  ``h`` and spike, or read from the initial states at ``t = 0``; the input ``x`` is read back or
-  recovered from ``h`` with the plan's ``input_recovery``;
+  ``h`` and spike, or read from the initial states at ``t = 0``; the input ``x`` is read back
+  (saved when the plan's coefficients read it);
 - ``gS_i`` (gradient of post-reset state ``i``) = carried gradient from the next step, or the
   last state's gradient at ``t = T - 1``, plus the state sequence's gradient;
 - ``gs_total = gs + sum_i gS_i reset_s[i]``; ``gH_j = sum_i gS_i reset_h[i][j]`` plus

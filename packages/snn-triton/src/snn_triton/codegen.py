@@ -11,8 +11,7 @@ one launch, one program per ``BLOCK`` neurons, the states carried in float32 reg
 - the **backward** kernel walks the steps newest-first. Per step it reloads the saved charged
   values, recomputes the spike and the surrogate derivative, the previous states (the plan's
   reset applied to the step before, or the initial states) and, when the coefficients read it,
-  the input (saved when :attr:`~snn.models.KernelPlan.save_input`, else
-  :attr:`~snn.models.KernelPlan.input_recovery`). It then applies the recursion of
+  the input (saved: :attr:`~snn.models.KernelPlan.save_input`). It then applies the recursion of
   :class:`~snn.models.KernelPlan` term by term in the order the plan gives. Upstream gradients
   that were not given (no gradient of the spikes, of a last state or of a state sequence) and
   structurally zero coefficients are left out, never multiplied by zero; the gradients of the
@@ -417,7 +416,7 @@ def backward_source(plan: KernelPlan, storage: str, variant: BackwardVariant) ->
     carried_h, prev_spike = _previous_state_inputs(plan)
     # a post-reset state's gradient flows into the step before when some charge reads it
     flows_back = [any(plan.charge_u[j][i] is not None for j in range(m)) for i in range(m)]
-    coefficients = [*plan.reset_s, plan.input_recovery]
+    coefficients = list(plan.reset_s)
     coefficients += [e for rows in (plan.reset_h, plan.reset_p, plan.charge_u, plan.charge_p) for row in rows for e in row]
     coefficients += list(plan.charge_x)
     spike_read = any(SPIKE in variables(e) for e in coefficients if e is not None)
@@ -477,8 +476,6 @@ def backward_source(plan: KernelPlan, storage: str, variant: BackwardVariant) ->
         if plan.save_input:
             em.line(f"{tag}var_x = tl.load(x_ptr + off, mask=mask, other=0.0).to(tl.float32)")
             names[INPUT] = _Value(f"{tag}var_x", True)
-        elif plan.input_recovery is not None:
-            names[INPUT] = em.value(plan.input_recovery, names)
 
         # gS_i: the gradient reaching the post-reset state i of this step
         present: list[int] = []

@@ -161,7 +161,6 @@ def backward(
     prep_tile, prep_ext = tile_coefficients.prepare(raw), ext_coefficients.prepare(raw)
     prep_initial = cp.initial.prepare(raw) if cp.initial is not None else None
     prep_prev = cp.previous.prepare(raw)
-    prep_rec = cp.recovery.prepare(raw) if cp.recovery is not None else None
     c_shift = 0 if aligned else 1  # row t of C[t + 1] is row t + c_shift of c
     # which coefficients are structurally non-zero: sg, A, then (C, d charge / dx, d charge / dp)
     tile_nonzero = tile_coefficients.nonzero
@@ -194,7 +193,6 @@ def backward(
         "s_ext": ext_rows, "work": rows_per_tile,
         **{f"g{j}": rows_per_tile for j in live_indices if not in_place and j != home},
         **{f"prev{i}": ext_rows for i in plan.initial_states_needed if need_prev},
-        **({"x": ext_rows} if (need_x and x is None) else {}),
     }
     buffers = {name: torch.empty((height * cols,), **like) for name, height in flat.items()}
     mix_work: list[torch.Tensor] = []
@@ -208,7 +206,6 @@ def backward(
         s_ext_buf, work = shaped("s_ext"), shaped("work")
         g_bufs = {j: shaped(f"g{j}") for j in live_indices if not in_place and j != home}
         prev_buf = {i: shaped(f"prev{i}") for i in plan.initial_states_needed if need_prev}
-        x_buf = shaped("x") if "x" in flat else None
         carry: list[torch.Tensor | None] = [None] * m
         h_full = [hs[:, c0:c1] if hs is not None else None for hs in saved_h]
         for end in range(steps, 0, -rows_per_tile):
@@ -263,18 +260,9 @@ def backward(
                             elif value[0].data_ptr() != u_tile[first:].data_ptr():
                                 u_tile[first:].copy_(value[0])
                         ext_tiles[f"u_{plan.states[i]}"] = u_tile
-                if need_x:
-                    if x is not None:
-                        ext_tiles[INPUT] = x[start:e1, c0:c1]
-                    else:
-                        assert cp.recovery is not None and x_buf is not None and prep_rec is not None
-                        x_tile = x_buf[:ext]
-                        value = cp.recovery.run(ext_tiles, prep_rec, x_tile)[0]
-                        if isinstance(value, tuple):
-                            x_tile.copy_(value[0])
-                        else:
-                            x_tile.fill_(value)
-                        ext_tiles[INPUT] = x_tile
+                if need_x:  # saved by the forward pass (KernelPlan.save_input)
+                    assert x is not None
+                    ext_tiles[INPUT] = x[start:e1, c0:c1]
                 like_ext = s_ext_buf[:ext]
                 coefficients = ext_coefficients.run(ext_tiles, prep_ext, like_ext)
             c, fx = coefficients[:mm], coefficients[mm : mm + m]

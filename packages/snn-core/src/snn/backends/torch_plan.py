@@ -217,7 +217,6 @@ class CompiledPlan:
             (``ext_fp``) ``d charge_j / dp_k`` (``j`` major): what a backward tile evaluates over
             its rows and the next one, in one program, so shared sub-expressions run once.
         previous: the reset of the states whose previous value the backward pass reads.
-        recovery: ``x`` from the charged states when it is not saved.
         tensor_fx: whether some ``d charge_j / dx`` reads tensors (else they are numbers or
             parameter-only).
         reset_reads_learnables: whether some ``d reset_i / dp_k`` is not zero.
@@ -233,8 +232,8 @@ class CompiledPlan:
     spike (:attr:`Coefficients.reads_not_spike`; see :func:`_reading_not_spike`).
 
     Coefficients are split into a tensor and a scalar factor where the expression allows
-    (``where(h > 0, k / 2, 0)`` is the 0/1 mask times ``k / 2``), except ``previous`` and
-    ``recovery``, which are written into buffers as they are.
+    (``where(h > 0, k / 2, 0)`` is the 0/1 mask times ``k / 2``), except ``previous``, which
+    is written into buffers as it is.
     """
 
     plan: KernelPlan
@@ -242,7 +241,6 @@ class CompiledPlan:
     charge: Program
     reset: Program
     previous: Coefficients
-    recovery: Coefficients | None
     tile: Coefficients
     tile_rp: Coefficients
     ext: Coefficients
@@ -430,7 +428,6 @@ def compiled_plan(config: NeuronConfig) -> CompiledPlan:
         charge=charge,
         reset=reset,
         previous=Coefficients(previous, scalar_names),
-        recovery=Coefficients([plan.input_recovery], scalar_names) if plan.input_recovery is not None else None,
         tile=tile,
         tile_rp=tile_rp,
         ext=ext,

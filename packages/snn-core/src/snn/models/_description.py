@@ -455,9 +455,8 @@ class KernelPlan:
 
     Coefficients are expressions, or ``None`` where they are structurally zero (the term is
     skipped, as autograd skips it). What training saves follows from the variables they use:
-    ``h_j`` for ``j`` in :attr:`saved_states`; the inputs ``x`` when :attr:`save_input` (else,
-    if needed, recovered from ``h`` with :attr:`input_recovery`, exact up to rounding); the
-    initial states named by :attr:`initial_states_needed`.
+    ``h_j`` for ``j`` in :attr:`saved_states`; the inputs ``x`` when :attr:`save_input` (a
+    coefficient reads them); the initial states named by :attr:`initial_states_needed`.
 
     Attributes:
         model: the description.
@@ -469,7 +468,7 @@ class KernelPlan:
         charge, reset: forward expressions per state.
         surrogate: ``sg`` as an expression of ``z``.
         reset_h, reset_s, reset_p, charge_u, charge_x, charge_p: backward coefficients.
-        saved_states, save_input, input_recovery, initial_states_needed: what training keeps.
+        saved_states, save_input, initial_states_needed: what training keeps.
         operations: every operation the plan uses (a backend serves it if it renders them all).
     """
 
@@ -490,14 +489,13 @@ class KernelPlan:
     charge_p: tuple[tuple[Expr | None, ...], ...]
     saved_states: tuple[int, ...]
     save_input: bool
-    input_recovery: Expr | None
     initial_states_needed: tuple[int, ...]
     operations: frozenset[str]
 
     @property
     def needs_input(self) -> bool:
-        """Whether the backward pass reads ``x`` (saved or recovered)."""
-        return self.save_input or self.input_recovery is not None
+        """Whether the backward pass reads ``x`` (then saved: :attr:`save_input`)."""
+        return self.save_input
 
     def needed_previous_states(self) -> tuple[int, ...]:
         """Indices of the states whose previous value ``u_i`` the backward pass reads."""

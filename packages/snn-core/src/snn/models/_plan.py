@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +16,6 @@ from snn.expr import (
     operations,
     replace_nodes,
     simplify,
-    substitute,
     var,
     variables,
 )
@@ -84,47 +83,6 @@ def _as_expr(model: NeuronModel, what: str, value: Any) -> Expr:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Expr("num", (), float(value))
     raise TypeError(f"{model.name}: {what} must build expressions with the ops namespace, got {type(value).__name__}")
-
-
-def _is_affine_in(expr: Expr, name: str) -> bool:
-    """Whether ``expr`` is ``a + b * name`` with ``a`` and ``b`` free of ``name`` (polynomial of
-    degree at most one, built with ``+ - * /`` and negation only)."""
-    if name not in variables(expr):
-        return True
-    op = expr.op
-    if op == "var":
-        return True
-    if op in ("+", "-"):
-        return all(_is_affine_in(a, name) for a in expr.args)
-    if op == "neg":
-        return _is_affine_in(expr.args[0], name)
-    if op == "*":
-        a, b = expr.args
-        return (name not in variables(a) and _is_affine_in(b, name)) or (
-            name not in variables(b) and _is_affine_in(a, name)
-        )
-    if op == "/":
-        return name not in variables(expr.args[1]) and _is_affine_in(expr.args[0], name)
-    return False
-
-
-def _affine_recovery(
-    charge: Expr, x_coefficient: Expr | None, h_name: str, parameters: Collection[str]
-) -> Expr | None:
-    """``x`` recovered from ``h = charge`` when ``charge`` is affine in ``x``: ``(h - c0) / c1``.
-
-    Only for a coefficient ``c1`` of learnable ``parameters`` and numbers (the same for every
-    neuron and step): one that reads a state can be 0 for some neurons (``x (1 + 0.1 v)`` at
-    ``v = -10``), where the division gives NaN instead of the input; such models save ``x``.
-    """
-    if x_coefficient is None or not _is_affine_in(charge, INPUT):
-        return None
-    if x_coefficient.op == "num" and x_coefficient.value == 0.0:
-        return None
-    if not variables(x_coefficient) <= set(parameters):
-        return None
-    offset = simplify(substitute(charge, {INPUT: 0.0}))
-    return simplify((var(h_name) - offset) / x_coefficient)
 
 
 def _additive_terms(expr: Expr, sign: float = 1.0) -> list[tuple[float, Expr]]:
@@ -257,22 +215,18 @@ def kernel_plan(config: NeuronConfig) -> KernelPlan:
     reset_terms = [e for row in reset_h for e in row] + list(reset_s) + [e for row in reset_p for e in row]
     charge_terms = [e for row in charge_u for e in row] + list(charge_x) + [e for row in charge_p for e in row]
     needed = used(reset_terms) | used(charge_terms) | {h_names[fire_index]}  # s and sg read h_fire
-    recovery = None
-    save_input = False
-    if INPUT in needed:
-        for j in range(n):
-            recovery = _affine_recovery(charge[j], charge_x[j], h_names[j], p_names)
-            if recovery is not None:
-                needed |= variables(recovery)
-                break
-        save_input = recovery is None
+    # x is saved where a coefficient reads it. Recovering it from h, (h - c0) / c1 for a charge
+    # affine in x, fails where c1 is 0 (a learnable input gain k = 0, a gain x (1 + 0.1 v) at
+    # v = -10: NaN) and loses precision where c1 x is small against c0; and a coefficient that
+    # reads x at all is one whose c1 reads a state or a learnable
+    save_input = INPUT in needed
     needs_u = {i for i in range(n) if u_names[i] in needed}
     # a previous state u_i is the reset of the step before: it reads the h its reset reads
     for i in needs_u:
         needed |= variables(reset[i])
     saved = tuple(j for j in range(n) if h_names[j] in needed)
     ops: set[str] = set()
-    for e in (*charge, *reset, surrogate, *reset_terms, *charge_terms, recovery):
+    for e in (*charge, *reset, surrogate, *reset_terms, *charge_terms):
         if e is not None:
             ops |= operations(e)
     ops |= {">=", "-"}  # the firing comparison and z = h - threshold
@@ -294,7 +248,6 @@ def kernel_plan(config: NeuronConfig) -> KernelPlan:
         charge_p=charge_p,
         saved_states=saved,
         save_input=save_input,
-        input_recovery=recovery,
         initial_states_needed=tuple(sorted(needs_u)),
         operations=frozenset(ops),
     )
@@ -339,7 +292,7 @@ def _plan_numbers(config: NeuronConfig) -> frozenset[float]:
     plan = kernel_plan(config)
     rows = (*plan.reset_h, *plan.reset_p, *plan.charge_u, *plan.charge_p)
     expressions = [
-        *plan.charge, *plan.reset, plan.surrogate, *plan.reset_s, *plan.charge_x, plan.input_recovery,
+        *plan.charge, *plan.reset, plan.surrogate, *plan.reset_s, *plan.charge_x,
         *(e for row in rows for e in row),
     ]
     found = {node.value for e in expressions if e is not None for node in nodes(e) if node.op == "num"}
