@@ -889,6 +889,41 @@ def test_an_input_coefficient_that_reads_a_state_saves_the_input():
             torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("rectified", [False, True])
+@pytest.mark.parametrize("gain", [0.0, 1e-30, 0.7])
+def test_a_learnable_input_gain_of_zero_has_autograds_gradient(rectified, gain):
+    """``0.5 v + k x`` (and its ``relu``) at ``k = 0``: ``dL/dk`` is ``x`` times the gradient of
+    ``h``. Recovering ``x`` as ``(h - 0.5 v) / k`` gave NaN, and the rewrite
+    ``(h - A) g' / g`` taken as 0 there gave 0 under the ``relu``; both need ``x``, which is saved."""
+
+    def charge(x, u, p, ops):
+        inner = u.v * 0.5 + x * p.k
+        return {"v": ops.relu(inner) if rectified else inner}
+
+    model = NeuronModel(
+        name="input_gain" + ("_relu" if rectified else ""), states=(State("v", 0.0),),
+        hyperparameters=THRESHOLD_AND_RESET, learnables=("k",), charge=charge,
+    )
+    config = model.config(surrogate.Sigmoid().spec)
+    x = torch.full((3, 2), 0.8, dtype=torch.float64, requires_grad=True)
+    u0 = torch.tensor([1.5, 0.4], dtype=torch.float64, requires_grad=True)
+    k = torch.tensor(gain, dtype=torch.float64, requires_grad=True)
+    spikes, (v,), _ = multi_step(x, (u0,), config, learnables=(k,))
+    got = torch.autograd.grad(spikes.sum() + v.sum(), (x, u0, k))
+    x_ref, u_ref, k_ref = (t.detach().requires_grad_(True) for t in (x, u0, k))
+    u, total = u_ref, 0.0
+    for t in range(3):  # the plain loop: threshold 1, Sigmoid(4) surrogate, hard reset to 0
+        h = u * 0.5 + x_ref[t] * k_ref
+        h = torch.relu(h) if rectified else h
+        smooth = torch.sigmoid(4.0 * (h - 1.0))
+        s = smooth + ((h >= 1.0).to(h.dtype) - smooth).detach()
+        total = total + s.sum()
+        u = h * (1.0 - s)
+    want = torch.autograd.grad(total + u.sum(), (x_ref, u_ref, k_ref))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
 def test_factored_hard_reset_matches_the_reset_for_both_spike_values():
     """The one-program backward substitutes ``c - (1 - s) (c - t)`` for a hard reset
     ``s c + (1 - s) t`` (sharing the reset's derivatives): the same values for ``s`` of 0 and 1

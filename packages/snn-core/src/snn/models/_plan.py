@@ -117,9 +117,11 @@ def _scaled_parameter_derivative(charge: Expr, param: str, h_name: str, under_re
     the input ``x`` inside ``B`` (PLIF: ``(h - v) (1 - k)``). ``None`` when the shape differs.
 
     Where ``g`` is 0 (a KLIF ``k`` of 0, a PLIF ``sigmoid(w)`` that underflows) ``B`` cannot be
-    read from ``h``: the factor ``g' / g`` is then taken as 0, which is the derivative when ``g``
-    sits under a ``relu`` (``under_relu``: ``relu'(0) = 0``) or when ``g'`` vanishes with ``g``
-    (:func:`_vanishes_with_derivative`); for other ``g`` the rule does not apply (``None``).
+    read from ``h``: the factor ``g' / g`` is then taken as 0, which is the derivative when ``g'``
+    vanishes with ``g`` (:func:`_vanishes_with_derivative`), or when the charge is ``relu(B g)``
+    alone (``under_relu`` without an ``A``: ``relu'(0) = 0``). In ``relu(A + B g)`` at ``g = 0``
+    the derivative is ``relu'(A) B g'``, which needs ``B``: for other ``g`` the rule does not
+    apply (``None``) and the input is saved.
     """
     if charge.op == "relu":
         # relu(A + B g): where h > 0, h is the inner value, so the rule above applies there;
@@ -152,7 +154,7 @@ def _scaled_parameter_derivative(charge: Expr, param: str, h_name: str, under_re
                     continue
                 signed = other if other_sign > 0 else -other
                 rest = signed if rest is None else rest + signed
-            if not (under_relu or _vanishes_with_derivative(scale)):
+            if not (_vanishes_with_derivative(scale) or (under_relu and rest is None)):
                 return None
             h_minus_rest = var(h_name) if rest is None else var(h_name) - rest
             # d/dp = sign F g' and F g = sign (h - rest), so d/dp = (h - rest) g' / g either way
