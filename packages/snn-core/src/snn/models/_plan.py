@@ -125,8 +125,7 @@ def _scaled_parameter_derivative(charge: Expr, param: str, h_name: str, under_re
     """
     if charge.op == "relu":
         # relu(A + B g): where h > 0, h is the inner value, so the rule above applies there;
-        # elsewhere the gradient is 0 (autograd's relu passes it where the result is > 0),
-        # also where g = 0 (B g = 0 there, and relu'(0) = 0)
+        # elsewhere the gradient is 0 (autograd's relu passes it where the result is > 0)
         inner = _scaled_parameter_derivative(charge.args[0], param, h_name, under_relu=True)
         if inner is None:
             return None
