@@ -924,6 +924,60 @@ def test_a_learnable_input_gain_of_zero_has_autograds_gradient(rectified, gain):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
 
 
+def test_the_standard_soft_reset_subtracts_the_models_own_threshold():
+    """A model whose threshold is ``theta``: the standard soft reset subtracts ``theta`` (it
+    read ``v_threshold`` and raised a KeyError)."""
+    tau_theta = (HyperParameter("tau", 2.0, "time_constant"), HyperParameter("theta", 0.5, "real"))
+    for reset_potential in [(HyperParameter("v_reset", None, "optional_real"),), ()]:
+        model = NeuronModel(
+            name="theta_soft", states=(State("v", 0.0),), hyperparameters=(*tau_theta, *reset_potential),
+            charge=lambda x, u, p, ops: {"v": u.v + (x - u.v) / p.tau}, threshold="theta",
+        )
+        config = model.config(surrogate.Sigmoid().spec)
+        spikes, (v,), _ = multi_step(torch.tensor([[1.2], [0.1]]), (torch.zeros(1),), config)
+        # h = 0.6 fires and keeps 0.6 - 0.5; then h = 0.1 + (0.1 - 0.1) / 2 = 0.1
+        assert spikes.flatten().tolist() == [1.0, 0.0]
+        torch.testing.assert_close(v, torch.tensor([0.1]))
+
+
+def test_descriptions_refuse_a_threshold_that_is_not_a_number_and_learnables_as_a_string():
+    def charge(x, u, p, ops):
+        return {"v": u.v + x}
+
+    with pytest.raises(ValueError, match="threshold: 'v_reset' is a hyper-parameter of kind 'optional_real'"):
+        NeuronModel(name="bad", states=(State("v", 0.0),), hyperparameters=THRESHOLD_AND_RESET,
+                    charge=charge, threshold="v_reset")
+    with pytest.raises(TypeError, match="learnables: expected a tuple of parameter names, got 'gain'"):
+        NeuronModel(name="bad", states=(State("v", 0.0),), hyperparameters=THRESHOLD_AND_RESET,
+                    charge=charge, learnables="gain")  # type: ignore[arg-type]  # a wrong type on purpose
+    listed = NeuronModel(name="listed", states=(State("v", 0.0),), hyperparameters=THRESHOLD_AND_RESET,
+                         charge=charge, learnables=["gain"])  # type: ignore[arg-type]  # a list is taken as a tuple
+    assert listed.learnables == ("gain",)
+
+
+def test_register_model_states_starts_v_at_the_models_initial_value():
+    """``State("v", 0.7)``: a module built with register_model_states starts (and resets) ``v``
+    at 0.7, not at the reset potential BaseNode registers it with."""
+    from snn.neuron import BaseNode
+
+    model = NeuronModel(
+        name="starts_high", states=(State("v", 0.7), State("w", "v_reset")), hyperparameters=THRESHOLD_AND_RESET,
+        charge=lambda x, u, p, ops: {"v": u.v + x, "w": u.w * 0.5},
+    )
+
+    class StartsHigh(BaseNode):
+        def __init__(self, v_reset: float = -0.2, step_mode: str = "s") -> None:
+            super().__init__(v_reset=v_reset, step_mode=step_mode)
+            self.register_model_states()
+
+    StartsHigh.model = model
+    node = StartsHigh()
+    assert dict(node.named_memories()) == {"v": 0.7, "w": -0.2}
+    node(torch.tensor([0.1]))
+    node.reset()
+    assert dict(node.named_memories()) == {"v": 0.7, "w": -0.2}
+
+
 def test_factored_hard_reset_matches_the_reset_for_both_spike_values():
     """The one-program backward substitutes ``c - (1 - s) (c - t)`` for a hard reset
     ``s c + (1 - s) t`` (sharing the reset's derivatives): the same values for ``s`` of 0 and 1

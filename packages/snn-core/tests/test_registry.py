@@ -382,6 +382,15 @@ def test_model_names_a_neuron_module_uses_are_refused() -> None:
         taken = learnables[0] if learnables else hyper
         with pytest.raises(ValueError, match=f"model 'clash': .* '{taken}': expected a name a neuron module does not use"):
             registrar(model)
+    # v_threshold and v_reset are free as hyper-parameters only (BaseNode's own); a state of
+    # that name registered and failed when a module was built
+    state_clash = NeuronModel(
+        name="clash", states=(State("v", 0.0), State("v_reset", 0.0)),
+        hyperparameters=(HyperParameter("v_threshold", 1.0, "real"),),
+        charge=lambda x, u, p, ops: {"v": u.v + x, "v_reset": u.v_reset},
+    )
+    with pytest.raises(ValueError, match="model 'clash': state 'v_reset': expected a name a neuron module does not use"):
+        registrar(state_clash)
 
 
 def test_constant_beyond_float32_names_what_does_not_fit() -> None:

@@ -308,6 +308,10 @@ class NeuronModel:
     examples: tuple[Mapping[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
+        if isinstance(self.learnables, str) or not isinstance(self.learnables, (tuple, list)):
+            # a string would be its characters: learnables="gain" is four parameters g, a, i, n
+            raise TypeError(f"learnables: expected a tuple of parameter names, got {self.learnables!r}")
+        object.__setattr__(self, "learnables", tuple(self.learnables))
         if not all(isinstance(e, Mapping) for e in self.examples):
             raise TypeError(f"examples: expected mappings of hyper-parameter settings, got {self.examples!r}")
         object.__setattr__(self, "examples", tuple(_Example(e) for e in self.examples))
@@ -327,6 +331,12 @@ class NeuronModel:
             raise ValueError(f"fire: expected one of the states {self.state_names}, got {self.fire!r}")
         if self.threshold not in self.hyperparameter_names:
             raise ValueError(f"threshold: expected a hyper-parameter name, got {self.threshold!r}")
+        threshold_kind = next(h.kind for h in self.hyperparameters if h.name == self.threshold)
+        if threshold_kind not in ("real", "positive", "time_constant"):
+            raise ValueError(
+                f"threshold: {self.threshold!r} is a hyper-parameter of kind {threshold_kind!r}; the threshold "
+                "must be a number (kind 'real', 'positive' or 'time_constant')"
+            )
         for state in self.states:
             if isinstance(state.initial, str) and state.initial not in self.hyperparameter_names:
                 raise ValueError(f"states: initial value of {state.name!r} names no hyper-parameter: {state.initial!r}")

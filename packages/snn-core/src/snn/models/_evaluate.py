@@ -50,7 +50,7 @@ def evaluate_reset(
     out = dict(charged)
     if model.reset is None:
         s = spike.detach() if model.fire in detached else spike
-        out[model.fire] = p.reset(charged[model.fire], s)
+        out[model.fire] = p.reset(charged[model.fire], s, getattr(p, model.threshold))
         return out
     plain = dict(model.reset(h, spike, p, ops))
     cut_names = detached & set(plain)

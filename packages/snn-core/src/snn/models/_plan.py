@@ -47,7 +47,7 @@ def _symbolic_forward(model: NeuronModel, config: NeuronConfig) -> tuple[tuple[E
     try:  # the model's own functions: name the model when they fail (an operation snn.expr lacks)
         charged = _as_state_mapping(model, "charge", model.charge(var(INPUT), u, p, SYMBOLIC_OPS))
         changed = (
-            {model.fire: p.reset(h[model.fire], spike)} if model.reset is None
+            {model.fire: p.reset(h[model.fire], spike, getattr(p, model.threshold))} if model.reset is None
             else dict(model.reset(h, spike, p, SYMBOLIC_OPS))
         )
     except (AttributeError, TypeError, ValueError, ArithmeticError) as exc:

@@ -30,18 +30,7 @@ def check_hyperparameters(model: NeuronModel, **values: Any) -> dict[str, Any]:
 
 
 def start_states_at_initial_values(node: BaseNode) -> None:
-    """Give every state of ``node``'s model its initial value, now and after every reset.
-
-    :class:`BaseNode` registers ``v`` at the reset potential; models whose states rest
-    elsewhere (``v_rest``, a second state) call this at the end of their constructor, once the
-    hyper-parameters are attributes.
-    """
-    model = type(node).model
-    assert model is not None
-    initial = model.initial_values({name: getattr(node, name) for name in model.hyperparameter_names})
-    for name in model.state_names:
-        if name in node._memories:
-            node.set_reset_value(name, initial[name])
-            setattr(node, name, initial[name])
-        else:
-            node.register_memory(name, initial[name])
+    """Give every state of ``node``'s model its initial value, now and after every reset
+    (:meth:`BaseNode.register_model_states`; models whose states rest elsewhere than the reset
+    potential, or that have a second state, call this at the end of their constructor)."""
+    node.register_model_states()

@@ -197,14 +197,20 @@ class BaseNode(MemoryModule):
         self.v_seq = None
 
     def register_model_states(self) -> None:
-        """Register every state of :attr:`model` that is not a memory yet, at its initial value
-        for the current hyper-parameters (call at the end of a subclass's ``__init__``)."""
+        """Give every state of :attr:`model` its initial value for the current hyper-parameters,
+        now and after every reset (call at the end of a subclass's ``__init__``, once the
+        hyper-parameters are attributes): states that are not memories yet are registered, and
+        ``v``, which this class registers at the reset potential, starts where the model says
+        (``State("v", "v_rest")``, ``State("v", 0.7)``)."""
         model = type(self).model
         if model is None:
             return
         initial = model.initial_values(self._hyperparameter_values())
         for name in model.state_names:
-            if name not in self._memories:
+            if name in self._memories:
+                self.set_reset_value(name, initial[name])
+                setattr(self, name, initial[name])
+            else:
                 self.register_memory(name, initial[name])
 
     # -- backends ------------------------------------------------------------------------------

@@ -231,14 +231,16 @@ def _check_free_names(model: NeuronModel) -> None:
     its hyper-parameters as attributes of those names."""
     from snn.neuron.base import BaseNode
 
-    taken = (set(dir(BaseNode)) | {"detach_reset", "surrogate_function", "v_seq", "training"}) - {"v_threshold", "v_reset"}
+    taken = set(dir(BaseNode)) | {"detach_reset", "surrogate_function", "v_seq", "training", "v_threshold", "v_reset"}
+    # the threshold and reset potential are BaseNode's own hyper-parameters: only as those
+    hyper_names = {"v_threshold", "v_reset"}
     declared = [
         *(("hyper-parameter", h.name) for h in model.hyperparameters),
         *(("learnable parameter", name) for name in model.learnables),
         *(("state", name) for name in model.state_names),
     ]
     for kind, name in declared:
-        if name in taken or name.startswith("_"):
+        if (name in taken and not (kind == "hyper-parameter" and name in hyper_names)) or name.startswith("_"):
             raise ValueError(
                 f"model {model.name!r}: {kind} {name!r}: expected a name a neuron module does not use already "
                 "(not a BaseNode attribute or method such as step_mode, backend or detach_reset, and not private); "
