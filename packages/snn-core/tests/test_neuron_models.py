@@ -953,6 +953,10 @@ def test_descriptions_refuse_a_threshold_that_is_not_a_number_and_learnables_as_
     listed = NeuronModel(name="listed", states=(State("v", 0.0),), hyperparameters=THRESHOLD_AND_RESET,
                          charge=charge, learnables=["gain"])  # type: ignore[arg-type]  # a list is taken as a tuple
     assert listed.learnables == ("gain",)
+    bare = NeuronModel(name="bare_reset", states=(State("v", 0.0),), hyperparameters=THRESHOLD_AND_RESET,
+                       charge=charge, reset=lambda h, s, p, ops: p.reset(h.v, s))
+    with pytest.raises(TypeError, match=r"bare_reset: reset must return a mapping state -> value .* got Expr"):
+        kernel_plan(bare.config(surrogate.Sigmoid().spec))
 
 
 def test_register_model_states_starts_v_at_the_models_initial_value():

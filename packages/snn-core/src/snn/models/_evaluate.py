@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from snn.models._description import ModelParameters, NeuronConfig, NeuronModel, StateValues
-from snn.models._plan import _as_state_mapping
+from snn.models._plan import _as_state_mapping, _reset_changes
 
 __all__ = ["evaluate_charge", "evaluate_reset", "autograd_step"]
 
@@ -52,10 +52,10 @@ def evaluate_reset(
         s = spike.detach() if model.fire in detached else spike
         out[model.fire] = p.reset(charged[model.fire], s, getattr(p, model.threshold))
         return out
-    plain = dict(model.reset(h, spike, p, ops))
+    plain = _reset_changes(model, model.reset(h, spike, p, ops))
     cut_names = detached & set(plain)
     if cut_names:
-        cut = dict(model.reset(h, spike.detach(), p, ops))
+        cut = _reset_changes(model, model.reset(h, spike.detach(), p, ops))
         for name in cut_names:
             plain[name] = cut[name]
     out.update(plain)

@@ -48,7 +48,7 @@ def _symbolic_forward(model: NeuronModel, config: NeuronConfig) -> tuple[tuple[E
         charged = _as_state_mapping(model, "charge", model.charge(var(INPUT), u, p, SYMBOLIC_OPS))
         changed = (
             {model.fire: p.reset(h[model.fire], spike, getattr(p, model.threshold))} if model.reset is None
-            else dict(model.reset(h, spike, p, SYMBOLIC_OPS))
+            else _reset_changes(model, model.reset(h, spike, p, SYMBOLIC_OPS))
         )
     except (AttributeError, TypeError, ValueError, ArithmeticError) as exc:
         if str(exc).startswith(f"{model.name}:"):
@@ -75,6 +75,16 @@ def _as_state_mapping(model: NeuronModel, what: str, values: Any) -> Mapping[str
     if missing or extra:
         raise ValueError(f"{model.name}: {what} must return every state {model.state_names}, got {tuple(values)}")
     return values
+
+
+def _reset_changes(model: NeuronModel, values: Any) -> dict[str, Any]:
+    """What a model's ``reset`` returned, as a dict (it names the states that change)."""
+    if not isinstance(values, Mapping):
+        raise TypeError(
+            f"{model.name}: reset must return a mapping state -> value of the states that change after a "
+            f"spike (e.g. {{{model.fire!r}: p.reset(h.{model.fire}, s)}}), got {type(values).__name__}"
+        )
+    return dict(values)
 
 
 def _as_expr(model: NeuronModel, what: str, value: Any) -> Expr:
