@@ -144,7 +144,7 @@ class Program:
             dtype: the compute dtype. The sub-expressions are evaluated by torch on 0-dim
                 tensors of it, as a module computes ``self.w.sigmoid()`` on its float32
                 parameter (SpikingJelly's PLIF): in float64 the decay can differ in the last
-                bit, and a potential that close to the threshold spike differently. ``None``:
+                bit, and a potential that close to the threshold spikes differently. ``None``:
                 in Python floats (double precision).
         """
         raw = tuple(float(v) for v in values)
