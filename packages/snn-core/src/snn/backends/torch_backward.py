@@ -42,49 +42,21 @@ import torch
 
 from snn.backends.memory import empty
 from snn.backends.torch_plan import NOT_SPIKE, Coefficient, CompiledPlan, live_states
-from snn.backends.torch_program import number_operand
+from snn.backends.torch_program import _add_product, _add_scaled, _scaled_product, number_operand
 from snn.models import INPUT, SPIKE
 
 __all__ = ["backward"]
 
 
 
-# torch refuses an ``alpha`` or ``value`` beyond the dtype's range (a learnable near 0 gives a
-# factor 1 / k of 1e39 in float32), where autograd's products overflow to infinity: the
-# fallbacks below multiply first, so the gradients become non-finite as autograd's do.
-
-
-def _add_scaled_(out: torch.Tensor, tensor: torch.Tensor, alpha: float) -> None:
-    """``out += alpha tensor``."""
-    try:
-        out.add_(tensor, alpha=alpha)
-    except RuntimeError:
-        out.add_(torch.mul(tensor, alpha))
-
-
-def _addcmul_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, value: float) -> None:
-    """``out += value a b``."""
-    try:
-        out.addcmul_(a, b, value=value)
-    except RuntimeError:
-        out.add_(torch.mul(a, value).mul_(b))
-
-
-def _scaled_product(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, value: float, zero: torch.Tensor) -> None:
-    """``out = value a b`` in one pass (``zero``: a 0-dim zero of ``out``'s dtype)."""
-    try:
-        torch.addcmul(zero, a, b, value=value, out=out)
-    except RuntimeError:
-        torch.mul(a, value, out=out).mul_(b)
-
-
 def _accumulate(out: torch.Tensor, value: torch.Tensor, coefficient: Coefficient) -> None:
-    """``out += value * coefficient`` (coefficient: float or (tensor, factor))."""
+    """``out += value * coefficient`` (coefficient: float or (tensor, factor)); a factor beyond
+    the dtype's range overflows as autograd's products do (see ``torch_program._add_scaled``)."""
     if isinstance(coefficient, float):
-        _add_scaled_(out, value, coefficient)
+        _add_scaled(out, value, coefficient, out)
         return
     tensor, factor = coefficient
-    _addcmul_(out, value, tensor, 1.0 if factor is None else factor)
+    _add_product(out, value, tensor, 1.0 if factor is None else factor, out)
 
 
 def _assign(out: torch.Tensor, value: torch.Tensor, coefficient: Coefficient, zero: torch.Tensor) -> None:
@@ -96,7 +68,7 @@ def _assign(out: torch.Tensor, value: torch.Tensor, coefficient: Coefficient, ze
     if factor is None:
         torch.mul(value, tensor, out=out)
     else:
-        _scaled_product(out, value, tensor, factor, zero)
+        _scaled_product(value, tensor, factor, zero, out)
 
 
 def backward(
@@ -478,10 +450,7 @@ def _mixing(
             return ci
         q, alpha, beta = ci
         target = buffer()[: q.shape[0]]
-        try:
-            torch.add(torch.full((), beta, dtype=q.dtype, device=q.device), q, alpha=alpha, out=target)
-        except RuntimeError:  # alpha beyond the dtype's range: the product overflows, as autograd's
-            torch.mul(q, alpha, out=target).add_(beta)
+        _add_scaled(torch.full((), beta, dtype=q.dtype, device=q.device), q, alpha, target)
         return (target, None)
 
     for k in range(m):
@@ -522,14 +491,14 @@ def _mixing(
             for index, (value, tensors) in enumerate(products):
                 if len(tensors) == 2:
                     if index == 0:
-                        _scaled_product(target, tensors[0], tensors[1], value, zero)
+                        _scaled_product(tensors[0], tensors[1], value, zero, target)
                     else:
-                        _addcmul_(target, tensors[0], tensors[1], value)
+                        _add_product(target, tensors[0], tensors[1], value, target)
                 elif tensors:
                     if index == 0:
                         torch.mul(tensors[0], value, out=target)
                     else:
-                        _add_scaled_(target, tensors[0], value)
+                        _add_scaled(target, tensors[0], value, target)
                 elif index == 0:
                     target.fill_(value)
                 else:

@@ -35,7 +35,8 @@ writes straight in the compute dtype: on CPU a comparison into a ``bool`` tensor
 ``torch.where`` reading one, each cost about three plain arithmetic passes.
 
 Sub-expressions of parameters only (a learnable ``w`` in ``sigmoid(w)``) are evaluated once per
-call on Python floats, not per element; on CPU, numbers in tensor operations are 0-dim tensors
+call, by torch on 0-dim tensors of the compute dtype (:meth:`Program.scalar_values`), not per
+element; on CPU, numbers in tensor operations are 0-dim tensors
 of the compute dtype made once per binding (:func:`number_operand`). Other operations mirror the
 tensor operators (``number - t`` as ``torch.rsub``, ``number / t`` as ``reciprocal(t) * number``
 like ``Tensor.__rtruediv__``, ``minimum(t, c)`` as ``clamp``), so a forward program computes
@@ -100,6 +101,35 @@ def number_operand(value: float, dtype: torch.dtype, device: torch.device) -> to
     if _numbers_as_tensors(device):
         return torch.tensor(value, dtype=dtype, device=device)
     return value
+
+
+# torch refuses an ``alpha`` or ``value`` beyond the dtype's range (a learnable near 0 gives a
+# factor 1 / k of 1e39 in float32) where the plain loop's products overflow to infinity: these
+# three multiply first when it does, so the results become non-finite as the plain loop's do.
+
+
+def _add_scaled(base: torch.Tensor, t: torch.Tensor, alpha: float, out: torch.Tensor) -> torch.Tensor:
+    """``out = base + alpha t`` (``out`` may be ``base``); see the comment above."""
+    try:
+        return torch.add(base, t, alpha=alpha, out=out)
+    except RuntimeError:
+        return torch.add(base, torch.mul(t, alpha), out=out)
+
+
+def _add_product(base: torch.Tensor, a: torch.Tensor, b: torch.Tensor, value: float, out: torch.Tensor) -> torch.Tensor:
+    """``out = base + value a b`` (``out`` may be ``base``); see the comment above."""
+    try:
+        return torch.addcmul(base, a, b, value=value, out=out)
+    except RuntimeError:
+        return torch.add(base, torch.mul(torch.mul(a, value), b), out=out)
+
+
+def _scaled_product(a: torch.Tensor, b: torch.Tensor, value: float, zero: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out = value a b`` in one pass (``zero``: a 0-dim zero of ``out``'s dtype); see above."""
+    try:
+        return torch.addcmul(zero, a, b, value=value, out=out)
+    except RuntimeError:
+        return torch.mul(torch.mul(a, value), b, out=out)
 
 
 def _numbers_as_tensors(device: torch.device) -> bool:
@@ -280,14 +310,7 @@ def _bind(
         if alpha == 1.0:
             return lambda: torch.add(a(), beta, out=out())
         offset = constant(beta)
-
-        def affine() -> Any:
-            try:
-                return torch.add(offset, a(), alpha=alpha, out=out())
-            except RuntimeError:  # alpha beyond the dtype's range: overflow as the plain loop does
-                return torch.add(offset, torch.mul(a(), alpha), out=out())
-
-        return affine
+        return lambda: _add_scaled(offset, a(), alpha, out())
     if op == "keep":  # t (1 - b) for b of 0/1 values, as t (1 - b b): bit for bit (see keep_products)
         t, b = fetch
         return lambda: torch.ops.aten.tanh_backward.grad_input(t(), b(), grad_input=out())
@@ -298,14 +321,7 @@ def _bind(
     if op == "scaledmul":  # (value t) q
         a, b = fetch
         zero, value = constant(0.0), float(ins.value)
-
-        def scaled_product() -> Any:
-            try:
-                return torch.addcmul(zero, a(), b(), value=value, out=out())
-            except RuntimeError:  # value beyond the dtype's range (see affine)
-                return torch.mul(torch.mul(a(), value), b(), out=out())
-
-        return scaled_product
+        return lambda: _scaled_product(a(), b(), value, zero, out())
     if op == "where":
         def branch(kind: str, f: Callable[[], Any]) -> Callable[[], Any]:
             if kind == "num":  # constant branches become 0-dim tensors of the compute dtype
@@ -339,17 +355,7 @@ def _bind(
     if op in ("axpy", "axmy"):  # a + alpha * b, a - alpha * b
         a, b, alpha = fetch
         sign = 1.0 if op == "axpy" else -1.0
-
-        def scaled_add() -> Any:
-            scale = sign * alpha()
-            try:
-                return torch.add(a(), b(), alpha=scale, out=out())
-            except RuntimeError:
-                # a scale beyond the dtype's range (a learnable parameter near 0 or huge), which
-                # torch refuses as alpha: the product overflows to inf, as in the plain loop
-                return torch.add(a(), torch.mul(b(), scale), out=out())
-
-        return scaled_add
+        return lambda: _add_scaled(a(), b(), sign * alpha(), out())
     if op == "addcmul":  # a + value * b * c
         a, b, c = fetch
         value = float(ins.value)
@@ -357,13 +363,7 @@ def _bind(
             base = constant(float(ins.args[0][1]))
             a = lambda: base  # noqa: E731  # the same fetcher shape as the other operands
 
-        def add_scaled_product() -> Any:
-            try:
-                return torch.addcmul(a(), b(), c(), value=value, out=out())
-            except RuntimeError:  # value beyond the dtype's range (see affine)
-                return torch.add(a(), torch.mul(torch.mul(b(), value), c()), out=out())
-
-        return add_scaled_product
+        return lambda: _add_product(a(), b(), c(), value, out())
     if op == "lerp":  # a + w * (b - a)
         a, b, w = fetch
 
