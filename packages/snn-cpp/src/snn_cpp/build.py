@@ -385,14 +385,6 @@ def _suppress_os_error() -> Iterator[None]:
         pass
 
 
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An advisory exclusive lock on ``path`` (no-op where ``fcntl`` does not exist), on the
-    file the path names once it is held (pruning may remove a lock file while we wait)."""
-    with exclusive_lock(path):
-        yield
-
-
 def _open_checked(path: Path, checksum: str | None, ident: str | None) -> ctypes.CDLL | None:
     """The library at ``path`` if its checksum (when given) and source id (when given) match."""
     if checksum is not None and _sha256(path) != checksum:
@@ -481,7 +473,8 @@ def load_library(source: str, ident: str | None, chain: Toolchain | None = None)
     compiled = False
     if library is None:
         try:
-            with _file_lock(directory / f"{name}.lock"):
+            # a lock on the file the path names once held (pruning may remove it while we wait)
+            with exclusive_lock(directory / f"{name}.lock"):
                 library = _try_cached(path, ident)  # another process may have built it meanwhile
                 if library is None:
                     library = _compile(source, path, chain, ident)

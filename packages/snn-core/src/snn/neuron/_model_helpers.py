@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from snn.models import NeuronModel
-from snn.neuron.base import BaseNode
 
-__all__ = ["check_hyperparameters", "start_states_at_initial_values"]
+__all__ = ["check_hyperparameters"]
 
 
 def check_hyperparameters(model: NeuronModel, **values: Any) -> dict[str, Any]:
@@ -27,10 +26,3 @@ def check_hyperparameters(model: NeuronModel, **values: Any) -> dict[str, Any]:
     """
     declared = {h.name: h for h in model.hyperparameters}
     return {name: declared[name].check(value) for name, value in values.items()}
-
-
-def start_states_at_initial_values(node: BaseNode) -> None:
-    """Give every state of ``node``'s model its initial value, now and after every reset
-    (:meth:`BaseNode.register_model_states`; models whose states rest elsewhere than the reset
-    potential, or that have a second state, call this at the end of their constructor)."""
-    node.register_model_states()

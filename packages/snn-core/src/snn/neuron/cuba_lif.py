@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 
 from snn.models import HyperParameter, ModelParameters, NeuronModel, State, StateValues
-from snn.neuron._model_helpers import check_hyperparameters, start_states_at_initial_values
+from snn.neuron._model_helpers import check_hyperparameters
 from snn.neuron.base import BaseNode
 from snn.surrogate import Rect
 
@@ -107,7 +107,7 @@ class CUBALIFNode(BaseNode):
         surrogate = Rect() if surrogate_function is None else surrogate_function
         super().__init__(v_threshold, v_reset, surrogate, detach_reset, step_mode, "torch", store_v_seq)
         self.c_decay, self.v_decay = hyper["c_decay"], hyper["v_decay"]
-        start_states_at_initial_values(self)
+        self.register_model_states()
         if backend != "torch":
             self.backend = backend
 

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 
 from snn.models import HyperParameter, ModelParameters, NeuronModel, State, StateValues
-from snn.neuron._model_helpers import check_hyperparameters, start_states_at_initial_values
+from snn.neuron._model_helpers import check_hyperparameters
 from snn.neuron.base import BaseNode
 
 __all__ = ["IZHIKEVICH_MODEL", "IzhikevichNode"]
@@ -144,7 +144,7 @@ class IzhikevichNode(BaseNode):
         self.tau, self.v_c, self.a0 = hyper["tau"], hyper["v_c"], hyper["a0"]
         self.v_rest, self.w_rest, self.tau_w = hyper["v_rest"], hyper["w_rest"], hyper["tau_w"]
         self.a, self.b = hyper["a"], hyper["b"]
-        start_states_at_initial_values(self)
+        self.register_model_states()
         if backend != "torch":
             self.backend = backend
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import torch
 
 from snn.models import HyperParameter, ModelParameters, NeuronModel, State, StateValues
-from snn.neuron._model_helpers import check_hyperparameters, start_states_at_initial_values
+from snn.neuron._model_helpers import check_hyperparameters
 from snn.neuron.base import BaseNode
 
 __all__ = ["QIF_MODEL", "EIF_MODEL", "QIFNode", "EIFNode"]
@@ -146,7 +146,7 @@ class QIFNode(BaseNode):
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode, "torch", store_v_seq)
         _check_reset_order(self.v_threshold, hyper["v_rest"], self.v_reset)  # type: ignore[arg-type]  # checked floats at construction
         self.tau, self.v_c, self.a0, self.v_rest = hyper["tau"], hyper["v_c"], hyper["a0"], hyper["v_rest"]
-        start_states_at_initial_values(self)
+        self.register_model_states()
         if backend != "torch":
             self.backend = backend
 
@@ -210,7 +210,7 @@ class EIFNode(BaseNode):
         _check_reset_order(self.v_threshold, hyper["v_rest"], self.v_reset)  # type: ignore[arg-type]  # checked floats at construction
         self.tau, self.delta_T, self.theta_rh = hyper["tau"], hyper["delta_T"], hyper["theta_rh"]
         self.v_rest = hyper["v_rest"]
-        start_states_at_initial_values(self)
+        self.register_model_states()
         if backend != "torch":
             self.backend = backend
 
