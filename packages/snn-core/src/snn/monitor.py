@@ -39,8 +39,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -59,7 +61,24 @@ __all__ = [
     "GradOutputMonitor",
     "firing_rate",
     "firing_rates",
+    "paused",
 ]
+
+
+#: True while :func:`paused` holds: every monitor's hooks record nothing.
+_PAUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("snn_monitors_paused", default=False)
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Within the block, no monitor records (in this thread or task): for a library's own
+    forward passes through a user's network, such as :func:`snn.nir.export_to_nir` running its
+    example input, which must not add to the user's records."""
+    token = _PAUSED.set(True)
+    try:
+        yield
+    finally:
+        _PAUSED.reset(token)
 
 
 def _identity(x: Any) -> Any:
@@ -150,7 +169,7 @@ class BaseMonitor:
 
         def hook(module: nn.Module, *args: Any) -> None:
             monitor = monitor_ref()
-            if monitor is not None and monitor._enable:
+            if monitor is not None and monitor._enable and not _PAUSED.get():
                 monitor._record(name, monitor._value(module, args))
 
         return hook
@@ -160,6 +179,8 @@ class BaseMonitor:
         raise NotImplementedError(f"{type(self).__name__}: a monitor records through create_hook or _value")
 
     def _record(self, name: str, value: Any) -> None:
+        if _PAUSED.get():  # a subclass's own hook (see create_hook) records through here
+            return
         self.name_records_index[name].append(len(self.records))
         self.records.append(value)
 

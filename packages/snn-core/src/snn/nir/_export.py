@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from snn import layer, neuron
+from snn import layer, monitor, neuron
 from snn.base import MemoryModule, StepModule
 from snn.errors import NIRConversionError, SNNError
 from snn.nir._common import check_dt, require_nir
@@ -52,8 +52,9 @@ def export_to_nir(
     :func:`import_from_nir` reads and other tools ignore.
 
     ``example_input`` is run through the network once (from reset memories, under
-    :func:`torch.no_grad`, in eval mode) to learn the shapes; the memories and train/eval modes
-    are restored afterwards.
+    :func:`torch.no_grad`, in eval mode) to learn the shapes; the memories, train/eval modes
+    and neurons' ``v_seq`` are restored afterwards, and :mod:`snn.monitor` monitors record
+    nothing from it (:func:`snn.monitor.paused`). Other forward hooks of the network run.
 
     Args:
         net: the network (stateful snn modules, snn layers, torch layers).
@@ -165,13 +166,14 @@ def _record_calls(net: nn.Module, inputs: tuple[torch.Tensor, ...], lead: int) -
             calls.setdefault(id(module), []).append((tuple(args[0].shape), tuple(output.shape)))
 
     memories = extract_memories(net)
+    potentials = [(m, m.v_seq) for m in net.modules() if isinstance(m, neuron.BaseNode)]
     at_rest = [m.get_reset_value(name) for m in net.modules() if isinstance(m, MemoryModule) for name, _ in m.named_memories()]
     modes = [(m, m.training) for m in net.modules()]
     handles = [m.register_forward_hook(hook) for m in net.modules()]
     try:
         load_memories(net, at_rest)  # a fresh state fits example_input's batch size
         net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), monitor.paused():
             try:
                 net(*inputs)
             except (SNNError, NotImplementedError, torch.OutOfMemoryError):
@@ -189,6 +191,8 @@ def _record_calls(net: nn.Module, inputs: tuple[torch.Tensor, ...], lead: int) -
             handle.remove()
         for module, training in modes:
             module.training = training
+        for node, v_seq in potentials:
+            node.v_seq = v_seq
         load_memories(net, memories)
     return calls
 
