@@ -56,6 +56,16 @@ def all_close(values: np.ndarray, target: float) -> bool:
     return bool(np.all(np.abs(values - target) <= RTOL * scale))
 
 
+def heaviside_mismatch(surrogate: SurrogateFunctionBase) -> str | None:
+    """Why ``surrogate`` does not fire with the Heaviside step NIR neurons use, or ``None``
+    when it does (spiking mode, the base class's step as its forward)."""
+    if not surrogate.spiking:
+        return "in non-spiking mode"
+    if type(surrogate).spike is not SurrogateFunctionBase.spike:
+        return "whose forward is not the Heaviside step"
+    return None
+
+
 def surrogate_metadata(surrogate: SurrogateFunctionBase) -> dict[str, Any]:
     """``{"surrogate": name, "surrogate_params": {...}}`` of an snn surrogate (spiking mode)."""
     return {"surrogate": type(surrogate).__name__, "surrogate_params": {k: float(v) for k, v in surrogate.params.items()}}
@@ -92,9 +102,15 @@ def read_snn_metadata(where: str, metadata: Any) -> dict[str, Any]:
             raise ValueError(f"{where}: metadata {METADATA_KEY!r}: surrogate_params: expected a mapping of names to numbers")
         try:
             values = {k: _metadata_real(v) for k, v in params.items()}
-            result["surrogate"] = cls(**values)  # type: ignore[arg-type]  # surrogate parameters by name (never spiking)
+            surrogate = cls(**values)  # type: ignore[arg-type]  # surrogate parameters by name (never spiking)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: metadata {METADATA_KEY!r}: surrogate {name}: {exc}") from exc
+        mismatch = heaviside_mismatch(surrogate)
+        if mismatch is not None:
+            raise ValueError(
+                f"{where}: metadata {METADATA_KEY!r}: surrogate {name} {mismatch}: NIR neurons fire with a Heaviside step"
+            )
+        result["surrogate"] = surrogate
     for key in ("detach_reset", "decay_input"):
         if key in entry:
             flag = entry[key]

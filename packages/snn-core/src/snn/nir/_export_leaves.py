@@ -14,7 +14,7 @@ from snn import layer, neuron
 from snn.base import StepModule
 from snn.errors import NIRConversionError
 from snn.layer.wrappers import StepModeWrapper
-from snn.nir._common import METADATA_KEY, surrogate_metadata
+from snn.nir._common import METADATA_KEY, heaviside_mismatch, surrogate_metadata
 from snn.nir.modules import CubaLINode, Delay, LINode, Scale, SumPool2d, Threshold
 from snn.surrogate import SurrogateFunctionBase
 
@@ -183,9 +183,11 @@ class LeafMapper:
                 f"surrogate_function is {type(surrogate).__name__}, not an snn.surrogate class: snn cannot tell "
                 "whether it fires with the Heaviside step NIR assumes (use an snn.surrogate function)",
             )
-        if not surrogate.spiking or type(surrogate).spike is not SurrogateFunctionBase.spike:
-            mode = "in non-spiking mode" if not surrogate.spiking else "whose forward is not the Heaviside step"
-            raise NIRConversionError(where, f"surrogate {type(surrogate).__name__} {mode}: NIR neurons fire with a Heaviside step")
+        mismatch = heaviside_mismatch(surrogate)
+        if mismatch is not None:
+            raise NIRConversionError(
+                where, f"surrogate {type(surrogate).__name__} {mismatch}: NIR neurons fire with a Heaviside step"
+            )
         return surrogate_metadata(surrogate)
 
     def _neuron(self, module: neuron.BaseNode, where: str, shape: Shape) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

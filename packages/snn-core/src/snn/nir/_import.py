@@ -21,6 +21,7 @@ from snn.nir._common import all_close, check_dt, close, read_snn_metadata, requi
 from snn.nir._import_checks import SUPPORTED, check_edge_shapes, input_shape, ints, read_file
 from snn.nir.graph import NIRGraphModule, port_order
 from snn.nir.modules import CubaLINode, Delay, LINode, Scale, SumPool2d, Threshold
+from snn.surrogate import Sigmoid
 
 __all__ = ["import_from_nir", "MAX_DELAY_STEPS"]
 
@@ -112,13 +113,17 @@ def _check_device(fn: str, device: str | torch.device) -> torch.device:
 
 
 def _array(where: str, field: str, value: Any) -> np.ndarray:
-    """``value`` as a finite float64 array."""
+    """``value`` as a finite float64 array (from integers or real floats only: complex values,
+    strings and booleans are refused, not converted)."""
     if value is None:
         raise ValueError(f"{where}: {field}: missing")
     try:
-        array = np.asarray(value, dtype=np.float64)
+        given = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {field}: expected real numbers, got {type(value).__name__}") from exc
+    if given.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: {field}: expected real numbers (integers or floats), got an array of dtype {given.dtype}")
+    array = given.astype(np.float64)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{where}: {field}: expected finite values")
     return array
@@ -210,6 +215,8 @@ class _Importer:
                 shape = input_shape(getattr(node, "input_type", None))
                 if shape is not None:
                     input_shapes[name] = shape
+                else:
+                    _check_no_bad_shape(here, getattr(node, "input_type", None))
             elif isinstance(node, nir.Output):
                 outputs.append(name)
             elif isinstance(node, nir.NIRGraph):
@@ -297,6 +304,17 @@ class _Importer:
 
     def flatten(self, where: str, node: Any) -> nn.Module:
         start, end = (_int(where, f, getattr(node, f, d)) for f, d in (("start_dim", 1), ("end_dim", -1)))
+        declared = input_shape(getattr(node, "input_type", None))
+        rank = len(declared) if declared else None
+        if rank is not None:
+            first, last = (d + rank if d < 0 else d for d in (start, end))
+            if not 0 <= first <= last < rank:
+                raise ValueError(
+                    f"{where}: start_dim {start} and end_dim {end}: expected dimensions of the declared "
+                    f"input {list(declared)} (one sample, {rank} dimensions) with start_dim <= end_dim"
+                )
+        elif (start >= 0) == (end >= 0) and start > end:
+            raise ValueError(f"{where}: start_dim {start} is after end_dim {end}")
         # NIR counts dimensions of one sample; torch's Flatten counts the batch dimension too
         return layer.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
 
@@ -363,8 +381,9 @@ class _Importer:
             "v_threshold": _uniform(where, "v_threshold", thresholds),
             "v_reset": _uniform(where, "v_reset", resets),
         }
-        if "surrogate" in meta:
-            kwargs["surrogate_function"] = meta["surrogate"]
+        # graphs from other tools name no surrogate: every neuron gets snn's default, Sigmoid(alpha=4.0)
+        # (CUBALIFNode's own default is SpikingJelly's Rect)
+        kwargs["surrogate_function"] = meta.get("surrogate", Sigmoid())
         if "detach_reset" in meta:
             kwargs["detach_reset"] = meta["detach_reset"]
         return kwargs
@@ -457,6 +476,22 @@ class _Importer:
                 where, f"v_leak = {v_leak!r}; snn's CUBALIFNode leaks to 0 (v = v_decay * v + c)"
             )
         return _with_gain(gain, cls(c_decay=c_decay, v_decay=v_decay, **kwargs))
+
+
+def _check_no_bad_shape(where: str, types: Any) -> None:
+    """Raise ``ValueError`` when ``types`` (an ``Input``'s ``input_type``) declares a shape
+    with negative or fractional sizes; an undeclared or empty shape is fine."""
+    if not isinstance(types, Mapping) or len(types) != 1:
+        return
+    value = next(iter(types.values()))
+    try:
+        array = np.asarray(value) if value is not None else None
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.size == 0:
+        return
+    if array.dtype.kind not in "iuf" or array.ndim != 1 or np.any(array < 0) or np.any(array != np.round(array)):
+        raise ValueError(f"{where}: input_type: expected non-negative integer sizes, got {value!r}")
 
 
 def _int(where: str, field: str, value: Any) -> int:

@@ -21,6 +21,8 @@ _NODE_TYPES = (
     "Threshold", "IF", "LIF", "LI", "CubaLIF", "CubaLI",
 )
 SUPPORTED = f"Input, Output, {', '.join(_NODE_TYPES)} and nested NIRGraph"
+#: node types that read their input by position: an edge into one must carry the declared shape
+_POSITIONAL_NODES = ("Affine", "Linear", "Conv1d", "Conv2d", "Flatten", "AvgPool2d", "SumPool2d")
 
 
 def read_file(nir: Any, path: Path) -> Any:
@@ -110,9 +112,14 @@ def check_edge_shapes(nir: Any, where: str, nodes: Mapping[str, Any], pairs: lis
     run on 3, its uniform parameters broadcast), or one whose target declares more dimensions
     than the source produces (a ``Scale`` of shape ``[2, 4]`` fed samples of ``[4]`` would
     otherwise scale each row of the batch differently). Leading sizes of 1 are ignored and sizes
-    of 1 broadcast; edges with a side that declares no shape, or several, are left to the
-    modules. A convolution's output shape is computed here from its declared input and its
-    kernel (nir 1.0.8 takes the kernel as square)."""
+    of 1 broadcast into element-wise nodes (neurons, ``Scale``, ``Threshold``, ``Delay``, an
+    ``Output``: snnTorch writes a layer of ``Leaky`` neurons with one scalar ``beta`` as a LIF of
+    one element), never into a node that reads its input by position (``Affine``, ``Linear``,
+    convolutions, pooling, ``Flatten``), which must get the shape it declares; edges with a side
+    that declares no shape, or several, are left to the modules. A convolution's output shape is
+    computed here from its declared input and its kernel (nir 1.0.8 takes the kernel as
+    square)."""
+    positional = tuple(getattr(nir, name) for name in _POSITIONAL_NODES if hasattr(nir, name))
     for source, target in pairs:
         if source not in nodes or target not in nodes:
             continue  # NIRGraphModule names unknown nodes
@@ -121,16 +128,21 @@ def check_edge_shapes(nir: Any, where: str, nodes: Mapping[str, Any], pairs: lis
         else:
             produced = input_shape(getattr(nodes[source], "output_type", None))
         expected = input_shape(getattr(nodes[target], "input_type", None))
+        if produced and not expected and isinstance(nodes[target], (nir.Conv1d, nir.Conv2d)):
+            _check_conv_channels(where, source, target, nodes, produced)
         if not produced or not expected or 0 in produced or 0 in expected:
             continue  # undeclared, or declared without sizes
         # writers differ on a leading batch dimension of 1 (Norse: Input [1, 4] into Affine [4]),
         # and one-element parameters broadcast (a Scale of [1]): only shapes that cannot meet fail
         produced_core, expected_core = _without_leading_ones(produced), _without_leading_ones(expected)
-        try:
-            np.broadcast_shapes(produced_core, expected_core)
-            fits = len(expected_core) <= len(produced_core)
-        except ValueError:
-            fits = False
+        if isinstance(nodes[target], positional):
+            fits = produced_core == expected_core
+        else:
+            try:
+                np.broadcast_shapes(produced_core, expected_core)
+                fits = len(expected_core) <= len(produced_core)
+            except ValueError:
+                fits = False
         if not fits:
             more = " (more dimensions than one sample has)" if len(expected_core) > len(produced_core) else ""
             raise ValueError(
@@ -138,6 +150,36 @@ def check_edge_shapes(nir: Any, where: str, nodes: Mapping[str, Any], pairs: lis
                 f"shape {list(produced)} but {target!r} ({type(nodes[target]).__name__}) takes shape "
                 f"{list(expected)}{more}"
             )
+
+
+def _check_conv_channels(
+    where: str, source: str, target: str, nodes: Mapping[str, Any], produced: tuple[int, ...]
+) -> None:
+    """Refuse an edge into a convolution that declares no input shape when the source's
+    declared output has another number of channels than the kernel reads (``in_channels``
+    of the weight times ``groups``) or another number of dimensions."""
+    node = nodes[target]
+    try:
+        weight_shape = tuple(np.shape(node.weight))
+        groups = int(getattr(node, "groups", 1))
+    except (TypeError, ValueError):
+        return  # the importer names a malformed weight or groups
+    dims = len(weight_shape) - 2
+    if dims not in (1, 2) or groups < 1:
+        return
+    core = _without_leading_ones(produced)
+    if len(core) > dims + 1:
+        problem = f"{len(core)} dimensions, more than the {dims + 1} of one sample"
+    else:
+        channels = (1,) * (dims + 1 - len(core)) + core
+        if channels[0] == weight_shape[1] * groups:
+            return
+        problem = f"{channels[0]} channels where the kernel reads {weight_shape[1] * groups}"
+    raise ValueError(
+        f"{where}: edge {source!r} -> {target!r}: {source!r} ({type(nodes[source]).__name__}) produces shape "
+        f"{list(produced)} but {target!r} ({type(node).__name__}) takes [channels, *spatial] with "
+        f"{weight_shape[1] * groups} channels: {problem}"
+    )
 
 
 def _conv_output_shape(node: Any) -> tuple[int, ...] | None:

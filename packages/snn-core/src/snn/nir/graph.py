@@ -380,10 +380,19 @@ class NIRGraphModule(MemoryModule):
         previous = {source: getattr(self, memory) for source, memory in self._feedback.items()}
         if all(value is not None for value in previous.values()):
             return previous
-        # the graph at rest (one step before the first): zero inputs, stateful nodes give zero
-        values: dict[str, torch.Tensor | None] = {
-            name: torch.zeros_like(x[:1] if multi else x) for name, x in zip(self.inputs, xs)
-        }
+        values = self._at_rest(tuple(torch.zeros_like(x[:1] if multi else x) for x in xs))
+        for source, value in previous.items():
+            if value is None:
+                rest = values[source]
+                previous[source] = rest[0] if multi and rest is not None else rest
+        return previous
+
+    def _at_rest(self, zeros: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor | None]:
+        """Every node's output with the graph at rest (one step before the first): ``zeros`` as
+        the inputs (one step, or a sequence of one step in step mode ``'m'``), stateful nodes
+        giving zero, stateless ones (and nested graphs, through their own nodes) computing their
+        output; ``None`` for a node downstream of a value without a rest value. Changes no state."""
+        values: dict[str, torch.Tensor | None] = dict(zip(self.inputs, zeros))
         for block in self._blocks:
             for step in block.steps:
                 parts = [(p, value) for p in step.current if (value := values[p]) is not None]
@@ -391,19 +400,18 @@ class NIRGraphModule(MemoryModule):
                     values[step.name] = None
                     continue
                 total = self._sum(step.name, parts)
-                if step.key is None:
+                module = self.nodes[step.key] if step.key is not None else None
+                if module is None:
                     values[step.name] = total
-                elif self._stateless[step.key]:
-                    values[step.name] = self.nodes[step.key](total)
-                elif isinstance(self.nodes[step.key], NIRGraphModule):
-                    values[step.name] = None  # a nested graph's output shape is its own
+                elif self._stateless[step.key]:  # type: ignore[index]  # step.key is set with module
+                    values[step.name] = module(total)
+                elif isinstance(module, NIRGraphModule):
+                    inner = module._at_rest((torch.zeros_like(total),)) if len(module.inputs) == 1 else {}
+                    outputs = [inner.get(name) for name in module.outputs]
+                    values[step.name] = outputs[0] if len(outputs) == 1 else None
                 else:
                     values[step.name] = torch.zeros_like(total)
-        for source, value in previous.items():
-            if value is None:
-                rest = values[source]
-                previous[source] = rest[0] if multi and rest is not None else rest
-        return previous
+        return values
 
     def _outputs(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if len(self.outputs) == 1:

@@ -1,0 +1,168 @@
+"""snn.nir: what import refuses (metadata surrogates that do not fire with a Heaviside step,
+shapes an edge cannot carry, parameters that are not real numbers, impossible ``Flatten``
+dimensions and ``Input`` shapes), nested graphs at rest, the default surrogate of graphs from
+other tools, and an export that leaves the network as it found it.
+
+References: NIR's own type check and a forward-Euler step of the NIR equations written out here
+(the importer must agree with the flattened form of a nested graph), and the user's objects
+before the call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+nir = pytest.importorskip("nir")
+
+import snn.functional as F  # noqa: E402
+from snn import monitor, neuron, surrogate  # noqa: E402
+from snn.nir import export_to_nir, import_from_nir  # noqa: E402
+
+
+def _graph(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> Any:
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _lif(n: int, metadata: dict[str, Any] | None = None) -> Any:
+    node = nir.LIF(tau=np.full(n, 2e-3), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n), v_reset=np.zeros(n))
+    if metadata is not None:
+        node.metadata = metadata
+    return node
+
+
+@pytest.mark.parametrize(
+    ("name", "params"), [("MultiLevelSpikeCount", {"max_spike_count": 4.0}), ("PoissonPass", {})]
+)
+def test_metadata_surrogate_without_heaviside_forward_is_refused(name: str, params: dict[str, float]) -> None:
+    meta = {"snn": {"surrogate": name, "surrogate_params": params}}
+    graph = _graph({"input": nir.Input(np.array([3])), "l": _lif(3, meta), "output": nir.Output(np.array([3]))},
+                   [("input", "l"), ("l", "output")])
+    with pytest.raises(ValueError, match=rf"node 'l'.*surrogate {name} whose forward is not the Heaviside step"):
+        import_from_nir(graph, dt=1e-3)
+
+
+def test_metadata_surrogate_with_heaviside_forward_is_kept() -> None:
+    meta = {"snn": {"surrogate": "ATan", "surrogate_params": {"alpha": 3.0}}}
+    graph = _graph({"input": nir.Input(np.array([3])), "l": _lif(3, meta), "output": nir.Output(np.array([3]))},
+                   [("input", "l"), ("l", "output")])
+    net = import_from_nir(graph, dt=1e-3)
+    found = [m.surrogate_function for m in net.modules() if isinstance(m, neuron.BaseNode)]
+    assert len(found) == 1 and isinstance(found[0], surrogate.ATan) and found[0].alpha == 3.0
+
+
+def test_affine_fed_another_size_is_refused_as_nir_refuses_it() -> None:
+    graph = _graph({"input": nir.Input(np.array([4])), "a": nir.Affine(np.ones((3, 1)), np.zeros(3)),
+                    "output": nir.Output(np.array([3]))}, [("input", "a"), ("a", "output")])
+    with pytest.raises(ValueError):
+        nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, type_check=True)
+    with pytest.raises(ValueError, match=r"edge 'input' -> 'a'.*shape \[4\].*takes shape \[1\]"):
+        import_from_nir(graph, dt=1e-3)
+
+
+def test_convolution_fed_other_channels_is_refused() -> None:
+    conv = nir.Conv2d(None, np.ones((3, 1, 3, 3)), 1, 0, 1, 1, np.zeros(3))
+    graph = _graph({"input": nir.Input(np.array([2, 5, 5])), "c": conv, "output": nir.Output(np.array([3, 3, 3]))},
+                   [("input", "c"), ("c", "output")])
+    with pytest.raises(ValueError, match=r"edge 'input' -> 'c'.*2 channels where the kernel reads 1"):
+        import_from_nir(graph, dt=1e-3)
+
+
+def test_one_element_neuron_parameters_still_broadcast() -> None:
+    """snnTorch writes a layer of Leaky neurons with one scalar beta as a LIF of one element."""
+    graph = _graph({"input": nir.Input(np.array([5])), "a": nir.Affine(np.eye(5) * 2.0, np.zeros(5)), "l": _lif(1),
+                    "output": nir.Output(np.array([5]))}, [("input", "a"), ("a", "l"), ("l", "output")])
+    net = import_from_nir(graph, dt=1e-3)
+    x = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]])
+    # one Euler step of dv/dt = (v_leak - v + r I) / tau with dt / tau = 0.5 from v = 0: v = I / 2 = x
+    torch.testing.assert_close(net(x), (x >= 1.0).to(x.dtype))
+
+
+def test_nested_graph_source_of_a_back_edge_gives_its_value_at_rest() -> None:
+    m = 2
+    weight, bias = np.eye(m) * 0.5, np.array([1.0, 2.0])
+    inner = _graph({"input": nir.Input(np.array([m])), "aff": nir.Affine(weight, bias), "output": nir.Output(np.array([m]))},
+                   [("input", "aff"), ("aff", "output")])
+    nested = _graph({"input": nir.Input(np.array([m])), "s": nir.Scale(np.ones(m)), "n": inner,
+                     "output": nir.Output(np.array([m]))}, [("input", "s"), ("s", "n"), ("n", "s"), ("s", "output")])
+    net = import_from_nir(nested, dt=1e-3)
+    # the loop s -> n -> s from rest: s[0] = b (the Affine's output at rest), s[t] = 0.5 s[t-1] + b
+    expected, s = [], torch.tensor(bias)
+    for _ in range(3):
+        expected.append(s.clone())
+        s = 0.5 * s + torch.tensor(bias)
+    actual = [net(torch.zeros(1, m, dtype=torch.float32))[0] for _ in range(3)]
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e.float())
+    F.reset_net(net)
+    again = import_from_nir(export_to_nir(net, torch.zeros(1, m), dt=1e-3), dt=1e-3)
+    for a in actual:
+        torch.testing.assert_close(again(torch.zeros(1, m)), a.unsqueeze(0))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("weight", np.ones((3, 3)) + 1j), ("weight", np.array([["1.5"] * 3] * 3)), ("weight", np.ones((3, 3), dtype=bool))],
+)
+def test_parameters_that_are_not_real_numbers_are_refused(field: str, value: np.ndarray) -> None:
+    graph = _graph({"input": nir.Input(np.array([3])), "a": nir.Affine(value, np.zeros(3)),
+                    "output": nir.Output(np.array([3]))}, [("input", "a"), ("a", "output")])
+    with pytest.raises(ValueError, match=rf"node 'a' \(Affine\): {field}: expected real numbers.*dtype"):
+        import_from_nir(graph, dt=1e-3)
+
+
+def test_cuba_lif_from_another_tool_gets_the_documented_default_surrogate() -> None:
+    n = 2
+    node = nir.CubaLIF(tau_syn=np.full(n, 4e-3), tau_mem=np.full(n, 2e-3), r=np.ones(n), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.ones(n))
+    graph = _graph({"input": nir.Input(np.array([n])), "c": node, "output": nir.Output(np.array([n]))},
+                   [("input", "c"), ("c", "output")])
+    net = import_from_nir(graph, dt=1e-3)
+    found = [m.surrogate_function for m in net.modules() if isinstance(m, neuron.BaseNode)]
+    assert len(found) == 1 and type(found[0]) is surrogate.Sigmoid and found[0].alpha == 4.0
+
+
+@pytest.mark.parametrize(("start", "end", "declared"), [(1, 0, None), (0, 3, [2, 3]), (-4, -1, [2, 3])])
+def test_impossible_flatten_dimensions_are_refused(start: int, end: int, declared: list[int] | None) -> None:
+    flatten = nir.Flatten(input_type=None if declared is None else {"input": np.array(declared)}, start_dim=start,
+                          end_dim=end)
+    graph = _graph({"input": nir.Input(np.array(declared or [2, 3])), "f": flatten, "output": nir.Output(np.array([6]))},
+                   [("input", "f"), ("f", "output")])
+    with pytest.raises(ValueError, match=rf"node 'f' \(Flatten\): start_dim {start}"):
+        import_from_nir(graph, dt=1e-3)
+
+
+def test_negative_input_shape_is_refused() -> None:
+    graph = _graph({"input": nir.Input(np.array([-4])), "s": nir.Scale(np.ones(4)), "output": nir.Output(np.array([4]))},
+                   [("input", "s"), ("s", "output")])
+    with pytest.raises(ValueError, match=r"node 'input' \(Input\): input_type: expected non-negative integer sizes"):
+        import_from_nir(graph, dt=1e-3)
+
+
+def test_export_leaves_v_seq_and_monitor_records_as_they_were() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), neuron.LIFNode(step_mode="m", store_v_seq=True))
+    F.set_step_mode(net, "m")
+    with torch.no_grad():
+        net(torch.rand(5, 2, 3))
+    v_seq = net[1].v_seq
+    assert v_seq is not None and v_seq.shape == (5, 2, 3)
+    recorder = monitor.OutputMonitor(net, neuron.LIFNode)
+    export_to_nir(net, torch.rand(7, 1, 3), dt=1e-3)
+    assert net[1].v_seq is v_seq
+    assert recorder.records == []
+    with torch.no_grad():
+        net(torch.rand(2, 2, 3))
+    assert len(recorder.records) == 1  # recording resumes after the export
+
+
+def test_paused_monitors_record_nothing_in_the_block_only() -> None:
+    layer_ = torch.nn.Linear(2, 2)
+    recorder = monitor.OutputMonitor(layer_, torch.nn.Linear)
+    with monitor.paused():
+        layer_(torch.rand(1, 2))
+    assert recorder.records == []
+    layer_(torch.rand(1, 2))
+    assert len(recorder.records) == 1
