@@ -305,8 +305,8 @@ class _Importer:
     def flatten(self, where: str, node: Any) -> nn.Module:
         start, end = (_int(where, f, getattr(node, f, d)) for f, d in (("start_dim", 1), ("end_dim", -1)))
         declared = input_shape(getattr(node, "input_type", None))
-        rank = len(declared) if declared else None
-        if rank is not None:
+        if declared:
+            rank = len(declared)
             first, last = (d + rank if d < 0 else d for d in (start, end))
             if not 0 <= first <= last < rank:
                 raise ValueError(
