@@ -313,3 +313,59 @@ def _constant(value: float):
     from snn.expr import Expr
 
     return Expr("num", (), value)
+
+
+def test_arithmetic_that_backends_read_differently_on_truth_values_is_refused() -> None:
+    """``(x > 0) + (y > 0)`` is a logical or in torch, 2 in C and wraps to 0 in Triton's 1-bit
+    integers; ``-(x > 0)`` is refused by torch and negates a 1-bit integer in Triton."""
+    x, y = var("x"), var("y")
+    for build in (
+        lambda: (x > 0.0) + (y > 0.0),
+        lambda: (x > 0.0) - (y > 0.0),
+        lambda: (x > 0.0) / (y > 0.0),
+        lambda: ((x > 0.0) & (y > 0.0)) + (x < 1.0),
+        lambda: -(x > 0.0),
+    ):
+        with pytest.raises(TypeError, match="truth value"):
+            build()
+
+
+def test_truth_values_in_arithmetic_are_zero_or_one_of_the_inputs_dtype() -> None:
+    """A comparison read as a number is 0 or 1 in the compute dtype (float64 inputs keep
+    float64; torch alone would compute ``bool * 1.0`` in float32 and refuse ``1 - bool``)."""
+    from snn.expr import diff, evaluate
+
+    x, y = var("x"), var("y")
+    xs = torch.tensor([-1.0, 2.0], dtype=torch.float64)
+    ys = torch.tensor([3.0, -4.0], dtype=torch.float64)
+    values = {"x": xs, "y": ys}
+    third = ((y > 0.0) * x) / 3.0
+    got = evaluate(diff(third, "x"), values)
+    x_leaf = xs.clone().requires_grad_()
+    (want,) = torch.autograd.grad((((ys > 0) * x_leaf) / 3.0).sum(), x_leaf)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got.expand_as(want), want, rtol=0, atol=0)
+    for expression, expected in [
+        (1.0 - (x > 0.0), [1.0, 0.0]),
+        ((x > 0.0) * 0.1, [0.0, 0.1]),
+        (SYMBOLIC_OPS.where(x > 0.0, y > 0.0, 0.5) * 2.0, [1.0, 0.0]),
+        (SYMBOLIC_OPS.exp((x > 0.0) * 1.0), [1.0, math.e]),
+    ]:
+        value = evaluate(expression, values)
+        assert value.dtype == torch.float64, expression
+        torch.testing.assert_close(value, torch.tensor(expected, dtype=torch.float64), rtol=1e-15, atol=0)
+
+
+def test_number_functions_of_infinities_and_bounds_beyond_the_dtype() -> None:
+    from snn.expr import FLOAT_OPS, evaluate
+
+    x = var("x")
+    assert math.isnan(evaluate(SYMBOLIC_OPS.sin(1.0 / (x * 0.0)), {"x": 1.0}, FLOAT_OPS))
+    assert math.isnan(evaluate(SYMBOLIC_OPS.cos(SYMBOLIC_OPS.exp(x)), {"x": 1000.0}, FLOAT_OPS))
+    values = {"x": torch.tensor([1.0, -1.0, float("nan")])}
+    lowest = evaluate(SYMBOLIC_OPS.minimum(x, 1e39), values)  # 1e39 is +inf in float32
+    highest = evaluate(SYMBOLIC_OPS.maximum(x, -1e39), values)
+    for got in (lowest, highest):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, values["x"], equal_nan=True)
+    assert evaluate(SYMBOLIC_OPS.minimum(x, -1e39), values)[:2].tolist() == [-math.inf, -math.inf]

@@ -26,6 +26,16 @@ def _tensor_or_float(name: str, torch_function: Callable[[torch.Tensor], torch.T
     return staticmethod(function)
 
 
+def _clamp(t: torch.Tensor, low: Any, high: Any) -> torch.Tensor:
+    """``torch.clamp(t, low, high)`` with a number bound beyond ``t``'s range rounded to it as a
+    tensor of ``t``'s dtype rounds it (``1e39`` is ``inf`` in float32; ``clamp`` refuses it)."""
+    bound = float(high if low is None else low)
+    if t.is_floating_point() and math.isfinite(bound) and abs(bound) > torch.finfo(t.dtype).max:
+        limit = torch.tensor(bound, dtype=t.dtype, device=t.device)
+        return torch.minimum(t, limit) if low is None else torch.maximum(t, limit)
+    return torch.clamp(t, min=low, max=high)
+
+
 class TorchOps:
     """The math namespace on tensors: the torch evaluation of an expression or derivative.
 
@@ -52,26 +62,29 @@ class TorchOps:
     def where(self, cond: Any, a: Any, b: Any) -> Any:
         if not isinstance(cond, torch.Tensor):  # a condition on the hyper-parameters alone
             return a if cond else b
-        like = next((t for t in (a, b) if isinstance(t, torch.Tensor)), None)
+        # a truth-valued branch is 0 or 1 of the other branch's (or the namespace's) floating dtype
+        like = next((t for t in (a, b) if isinstance(t, torch.Tensor) and t.is_floating_point()), None)
         dtype = like.dtype if like is not None else self.dtype or torch.get_default_dtype()
-        a = a if isinstance(a, torch.Tensor) else torch.tensor(a, dtype=dtype, device=cond.device)
-        b = b if isinstance(b, torch.Tensor) else torch.tensor(b, dtype=dtype, device=cond.device)
+        a = a.to(dtype) if isinstance(a, torch.Tensor) and a.dtype == torch.bool else a
+        b = b.to(dtype) if isinstance(b, torch.Tensor) and b.dtype == torch.bool else b
+        a = a if isinstance(a, torch.Tensor) else torch.tensor(float(a), dtype=dtype, device=cond.device)
+        b = b if isinstance(b, torch.Tensor) else torch.tensor(float(b), dtype=dtype, device=cond.device)
         return torch.where(cond, a, b)
 
     @staticmethod
     def minimum(a: Any, b: Any) -> Any:
         if not isinstance(b, torch.Tensor):
-            return FloatOps.minimum(float(a), float(b)) if not isinstance(a, torch.Tensor) else torch.clamp(a, max=b)
+            return FloatOps.minimum(float(a), float(b)) if not isinstance(a, torch.Tensor) else _clamp(a, None, b)
         if not isinstance(a, torch.Tensor):
-            return torch.clamp(b, max=a)
+            return _clamp(b, None, a)
         return torch.minimum(a, b)
 
     @staticmethod
     def maximum(a: Any, b: Any) -> Any:
         if not isinstance(b, torch.Tensor):
-            return FloatOps.maximum(float(a), float(b)) if not isinstance(a, torch.Tensor) else torch.clamp(a, min=b)
+            return FloatOps.maximum(float(a), float(b)) if not isinstance(a, torch.Tensor) else _clamp(a, b, None)
         if not isinstance(a, torch.Tensor):
-            return torch.clamp(b, min=a)
+            return _clamp(b, a, None)
         return torch.maximum(a, b)
 
     @staticmethod
@@ -150,9 +163,9 @@ class FloatOps:
     @staticmethod
     def sigmoid(a: float) -> float: return 1.0 / (1.0 + math.exp(-a)) if a > -700 or a != a else 0.0
     @staticmethod
-    def cos(a: float) -> float: return math.cos(a)
+    def cos(a: float) -> float: return math.nan if math.isinf(a) else math.cos(a)
     @staticmethod
-    def sin(a: float) -> float: return math.sin(a)
+    def sin(a: float) -> float: return math.nan if math.isinf(a) else math.sin(a)
     @staticmethod
     def relu(a: float) -> float: return a if (a > 0 or a != a) else 0.0
     @staticmethod

@@ -44,6 +44,12 @@ class Expr:
 
     def _bin(self, op: str, other: Operand, reverse: bool = False) -> Expr:
         a, b = (_wrap(other), self) if reverse else (self, _wrap(other))
+        if op in ("+", "-", "/") and a.op in _BOOLEAN_OPS and b.op in _BOOLEAN_OPS:
+            raise TypeError(
+                f"expression: {op!r} of two truth values (comparisons): the backends disagree on its value "
+                "(torch: a logical or, C: 0, 1 or 2, Triton: wraps to 0 or 1); count with numbers, e.g. "
+                "ops.where(a > 0, 1.0, 0.0) + ops.where(b > 0, 1.0, 0.0)"
+            )
         return Expr(op, (a, b))
 
     def __add__(self, o: Operand) -> Expr: return self._bin("+", o)
@@ -59,7 +65,13 @@ class Expr:
     def __gt__(self, o: Operand) -> Expr: return self._bin(">", o)
     def __ge__(self, o: Operand) -> Expr: return self._bin(">=", o)
     def __and__(self, o: Expr) -> Expr: return Expr("and", (self, _wrap(o)))
-    def __neg__(self) -> Expr: return Expr("neg", (self,))
+    def __neg__(self) -> Expr:
+        if self.op in _BOOLEAN_OPS:
+            raise TypeError(
+                "expression: '-' of a truth value (a comparison): torch refuses it and Triton negates a 1-bit "
+                "integer; write ops.where(cond, -1.0, 0.0)"
+            )
+        return Expr("neg", (self,))
 
     def __pow__(self, exponent: float) -> Expr:
         if isinstance(exponent, Expr):
