@@ -1058,3 +1058,39 @@ def test_learnable_gradients_over_column_chunks_of_several_steps(monkeypatch, cl
     torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-12, atol=1e-12)
     for tiled, whole in zip(grads[1][1], grads[0][1]):
         torch.testing.assert_close(tiled, whole, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("k_value", [0.7, -0.7])
+def test_torch_backend_condition_joining_a_learnable_and_the_input(k_value: float) -> None:
+    """``where((k > 0) & (x > 0.1), ...)`` and a comparison used as a number in a charge: spikes,
+    states and gradients (of x, v0 and k) equal a float64 autograd loop of the description."""
+    from snn.backends.torch import single_step
+    from snn.models import autograd_step
+
+    def charge(x, u, p, ops):
+        gate = ops.where((p.k > 0.0) & (x > 0.1), 1.0, 0.5)
+        return {"v": u.v + gate * x * p.k + (x > 0.3) * 0.25 - (u.v > 0.2) * 0.125}
+
+    model = NeuronModel("gated_by_k", (State("v", "v_reset"),), THRESHOLD_AND_RESET, charge, learnables=("k",))
+    config = model.config(surrogate.Sigmoid().spec, v_threshold=1.0)
+    torch.manual_seed(0)
+    x = (torch.rand(6, 40, dtype=torch.float64) * 1.5 - 0.2).requires_grad_()
+    v0 = (torch.rand(40, dtype=torch.float64) * 0.4).requires_grad_()
+    k = torch.tensor(k_value, dtype=torch.float64, requires_grad=True)
+    sg = surrogate.Sigmoid()
+    spikes, state = [], {"v": v0}
+    for t in range(x.shape[0]):
+        s, state = autograd_step(config, x[t], state, {"k": k}, sg)
+        spikes.append(s)
+    want_spikes, want_v = torch.stack(spikes), state["v"]
+    want_grads = torch.autograd.grad(want_spikes.sum() + want_v.sum(), (x, v0, k))
+    got_spikes, (got_v,), _ = multi_step(x, (v0,), config, learnables=(k,))
+    assert torch.equal(got_spikes, want_spikes)
+    torch.testing.assert_close(got_v, want_v)
+    got_grads = torch.autograd.grad(got_spikes.sum() + got_v.sum(), (x, v0, k))
+    for got, want in zip(got_grads, want_grads):
+        torch.testing.assert_close(got, want)
+    s1, (v1,) = single_step(x[0], (v0,), config, learnables=(k,))[:2]
+    s_ref, ref = autograd_step(config, x[0], {"v": v0}, {"k": k}, sg)
+    assert torch.equal(s1, s_ref)
+    torch.testing.assert_close(v1, ref["v"])
