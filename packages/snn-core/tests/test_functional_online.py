@@ -109,7 +109,7 @@ def test_argument_validation(learners: dict[str, RecordingLearner]) -> None:
     model, optimizer = _setup()
     x = torch.randn(2, 3, 2)
     t = torch.randn(2, 3, 1)
-    with pytest.raises(TypeError, match="optimizer: expected a torch.optim.Optimizer, got list"):
+    with pytest.raises(TypeError, match=r"optimizer: expected a torch.optim.Optimizer \(or an object with param_groups, step\(\) and zero_grad\(\)\), got list"):
         functional.fptt_online_training_init_w_ra([])  # type: ignore[arg-type]  # a wrong type on purpose: the error is under test
     with pytest.raises(ValueError, match="alpha: expected a finite number > 0, got 0"):
         functional.fptt_online_training(model, optimizer, x, t, loss_fn, 0, [])
@@ -162,3 +162,35 @@ def test_ottt_accepts_targets_longer_than_the_inputs(learners: dict[str, Recordi
     model, optimizer = _setup()
     functional.ottt_online_training(model, optimizer, torch.randn(2, 3, 2), torch.randn(2, 4, 1), loss_fn, True)
     assert len(learners["ottt"].calls) == 1
+
+
+class _ClippingOptimizer:
+    """An optimizer wrapper that is not a torch.optim.Optimizer (as SpikingJelly accepts)."""
+
+    def __init__(self, inner: torch.optim.Optimizer) -> None:
+        self.inner = inner
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.inner.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.inner.zero_grad(set_to_none)
+
+    def step(self) -> None:
+        torch.nn.utils.clip_grad_norm_([p for g in self.param_groups for p in g["params"]], 1.0)
+        self.inner.step()
+
+
+def test_optimizer_wrappers_are_passed_to_the_learners(learners: dict[str, RecordingLearner]) -> None:
+    model, inner = _setup()
+    wrapper = _ClippingOptimizer(inner)
+    x, t = torch.randn(2, 3, 2), torch.randn(2, 3, 1)
+    functional.fptt_online_training_init_w_ra(wrapper)  # type: ignore[arg-type]  # duck-typed on purpose
+    functional.ottt_online_training(model, wrapper, x, t, loss_fn, True)  # type: ignore[arg-type]  # duck-typed on purpose
+    assert learners["fptt"].calls[0][1] == (None, wrapper)
+    assert learners["ottt"].calls[0][1][:2] == (model, wrapper)
+    not_one = type("NotAnOptimizer", (), {"param_groups": [{"lr": 0.1}], "step": lambda self: None,
+                                          "zero_grad": lambda self: None})()
+    with pytest.raises(TypeError, match="optimizer: expected a torch.optim.Optimizer .*got NotAnOptimizer"):
+        functional.fptt_online_training_init_w_ra(not_one)  # type: ignore[arg-type]  # a wrong type on purpose

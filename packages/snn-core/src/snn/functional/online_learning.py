@@ -33,11 +33,27 @@ def _learner(name: str) -> OnlineLearner:
     return get_registry().learner(name).implementation
 
 
+def _check_optimizer(fn: str, optimizer: Any) -> None:
+    """Accept a :class:`torch.optim.Optimizer` or any object used like one (``param_groups``,
+    ``step()``, ``zero_grad()``: a wrapper that clips or averages), as SpikingJelly and the
+    learners do."""
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return
+    groups = getattr(optimizer, "param_groups", None)
+    if not (
+        isinstance(groups, (list, tuple)) and all(isinstance(g, dict) and "params" in g for g in groups)
+        and callable(getattr(optimizer, "step", None)) and callable(getattr(optimizer, "zero_grad", None))
+    ):
+        raise TypeError(
+            f"{fn}: optimizer: expected a torch.optim.Optimizer (or an object with param_groups, step() and "
+            f"zero_grad()), got {type(optimizer).__name__}"
+        )
+
+
 def _check_common(fn: str, model: Any, optimizer: Any, x_seq: Any, f_loss_t: Any, time_dims: int) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{fn}: model: expected a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"{fn}: optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    _check_optimizer(fn, optimizer)
     if not isinstance(x_seq, torch.Tensor):
         raise TypeError(f"{fn}: x_seq: expected a torch.Tensor, got {type(x_seq).__name__}")
     if x_seq.dim() < time_dims:
@@ -60,14 +76,11 @@ def fptt_online_training_init_w_ra(optimizer: torch.optim.Optimizer) -> list[tor
         storage: later optimizer steps do not move it).
 
     Raises:
-        TypeError: ``optimizer`` is not a :class:`torch.optim.Optimizer`.
+        TypeError: ``optimizer`` is neither a :class:`torch.optim.Optimizer` nor an object with
+            ``param_groups``, ``step()`` and ``zero_grad()``.
         snn.errors.OnlineLearnerNotFoundError: no plugin provides the ``fptt`` learner.
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"fptt_online_training_init_w_ra: optimizer: expected a torch.optim.Optimizer, "
-            f"got {type(optimizer).__name__}"
-        )
+    _check_optimizer("fptt_online_training_init_w_ra", optimizer)
     return _learner("fptt").init_state(None, optimizer)
 
 
