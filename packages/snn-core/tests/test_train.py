@@ -336,3 +336,17 @@ def test_limit_takes_a_class_balanced_subset(limit: int) -> None:
         assert int(counts.sum()) == limit
         assert int(counts.min()) >= limit // 10 and int(counts.max()) <= -(-limit // 10)
         assert len(torch.unique(split.y_test)) == 10
+
+
+def test_stale_temporaries_are_only_the_run_files_of_a_killed_write(tmp_path: Path) -> None:
+    """A killed run leaves ``.tmp-<run file>.<pid>``; a user's own ``.tmp-*`` entries stay."""
+    from snn.train.checkpoint import remove_stale_temporaries
+
+    stale = [".tmp-checkpoint.pt.4242", ".tmp-model.pt.7", ".tmp-metrics.json.123"]
+    kept = [".tmp-notes.txt", ".tmp-checkpoint.pt.backup", ".tmp-model.pt."]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".tmp-cache").mkdir()
+    (tmp_path / ".tmp-checkpoint.pt.99").mkdir()
+    remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, ".tmp-cache", ".tmp-checkpoint.pt.99"])

@@ -117,10 +117,20 @@ def atomic_save(obj: Any, path: Path) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+#: The files of a run directory that :func:`atomic_write` writes (its temporaries are
+#: ``.tmp-<name>.<pid>``).
+_RUN_FILE_NAMES = (CHECKPOINT_FILE, MODEL_FILE, "metrics.json")
+
+
 def remove_stale_temporaries(directory: Path) -> None:
-    """Delete temporary files that a killed run left in ``directory``."""
-    for leftover in Path(directory).glob(f"{_TEMPORARY_PREFIX}*"):
-        leftover.unlink(missing_ok=True)
+    """Delete the temporary files that a killed run's :func:`atomic_write` left in
+    ``directory`` (regular files named ``.tmp-<run file>.<pid>``); anything else, a user's
+    ``.tmp-notes.txt`` or a folder, is left alone."""
+    for name in _RUN_FILE_NAMES:
+        for leftover in Path(directory).glob(f"{_TEMPORARY_PREFIX}{name}.*"):
+            pid = leftover.name[len(_TEMPORARY_PREFIX) + len(name) + 1:]
+            if pid.isdigit() and leftover.is_file() and not leftover.is_symlink():
+                leftover.unlink(missing_ok=True)
 
 
 # -- random states ---------------------------------------------------------------------------
