@@ -215,6 +215,8 @@ def test_resume_refuses_conflicting_options(tmp_path: Path, extra: list[str], na
     [
         ("weights", "expected torch.float32 ["),
         ("integer-weights", "expected torch.float32 ["),
+        ("nan-weights", "holds NaN or infinite values"),
+        ("inf-moment", "exp_avg_sq of parameter 0: holds NaN or infinite values"),
         ("optimizer", "'param_groups' should be a list of 1 group(s)"),
         ("moment", "exp_avg of parameter 0: expected a floating tensor"),
         ("scalar-moment", "exp_avg of parameter 0: expected a floating tensor"),
@@ -238,6 +240,11 @@ def test_resume_of_a_checkpoint_that_does_not_fit_its_run(tmp_path: Path, damage
     elif damage == "integer-weights":  # load_state_dict would truncate them to integers silently
         name = next(iter(content["model"]))
         content["model"][name] = content["model"][name].to(torch.int32)
+    elif damage == "nan-weights":  # evaluate would report an accuracy, a resumed run blame --lr
+        name = next(iter(content["model"]))
+        content["model"][name] = torch.full_like(content["model"][name], float("nan"))
+    elif damage == "inf-moment":
+        content["optimizer"]["state"][0]["exp_avg_sq"][0] = float("inf")
     elif damage == "optimizer":
         del content["optimizer"]["param_groups"]
     elif damage == "moment":  # Adam would load it and fail inside its next step
@@ -529,3 +536,73 @@ def test_learner_state_layout_check() -> None:
     ]:
         with pytest.raises(ValueError, match=re.escape(named)):
             _check_same_layout(saved, template, "learner_state")
+
+
+def test_evaluate_refuses_a_model_file_with_non_finite_weights(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert run_train([*TINY, "--out", str(run_dir)])[0] == 0
+    path = run_dir / MODEL_FILE
+    content = torch.load(path, weights_only=True)
+    name = next(iter(content["state_dict"]))
+    content["state_dict"][name] = content["state_dict"][name].clone().fill_(float("inf"))
+    torch.save(content, path)
+    code, stdout, stderr = run_evaluate([str(run_dir)])
+    assert code == 2 and stdout == ""
+    assert stderr.startswith(f"snn evaluate: error: {path}: the weights do not fit"), stderr
+    assert f"{name}: holds NaN or infinite values" in stderr
+
+
+def test_resume_of_a_configuration_too_large_for_this_machine_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network a checkpoint's configuration describes does not fit in memory: exit 2 and
+    the file named (a generic out-of-memory error said 'try smaller sizes', which a resumed run
+    cannot take). The allocation failure is simulated: a real one could wake the OOM killer."""
+    from snn.train import loop
+
+    run_dir = tmp_path / "run"
+    assert run_train([*TINY, "--out", str(run_dir)])[0] == 0
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 256000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(loop, "check_settings", no_memory)
+    code, _, stderr = run_train(["--resume", str(run_dir), "--epochs", "2", "--no-plots"])
+    assert code == 2, stderr
+    assert stderr == (
+        f"snn train: error: {run_dir / CHECKPOINT_FILE}: the network its configuration describes (hidden=32) "
+        "does not fit in memory\n"
+    )
+
+
+def test_evaluate_blames_the_run_only_for_the_run_s_own_device_or_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unavailable device or backend recorded in the file is named as the run's (with the
+    option that chooses another); the user's own --device, or a learner that is not installed,
+    is reported as it is, without blaming the run's device or backend."""
+    run_dir = tmp_path / "run"
+    assert run_train([*TINY, "--out", str(run_dir)])[0] == 0
+    path = run_dir / MODEL_FILE
+    content = torch.load(path, weights_only=True)
+    content["backend"] = "no-such-backend"
+    torch.save(content, path)
+    code, _, stderr = run_evaluate([str(run_dir)])
+    assert code == 2
+    assert stderr.startswith(
+        f"snn evaluate: error: {path}: the run's backend 'no-such-backend' cannot run here (give --backend to choose another)"
+    ), stderr
+    assert run_evaluate([str(run_dir), "--backend", "torch"])[0] == 0
+    code, _, stderr = run_evaluate([str(run_dir), "--backend", "torch", "--device", "meta"])
+    assert code == 2 and "run's" not in stderr and "device" in stderr, stderr
+    content["backend"], content["device"] = "torch", "meta"
+    torch.save(content, path)
+    code, _, stderr = run_evaluate([str(run_dir)])
+    assert code == 2
+    assert stderr.startswith(f"snn evaluate: error: {path}: the run's device 'meta' cannot be used here (give --device"), stderr
+    content["device"] = "cpu"
+    content["config"]["learner"] = "no-such-learner"
+    torch.save(content, path)
+    code, _, stderr = run_evaluate([str(run_dir)])
+    assert code == 2 and "run's" not in stderr and "no-such-learner" in stderr, stderr

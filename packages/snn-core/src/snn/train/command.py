@@ -251,7 +251,18 @@ def _plan(args: argparse.Namespace, world_size: int, local_world_size: int | Non
             from snn.train.extras import import_demo_module
 
             import_demo_module("matplotlib.figure")
-        check_settings(plan.config, world_size=world_size, local_world_size=local_world_size)
+        try:
+            check_settings(plan.config, world_size=world_size, local_world_size=local_world_size)
+        except (MemoryError, RuntimeError) as exc:  # a resumed configuration too large for this machine
+            from snn.cli import _out_of_memory  # the rule snn's commands use for allocation failures
+            from snn.train.checkpoint import RunFileError
+
+            if args.resume is None or _out_of_memory(exc) is None:
+                raise
+            raise RunFileError(
+                f"{Path(args.resume) / CHECKPOINT_FILE}: the network its configuration describes "
+                f"(hidden={plan.config.hidden}) does not fit in memory"
+            ) from exc
     except BaseException:
         _remove_created(plan.created)
         raise

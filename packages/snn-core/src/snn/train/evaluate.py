@@ -134,8 +134,14 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", backend:
     return _rebuild(load_model_file(file), file, device, backend)
 
 
-def _rebuild(content: dict[str, Any], file: Path, device: str | torch.device, backend: str) -> TrainedModel:
+def _rebuild(
+    content: dict[str, Any], file: Path, device: str | torch.device, backend: str, *, from_run: tuple[str, ...] = ()
+) -> TrainedModel:
+    """The model of ``content`` on ``device`` and ``backend``; ``from_run`` names which of
+    ``"device"`` and ``"backend"`` came from the file, not the caller: an error resolving one of
+    those says so (:class:`RunFileError`), as the caller can choose another."""
     from snn import functional
+    from snn.errors import SNNError
     from snn.train.checkpoint import RunFileError
     from snn.train.config import TrainConfig
     from snn.train.resolve import resolve_backend, resolve_device, resolve_learner
@@ -149,7 +155,12 @@ def _rebuild(content: dict[str, Any], file: Path, device: str | torch.device, ba
         device = str(device)  # checked as its name: a CUDA device this machine lacks is named
     if not isinstance(device, str):
         raise TypeError(f"load_model: device: expected a str or torch.device, got {type(device).__name__} {device!r}")
-    target = resolve_device(device)
+    try:
+        target = resolve_device(device)
+    except ValueError as exc:
+        if "device" not in from_run:
+            raise
+        raise RunFileError(f"{file}: the run's device {device!r} cannot be used here (give --device to choose another): {exc}") from exc
     try:
         network, step_mode = build_network(config, resolve_learner(config.learner))
     except (MemoryError, RuntimeError) as exc:  # a configuration too large for this machine
@@ -169,7 +180,14 @@ def _rebuild(content: dict[str, Any], file: Path, device: str | torch.device, ba
         detail = " ".join(str(exc).replace("Error(s) in loading state_dict for", "").split())
         raise RunFileError(f"{file}: the weights do not fit the network its configuration describes ({detail})") from exc
     network.to(target).eval()
-    chosen = resolve_backend(backend, target, step_mode, surrogate_name(network))
+    try:
+        chosen = resolve_backend(backend, target, step_mode, surrogate_name(network))
+    except (SNNError, ValueError) as exc:
+        if "backend" not in from_run:
+            raise
+        raise RunFileError(
+            f"{file}: the run's backend {backend!r} cannot run here (give --backend to choose another): {exc}"
+        ) from exc
     if step_mode == "m":
         functional.set_backend(network, chosen)
     return TrainedModel(network, config, step_mode, chosen, target, dict(content["metrics"]), file)
@@ -225,7 +243,7 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
         ``snn evaluate: error: ...`` (plus ``{"error": ...}`` with ``--json``).
     """
     from snn.errors import SNNError
-    from snn.train.checkpoint import RunFileError, load_model_file
+    from snn.train.checkpoint import load_model_file
 
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
@@ -234,20 +252,9 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
         content = load_model_file(file)
         device = args.device if args.device is not None else str(content.get("device", "cpu"))
         backend = args.backend if args.backend is not None else str(content.get("backend", "torch"))
-        try:
-            model = _rebuild(content, file, device, backend)
-        except (SNNError, ValueError) as exc:
-            if args.device is not None and args.backend is not None or isinstance(exc, RunFileError):
-                raise
-            # the run's own device or backend (from the file, not the command line): say so
-            from_run = [
-                f"{what} {value!r}" for what, value, given in (("device", device, args.device), ("backend", backend, args.backend))
-                if given is None
-            ]
-            raise RunFileError(
-                f"{file}: with the run's {' and '.join(from_run)} (give --device / --backend to choose others), "
-                f"the model cannot be built here: {exc}"
-            ) from exc
+        # an error about the run's own device or backend (from the file, not the command line) says so
+        from_run = tuple(what for what, given in (("device", args.device), ("backend", args.backend)) if given is None)
+        model = _rebuild(content, file, device, backend, from_run=from_run)
         result = evaluate_model(model)
     except (SNNError, ValueError, TypeError, ImportError) as exc:
         print(f"snn evaluate: error: {exc}", file=stderr)

@@ -281,7 +281,8 @@ def _to_device(value: Any, device: torch.device) -> Any:
 def check_state_fits(module: nn.Module, state: Mapping[str, Any], what: str) -> None:
     """Raise ``ValueError`` unless ``state`` has exactly ``module``'s state-dict entries, each a
     tensor of the same shape and dtype (``load_state_dict`` would convert another dtype,
-    integer weights included, without a word)."""
+    integer weights included, without a word) and, where floating, finite (training stops
+    before it would write a NaN or infinite weight, so such a file did not come from a run)."""
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -291,6 +292,8 @@ def check_state_fits(module: nn.Module, state: Mapping[str, Any], what: str) -> 
         if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
             shown = f"{got.dtype} {list(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
             raise ValueError(f"{what}: {name}: expected {want.dtype} {list(want.shape)}, found {shown}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise ValueError(f"{what}: {name}: holds NaN or infinite values")
 
 
 def _same_setting(saved: Any, current: Any) -> bool:
@@ -359,6 +362,8 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Mapping[str,
                 raise ValueError(
                     f"optimizer: {key} of parameter {index}: expected a floating tensor {list(parameter.shape)}, found {found}"
                 )
+            elif not bool(torch.isfinite(value).all()):
+                raise ValueError(f"optimizer: {key} of parameter {index}: holds NaN or infinite values")
 
 
 def _check_same_layout(saved: Any, template: Any, where: str) -> None:
