@@ -166,3 +166,31 @@ def test_paused_monitors_record_nothing_in_the_block_only() -> None:
     assert recorder.records == []
     layer_(torch.rand(1, 2))
     assert len(recorder.records) == 1
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("extra", r"node 'l' \(LIF\): nir cannot read it \(TypeError: .*unexpected keyword argument 'foo'"),
+        ("shapes", r"node 'l' \(LIF\): nir cannot read it \(AssertionError: All parameters must have the same shape"),
+        ("type", r"node 'l': its 'type' should be a node type name, found"),
+    ],
+)
+def test_a_file_nir_cannot_read_names_the_node(tmp_path, damage: str, named: str) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "graph.nir"
+    graph = _graph({"input": nir.Input(np.array([3])), "l": _lif(3), "output": nir.Output(np.array([3]))},
+                   [("input", "l"), ("l", "output")])
+    nir.write(path, graph)
+    with h5py.File(path, "r+") as file:
+        node = file["node/nodes/l"]
+        if damage == "extra":
+            node["foo"] = np.ones(3)
+        elif damage == "shapes":
+            del node["v_threshold"]
+            node["v_threshold"] = np.ones(2)
+        else:
+            del node["type"]
+            node["type"] = 5
+    with pytest.raises(ValueError, match=rf"graph '{path}': {named}"):
+        import_from_nir(path, dt=1e-3)

@@ -37,6 +37,9 @@ def read_file(nir: Any, path: Path) -> Any:
     except MemoryError:
         raise
     except Exception as exc:  # h5py / nir raise OSError, KeyError, AssertionError, TypeError ... on bad files
+        node_reason = _failing_node(nir, path)
+        if node_reason is not None:
+            raise ValueError(f"import_from_nir: graph {str(path)!r}: {node_reason}") from exc
         reason = f"{type(exc).__name__}: {exc}" if str(exc).strip() else f"{type(exc).__name__} in nir.read, without a message"
         raise ValueError(f"import_from_nir: graph: {str(path)!r} is not a readable NIR file ({reason})") from exc
     if not isinstance(graph, nir.NIRGraph):
@@ -44,6 +47,47 @@ def read_file(nir: Any, path: Path) -> Any:
             f"import_from_nir: graph: {str(path)!r} holds a {type(graph).__name__}, expected a NIRGraph"
         )
     return graph
+
+
+def _failing_node(nir: Any, path: Path) -> str | None:
+    """``"node 'name' (type): reason"`` for the first node of the file at ``path`` that nir
+    cannot build on its own (``nir.read`` names none), or ``None`` when that cannot be told
+    (the file's structure is not a graph's, or every node builds)."""
+    hdf2dict = getattr(getattr(nir, "serialization", None), "hdf2dict", None)
+    build = getattr(nir, "dict2NIRNode", None)
+    if hdf2dict is None or build is None:
+        return None
+    try:
+        h5py = importlib.import_module("h5py")
+        with h5py.File(path, "r") as file:
+            data = hdf2dict(file["node"])
+    except Exception:  # unreadable as HDF5: nir.read's own message says why
+        return None
+
+    def search(group: Any, where: str) -> str | None:
+        nodes = group.get("nodes") if isinstance(group, Mapping) else None
+        if not isinstance(nodes, Mapping):
+            return None
+        for name, node in nodes.items():
+            kind = node.get("type") if isinstance(node, Mapping) else None
+            here = f"{where}node {name!r} ({kind})" if isinstance(kind, str) else f"{where}node {name!r}"
+            if not isinstance(kind, str):
+                return f"{here}: its 'type' should be a node type name, found {kind!r:.60}"
+            if kind == "NIRGraph":
+                found = search(node, f"{where}subgraph {name!r}: ")
+                if found is not None:
+                    return found
+                continue
+            try:
+                build({**node, **({"type_check": False} if kind == "NIRGraph" else {})})
+            except MemoryError:
+                raise
+            except Exception as exc:
+                reason = str(exc).strip() or f"{type(exc).__name__} in nir, without a message"
+                return f"{here}: nir cannot read it ({type(exc).__name__}: {reason})"
+        return None
+
+    return search(data, "")
 
 
 def _check_node_types(path: Path) -> None:
