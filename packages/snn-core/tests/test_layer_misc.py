@@ -162,6 +162,34 @@ def test_delay_equals_the_shifted_sequence_in_both_modes(d: int) -> None:
     assert torch.equal(functional.delay(x_seq, d), expected)
 
 
+def test_delay_never_changes_a_saved_queue() -> None:
+    """Single steps build a new queue: an explicit-state call leaves the caller's state alone, a
+    rewind replays the same output, and the checkpointed strategy recomputes what it saved."""
+    from snn import neuron
+    from snn.base import extract_memories, load_memories
+
+    f = functional.to_functional_forward(layer.Delay(2))
+    empty: list[torch.Tensor] = []
+    for value in (1.0, 2.0, 3.0):
+        (y,), (queue,) = f((torch.tensor([value]),), (empty,))
+        assert empty == [] and torch.equal(y, torch.zeros(1)) and [q.item() for q in queue] == [value]
+    delay = layer.Delay(1)
+    delay(torch.tensor([1.0]))
+    saved = extract_memories(delay)
+    first = delay(torch.tensor([2.0]))
+    load_memories(delay, saved)
+    assert torch.equal(delay(torch.tensor([2.0])), first) and first.item() == 1.0
+
+    torch.manual_seed(0)
+    x = torch.rand(6, 2, 3, requires_grad=True)
+    modules = (nn.Linear(3, 4), layer.Delay(1), neuron.LIFNode())
+    plain = layer.MultiStepContainer(*copy.deepcopy(modules))
+    checkpointed = layer.MultiStepContainer(*copy.deepcopy(modules), strategy="checkpointed", k=2)
+    (want,) = torch.autograd.grad(plain(x).sum(), x)
+    (got,) = torch.autograd.grad(checkpointed(x).sum(), x)
+    torch.testing.assert_close(got, want)
+
+
 def test_delay_gradient_and_reset() -> None:
     x = torch.rand(5, 2)
     x[3:] = 0

@@ -291,10 +291,12 @@ class Delay(MemoryModule):
         queue = self._check_queue(x.shape)
         if self._delay_steps == 0:
             return x
-        queue.append(x)
-        if len(queue) > self._delay_steps:
-            return queue.pop(0)
-        return torch.zeros_like(x)
+        # a new list, never the stored one changed in place: a state saved earlier (a rewind with
+        # extract_memories, the checkpointed strategy, an explicit-state call) keeps its value
+        queue = [*queue, x]
+        y = queue.pop(0) if len(queue) > self._delay_steps else torch.zeros_like(x)
+        self.queue = queue
+        return y
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         """A sequence ``x_seq [T, N, *]`` -> ``[T, N, *]``, continuing the queue of earlier calls.
