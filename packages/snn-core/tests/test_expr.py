@@ -261,21 +261,22 @@ def test_derivative_of_a_quotient_by_tiny_or_huge_divisors_stays_finite() -> Non
 
 
 def test_simplify_keeps_comparisons_that_arithmetic_made_numbers() -> None:
-    """``(x > 0) * 1.0`` is a number, ``x > 0`` a truth value: simplifying must not turn the
-    one into the other (torch would then add or negate booleans)."""
-    from snn.expr import evaluate, simplify
+    """``(x > 0) * 1.0`` is a number, ``x > 0`` a truth value: simplifying a tree built by hand
+    (the operators refuse truth values in arithmetic) must not turn the one into the other."""
+    from snn.expr import Expr, evaluate, num, simplify
 
-    x, y = var("x"), var("y")
-    values = {"x": torch.tensor([-1.0, 2.0]), "y": torch.tensor([3.0, 4.0])}
+    x = var("x")
+    positive = Expr(">", (x, num(0.0)))
+    values = {"x": torch.tensor([-1.0, 2.0])}
     for expression, expected in [
-        ((x > 0.0) * 1.0, [0.0, 1.0]),
-        (0.0 - (x > 0.0) * 1.0, [0.0, -1.0]),
-        ((x > 0.0) * 1.0 + (y > 0.0) * 1.0, [1.0, 2.0]),
-        ((x > 0.0) / 1.0 + 0.0, [0.0, 1.0]),
+        (Expr("*", (positive, num(1.0))), [0.0, 1.0]),
+        (Expr("/", (positive, num(1.0))), [0.0, 1.0]),
+        (Expr("+", (positive, num(0.0))), [0.0, 1.0]),
     ]:
-        got = evaluate(simplify(expression), values)
-        assert got.dtype == torch.float32 and got.tolist() == expected
-    assert simplify((x > 0.0) * 0.0).op == "num"
+        simplified = simplify(expression)
+        assert simplified.op not in (">", "<", ">=", "<=", "and"), expression
+        assert evaluate(simplified, values).tolist() == expected
+    assert simplify(Expr("*", (positive, num(0.0)))).op == "num"
 
 
 def test_times_zero_folds_only_what_cannot_overflow_in_float32() -> None:
@@ -291,7 +292,7 @@ def test_times_zero_folds_only_what_cannot_overflow_in_float32() -> None:
         assert simplified.op != "num", expression
         got, want = evaluate(simplified, spikes), evaluate(expression, spikes)
         assert torch.equal(got.isnan(), want.isnan()) and bool(want.isnan().any()), expression
-    for expression in [(s * 2.0 + s) * 0.0, 0.0 * -(s * 1e30), ((s > 0.5) * 1e20) * 0.0]:
+    for expression in [(s * 2.0 + s) * 0.0, 0.0 * -(s * 1e30), SYMBOLIC_OPS.where(s > 0.5, 1e20, 0.0) * 0.0]:
         simplified = simplify(expression, finite={"s"})
         assert simplified.op == "num" and simplified.value == 0.0, expression
         assert evaluate(expression, spikes).tolist() == [0.0, 0.0]
@@ -315,45 +316,34 @@ def _constant(value: float):
     return Expr("num", (), value)
 
 
-def test_arithmetic_that_backends_read_differently_on_truth_values_is_refused() -> None:
-    """``(x > 0) + (y > 0)`` is a logical or in torch, 2 in C and wraps to 0 in Triton's 1-bit
-    integers; ``-(x > 0)`` is refused by torch and negates a 1-bit integer in Triton."""
+def test_truth_values_are_conditions_only() -> None:
+    """A comparison is a condition of ``ops.where`` (joined with ``&``), never a number: torch
+    computes ``bool * 0.1`` in its default dtype and refuses ``1 - bool``, C counts 2 for
+    ``(x > 0) + (y > 0)`` where torch gives a logical or and Triton's 1-bit integers wrap to 0,
+    and Triton's ``exp`` refuses a 1-bit integer."""
     x, y = var("x"), var("y")
+    ops = SYMBOLIC_OPS
     for build in (
         lambda: (x > 0.0) + (y > 0.0),
-        lambda: (x > 0.0) - (y > 0.0),
-        lambda: (x > 0.0) / (y > 0.0),
-        lambda: ((x > 0.0) & (y > 0.0)) + (x < 1.0),
+        lambda: (x > 0.0) * 0.25,
+        lambda: 0.25 * (x > 0.0),
+        lambda: 1.0 - (x > 0.0),
+        lambda: x / (y > 0.0),
+        lambda: (x > 0.0) ** 2,
         lambda: -(x > 0.0),
+        lambda: ((x > 0.0) & (y > 0.0)) * x,
+        lambda: (x > 0.0) < 1.0,
+        lambda: ops.exp(x > 0.0),
+        lambda: ops.minimum(x > 0.0, 0.5),
+        lambda: ops.where(x > 0.0, y > 0.0, 0.5),
+        lambda: (x > 0.0) & y,
+        lambda: x & (y > 0.0),
     ):
         with pytest.raises(TypeError, match="truth value"):
             build()
-
-
-def test_truth_values_in_arithmetic_are_zero_or_one_of_the_inputs_dtype() -> None:
-    """A comparison read as a number is 0 or 1 in the compute dtype (float64 inputs keep
-    float64; torch alone would compute ``bool * 1.0`` in float32 and refuse ``1 - bool``)."""
-    from snn.expr import diff, evaluate
-
-    x, y = var("x"), var("y")
-    xs = torch.tensor([-1.0, 2.0], dtype=torch.float64)
-    ys = torch.tensor([3.0, -4.0], dtype=torch.float64)
-    values = {"x": xs, "y": ys}
-    third = ((y > 0.0) * x) / 3.0
-    got = evaluate(diff(third, "x"), values)
-    x_leaf = xs.clone().requires_grad_()
-    (want,) = torch.autograd.grad((((ys > 0) * x_leaf) / 3.0).sum(), x_leaf)
-    assert got.dtype == torch.float64
-    torch.testing.assert_close(got.expand_as(want), want, rtol=0, atol=0)
-    for expression, expected in [
-        (1.0 - (x > 0.0), [1.0, 0.0]),
-        ((x > 0.0) * 0.1, [0.0, 0.1]),
-        (SYMBOLIC_OPS.where(x > 0.0, y > 0.0, 0.5) * 2.0, [1.0, 0.0]),
-        (SYMBOLIC_OPS.exp((x > 0.0) * 1.0), [1.0, math.e]),
-    ]:
-        value = evaluate(expression, values)
-        assert value.dtype == torch.float64, expression
-        torch.testing.assert_close(value, torch.tensor(expected, dtype=torch.float64), rtol=1e-15, atol=0)
+    # what is allowed: conditions, joined with &, and their 0/1 value through where
+    expression = ops.where((x > 0.0) & (y < 1.0), 0.25, 0.0) + x
+    assert expression.op == "+"
 
 
 def test_number_functions_of_infinities_and_bounds_beyond_the_dtype() -> None:

@@ -1062,14 +1062,14 @@ def test_learnable_gradients_over_column_chunks_of_several_steps(monkeypatch, cl
 
 @pytest.mark.parametrize("k_value", [0.7, -0.7])
 def test_torch_backend_condition_joining_a_learnable_and_the_input(k_value: float) -> None:
-    """``where((k > 0) & (x > 0.1), ...)`` and a comparison used as a number in a charge: spikes,
-    states and gradients (of x, v0 and k) equal a float64 autograd loop of the description."""
+    """``where((k > 0) & (x > 0.1), ...)`` with a learnable ``k``: spikes, states and gradients
+    (of x, v0 and k) equal a float64 autograd loop of the description."""
     from snn.backends.torch import single_step
     from snn.models import autograd_step
 
     def charge(x, u, p, ops):
         gate = ops.where((p.k > 0.0) & (x > 0.1), 1.0, 0.5)
-        return {"v": u.v + gate * x * p.k + (x > 0.3) * 0.25 - (u.v > 0.2) * 0.125}
+        return {"v": u.v + gate * x * p.k + ops.where(x > 0.3, 0.1, 0.0) - ops.where(u.v > 0.2, 0.3, 0.0)}
 
     model = NeuronModel("gated_by_k", (State("v", "v_reset"),), THRESHOLD_AND_RESET, charge, learnables=("k",))
     config = model.config(surrogate.Sigmoid().spec, v_threshold=1.0)

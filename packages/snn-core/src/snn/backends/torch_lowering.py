@@ -49,10 +49,6 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
       as 0/1 (op ``"mask<"`` etc.; ``and`` of comparisons is the product of their masks). The
       values match ``torch.where``'s up to the sign of a zero: numbers are finite, and a
       comparison involving NaN is false in both. Selections of tensors stay ``where``.
-    - A tensor comparison read as a number (an operand of arithmetic or a function, a
-      selection's branch) becomes its mask, 0 or 1 in the compute dtype, as
-      :func:`snn.expr.evaluate` reads it (torch alone would refuse ``1 - bool``); a
-      parameter-only comparison in a mask becomes ``where(cond, 1, 0)``, a number per call.
     - ``where(p & c, a, b)`` with ``p`` parameter-only comparisons and ``c`` tensor ones becomes
       ``where(p, where(c, a, b), b)``: the parameters' condition is decided once per call.
     - ``t / c`` with ``c = +-2^k`` a number whose reciprocal is a normal float becomes
@@ -89,23 +85,12 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
         return e.op == "num" or variables(e) <= scalar_set
 
     def mask(cond: Expr) -> Expr | None:
-        if is_scalar(cond):  # a parameter-only truth value: a number per call
-            return node("where", (cond, node("num", (), 1.0), node("num", (), 0.0)))
         if cond.op in MASK_OF:
             return node(MASK_OF[cond.op], cond.args)
         if cond.op == "and":
             p, q = (mask(a) for a in cond.args)
             return node("*", (p, q)) if p is not None and q is not None else None
         return None
-
-    def as_number(e: Expr) -> Expr:
-        """A truth value read as a number (an operand of arithmetic, a selection's branch) as its
-        0/1 mask in the compute dtype, as :func:`snn.expr.evaluate` reads it."""
-        if e.op in _TRUTH_OPS and not is_scalar(e):
-            m = mask(e)
-            if m is not None:
-                return m
-        return e
 
     def is_number(e: Expr, value: float) -> bool:
         return e.op == "num" and e.value == value and math.copysign(1.0, e.value) == math.copysign(1.0, value)
@@ -164,10 +149,6 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
         if found is not None:
             return found
         args = tuple(go(a) for a in e.args)
-        if e.op == "where":
-            args = (args[0], as_number(args[1]), as_number(args[2]))
-        elif e.op not in _TRUTH_OPS:
-            args = tuple(as_number(a) for a in args)
         out: Expr | None = None
         if affine and e.op in ("+", "-", "*", "/", "neg"):
             out = combine(e.op, args)
@@ -195,10 +176,6 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
         return e
 
     return [plain(go(e)) for e in _split_conditions(outputs, is_scalar)]
-
-
-#: Operations whose value is a truth value.
-_TRUTH_OPS = frozenset({"<", "<=", ">", ">=", "and"})
 
 
 def _split_conditions(outputs: Sequence[Expr], is_scalar: Callable[[Expr], bool]) -> list[Expr]:

@@ -119,8 +119,9 @@ def _rewrite(op: str, args: tuple[Expr, ...], value: Any, is_finite: Callable[[E
     """One exact local rewrite of ``op(args)`` (children already simplified), or ``None``.
 
     A comparison is a truth value until arithmetic makes it a number (``(x > 0) * 1.0``
-    evaluates to 0.0 / 1.0, ``x > 0`` to a bool): a rewrite that would leave a comparison where
-    a number was is not made.
+    evaluates to 0.0 / 1.0, ``x > 0`` to a bool; the operators refuse such trees, but one built
+    node by node can hold them): a rewrite that would leave a comparison where a number was is
+    not made.
     """
     if op == "neg" and args[0].op == "neg":
         return args[0].args[0]
@@ -278,10 +279,6 @@ def _diff_extremum(op: str, args: tuple[Expr, ...], d: list[Expr | None]) -> Exp
     return Expr("where", (first, da_, Expr("where", (second, db_, 0.5 * (da_ + db_)))))
 
 
-#: Operations that read their operands as numbers (a truth value as 0 or 1).
-_ARITHMETIC = frozenset({"neg", "+", "-", "*", "/", "pow"})
-
-
 def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
     """The value of ``expr`` with variables from ``env``, computed with ``ops`` (default torch).
 
@@ -307,15 +304,6 @@ def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
     # a namespace may define IEEE division and power (FloatOps: Python raises where IEEE does not)
     divide = getattr(math_ops, "divide", operator.truediv)
     power = getattr(math_ops, "power", operator.pow)
-    # a truth value in arithmetic is 0 or 1 of the compute dtype, as in the C and Triton renderings
-    # (torch alone would compute bool * number in its default dtype and refuse bool - tensor)
-    number_dtype = getattr(math_ops, "dtype", None) or torch.get_default_dtype()
-
-    def number(value: Any) -> Any:
-        if isinstance(value, torch.Tensor) and value.dtype == torch.bool:
-            return value.to(number_dtype)
-        return float(value) if isinstance(value, bool) else value
-
     memo: dict[int, Any] = {}
 
     def go(e: Expr) -> Any:
@@ -330,8 +318,6 @@ def evaluate(expr: Expr, env: Mapping[str, Any], ops: Any = None) -> Any:
             out = env[e.value]
         else:
             args = [go(a) for a in e.args]
-            if op in _ARITHMETIC:
-                args = [number(a) for a in args]
             if op == "neg":
                 out = -args[0]
             elif op == "+":

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from snn.expr._tree import _BOOLEAN_OPS, _FUNCTIONS, Expr, Operand, _wrap
+from snn.expr._tree import _BOOLEAN_OPS, _FUNCTIONS, Expr, Operand, _refuse_truth_values, _wrap
 
 __all__ = ["TorchOps", "SymbolicOps", "FloatOps", "TORCH_OPS", "SYMBOLIC_OPS", "FLOAT_OPS", "torch_ops"]
 
@@ -62,13 +62,10 @@ class TorchOps:
     def where(self, cond: Any, a: Any, b: Any) -> Any:
         if not isinstance(cond, torch.Tensor):  # a condition on the hyper-parameters alone
             return a if cond else b
-        # a truth-valued branch is 0 or 1 of the other branch's (or the namespace's) floating dtype
-        like = next((t for t in (a, b) if isinstance(t, torch.Tensor) and t.is_floating_point()), None)
+        like = next((t for t in (a, b) if isinstance(t, torch.Tensor)), None)
         dtype = like.dtype if like is not None else self.dtype or torch.get_default_dtype()
-        a = a.to(dtype) if isinstance(a, torch.Tensor) and a.dtype == torch.bool else a
-        b = b.to(dtype) if isinstance(b, torch.Tensor) and b.dtype == torch.bool else b
-        a = a if isinstance(a, torch.Tensor) else torch.tensor(float(a), dtype=dtype, device=cond.device)
-        b = b if isinstance(b, torch.Tensor) else torch.tensor(float(b), dtype=dtype, device=cond.device)
+        a = a if isinstance(a, torch.Tensor) else torch.tensor(a, dtype=dtype, device=cond.device)
+        b = b if isinstance(b, torch.Tensor) else torch.tensor(b, dtype=dtype, device=cond.device)
         return torch.where(cond, a, b)
 
     @staticmethod
@@ -123,7 +120,12 @@ class SymbolicOps:
 
     def __getattr__(self, name: str) -> Any:
         if name in _FUNCTIONS:
-            return lambda *args: Expr(name, tuple(_wrap(a) for a in args))
+            def function(*args: Operand) -> Expr:
+                wrapped = tuple(_wrap(a) for a in args)
+                _refuse_truth_values(f"ops.{name}", *wrapped)
+                return Expr(name, wrapped)
+
+            return function
         raise AttributeError(f"expression language has no function {name!r}; available: {_FUNCTIONS}")
 
     @staticmethod
@@ -140,7 +142,9 @@ class SymbolicOps:
             raise TypeError(
                 f"ops.where: cond: expected a comparison (<, <=, >, >=) or an & of comparisons, got {shown}"
             )
-        return Expr("where", (cond, _wrap(a), _wrap(b)))
+        branches = (_wrap(a), _wrap(b))
+        _refuse_truth_values("ops.where", *branches)
+        return Expr("where", (cond, *branches))
 
 
 class FloatOps:

@@ -44,12 +44,7 @@ class Expr:
 
     def _bin(self, op: str, other: Operand, reverse: bool = False) -> Expr:
         a, b = (_wrap(other), self) if reverse else (self, _wrap(other))
-        if op in ("+", "-", "/") and a.op in _BOOLEAN_OPS and b.op in _BOOLEAN_OPS:
-            raise TypeError(
-                f"expression: {op!r} of two truth values (comparisons): the backends disagree on its value "
-                "(torch: a logical or, C: 0, 1 or 2, Triton: wraps to 0 or 1); count with numbers, e.g. "
-                "ops.where(a > 0, 1.0, 0.0) + ops.where(b > 0, 1.0, 0.0)"
-            )
+        _refuse_truth_values(op, a, b)
         return Expr(op, (a, b))
 
     def __add__(self, o: Operand) -> Expr: return self._bin("+", o)
@@ -64,18 +59,24 @@ class Expr:
     def __le__(self, o: Operand) -> Expr: return self._bin("<=", o)
     def __gt__(self, o: Operand) -> Expr: return self._bin(">", o)
     def __ge__(self, o: Operand) -> Expr: return self._bin(">=", o)
-    def __and__(self, o: Expr) -> Expr: return Expr("and", (self, _wrap(o)))
-    def __neg__(self) -> Expr:
-        if self.op in _BOOLEAN_OPS:
+
+    def __and__(self, o: Expr) -> Expr:
+        other = _wrap(o)
+        if self.op not in _BOOLEAN_OPS or other.op not in _BOOLEAN_OPS:
             raise TypeError(
-                "expression: '-' of a truth value (a comparison): torch refuses it and Triton negates a 1-bit "
-                "integer; write ops.where(cond, -1.0, 0.0)"
+                "expression '&': expected two truth values (comparisons, or & of comparisons), got operations "
+                f"{self.op!r} and {other.op!r}"
             )
+        return Expr("and", (self, other))
+
+    def __neg__(self) -> Expr:
+        _refuse_truth_values("-", self)
         return Expr("neg", (self,))
 
     def __pow__(self, exponent: float) -> Expr:
         if isinstance(exponent, Expr):
             raise TypeError("expression power: the exponent must be a number, not an expression")
+        _refuse_truth_values("**", self)
         return Expr("pow", (self,), float(_wrap(exponent).value))
 
     def __bool__(self) -> bool:
@@ -120,6 +121,20 @@ def num(value: float) -> Expr:
 
 #: Operations whose value is a truth value (their derivative is zero everywhere).
 _BOOLEAN_OPS = frozenset({"<", "<=", ">", ">=", "and"})
+
+
+def _refuse_truth_values(op: str, *operands: Expr) -> None:
+    """Raise ``TypeError`` when an operand of ``op`` (arithmetic, a comparison, a function, a
+    selection's branch) is a truth value. A truth value is a condition, never a number: torch
+    computes ``bool * 0.1`` in its default dtype and refuses ``1 - bool``, C counts ``2`` for
+    ``(a > 0) + (b > 0)`` where torch gives a logical or and Triton's 1-bit integers wrap to 0,
+    and Triton's ``exp`` refuses a 1-bit integer, so no meaning holds on every backend."""
+    if any(e.op in _BOOLEAN_OPS for e in operands):
+        raise TypeError(
+            f"expression {op!r}: an operand is a truth value (a comparison); truth values are conditions of "
+            "ops.where only: write ops.where(cond, 1.0, 0.0) for its 0 or 1 (e.g. ops.where(x > 0.3, 0.25, 0.0) "
+            "instead of (x > 0.3) * 0.25)"
+        )
 
 
 def _is_num(e: Expr | None, value: float | None = None) -> bool:
