@@ -281,9 +281,11 @@ def _to_device(value: Any, device: torch.device) -> Any:
 def check_state_fits(module: nn.Module, state: Mapping[str, Any], what: str) -> None:
     """Raise ``ValueError`` unless ``state`` has exactly ``module``'s state-dict entries, each a
     tensor of the same shape and dtype (``load_state_dict`` would convert another dtype,
-    integer weights included, without a word) and, where floating, finite (training stops
-    before it would write a NaN or infinite weight, so such a file did not come from a run)."""
+    integer weights included, without a word), with finite parameters (the training loop
+    stops before it would write a NaN or infinite parameter, so such a file did not come from a
+    run; buffers are not checked, as the loop does not check them)."""
     expected = module.state_dict()
+    parameters = {name for name, _ in module.named_parameters()}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ValueError(f"{what}: missing entries {missing}, unexpected entries {unexpected}")
@@ -292,7 +294,7 @@ def check_state_fits(module: nn.Module, state: Mapping[str, Any], what: str) -> 
         if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
             shown = f"{got.dtype} {list(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
             raise ValueError(f"{what}: {name}: expected {want.dtype} {list(want.shape)}, found {shown}")
-        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+        if name in parameters and got.is_floating_point() and not bool(torch.isfinite(got).all()):
             raise ValueError(f"{what}: {name}: holds NaN or infinite values")
 
 
@@ -362,8 +364,8 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer, saved: Mapping[str,
                 raise ValueError(
                     f"optimizer: {key} of parameter {index}: expected a floating tensor {list(parameter.shape)}, found {found}"
                 )
-            elif not bool(torch.isfinite(value).all()):
-                raise ValueError(f"optimizer: {key} of parameter {index}: holds NaN or infinite values")
+            elif bool(torch.isnan(value).any()):  # an infinite moment can come from a run (Adam's v overflowing)
+                raise ValueError(f"optimizer: {key} of parameter {index}: holds NaN values")
 
 
 def _check_same_layout(saved: Any, template: Any, where: str) -> None:
