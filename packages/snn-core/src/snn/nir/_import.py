@@ -480,7 +480,8 @@ class _Importer:
 
 def _check_no_bad_shape(where: str, types: Any) -> None:
     """Raise ``ValueError`` when ``types`` (an ``Input``'s ``input_type``) declares a shape
-    with negative or fractional sizes; an undeclared or empty shape is fine."""
+    with fractional sizes or negative ones other than -1; an undeclared or empty shape, or one
+    with -1 for a size some writers leave open, is fine (and not checked)."""
     if not isinstance(types, Mapping) or len(types) != 1:
         return
     value = next(iter(types.values()))
@@ -490,8 +491,8 @@ def _check_no_bad_shape(where: str, types: Any) -> None:
         array = None
     if array is None or array.size == 0:
         return
-    if array.dtype.kind not in "iuf" or array.ndim != 1 or np.any(array < 0) or np.any(array != np.round(array)):
-        raise ValueError(f"{where}: input_type: expected non-negative integer sizes, got {value!r}")
+    if array.dtype.kind not in "iuf" or array.ndim != 1 or np.any(array < -1) or np.any(array != np.round(array)):
+        raise ValueError(f"{where}: input_type: expected integer sizes >= 0 (or -1 for an open one), got {value!r}")
 
 
 def _int(where: str, field: str, value: Any) -> int:
