@@ -254,3 +254,29 @@ def test_nonfinite_inputs_match_the_torch_backend(name, variant):
         got = outputs_and_gradients(multi_step, config, x, states, learnables, upstream, given)
         want = outputs_and_gradients(torch_multi_step, config, x, states, learnables, upstream, given)
         assert_close_outputs(got, want, [f"{label} ({given})" for label in labels(config)], 1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("k_value", [1.0, -1.0])
+def test_condition_joining_a_learnable_and_the_input(k_value: float) -> None:
+    """``where((k >= 0) & (x > 0.1), x, 0)`` with a learnable ``k``: its comparison is a scalar
+    (the kernel's prologue) joined with a [BLOCK] one; spikes, states and gradients equal the
+    torch backend's (the interpreter refused a scalar bool & a vector bool)."""
+    from snn.models import THRESHOLD_AND_RESET, NeuronModel, State
+
+    def charge(x, u, p, ops):
+        return {"v": u.v * 0.5 + ops.where((p.k >= 0.0) & (x > 0.1), x * p.k, 0.25) + ops.where(x < 2.0, 0.0, x)}
+
+    model = NeuronModel("gated_by_k_triton", (State("v", "v_reset"),), THRESHOLD_AND_RESET, charge, learnables=("k",))
+    config = model.config(Sigmoid().spec, v_threshold=1.0)
+    torch.manual_seed(0)
+    x = (torch.rand(4, 24) * 2.5 - 0.2).requires_grad_()
+    v0 = torch.rand(24) * 0.4
+    k = torch.tensor(k_value, requires_grad=True)
+    got = multi_step(x, (v0,), config, learnables=(k,), store_state_seqs=True)
+    want = torch_multi_step(x, (v0,), config, learnables=(k,), store_state_seqs=True)
+    assert torch.equal(got[0], want[0])
+    torch.testing.assert_close(got[2][0], want[2][0])
+    g_got = torch.autograd.grad(got[0].sum() + got[2][0].sum(), (x, k))
+    g_want = torch.autograd.grad(want[0].sum() + want[2][0].sum(), (x, k))
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b)

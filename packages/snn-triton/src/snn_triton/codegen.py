@@ -192,6 +192,11 @@ class _Emitter:
 
     def _operation(self, e: Expr, args: list[_Value]) -> _Value:
         vector = any(a.vector for a in args)
+        if e.op == "and" and vector:
+            # a scalar truth value (a learnable's comparison, from the prologue) & a [BLOCK] one:
+            # Triton's interpreter refuses a scalar bool & a vector bool, so the scalar is
+            # broadcast first (as a 0/1 float, the form the interpreter broadcasts)
+            args = [a if a.vector else self._vector_truth(a) for a in args]
         if all(a.number is not None for a in args):
             # numbers the plan could not fold (a non-finite result): compute them as a float32
             # tensor, so Triton applies IEEE rules instead of folding them in Python
@@ -211,6 +216,16 @@ class _Emitter:
         out = _Value(name, True)
         self._memo[key] = out
         return out
+
+    def _vector_truth(self, value: _Value) -> _Value:
+        """The scalar truth value ``value`` as a ``[BLOCK]`` one, in the current body."""
+        key = ("vector_truth", value.text)
+        found = self._memo.get(key)
+        if found is None:
+            name = self.fresh()
+            self.lines.append(f"{name} = (tl.where({value.text}, 1.0, 0.0) + zero_block) != 0.0")
+            found = self._memo[key] = _Value(name, True)
+        return found
 
     def _emit_prologue(self, text: str, key: tuple[Any, ...]) -> _Value:
         found = self._prologue_memo.get(key)
