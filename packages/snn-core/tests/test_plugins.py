@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import subprocess
@@ -471,3 +472,84 @@ def test_snn_testing_exports_lazily() -> None:
     assert result.stdout.split() == ["False", "False", "True", "True"], result.stdout
     with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
         snn.testing.nothing_here  # noqa: B018
+
+
+def test_plugins_that_exit_or_alias_an_in_tree_module_are_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin that calls sys.exit at import, one whose entry point names snn's own plugin
+    module (``alias = snn.strategies``) and a hook that calls sys.exit: each is a recorded
+    failure, and the registry keeps working (they ended the process or broke every lookup)."""
+    exiting = f"snn_exiting_{uuid.uuid4().hex[:8]}"
+    exiting_hook = f"snn_exiting_hook_{uuid.uuid4().hex[:8]}"
+    make_distribution(tmp_path / "a", monkeypatch, "snn-exiting", "0.1", {"exiting": exiting},
+                      {exiting: "import sys\nsys.exit('no runtime here')\n"})
+    make_distribution(tmp_path / "b", monkeypatch, "snn-alias", "0.1", {"alias": "snn.strategies"}, {})
+    make_distribution(tmp_path / "c", monkeypatch, "snn-exiting-hook", "0.1", {"exitinghook": exiting_hook}, {
+        exiting_hook: "import sys\nimport snn\n@snn.hookimpl\ndef snn_register_losses(register):\n    sys.exit(3)\n",
+    })
+    plugins.reset()
+    try:
+        registry = plugins.get_registry()
+        failures = {f.plugin: f for f in registry.failures}
+        assert failures["exiting"].stage == "import" and "SystemExit: no runtime here" in failures["exiting"].error
+        assert failures["alias"].stage == "validate" and "snn's own plugin module 'snn.strategies'" in failures["alias"].error
+        assert failures["exitinghook"].stage == "hook" and "SystemExit: 3" in failures["exitinghook"].error
+        assert "loop" in registry.strategies and registry.backend("torch").provenance.distribution == "snn-core"
+    finally:
+        plugins.reset()
+
+
+def test_backend_registration_checks_every_argument(temporary_plugin: Any) -> None:
+    base = {"models": ("lif",), "devices": ("cpu",), "dtypes": (torch.float32,), "surrogates": ("Sigmoid",),
+            "probe": lambda: None}
+    kernels = {"multi_step": "snn.backends.torch:multi_step"}
+    cases = [
+        ("wt1", {"auto_priority": "high"}, "TypeError: auto_priority: expected an int, got str 'high'"),
+        ("wt2", {"auto_priority": 1.9}, "TypeError: auto_priority: expected an int, got float 1.9"),
+        ("wt3", {"auto_priority": True}, "TypeError: auto_priority: expected an int, got bool True"),
+        ("wt4", {"dtypes": torch.float32}, "TypeError: dtypes: expected an iterable of torch.dtype values"),
+        ("wt5", {"description": 42}, "TypeError: description: expected a string"),
+        ("auto", {}, "ValueError: name: 'auto' is reserved"),
+    ]
+    for name, override, message in cases:
+        def hook(register: Any, name: str = name, override: dict[str, Any] = override) -> None:
+            register(name, kernels, **{**base, **override})
+
+        plugin = types.SimpleNamespace(snn_register_backends=snn.hookimpl(hook, specname="snn_register_backends"))
+        registry = temporary_plugin(plugin, name=f"plug_{name}")
+        assert name not in registry.backends
+        assert any(message in f.error for f in registry.failures), (message, [f.error for f in registry.failures])
+
+
+def test_a_probe_that_returns_no_reason_string_is_reported_not_serialised(
+    temporary_plugin: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A probe must return None or a reason string; one returning the exception it caught made
+    ``snn doctor --json`` fail to serialise it, and one returning True read as a reason."""
+    def hook(register: Any) -> None:
+        for name, answer in (("returns_error", ImportError("no runtime")), ("returns_true", True)):
+            register(name, {"multi_step": "snn.backends.torch:multi_step"}, models=("lif",), devices=("cpu",),
+                     dtypes=(torch.float32,), surrogates=("Sigmoid",), probe=lambda answer=answer: answer)
+
+    registry = temporary_plugin(types.SimpleNamespace(snn_register_backends=snn.hookimpl(hook, specname="snn_register_backends")),
+                                name="oddprobes")
+    assert "its probe returned ImportError ImportError('no runtime'); expected None or a reason string" == (
+        registry.backend("returns_error").unavailable_reason()
+    )
+    assert "its probe returned bool True" in (registry.backend("returns_true").unavailable_reason() or "")
+    from snn import doctor
+
+    assert doctor.run(argparse.Namespace(json=True)) in (0, 1)
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["backends"]}
+    assert rows["returns_error"]["available"] is False and "ImportError" in rows["returns_error"]["reason"]
+
+
+def test_doctor_says_an_in_tree_plugin_cannot_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SNN_DISABLED_PLUGINS", "torch,nothing_installed")
+    plugins.reset()
+    try:
+        report = collect()
+        assert any("in-tree plugins cannot be disabled: 'torch'" in note for note in report["switch_notes"])
+        assert "in-tree plugins cannot be disabled: 'torch'" in render_table(report)
+        assert plugins.get_registry().backend("torch").provenance.distribution == "snn-core"
+    finally:
+        plugins.reset()

@@ -49,6 +49,8 @@ def collect() -> dict[str, Any]:
     - ``snn``, ``torch``, ``python``, ``platform``: versions;
     - ``cuda``: whether CUDA is available and the device names;
     - ``switches``: the plugin environment switches as set;
+    - ``switch_notes``: what the switches did, one sentence each (plugins not loaded or
+      disabled, in-tree plugins that cannot be disabled);
     - ``plugins``: one ``{name, distribution, version, error}`` per plugin; ``error`` is
       ``None`` or the recorded failures of that plugin;
     - ``neurons``: one ``{name, plugin, distribution, version, states, parameters, learnables,
@@ -181,6 +183,7 @@ def collect() -> dict[str, Any]:
             "SNN_DISABLED_PLUGINS": os.environ.get("SNN_DISABLED_PLUGINS", ""),
             "SNN_TRACE_PLUGINS": os.environ.get("SNN_TRACE_PLUGINS", ""),
         },
+        "switch_notes": list(registry.switches),
         "plugins": plugin_rows,
         "neurons": neuron_rows,
         "backends": backend_rows,
@@ -244,6 +247,7 @@ def render_table(report: dict[str, Any]) -> str:
     switches = {k: v for k, v in report["switches"].items() if v}
     if switches:
         lines.append("switches: " + ", ".join(f"{k}={v}" for k, v in switches.items()))
+    lines += [f"  {note}" for note in report.get("switch_notes", [])]
 
     lines += ["", "Plugins"]
     lines += _table(

@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import threading
+import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -237,6 +238,12 @@ def _build() -> tuple[pluggy.PluginManager, Registry]:
             logger.warning("snn: in-tree plugin %r is essential and cannot be disabled", name)
             continue
         manager.set_blocked(name)
+    essential = sorted(blocked & set(IN_TREE_PLUGINS))
+    if essential:
+        registry.switches.append(
+            f"in-tree plugins cannot be disabled: {', '.join(map(repr, essential))} named in SNN_DISABLED_PLUGINS "
+            "stay loaded"
+        )
 
     if not _env_flag("SNN_DISABLE_PLUGIN_AUTOLOAD"):
         _load_entry_points(manager, registry, provenance)
@@ -372,8 +379,15 @@ def _load_entry_points(
             continue
         try:
             plugin = entry_point.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's import must not end the process either
             _record(registry, PluginFailure(name, dist_name, dist_version, "import", _describe_error(exc)))
+            continue
+        own = getattr(plugin, "__name__", None) if isinstance(plugin, types.ModuleType) else None
+        if own in IN_TREE_PLUGINS.values():
+            _record(registry, PluginFailure(
+                name, dist_name, dist_version, "validate",
+                f"entry point {entry_point.value!r} names snn's own plugin module {own!r}, which snn registers itself",
+            ))
             continue
         registered = _hashable(plugin)
         try:
@@ -481,7 +495,7 @@ def _call_hooks(
                         f"the hook returned {_shown(returned[0])}; a hook registers by calling "
                         "register(...) and returns None"
                     )
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a hook must not end the process either
                 clash = getattr(exc, "first_plugin", None)
                 withdrawn = registrar.withdraw()
                 note = f" (withdrawn: what it registered before, {withdrawn})" if withdrawn else ""

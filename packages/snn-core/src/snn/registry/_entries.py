@@ -125,7 +125,10 @@ class BackendInfo:
         """The probe's reason this backend cannot run here, or ``None``; probed once."""
         if not self._probe_result:
             try:
-                result: tuple[str | None, BaseException | None] = (self.probe(), None)
+                answer = self.probe()
+                result: tuple[str | None, BaseException | None] = (answer, None)
+                if answer is not None and not isinstance(answer, str):  # a probe must say why in words
+                    result = (f"its probe returned {type(answer).__name__} {answer!r:.80}; expected None or a reason string", None)
             except BackendProbeError as exc:  # the designated way to report a broken runtime
                 result = (str(exc), exc.__cause__ or exc)
             except Exception as exc:  # a probe must not break the caller

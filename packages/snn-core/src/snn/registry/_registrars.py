@@ -94,6 +94,16 @@ class BackendRegistrar(_Registrar):
         description: str = "",
     ) -> None:
         checked = self._claim(name)
+        if checked == "auto":
+            raise ValueError("name: 'auto' is reserved: set_backend(net, 'auto') picks a backend by auto_priority")
+        if isinstance(auto_priority, bool) or not isinstance(auto_priority, int):
+            raise TypeError(f"auto_priority: expected an int, got {type(auto_priority).__name__} {auto_priority!r}")
+        description = _check_description(description)
+        if isinstance(dtypes, (str, torch.dtype)) or not isinstance(dtypes, Iterable):
+            raise TypeError(
+                f"dtypes: expected an iterable of torch.dtype values (e.g. (torch.float32,)), got "
+                f"{type(dtypes).__name__} {dtypes!r}"
+            )
         if not isinstance(kernels, Mapping) or not kernels:
             raise TypeError(f"kernels: expected a non-empty mapping kernel mode -> 'module:attribute', got {kernels!r}")
         for key, target in kernels.items():
@@ -145,7 +155,7 @@ class BackendRegistrar(_Registrar):
             operations=op_set,
             surrogates=surrogate_set,
             probe=probe,
-            auto_priority=int(auto_priority),
+            auto_priority=auto_priority,
             description=description,
             provenance=self._provenance,
             served_models=served_models,
