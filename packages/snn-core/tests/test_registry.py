@@ -401,3 +401,13 @@ def test_constant_beyond_float32_names_what_does_not_fit() -> None:
     found = constant_beyond_float32(_lif(surrogate.Rect(alpha=1e-40)))
     assert found is not None and found.startswith("the constant 5e+39 that its kernel derives from the layer's parameters (")
     assert "Rect.alpha=1e-40" in found
+
+
+def test_a_failure_is_described_in_one_line() -> None:
+    """pluggy's validation messages span several lines; error messages and snn doctor show one."""
+    from snn.registry import PluginFailure
+
+    failure = PluginFailure("odd", "snn-odd", "0.1", "validate", "Plugin 'odd' for hook 'x'\nhookimpl definition:  x(a)\n\nArgument(s) {'a'}")
+    assert failure.describe() == (
+        "plugin odd (snn-odd 0.1) failed at validate: Plugin 'odd' for hook 'x' hookimpl definition: x(a) Argument(s) {'a'}"
+    )

@@ -59,16 +59,18 @@ class PluginFailure:
     clash_with: str | None = None
 
     def describe(self) -> str:
-        """One line for error messages and ``snn doctor``."""
+        """One line for error messages and ``snn doctor`` (a multi-line error, as pluggy's
+        validation messages are, is joined into one)."""
         where = self.plugin
         if self.distribution:
             where += f" ({self.distribution} {self.version or '?'})"
+        error = " ".join(self.error.split())
         if self.stage == "clash":
             return (
                 f"plugin {where} registered {self.clash_name!r}, already taken by plugin "
-                f"{self.clash_with!r}: {self.error}"
+                f"{self.clash_with!r}: {error}"
             )
-        return f"plugin {where} failed at {self.stage}: {self.error}"
+        return f"plugin {where} failed at {self.stage}: {error}"
 
 
 @dataclass(frozen=True)
