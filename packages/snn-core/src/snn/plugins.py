@@ -233,12 +233,12 @@ def _build() -> tuple[pluggy.PluginManager, Registry]:
     provenance: dict[str, Provenance] = {}
 
     blocked = {n.strip() for n in os.environ.get("SNN_DISABLED_PLUGINS", "").split(",") if n.strip()}
-    for name in sorted(blocked):
-        if name in IN_TREE_PLUGINS:
-            logger.warning("snn: in-tree plugin %r is essential and cannot be disabled", name)
-            continue
-        manager.set_blocked(name)
     essential = sorted(blocked & set(IN_TREE_PLUGINS))
+    disabled = sorted(blocked - set(IN_TREE_PLUGINS))
+    for name in essential:
+        logger.warning("snn: in-tree plugin %r is essential and cannot be disabled", name)
+    for name in disabled:
+        manager.set_blocked(name)
     if essential:
         registry.switches.append(
             f"in-tree plugins cannot be disabled: {', '.join(map(repr, essential))} named in SNN_DISABLED_PLUGINS "
@@ -249,7 +249,6 @@ def _build() -> tuple[pluggy.PluginManager, Registry]:
         _load_entry_points(manager, registry, provenance)
     else:
         registry.switches.append("installed plugins are not loaded: SNN_DISABLE_PLUGIN_AUTOLOAD is set")
-    disabled = sorted(blocked - set(IN_TREE_PLUGINS))
     if disabled:
         registry.switches.append(f"plugins disabled by SNN_DISABLED_PLUGINS: {', '.join(map(repr, disabled))}")
 
