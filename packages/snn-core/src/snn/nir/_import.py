@@ -18,7 +18,14 @@ from snn import layer, neuron
 from snn.errors import NIRConversionError
 from snn.functional import set_step_mode
 from snn.nir._common import all_close, check_dt, close, read_snn_metadata, require_nir
-from snn.nir._import_checks import SUPPORTED, check_edge_shapes, input_shape, ints, read_file
+from snn.nir._import_checks import (
+    SUPPORTED,
+    check_declared_shape,
+    check_edge_shapes,
+    input_shape,
+    ints,
+    read_file,
+)
 from snn.nir.graph import NIRGraphModule, port_order
 from snn.nir.modules import CubaLINode, Delay, LINode, Scale, SumPool2d, Threshold
 from snn.surrogate import Sigmoid
@@ -216,7 +223,7 @@ class _Importer:
                 if shape is not None:
                     input_shapes[name] = shape
                 else:
-                    _check_no_bad_shape(here, getattr(node, "input_type", None))
+                    check_declared_shape(here, getattr(node, "input_type", None))
             elif isinstance(node, nir.Output):
                 outputs.append(name)
             elif isinstance(node, nir.NIRGraph):
@@ -476,23 +483,6 @@ class _Importer:
                 where, f"v_leak = {v_leak!r}; snn's CUBALIFNode leaks to 0 (v = v_decay * v + c)"
             )
         return _with_gain(gain, cls(c_decay=c_decay, v_decay=v_decay, **kwargs))
-
-
-def _check_no_bad_shape(where: str, types: Any) -> None:
-    """Raise ``ValueError`` when ``types`` (an ``Input``'s ``input_type``) declares a shape
-    with fractional sizes or negative ones other than -1; an undeclared or empty shape, or one
-    with -1 for a size some writers leave open, is fine (and not checked)."""
-    if not isinstance(types, Mapping) or len(types) != 1:
-        return
-    value = next(iter(types.values()))
-    try:
-        array = np.asarray(value) if value is not None else None
-    except (TypeError, ValueError):
-        array = None
-    if array is None or array.size == 0:
-        return
-    if array.dtype.kind not in "iuf" or array.ndim != 1 or np.any(array < -1) or np.any(array != np.round(array)):
-        raise ValueError(f"{where}: input_type: expected integer sizes >= 0 (or -1 for an open one), got {value!r}")
 
 
 def _int(where: str, field: str, value: Any) -> int:

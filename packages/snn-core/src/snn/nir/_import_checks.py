@@ -13,7 +13,7 @@ import numpy as np
 
 from snn.errors import NIRConversionError
 
-__all__ = ["SUPPORTED", "check_edge_shapes", "input_shape", "ints", "read_file"]
+__all__ = ["SUPPORTED", "check_declared_shape", "check_edge_shapes", "input_shape", "ints", "read_file"]
 
 #: the NIR node types snn builds a module for (besides the ports and nested graphs)
 _NODE_TYPES = (
@@ -256,18 +256,37 @@ def _conv_output_shape(node: Any) -> tuple[int, ...] | None:
     return (weight_shape[0], *out) if all(o > 0 for o in out) else None
 
 
-def input_shape(types: Any) -> tuple[int, ...] | None:
-    """The shape a node's ``input_type`` / ``output_type`` declares, when it declares one, as a
-    plain list of sizes; ``None`` otherwise."""
+def _declared_sizes(types: Any) -> np.ndarray | None:
+    """The array a node's ``input_type`` / ``output_type`` holds for its one port, or ``None``
+    when it declares none (not one port, no value, or a value numpy cannot read)."""
     if not isinstance(types, Mapping) or len(types) != 1:
         return None
     value = next(iter(types.values()))
     if value is None:
         return None
     try:
-        array = np.asarray(value)
+        return np.asarray(value)
     except (TypeError, ValueError):  # a ragged or foreign value
         return None
-    if array.ndim != 1 or array.dtype.kind not in "iu" or np.any(array < 0):
+
+
+def input_shape(types: Any) -> tuple[int, ...] | None:
+    """The shape a node's ``input_type`` / ``output_type`` declares, when it declares one, as a
+    plain list of sizes; ``None`` otherwise."""
+    array = _declared_sizes(types)
+    if array is None or array.ndim != 1 or array.dtype.kind not in "iu" or np.any(array < 0):
         return None
     return tuple(int(v) for v in array)
+
+
+def check_declared_shape(where: str, types: Any) -> None:
+    """Raise ``ValueError`` when ``types`` (an ``Input``'s ``input_type``) declares a shape
+    with fractional sizes or negative ones other than -1; an undeclared or empty shape, or one
+    with -1 for a size some writers leave open, is fine (and not checked)."""
+    array = _declared_sizes(types)
+    if array is None or array.size == 0:
+        return
+    if array.dtype.kind not in "iuf" or array.ndim != 1 or np.any(array < -1) or np.any(array != np.round(array)):
+        raise ValueError(
+            f"{where}: input_type: expected integer sizes >= 0 (or -1 for an open one), got {next(iter(types.values()))!r}"
+        )

@@ -400,10 +400,11 @@ class NIRGraphModule(MemoryModule):
                     values[step.name] = None
                     continue
                 total = self._sum(step.name, parts)
-                module = self.nodes[step.key] if step.key is not None else None
-                if module is None:
+                if step.key is None:
                     values[step.name] = total
-                elif self._stateless[step.key]:  # type: ignore[index]  # step.key is set with module
+                    continue
+                module = self.nodes[step.key]
+                if self._stateless[step.key]:
                     values[step.name] = module(total)
                 elif isinstance(module, NIRGraphModule):
                     inner = module._at_rest((torch.zeros_like(total),)) if len(module.inputs) == 1 else {}
