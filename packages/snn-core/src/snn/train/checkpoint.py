@@ -65,6 +65,16 @@ class RunFileError(SNNError, ValueError):
     """
 
 
+def too_large_error(file: Path, hidden: int, exc: BaseException) -> RunFileError | None:
+    """The :class:`RunFileError` naming ``file`` when ``exc`` is an allocation failure of the
+    network its configuration (``hidden`` units) describes, or ``None`` for any other error."""
+    from snn.cli import _out_of_memory  # the rule snn's commands use for allocation failures
+
+    if _out_of_memory(exc) is None:
+        return None
+    return RunFileError(f"{file}: the network its configuration describes (hidden={hidden}) does not fit in memory")
+
+
 # -- writing ---------------------------------------------------------------------------------
 
 

@@ -254,15 +254,12 @@ def _plan(args: argparse.Namespace, world_size: int, local_world_size: int | Non
         try:
             check_settings(plan.config, world_size=world_size, local_world_size=local_world_size)
         except (MemoryError, RuntimeError) as exc:  # a resumed configuration too large for this machine
-            from snn.cli import _out_of_memory  # the rule snn's commands use for allocation failures
-            from snn.train.checkpoint import RunFileError
+            from snn.train.checkpoint import too_large_error
 
-            if args.resume is None or _out_of_memory(exc) is None:
+            error = too_large_error(Path(args.resume) / CHECKPOINT_FILE, plan.config.hidden, exc) if args.resume else None
+            if error is None:
                 raise
-            raise RunFileError(
-                f"{Path(args.resume) / CHECKPOINT_FILE}: the network its configuration describes "
-                f"(hidden={plan.config.hidden}) does not fit in memory"
-            ) from exc
+            raise error from exc
     except BaseException:
         _remove_created(plan.created)
         raise

@@ -142,7 +142,7 @@ def _rebuild(
     those says so (:class:`RunFileError`), as the caller can choose another."""
     from snn import functional
     from snn.errors import SNNError
-    from snn.train.checkpoint import RunFileError
+    from snn.train.checkpoint import RunFileError, too_large_error
     from snn.train.config import TrainConfig
     from snn.train.resolve import resolve_backend, resolve_device, resolve_learner
     from snn.train.runner import build_network, check_state_fits, surrogate_name
@@ -164,13 +164,10 @@ def _rebuild(
     try:
         network, step_mode = build_network(config, resolve_learner(config.learner))
     except (MemoryError, RuntimeError) as exc:  # a configuration too large for this machine
-        from snn.cli import _out_of_memory  # the rule snn's commands use for allocation failures
-
-        if _out_of_memory(exc) is None:
+        error = too_large_error(file, config.hidden, exc)
+        if error is None:
             raise
-        raise RunFileError(
-            f"{file}: the network its configuration describes (hidden={config.hidden}) does not fit in memory"
-        ) from exc
+        raise error from exc
     if step_mode != content["step_mode"]:
         raise RunFileError(f"{file}: malformed model file: step_mode {content['step_mode']!r} does not fit learner {config.learner!r}")
     try:
