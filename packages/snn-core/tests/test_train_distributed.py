@@ -350,6 +350,7 @@ def test_a_worker_leaves_its_error_to_the_launcher(tmp_path: Path, monkeypatch: 
     assert not report_failure("outside a worker")  # one process: nothing to leave it to
     report = tmp_path / "rank0.json"
     monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv(WORKER_REPORT_ENV, str(report))
     stdout, stderr = io.StringIO(), io.StringIO()

@@ -51,8 +51,12 @@ def test_launched_rank_reads_and_checks_the_launcher_variables(clean_environment
             inner.setenv(name, value)
             with pytest.raises(ValueError, match=message):
                 distributed.launched_rank()
+    env.delenv("LOCAL_RANK")  # every worker of a machine would take its first GPU
+    with pytest.raises(ValueError, match="^LOCAL_RANK: expected an integer set by the launcher"):
+        distributed.launched_rank()
+    env.setenv("LOCAL_RANK", "0")
     env.delenv("RANK")  # WORLD_SIZE alone: every process would train alone into one folder
-    with pytest.raises(ValueError, match="RANK: expected an integer set by the launcher"):
+    with pytest.raises(ValueError, match="^RANK: expected an integer set by the launcher"):
         distributed.launched_rank()
     env.setenv("WORLD_SIZE", "1")  # one process: a missing or stray RANK does not matter
     assert distributed.launched_rank() is None
@@ -75,6 +79,10 @@ def test_snn_train_names_a_bad_rendezvous_variable(clean_environment: pytest.Mon
     env.setenv("WORLD_SIZE", "2")
     env.setenv("RANK", "0")
     args = argparse.Namespace(json=False, out=str(tmp_path / "run"))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert command.run(args, stdout=stdout, stderr=stderr) == 2
+    assert stderr.getvalue().startswith("snn train: error: LOCAL_RANK: expected an integer set by the launcher")
+    env.setenv("LOCAL_RANK", "0")
     for missing, message in [
         ("MASTER_ADDR", "MASTER_ADDR: expected the address of rank 0's machine"),
         ("MASTER_PORT", "MASTER_PORT: expected an integer set by the launcher"),
@@ -100,7 +108,7 @@ def test_a_group_that_cannot_form_is_one_line(clean_environment: pytest.MonkeyPa
     holder.listen()
     port = holder.getsockname()[1]
     env = clean_environment
-    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
         env.setenv(name, value)
     try:
         with pytest.raises(distributed.ProcessGroupError, match=f"rank 0 could not join the process group at 127.0.0.1:{port}: "):

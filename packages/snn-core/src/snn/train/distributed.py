@@ -191,8 +191,9 @@ def launched_rank() -> tuple[int, int, int] | None:
 
     Raises:
         ValueError: ``WORLD_SIZE`` is not a positive integer, or above 1 with ``RANK`` missing
-            or out of range (``0 <= RANK < WORLD_SIZE``) or a malformed ``LOCAL_RANK``, naming
-            the variable: otherwise every process would train alone into the same folder.
+            or out of range (``0 <= RANK < WORLD_SIZE``), or ``LOCAL_RANK`` missing or malformed,
+            naming the variable: otherwise every process would train alone into the same folder,
+            or every worker of a machine on its first GPU.
     """
     if not os.environ.get("WORLD_SIZE", "").strip():
         return None
@@ -200,7 +201,7 @@ def launched_rank() -> tuple[int, int, int] | None:
     if world_size == 1:
         return None
     rank = _environment_int("RANK", 0, world_size)
-    return rank, world_size, _environment_int("LOCAL_RANK", 0, default=0)
+    return rank, world_size, _environment_int("LOCAL_RANK", 0)
 
 
 def local_world_size(world_size: int) -> int:
