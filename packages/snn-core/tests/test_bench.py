@@ -7,6 +7,7 @@ import io
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -268,3 +269,63 @@ def test_repeated_values_are_measured_once() -> None:
     assert code == 0
     rows = json.loads(stdout.strip().splitlines()[-1])["rows"]
     assert len([r for r in rows if r["backend"] == "torch"]) == 1
+
+
+def _this_checkout() -> Path:
+    """The repository root snn is imported from; skips where snn is installed from a wheel."""
+    root = Path(snn.__file__).resolve().parents[4]
+    if not (root / "packages" / "snn-core" / "src" / "snn" / "__init__.py").is_file():
+        pytest.skip("snn is not imported from a checkout")
+    return root
+
+
+def test_baseline_worker_reports_the_spikes_of_the_same_inputs() -> None:
+    """The worker times a neuron of another checkout (here this one) on the benchmark's inputs."""
+    from snn.bench.baseline import BaselineWorker, spike_checksum
+    from snn.bench.measure import _inputs
+    from snn.neuron import LIFNode
+
+    worker = BaselineWorker(_this_checkout(), "LIFNode", 3, 50, torch.float32, torch.device("cpu"), seed=7)
+    try:
+        forward, backward, inference, checksum = worker.sample()
+        again = worker.sample()[3]
+    finally:
+        worker.close()
+    assert forward > 0 and backward > 0 and inference > 0
+    x_seq, _ = _inputs(3, 50, torch.float32, torch.device("cpu"), 7)
+    with torch.no_grad():
+        expected = spike_checksum(LIFNode(step_mode="m", backend="torch")(x_seq))
+    assert expected[0] > 0  # some spikes: the checksum is not trivially equal
+    assert torch.equal(checksum, expected) and torch.equal(again, expected)
+
+
+def test_baseline_worker_failure_names_the_error() -> None:
+    from snn.bench.baseline import BaselineWorker
+
+    with pytest.raises(RuntimeError, match="^baseline worker failed: AttributeError: .*NoSuchNode"):
+        BaselineWorker(_this_checkout(), "NoSuchNode", 3, 50, torch.float32, torch.device("cpu"), seed=0)
+
+
+def test_baseline_worker_with_a_noisy_error_stream_does_not_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Warnings beyond a pipe's buffer (64 KiB) must not stop the worker while we wait for it."""
+    import threading
+
+    from snn.bench import baseline
+
+    root = _this_checkout()
+    noisy = 'import sys\nsys.stderr.write("w" * 300_000 + "\\n")\nsys.stderr.flush()\n'
+    monkeypatch.setattr(baseline, "_WORKER", noisy + baseline._WORKER)
+    outcome: list[object] = []
+
+    def start() -> None:
+        worker = baseline.BaselineWorker(root, "LIFNode", 2, 8, torch.float32, torch.device("cpu"), seed=0)
+        try:
+            outcome.append(worker.sample())
+        finally:
+            worker.close()
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the baseline worker stalled on its error output"
+    assert len(outcome) == 1

@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,8 @@ class BaselineWorker:
 
     Raises:
         ValueError: ``path`` has no ``packages/snn-core/src``.
-        RuntimeError: the worker failed to start (its error output is included).
+        RuntimeError: the worker failed to start (the last line of its error output is
+            included); :meth:`sample` raises the same when the worker fails later.
     """
 
     def __init__(self, path: str | Path, class_name: str, T: int, N: int, dtype: torch.dtype,
@@ -119,9 +121,12 @@ class BaselineWorker:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(source) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["SNN_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # the baseline's torch backend only
+        # the worker's warnings go to a file, not a pipe: a pipe nobody reads until the worker
+        # fails would fill up (64 KiB) and stop the worker mid-write while we wait for its answer
+        self._errors = tempfile.TemporaryFile(mode="w+t")
         self._process = subprocess.Popen(
             [sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env,
+            stderr=self._errors, text=True, env=env,
         )
         request = {
             "cls": class_name, "T": T, "N": N, "dtype": str(dtype).removeprefix("torch."),
@@ -135,12 +140,18 @@ class BaselineWorker:
 
     def _exchange(self, line: str) -> Any:
         assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(line + "\n")
-        self._process.stdin.flush()
-        answer = self._process.stdout.readline()
+        try:
+            self._process.stdin.write(line + "\n")
+            self._process.stdin.flush()
+            answer = self._process.stdout.readline()
+        except BrokenPipeError:  # the worker ended before it read the request
+            answer = ""
         if not answer:
-            error = self._process.stderr.read() if self._process.stderr is not None else ""
-            raise RuntimeError(f"baseline worker failed: {error.strip().splitlines()[-1:] or 'no output'}")
+            self._stop()
+            self._errors.seek(0)
+            last = self._errors.read().strip().splitlines()[-1:]
+            self.close()
+            raise RuntimeError(f"baseline worker failed: {last[0] if last else 'no output'}")
         return json.loads(answer)
 
     def sample(self) -> tuple[float, float, float, torch.Tensor]:
@@ -149,11 +160,21 @@ class BaselineWorker:
         return forward, backward, inference, torch.tensor([total, weighted], dtype=torch.float64)
 
     def close(self) -> None:
-        """Stop the worker."""
-        if self._process.poll() is None:
-            assert self._process.stdin is not None
-            self._process.stdin.close()
+        """Stop the worker and release its pipes and error file."""
+        self._stop()
+        for stream in (self._process.stdout, self._errors):
+            if stream is not None:
+                stream.close()
+
+    def _stop(self) -> None:
+        """End the worker: end of input, then a kill after 10 s."""
+        if self._process.stdin is not None and not self._process.stdin.closed:
             try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+                self._process.stdin.close()
+            except BrokenPipeError:  # a worker that ended with our last request unread
+                pass
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
