@@ -210,6 +210,24 @@ def test_resume_refuses_conflicting_options(tmp_path: Path, extra: list[str], na
     assert (run_dir / CHECKPOINT_FILE).read_bytes() == before
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where torch sees no CUDA device")
+def test_resume_of_a_cuda_run_where_there_is_none_names_the_runs_setting(tmp_path: Path) -> None:
+    """A setting the user did not give comes from the run: the error says so (it said '--device:
+    cuda asked for' as though the user had asked)."""
+    run_dir = tmp_path / "run"
+    assert run_train([*TINY, "--epochs", "1", "--out", str(run_dir)])[0] == 0
+    path = run_dir / CHECKPOINT_FILE
+    content = torch.load(path, weights_only=True)
+    content["config"]["device"] = "cuda"
+    torch.save(content, path)
+    code, _, stderr = run_train(["--resume", str(run_dir), "--epochs", "2", "--no-plots"])
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith("snn train: error: --device: 'cuda' asked for, but torch sees no CUDA device here")
+    assert f"(--device cuda is a setting of the run in {run_dir}: continue it where that works" in stderr
+    code, _, stderr = run_train(["--resume", str(run_dir), "--device", "cpu"])  # given: a conflict
+    assert code == 2 and "--device cpu conflicts with the run" in stderr
+
+
 @pytest.mark.parametrize(
     ("damage", "named"),
     [

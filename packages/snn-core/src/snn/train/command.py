@@ -149,6 +149,22 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return {name: _config_value(name, getattr(args, name)) for name in RUN_OPTIONS if getattr(args, name) is not None}
 
 
+def _attributed_to_run(exc: ValueError, args: argparse.Namespace, config: TrainConfig) -> ValueError:
+    """A resumed run's setting error about an option the user left out, naming the run it came
+    from (``--device cuda`` of a run continued where torch sees no GPU); else ``exc`` itself."""
+    if args.resume is None:
+        return exc
+    message, given = str(exc), _given(args)
+    for name, option in RUN_OPTIONS.items():
+        if message.startswith(f"{name}:") and name not in given:
+            setting = f"{option} {_cli_value(name, getattr(config, name))}"
+            return ValueError(
+                f"{message} ({setting} is a setting of the run in {args.resume}: continue it where that "
+                "works, or start a new run with --out)"
+            )
+    return exc
+
+
 def _resumed_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]:
     from snn.train.checkpoint import RunFileError, load_checkpoint
 
@@ -253,6 +269,11 @@ def _plan(args: argparse.Namespace, world_size: int, local_world_size: int | Non
             import_demo_module("matplotlib.figure")
         try:
             check_settings(plan.config, world_size=world_size, local_world_size=local_world_size)
+        except ValueError as exc:
+            attributed = _attributed_to_run(exc, args, plan.config)
+            if attributed is exc:
+                raise
+            raise attributed from exc
         except (MemoryError, RuntimeError) as exc:  # a resumed configuration too large for this machine
             from snn.train.checkpoint import too_large_error
 
