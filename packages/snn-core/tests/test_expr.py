@@ -359,3 +359,64 @@ def test_number_functions_of_infinities_and_bounds_beyond_the_dtype() -> None:
         assert got.dtype == torch.float32
         torch.testing.assert_close(got, values["x"], equal_nan=True)
     assert evaluate(SYMBOLIC_OPS.minimum(x, -1e39), values)[:2].tolist() == [-math.inf, -math.inf]
+
+
+_UNARY_TORCH = {
+    "exp": torch.exp, "log": torch.log, "abs": torch.abs, "sqrt": torch.sqrt, "sigmoid": torch.sigmoid,
+    "cos": torch.cos, "sin": torch.sin, "relu": torch.relu,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_UNARY_TORCH))
+def test_derivative_of_every_function_matches_autograd(name: str) -> None:
+    """Every one-argument function's rule, through the chain rule (``f(x * x + 0.5 x)``), against
+    float64 autograd of the torch function, at interior points and at the kinks of ``abs`` and
+    ``relu`` (0, where autograd gives 0)."""
+    from snn.expr import diff, evaluate
+
+    x = var("x")
+    inner = x * x + 0.5 * x
+    derivative = diff(getattr(SYMBOLIC_OPS, name)(inner), "x")
+    assert derivative is not None
+    points = torch.cat([torch.linspace(0.1, 3.0, 17), torch.tensor([-0.5, 0.0, -1.7, -0.25])]).double()
+    if name in ("log", "sqrt"):
+        points = points[points * points + 0.5 * points > 0]  # their domain
+    leaf = points.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(_UNARY_TORCH[name](leaf * leaf + 0.5 * leaf).sum(), leaf)
+    got = evaluate(derivative, {"x": points})
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["minimum", "maximum"])
+def test_derivative_of_an_extremum_matches_autograd_at_ties_and_bounds(name: str) -> None:
+    """Of two expressions: autograd splits the gradient at a tie (``x = 1`` below). With a
+    number (a clamp): the gradient passes whole where the bound holds, at the bound included."""
+    from snn.expr import diff, evaluate
+
+    x = var("x")
+    function = getattr(SYMBOLIC_OPS, name)
+    points = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    leaf = points.clone().requires_grad_(True)
+    pair = getattr(torch, name)(leaf, 2.0 * leaf - 1.0)
+    (want_pair,) = torch.autograd.grad(pair.sum(), leaf)
+    bound = {"min": 0.5} if name == "maximum" else {"max": 0.5}
+    (want_clamp,) = torch.autograd.grad(torch.clamp(leaf, **bound).sum(), leaf)
+    pair_derivative, clamp_derivative = diff(function(x, 2.0 * x - 1.0), "x"), diff(function(x, 0.5), "x")
+    assert pair_derivative is not None and clamp_derivative is not None
+    assert evaluate(pair_derivative, {"x": points}).tolist() == want_pair.tolist()
+    assert want_pair[2] == 1.5  # the tie: half of each side's derivative (1 and 2)
+    assert evaluate(clamp_derivative, {"x": points}).tolist() == want_clamp.tolist()
+    assert want_clamp[1] == 1.0  # at the bound
+
+
+def test_times_zero_keeps_a_selection_of_an_unbounded_branch() -> None:
+    """``where(x > 0, x, 0) * 0`` is NaN at ``x = inf``: a selection is bounded by its larger
+    branch, not its smaller one."""
+    from snn.expr import evaluate, simplify
+
+    x = var("x")
+    expression = SYMBOLIC_OPS.where(x > 0.0, x, 0.0) * 0.0
+    simplified = simplify(expression)
+    assert simplified.op != "num"
+    values = {"x": torch.tensor([math.inf, 1.0])}
+    assert evaluate(simplified, values).isnan().tolist() == evaluate(expression, values).isnan().tolist() == [True, False]

@@ -889,6 +889,41 @@ def test_an_input_coefficient_that_reads_a_state_saves_the_input():
             torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
 
 
+def test_a_charge_of_every_smooth_function_has_autograds_gradients():
+    """A user's model may use any function of ``snn.expr``, built-in models or not: ``cos``,
+    ``sin``, ``sqrt``, ``log``, ``abs``, ``maximum`` of two expressions; the derived backward
+    of the torch backend equals autograd through a plain float64 loop."""
+
+    def charge(x, u, p, ops):
+        v = u.v
+        return {"v": 0.5 * v + 0.2 * ops.cos(v) + 0.1 * ops.sin(x * v) + 0.3 * ops.sqrt(x * x + 1.0)
+                + 0.1 * ops.log(x * x + 1.0) + 0.05 * ops.abs(v - x) + 0.1 * ops.maximum(x, 0.5 * v) + 0.5 * x}
+
+    model = NeuronModel(name="smooth_functions", states=(State("v", 0.0),), hyperparameters=THRESHOLD_AND_RESET,
+                        charge=charge)
+    config = model.config(surrogate.Sigmoid().spec)
+    generator = torch.Generator().manual_seed(3)
+    x = (torch.rand(5, 7, generator=generator, dtype=torch.float64) * 2.0 - 0.6).requires_grad_(True)
+    u0 = (torch.rand(7, generator=generator, dtype=torch.float64) - 0.5).requires_grad_(True)
+    weights = torch.randn(5, 7, generator=generator, dtype=torch.float64)
+    spikes, (v,), _ = multi_step(x, (u0,), config)
+    got = torch.autograd.grad((spikes * weights).sum() + v.sum(), (x, u0))
+    x_ref, u_ref = (t.detach().requires_grad_(True) for t in (x, u0))
+    u, total = u_ref, 0.0
+    for t in range(5):  # the plain loop: threshold 1, Sigmoid(4) surrogate, hard reset to 0
+        xt = x_ref[t]
+        h = (0.5 * u + 0.2 * torch.cos(u) + 0.1 * torch.sin(xt * u) + 0.3 * torch.sqrt(xt * xt + 1.0)
+             + 0.1 * torch.log(xt * xt + 1.0) + 0.05 * torch.abs(u - xt) + 0.1 * torch.maximum(xt, 0.5 * u) + 0.5 * xt)
+        smooth = torch.sigmoid(4.0 * (h - 1.0))
+        s = smooth + ((h >= 1.0).to(h.dtype) - smooth).detach()
+        total = total + (s * weights[t]).sum()
+        u = h * (1.0 - s)
+    want = torch.autograd.grad(total + u.sum(), (x_ref, u_ref))
+    assert 0 < float(spikes.detach().sum()) < spikes.numel()  # both branches of the reset are exercised
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("rectified", [False, True])
 @pytest.mark.parametrize("gain", [0.0, 1e-30, 0.7])
 def test_a_learnable_input_gain_of_zero_has_autograds_gradient(rectified, gain):
