@@ -60,6 +60,64 @@ def test_fptt_reproduces_the_reference_golden_values() -> None:
     assert linear.weight.grad is None and linear.bias.grad is None
 
 
+def _manual_fptt(alpha: float, lr: float = 0.1) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """FPTT written out by hand for the setup above: Linear(2, 1) -> LIF (tau 2, soft reset,
+    Sigmoid(4)), mse loss, SGD. Per step: a forward and an SGD step on loss + alpha/2 sum of
+    mean((p - w_ra - g / (2 alpha))^2); then, but for the last step, a second forward (one step
+    on from the new state, which is then restored) whose gradient g updates
+    w_ra = (w_ra + p) / 2 - g / (2 alpha). Returns the parameters, w_ra and the last potential."""
+    weight = torch.tensor([[0.5, -0.25]], requires_grad=True)
+    bias = torch.tensor([0.1], requires_grad=True)
+    params = [weight, bias]
+    w_ra = [p.detach().clone() for p in params]
+    g = [torch.zeros_like(p) for p in params]
+    v = torch.zeros(1, 1)
+
+    def step(v: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = v + (x @ weight.T + bias - v) / 2.0
+        smooth = torch.sigmoid(4.0 * (h - 1.0))
+        spike = smooth + ((h >= 1.0).to(h.dtype) - smooth).detach()
+        return spike, (h - spike).detach()
+
+    steps = FPTT_X.shape[0]
+    for t in range(steps):
+        spike, v_next = step(v, FPTT_X[t])
+        regulariser = alpha / 2.0 * sum(((p - w - gi / (2.0 * alpha)) ** 2).mean() for p, w, gi in zip(params, w_ra, g))
+        grads = torch.autograd.grad(F.mse_loss(spike, FPTT_TARGET[t]) + regulariser, params)
+        with torch.no_grad():
+            for p, gp in zip(params, grads):
+                p -= lr * gp
+        v = v_next
+        if t < steps - 1:
+            spike_again, _ = step(v, FPTT_X[t])
+            g = [gp.detach() for gp in torch.autograd.grad(F.mse_loss(spike_again, FPTT_TARGET[t]), params)]
+            with torch.no_grad():
+                w_ra = [(w + p) / 2.0 - gi / (2.0 * alpha) for w, p, gi in zip(w_ra, params, g)]
+    return [p.detach() for p in params], w_ra, v
+
+
+class _SGDZeroingInPlace(torch.optim.SGD):
+    """Zeroes gradients in place (``set_to_none=False``), as some training loops do."""
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none=False)
+
+
+@pytest.mark.parametrize("optimizer_class", [torch.optim.SGD, _SGDZeroingInPlace])
+@pytest.mark.parametrize("alpha", [0.2, 0.5, 2.0])
+def test_fptt_matches_a_hand_written_computation(alpha: float, optimizer_class: type[torch.optim.SGD]) -> None:
+    """Beyond alpha = 0.5, where 2 alpha = 1 hides a product written for a quotient; with an
+    optimizer that zeroes gradients in place, the previous step's gradient must be a copy."""
+    model, linear, lif, _ = _fptt_setup()
+    optimizer = optimizer_class(model.parameters(), lr=0.1)
+    w_ra = functional.fptt_online_training_init_w_ra(optimizer)
+    functional.fptt_online_training(model, optimizer, FPTT_X, FPTT_TARGET, F.mse_loss, alpha, w_ra)
+    params, expected_w_ra, v = _manual_fptt(alpha)
+    for got, want in zip([linear.weight, linear.bias, *w_ra], [*params, *expected_w_ra]):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(lif.v, v, rtol=1e-5, atol=1e-6)
+
+
 def test_fptt_learner_returns_task_loss_and_outputs() -> None:
     model, _, _, optimizer = _fptt_setup()
     learner = FPTTLearner()
@@ -222,9 +280,10 @@ def test_ottt_reproduces_the_reference_golden_values() -> None:
     torch.testing.assert_close(second.weight.detach(), torch.tensor([[0.6564, 0.2752]]), rtol=0, atol=1e-6)
 
 
-def _manual_ottt(weights: list[torch.Tensor], x: torch.Tensor, target: torch.Tensor, lr: float, online: bool
-                 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-    """OTTT written out by hand for Linear -> OTTT LIF (defaults) -> Linear, mse loss, SGD."""
+def _manual_ottt(weights: list[torch.Tensor], x: torch.Tensor, target: torch.Tensor, lr: float, online: bool,
+                 tau: float = 2.0, v_threshold: float = 1.0) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """OTTT written out by hand for Linear -> OTTT LIF (soft reset) -> Linear, mse loss, SGD."""
+    decay = 1.0 - 1.0 / tau
     w1, b1, w2, b2 = (w.clone() for w in weights)
     batch, steps, _ = x.shape
     v = torch.zeros(batch, w1.shape[0], dtype=x.dtype)
@@ -233,15 +292,15 @@ def _manual_ottt(weights: list[torch.Tensor], x: torch.Tensor, target: torch.Ten
     grads = [torch.zeros_like(w) for w in (w1, b1, w2, b2)]
     ys = []
     for t in range(steps):
-        u = 0.5 * v + x[:, t] @ w1.T + b1
-        s = (u >= 1.0).to(x.dtype)
-        v = u - s
-        trace = 0.5 * trace + s
+        u = decay * v + x[:, t] @ w1.T + b1
+        s = (u >= v_threshold).to(x.dtype)
+        v = u - s * v_threshold
+        trace = decay * trace + s
         y = s @ w2.T + b2
         ys.append(y)
         total = total + ((y - target[:, t]) ** 2).mean()
         delta = 2 * (y - target[:, t]) / y.numel()
-        g_u = (delta @ w2) * _sigmoid_grad(u - 1.0)
+        g_u = (delta @ w2) * _sigmoid_grad(u - v_threshold)
         step = [g_u.T @ x[:, t], g_u.sum(0), delta.T @ trace, delta.sum(0)]
         if online:
             w1, b1, w2, b2 = (w - lr * g for w, g in zip((w1, b1, w2, b2), step))
@@ -252,17 +311,21 @@ def _manual_ottt(weights: list[torch.Tensor], x: torch.Tensor, target: torch.Ten
     return [w1, b1, w2, b2], total, torch.stack(ys, dim=1)
 
 
+@pytest.mark.parametrize(("tau", "v_threshold"), [(2.0, 1.0), (4.0, 0.5)])
 @pytest.mark.parametrize("online", [True, False])
-def test_ottt_matches_a_hand_written_computation(online: bool) -> None:
-    model = OTTTSequential(layer.Linear(3, 5), OTTTLIFNode(), layer.Linear(5, 2)).double()
+def test_ottt_matches_a_hand_written_computation(online: bool, tau: float, v_threshold: float) -> None:
+    """At tau = 2 the decay 1 - 1/tau equals 1/tau: tau = 4 tells them apart."""
+    model = OTTTSequential(layer.Linear(3, 5), OTTTLIFNode(tau=tau, v_threshold=v_threshold), layer.Linear(5, 2)).double()
     with torch.no_grad():
         model[0].weight.mul_(4.0)  # enough drive that neurons fire
     weights = [p.detach().clone() for p in model.parameters()]
     x = torch.rand(4, 6, 3, dtype=torch.float64)
     target = torch.rand(4, 6, 2, dtype=torch.float64)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    for p in model.parameters():  # gradients left over from before: the learner starts from zero
+        p.grad = torch.ones_like(p)
     batch_loss, y_all = functional.ottt_online_training(model, optimizer, x, target, F.mse_loss, online)
-    expected_weights, expected_loss, expected_y = _manual_ottt(weights, x, target, 0.05, online)
+    expected_weights, expected_loss, expected_y = _manual_ottt(weights, x, target, 0.05, online, tau, v_threshold)
     torch.testing.assert_close(batch_loss, expected_loss)
     torch.testing.assert_close(y_all, expected_y)
     for p, expected in zip(model.parameters(), expected_weights):
