@@ -350,3 +350,52 @@ def test_stale_temporaries_are_only_the_run_files_of_a_killed_write(tmp_path: Pa
     (tmp_path / ".tmp-checkpoint.pt.99").mkdir()
     remove_stale_temporaries(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, ".tmp-cache", ".tmp-checkpoint.pt.99"])
+
+
+@pytest.mark.parametrize("learner", ["bptt", "ottt", "sltt", "fptt"])
+def test_a_silent_network_has_the_loss_of_uniform_logits(learner: str) -> None:
+    """All weights 0: no neuron fires, the rate logits are 0 and the cross-entropy is ln 10 per
+    image, for BPTT and for the online learners (whose per-step losses are summed over T steps
+    and divided by T)."""
+    import math
+
+    from snn.train.resolve import resolve_learner, resolve_loss
+    from snn.train.runner import Runner, encode_batch
+
+    if learner != "bptt" and not has_learner(learner):
+        pytest.skip(f"learner {learner!r} needs snn-online")
+    config = TrainConfig(epochs=1, T=4, limit=100, hidden=8, learner=learner)
+    runner = Runner(config, torch.device("cpu"), resolve_loss(config.loss), resolve_learner(config.learner),
+                    backend=lambda model, step_mode: "torch")
+    with torch.no_grad():
+        for parameter in runner.model.parameters():
+            parameter.zero_()
+    data = load_digits_split(0, limit=100)
+    loss, _ = runner.train_batch(encode_batch(config, data.x_train[:8], None), data.y_train[:8])
+    assert loss == pytest.approx(math.log(10.0), rel=1e-6)
+
+
+def test_the_epoch_loss_is_the_mean_of_the_batch_losses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from snn.train.runner import Runner
+
+    losses: list[float] = []
+    train_batch = Runner.train_batch
+
+    def recorded(self: Runner, *args: object, **kwargs: object) -> tuple[float, int]:
+        result = train_batch(self, *args, **kwargs)  # type: ignore[arg-type]
+        losses.append(result[0])
+        return result
+
+    monkeypatch.setattr(Runner, "train_batch", recorded)
+    result = train(TrainConfig(epochs=1, T=2, limit=100, hidden=8, batch_size=16, lr=0.05))
+    assert len(losses) == 5  # 80 training images in batches of 16
+    assert result.history[0].train_loss == pytest.approx(sum(losses) / len(losses), rel=1e-12)
+
+
+def test_split_sizes_per_class_round_the_test_fraction() -> None:
+    """Each class gives round(0.2 n) test images: 359 of the 1797 digits (a floor gives 355)."""
+    split = load_digits_split(seed=0)
+    tests = torch.bincount(split.y_test, minlength=10)
+    everything = tests + torch.bincount(split.y_train, minlength=10)
+    assert tests.tolist() == [round(0.2 * int(n)) for n in everything]
+    assert len(split.y_test) == 359

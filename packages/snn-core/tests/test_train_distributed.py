@@ -117,6 +117,10 @@ def test_two_processes_match_one(tmp_path: Path, learner: str, extra: list[str],
     assert sorted(p.name for p in parallel.iterdir()) == ["checkpoint.pt", "metrics.json", "model.pt"]
     metrics = json.loads((single / "metrics.json").read_text())
     assert summary["n_train"] == metrics["n_train"] and summary["config"] == metrics["config"]
+    # the reported loss and accuracy are of the global batches, as one process computes them
+    shared = json.loads((parallel / "metrics.json").read_text())
+    for key in ("train_loss", "train_accuracy"):
+        assert [e[key] for e in shared["history"]] == pytest.approx([e[key] for e in metrics["history"]], rel=1e-4)
 
 
 def test_resume_with_two_processes(tmp_path: Path) -> None:

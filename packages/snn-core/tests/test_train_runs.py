@@ -292,6 +292,8 @@ def test_resume_of_a_checkpoint_that_does_not_fit_its_run(tmp_path: Path, damage
         ("history-keys", "history entry 0: has the keys ['a']"),
         ("history-value", "history entry 0: 'test_accuracy' should be a number, found str"),
         ("history-epoch", "history entry 0: 'epoch' should be 1, found 7"),
+        ("history-short", "epoch 1 with 0 history entries"),
+        ("accuracy-above-one", "history entry 0: 'train_accuracy' is out of range: 1.0000001"),
         ("numpy-keys", "the random states: 'numpy' should be None or hold numpy's legacy state"),
         ("python-state", "the random states: 'python' should hold random.getstate()"),
     ],
@@ -310,6 +312,10 @@ def test_resume_of_a_malformed_checkpoint_names_the_file(tmp_path: Path, damage:
         content["history"][0]["test_accuracy"] = "x"
     elif damage == "history-epoch":
         content["history"][0]["epoch"] = 7
+    elif damage == "history-short":  # would train epoch 1 again on top of its weights
+        content["history"] = []
+    elif damage == "accuracy-above-one":
+        content["history"][0]["train_accuracy"] = 1.0000001
     elif damage == "numpy-keys":
         if content["rng"]["numpy"] is None:
             pytest.skip("the run recorded no numpy state")
@@ -323,6 +329,25 @@ def test_resume_of_a_malformed_checkpoint_names_the_file(tmp_path: Path, damage:
     assert stderr.startswith(f"snn train: error: {path}: malformed checkpoint: {named}"), stderr
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert path.read_bytes() == before
+
+
+def test_resume_takes_what_real_runs_write(tmp_path: Path) -> None:
+    """An accuracy of exactly 1 and an infinite Adam second moment (a huge gradient) come from
+    real runs: they load; and --epochs equal to the epochs done resumes to a finished run."""
+    run_dir = tmp_path / "run"
+    assert run_train([*TINY, "--epochs", "1", "--out", str(run_dir)])[0] == 0
+    path = run_dir / CHECKPOINT_FILE
+    content = torch.load(path, weights_only=True)
+    content["history"][0]["train_accuracy"] = 1.0
+    content["history"][0]["test_accuracy"] = 0.0
+    content["optimizer"]["state"][0]["exp_avg_sq"].view(-1)[0] = float("inf")
+    torch.save(content, path)
+    code, stdout, stderr = run_train(["--resume", str(run_dir), "--epochs", "1", "--no-plots"])
+    assert code == 0, stderr
+    assert "after epoch 1 of 1" in stdout
+    code, _, stderr = run_train(["--resume", str(run_dir), "--epochs", "2", "--no-plots"])
+    assert code == 0, stderr
+    assert len(json.loads((run_dir / "metrics.json").read_text())["history"]) == 2
 
 
 def test_resume_of_a_missing_or_broken_run(tmp_path: Path) -> None:
