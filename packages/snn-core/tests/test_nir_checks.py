@@ -1,7 +1,8 @@
 """snn.nir: what import refuses (metadata surrogates that do not fire with a Heaviside step,
 shapes an edge cannot carry, parameters that are not real numbers, impossible ``Flatten``
-dimensions and ``Input`` shapes), nested graphs at rest, the default surrogate of graphs from
-other tools, and an export that leaves the network as it found it.
+dimensions and ``Input`` shapes, time constants of one step, delays beyond the limit), nested
+graphs at rest, delays rounded to whole steps, recurrent graphs run in chunks, the default
+surrogate of graphs from other tools, and an export that leaves the network as it found it.
 
 References: NIR's own type check and a forward-Euler step of the NIR equations written out here
 (the importer must agree with the flattened form of a nested graph), and the user's objects
@@ -20,6 +21,7 @@ nir = pytest.importorskip("nir")
 
 import snn.functional as F  # noqa: E402
 from snn import monitor, neuron, surrogate  # noqa: E402
+from snn.errors import NIRConversionError  # noqa: E402
 from snn.nir import export_to_nir, import_from_nir  # noqa: E402
 
 
@@ -196,3 +198,46 @@ def test_a_file_nir_cannot_read_names_the_node(tmp_path, damage: str, named: str
             node["type"] = 5
     with pytest.raises(ValueError, match=rf"graph '{path}': {named}"):
         import_from_nir(path, dt=1e-3)
+
+
+def test_a_time_constant_of_one_step_is_refused_with_the_dt_hint() -> None:
+    """``tau / dt`` must exceed 1 for a LIF (its decay ``1 - dt / tau`` would be 0): exactly 1
+    is refused by the importer, naming the node and what to do, not later by the neuron."""
+    graph = nir.NIRGraph.from_list(nir.Affine(np.eye(2), np.zeros(2)), nir.LIF(
+        tau=np.full(2, 1e-3), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2), v_reset=np.zeros(2)))
+    with pytest.raises(NIRConversionError, match=r"tau / dt = 0.001 / 0.001 = 1.0 steps, but the snn module "
+                                                 r"needs > 1; import with a smaller dt"):
+        import_from_nir(graph, dt=1e-3)
+
+
+def test_delays_are_rounded_to_whole_steps() -> None:
+    """``3e-4 / 1e-4`` is 2.9999999999999996 in floating point: 3 steps, not 2 or an error."""
+    graph = nir.NIRGraph.from_list(nir.Delay(np.array([7e-4, 3e-4, 0.0])))
+    imported = import_from_nir(graph, dt=1e-4)
+    (delay,) = [m for m in imported.modules() if type(m).__name__ == "Delay"]
+    assert torch.as_tensor(delay.delay_steps).tolist() == [7, 3, 0]
+
+
+def test_the_longest_of_several_delays_is_checked_against_the_limit() -> None:
+    graph = nir.NIRGraph.from_list(nir.Delay(np.array([0.0, 20.0])))
+    with pytest.raises(NIRConversionError, match=r"a delay of 20.0 s is 200000 steps of dt = 0.0001 s"):
+        import_from_nir(graph, dt=1e-4)
+
+
+def test_a_recurrent_graph_in_chunks_equals_one_call() -> None:
+    """Multi-step: the state a back edge carries into the next call is the last step's output."""
+    from torch import nn
+
+    from snn import layer
+
+    torch.manual_seed(0)
+    network = nn.Sequential(layer.Linear(3, 4), layer.LinearRecurrentContainer(
+        neuron.LIFNode(tau=2.0, v_reset=0.0, v_threshold=0.3), 4, 4))
+    imported = import_from_nir(export_to_nir(network, torch.zeros(2, 3)), dtype=torch.float64, step_mode="m")
+    x = torch.randn(8, 2, 3, dtype=torch.float64) * 3
+    with torch.no_grad():
+        whole = imported(x)
+        F.reset_net(imported)
+        chunks = torch.cat([imported(x[:4]), imported(x[4:])])
+    assert 0 < float(whole.sum()) < whole.numel()
+    assert torch.equal(whole, chunks)
