@@ -381,8 +381,8 @@ def test_the_epoch_loss_is_the_mean_of_the_batch_losses(monkeypatch: pytest.Monk
     losses: list[float] = []
     train_batch = Runner.train_batch
 
-    def recorded(self: Runner, *args: object, **kwargs: object) -> tuple[float, int]:
-        result = train_batch(self, *args, **kwargs)  # type: ignore[arg-type]
+    def recorded(self: Runner, x_seq: torch.Tensor, y: torch.Tensor, loss_scale: float = 1.0) -> tuple[float, int]:
+        result = train_batch(self, x_seq, y, loss_scale)
         losses.append(result[0])
         return result
 
