@@ -420,3 +420,15 @@ def test_times_zero_keeps_a_selection_of_an_unbounded_branch() -> None:
     assert simplified.op != "num"
     values = {"x": torch.tensor([math.inf, 1.0])}
     assert evaluate(simplified, values).isnan().tolist() == evaluate(expression, values).isnan().tolist() == [True, False]
+
+
+def test_derivative_takes_a_variable_name_not_an_expression() -> None:
+    from snn.expr import diff
+
+    x = var("x")
+    assert diff(x * x, "x") is not None
+    # the expression var("x") in place of its name once returned None ("the derivative is zero")
+    with pytest.raises(TypeError, match=r"name: expected the name of a variable \(a str\), got Expr \(the variable's name is 'x'\)"):
+        diff(x * x, x)  # type: ignore[arg-type]  # the mistake under test
+    with pytest.raises(TypeError, match="expr: expected an Expr, got float"):
+        diff(2.0, "x")  # type: ignore[arg-type]  # the mistake under test

@@ -179,8 +179,15 @@ def diff(expr: Expr, name: str) -> Expr | None:
     ``minimum`` / ``maximum`` of two expressions split it, where autograd passes it whole.
 
     Raises:
+        TypeError: ``expr`` is not an :class:`Expr`, or ``name`` is not a variable's name (a
+            ``str``; pass ``"x"``, not the expression ``var("x")``).
         ValueError: an operation without a derivative rule.
     """
+    if not isinstance(expr, Expr):
+        raise TypeError(f"diff: expr: expected an Expr, got {type(expr).__name__}")
+    if not isinstance(name, str):
+        hint = f" (the variable's name is {name.value!r})" if isinstance(name, Expr) and name.op == "var" else ""
+        raise TypeError(f"diff: name: expected the name of a variable (a str), got {type(name).__name__}{hint}")
     memo: dict[int, Expr | None] = {}
 
     def add(a: Expr | None, b: Expr | None) -> Expr | None:
