@@ -15,7 +15,10 @@ Rules:
   model, surrogate, device (natively, never an interpreter) and dtype, and whose generated
   source can hold the layer's constants (:meth:`snn.registry.Registry.auto_backend`);
 - in step mode ``'s'`` a backend without a ``"single_step"`` kernel runs the torch single-step
-  kernel (kernel backends are built for whole sequences).
+  kernel (kernel backends are built for whole sequences);
+- a plugin backend's kernel (any but ``"torch"``) comes wrapped so that its result is checked
+  against the kernel contract (:func:`snn.kernels.check_kernel_result`) before the neuron
+  stores any of it: a plugin's bug fails at the call that caused it.
 
 Vocabulary: a neuron's *step mode* is ``'s'`` or ``'m'`` (what users set); the *kernel mode* is
 ``"single_step"`` or ``"multi_step"`` (the key a backend registers a kernel under).
@@ -29,6 +32,7 @@ from typing import Any
 
 import torch
 
+from snn.kernels import check_kernel_result
 from snn.registry import KERNEL_MODES
 
 __all__ = ["MODES", "KERNEL_MODE", "KernelDispatch", "supported_backends", "check_backend"]
@@ -87,10 +91,25 @@ class KernelDispatch:
         if name != "torch" or backend != "auto":
             registry.check_kernel_inputs(name, x.device.type, x.dtype, config)
         found = registry.kernel(name, mode)
+        if name != "torch":
+            found = _checked(name, mode, found)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[key] = found
         return found
+
+
+def _checked(backend: str, mode: str, kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """``kernel`` with its result checked by :func:`snn.kernels.check_kernel_result`."""
+
+    def checked_kernel(x: torch.Tensor, states: Any, config: Any, **kwargs: Any) -> Any:
+        result = kernel(x, states, config, **kwargs)
+        return check_kernel_result(
+            backend, mode, result, x, len(states), bool(kwargs.get("store_state_seqs", False))
+        )
+
+    checked_kernel.__wrapped__ = kernel  # type: ignore[attr-defined]  # for introspection, as functools.wraps sets it
+    return checked_kernel
 
 
 def supported_backends(model: Any, step_mode: str) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ __all__ = [
     "BackendUnavailableError",
     "BackendProbeError",
     "UnsupportedOperationError",
+    "KernelContractError",
     "DuplicateRegistrationError",
     "OnlineLearnerNotFoundError",
     "RegistryEntryNotFoundError",
@@ -204,6 +205,25 @@ class UnsupportedOperationError(SNNError, NotImplementedError):
         else:
             message += "; no installed backend does"
         super().__init__(message)
+
+
+class KernelContractError(SNNError, RuntimeError):
+    """A backend's kernel returned something the kernel contract (:mod:`snn.kernels`) does not allow.
+
+    Raised where the result is used, before any state of the neuron changes, so that a plugin's
+    bug surfaces at the call that caused it (not as a wrong shape one call later).
+
+    Args:
+        backend: the backend whose kernel it was.
+        mode: the kernel mode, ``"multi_step"`` or ``"single_step"``.
+        problem: what was wrong, naming the part of the result and what was expected.
+    """
+
+    def __init__(self, backend: str, mode: str, problem: str) -> None:
+        self.backend = backend
+        self.mode = mode
+        self.problem = problem
+        super().__init__(f"backend {backend!r}: its {mode} kernel broke the kernel contract: {problem}")
 
 
 class DuplicateRegistrationError(SNNError, ValueError):

@@ -38,16 +38,19 @@ A *single-step kernel* (kernel mode ``"single_step"``, for neurons in step mode 
 
 :func:`check_kernel_arguments` checks everything above that does not depend on the backend;
 every kernel calls it first, then checks what only it knows (its dtypes, devices and
-surrogates, preferably with :meth:`snn.registry.Registry.check_kernel_inputs`).
+surrogates, preferably with :meth:`snn.registry.Registry.check_kernel_inputs`). On the way back,
+:class:`~snn.dispatch.KernelDispatch` checks a plugin backend's result with
+:func:`check_kernel_result` before a neuron stores any of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 
+from snn.errors import KernelContractError
 from snn.models import NeuronConfig, SurrogateSpec
 
 __all__ = [
@@ -56,6 +59,7 @@ __all__ = [
     "MultiStepKernel",
     "KernelResult",
     "check_kernel_arguments",
+    "check_kernel_result",
 ]
 
 #: What a kernel returns: ``(spike_seq, states_last, state_seqs)``, the spikes ``[T, *]``, the
@@ -169,3 +173,71 @@ def check_kernel_arguments(
             raise TypeError(
                 f"learnables[{param_name!r}]: expected a tensor on {x_seq.device} like {name}, got one on {value.device}"
             )
+
+
+def _expect_tensor(backend: str, mode: str, label: str, value: Any, shape: torch.Size, like: torch.Tensor) -> None:
+    """Raise :class:`~snn.errors.KernelContractError` unless ``value`` is a tensor of ``shape``
+    with ``like``'s dtype and device."""
+    if not isinstance(value, torch.Tensor):
+        raise KernelContractError(backend, mode, f"{label}: expected a tensor, got {_describe(value)}")
+    if value.shape != shape or value.dtype != like.dtype or value.device != like.device:
+        raise KernelContractError(
+            backend, mode,
+            f"{label}: expected shape {tuple(shape)}, dtype {like.dtype} on {like.device}, got {_describe(value)}",
+        )
+
+
+def check_kernel_result(
+    backend: str,
+    mode: str,
+    result: Any,
+    x_seq: torch.Tensor,
+    n_states: int,
+    store_state_seqs: bool = False,
+) -> KernelResult:
+    """Check what a kernel returned against the contract; return it unchanged (a list where the
+    contract says tuple is accepted).
+
+    The result must be ``(spikes, states_last, state_seqs)``: spikes of ``x_seq``'s shape, dtype
+    and device; one state per model state, each of one step's shape (all of ``x_seq``'s shape
+    in kernel mode ``"single_step"``) with that dtype and device; and, when
+    ``store_state_seqs``, one ``[T, *]`` sequence per state, else ``None`` (a sequence given
+    anyway is ignored by callers and allowed). Reads no tensor values.
+
+    Args:
+        backend: the backend's name (for the message).
+        mode: ``"multi_step"`` or ``"single_step"``.
+        result: what the kernel returned.
+        x_seq: the input the kernel was given.
+        n_states: how many states the model has.
+        store_state_seqs: whether the state sequences were asked for.
+
+    Raises:
+        snn.errors.KernelContractError: the result breaks the contract; the message names the
+            backend, the part of the result, what was expected and what came.
+    """
+    if not isinstance(result, (tuple, list)) or len(result) != 3:
+        raise KernelContractError(
+            backend, mode, f"expected a tuple (spikes, states_last, state_seqs), got {_describe(result)}"
+        )
+    spikes, last, seqs = result
+    single = mode == "single_step"
+    step_shape = x_seq.shape if single else x_seq.shape[1:]
+    _expect_tensor(backend, mode, "spikes", spikes, x_seq.shape, x_seq)
+    if not isinstance(last, (tuple, list)) or len(last) != n_states:
+        raise KernelContractError(
+            backend, mode, f"states_last: expected a tuple of {n_states} tensor(s), got {_describe(last)}"
+            + (f" of length {len(last)}" if isinstance(last, (tuple, list)) else ""),
+        )
+    for index, value in enumerate(last):
+        _expect_tensor(backend, mode, f"states_last[{index}]", value, step_shape, x_seq)
+    if store_state_seqs and not single:
+        if not isinstance(seqs, (tuple, list)) or len(seqs) != n_states:
+            raise KernelContractError(
+                backend, mode,
+                f"state_seqs: store_state_seqs=True asks for a tuple of {n_states} [T, *] tensor(s), got {_describe(seqs)}"
+                + (f" of length {len(seqs)}" if isinstance(seqs, (tuple, list)) else ""),
+            )
+        for index, value in enumerate(seqs):
+            _expect_tensor(backend, mode, f"state_seqs[{index}]", value, x_seq.shape, x_seq)
+    return cast(KernelResult, result)  # checked above
