@@ -215,3 +215,35 @@ def test_a_module_that_writes_its_state_in_place_is_reported() -> None:
     f = to_functional_forward(InPlace())
     with pytest.raises(RuntimeError, match="state 0 was modified in place"):
         f((torch.ones(3),), (torch.zeros(3),))
+
+
+def test_functional_forward_leaves_the_recorded_v_seq_alone() -> None:
+    from snn import neuron
+    from snn.functional import to_functional_forward
+
+    lif = neuron.LIFNode(store_v_seq=True)
+    f = to_functional_forward(lif)
+    (spike,), (v,) = f((torch.tensor([[1.5, 0.5]]),), (torch.tensor([[1.0, 0.0]]),))
+    assert spike.tolist() == [[1.0, 0.0]] and v.tolist() == [[0.0, 0.25]]
+    assert lif.v_seq is None  # was [[0.0, 0.25]]: the module is documented as left unchanged
+    lif(torch.tensor([[0.4, 0.4]]))
+    recorded = lif.v_seq.clone()
+    f((torch.tensor([[1.5, 0.5]]),), (torch.tensor([[1.0, 0.0]]),))
+    assert torch.equal(lif.v_seq, recorded)
+
+
+def test_functional_forward_names_a_state_of_the_wrong_kind() -> None:
+    import numpy as np
+
+    from snn import layer, neuron
+    from snn.functional import to_functional_forward
+
+    net = torch.nn.Sequential(layer.Linear(2, 2), neuron.LIFNode())
+    f = to_functional_forward(net)
+    with pytest.raises(TypeError, match=r"states\[0\] \(memory 1\.v\): expected a real number or a tensor, got str"):
+        f((torch.ones(1, 2),), ("0.5",))
+    with pytest.raises(TypeError, match=r"states\[0\] \(memory 1\.v\): expected a real number or a tensor, got NoneType"):
+        f((torch.ones(1, 2),), (None,))
+    _, (from_numpy,) = f((torch.ones(1, 2),), (np.float32(0.25),))
+    _, (from_float,) = f((torch.ones(1, 2),), (0.25,))
+    assert torch.equal(from_numpy, from_float)

@@ -9,13 +9,14 @@ transform.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from snn.base import extract_memories, load_memories
+from snn.base import MemoryModule, extract_memories, load_memories
 
 __all__ = ["to_functional_forward"]
 
@@ -38,7 +39,8 @@ def to_functional_forward(
     - ``new_states``: the memories after the step, in the same order.
 
     Each call loads ``states`` into the memories, runs the forward and puts the memories back
-    as they were, so ``module`` itself is left unchanged and the ``states`` passed in are never
+    as they were (and the neurons' recorded ``v_seq``, for ``store_v_seq=True``), so
+    ``module`` itself is left unchanged and the ``states`` passed in are never
     written to (the tensors are not modified in place; a module that did so is reported with a
     :class:`RuntimeError`). The result equals the stateful forward: ``f((x,), s)`` gives what
     ``module(x)`` gives after loading ``s``.
@@ -61,7 +63,9 @@ def to_functional_forward(
 
     Raises:
         TypeError: ``module`` is not a module or ``fn`` not callable; when ``f`` is called,
-            ``inputs`` or ``states`` that are not sequences.
+            ``inputs`` or ``states`` that are not sequences, or a state that is neither a real
+            number nor a tensor where the memory holds one of these (the message names the
+            memory).
         ValueError: when ``f`` is called, a number of states that is not the number of
             memories of ``module``.
         RuntimeError: when ``f`` is called, a module modified a state tensor in place.
@@ -113,13 +117,17 @@ def to_functional_forward(
                 f"functional forward of {type(module).__name__}: states: expected {len(original)} states "
                 f"(one per memory, in snn.base.extract_memories order), got {len(states)}"
             )
+        _check_states(module, states, original)
         versions = [(i, _version(s)) for i, s in enumerate(states)]
+        recorded = [(sub, sub.__dict__["v_seq"]) for sub in module.modules() if "v_seq" in sub.__dict__]
         load_memories(module, list(states))
         try:
             result = forward(*inputs, **kwargs)
             new_states = tuple(extract_memories(module))
         finally:
             load_memories(module, original)
+            for sub, v_seq in recorded:
+                sub.__dict__["v_seq"] = v_seq
         for i, version in versions:
             if version is not None and _version(states[i]) != version:
                 raise RuntimeError(
@@ -130,6 +138,26 @@ def to_functional_forward(
         return outputs, new_states
 
     return functional_forward
+
+
+def _check_states(module: nn.Module, states: Sequence[Any], original: Sequence[Any]) -> None:
+    """Raise ``TypeError`` for a state that is neither a real number nor a tensor where the
+    memory it replaces is one of these (lists and other memory kinds are not checked)."""
+    names = [
+        f"{prefix or type(module).__name__}.{name}"
+        for prefix, sub in module.named_modules()
+        if isinstance(sub, MemoryModule)
+        for name in sub._memories
+    ]
+    for i, (value, current) in enumerate(zip(states, original)):
+        if not isinstance(current, (int, float, torch.Tensor)) or isinstance(current, bool):
+            continue
+        if isinstance(value, torch.Tensor) or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+            continue
+        raise TypeError(
+            f"functional forward of {type(module).__name__}: states[{i}] (memory {names[i]}): expected a real "
+            f"number or a tensor, got {type(value).__name__}"
+        )
 
 
 def _version(value: Any) -> int | None:
