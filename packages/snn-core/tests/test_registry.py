@@ -204,6 +204,14 @@ def test_registrar_validates_arguments_and_refuses_duplicates() -> None:
         register("h", **_backend(surrogates=None))
     with pytest.raises(TypeError, match="dtypes"):
         register("e", **_backend(dtypes=("float32",)))
+    with pytest.raises(ValueError, match=r"dtypes: expected at least one floating dtype \(e.g. \(torch.float32,\)\), got none"):
+        register("e", **_backend(dtypes=()))
+    with pytest.raises(ValueError, match=r"dtypes: expected floating dtypes \(neuron inputs are floating\), got \['torch.int32'\]"):
+        register("e", **_backend(dtypes=(torch.float32, torch.int32)))
+    with pytest.raises(ValueError, match=r"devices: expected at least one torch device type \(e.g. \('cpu',\)\), got none"):
+        register("e", **_backend(devices=()))
+    register("emulated_only", **_backend(devices=(), emulated_devices=("cpu",)))  # an interpreter backend
+    del registry.backends["emulated_only"]
     with pytest.raises(TypeError, match="name"):
         register(" spaced ", **_backend())
     with pytest.raises(ValueError, match=r"models: expected names of registered neuron models, got unknown \['lfi'\]"):

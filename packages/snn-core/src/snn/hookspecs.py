@@ -111,8 +111,9 @@ def snn_register_backends(register: BackendRegistrar) -> None:
           each given as a ``"module:attribute"`` string imported on first use.
           The callable follows the neuron-kernel contract of :mod:`snn.kernels` for every model
           it serves.
-        - ``devices`` (Iterable[str]): device types served, e.g. ``("cuda",)``.
-        - ``dtypes`` (Iterable[torch.dtype]): storage dtypes served.
+        - ``devices`` (Iterable[str]): device types served, e.g. ``("cuda",)`` (with
+          ``emulated_devices``, at least one device type in all).
+        - ``dtypes`` (Iterable[torch.dtype]): storage dtypes served, floating, at least one.
         - ``probe`` (Callable[[], str | None]): returns ``None`` when the backend can run
           here, else a human-readable reason (e.g. ``"no CUDA device"``). Called lazily, once.
         - exactly one of:

@@ -138,9 +138,18 @@ class BackendRegistrar(_Registrar):
                 )
         device_set = frozenset(_check_device_types("devices", devices))
         emulated_set = frozenset(_check_device_types("emulated_devices", emulated_devices))
+        if not device_set and not emulated_set:
+            raise ValueError("devices: expected at least one torch device type (e.g. ('cpu',)), got none")
         dtype_set = frozenset(dtypes)
         if not all(isinstance(d, torch.dtype) for d in dtype_set):
             raise TypeError(f"dtypes: expected torch.dtype values, got {sorted(map(str, dtype_set))}")
+        if not dtype_set:
+            raise ValueError("dtypes: expected at least one floating dtype (e.g. (torch.float32,)), got none")
+        not_floating = sorted(str(d) for d in dtype_set if not d.is_floating_point)
+        if not_floating:
+            raise ValueError(
+                f"dtypes: expected floating dtypes (neuron inputs are floating), got {not_floating}"
+            )
         if not isinstance(literal_constants, bool):
             raise TypeError(f"literal_constants: expected True or False, got {literal_constants!r}")
         if not callable(probe):
