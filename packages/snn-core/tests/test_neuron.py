@@ -212,10 +212,31 @@ def test_integers_accepted_as_floats():
 
 
 @pytest.mark.parametrize("step_mode", ["s", "m"])
-def test_non_floating_input_raises(step_mode):
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool])
+@pytest.mark.parametrize("cls", [neuron.IFNode, neuron.LIFNode, neuron.EIFNode])
+def test_integer_and_bool_inputs_run_as_the_default_dtype(step_mode, dtype, cls):
+    # SpikingJelly's float states promote integer event counts: the same spikes as x.float()
+    counts = (torch.arange(24).reshape(4, 2, 3) % 3).to(dtype)
+    counted, floated = cls(step_mode=step_mode), cls(step_mode=step_mode)
+    if step_mode == "m":
+        got, expected = counted(counts), floated(counts.float())
+    else:
+        got = torch.stack([counted(step) for step in counts])
+        expected = torch.stack([floated(step) for step in counts.float()])
+    assert got.dtype == torch.get_default_dtype() and counted.v.dtype == torch.get_default_dtype()
+    assert torch.equal(got, expected) and torch.equal(counted.v, floated.v)
+    if dtype != torch.bool or cls is neuron.IFNode:  # a leaky neuron fed 0/1 never reaches 1
+        assert got.sum() > 0
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_complex_and_non_tensor_inputs_raise(step_mode):
     node = neuron.IFNode(step_mode=step_mode)
-    with pytest.raises(TypeError, match="floating"):
-        node(torch.ones(2, 3, dtype=torch.int64))
+    name = "x_seq" if step_mode == "m" else "x"
+    with pytest.raises(TypeError, match=rf"{name}: expected a floating-point tensor \(or integer / bool counts\), got dtype torch.complex64"):
+        node(torch.ones(2, 3, dtype=torch.complex64))
+    with pytest.raises(TypeError, match=rf"{name}: expected a floating-point tensor, got list"):
+        node([[1.0, 2.0]])
 
 
 def test_default_surrogate_is_a_new_sigmoid_per_neuron():

@@ -86,11 +86,17 @@ def check_time_constant(name: str, value: Any) -> float:
     return number
 
 
-def _check_floating(name: str, x: Any) -> None:
+def _as_floating(name: str, x: Any) -> torch.Tensor:
+    """``x`` itself when floating; integer and bool tensors (event counts, spike trains) in
+    torch's default dtype, as SpikingJelly's arithmetic with its float states promotes them;
+    ``TypeError`` for anything else (complex tensors, non-tensors)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a floating-point tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    if x.is_floating_point():
+        return x
+    if x.is_complex():
+        raise TypeError(f"{name}: expected a floating-point tensor (or integer / bool counts), got dtype {x.dtype}")
+    return x.to(torch.get_default_dtype())
 
 
 def _check_surrogate(value: Any) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -419,19 +425,21 @@ class BaseNode(MemoryModule):
         """One step.
 
         Args:
-            x: ``[N, *]`` floating input.
+            x: ``[N, *]`` floating input; integer or bool tensors (event counts, spikes) are
+                computed in torch's default dtype, as SpikingJelly promotes them.
 
         Returns:
-            Spikes ``[N, *]`` in ``x``'s dtype; the states hold their post-reset values and, with
-            ``store_v_seq``, ``self.v_seq`` gains this step's potential.
+            Spikes ``[N, *]`` in ``x``'s dtype (the default dtype for integer inputs); the
+            states hold their post-reset values and, with ``store_v_seq``, ``self.v_seq``
+            gains this step's potential.
 
         Raises:
-            TypeError: ``x`` is not a floating tensor.
+            TypeError: ``x`` is not a real tensor (a complex one, or not a tensor).
             ValueError: a state has another shape (call ``snn.functional.reset_net``), or starts
                 at a number ``x``'s dtype cannot hold.
             snn.errors.UnsupportedOperationError: the backend cannot run this configuration.
         """
-        _check_floating("x", x)
+        x = _as_floating("x", x)
         states = self._states_for(x)
         config = self._kernel_config()
         if config is None:
@@ -487,19 +495,21 @@ class BaseNode(MemoryModule):
         """A whole sequence.
 
         Args:
-            x_seq: ``[T, N, *]`` floating input.
+            x_seq: ``[T, N, *]`` floating input; integer or bool tensors (event counts, spikes)
+                are computed in torch's default dtype, as SpikingJelly promotes them.
 
         Returns:
-            Spikes ``[T, N, *]`` in ``x_seq``'s dtype; the states hold their last values and,
-            with ``store_v_seq``, ``self.v_seq`` every post-reset potential ``[T, N, *]``.
+            Spikes ``[T, N, *]`` in ``x_seq``'s dtype (the default dtype for integer inputs);
+            the states hold their last values and, with ``store_v_seq``, ``self.v_seq`` every
+            post-reset potential ``[T, N, *]``.
 
         Raises:
-            TypeError: ``x_seq`` is not a floating tensor.
+            TypeError: ``x_seq`` is not a real tensor (a complex one, or not a tensor).
             ValueError: ``x_seq`` has no time dimension, a state has another shape or starts at
                 a number ``x_seq``'s dtype cannot hold.
             snn.errors.UnsupportedOperationError: the backend cannot run this configuration.
         """
-        _check_floating("x_seq", x_seq)
+        x_seq = _as_floating("x_seq", x_seq)
         if x_seq.dim() == 0 or x_seq.shape[0] == 0:
             raise ValueError(f"x_seq: expected shape [T, N, *] with T >= 1, got {tuple(x_seq.shape)}")
         states = self._states_for(x_seq[0])
