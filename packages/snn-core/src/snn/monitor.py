@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import numbers
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
@@ -402,7 +403,9 @@ def firing_rate(spikes: torch.Tensor, dim: int | Sequence[int] | None = None, ke
 
     Args:
         spikes: spikes (0/1, or spike counts), floating or bool.
-        dim: the dimension(s) to average over; ``None`` for all.
+        dim: the dimension(s) to average over, each in ``[-rank, rank)`` (``[-1, 0]`` for a
+            0-dim tensor) and none twice (``-1`` and ``rank - 1`` are the same); ints or NumPy
+            integers; ``None`` (or an empty sequence, as :meth:`torch.Tensor.mean`) for all.
         keepdim: keep the averaged dimensions with size 1.
 
     Returns:
@@ -411,7 +414,8 @@ def firing_rate(spikes: torch.Tensor, dim: int | Sequence[int] | None = None, ke
     Raises:
         TypeError: ``spikes`` is not a floating or bool tensor, ``dim`` not ints, ``keepdim``
             not a bool.
-        ValueError: ``spikes`` is empty.
+        ValueError: ``spikes`` is empty, a ``dim`` is out of range for ``spikes``' rank, or a
+            dimension is named twice.
 
     Example:
         >>> import torch
@@ -432,12 +436,33 @@ def firing_rate(spikes: torch.Tensor, dim: int | Sequence[int] | None = None, ke
         raise TypeError(f"keepdim: expected a bool, got {type(keepdim).__name__}")
     if dim is None:
         return spikes.mean(dim=tuple(range(spikes.dim())), keepdim=keepdim) if keepdim else spikes.mean()
-    if isinstance(dim, int) and not isinstance(dim, bool):
-        return spikes.mean(dim=dim, keepdim=keepdim)
+    if isinstance(dim, numbers.Integral) and not isinstance(dim, bool):
+        return spikes.mean(dim=_checked_dims(spikes, (dim,), dim)[0], keepdim=keepdim)
     dims = tuple(dim) if isinstance(dim, Iterable) and not isinstance(dim, (str, bytes)) else None
-    if dims is None or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
         raise TypeError(f"dim: expected None, an int or a sequence of ints, got {dim!r}")
-    return spikes.mean(dim=dims, keepdim=keepdim)
+    return spikes.mean(dim=_checked_dims(spikes, dims, dim), keepdim=keepdim)
+
+
+def _checked_dims(spikes: torch.Tensor, dims: tuple[Any, ...], given: Any) -> tuple[int, ...]:
+    """``dims`` as Python ints, each in range for ``spikes`` and none named twice."""
+    rank = spikes.dim()
+    # torch reduces a 0-dim tensor over dim 0 or -1, as if it had one dimension
+    span = max(rank, 1)
+    result = tuple(int(d) for d in dims)
+    for d in result:
+        if not -span <= d < span:
+            raise ValueError(
+                f"dim: expected dimensions in [{-span}, {span - 1}] for spikes of rank {rank} "
+                f"(shape {list(spikes.shape)}), got {given!r}"
+            )
+    normalised = [d % span for d in result]
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(
+            f"dim: expected distinct dimensions for spikes of rank {rank} (shape {list(spikes.shape)}), "
+            f"got {given!r}, which names dimension {next(d for d in normalised if normalised.count(d) > 1)} twice"
+        )
+    return result
 
 
 def firing_rates(monitor: BaseMonitor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
