@@ -32,12 +32,14 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
 from torch import nn
 
 from snn.base import MemoryModule, StepModule
+from snn.errors import UnsupportedOperationError
 
 __all__ = [
     "StatelessEncoder",
@@ -60,15 +62,29 @@ def _check_floating(name: str, x: Any, layout: str) -> torch.Tensor:
 
 
 def _check_period(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as a Python int: an int or a NumPy integer (not a bool), ``>= 1``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {value}")
-    return value
+    period = int(value)
+    if period < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {period}")
+    return period
 
 
 def _check_range(x: torch.Tensor, high: float, what: str) -> None:
-    """Raise ``ValueError`` unless every element of ``x`` lies in ``[0, high]`` (NaN fails)."""
+    """Raise ``ValueError`` unless every element of ``x`` lies in ``[0, high]`` (NaN fails).
+
+    A non-empty meta tensor, which has no values to check, raises
+    :class:`~snn.errors.UnsupportedOperationError`.
+    """
+    if x.device.type == "meta" and x.numel() > 0:
+        raise UnsupportedOperationError(
+            "torch",
+            f"{what}: x: a tensor on device 'meta' (it has no values, which {what} reads to check "
+            f"that they lie in [0, {high:g}]); pass a tensor with data (cpu, cuda, ...)",
+        )
+    if x.numel() == 0:
+        return
     inside = (x >= 0) & (x <= high)
     if not bool(inside.all()):
         bad = x[~inside]
@@ -111,7 +127,8 @@ class StatefulEncoder(MemoryModule):
     :meth:`single_step_encode`.
 
     Args:
-        T: the encoding period, usually the number of simulation steps; an int ``>= 1``.
+        T: the encoding period, usually the number of simulation steps; an int (or NumPy
+            integer) ``>= 1``.
         step_mode: ``'s'`` (one input ``x [N, *]`` per call) or ``'m'`` (``x_seq [T', N, *]``:
             ``T'`` steps at once, as ``T'`` calls in step mode ``'s'``).
 
@@ -120,7 +137,7 @@ class StatefulEncoder(MemoryModule):
         t: the index of the next step to return, ``0 <= t < T``.
 
     Raises:
-        TypeError: ``T`` is not an int.
+        TypeError: ``T`` is not an int or a NumPy integer (bools are refused).
         ValueError: ``T < 1``.
     """
 
@@ -262,7 +279,7 @@ class LatencyEncoder(StatefulEncoder):
     ``round`` rounds half to even, as :func:`torch.round`.
 
     Args:
-        T: the period (latest firing step is ``T - 1``), an int ``>= 1``.
+        T: the period (latest firing step is ``T - 1``), an int (or NumPy integer) ``>= 1``.
         enc_function: ``'linear'`` or ``'log'``.
         step_mode: ``'s'`` or ``'m'``, see :class:`StatefulEncoder`.
 
@@ -270,7 +287,7 @@ class LatencyEncoder(StatefulEncoder):
         alpha: ``exp(T - 1) - 1`` for ``enc_function='log'`` (``inf`` when it overflows a float).
 
     Raises:
-        TypeError: ``T`` is not an int.
+        TypeError: ``T`` is not an int or a NumPy integer (bools are refused).
         ValueError: ``T < 1`` or an unknown ``enc_function``.
     """
 
@@ -291,6 +308,8 @@ class LatencyEncoder(StatefulEncoder):
         Raises:
             TypeError: ``x`` is not a floating-point tensor.
             ValueError: an element of ``x`` is outside ``[0, 1]`` (or NaN).
+            snn.errors.UnsupportedOperationError: ``x`` is a non-empty meta tensor (its values
+                are read for that check).
         """
         _check_floating("x", x, "of intensities in [0, 1]")
         _check_range(x, 1.0, type(self).__name__)
@@ -328,11 +347,11 @@ class WeightedPhaseEncoder(StatefulEncoder):
     lie in ``[0, 1 - 2 ** -K]``.
 
     Args:
-        K: the number of phases (the period ``T``), an int ``>= 1``.
+        K: the number of phases (the period ``T``), an int (or NumPy integer) ``>= 1``.
         step_mode: ``'s'`` or ``'m'``, see :class:`StatefulEncoder`.
 
     Raises:
-        TypeError: ``K`` is not an int.
+        TypeError: ``K`` is not an int or a NumPy integer (bools are refused).
         ValueError: ``K < 1``.
 
     Example:
@@ -353,6 +372,8 @@ class WeightedPhaseEncoder(StatefulEncoder):
         Raises:
             TypeError: ``x`` is not a floating-point tensor.
             ValueError: an element of ``x`` is outside ``[0, 1 - 2 ** -K]`` (or NaN).
+            snn.errors.UnsupportedOperationError: ``x`` is a non-empty meta tensor (its values
+                are read for that check).
         """
         _check_floating("x", x, "of values in [0, 1 - 2 ** -K]")
         # in float64: the weights 2 ** -k underflow to 0 in float16 from k = 25 (float32 from
