@@ -56,9 +56,15 @@ def _check_common(fn: str, model: Any, optimizer: Any, x_seq: Any, f_loss_t: Any
     _check_optimizer(fn, optimizer)
     if not isinstance(x_seq, torch.Tensor):
         raise TypeError(f"{fn}: x_seq: expected a torch.Tensor, got {type(x_seq).__name__}")
+    layout = "[T, *]" if time_dims == 1 else "[B, T, *]"
     if x_seq.dim() < time_dims:
-        layout = "[T, *]" if time_dims == 1 else "[B, T, *]"
         raise ValueError(f"{fn}: x_seq: expected a tensor {layout}, got shape {tuple(x_seq.shape)}")
+    if x_seq.shape[time_dims - 1] == 0:
+        # nothing to learn from: SpikingJelly's FPTT silently returns, its OTTT fails in stack
+        raise ValueError(
+            f"{fn}: x_seq: expected a tensor {layout} with at least one time step (T >= 1 on "
+            f"dimension {time_dims - 1}), got shape {tuple(x_seq.shape)}"
+        )
     if not callable(f_loss_t):
         raise TypeError(
             f"{fn}: f_loss_t: expected a callable f_loss_t(y_t, target_t) -> loss, got {f_loss_t!r}"
@@ -102,7 +108,7 @@ def fptt_online_training(
     Args:
         model: a single-step network.
         optimizer: the optimizer of ``model``'s parameters.
-        x_seq: ``[T, *]`` inputs, time first.
+        x_seq: ``[T, *]`` inputs, time first, ``T >= 1``.
         target_seq: per-step targets, ``target_seq[t]`` for step ``t``.
         f_loss_t: ``f_loss_t(y_t, target_t) -> 0-dim tensor``.
         alpha: the regulariser strength, ``> 0``.
@@ -110,7 +116,8 @@ def fptt_online_training(
             (its entries are replaced).
 
     Raises:
-        TypeError, ValueError: bad arguments.
+        TypeError, ValueError: bad arguments; ``ValueError`` for ``T == 0`` (the reference
+            silently does nothing).
         snn.errors.OnlineLearnerNotFoundError: no plugin provides the ``fptt`` learner.
     """
     fn = "fptt_online_training"
@@ -146,7 +153,7 @@ def ottt_online_training(
     Args:
         model: a single-step network.
         optimizer: the optimizer of ``model``'s parameters.
-        x_seq: ``[B, T, *]`` inputs, **batch first**.
+        x_seq: ``[B, T, *]`` inputs, **batch first**, ``T >= 1``.
         target_seq: ``[B, T', *]`` targets, batch first, ``T' >= T`` (step ``t`` reads ``target_seq[:, t]``).
         f_loss_t: ``f_loss_t(y_t, target_t) -> 0-dim tensor``.
         online: update the weights at every step (True) or once per sequence (False); 0, 1,
@@ -157,7 +164,8 @@ def ottt_online_training(
         ``[B, T, *]``.
 
     Raises:
-        TypeError, ValueError: bad arguments.
+        TypeError, ValueError: bad arguments; ``ValueError`` for ``T == 0`` (the reference fails
+            in ``torch.stack``).
         snn.errors.OnlineLearnerNotFoundError: no plugin provides the ``ottt`` learner.
     """
     fn = "ottt_online_training"
