@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from snn.errors import UnsupportedOperationError
+
 __all__ = [
     "delay",
     "first_spike_index",
@@ -24,6 +26,23 @@ def _require_tensor(value: Any, function: str, name: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{function}: {name}: expected a torch.Tensor, got {type(value).__name__}")
     return value
+
+
+def _require_data(value: torch.Tensor, function: str, name: str, why: str) -> None:
+    """Raise :class:`UnsupportedOperationError` if ``value`` is a meta tensor (it has no values).
+
+    Args:
+        value: the tensor whose values are about to be read.
+        function: the public function, for the message.
+        name: the argument ``value`` came in.
+        why: what the values are read for, e.g. ``"to check the class indices"``.
+    """
+    if value.device.type == "meta":
+        raise UnsupportedOperationError(
+            "torch",
+            f"{function}: {name}: a tensor on device 'meta' (it has no values, which {function} reads "
+            f"{why}); pass a tensor with data (cpu, cuda, ...)",
+        )
 
 
 def _require_int(value: Any, function: str, name: str, minimum: int) -> int:
@@ -74,15 +93,24 @@ def set_threshold_margin(
 
     Args:
         output_layer: the output spiking neuron layer (has ``v_threshold``).
-        label_one_hot: ``[B, C]`` one-hot labels (any numeric or bool dtype).
+        label_one_hot: ``[B, C]`` one-hot (or multi-hot) labels, values 0 and 1 in any numeric
+            dtype, or bool; class indices ``[B]`` are refused (turn them into one-hot codes with
+            ``torch.nn.functional.one_hot(labels, C)``).
         eval_threshold: the threshold in evaluation mode.
         threshold0: the training threshold of the other classes.
         threshold1: the training threshold of the true class.
 
     Raises:
-        TypeError: ``output_layer`` has no ``v_threshold``, ``label_one_hot`` is not a tensor,
-            or a threshold is not a real number (Python or NumPy) or a one-element tensor.
-        ValueError: a threshold is NaN or infinite (as the neurons' own ``v_threshold``).
+        TypeError: ``output_layer`` has no ``v_threshold``, ``label_one_hot`` is not a tensor
+            or is complex, or a threshold is not a real number (Python or NumPy) or a
+            one-element tensor.
+        ValueError: ``label_one_hot`` is not 2-D ``[B, C]`` (the reference silently turns 1-D
+            class indices into per-class thresholds shared by every sample), or in training mode
+            holds a value other than 0 and 1 (checking costs one pass over the labels and, on a
+            GPU, one synchronisation; bool labels skip it); a threshold is NaN or infinite (as
+            the neurons' own ``v_threshold``).
+        snn.errors.UnsupportedOperationError: in training mode, ``label_one_hot`` is a meta
+            tensor (its values are read).
     """
     fn = "set_threshold_margin"
     if not isinstance(output_layer, nn.Module) or not hasattr(output_layer, "v_threshold"):
@@ -91,10 +119,32 @@ def set_threshold_margin(
             f"got {type(output_layer).__name__}"
         )
     _require_tensor(label_one_hot, fn, "label_one_hot")
+    if label_one_hot.is_complex():
+        raise TypeError(f"{fn}: label_one_hot: expected a real or bool dtype, got {label_one_hot.dtype}")
+    if label_one_hot.dim() != 2:
+        hint = (
+            "; for class indices pass torch.nn.functional.one_hot(labels, num_classes)"
+            if label_one_hot.dim() == 1 and not label_one_hot.is_floating_point()
+            else ""
+        )
+        raise ValueError(
+            f"{fn}: label_one_hot: expected one-hot labels of shape [B, C] (2-D), got shape "
+            f"{tuple(label_one_hot.shape)}{hint}"
+        )
     eval_threshold = _require_real(eval_threshold, fn, "eval_threshold")
     threshold0 = _require_real(threshold0, fn, "threshold0")
     threshold1 = _require_real(threshold1, fn, "threshold1")
     if output_layer.training:
+        if label_one_hot.dtype != torch.bool and label_one_hot.numel() > 0:
+            _require_data(label_one_hot, fn, "label_one_hot", "to check that it is one-hot")
+            with torch.no_grad():
+                other = (label_one_hot != 0) & (label_one_hot != 1)
+                if bool(other.any()):
+                    index = tuple(int(i) for i in other.nonzero()[0])
+                    raise ValueError(
+                        f"{fn}: label_one_hot: expected one-hot labels [B, C] (values 0 and 1), got "
+                        f"{label_one_hot[index].item()!r} at index {list(index)}"
+                    )
         dtype = label_one_hot.dtype if label_one_hot.is_floating_point() else torch.get_default_dtype()
         threshold = torch.full(label_one_hot.shape, threshold0, dtype=dtype, device=label_one_hot.device)
         threshold[label_one_hot == 1] = threshold1
@@ -122,6 +172,8 @@ def redundant_one_hot(labels: torch.Tensor, num_classes: int, n: int) -> torch.T
     Raises:
         TypeError: ``labels`` is not an integer tensor, or ``num_classes``/``n`` not integers.
         ValueError: ``num_classes < 1``, ``n < 0`` or a label outside ``[0, num_classes)``.
+        snn.errors.UnsupportedOperationError: ``labels`` is a non-empty meta tensor (its values
+            are read to check the range).
     """
     fn = "redundant_one_hot"
     _require_tensor(labels, fn, "labels")
@@ -132,6 +184,7 @@ def redundant_one_hot(labels: torch.Tensor, num_classes: int, n: int) -> torch.T
     num_classes = _require_int(num_classes, fn, "num_classes", 1)
     n = _require_int(n, fn, "n", 0)
     if labels.numel() > 0:
+        _require_data(labels, fn, "labels", f"to check that they lie in [0, {num_classes})")
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:
             bad = low if low < 0 else high
@@ -156,6 +209,8 @@ def first_spike_index(spikes: torch.Tensor) -> torch.Tensor:
             then silently answers ``(spikes != 0) & (cumsum(spikes) == 1)``, which is not the
             first nonzero step: ``[0.5, 0.5]`` gives ``[False, True]``). Checking costs one
             extra pass over ``spikes`` and, on a GPU, one synchronisation; bool tensors skip it.
+        snn.errors.UnsupportedOperationError: ``spikes`` is a non-empty meta tensor of a
+            non-bool dtype (its values are read for that check; bool meta tensors work).
     """
     fn = "first_spike_index"
     _require_tensor(spikes, fn, "spikes")
@@ -165,8 +220,10 @@ def first_spike_index(spikes: torch.Tensor) -> torch.Tensor:
         if spikes.dtype != torch.bool:
             if spikes.is_complex():
                 raise TypeError(f"{fn}: spikes: expected binary spikes of a real or bool dtype, got {spikes.dtype}")
+            if spikes.numel() > 0:
+                _require_data(spikes, fn, "spikes", "to check that they are 0 or 1")
             other = (spikes != 0) & (spikes != 1)
-            if bool(other.any()):
+            if spikes.numel() > 0 and bool(other.any()):
                 index = tuple(int(i) for i in other.nonzero()[0])
                 raise ValueError(
                     f"{fn}: spikes: expected binary spikes (0 or 1), got {spikes[index].item()!r} "
