@@ -8,6 +8,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from snn.functional.misc import _require_data
+
 __all__ = [
     "kernel_dot_product",
     "spike_similar_loss",
@@ -33,8 +35,11 @@ def _require_tensor(value: Any, function: str, name: str) -> torch.Tensor:
 
 
 def _require_number(value: Any, function: str, name: str) -> Any:
-    """``value`` if it is a real number (Python, NumPy) or a one-element real tensor."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+    """``value`` if it is a real number (Python, NumPy) or a one-element real (non-bool) tensor."""
+    if (
+        isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex()
+        and value.dtype != torch.bool
+    ):
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
@@ -42,6 +47,18 @@ def _require_number(value: Any, function: str, name: str) -> Any:
             f"({type(value).__name__})"
         )
     return value
+
+
+def _value_of(value: Any, function: str, name: str) -> float:
+    """The value of a parameter accepted by :func:`_require_number`, as a float, to validate it.
+
+    A tensor's value is read (one synchronisation on a GPU); a meta tensor, which has none,
+    raises :class:`~snn.errors.UnsupportedOperationError`.
+    """
+    if isinstance(value, torch.Tensor):
+        _require_data(value, function, name, "to check it")
+        return float(value.detach().item())
+    return float(value)
 
 
 def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear", *args: Any) -> torch.Tensor:
@@ -71,9 +88,13 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
 
     Raises:
         TypeError: non-tensor inputs, bool or complex dtypes, a kernel parameter that is not a
-            real number (Python or NumPy) or a one-element tensor, or a missing one.
-        ValueError: wrong ranks or feature sizes, unknown ``kernel``, ``sigma <= 0`` or
-            (gaussian) different row counts.
+            real number (Python or NumPy) or a one-element real tensor, or a missing one.
+        ValueError: wrong ranks or feature sizes, unknown ``kernel``, ``sigma <= 0`` (or NaN),
+            a negative integral ``d`` with integer inputs, or (gaussian) different row counts.
+            A one-element tensor parameter is checked on its value, exactly as a number (its
+            value is read: one synchronisation on a GPU).
+        snn.errors.UnsupportedOperationError: ``sigma``, or ``d`` with integer inputs, is a
+            meta tensor (its value must be read to check it).
     """
     fn = "kernel_dot_product"
     _require_tensor(x, fn, "x")
@@ -107,14 +128,20 @@ def kernel_dot_product(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
         return x @ y.T
     if kernel == "polynomial":
         d = _require_number(args[0], fn, "d")
-        if not x.is_floating_point() and not isinstance(d, torch.Tensor) and float(d) < 0 and float(d).is_integer():
-            raise ValueError(f"{fn}: d: integer inputs take no negative integer power, got {d!r} (use floating inputs)")
+        if not x.is_floating_point():
+            # torch raises for an integer base and a negative integer exponent given as a number,
+            # but silently gives 0 (or 1) for one given as a tensor: both are refused
+            d_value = _value_of(d, fn, "d")
+            if d_value < 0 and d_value.is_integer():
+                raise ValueError(
+                    f"{fn}: d: integer inputs take no negative integer power, got {d!r} (use floating inputs)"
+                )
         return (x @ y.T) ** d
     if kernel == "sigmoid":
         alpha = _require_number(args[0], fn, "alpha")
         return torch.sigmoid(alpha * (x @ y.T))
     sigma = _require_number(args[0], fn, "sigma")
-    if not bool(sigma > 0):
+    if not _value_of(sigma, fn, "sigma") > 0:  # NaN fails too
         raise ValueError(f"{fn}: sigma: expected a positive number, got {args[0]!r}")
     if x.shape[0] != y.shape[0]:
         raise ValueError(
@@ -163,6 +190,9 @@ def spike_similar_loss(
         ValueError: wrong shapes, unknown ``kernel_type`` or ``loss_type``; ``'bce'`` with
             similarities outside ``[0, 1]`` (the reference fails inside
             ``binary_cross_entropy``).
+        snn.errors.UnsupportedOperationError: ``'bce'`` with a ``'linear'`` or ``'polynomial'``
+            kernel on meta ``spikes`` (the similarities are read for that check), or a meta
+            tensor kernel parameter that :func:`kernel_dot_product` reads.
     """
     fn = "spike_similar_loss"
     _require_tensor(spikes, fn, "spikes")
@@ -208,6 +238,7 @@ def _check_unit_interval(similarity: torch.Tensor, fn: str, kernel_type: str) ->
     """Raise ``ValueError`` unless every similarity is in ``[0, 1]`` (what ``'bce'`` reads)."""
     if similarity.numel() == 0:
         return
+    _require_data(similarity, fn, "spikes", "to check that loss_type='bce' gets similarities in [0, 1]")
     low, high = float(similarity.detach().min()), float(similarity.detach().max())
     if not (low >= 0.0 and high <= 1.0):  # NaN fails too
         raise ValueError(
@@ -251,6 +282,8 @@ def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch
             reduction of ``target`` and, on a GPU, one synchronisation; the reference leaves
             it to torch, whose error on a GPU is an unrecoverable device-side assert (and
             which silently ignores the index -100).
+        snn.errors.UnsupportedOperationError: ``target`` is a non-empty meta tensor (its values
+            are read for that check).
     """
     fn = "temporal_efficient_training_cross_entropy"
     _require_tensor(x_seq, fn, "x_seq")
@@ -277,6 +310,7 @@ def temporal_efficient_training_cross_entropy(x_seq: torch.Tensor, target: torch
         )
     classes = x_seq.shape[2]
     if target.numel():
+        _require_data(target, fn, "target", f"to check that the class indices lie in [0, {classes})")
         low, high = int(target.min()), int(target.max())
         if low < 0 or high >= classes:
             raise ValueError(
