@@ -290,3 +290,88 @@ def test_rate_losses_validate(loss: Callable[[torch.Tensor, torch.Tensor], torch
         loss(torch.randn(2, 4, 3), torch.zeros(4))
     with pytest.raises(ValueError, match=r"target: expected shape \[4\]"):
         loss(torch.randn(2, 4, 3), torch.zeros(2, 4, dtype=torch.long))
+
+
+def _container_run(strategy: str, **options: Any) -> dict[str, Any]:
+    """A container with a recording neuron, a BatchNorm and a monitor: everything observable."""
+    from snn import monitor
+
+    torch.manual_seed(3)
+    linear, bn = nn.Linear(3, 4).double(), nn.BatchNorm1d(4).double()
+    node = LIFNode(store_v_seq=True)
+    net = MultiStepContainer(linear, bn, node, strategy=strategy, **options)
+    outputs = monitor.OutputMonitor(net, LIFNode)
+    inputs = monitor.InputMonitor(net, nn.Linear)
+    x = (torch.rand(7, 2, 3, dtype=torch.float64) * 3).requires_grad_()
+    y = net(x)
+    after_forward = {
+        "records": len(outputs.records),
+        "v_seq": node.v_seq.detach().clone(),
+        "memories": [m.detach().clone() for m in extract_memories(net)],
+        "running_mean": bn.running_mean.clone(),
+    }
+    (y * torch.arange(y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+    assert len(outputs.records) == after_forward["records"]
+    assert len(inputs.records) == after_forward["records"]
+    assert torch.equal(node.v_seq, after_forward["v_seq"])
+    assert torch.equal(bn.running_mean, after_forward["running_mean"])
+    for a, b in zip(extract_memories(net), after_forward["memories"]):
+        assert torch.equal(a, b)
+    return {
+        "y": y.detach(),
+        "x_grad": x.grad,
+        "weight_grad": linear.weight.grad,
+        "records": torch.stack([r for r in outputs.records]),
+        "v_seq": node.v_seq.detach(),
+        "running_mean": bn.running_mean,
+        "num_batches": bn.num_batches_tracked,
+    }
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7])
+def test_checkpointed_recomputation_leaves_no_trace_and_matches_loop(k: int) -> None:
+    loop = _container_run("loop")
+    ckpt = _container_run("checkpointed", k=k)
+    assert loop["records"].shape[0] == 7 and loop["v_seq"].shape[0] == 7
+    for name in ("y", "records", "v_seq", "running_mean", "num_batches"):
+        assert torch.equal(ckpt[name], loop[name]), name
+    for name in ("x_grad", "weight_grad"):
+        torch.testing.assert_close(ckpt[name], loop[name], rtol=1e-12, atol=1e-12)
+
+
+def test_checkpointed_recomputation_runs_other_forward_hooks_and_first_forward_records() -> None:
+    from snn import monitor
+
+    node = LIFNode(store_v_seq=True)
+    net = MultiStepContainer(nn.Linear(3, 3), node, strategy="checkpointed", k=2)
+    calls: list[int] = []
+    node.register_forward_hook(lambda *_: calls.append(1))
+    mon = monitor.OutputMonitor(net, LIFNode)
+    net(torch.rand(6, 2, 3, requires_grad=True) * 3).sum().backward()
+    assert len(mon.records) == 6 and node.v_seq is not None and node.v_seq.shape[0] == 6
+    assert len(calls) > 6  # the recomputation ran the plain hook again, only monitors paused
+
+
+def test_container_refuses_unknown_strategy_options_at_construction() -> None:
+    with pytest.raises(TypeError, match=r"forward strategy 'checkpointed' takes only the options \['k'\], got unknown \['kk'\]"):
+        MultiStepContainer(nn.Linear(2, 2), strategy="checkpointed", kk=3)
+    with pytest.raises(TypeError, match=r"forward strategy 'loop' takes no options, got unknown \['k'\]"):
+        MultiStepContainer(nn.Linear(2, 2), strategy="loop", k=3)
+    assert MultiStepContainer(nn.Linear(2, 2), strategy="checkpointed", k=3).strategy_options == {"k": 3}
+
+
+def test_check_strategy_options_reads_a_third_party_signature() -> None:
+    from snn.strategies import check_strategy_options
+
+    def mine(module: Any, x_seq: torch.Tensor, *, depth: int, scale: float = 1.0) -> Any:
+        return x_seq
+
+    def open_ended(module: Any, x_seq: torch.Tensor, **options: Any) -> Any:
+        return x_seq
+
+    check_strategy_options("mine", mine, {"depth": 2})
+    with pytest.raises(TypeError, match=r"'mine' takes only the options \['depth', 'scale'\], got unknown \['deep'\]"):
+        check_strategy_options("mine", mine, {"deep": 2})
+    with pytest.raises(TypeError, match=r"'mine' requires the options \['depth'\]"):
+        check_strategy_options("mine", mine, {"scale": 2.0})
+    check_strategy_options("open", open_ended, {"anything": 1})  # checks its options when called

@@ -17,6 +17,7 @@ name                      what it does
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 import snn
+from snn.monitor import paused as _monitors_paused
 from snn.base import extract_memories, load_memories
 from snn.functional.forward import (
     chunk_multi_step_forward,
@@ -44,6 +46,7 @@ __all__ = [
     "t_last_seq_to_ann_strategy",
     "checkpointed_strategy",
     "snn_register_forward_strategies",
+    "check_strategy_options",
 ]
 
 
@@ -111,6 +114,33 @@ def t_last_seq_to_ann_strategy(module: Callable[..., Any], x_seq: torch.Tensor, 
     return t_last_seq_to_ann_forward(x_seq, module)
 
 
+class _ModuleSnapshot:
+    """What a recomputed segment may change besides the memories, taken before it runs.
+
+    For every module inside: the plain attributes (``__dict__`` entries, e.g. a neuron's
+    ``v_seq``, which a step extends by assigning a new tensor) and the values of the buffers
+    (e.g. BatchNorm's running statistics, updated in place). :meth:`restore` puts them back,
+    so a recomputation leaves the modules exactly as the first forward left them.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.attributes = [(m, dict(m.__dict__)) for m in module.modules()]
+        with torch.no_grad():
+            self.buffers = [(b, b.clone()) for b in module.buffers()]
+
+    def restore(self) -> None:
+        for m, saved in self.attributes:
+            current = m.__dict__
+            for key in [key for key in current if key not in saved]:
+                del current[key]
+            for key, value in saved.items():
+                if current.get(key) is not value:
+                    current[key] = value
+        with torch.no_grad():
+            for buffer, value in self.buffers:
+                buffer.copy_(value)
+
+
 class _Segment:
     """Runs ``k`` steps of a single-step module from a given state, for ``torch.utils.checkpoint``.
 
@@ -119,6 +149,11 @@ class _Segment:
     module, runs the steps, and restores whatever memories the module held before the call,
     also when recomputation is stopped early. The first forward leaves restoring the exit state
     to the caller, which loads the memories returned through the checkpoint.
+
+    A recomputation (any call after the first, made by the backward pass) leaves no trace: it
+    runs with monitors paused (:func:`snn.monitor.paused`; other forward hooks still run), and
+    afterwards every module's plain attributes (a neuron's ``v_seq`` ...) and buffer values
+    (BatchNorm running statistics ...) are put back as they were before it.
     """
 
     def __init__(
@@ -128,8 +163,21 @@ class _Segment:
         self.state_module = state_module
         # Non-tensor memories (numbers, None ...) are constants of the segment.
         self.template = template
+        self.calls = 0
 
     def __call__(self, x_chunk: torch.Tensor, *tensor_states: torch.Tensor) -> tuple[torch.Tensor, list[Any]]:
+        self.calls += 1
+        if self.calls == 1:
+            return self._run(x_chunk, tensor_states)
+        snapshot = _ModuleSnapshot(self.state_module) if self.state_module is not None else None
+        try:
+            with _monitors_paused():
+                return self._run(x_chunk, tensor_states)
+        finally:
+            if snapshot is not None:
+                snapshot.restore()
+
+    def _run(self, x_chunk: torch.Tensor, tensor_states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, list[Any]]:
         if self.state_module is None:
             return multi_step_forward(x_chunk, self.module), []
         found = extract_memories(self.state_module)
@@ -155,6 +203,9 @@ def checkpointed_strategy(
     one segment at a time from its saved state. BPTT memory drops from ``O(T)`` activations to
     ``O(T / k)`` states plus one segment's activations, for about one extra forward pass of
     compute. Gradients equal those of ``loop``; random ops (dropout) are replayed identically.
+    The recomputation leaves no trace: monitors do not record during it, and a neuron's
+    ``v_seq``, other plain attributes and buffers (BatchNorm running statistics) are restored
+    afterwards, so records and states after backward equal those after forward (as with ``loop``).
     Without autograd (``torch.no_grad()`` or no input requiring grad) it is exactly ``loop``.
 
     Args:
@@ -214,6 +265,65 @@ def checkpointed_strategy(
     if isinstance(outputs[0], tuple):
         return tuple(torch.cat(items, dim=0) for items in zip(*outputs))
     return torch.cat(outputs, dim=0)
+
+
+#: The options each built-in strategy takes (they accept ``**options`` only to refuse the others
+#: with a clear message, so their signatures do not tell).
+_BUILTIN_OPTIONS: dict[Callable[..., Any], tuple[str, ...]] = {
+    loop_strategy: (),
+    t_last_strategy: (),
+    chunked_strategy: ("split_size",),
+    seq_to_ann_strategy: (),
+    t_last_seq_to_ann_strategy: (),
+    checkpointed_strategy: ("k",),
+}
+
+
+def _declared_options(implementation: Callable[..., Any]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """``(accepted, required)`` option names of a strategy from its signature (the parameters
+    after ``module`` and ``x_seq`` that can be passed by keyword), or ``None`` when it cannot
+    tell (a ``**options`` parameter, or no signature)."""
+    try:
+        parameters = list(inspect.signature(implementation).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    rest = parameters[2:] if len(parameters) >= 2 and all(p.kind in positional for p in parameters[:2]) else []
+    keyword = [p for p in rest if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    required = tuple(p.name for p in keyword if p.default is inspect.Parameter.empty)
+    return tuple(p.name for p in keyword), required
+
+
+def check_strategy_options(name: str, implementation: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Check, before any call, that the strategy ``name`` takes exactly the given ``options``.
+
+    The built-in strategies declare their options here; for another strategy they are read from
+    its signature (``strategy(module, x_seq, *, option=default, ...)``). A strategy with a
+    ``**options`` parameter of its own is not checked here (it checks its options when called).
+
+    Args:
+        name: the strategy's registered name (for the message).
+        implementation: the strategy callable.
+        options: the keyword options that will be passed on every call.
+
+    Raises:
+        TypeError: an option the strategy does not take (naming it and the accepted ones), or a
+            required option left out.
+    """
+    builtin = _BUILTIN_OPTIONS.get(implementation)
+    declared = (builtin, ()) if builtin is not None else _declared_options(implementation)
+    if declared is None:
+        return
+    accepted, required = declared
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = f"takes only the options {list(accepted)}" if accepted else "takes no options"
+        raise TypeError(f"strategy options: forward strategy {name!r} {takes}, got unknown {unknown}")
+    missing = [option for option in required if option not in options]
+    if missing:
+        raise TypeError(f"strategy options: forward strategy {name!r} requires the options {missing}, got {sorted(options)}")
 
 
 @snn.hookimpl
