@@ -62,6 +62,22 @@ def check_single_step_children(modules: Iterable[tuple[str, nn.Module]]) -> None
             )
 
 
+def _check_stateless_children(container: nn.Module, runner: str, instead: str) -> None:
+    """Refuse stateful modules (:class:`~snn.base.MemoryModule`: neurons, ``layer.Dropout`` ...)
+    inside ``container`` when ``runner`` runs all time steps at once: they would see the steps
+    as one batch and keep no state from one step to the next.
+
+    Raises:
+        ValueError: naming the stateful modules and what to use instead (``instead``).
+    """
+    stateful = [name for name, m in container.named_modules() if m is not container and isinstance(m, MemoryModule)]
+    if stateful:
+        raise ValueError(
+            f"{runner} runs all time steps at once and keeps no state between them, "
+            f"but children {stateful} are stateful; {instead}"
+        )
+
+
 def _identity(x: Any) -> Any:
     return x
 
@@ -115,7 +131,8 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
             (``"chunked"``), or runs all steps at once (``"seq_to_ann"``) while a child is
             stateful: the container's children could not run that way (checked again at every
             call, as children can change).
-        TypeError: ``strategy`` is not a string.
+        TypeError: ``strategy`` is not a string, or ``strategy_options`` holds an option the
+            strategy does not take (or lacks one it requires); checked here, at construction.
         snn.errors.RegistryEntryNotFoundError: no plugin registered ``strategy`` (lists the
             known names); raised here, at construction.
 
@@ -135,7 +152,11 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
             raise TypeError(f"strategy: expected a registered strategy name (str), got {type(strategy).__name__}")
         self.strategy = strategy
         self.strategy_options = dict(strategy_options)
-        self._check_strategy()
+        implementation = self._check_strategy()
+        if implementation is not None:
+            from snn.strategies import check_strategy_options
+
+            check_strategy_options(strategy, implementation, self.strategy_options)
 
     def _with_children(self, children: OrderedDict[str, nn.Module]) -> MultiStepContainer:
         return type(self)(children, strategy=self.strategy, **self.strategy_options)
@@ -162,12 +183,9 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
                 "snn.functional.chunk_multi_step_forward, or choose a single-step strategy such as 'loop'"
             )
         if runs == "stateless":
-            stateful = [name for name, m in self.named_modules() if m is not self and isinstance(m, MemoryModule)]
-            if stateful:
-                raise ValueError(
-                    f"strategy {self.strategy!r} runs all time steps at once and keeps no state between them, "
-                    f"but children {stateful} are stateful; use a strategy that runs one step at a time, such as 'loop'"
-                )
+            _check_stateless_children(
+                self, f"strategy {self.strategy!r}", "use a strategy that runs one step at a time, such as 'loop'"
+            )
         return cast(Callable[..., Any], entry.implementation)
 
     def step_module(self) -> nn.Module:
@@ -214,21 +232,36 @@ class SeqToANNContainer(_SingleStepSequence, MultiStepModule):
             fine).
 
     Raises:
-        ValueError: a child is not in step mode ``'s'``.
+        ValueError: a child is not in step mode ``'s'``, or a child (or a module inside one) is
+            stateful (a :class:`~snn.base.MemoryModule` such as a neuron: it would see the ``T``
+            steps as one batch; put it in a :class:`MultiStepContainer`). Checked at
+            construction and again at every call, as children can change.
     """
 
     def __init__(self, *modules: Any) -> None:
         super().__init__(*modules)
         self._check_children()
+        self._check_stateless()
         self.step_mode = "m"
+
+    def _check_stateless(self) -> None:
+        _check_stateless_children(
+            self,
+            type(self).__name__,
+            "run stateful modules one step at a time with MultiStepContainer (or a module in step mode 'm')",
+        )
 
     def forward(self, x_seq: torch.Tensor | tuple[torch.Tensor, ...]) -> Any:
         """Apply the children to ``x_seq`` ``[T, N, *]`` (or a tuple of such tensors).
 
         Returns:
             ``[T, N, *out]``, or a tuple of such tensors.
+
+        Raises:
+            ValueError: a child is not in step mode ``'s'`` or is stateful.
         """
         self._check_children()
+        self._check_stateless()
         return seq_to_ann_forward(x_seq, self._children_callables())
 
     def extra_repr(self) -> str:
@@ -278,21 +311,33 @@ class TLastSeqToANNContainer(_SingleStepSequence, MultiStepModule):
         *modules: the stateless modules.
 
     Raises:
-        ValueError: a child is not in step mode ``'s'``.
+        ValueError: a child is not in step mode ``'s'``, or a child (or a module inside one) is
+            stateful (put it in a :class:`TLastMultiStepContainer`). Checked at construction
+            and again at every call.
     """
 
     def __init__(self, *modules: Any) -> None:
         super().__init__(*modules)
         self._check_children()
+        self._check_stateless()
         self.step_mode = "m"
+
+    def _check_stateless(self) -> None:
+        _check_stateless_children(
+            self, type(self).__name__, "run stateful modules one step at a time with TLastMultiStepContainer"
+        )
 
     def forward(self, x_seq: torch.Tensor) -> Any:
         """Apply the children to every step of ``x_seq`` ``[N, *, T]`` at once.
 
         Returns:
             ``[N, *out, T]`` (or a tuple of such tensors).
+
+        Raises:
+            ValueError: a child is not in step mode ``'s'`` or is stateful.
         """
         self._check_children()
+        self._check_stateless()
         return t_last_seq_to_ann_forward(x_seq, self._children_callables())
 
     def extra_repr(self) -> str:
@@ -317,7 +362,10 @@ class StepModeContainer(_SingleStepSequence, StepModule):
     Raises:
         TypeError: ``stateful`` is not a bool (or 0 or 1), or a module was passed where ``step_mode`` goes.
         ValueError: ``step_mode`` is not ``'s'`` / ``'m'``, or a child is not in step mode
-            ``'s'``.
+            ``'s'``, or ``stateful`` is false in step mode ``'m'`` while a child (or a module
+            inside one) is stateful (a :class:`~snn.base.MemoryModule` such as a neuron, which
+            would see the ``T`` steps as one batch; pass ``stateful=True``). Checked at
+            construction and again at every call in step mode ``'m'``.
     """
 
     def __init__(self, stateful: bool, step_mode: str = "s", *modules: Any) -> None:
@@ -331,12 +379,27 @@ class StepModeContainer(_SingleStepSequence, StepModule):
         self._check_children()
         self.stateful = stateful
         self.step_mode = step_mode
+        if step_mode == "m":
+            self._check_stateless()
+
+    def _check_stateless(self) -> None:
+        if not self.stateful:
+            _check_stateless_children(
+                self,
+                "StepModeContainer(stateful=False) in step mode 'm'",
+                "construct it with stateful=True (StepModeContainer(True, 'm', ...)) to run them one step at a time",
+            )
 
     def _with_children(self, children: OrderedDict[str, nn.Module]) -> StepModeContainer:
         return type(self)(self.stateful, self.step_mode, children)
 
     def forward(self, x: torch.Tensor) -> Any:
-        """Apply the children to ``x``: one step ``[N, *]`` in ``'s'``, ``[T, N, *]`` in ``'m'``."""
+        """Apply the children to ``x``: one step ``[N, *]`` in ``'s'``, ``[T, N, *]`` in ``'m'``.
+
+        Raises:
+            ValueError: a child is not in step mode ``'s'``; in step mode ``'m'`` with
+                ``stateful=False``, a child is stateful.
+        """
         self._check_children()
         callables = self._children_callables()
         if self._step_mode == "s":
@@ -346,6 +409,7 @@ class StepModeContainer(_SingleStepSequence, StepModule):
             return y
         if self.stateful:
             return multi_step_forward(x, callables)
+        self._check_stateless()
         return seq_to_ann_forward(x, callables)
 
     def extra_repr(self) -> str:
