@@ -27,7 +27,6 @@ import torch.utils.checkpoint
 from torch import nn
 
 import snn
-from snn.monitor import paused as _monitors_paused
 from snn.base import extract_memories, load_memories
 from snn.functional.forward import (
     chunk_multi_step_forward,
@@ -36,6 +35,7 @@ from snn.functional.forward import (
     t_last_multi_step_forward,
     t_last_seq_to_ann_forward,
 )
+from snn.monitor import paused as _monitors_paused
 from snn.registry import StrategyRegistrar
 
 __all__ = [
