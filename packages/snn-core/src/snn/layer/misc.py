@@ -169,6 +169,8 @@ class VotingLayer(nn.Module, StepModule):
     stride ``voting_size`` over the last dimension (used when each class is read from a
     population of output neurons). The layer has no state, so both step modes compute the same
     thing over any leading dimensions (``[N, *]`` in ``'s'``, ``[T, N, *]`` in ``'m'``).
+    Floating inputs keep their dtype; integer and bool inputs (spikes, spike counts) give
+    scores in ``torch.get_default_dtype()``.
 
     Args:
         voting_size: the number of neurons voting for one class, an int ``>= 1``.
@@ -183,6 +185,8 @@ class VotingLayer(nn.Module, StepModule):
         >>> from snn import layer
         >>> layer.VotingLayer(voting_size=2)(torch.tensor([[1.0, 0.0, 1.0, 1.0]]))
         tensor([[0.5000, 1.0000]])
+        >>> layer.VotingLayer(voting_size=2)(torch.tensor([[1, 0, 1, 1]]))  # spike counts
+        tensor([[0.5000, 1.0000]])
     """
 
     def __init__(self, voting_size: int = 10, step_mode: str = "s") -> None:
@@ -195,8 +199,12 @@ class VotingLayer(nn.Module, StepModule):
         self.step_mode = step_mode
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The class scores of ``x`` ``[..., C * voting_size]`` -> ``[..., C]`` in ``x``'s dtype
-        (one step ``[N, C * voting_size]``, or any leading dimensions).
+        """The class scores of ``x`` ``[..., C * voting_size]`` -> ``[..., C]`` (one step
+        ``[N, C * voting_size]``, or any leading dimensions).
+
+        The scores have ``x``'s dtype when it is floating; integer or bool inputs (spike counts
+        from ``.sum()`` are int64) are averaged in ``torch.get_default_dtype()`` (float32 unless
+        changed), never truncated to integers.
 
         Raises:
             TypeError: ``x`` is not a tensor.
@@ -208,6 +216,10 @@ class VotingLayer(nn.Module, StepModule):
                 f"x: expected shape [..., C * voting_size] (voting_size = {self.voting_size}), "
                 f"got {list(x.shape)}"
             )
+        if not (x.is_floating_point() or x.is_complex()):
+            # spike counts (int64 from .sum()), uint8 or bool spikes: a mean in integers would
+            # truncate, so average in the default floating dtype
+            x = x.to(torch.get_default_dtype())
         leading = x.shape[:-1]
         pooled = F.avg_pool1d(x.reshape(-1, 1, x.shape[-1]), self.voting_size, self.voting_size)
         return pooled.reshape(*leading, x.shape[-1] // self.voting_size)
