@@ -492,11 +492,49 @@ class Flatten(StepModeWrapper, nn.Flatten):
     """:class:`torch.nn.Flatten` with a step mode: ``[N, *]`` in ``'s'``, ``[T, N, *]`` in ``'m'``.
 
     Dimensions are counted per step: ``Flatten()`` (``start_dim=1``) maps ``[T, N, C, H, W]``
-    to ``[T, N, C * H * W]`` in ``'m'``.
+    to ``[T, N, C * H * W]`` in ``'m'``. In step mode ``'m'`` the batch dimension ``N`` (dimension
+    0 of a step) is kept, so ``start_dim`` must name a dimension after it.
+
+    Raises:
+        ValueError: (forward, step mode ``'m'``) ``x`` is not ``[T, N, *]`` with the dimensions
+            ``start_dim`` .. ``end_dim`` of a step ``[N, *]``, or ``start_dim`` is the batch
+            dimension 0 (flattening ``N`` into the features would mix the samples).
     """
 
     multi_step_min_rank = 2
     multi_step_layout = "[T, N, *]"
+
+    def check_multi_step_input(self, x: Any, argument: str = "x") -> torch.Tensor:
+        """Check ``x`` ``[T, N, *]`` against ``start_dim`` and ``end_dim`` (counted per step ``[N, *]``).
+
+        Raises:
+            TypeError: ``x`` is not a tensor.
+            ValueError: ``x`` has fewer than 2 dimensions, a step ``[N, *]`` lacks dimension
+                ``start_dim`` or ``end_dim``, ``start_dim`` comes after ``end_dim``, or
+                ``start_dim`` is the batch dimension 0.
+        """
+        x = super().check_multi_step_input(x, argument)
+        step_rank = x.dim() - 1
+        start = self.start_dim + step_rank if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + step_rank if self.end_dim < 0 else self.end_dim
+        where = (
+            f"{type(self).__name__} (step_mode='m', start_dim={self.start_dim}, end_dim={self.end_dim})"
+        )
+        if not (0 <= start < step_rank and 0 <= end < step_rank):
+            raise ValueError(
+                f"{where}: expected {argument} with shape [T, N, *] whose steps [N, *] have the dimensions "
+                f"start_dim and end_dim (dimensions are counted per step), but got {argument} with shape "
+                f"{list(x.shape)} (steps of {step_rank} dimension{'s' if step_rank != 1 else ''})"
+            )
+        if start > end:
+            raise ValueError(f"{where}: expected start_dim <= end_dim in a step [N, *], got {start} > {end}")
+        if start == 0 and end > 0:
+            raise ValueError(
+                f"{where}: start_dim: expected a dimension after the batch dimension N (start_dim >= 1; "
+                f"dimensions are counted per step [N, *] of the input [T, N, *]), got {self.start_dim}, "
+                "which would flatten the samples of the batch together"
+            )
+        return x
 
 
 class Upsample(StepModeWrapper, nn.Upsample):
