@@ -56,9 +56,10 @@ class ElementWiseRecurrentContainer(MemoryModule):
             input's shape, dtype and device).
 
     Raises:
-        TypeError: ``sub_module`` is not a module or ``element_wise_function`` not callable.
+        TypeError: ``sub_module`` is not a module or ``element_wise_function`` not callable;
+            (forward) either returns something other than a tensor.
         ValueError: ``sub_module`` or a module inside it is not in step mode ``'s'`` (checked
-            at construction and at every step).
+            at construction and at every step); (forward) ``sub_module`` changes the step's shape.
 
     Example:
         >>> import torch
@@ -92,9 +93,11 @@ class ElementWiseRecurrentContainer(MemoryModule):
         """One step: ``x`` ``[N, *]`` -> ``y`` ``[N, *]``.
 
         Raises:
-            TypeError: ``x`` is not a tensor.
-            ValueError: the previous output has another shape (call ``reset_net``), or a
-                module of ``sub_module`` is no longer in step mode ``'s'``.
+            TypeError: ``x`` is not a tensor, or ``element_wise_function`` or ``sub_module``
+                returns something other than a tensor.
+            ValueError: ``sub_module``'s output does not have the shape of ``x``; the previous
+                output has another shape (the batch changed: call ``reset_net``); or a module of
+                ``sub_module`` is no longer in step mode ``'s'``.
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x: expected a torch.Tensor [N, *], got {type(x).__name__}")
@@ -103,8 +106,25 @@ class ElementWiseRecurrentContainer(MemoryModule):
             self.y = torch.zeros_like(x)
         elif self.y.shape != x.shape:
             raise _reset_hint(self, self.y.shape, x.shape)
-        self.y = self.sub_module(self.element_wise_function(self.y, x))
-        return self.y
+        combined = self.element_wise_function(self.y, x)
+        if not isinstance(combined, torch.Tensor):
+            raise TypeError(
+                f"element_wise_function: expected it to return a torch.Tensor shaped like the input step "
+                f"{list(x.shape)}, got {type(combined).__name__}"
+            )
+        y = self.sub_module(combined)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(
+                f"sub_module: expected it to return a torch.Tensor shaped like the input step {list(x.shape)}, "
+                f"got {type(y).__name__}"
+            )
+        if y.shape != x.shape:
+            raise ValueError(
+                f"sub_module: expected an output of the input step's shape {list(x.shape)} (it is combined "
+                f"element-wise with the next input), got shape {list(y.shape)}"
+            )
+        self.y = y
+        return y
 
     def extra_repr(self) -> str:
         name = getattr(self.element_wise_function, "__name__", repr(self.element_wise_function))
@@ -166,7 +186,7 @@ class LinearRecurrentContainer(MemoryModule):
         """One step: ``x`` ``[N, *, in_features]`` -> ``y`` ``[N, *, out_features]``.
 
         Raises:
-            TypeError: ``x`` is not a tensor.
+            TypeError: ``x`` is not a tensor, or ``sub_module`` returns something else.
             ValueError: ``x``'s last dimension is not ``in_features``, ``sub_module``'s
                 output's last dimension is not ``out_features``, or the previous output was
                 for inputs of another shape (call ``reset_net``), or a module of ``sub_module``
@@ -185,6 +205,10 @@ class LinearRecurrentContainer(MemoryModule):
         elif self.y.shape[:-1] != x.shape[:-1]:
             raise _reset_hint(self, self.y.shape, x.shape)
         y = self.sub_module(self.rc(torch.cat((x, self.y), dim=-1)))
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(
+                f"sub_module: expected it to return a torch.Tensor [N, *, {self.out_features}], got {type(y).__name__}"
+            )
         if y.dim() == 0 or y.shape[-1] != self.out_features:
             raise ValueError(
                 f"sub_module: expected an output of shape [N, *, {self.out_features}] "
