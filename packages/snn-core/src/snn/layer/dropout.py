@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from snn.base import MemoryModule
@@ -20,7 +22,8 @@ class Dropout(MemoryModule):
     the identity and leaves the mask alone.
 
     Args:
-        p: the probability of zeroing an element, ``0 <= p <= 1``.
+        p: the probability of zeroing an element, ``0 <= p <= 1``: a Python or NumPy real
+            number (``np.float32(0.5)`` ...), not a bool.
         step_mode: ``'s'`` (input ``[N, *]``) or ``'m'`` (input ``[T, N, *]``; the mask has shape
             ``[N, *]`` and is shared by all ``T`` steps).
 
@@ -28,17 +31,19 @@ class Dropout(MemoryModule):
         mask: ``None`` after a reset, then the mask ``[N, *]`` (dtype and device of the input).
 
     Raises:
-        TypeError: ``p`` is not a number.
-        ValueError: ``p`` is outside ``[0, 1]``.
+        TypeError: ``p`` is not a real number, or is a bool.
+        ValueError: ``p`` is outside ``[0, 1]`` (or NaN).
     """
 
     # memories (registered with register_memory); declared for the type checker
     mask: torch.Tensor | None
 
+    p: float
+
     def __init__(self, p: float = 0.5, step_mode: str = "s") -> None:
         super().__init__(step_mode)
-        if isinstance(p, bool) or not isinstance(p, (int, float)):
-            raise TypeError(f"p: expected a probability (float in [0, 1]), got {type(p).__name__}")
+        if isinstance(p, bool) or not isinstance(p, numbers.Real):  # NumPy bools are not numbers.Real
+            raise TypeError(f"p: expected a probability (a real number in [0, 1]), got {type(p).__name__} {p!r}")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p: expected a probability in [0, 1], got {p}")
         self.p = float(p)
