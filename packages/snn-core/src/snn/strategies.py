@@ -46,7 +46,6 @@ __all__ = [
     "t_last_seq_to_ann_strategy",
     "checkpointed_strategy",
     "snn_register_forward_strategies",
-    "check_strategy_options",
 ]
 
 
