@@ -10,7 +10,9 @@ import io
 import os
 import signal
 import threading
+import time
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -141,6 +143,27 @@ def test_ctrl_c_stops_the_workers_and_interrupts_the_launcher(tmp_path: Path, mo
             distributed.launch(2, cases.sleep_long)
     finally:
         timer.cancel()
+
+
+def test_ctrl_c_while_a_worker_starts_is_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # starting a worker imports torch in a new interpreter: seconds on a busy machine, during
+    # which the launcher once ignored SIGINT, so a Ctrl-C then was dropped and training went on
+    import multiprocessing.process
+
+    (tmp_path / "snn_sleeping_workers_2.py").write_text("import time\n\n\ndef sleep_long():\n    time.sleep(60)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = importlib.import_module("snn_sleeping_workers_2")
+    start = multiprocessing.process.BaseProcess.start
+
+    def start_then_ctrl_c(self: Any) -> None:
+        start(self)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start_then_ctrl_c)
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        distributed.launch(2, cases.sleep_long)
+    assert time.monotonic() - began < 40  # the workers were stopped, not waited for (60 s)
 
 
 def test_only_rank_0_reports_an_interruption(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

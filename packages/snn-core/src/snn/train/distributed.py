@@ -308,6 +308,8 @@ def _worker_bootstrap(
     """
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the launcher, which stops the workers
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the launcher while it started this process
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     os.environ.update({
         "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
         "MASTER_ADDR": _HOST, "MASTER_PORT": str(port),
@@ -497,17 +499,41 @@ class _LauncherSignals:
         raise _LauncherSignal(signum)
 
     @contextmanager
-    def sigint_ignored(self) -> Iterator[None]:
-        """Ignore SIGINT for a moment: a worker started meanwhile inherits the ignored SIGINT
-        and so never prints a KeyboardInterrupt traceback, even while it imports."""
-        if not self.active:
+    def sigint_deferred(self) -> Iterator[None]:
+        """Hold SIGINT back for a moment, while a worker starts: a Ctrl-C meanwhile raises
+        :class:`KeyboardInterrupt` when the block ends (ignoring it instead would drop it, and
+        starting a worker can take seconds on a busy machine).
+
+        SIGINT is blocked in this thread, so a worker started meanwhile inherits the block (a
+        signal mask survives ``exec``) and never prints a KeyboardInterrupt traceback, even
+        while it imports, until its bootstrap ignores SIGINT and unblocks it. The launcher's
+        other threads may still receive it: a handler that only notes it covers them. Where
+        signal masks do not exist (Windows) SIGINT is ignored for the moment instead.
+        """
+        if not self.active or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # (inherited as ignored)
             yield
             return
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if not hasattr(signal, "pthread_sigmask"):
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, handler)
+            return
+        received: list[int] = []
+
+        def note(signum: int, frame: Any) -> None:
+            received.append(signum)
+
+        handler = signal.signal(signal.SIGINT, note)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             yield
         finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one is noted
             signal.signal(signal.SIGINT, handler)
+        if received:
+            raise KeyboardInterrupt
 
     def ignore_all(self) -> None:
         """Ignore the three signals (while the workers are being stopped: a second Ctrl-C or
@@ -568,9 +594,9 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
                     target=_worker_bootstrap, name=f"snn-train-rank{rank}",
                     args=(rank, nproc, store.port, os.getpid(), str(error_files[rank]), entrypoint, args),
                 )
-                with signals.sigint_ignored():
+                with signals.sigint_deferred():  # a Ctrl-C meanwhile raises once the worker is listed
                     process.start()
-                processes.append(process)
+                    processes.append(process)
             failures = _supervise(processes, error_files, FAILURE_GRACE_S)
         except KeyboardInterrupt:
             failures, stopped_by = [], "SIGINT"
