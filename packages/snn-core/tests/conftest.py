@@ -37,3 +37,16 @@ def in_tree_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def cuba_lif_class() -> type:
     """The current-based LIF neuron the NIR mapping uses for ``CubaLIF`` nodes."""
     return neuron.CUBALIFNode
+
+
+@pytest.fixture
+def interruptible() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt during the test, even where pytest was started
+    with SIGINT ignored (a shell's background job), which the launcher keeps ignoring by design."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

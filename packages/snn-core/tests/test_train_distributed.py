@@ -388,7 +388,7 @@ def test_a_failure_is_found_while_a_forked_child_holds_the_sentinel(tmp_path: Pa
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
-def test_launcher_signals_keep_what_was_ignored_and_restore_the_rest() -> None:
+def test_launcher_signals_keep_what_was_ignored_and_restore_the_rest(interruptible: None) -> None:
     from snn.train.distributed import _LauncherSignal, _LauncherSignals
 
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}

@@ -132,7 +132,9 @@ def test_gpus_are_counted_per_machine() -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
-def test_ctrl_c_stops_the_workers_and_interrupts_the_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_stops_the_workers_and_interrupts_the_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interruptible: None
+) -> None:
     (tmp_path / "snn_sleeping_workers.py").write_text("import time\n\n\ndef sleep_long():\n    time.sleep(60)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     cases = importlib.import_module("snn_sleeping_workers")
@@ -145,7 +147,7 @@ def test_ctrl_c_stops_the_workers_and_interrupts_the_launcher(tmp_path: Path, mo
         timer.cancel()
 
 
-def test_ctrl_c_while_a_worker_starts_is_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_while_a_worker_starts_is_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interruptible: None) -> None:
     # starting a worker imports torch in a new interpreter: seconds on a busy machine, during
     # which the launcher once ignored SIGINT, so a Ctrl-C then was dropped and training went on
     import multiprocessing.process
