@@ -452,20 +452,40 @@ def test_invalid_neuron_inputs_raise_typed_errors(data: st.DataObject) -> None:
     EXAMPLES["invalid/neuron inputs"] += 1
     draw = data.draw
     cls = draw(st.sampled_from([neuron.IFNode, neuron.LIFNode, neuron.ParametricLIFNode]))
-    case = draw(st.sampled_from(["int dtype m", "int dtype s", "rank 0", "empty sequence", "complex"]))
+    case = draw(st.sampled_from(["rank 0", "empty sequence", "complex", "not a tensor"]))
     dims = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
-    if case == "int dtype m":
-        dtype = draw(st.sampled_from(INT_DTYPES))
-        expect_typed_error(lambda: cls(step_mode="m")(torch.zeros(*dims, dtype=dtype)), "x_seq", (TypeError,))
-    elif case == "int dtype s":
-        dtype = draw(st.sampled_from(INT_DTYPES))
-        expect_typed_error(lambda: cls()(torch.zeros(*dims, dtype=dtype)), "x", (TypeError,))
+    if case == "not a tensor":
+        expect_typed_error(lambda: cls()(torch.zeros(*dims).tolist()), "x", (TypeError,))
     elif case == "rank 0":
         expect_typed_error(lambda: cls(step_mode="m")(torch.tensor(0.5)), "x_seq", (ValueError,))
     elif case == "empty sequence":
         expect_typed_error(lambda: cls(step_mode="m")(torch.zeros(0, *dims)), "x_seq", (ValueError,))
     else:
         expect_typed_error(lambda: cls(step_mode="m")(torch.zeros(*dims, dtype=torch.complex64)), "x_seq", (TypeError,))
+
+
+@FAST
+@given(data=st.data())
+def test_integer_neuron_inputs_run_as_their_float_values(data: st.DataObject) -> None:
+    # integer and bool inputs (event counts) are promoted as SpikingJelly's float states promote them
+    from snn import neuron
+
+    EXAMPLES["neuron/integer inputs"] += 1
+    draw = data.draw
+    cls = draw(st.sampled_from([neuron.IFNode, neuron.LIFNode, neuron.ParametricLIFNode]))
+    dtype = draw(st.sampled_from(INT_DTYPES))
+    step_mode = draw(st.sampled_from(["s", "m"]))
+    dims = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
+    high = 2 if dtype == torch.bool else 4
+    counts = torch.randint(0, high, (3, *dims), generator=torch.Generator().manual_seed(draw(st.integers(0, 99)))).to(dtype)
+    counted, floated = cls(step_mode=step_mode), cls(step_mode=step_mode)
+    if step_mode == "m":
+        got, expected = counted(counts), floated(counts.to(torch.get_default_dtype()))
+    else:
+        got = torch.stack([counted(step) for step in counts])
+        expected = torch.stack([floated(step) for step in counts.to(torch.get_default_dtype())])
+    assert got.dtype == torch.get_default_dtype()
+    assert torch.equal(got, expected) and torch.equal(counted.v, floated.v)
 
 
 @FAST

@@ -91,7 +91,7 @@ def _as_floating(name: str, x: Any) -> torch.Tensor:
     torch's default dtype, as SpikingJelly's arithmetic with its float states promotes them;
     ``TypeError`` for anything else (complex tensors, non-tensors)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a floating-point tensor, got {type(x).__name__}")
+        raise TypeError(f"{name}: expected a tensor (floating, or integer / bool counts), got {type(x).__name__}")
     if x.is_floating_point():
         return x
     if x.is_complex():
