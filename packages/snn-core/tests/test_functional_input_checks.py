@@ -24,13 +24,17 @@ META = torch.device("meta")
 def test_set_threshold_margin_refuses_class_indices() -> None:
     node = neuron.IFNode()
     node.train()
-    with pytest.raises(ValueError, match=r"label_one_hot: expected one-hot labels of shape \[B, C\].*got shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"label_one_hot: expected one-hot labels of shape \[B, C, \*\] \(at least 2-D\), got shape \(2,\); for class indices"):
         functional.set_threshold_margin(node, torch.tensor([1, 0]))
-    with pytest.raises(ValueError, match=r"label_one_hot: .*got shape \(1, 2, 2\)"):
-        functional.set_threshold_margin(node, torch.zeros(1, 2, 2))
-    node.eval()  # the shape is checked in evaluation mode too
-    with pytest.raises(ValueError, match="label_one_hot"):
-        functional.set_threshold_margin(node, torch.tensor([1, 0]))
+    with pytest.raises(ValueError, match=r"label_one_hot: .*got shape \(\)"):
+        functional.set_threshold_margin(node, torch.tensor(1.0))
+    # an output layer with more dimensions: [B, C, H] labels, one threshold per element
+    labels = torch.tensor([[[1, 0], [0, 1]]])
+    functional.set_threshold_margin(node, labels)
+    torch.testing.assert_close(node.v_threshold, torch.tensor([[[1.1, 0.9], [0.9, 1.1]]]))
+    node.eval()  # evaluation mode does not read the labels (as the reference)
+    functional.set_threshold_margin(node, torch.tensor([1, 0]), eval_threshold=1.5)
+    assert node.v_threshold == 1.5
 
 
 def test_set_threshold_margin_refuses_values_other_than_0_and_1() -> None:

@@ -94,8 +94,9 @@ def set_threshold_margin(
     Args:
         output_layer: the output spiking neuron layer (has ``v_threshold``).
         label_one_hot: ``[B, C]`` one-hot (or multi-hot) labels, values 0 and 1 in any numeric
-            dtype, or bool; class indices ``[B]`` are refused (turn them into one-hot codes with
-            ``torch.nn.functional.one_hot(labels, C)``).
+            dtype, or bool (``[B, C, *]`` for an output layer with more dimensions); in training
+            mode class indices ``[B]`` are refused (turn them into one-hot codes with
+            ``torch.nn.functional.one_hot(labels, C)``); evaluation mode does not read them.
         eval_threshold: the threshold in evaluation mode.
         threshold0: the training threshold of the other classes.
         threshold1: the training threshold of the true class.
@@ -104,9 +105,9 @@ def set_threshold_margin(
         TypeError: ``output_layer`` has no ``v_threshold``, ``label_one_hot`` is not a tensor
             or is complex, or a threshold is not a real number (Python or NumPy) or a
             one-element tensor.
-        ValueError: ``label_one_hot`` is not 2-D ``[B, C]`` (the reference silently turns 1-D
-            class indices into per-class thresholds shared by every sample), or in training mode
-            holds a value other than 0 and 1 (checking costs one pass over the labels and, on a
+        ValueError: in training mode, ``label_one_hot`` has fewer than 2 dimensions (the
+            reference silently turns 1-D class indices into per-class thresholds shared by every
+            sample) or holds a value other than 0 and 1 (checking costs one pass over the labels and, on a
             GPU, one synchronisation; bool labels skip it); a threshold is NaN or infinite (as
             the neurons' own ``v_threshold``).
         snn.errors.UnsupportedOperationError: in training mode, ``label_one_hot`` is a meta
@@ -121,20 +122,20 @@ def set_threshold_margin(
     _require_tensor(label_one_hot, fn, "label_one_hot")
     if label_one_hot.is_complex():
         raise TypeError(f"{fn}: label_one_hot: expected a real or bool dtype, got {label_one_hot.dtype}")
-    if label_one_hot.dim() != 2:
-        hint = (
-            "; for class indices pass torch.nn.functional.one_hot(labels, num_classes)"
-            if label_one_hot.dim() == 1 and not label_one_hot.is_floating_point()
-            else ""
-        )
-        raise ValueError(
-            f"{fn}: label_one_hot: expected one-hot labels of shape [B, C] (2-D), got shape "
-            f"{tuple(label_one_hot.shape)}{hint}"
-        )
     eval_threshold = _require_real(eval_threshold, fn, "eval_threshold")
     threshold0 = _require_real(threshold0, fn, "threshold0")
     threshold1 = _require_real(threshold1, fn, "threshold1")
     if output_layer.training:
+        if label_one_hot.dim() < 2:
+            hint = (
+                "; for class indices pass torch.nn.functional.one_hot(labels, num_classes)"
+                if label_one_hot.dim() == 1 and not label_one_hot.is_floating_point()
+                else ""
+            )
+            raise ValueError(
+                f"{fn}: label_one_hot: expected one-hot labels of shape [B, C, *] (at least 2-D), got shape "
+                f"{tuple(label_one_hot.shape)}{hint}"
+            )
         if label_one_hot.dtype != torch.bool and label_one_hot.numel() > 0:
             _require_data(label_one_hot, fn, "label_one_hot", "to check that it is one-hot")
             with torch.no_grad():
