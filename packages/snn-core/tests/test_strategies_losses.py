@@ -352,6 +352,27 @@ def test_checkpointed_recomputation_runs_other_forward_hooks_and_first_forward_r
     assert len(calls) > 6  # the recomputation ran the plain hook again, only monitors paused
 
 
+class _StepCounter(nn.Module):
+    """Counts its calls in a buffer it replaces (not updates in place) at every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.count = self.count + 1
+        return x
+
+
+@pytest.mark.parametrize("strategy", ["loop", "checkpointed"])
+def test_checkpointed_recomputation_restores_a_replaced_buffer(strategy: str) -> None:
+    counter = _StepCounter()
+    net = MultiStepContainer(counter, nn.Linear(3, 3), LIFNode(), strategy=strategy, **({"k": 2} if strategy == "checkpointed" else {}))
+    net(torch.rand(6, 2, 3, requires_grad=True) * 3).sum().backward()
+    assert int(counter.count) == 6  # 12 when the recomputation's replacement survived
+    assert counter.count is counter._buffers["count"]
+
+
 def test_container_refuses_unknown_strategy_options_at_construction() -> None:
     with pytest.raises(TypeError, match=r"forward strategy 'checkpointed' takes only the options \['k'\], got unknown \['kk'\]"):
         MultiStepContainer(nn.Linear(2, 2), strategy="checkpointed", kk=3)

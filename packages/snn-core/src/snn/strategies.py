@@ -124,6 +124,8 @@ class _ModuleSnapshot:
 
     def __init__(self, module: nn.Module) -> None:
         self.attributes = [(m, dict(m.__dict__)) for m in module.modules()]
+        # the buffer entries too: a module may replace a buffer (self.count = self.count + 1)
+        self.buffer_entries = [(m, dict(m._buffers)) for m in module.modules()]
         with torch.no_grad():
             self.buffers = [(b, b.clone()) for b in module.buffers()]
 
@@ -135,6 +137,9 @@ class _ModuleSnapshot:
             for key, value in saved.items():
                 if current.get(key) is not value:
                     current[key] = value
+        for m, entries in self.buffer_entries:
+            m._buffers.clear()
+            m._buffers.update(entries)
         with torch.no_grad():
             for buffer, value in self.buffers:
                 buffer.copy_(value)
