@@ -147,6 +147,7 @@ def test_ctrl_c_stops_the_workers_and_interrupts_the_launcher(
         timer.cancel()
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask") or os.name != "posix", reason="POSIX signal masks")
 def test_ctrl_c_while_a_worker_starts_is_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interruptible: None) -> None:
     # starting a worker imports torch in a new interpreter: seconds on a busy machine, during
     # which the launcher once ignored SIGINT, so a Ctrl-C then was dropped and training went on

@@ -500,9 +500,10 @@ class _LauncherSignals:
 
     @contextmanager
     def sigint_deferred(self) -> Iterator[None]:
-        """Hold SIGINT back for a moment, while a worker starts: a Ctrl-C meanwhile raises
-        :class:`KeyboardInterrupt` when the block ends (ignoring it instead would drop it, and
-        starting a worker can take seconds on a busy machine).
+        """Hold SIGINT back for a moment, while a worker starts: a Ctrl-C meanwhile is raised
+        again when the block ends, also when the block raised (by default a
+        :class:`KeyboardInterrupt`; ignoring SIGINT instead would drop it, and starting a worker
+        can take seconds on a busy machine).
 
         SIGINT is blocked in this thread, so a worker started meanwhile inherits the block (a
         signal mask survives ``exec``) and never prints a KeyboardInterrupt traceback, even
@@ -510,7 +511,8 @@ class _LauncherSignals:
         other threads may still receive it: a handler that only notes it covers them. Where
         signal masks do not exist (Windows) SIGINT is ignored for the moment instead.
         """
-        if not self.active or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # (inherited as ignored)
+        current = signal.getsignal(signal.SIGINT) if self.active else None
+        if current is None or current is signal.SIG_IGN:  # another thread, inherited as ignored, or not Python's
             yield
             return
         if not hasattr(signal, "pthread_sigmask"):
@@ -532,8 +534,8 @@ class _LauncherSignals:
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one is noted
             signal.signal(signal.SIGINT, handler)
-        if received:
-            raise KeyboardInterrupt
+            if received:  # delivered now, to the handler that was there (KeyboardInterrupt by default)
+                signal.raise_signal(signal.SIGINT)
 
     def ignore_all(self) -> None:
         """Ignore the three signals (while the workers are being stopped: a second Ctrl-C or
@@ -583,6 +585,12 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> None:
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 2:
         raise ValueError(f"nproc: expected an int >= 2, got {nproc!r}")
     context = multiprocessing.get_context("spawn")
+    if os.name == "posix":
+        # started by the first worker's start otherwise, which unblocks SIGINT on its way and so
+        # would let that worker see a Ctrl-C while it imports (see _LauncherSignals.sigint_deferred)
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
     store = TCPStore(_HOST, 0, world_size=nproc, is_master=True, wait_for_workers=False,
                      timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     processes: list[Any] = []
