@@ -498,7 +498,8 @@ class Flatten(StepModeWrapper, nn.Flatten):
     Raises:
         ValueError: (forward, step mode ``'m'``) ``x`` is not ``[T, N, *]`` with the dimensions
             ``start_dim`` .. ``end_dim`` of a step ``[N, *]``, or ``start_dim`` is the batch
-            dimension 0 (flattening ``N`` into the features would mix the samples).
+            dimension 0 and ``end_dim`` a later one (flattening ``N`` into the features would mix
+            the samples; ``start_dim = end_dim = 0`` changes nothing and passes).
     """
 
     multi_step_min_rank = 2
@@ -511,7 +512,7 @@ class Flatten(StepModeWrapper, nn.Flatten):
             TypeError: ``x`` is not a tensor.
             ValueError: ``x`` has fewer than 2 dimensions, a step ``[N, *]`` lacks dimension
                 ``start_dim`` or ``end_dim``, ``start_dim`` comes after ``end_dim``, or
-                ``start_dim`` is the batch dimension 0.
+                ``start_dim`` is the batch dimension 0 and ``end_dim`` a later one.
         """
         x = super().check_multi_step_input(x, argument)
         step_rank = x.dim() - 1
