@@ -170,7 +170,9 @@ def test_fptt_and_ottt_refuse_empty_sequences() -> None:
     model = nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     before = model.weight.detach().clone()
-    w_ra = functional.fptt_online_training_init_w_ra(optimizer)
+    # a stand-in for fptt_online_training_init_w_ra(optimizer), which needs snn-online's learner:
+    # the sequence is checked before any learner is looked up (this environment may have none)
+    w_ra = [torch.zeros_like(p) for p in model.parameters()]
     with pytest.raises(ValueError, match=r"fptt_online_training: x_seq: .*at least one time step.*\(0, 1, 2\)"):
         functional.fptt_online_training(
             model, optimizer, torch.empty(0, 1, 2), torch.empty(0, 1, 1), nn.functional.mse_loss, 0.5, w_ra
