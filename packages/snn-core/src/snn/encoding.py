@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from snn.base import MemoryModule, StepModule
-from snn.errors import UnsupportedOperationError
+from snn.functional.misc import _require_data
 
 __all__ = [
     "StatelessEncoder",
@@ -77,14 +77,9 @@ def _check_range(x: torch.Tensor, high: float, what: str) -> None:
     A non-empty meta tensor, which has no values to check, raises
     :class:`~snn.errors.UnsupportedOperationError`.
     """
-    if x.device.type == "meta" and x.numel() > 0:
-        raise UnsupportedOperationError(
-            "torch",
-            f"{what}: x: a tensor on device 'meta' (it has no values, which {what} reads to check "
-            f"that they lie in [0, {high:g}]); pass a tensor with data (cpu, cuda, ...)",
-        )
     if x.numel() == 0:
         return
+    _require_data(x, what, "x", f"to check that they lie in [0, {high:g}]")
     inside = (x >= 0) & (x <= high)
     if not bool(inside.all()):
         bad = x[~inside]
