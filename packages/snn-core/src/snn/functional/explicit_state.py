@@ -143,17 +143,17 @@ def to_functional_forward(
 def _check_states(module: nn.Module, states: Sequence[Any], original: Sequence[Any]) -> None:
     """Raise ``TypeError`` for a state that is neither a real number nor a tensor where the
     memory it replaces is one of these (lists and other memory kinds are not checked)."""
-    names = [
-        f"{prefix or type(module).__name__}.{name}"
-        for prefix, sub in module.named_modules()
-        if isinstance(sub, MemoryModule)
-        for name in sub._memories
-    ]
     for i, (value, current) in enumerate(zip(states, original)):
         if not isinstance(current, (int, float, torch.Tensor)) or isinstance(current, bool):
             continue
         if isinstance(value, torch.Tensor) or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
             continue
+        names = [  # in snn.base.extract_memories order
+            f"{prefix or type(module).__name__}.{name}"
+            for prefix, sub in module.named_modules()
+            if isinstance(sub, MemoryModule)
+            for name in sub._memories
+        ]
         raise TypeError(
             f"functional forward of {type(module).__name__}: states[{i}] (memory {names[i]}): expected a real "
             f"number or a tensor, got {type(value).__name__}"
