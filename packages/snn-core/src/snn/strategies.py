@@ -123,21 +123,20 @@ class _ModuleSnapshot:
     """
 
     def __init__(self, module: nn.Module) -> None:
-        self.attributes = [(m, dict(m.__dict__)) for m in module.modules()]
-        # the buffer entries too: a module may replace a buffer (self.count = self.count + 1)
-        self.buffer_entries = [(m, dict(m._buffers)) for m in module.modules()]
+        # per module, its attributes and its buffer entries (a module may replace a buffer:
+        # self.count = self.count + 1)
+        self.modules = [(m, dict(m.__dict__), dict(m._buffers)) for m in module.modules()]
         with torch.no_grad():
             self.buffers = [(b, b.clone()) for b in module.buffers()]
 
     def restore(self) -> None:
-        for m, saved in self.attributes:
+        for m, saved, entries in self.modules:
             current = m.__dict__
             for key in [key for key in current if key not in saved]:
                 del current[key]
             for key, value in saved.items():
                 if current.get(key) is not value:
                     current[key] = value
-        for m, entries in self.buffer_entries:
             m._buffers.clear()
             m._buffers.update(entries)
         with torch.no_grad():
