@@ -62,15 +62,15 @@ def check_single_step_children(modules: Iterable[tuple[str, nn.Module]]) -> None
             )
 
 
-def _check_stateless_children(container: nn.Module, runner: str, instead: str) -> None:
+def _check_stateless_children(modules: Iterable[tuple[str, nn.Module]], runner: str, instead: str) -> None:
     """Refuse stateful modules (:class:`~snn.base.MemoryModule`: neurons, ``layer.Dropout`` ...)
-    inside ``container`` when ``runner`` runs all time steps at once: they would see the steps
-    as one batch and keep no state from one step to the next.
+    among a container's ``(name, module)`` pairs when ``runner`` runs all time steps at once:
+    they would see the steps as one batch and keep no state from one step to the next.
 
     Raises:
         ValueError: naming the stateful modules and what to use instead (``instead``).
     """
-    stateful = [name for name, m in container.named_modules() if m is not container and isinstance(m, MemoryModule)]
+    stateful = [name for name, m in modules if isinstance(m, MemoryModule)]
     if stateful:
         raise ValueError(
             f"{runner} runs all time steps at once and keeps no state between them, "
@@ -85,11 +85,17 @@ def _identity(x: Any) -> Any:
 class _SingleStepSequence(nn.Sequential):
     """Shared behaviour: children checked to be single-step; children as a tuple of callables."""
 
-    def _check_children(self) -> None:
+    def _check_children(self) -> list[tuple[str, nn.Module]]:
         """Every module inside (children and their submodules) in step mode ``'s'``: checked at
         construction and again at every call, since a step mode can change in between (a child
-        in ``'m'`` would read each step ``[N, *]`` as a sequence and answer wrongly)."""
-        check_single_step_children((name, m) for name, m in self.named_modules() if m is not self)
+        in ``'m'`` would read each step ``[N, *]`` as a sequence and answer wrongly).
+
+        Returns:
+            the ``(name, module)`` pairs checked, for other checks of the same call.
+        """
+        modules = [(name, m) for name, m in self.named_modules() if m is not self]
+        check_single_step_children(modules)
+        return modules
 
     def _children_callables(self) -> tuple[Callable[..., Any], ...]:
         children = tuple(self._modules.values())
@@ -146,13 +152,13 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
 
     def __init__(self, *modules: Any, strategy: str = "loop", **strategy_options: Any) -> None:
         super().__init__(*modules)
-        self._check_children()
+        inner = self._check_children()
         self.step_mode = "m"
         if not isinstance(strategy, str):
             raise TypeError(f"strategy: expected a registered strategy name (str), got {type(strategy).__name__}")
         self.strategy = strategy
         self.strategy_options = dict(strategy_options)
-        implementation = self._check_strategy()
+        implementation = self._check_strategy(inner)
         if implementation is not None:
             from snn.strategies import check_strategy_options
 
@@ -165,10 +171,11 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
     def _uses_loop_fast_path(strategy: str, options: dict[str, Any]) -> bool:
         return strategy == "loop" and not options
 
-    def _check_strategy(self) -> Callable[..., Any] | None:
+    def _check_strategy(self, inner: list[tuple[str, nn.Module]]) -> Callable[..., Any] | None:
         """The strategy's implementation (``None`` for the plain loop), after checking that it
-        runs what the container holds: single-step children, or for a strategy that runs each
-        step on its own (``module="stateless"``) children without state. A strategy that runs a
+        runs what the container holds (``inner``: the modules inside, from
+        :meth:`_check_children`): single-step children, or for a strategy that runs each step on
+        its own (``module="stateless"``) children without state. A strategy that runs a
         multi-step module cannot run them at all."""
         if self._uses_loop_fast_path(self.strategy, self.strategy_options):
             return None
@@ -184,7 +191,7 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
             )
         if runs == "stateless":
             _check_stateless_children(
-                self, f"strategy {self.strategy!r}", "use a strategy that runs one step at a time, such as 'loop'"
+                inner, f"strategy {self.strategy!r}", "use a strategy that runs one step at a time, such as 'loop'"
             )
         return cast(Callable[..., Any], entry.implementation)
 
@@ -202,8 +209,7 @@ class MultiStepContainer(_SingleStepSequence, MultiStepModule):
         Returns:
             ``[T, N, *out]``: the per-step outputs stacked along time.
         """
-        self._check_children()
-        implementation = self._check_strategy()
+        implementation = self._check_strategy(self._check_children())
         if implementation is None:
             return multi_step_forward(x_seq, self._children_callables())
         return implementation(self.step_module(), x_seq, **self.strategy_options)
@@ -240,13 +246,12 @@ class SeqToANNContainer(_SingleStepSequence, MultiStepModule):
 
     def __init__(self, *modules: Any) -> None:
         super().__init__(*modules)
-        self._check_children()
-        self._check_stateless()
+        self._check_stateless(self._check_children())
         self.step_mode = "m"
 
-    def _check_stateless(self) -> None:
+    def _check_stateless(self, inner: list[tuple[str, nn.Module]]) -> None:
         _check_stateless_children(
-            self,
+            inner,
             type(self).__name__,
             "run stateful modules one step at a time with MultiStepContainer (or a module in step mode 'm')",
         )
@@ -260,8 +265,7 @@ class SeqToANNContainer(_SingleStepSequence, MultiStepModule):
         Raises:
             ValueError: a child is not in step mode ``'s'`` or is stateful.
         """
-        self._check_children()
-        self._check_stateless()
+        self._check_stateless(self._check_children())
         return seq_to_ann_forward(x_seq, self._children_callables())
 
     def extra_repr(self) -> str:
@@ -318,13 +322,12 @@ class TLastSeqToANNContainer(_SingleStepSequence, MultiStepModule):
 
     def __init__(self, *modules: Any) -> None:
         super().__init__(*modules)
-        self._check_children()
-        self._check_stateless()
+        self._check_stateless(self._check_children())
         self.step_mode = "m"
 
-    def _check_stateless(self) -> None:
+    def _check_stateless(self, inner: list[tuple[str, nn.Module]]) -> None:
         _check_stateless_children(
-            self, type(self).__name__, "run stateful modules one step at a time with TLastMultiStepContainer"
+            inner, type(self).__name__, "run stateful modules one step at a time with TLastMultiStepContainer"
         )
 
     def forward(self, x_seq: torch.Tensor) -> Any:
@@ -336,8 +339,7 @@ class TLastSeqToANNContainer(_SingleStepSequence, MultiStepModule):
         Raises:
             ValueError: a child is not in step mode ``'s'`` or is stateful.
         """
-        self._check_children()
-        self._check_stateless()
+        self._check_stateless(self._check_children())
         return t_last_seq_to_ann_forward(x_seq, self._children_callables())
 
     def extra_repr(self) -> str:
@@ -376,16 +378,16 @@ class StepModeContainer(_SingleStepSequence, StepModule):
                 f"signature is StepModeContainer(stateful, step_mode='s', *modules)"
             )
         super().__init__(*modules)
-        self._check_children()
+        inner = self._check_children()
         self.stateful = stateful
         self.step_mode = step_mode
         if step_mode == "m":
-            self._check_stateless()
+            self._check_stateless(inner)
 
-    def _check_stateless(self) -> None:
+    def _check_stateless(self, inner: list[tuple[str, nn.Module]]) -> None:
         if not self.stateful:
             _check_stateless_children(
-                self,
+                inner,
                 "StepModeContainer(stateful=False) in step mode 'm'",
                 "construct it with stateful=True (StepModeContainer(True, 'm', ...)) to run them one step at a time",
             )
@@ -400,7 +402,7 @@ class StepModeContainer(_SingleStepSequence, StepModule):
             ValueError: a child is not in step mode ``'s'``; in step mode ``'m'`` with
                 ``stateful=False``, a child is stateful.
         """
-        self._check_children()
+        inner = self._check_children()
         callables = self._children_callables()
         if self._step_mode == "s":
             y = x
@@ -409,7 +411,7 @@ class StepModeContainer(_SingleStepSequence, StepModule):
             return y
         if self.stateful:
             return multi_step_forward(x, callables)
-        self._check_stateless()
+        self._check_stateless(inner)
         return seq_to_ann_forward(x, callables)
 
     def extra_repr(self) -> str:
