@@ -166,6 +166,26 @@ def test_logistic_derivative_is_one_operation_in_backward_programs(dtype):
     assert "tmt" not in _ops(compile_program([(sig * 0.3) * (1.0 - t2)], ["s"], affine=True))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exponential_of_an_affine_is_one_exp2_in_backward_programs(dtype):
+    """``exp(alpha u + beta)`` (EIF's coefficient) is ``exp2`` of the affine scaled by ``log2(e)``
+    in backward programs, in the same two operations, within the documented rounding of a
+    float64 evaluation; the forward's programs keep ``torch.exp``."""
+    u = var("u")
+    e = Expr("exp", ((u - 0.8) / 1.5,))
+    program = compile_program([e], ["u"], affine=True)
+    assert _ops(program) == ["affine", "exp2"]
+    assert program.instructions[0].value == pytest.approx((1.0 / (1.5 * math.log(2.0)), -0.8 / (1.5 * math.log(2.0))))
+    uu = torch.cat([torch.linspace(-14.0, 16.0, 3001, dtype=dtype), torch.tensor([math.inf, -math.inf, math.nan], dtype=dtype)])
+    got = _run(program, (uu,))[0]
+    reference = torch.exp((uu.double() - 0.8) / 1.5)
+    tolerance = {"rtol": 6e-7, "atol": 0.0} if dtype == torch.float32 else {"rtol": 1e-14, "atol": 0.0}
+    torch.testing.assert_close(got.double(), reference, equal_nan=True, **tolerance)
+    assert "exp2" not in _ops(compile_program([e], ["u"]))
+    # an exponential of a plain tensor stays exp: scaling it would add a pass
+    assert _ops(compile_program([Expr("exp", (u,))], ["u"], affine=True)) == ["exp"]
+
+
 def test_lerp_result_never_overwrites_its_operand():
     """``a + (b - a) w`` with ``w >= 0.5`` runs in two steps that read ``a`` twice: its result
     must not take ``a``'s buffer (it did when ``a`` was a scratch value used last there).

@@ -30,6 +30,8 @@ __all__ = [
     "split_scalar_factor",
 ]
 
+_LOG2_E = 1.0 / math.log(2.0)  # exp(y) = exp2(y log2(e))
+
 #: A comparison with its operands swapped (``c < t`` is ``t > c``).
 FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -67,6 +69,13 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
       ``alpha t + beta``, computed in one operation. This re-associates the arithmetic, so it is
       meant for the coefficients of a backward pass, not for the dynamics whose spikes must
       match a reference exactly.
+    - With ``affine``, ``exp(alpha t + beta)`` becomes ``exp2(alpha' t + beta')`` with both
+      numbers scaled by ``log2(e)``: the same pass count, and on x86 CPUs ``torch.exp`` calls
+      MKL's vector exp where ``torch.exp2`` runs PyTorch's own vectorized code (on an AMD EPYC
+      with AVX2, 2 threads, ``[4, 2^18]`` float32: exp 1141 us, exp2 616 us). The scaled
+      argument's rounding grows with its size: relative errors up to 5.2e-7 for
+      ``|alpha t + beta| <= 10`` and 3.9e-6 near float32's overflow, against 6.3e-8 for ``exp``;
+      this, too, is for the coefficients of a backward pass only.
     """
     scalar_set = frozenset(scalar_vars)
     table: dict[tuple[Any, ...], Expr] = {}
@@ -156,6 +165,9 @@ def lower(outputs: Sequence[Expr], scalar_vars: Iterable[str] = (), affine: bool
             # t / 2^k is t * 2^-k exactly (both round the same real number), and the product
             # fuses into a consuming sum as one torch.add(a, t, alpha=2^-k)
             out = node("*", (args[0], node("num", (), inverse)))
+        if out is None and affine and e.op == "exp" and args[0].op == "affine":
+            (t,), (alpha, beta) = args[0].args, args[0].value
+            out = node("exp2", (node("affine", (t,), (alpha * _LOG2_E, beta * _LOG2_E)),))
         if out is None and e.op == "where" and not is_scalar(args[0]):
             out = clamp(*args)
         if out is None and e.op == "where" and not is_scalar(args[0]):  # parameter-only selections stay floats

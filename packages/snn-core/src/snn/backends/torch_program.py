@@ -78,7 +78,7 @@ __all__ = ["Program", "compile_program", "number_operand"]
 # typed Callable[..., Tensor]: the entries are overloaded torch functions called with out=
 _COMPARE: dict[str, Callable[..., torch.Tensor]] = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge}
 _UNARY: dict[str, Callable[..., torch.Tensor]] = {
-    "exp": torch.exp, "log": torch.log, "abs": torch.abs, "sqrt": torch.sqrt, "sigmoid": torch.sigmoid,
+    "exp": torch.exp, "exp2": torch.exp2, "log": torch.log, "abs": torch.abs, "sqrt": torch.sqrt, "sigmoid": torch.sigmoid,
     "cos": torch.cos, "sin": torch.sin, "neg": torch.neg,
     # torch.relu takes no out=; clamp keeps NaN as relu does
     "relu": lambda a, out: torch.clamp(a, min=0.0, out=out),
